@@ -1,0 +1,176 @@
+"""Helpers for end-to-end tests in Linux network namespaces.
+
+A Lab creates uniquely named namespaces, veth links and processes, and removes
+all of them on close(), whatever happened in the test. Use it through the
+`lab` fixture (tests/netns/conftest.py):
+
+    a, b = lab.netns(), lab.netns()
+    lab.veth(a, "10.9.0.1/24", b, "10.9.0.2/24")
+    vpn = lab.spawn(a, lab.tool("vpn", "-la", ":5000", ...))
+    lab.run(b, ["ping", "-c", "1", "10.9.0.1"])
+
+Processes run via `ip netns exec`, which execs in place: Popen.pid is the
+tool's own pid, and its exit status is real. Processes are killed by pid.
+"""
+import itertools
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+BIN = REPO / "bin"
+_counter = itertools.count()
+
+
+def tool_argv(name, *args):
+    """argv that runs the real bin/<name> script with this interpreter (the venv's)."""
+    return [sys.executable, str(BIN / name), *map(str, args)]
+
+
+def wait_for(predicate, timeout=5.0, interval=0.05, what="condition"):
+    """Poll predicate() until it returns a truthy value; raise AssertionError on timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out after %.1fs waiting for %s" % (timeout, what))
+        time.sleep(interval)
+
+
+class Lab:
+    def __init__(self):
+        self.namespaces = []
+        self.procs = []
+        self.tmpdir = Path(tempfile.mkdtemp(prefix="tomato-lab-"))
+        self._logs = []
+
+    # -- namespaces and links ------------------------------------------------
+    def netns(self, ipv6=False):
+        name = "tmt%dx%d" % (os.getpid(), next(_counter))
+        subprocess.run(["ip", "netns", "add", name], check=True)
+        self.namespaces.append(name)
+        self.sh(name, "ip link set lo up")
+        if not ipv6:
+            self.sh(name, "sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1")
+        return name
+
+    def veth(self, ns_a, addr_a, ns_b, addr_b, name_a="veth0", name_b="veth0"):
+        """Join two namespaces with a veth pair; addresses in CIDR form (or None)."""
+        tmp_a, tmp_b = "tva%d" % next(_counter), "tvb%d" % next(_counter)
+        subprocess.run(["ip", "link", "add", tmp_a, "type", "veth", "peer", "name", tmp_b], check=True)
+        for tmp, ns, name, addr in ((tmp_a, ns_a, name_a, addr_a), (tmp_b, ns_b, name_b, addr_b)):
+            subprocess.run(["ip", "link", "set", tmp, "netns", ns], check=True)
+            self.sh(ns, "ip link set %s name %s" % (tmp, name))
+            if addr:
+                self.sh(ns, "ip addr add %s dev %s" % (addr, name))
+            self.sh(ns, "ip link set %s up" % name)
+
+    def tun(self, ns, name, addr, mtu=1400):
+        """Pre-create a tun device as the seed's README does."""
+        self.sh(ns, "ip tuntap add dev %s mode tun" % name)
+        self.sh(ns, "ip link set %s up" % name)
+        self.sh(ns, "ip link set %s mtu %d" % (name, mtu))
+        if addr:
+            self.sh(ns, "ip addr add %s dev %s" % (addr, name))
+
+    # -- commands --------------------------------------------------------------
+    def sh(self, ns, command, check=True, **kw):
+        return self.run(ns, ["sh", "-c", command], check=check, **kw)
+
+    def run(self, ns, argv, check=False, timeout=60, **kw):
+        """Run to completion inside ns; returns CompletedProcess with text output."""
+        prefix = ["ip", "netns", "exec", ns] if ns else []
+        kw.setdefault("capture_output", True)
+        kw.setdefault("text", True)
+        return subprocess.run(prefix + list(map(str, argv)), check=check, timeout=timeout, **kw)
+
+    tool = staticmethod(tool_argv)
+
+    def spawn(self, ns, argv, env=None, **kw):
+        """Start a long-running process inside ns; stdout+stderr go to a log file.
+
+        The returned Popen has .log_path and .output() to read what it printed.
+        """
+        prefix = ["ip", "netns", "exec", ns] if ns else []
+        log_path = self.tmpdir / ("proc%d.log" % next(_counter))
+        log_file = open(log_path, "w+b")
+        full_env = dict(os.environ)
+        if env:
+            full_env.update(env)
+        proc = subprocess.Popen(prefix + list(map(str, argv)), stdout=log_file, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, env=full_env, **kw)
+        proc.log_path = log_path
+        proc.output = lambda: log_path.read_text(errors="replace")
+        self.procs.append(proc)
+        self._logs.append(log_file)
+        return proc
+
+    def stop(self, proc, sig=signal.SIGTERM, timeout=5):
+        """Signal proc and wait; returns its exit status (kills it after timeout)."""
+        if proc.poll() is None:
+            proc.send_signal(sig)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        return proc.returncode
+
+    def wait_log(self, proc, text, timeout=10):
+        """Wait until proc's output contains text; fails early if proc died."""
+        def seen():
+            if text in proc.output():
+                return True
+            if proc.poll() is not None:
+                raise AssertionError("process exited (%s) before printing %r:\n%s"
+                                     % (proc.returncode, text, proc.output()))
+            return False
+        return wait_for(seen, timeout, what=repr(text))
+
+    def wait_udp_bound(self, ns, port, timeout=10):
+        def bound():
+            out = self.run(ns, ["ss", "-Hlun", "sport = :%d" % port]).stdout
+            return out.strip() != ""
+        return wait_for(bound, timeout, what="UDP port %d in %s" % (port, ns))
+
+    def wait_tcp_listening(self, ns, port, timeout=10):
+        def listening():
+            out = self.run(ns, ["ss", "-Hltn", "sport = :%d" % port]).stdout
+            return out.strip() != ""
+        return wait_for(listening, timeout, what="TCP port %d in %s" % (port, ns))
+
+    # -- cleanup ---------------------------------------------------------------
+    def close(self):
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.kill()
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                pass
+        for f in self._logs:
+            f.close()
+        for name in reversed(self.namespaces):
+            # Anything still running inside (e.g. a child a tool spawned) dies with it.
+            pids = subprocess.run(["ip", "netns", "pids", name], capture_output=True, text=True).stdout.split()
+            for pid in pids:
+                try:
+                    os.kill(int(pid), signal.SIGKILL)
+                except (ProcessLookupError, ValueError):
+                    pass
+            subprocess.run(["ip", "netns", "del", name], capture_output=True)
+        self.namespaces.clear()
+
+
+def free_port(family=socket.AF_INET, kind=socket.SOCK_STREAM):
+    """A port that was free on loopback a moment ago (root namespace tests)."""
+    with socket.socket(family, kind) as s:
+        s.bind(("127.0.0.1" if family == socket.AF_INET else "::1", 0))
+        return s.getsockname()[1]
