@@ -1,0 +1,175 @@
+"""vpn command line: the seed's flags kept exactly, plus password files/env, --addr, --mtu, --keepalive.
+
+    vpn -la [HOST]:PORT -lp PASS (-pa HOST:PORT | -d) -pp PASS [-I IFACE] [-pvt SEC] [-avt SEC] [-v]
+
+Each side seals what it sends with its local password (-lp) and opens what it
+receives with the peer's password (-pp); host B mirrors host A.
+"""
+import argparse
+import ipaddress
+import logging
+import signal
+import socket
+import sys
+
+from ..cli_common import hostport_arg, positive_float, read_secret, run_cli, setup_logging
+from ..errors import ConfigError
+
+log = logging.getLogger("vpn")
+
+PROG = "vpn"
+
+
+class _OneLineParser(argparse.ArgumentParser):
+    """Bad arguments: one line on stderr and exit status 2, no usage dump, no traceback."""
+
+    def error(self, message):
+        self.exit(2, "%s: error: %s (see --help)\n" % (self.prog, message))
+
+
+def _interface_name(text):
+    if not 0 < len(text) <= 15 or "/" in text or text.strip() != text or text in (".", ".."):
+        raise argparse.ArgumentTypeError("%r is not a valid interface name (1-15 characters)" % text)
+    return text
+
+
+def _cidr(text):
+    try:
+        interface = ipaddress.ip_interface(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("%r is not an address with prefix, e.g. 10.0.1.1/30" % text) from None
+    if "/" not in text:
+        raise argparse.ArgumentTypeError("%r needs a prefix length, e.g. 10.0.1.1/30" % text)
+    return interface
+
+
+def _mtu(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("%r is not a whole number" % text) from None
+    if not 68 <= value <= 65535 - 40 - 8 - 40:
+        raise argparse.ArgumentTypeError("MTU %d out of range 68-65447" % value)
+    return value
+
+
+def _seconds_or_zero(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("%r is not a number" % text) from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError("%r must be 0 (off) or more seconds" % text)
+    return value
+
+
+def build_parser():
+    from .link import KEEPALIVE_SECONDS
+
+    p = _OneLineParser(
+        prog=PROG, allow_abbrev=False,
+        description="Point-to-point encrypted VPN over UDP between two tun devices (AES-256-GCM). "
+                    "Each side encrypts what it sends with its local password and decrypts what it "
+                    "receives with the peer's password.",
+        epilog="example (host A; host B mirrors it with -lp pwd2 -pp pwd1): "
+               "vpn -la :5000 -lp pwd1 -pa 192.168.8.131:5000 -pp pwd2 -v")
+    p.add_argument("-la", metavar="[HOST]:PORT", type=hostport_arg, required=True,
+                   help="local UDP address to listen on, e.g. :5000 or [::]:5000")
+    p.add_argument("-lp", metavar="PASS", help="local password: seals what this side sends")
+    p.add_argument("--local-password-file", metavar="PATH",
+                   help="read the local password from the first line of PATH ($TOMATO_LOCAL_PASSWORD also works)")
+    peer = p.add_mutually_exclusive_group(required=True)
+    peer.add_argument("-pa", metavar="HOST:PORT", type=hostport_arg, help="peer's UDP address")
+    peer.add_argument("-d", action="store_true",
+                      help="dynamic mode: learn the peer's address from its authenticated packets")
+    p.add_argument("-pp", metavar="PASS", help="peer password: opens what the peer sends")
+    p.add_argument("--peer-password-file", metavar="PATH",
+                   help="read the peer password from the first line of PATH ($TOMATO_PEER_PASSWORD also works)")
+    p.add_argument("-I", metavar="IFACE", type=_interface_name, default="tun0",
+                   help="tun device; opened if it exists, created if absent (default tun0)")
+    p.add_argument("-pvt", metavar="SEC", type=positive_float, default=10.0,
+                   help="packet valid time: refuse packets whose timestamp is further than SEC from our clock (default 10)")
+    p.add_argument("-avt", metavar="SEC", type=positive_float, default=60.0,
+                   help="address valid time (dynamic mode): forget the peer's address after SEC without an "
+                        "authentic packet (default 60)")
+    p.add_argument("--addr", metavar="CIDR", type=_cidr, help="add this address to the device, e.g. 10.0.1.1/30")
+    p.add_argument("--mtu", metavar="N", type=_mtu, help="set the device MTU (1500-40-8-40 = 1412 fits any path "
+                                                        "with a 1500 MTU)")
+    p.add_argument("--keepalive", metavar="SEC", type=_seconds_or_zero, default=KEEPALIVE_SECONDS,
+                   help="send an empty authenticated packet after SEC idle (0 = off, default %g)" % KEEPALIVE_SECONDS)
+    p.add_argument("-v", "--verbose", action="count", default=0,
+                   help="debug log: session changes, address updates, dropped datagrams")
+    return p
+
+
+def _resolve(host, port, family=0):
+    try:
+        infos = socket.getaddrinfo(host, port, family, socket.SOCK_DGRAM)
+    except (socket.gaierror, UnicodeError) as e:
+        raise ConfigError("cannot resolve %s: %s" % (host, getattr(e, "strerror", e))) from None
+    return infos[0][4]
+
+
+def resolve_endpoints(local, peer):
+    """(bind sockaddr, peer sockaddr or None) with matching families.
+
+    An empty local host binds IPv4 unless the peer is IPv6; `[::]:PORT` binds a
+    dual-stack socket that also reaches IPv4 peers (as ::ffff:a.b.c.d).
+    """
+    peer_addr = _resolve(peer[0], peer[1]) if peer is not None else None
+    local_host, local_port = local
+    if local_host:
+        bind = _resolve(local_host, local_port)
+    elif peer_addr is not None and len(peer_addr) == 4:
+        bind = ("::", local_port, 0, 0)
+    else:
+        bind = ("0.0.0.0", local_port)
+    if peer_addr is not None and len(bind) != len(peer_addr):
+        if len(bind) == 4:
+            peer_addr = ("::ffff:" + peer_addr[0], peer_addr[1], 0, 0)
+        else:
+            raise ConfigError("local address %s is IPv4 but the peer %s is IPv6" % (bind[0], peer_addr[0]))
+    return bind, peer_addr
+
+
+def _run(args):
+    import gevent
+
+    from .link import Link, format_address, open_udp_socket
+    from .packet import derive_password_key
+    from .session import PeerEndpoint, Receiver
+    from .tun import TunDevice
+
+    local_password = read_secret(args.lp, args.local_password_file, "TOMATO_LOCAL_PASSWORD", "local password")
+    peer_password = read_secret(args.pp, args.peer_password_file, "TOMATO_PEER_PASSWORD", "peer password")
+    bind, peer_addr = resolve_endpoints(args.la, args.pa)
+    sock = open_udp_socket(bind)
+    try:
+        with TunDevice(args.I, addr=args.addr, mtu=args.mtu) as tun:
+            local_key = derive_password_key(local_password)
+            peer_key = derive_password_key(peer_password)
+            endpoint = PeerEndpoint(fixed=peer_addr, forget_after=args.avt)
+            link = Link(tun, sock, local_key, Receiver(peer_key, args.pvt), endpoint, keepalive=args.keepalive)
+            stop_handlers = [gevent.signal_handler(sig, link.stop) for sig in (signal.SIGTERM, signal.SIGINT)]
+            log.info("tunnel %s up: listening on %s, peer %s%s", tun.name, format_address(sock.getsockname()),
+                     format_address(peer_addr) if peer_addr else "learned dynamically",
+                     "" if tun.precreated else " (device created)")
+            try:
+                link.serve_forever()
+            finally:
+                for handler in stop_handlers:
+                    handler.cancel()
+                log.info("stopped: %s", link.stats())
+    finally:
+        sock.close()
+    return 0
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    setup_logging(args.verbose)
+    return run_cli(lambda: _run(args), PROG)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,225 @@
+"""One datagram of the tomato VPN: key derivation, seal and open (pure, no I/O).
+
+Wire layout, integers big-endian, 40 bytes of overhead per packet:
+
+    offset 0          8          16                               n-16       n
+           +----------+----------+--------------------------------+----------+
+           |session id| counter  | AES-256-GCM ciphertext of      |  GCM tag |
+           |   (8)    |   (8)    | timestamp_ms (8) + IP packet   |   (16)   |
+           +----------+----------+--------------------------------+----------+
+           \_ header = associated data _/
+
+  session id    48-bit start time of the sending process (ms since the epoch)
+                followed by 16 random bits; picked once per start.
+  password key  scrypt(password, SCRYPT_SALT, n=2**15, r=8, p=1), once at start.
+  session key   HKDF-SHA256(password key, salt = session id, info = SESSION_KEY_INFO).
+  nonce         4 zero bytes + counter. A fresh session id gives a fresh key, so
+                (key, nonce) never repeats, across restarts too.
+  payload       empty = keepalive (authenticates the session and the address).
+
+Sealer.seal*/Opener.open* do exactly one AEAD call. Opener raises BadPacket for
+anything that is not a well-formed authentic datagram; replay, timestamp and
+session policy live in session.py. Two AEAD backends share one interface:
+`cryptography` (fast, the data path) and pycryptodome (reference, tests).
+"""
+import struct
+
+from ..errors import BadPacket  # noqa: F401  (re-exported for callers)
+
+# -- wire constants -----------------------------------------------------------
+SESSION_ID_SIZE = 8
+COUNTER_SIZE = 8
+COUNTER_OFFSET = SESSION_ID_SIZE
+HEADER_SIZE = SESSION_ID_SIZE + COUNTER_SIZE
+TIMESTAMP_SIZE = 8
+TAG_SIZE = 16
+KEY_SIZE = 32                                   # AES-256
+OVERHEAD = HEADER_SIZE + TIMESTAMP_SIZE + TAG_SIZE   # 40 <= the seed's 44
+MIN_DATAGRAM_SIZE = OVERHEAD                    # a keepalive: empty payload
+MAX_DATAGRAM_SIZE = 65535
+MAX_PAYLOAD_SIZE = MAX_DATAGRAM_SIZE - OVERHEAD
+SESSION_RANDOM_BITS = 16
+SESSION_START_BITS = SESSION_ID_SIZE * 8 - SESSION_RANDOM_BITS   # ms fit until year 10889
+
+SCRYPT_SALT = b"tomato-vpn v1 password"
+SCRYPT_N, SCRYPT_R, SCRYPT_P = 2 ** 15, 8, 1    # ~32 MiB and ~0.1 s: deliberately slow
+SESSION_KEY_INFO = b"tomato-vpn v1 session key"
+
+_HEADER = struct.Struct(">QQ")
+_U64 = struct.Struct(">Q")
+_NONCE = struct.Struct(">4xQ")                  # 4 zero bytes + counter
+
+
+# -- keys -------------------------------------------------------------------------
+def derive_password_key(password):
+    """scrypt of a password (str or bytes): the slow step, done once per start."""
+    from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
+
+    if isinstance(password, str):
+        password = password.encode("utf-8")
+    return Scrypt(salt=SCRYPT_SALT, length=KEY_SIZE, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P).derive(password)
+
+
+def derive_session_key(password_key, session_id):
+    """HKDF binds the key to the session id, so each start encrypts under a new key."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+    return HKDF(algorithm=hashes.SHA256(), length=KEY_SIZE, salt=_U64.pack(session_id),
+                info=SESSION_KEY_INFO).derive(password_key)
+
+
+def make_session_id(start_ms, random16):
+    """Session id = start time (ms) << 16 | 16 random bits; larger start = newer session."""
+    if not 0 <= start_ms < 1 << SESSION_START_BITS or not 0 <= random16 < 1 << SESSION_RANDOM_BITS:
+        raise ValueError("session id parts out of range")
+    return start_ms << SESSION_RANDOM_BITS | random16
+
+
+def session_start_ms(session_id):
+    return session_id >> SESSION_RANDOM_BITS
+
+
+def parse_header(datagram):
+    """(session_id, counter) of a datagram; BadPacket if it cannot be one of ours."""
+    if len(datagram) < MIN_DATAGRAM_SIZE:
+        raise BadPacket("short datagram")
+    if len(datagram) > MAX_DATAGRAM_SIZE:
+        raise BadPacket("oversized datagram")
+    return _HEADER.unpack_from(datagram)
+
+
+# -- AEAD backends: same interface, byte-identical output -------------------------
+class CryptographyAead:
+    """AES-256-GCM from `cryptography`: one key object reused, ~2 us per packet."""
+
+    name = "cryptography"
+
+    def __init__(self, key):
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+        from cryptography.exceptions import InvalidTag
+
+        self._aead = AESGCM(key)
+        self._invalid_tag = InvalidTag
+        # Bound methods looked up once: the hot path calls them directly.
+        self.encrypt_into = self._aead.encrypt_into
+
+    def decrypt_into(self, nonce, data, aad, out):
+        """out gets len(data) - TAG_SIZE bytes; False if authentication fails."""
+        try:
+            self._aead.decrypt_into(nonce, data, aad, out)
+        except self._invalid_tag:
+            return False
+        return True
+
+
+class PycryptodomeAead:
+    """AES-256-GCM from pycryptodome: a new cipher per packet (slow); the reference."""
+
+    name = "pycryptodome"
+
+    def __init__(self, key):
+        from Crypto.Cipher import AES
+
+        self._aes = AES
+        self._key = bytes(key)
+
+    def _cipher(self, nonce, aad):
+        cipher = self._aes.new(self._key, self._aes.MODE_GCM, nonce=bytes(nonce), mac_len=TAG_SIZE)
+        cipher.update(bytes(aad))
+        return cipher
+
+    def encrypt_into(self, nonce, data, aad, out):
+        cipher = self._cipher(nonce, aad)
+        n = len(data)
+        out = memoryview(out)
+        cipher.encrypt(bytes(data), output=out[:n])
+        out[n:n + TAG_SIZE] = cipher.digest()
+
+    def decrypt_into(self, nonce, data, aad, out):
+        cipher = self._cipher(nonce, aad)
+        data = memoryview(data)
+        n = len(data) - TAG_SIZE
+        cipher.decrypt(bytes(data[:n]), output=memoryview(out)[:n])
+        try:
+            cipher.verify(bytes(data[n:]))
+        except ValueError:
+            return False
+        return True
+
+
+DEFAULT_BACKEND = CryptographyAead
+BACKENDS = {b.name: b for b in (CryptographyAead, PycryptodomeAead)}
+
+
+class CounterExhausted(Exception):
+    """The session sent REJECT_AFTER_MESSAGES packets: start a new session."""
+
+
+# -- seal / open -----------------------------------------------------------------------
+class Sealer:
+    """Seals outgoing payloads for one session; the counter only goes up."""
+
+    def __init__(self, session_key, session_id, backend=DEFAULT_BACKEND, counter=0, limit=None):
+        from .replay import REJECT_AFTER_MESSAGES
+
+        self.session_id = session_id
+        self.counter = counter
+        self.limit = REJECT_AFTER_MESSAGES if limit is None else limit
+        self._encrypt_into = backend(session_key).encrypt_into
+
+    def seal_into(self, out, plain, timestamp_ms):
+        """Seal plain = [8 bytes for the timestamp][payload] into out; returns the datagram length.
+
+        plain's first TIMESTAMP_SIZE bytes are overwritten with timestamp_ms, so a
+        packet read from the tun at offset TIMESTAMP_SIZE is sealed without a copy.
+        out must hold len(plain) + HEADER_SIZE + TAG_SIZE bytes and not overlap plain.
+        """
+        counter = self.counter
+        if counter >= self.limit:
+            raise CounterExhausted()
+        self.counter = counter + 1
+        _U64.pack_into(plain, 0, timestamp_ms)
+        _HEADER.pack_into(out, 0, self.session_id, counter)
+        end = HEADER_SIZE + len(plain) + TAG_SIZE
+        out = memoryview(out)
+        self._encrypt_into(_NONCE.pack(counter), plain, out[:HEADER_SIZE], out[HEADER_SIZE:end])
+        return end
+
+    def seal(self, payload, timestamp_ms):
+        """Convenience: the sealed datagram for payload, as bytes."""
+        plain = bytearray(TIMESTAMP_SIZE + len(payload))
+        plain[TIMESTAMP_SIZE:] = payload
+        out = bytearray(len(plain) + HEADER_SIZE + TAG_SIZE)
+        self.seal_into(out, plain, timestamp_ms)
+        return bytes(out)
+
+
+class Opener:
+    """Authenticates and decrypts datagrams of one session (no replay policy here)."""
+
+    def __init__(self, session_key, session_id, backend=DEFAULT_BACKEND):
+        self.session_id = session_id
+        self._decrypt_into = backend(session_key).decrypt_into
+
+    def open_into(self, datagram, out, counter):
+        """Decrypt datagram (header already parsed: counter) into out.
+
+        out receives timestamp + payload (len(datagram) - HEADER_SIZE - TAG_SIZE
+        bytes). Returns the timestamp in ms; BadPacket if authentication fails.
+        """
+        datagram = memoryview(datagram)
+        n = len(datagram) - HEADER_SIZE - TAG_SIZE
+        if not self._decrypt_into(_NONCE.pack(counter), datagram[HEADER_SIZE:], datagram[:HEADER_SIZE],
+                                  memoryview(out)[:n]):
+            raise BadPacket("authentication failed")
+        return _U64.unpack_from(out)[0]
+
+    def open(self, datagram):
+        """Convenience: (counter, timestamp_ms, payload bytes) of a datagram of this session."""
+        session_id, counter = parse_header(datagram)
+        if session_id != self.session_id:
+            raise BadPacket("other session")
+        out = bytearray(len(datagram) - HEADER_SIZE - TAG_SIZE)
+        timestamp_ms = self.open_into(datagram, out, counter)
+        return counter, timestamp_ms, bytes(out[TIMESTAMP_SIZE:])

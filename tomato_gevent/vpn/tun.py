@@ -1,0 +1,141 @@
+"""The tun device: python-pytun, non-blocking fd, waits through the gevent hub.
+
+TunDevice(name, addr=None, mtu=None) is a context manager:
+  - a device that already exists (pre-created with `ip tuntap add ... mode tun`,
+    as the seed's README does) is opened as it is; --addr/--mtu, if given, are
+    applied and undone on exit, and if it was down it is set up and set down
+    again on exit -- the device is left as it was;
+  - an absent device is created (non-persistent: it disappears when closed),
+    configured with --addr/--mtu and set up.
+read_into() / write() never block the hub: EAGAIN waits on one io watcher.
+"""
+import errno
+import fcntl
+import logging
+import os
+import subprocess
+
+from ..errors import ConfigError, TomatoError
+
+log = logging.getLogger(__name__)
+
+MAX_NAME_LENGTH = 15        # IFNAMSIZ - 1
+
+
+def device_exists(name):
+    return os.path.exists(os.path.join("/sys/class/net", name))
+
+
+class TunDevice:
+    def __init__(self, name, addr=None, mtu=None):
+        self.name = name
+        self.addr = addr            # ipaddress interface (IPv4Interface / IPv6Interface) or None
+        self.mtu = mtu
+        self.precreated = None
+        self._dev = None
+        self.fd = None
+        self._undo = []             # callables restoring a pre-created device, newest last
+        self._read_watcher = self._write_watcher = None
+
+    # -- lifecycle ----------------------------------------------------------------
+    def open(self):
+        import pytun
+
+        self.precreated = device_exists(self.name)
+        try:
+            self._dev = pytun.TunTapDevice(name=self.name, flags=pytun.IFF_TUN | pytun.IFF_NO_PI)
+        except pytun.Error as e:
+            code = e.args[0] if e.args and isinstance(e.args[0], int) else None
+            why = e.args[1] if len(e.args) > 1 else str(e)
+            if code == errno.EPERM:
+                raise TomatoError("cannot open tun device %s: %s (run as root or grant CAP_NET_ADMIN)"
+                                  % (self.name, why)) from None
+            if code == errno.EBUSY:
+                raise TomatoError("cannot open tun device %s: %s (another process holds it?)"
+                                  % (self.name, why)) from None
+            if code == errno.EINVAL and self.precreated:
+                raise ConfigError("cannot open %s: it exists but is not a tun device without packet info "
+                                  "(create it with: ip tuntap add dev %s mode tun)" % (self.name, self.name)) from None
+            raise TomatoError("cannot open tun device %s: %s" % (self.name, why)) from None
+        self.fd = self._dev.fileno()
+        flags = fcntl.fcntl(self.fd, fcntl.F_GETFL)
+        fcntl.fcntl(self.fd, fcntl.F_SETFL, flags | os.O_NONBLOCK)
+        try:
+            self._configure()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def _configure(self):
+        dev = self._dev
+        if self.mtu is not None and dev.mtu != self.mtu:
+            old_mtu = dev.mtu
+            try:
+                dev.mtu = self.mtu
+            except Exception as e:
+                raise ConfigError("cannot set MTU %d on %s: %s" % (self.mtu, self.name, e)) from None
+            self._undo.append(lambda: setattr(dev, "mtu", old_mtu))
+        if self.addr is not None:
+            self._ip("addr", "add", str(self.addr), "dev", self.name)
+            self._undo.append(lambda: self._ip("addr", "del", str(self.addr), "dev", self.name))
+        if not self._is_up():
+            dev.up()
+            self._undo.append(dev.down)
+
+    def _is_up(self):
+        with open("/sys/class/net/%s/flags" % self.name) as f:
+            return int(f.read(), 16) & 0x1   # IFF_UP
+
+    def _ip(self, *args):
+        try:
+            result = subprocess.run(["ip", *args], capture_output=True, text=True)
+        except OSError as e:
+            raise TomatoError("cannot run ip(8) to configure %s: %s" % (self.name, e.strerror)) from None
+        if result.returncode != 0:
+            raise ConfigError("ip %s failed: %s" % (" ".join(args), result.stderr.strip()))
+
+    def close(self):
+        if self._dev is None:
+            return
+        if self.precreated:
+            for undo in reversed(self._undo):
+                try:
+                    undo()
+                except Exception as e:      # restoring is best effort, closing must go on
+                    log.warning("could not restore %s: %s", self.name, e)
+        self._undo.clear()
+        for watcher in (self._read_watcher, self._write_watcher):
+            if watcher is not None:
+                watcher.close()
+        self._dev.close()
+        self._dev = None
+        self.fd = None
+
+    def __enter__(self):
+        return self.open()
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # -- I/O ------------------------------------------------------------------------
+    def _watchers(self):
+        from gevent import get_hub
+
+        loop = get_hub().loop
+        self._read_watcher = loop.io(self.fd, 1)
+        self._write_watcher = loop.io(self.fd, 2)
+
+    def wait_readable(self):
+        from gevent import get_hub
+
+        if self._read_watcher is None:
+            self._watchers()
+        get_hub().wait(self._read_watcher)
+
+    def wait_writable(self):
+        from gevent import get_hub
+
+        if self._write_watcher is None:
+            self._watchers()
+        get_hub().wait(self._write_watcher)
