@@ -1,0 +1,256 @@
+"""VPN benchmark: tomato bin/vpn against OpenVPN 2.6 and the raw veth, same run.
+
+Two namespaces A (10.9.0.1) and B (10.9.0.2) joined by a veth. On top of it,
+both tunnels run side by side for the whole section:
+
+    raw veth   10.9.0.1  <->  10.9.0.2
+    tomato     tun0 10.0.1.1/30 <-> 10.0.1.2/30, UDP 5000, the seed's command line
+    OpenVPN    tun1 10.0.2.1 <-> 10.0.2.2 (p2p), UDP 1194, AES-256-GCM, TLS with
+               self-signed certificates + peer-fingerprint, disable-dco,
+               tun-mtu 1400, sndbuf/rcvbuf 4 MiB
+
+iperf3 clients run in B against a one-shot iperf3 server in A; pings go B -> A.
+Rounds alternate the order of the systems (A B C, C B A, ...) and each figure
+keeps the best round. A system that fails to come up is n/a with the reason.
+"""
+import json
+import re
+import subprocess
+
+from benchlib import (HIGHER, LOWER, BenchLab, Figure, Unavailable, best, log, log_tail,  # noqa: F401
+                      tool_argv)
+
+VETH_A, VETH_B = "10.9.0.1", "10.9.0.2"
+TOMATO_A, TOMATO_B = "10.0.1.1", "10.0.1.2"
+OPENVPN_A, OPENVPN_B = "10.0.2.1", "10.0.2.2"
+TUN_MTU = 1400
+SOCKET_BUFFER_BYTES = 4 * 1024 * 1024
+IPERF_PORT = 5201
+TOMATO_PORT = 5000
+OPENVPN_PORT = 1194
+
+VETH, TOMATO, OPENVPN = "raw veth", "tomato", "OpenVPN"
+# Address in A that B's clients target, per system.
+TARGET = {VETH: VETH_A, TOMATO: TOMATO_A, OPENVPN: OPENVPN_A}
+
+
+class VpnLab:
+    """The two namespaces and the tunnels between them; `up` maps system -> True or n/a reason."""
+
+    def __init__(self, lab: BenchLab):
+        self.lab = lab
+        self.a = lab.netns()
+        self.b = lab.netns()
+        lab.veth(self.a, VETH_A + "/24", self.b, VETH_B + "/24")
+        self.up = {VETH: True}
+        self.tomato_procs = []
+        self.openvpn_procs = []
+
+    # -- the systems under test ---------------------------------------------------
+    def start_tomato(self):
+        """bin/vpn exactly as the seed's README: pre-created tun0, mtu 1400, /30 addresses."""
+        try:
+            lab = self.lab
+            lab.tun(self.a, "tun0", TOMATO_A + "/30", mtu=TUN_MTU)
+            lab.tun(self.b, "tun0", TOMATO_B + "/30", mtu=TUN_MTU)
+            port = str(TOMATO_PORT)
+            self.tomato_procs = [
+                lab.spawn(self.a, tool_argv("vpn", "-la", ":" + port, "-lp", "pwd1",
+                                            "-pa", "%s:%s" % (VETH_B, port), "-pp", "pwd2", "-I", "tun0")),
+                lab.spawn(self.b, tool_argv("vpn", "-la", ":" + port, "-lp", "pwd2",
+                                            "-pa", "%s:%s" % (VETH_A, port), "-pp", "pwd1", "-I", "tun0")),
+            ]
+            for proc in self.tomato_procs:
+                lab.wait_alive(proc, lambda: True, 1, "bin/vpn")
+            self._wait_tunnel(self.tomato_procs, TOMATO_A, "bin/vpn")
+            self.up[TOMATO] = True
+        except (Unavailable, OSError, subprocess.SubprocessError) as exc:
+            self.up[TOMATO] = "n/a: %s" % exc
+        return self.up[TOMATO]
+
+    def start_openvpn(self):
+        try:
+            configs = write_openvpn_configs(self.lab, self.lab.tmpdir / "openvpn")
+            self.openvpn_procs = [self.lab.spawn(ns, ["openvpn", "--config", str(conf)])
+                                  for ns, conf in zip((self.a, self.b), configs)]
+            for proc in self.openvpn_procs:
+                self.lab.wait_alive(proc, lambda p=proc: "Initialization Sequence Completed" in p.output(),
+                                    30, "openvpn")
+            self._wait_tunnel(self.openvpn_procs, OPENVPN_A, "openvpn")
+            self.up[OPENVPN] = True
+        except (Unavailable, OSError, subprocess.SubprocessError) as exc:
+            self.up[OPENVPN] = "n/a: %s" % exc
+        return self.up[OPENVPN]
+
+    def _wait_tunnel(self, procs, addr, what):
+        def answers():
+            for proc in procs:
+                if proc.poll() is not None:
+                    raise Unavailable("%s exited with status %s: %s" % (what, proc.returncode, log_tail(proc)))
+            return self.lab.pings(self.b, addr)
+        self.lab.wait_alive(procs[0], answers, 30, "%s tunnel to answer ping %s" % (what, addr))
+
+    # -- measurements (client in B, server in A) ----------------------------------
+    def _iperf(self, system, client_args, seconds):
+        lab = self.lab
+        server = lab.spawn(self.a, ["iperf3", "-s", "-1", "-p", IPERF_PORT])
+        try:
+            lab.wait_tcp_listening(self.a, IPERF_PORT)
+            done = lab.run(self.b, ["iperf3", "-c", TARGET[system], "-p", IPERF_PORT, "-t", seconds, "-J",
+                                    *client_args], timeout=seconds + 30)
+        finally:
+            lab.stop(server, timeout=3)
+        try:
+            report = json.loads(done.stdout)
+        except ValueError:
+            raise Unavailable("iperf3 printed no JSON: %s" % (done.stderr.strip() or "no output")) from None
+        if "error" in report:
+            raise Unavailable("iperf3: %s" % report["error"])
+        return report
+
+    def tcp_mbit(self, system, seconds):
+        """iperf3 TCP single stream B -> A, receiver's Mbit/s."""
+        report = self._iperf(system, [], seconds)
+        return report["end"]["sum_received"]["bits_per_second"] / 1e6
+
+    def udp_pps(self, system, seconds, payload=64):
+        """iperf3 UDP at unlimited rate with small payloads: (received packets/s, loss %)."""
+        report = self._iperf(system, ["-u", "-l", payload, "-b", "0"], seconds)
+        total = report["end"]["sum"]
+        received = total["packets"] - total["lost_packets"]
+        return received / total["seconds"], total["lost_percent"]
+
+    def ping_avg_ms(self, system, count, interval=0.2):
+        done = self.lab.run(self.b, ["ping", "-q", "-c", count, "-i", interval, TARGET[system]],
+                            timeout=count * interval + 10)
+        match = re.search(r"= ([\d.]+)/([\d.]+)/([\d.]+)/([\d.]+) ms", done.stdout)
+        if not match:
+            raise Unavailable("ping: %s" % (done.stdout.strip().splitlines()[-1:] or ["no output"])[0])
+        return float(match.group(2))
+
+
+def write_openvpn_configs(lab, directory):
+    """Self-signed certificates (openssl, now) and the two p2p configs; returns their paths."""
+    directory.mkdir(parents=True, exist_ok=True)
+    fingerprints = {}
+    for side in ("a", "b"):
+        lab.ns_ok(None, ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                         "-nodes", "-days", "1", "-subj", "/CN=tomato-bench-%s" % side,
+                         "-keyout", directory / ("%s.key" % side), "-out", directory / ("%s.crt" % side)])
+        out = lab.ns_ok(None, ["openssl", "x509", "-in", directory / ("%s.crt" % side),
+                               "-noout", "-fingerprint", "-sha256"]).stdout
+        fingerprints[side] = out.strip().split("=", 1)[1]
+    paths = []
+    for side, peer, role, local, remote, addr, peer_addr in (
+            ("a", "b", "tls-server\ndh none", VETH_A, VETH_B, OPENVPN_A, OPENVPN_B),
+            ("b", "a", "tls-client", VETH_B, VETH_A, OPENVPN_B, OPENVPN_A)):
+        conf = directory / ("%s.conf" % side)
+        conf.write_text("\n".join([
+            "dev tun1", "dev-type tun", "proto udp",
+            "local %s" % local, "lport %d" % OPENVPN_PORT,
+            "remote %s %d" % (remote, OPENVPN_PORT),
+            "ifconfig %s %s" % (addr, peer_addr),
+            role,
+            "cert %s" % (directory / ("%s.crt" % side)),
+            "key %s" % (directory / ("%s.key" % side)),
+            "peer-fingerprint %s" % fingerprints[peer],
+            "data-ciphers AES-256-GCM",
+            "disable-dco",
+            "tun-mtu %d" % TUN_MTU,
+            "sndbuf %d" % SOCKET_BUFFER_BYTES, "rcvbuf %d" % SOCKET_BUFFER_BYTES,
+            "verb 3", ""]))
+        paths.append(conf)
+    return paths
+
+
+def _rounds(vpn, systems, rounds, measure):
+    """{system: [value or None per round]} alternating the order; errors kept per system."""
+    values = {s: [] for s in systems}
+    errors = {}
+    for i in range(rounds):
+        order = systems if i % 2 == 0 else list(reversed(systems))
+        for system in order:
+            if vpn.up.get(system) is not True:
+                continue
+            try:
+                values[system].append(measure(system))
+            except (Unavailable, subprocess.SubprocessError, KeyError, OSError) as exc:
+                values[system].append(None)
+                errors[system] = str(exc)
+                log("  %s: %s", system, exc)
+    return values, errors
+
+
+def _reason(vpn, errors, system):
+    up = vpn.up.get(system)
+    if up is not True:
+        return up or "n/a: not started"
+    return "n/a: %s" % errors[system] if system in errors else ""
+
+
+def run(lab, quick=False, rounds=None):
+    """All VPN figures; returns a list of Figure."""
+    tcp_seconds = 3 if quick else 10
+    udp_seconds = 2 if quick else 5
+    ping_count = 10 if quick else 20
+    rounds = rounds or (2 if quick else 3)
+
+    vpn = VpnLab(lab)
+    log("vpn: starting OpenVPN (p2p, AES-256-GCM, TLS, peer-fingerprint, disable-dco)")
+    up = vpn.start_openvpn()
+    log("vpn: OpenVPN %s", "up" if up is True else up)
+    log("vpn: starting tomato bin/vpn (seed command line)")
+    up = vpn.start_tomato()
+    log("vpn: tomato %s", "up" if up is True else up)
+
+    systems = [VETH, OPENVPN, TOMATO]
+    figures = []
+
+    def figure(name, unit, better, values, errors, note_fmt=None):
+        fig = Figure("VPN", name, unit, better, reference_name="OpenVPN 2.6")
+        fig.tomato_rounds, fig.reference_rounds = values[TOMATO], values[OPENVPN]
+        fig.tomato = best(values[TOMATO], better)
+        fig.reference = best(values[OPENVPN], better)
+        fig.tomato_na = "" if fig.tomato is not None else _reason(vpn, errors, TOMATO)
+        fig.reference_na = "" if fig.reference is not None else _reason(vpn, errors, OPENVPN)
+        veth = best(values.get(VETH, []), better)
+        if note_fmt and veth is not None:
+            fig.note = note_fmt % veth
+        figures.append(fig)
+        return fig
+
+    log("vpn: iperf3 TCP single stream, %d s x %d rounds per system", tcp_seconds, rounds)
+    values, errors = _rounds(vpn, systems, rounds, lambda s: _logged(s, "Mbit/s", vpn.tcp_mbit(s, tcp_seconds)))
+    figure("TCP throughput, 1 stream (iperf3 %d s)" % tcp_seconds, "Mbit/s", HIGHER, values, errors,
+           "raw veth: %.0f Mbit/s")
+
+    log("vpn: ping RTT, %d pings at 0.2 s x %d rounds per system", ping_count, rounds)
+    values, errors = _rounds(vpn, systems, rounds, lambda s: _logged(s, "ms", vpn.ping_avg_ms(s, ping_count)))
+    rtt = figure("ping RTT, average of %d" % ping_count, "ms", LOWER, values, errors, "raw veth: %.3f ms")
+    veth_rtt = best(values[VETH], LOWER)
+    if veth_rtt is not None:
+        added = Figure("VPN", "added latency (RTT minus raw veth RTT)", "ms", LOWER, reference_name="OpenVPN 2.6")
+        added.tomato = None if rtt.tomato is None else rtt.tomato - veth_rtt
+        added.reference = None if rtt.reference is None else rtt.reference - veth_rtt
+        added.tomato_na, added.reference_na = rtt.tomato_na, rtt.reference_na
+        figures.append(added)
+
+    log("vpn: iperf3 UDP 64-byte payloads, unlimited rate, %d s x %d rounds per system", udp_seconds, rounds)
+    loss = {}
+
+    def measure_udp(system):
+        pps, lost = vpn.udp_pps(system, udp_seconds)
+        loss.setdefault(system, []).append(lost)
+        return _logged(system, "pps (loss %.0f %%)" % lost, pps)
+
+    values, errors = _rounds(vpn, systems, max(1, rounds - 1), measure_udp)
+    udp = figure("UDP 64-byte packets/s received (iperf3 -u -b 0, %d s)" % udp_seconds, "pkt/s", HIGHER,
+                 values, errors, "raw veth: %.0f pkt/s")
+    losses = ["%s loss %s %%" % (s, "/".join("%.0f" % x for x in loss[s])) for s in (TOMATO, OPENVPN) if s in loss]
+    udp.note = "; ".join(filter(None, [udp.note] + losses))
+    return figures
+
+
+def _logged(system, unit, value):
+    log("  %-9s %10.3f %s", system, value, unit)
+    return value
