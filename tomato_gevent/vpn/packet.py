@@ -1,4 +1,4 @@
-"""One datagram of the tomato VPN: key derivation, seal and open (pure, no I/O).
+r"""One datagram of the tomato VPN: key derivation, seal and open (pure, no I/O).
 
 Wire layout, integers big-endian, 40 bytes of overhead per packet:
 

@@ -1,0 +1,89 @@
+"""vpn command line: the seed's flags, one-line errors with exit status 2, endpoint families."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tomato_gevent.errors import ConfigError
+from tomato_gevent.vpn.cli import build_parser, resolve_endpoints
+
+VPN = Path(__file__).resolve().parents[2] / "bin" / "vpn"
+
+
+def run_vpn(*args, env=None):
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("TOMATO_")}
+    full_env.update(env or {})
+    return subprocess.run([sys.executable, str(VPN), *args], capture_output=True, text=True, timeout=30,
+                          env=full_env, stdin=subprocess.DEVNULL)
+
+
+def test_seed_command_line_parses():
+    args = build_parser().parse_args("-la :5000 -lp pwd1 -pa 192.168.8.131:5000 -pp pwd2 -v".split())
+    assert args.la == ("", 5000) and args.pa == ("192.168.8.131", 5000)
+    assert (args.lp, args.pp, args.I, args.pvt, args.avt, args.verbose) == ("pwd1", "pwd2", "tun0", 10.0, 60.0, 1)
+    dynamic = build_parser().parse_args("-la :5000 -lp pwd1 -d -pp pwd2 -v".split())
+    assert dynamic.d and dynamic.pa is None
+
+
+def test_extras_parse():
+    args = build_parser().parse_args(["-la", "[::1]:5000", "-d", "-I", "tomato1", "-pvt", "5", "-avt", "30",
+                                      "--addr", "10.0.1.1/30", "--mtu", "1400", "--keepalive", "0"])
+    assert args.la == ("::1", 5000) and args.I == "tomato1" and (args.pvt, args.avt) == (5.0, 30.0)
+    assert str(args.addr) == "10.0.1.1/30" and args.mtu == 1400 and args.keepalive == 0
+
+
+@pytest.mark.parametrize("argv", [
+    ["-la", "5000", "-lp", "a", "-d", "-pp", "b"],                       # no colon
+    ["-la", ":99999", "-lp", "a", "-d", "-pp", "b"],                     # port range
+    ["-la", ":5000", "-lp", "a", "-pp", "b"],                            # neither -pa nor -d
+    ["-la", ":5000", "-lp", "a", "-d", "-pa", "1.2.3.4:5", "-pp", "b"],  # both
+    ["-la", ":5000", "-lp", "a", "-d", "-pp", "b", "-pvt", "0"],
+    ["-la", ":5000", "-lp", "a", "-d", "-pp", "b", "-avt", "soon"],
+    ["-la", ":5000", "-lp", "a", "-d", "-pp", "b", "--mtu", "20"],
+    ["-la", ":5000", "-lp", "a", "-d", "-pp", "b", "--addr", "10.0.1.1"],
+    ["-la", ":5000", "-lp", "a", "-d", "-pp", "b", "-I", "a-name-that-is-too-long"],
+    ["-la", ":5000", "-lp", "a", "-d", "-pp", "b", "--keepalive", "-1"],
+    ["-la", ":5000", "-lp", "a", "-d", "-pp", "b", "--bogus"],
+    ["-la", "[fe80::1:5000", "-lp", "a", "-d", "-pp", "b"],
+])
+def test_bad_flags_one_line_exit_2(argv):
+    result = run_vpn(*argv)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("vpn: error:"), result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_missing_password_one_line_exit_2():
+    result = run_vpn("-la", ":5000", "-d", "-pp", "peer-secret")
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "no local password" in lines[0] and "TOMATO_LOCAL_PASSWORD" in lines[0]
+    assert "peer-secret" not in result.stderr
+
+
+def test_unreadable_password_file_one_line_exit_2(tmp_path):
+    result = run_vpn("-la", ":5000", "--local-password-file", str(tmp_path / "missing"), "-d", "-pp", "x")
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in result.stderr
+
+
+def test_help():
+    result = run_vpn("--help")
+    assert result.returncode == 0
+    for flag in ("-la", "-lp", "-pa", "-d", "-pp", "-I", "-pvt", "-avt", "--local-password-file",
+                 "--peer-password-file", "--addr", "--mtu", "--keepalive"):
+        assert flag in result.stdout
+
+
+def test_endpoint_families():
+    assert resolve_endpoints(("", 5000), ("10.9.0.2", 5000)) == (("0.0.0.0", 5000), ("10.9.0.2", 5000))
+    assert resolve_endpoints(("", 5000), None) == (("0.0.0.0", 5000), None)
+    bind, peer = resolve_endpoints(("", 5000), ("::1", 5001))
+    assert bind[:2] == ("::", 5000) and peer[:2] == ("::1", 5001)
+    bind, peer = resolve_endpoints(("::", 5000), ("127.0.0.1", 5001))     # dual stack reaches IPv4
+    assert peer[:2] == ("::ffff:127.0.0.1", 5001)
+    with pytest.raises(ConfigError):
+        resolve_endpoints(("127.0.0.1", 5000), ("::1", 5001))
