@@ -1,0 +1,1 @@
+"""HTTP proxy: rule engine (rules), request parsing (http), server and CLI."""

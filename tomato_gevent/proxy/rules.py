@@ -1,0 +1,249 @@
+"""Domain rules for the proxy: parse rule files, answer "what do we do with this host?".
+
+Contract
+--------
+A rule file is UTF-8 text, one rule per line: ``direction<TAB>domain``.
+
+* direction is ``block``, ``direct`` or ``forward`` (lower case, as the seed).
+* domain is a suffix rule: it matches the name and every name below it
+  (``baidu.com`` matches ``baidu.com`` and ``www.baidu.com``, not ``xbaidu.com``).
+  ``full:domain`` is an exact rule: it matches that one name only.
+* ``#`` starts a comment (whole line or trailing); blank lines are ignored.
+* The FIRST occurrence of a rule wins, across files too (``load_rule_files``
+  reads them as if concatenated), so a user overrides a rule by writing a
+  line above it. ``full:x`` and ``x`` are different rules (different keys).
+* Anything else (spaces instead of the TAB, an unknown direction, an empty or
+  invalid domain, an IP address) raises ``ConfigError("file:line: why: 'line'")``:
+  the proxy refuses to start rather than guess.
+
+Lookup (``RuleSet.lookup(host)``) normalises the host (``normalize_host``) and
+returns the action of the most specific rule, or ``None`` when no rule matches
+(the caller applies its default direction). Most specific means, in order:
+an exact (``full:``) rule for the name itself, then the suffix rule for the
+name itself, then the suffix rules of its parents, nearest first
+(``www.baidu.com`` -> ``baidu.com`` -> ``com``). So ``block full:x.com`` wins
+over ``direct x.com`` for ``x.com`` whichever comes first in the file, while
+``a.x.com`` still gets ``direct``: an exact rule is by nature more specific.
+
+Structure
+---------
+The matcher is a suffix trie on reversed labels: the node for ``com`` has a
+child ``baidu`` whose child is ``www``, and a rule hangs on the node where its
+domain ends. In Python nested per-label dict nodes are slow (one dict per
+node, one lookup and one ``split`` per label). We flatten the trie instead:
+every node is identified by its path from the root, which is exactly the
+suffix string (``www.baidu.com`` / ``baidu.com`` / ``com``), so one dict
+keyed by that string *is* the trie's node table, holding only the nodes that
+carry a rule. Walking from the leaf towards the root is then "drop the
+leftmost label" (``str.find`` + slice), one hash lookup per level, stopping
+at the first (deepest) node with a rule - the same answer as walking the
+trie root-to-leaf and remembering the deepest rule seen. Exact rules live
+in a second, smaller dict consulted once for the full name.
+
+Pure: no I/O except ``load_rule_files``, which only reads the named files; no logging.
+"""
+import enum
+import ipaddress
+import re
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+
+from ..errors import ConfigError
+
+
+class Action(enum.Enum):
+    BLOCK = "block"
+    DIRECT = "direct"
+    FORWARD = "forward"
+
+
+EXACT_PREFIX = "full:"          # rule-file spelling of an exact-match rule
+MAX_NAME_LENGTH = 253           # RFC 1035, textual form without the trailing dot
+
+# Labels: letters, digits, "-" and "_" (real names such as _dmarc.x.com or
+# my_host.example.org exist, and a proxy should not refuse what DNS resolves).
+# The last label must contain a non-digit: an all-digit "TLD" is an IPv4
+# literal (or nonsense), and IP literals match no domain rule.
+_NAME_RE = re.compile(r"(?:[a-z0-9_-]{1,63}\.)*(?=[a-z0-9_-]*[a-z_-])[a-z0-9_-]{1,63}")
+_name_is_valid = _NAME_RE.fullmatch
+# The common case on the hot path: already lower case, no port, no trailing
+# dot, last character not a digit. Such a string is valid iff it matches this
+# (and is short enough); anything else takes the full normalize_host path.
+_is_plain_name = re.compile(r"[a-z0-9_-]{1,63}(?:\.[a-z0-9_-]{1,63})*(?<![0-9])").fullmatch
+
+_ACTIONS_BY_NAME = {action.value: action for action in Action}
+
+Rule = Tuple[Action, str, bool]     # (action, normalised domain, exact)
+
+
+def _normalize_name(name: str) -> Optional[str]:
+    """A name without port: lower case, no trailing dot, IDN -> punycode; None if invalid."""
+    if name.endswith("."):
+        name = name[:-1]
+    if not name.isascii():
+        try:
+            # The stdlib codec is IDNA 2003 (nameprep lower-cases, accepts the
+            # ideographic full stop as a dot); good enough to map a user's
+            # Unicode name onto the punycode the rule data uses.
+            name = name.encode("idna").decode("ascii")
+        except UnicodeError:
+            return None
+    name = name.lower()
+    if len(name) > MAX_NAME_LENGTH or not _name_is_valid(name):
+        return None
+    return name
+
+
+def normalize_host(host: str) -> Optional[str]:
+    """Host as seen in a request -> the name rules are matched against.
+
+    Lower case, trailing dot and ``:port`` removed, IDN converted to its ASCII
+    (punycode) form. None for IP literals (``10.0.0.1``, ``::1``,
+    ``[::1]:443``) and for empty or invalid names.
+    """
+    if not host:
+        return None
+    if host[0] == "[":          # "[v6]" or "[v6]:port": always an IP literal
+        return None
+    colon = host.find(":")
+    if colon >= 0:
+        if host.find(":", colon + 1) >= 0:     # bare IPv6 literal
+            return None
+        port = host[colon + 1:]
+        if not port.isdigit() or not port.isascii():
+            return None
+        host = host[:colon]
+    return _normalize_name(host)
+
+
+class RuleSet:
+    """The loaded rules. ``lookup(host) -> Action | None``; see the module docstring."""
+
+    __slots__ = ("_exact", "_suffix", "counts")
+
+    def __init__(self, rules: Iterable[Rule] = ()):
+        self._exact: Dict[str, Action] = {}
+        self._suffix: Dict[str, Action] = {}
+        self.counts: Dict[Action, int] = {action: 0 for action in Action}
+        for action, domain, exact in rules:
+            table = self._exact if exact else self._suffix
+            if domain not in table:         # first occurrence wins
+                table[domain] = action
+                self.counts[action] += 1
+
+    def __len__(self) -> int:
+        return len(self._exact) + len(self._suffix)
+
+    def lookup(self, host: str) -> Optional[Action]:
+        """Action of the most specific rule matching host, None if none (or host is an IP)."""
+        if host and _is_plain_name(host) and len(host) <= MAX_NAME_LENGTH:
+            name = host         # already normalised; spares three calls per lookup
+        else:
+            name = normalize_host(host)
+            if name is None:
+                return None
+        # Inlined lookup_name: this is called once per proxied request.
+        action = self._exact.get(name)
+        if action is not None:
+            return action
+        suffix = self._suffix
+        while True:
+            action = suffix.get(name)
+            if action is not None:
+                return action
+            dot = name.find(".")
+            if dot < 0:
+                return None
+            name = name[dot + 1:]
+
+    def lookup_name(self, name: str) -> Optional[Action]:
+        """As lookup() for a name already normalised by normalize_host (the hot path)."""
+        action = self._exact.get(name)
+        if action is not None:
+            return action
+        suffix = self._suffix
+        while True:
+            action = suffix.get(name)
+            if action is not None:
+                return action
+            dot = name.find(".")
+            if dot < 0:
+                return None
+            name = name[dot + 1:]
+
+
+def _is_ip_literal(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text.strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
+def _parse_rule_line(line: str) -> Optional[Rule]:
+    """One line -> rule, None for blank/comment; ValueError(why) if malformed."""
+    hash_at = line.find("#")
+    if hash_at >= 0:
+        line = line[:hash_at]
+    line = line.strip()
+    if not line:
+        return None
+    direction, tab, domain = line.partition("\t")
+    if not tab:
+        if " " in line:
+            raise ValueError("expected direction<TAB>domain, found spaces instead of a TAB")
+        if line in _ACTIONS_BY_NAME:
+            raise ValueError("empty domain")
+        raise ValueError("expected direction<TAB>domain")
+    action = _ACTIONS_BY_NAME.get(direction)
+    if action is None:
+        if direction.strip() in _ACTIONS_BY_NAME:
+            raise ValueError("spaces around the direction")
+        raise ValueError("unknown direction %r (expected block, direct or forward)" % direction)
+    domain = domain.strip()         # extra TABs, or spaces before a trailing comment
+    if not domain:
+        raise ValueError("empty domain")
+    exact = domain.startswith(EXACT_PREFIX)
+    if exact:
+        domain = domain[len(EXACT_PREFIX):]
+        if not domain:
+            raise ValueError("empty domain after the full: prefix")
+    if any(c.isspace() for c in domain):
+        raise ValueError("expected one domain, found whitespace inside %r" % domain)
+    if _is_ip_literal(domain):
+        raise ValueError("bad domain %r (an IP address; rules match names only)" % domain)
+    if ":" in domain:
+        raise ValueError("bad domain %r (the only prefix understood is full:)" % domain)
+    name = _normalize_name(domain)
+    if name is None:
+        raise ValueError("bad domain %r" % domain)
+    return action, name, exact
+
+
+def parse_rules(lines: Iterable[str], source: str = "<rules>") -> List[Rule]:
+    """Rule lines -> [(action, domain, exact)] in file order, duplicates kept.
+
+    Raises ConfigError("source:lineno: why: 'line'") at the first malformed line.
+    """
+    rules = []
+    for lineno, line in enumerate(lines, 1):
+        try:
+            rule = _parse_rule_line(line)
+        except ValueError as e:
+            raise ConfigError("%s:%d: %s: %r" % (source, lineno, e, line.rstrip("\r\n"))) from None
+        if rule is not None:
+            rules.append(rule)
+    return rules
+
+
+def load_rule_files(paths: Sequence[str]) -> RuleSet:
+    """Read the rule files in order (earlier files take precedence) into one RuleSet."""
+    rules: List[Rule] = []
+    for path in paths:
+        try:
+            with open(path, encoding="utf-8") as f:
+                rules.extend(parse_rules(f, source=path))
+        except OSError as e:
+            raise ConfigError("cannot read rule file %s: %s" % (path, e.strerror or e)) from None
+        except UnicodeDecodeError as e:
+            raise ConfigError("rule file %s is not UTF-8 text (byte %d)" % (path, e.start)) from None
+    return RuleSet(rules)
