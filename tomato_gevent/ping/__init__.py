@@ -1,0 +1,1 @@
+"""bin/ping: ICMP echo heartbeat for IPv4 and IPv6."""
