@@ -1,21 +1,93 @@
 """End-to-end: real bin/vpn processes in network namespaces, real ping and TCP.
 
 Topology of most tests: namespaces a and b joined by a veth (10.9.0.1 <-> 10.9.0.2),
-tun0 pre-created in each as the seed's README does (10.0.1.1/30 <-> 10.0.1.2/30).
+tun0 pre-created in each as the seed's README does (10.0.1.1/30 <-> 10.0.1.2/30),
+and the seed's command lines: A seals with pwd1 and opens with pwd2, B mirrors it.
+Helper programs (TCP transfer, UDP sink, capture, injection) are PROBE below, run
+with this interpreter inside the namespaces.
 """
-import hashlib
-import os
+import json
 import signal
-import socket
-import time
+import sys
 
 import pytest
 
 from tests.netns.nsutil import wait_for
 
 PORT = 5000
-# The probe is a small program run inside a namespace (TCP transfer, UDP injection).
-PROBE = os.path.join(os.path.dirname(__file__), "vpn_probe.py")
+
+PROBE = r'''
+import hashlib, json, os, random, socket, struct, sys, time
+cmd, args = sys.argv[1], sys.argv[2:]
+
+if cmd == "tcp-server":                 # ADDR PORT: print length and sha256 of one connection
+    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind((args[0], int(args[1]))); s.listen(1)
+    print("listening", flush=True)
+    c, _ = s.accept(); h = hashlib.sha256(); n = 0
+    while True:
+        data = c.recv(65536)
+        if not data:
+            break
+        h.update(data); n += len(data)
+    print(json.dumps({"bytes": n, "sha256": h.hexdigest()}), flush=True)
+
+elif cmd == "tcp-client":               # ADDR PORT NBYTES: send seeded random data, print its sha256
+    rnd = random.Random(7); n = int(args[2]); h = hashlib.sha256()
+    c = socket.create_connection((args[0], int(args[1])), timeout=30)
+    sent = 0
+    while sent < n:
+        chunk = rnd.randbytes(min(65536, n - sent)); c.sendall(chunk); h.update(chunk); sent += len(chunk)
+    c.shutdown(socket.SHUT_WR); c.recv(1); c.close()
+    print(json.dumps({"bytes": sent, "sha256": h.hexdigest()}), flush=True)
+
+elif cmd == "udp-sink":                 # ADDR PORT: print every datagram received, one per line
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind((args[0], int(args[1])))
+    print("listening", flush=True)
+    while True:
+        print(s.recv(65536).decode(errors="replace"), flush=True)
+
+elif cmd == "udp-send":                 # ADDR PORT PREFIX COUNT: numbered messages, 50 ms apart
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    for i in range(int(args[3])):
+        s.sendto(("%s-%d" % (args[2], i)).encode(), (args[0], int(args[1]))); time.sleep(0.05)
+
+elif cmd == "capture":                  # IFACE PORT COUNT OUTFILE: UDP payloads to PORT seen on IFACE
+    s = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(0x0800)); s.bind((args[0], 0))
+    port, count, got = int(args[1]), int(args[2]), []
+    print("capturing", flush=True)
+    while len(got) < count:
+        pkt, addr = s.recvfrom(65536)
+        if addr[2] == socket.PACKET_OUTGOING or pkt[9] != 17:
+            continue
+        ihl = (pkt[0] & 15) * 4
+        if struct.unpack_from("!H", pkt, ihl + 2)[0] == port:
+            got.append(pkt[ihl + 8:].hex())
+    with open(args[3], "w") as f:
+        f.write("\n".join(got))
+    print("captured", len(got), flush=True)
+
+elif cmd == "inject":                   # ADDR PORT FILE|garbage: replay payloads / send junk, at app level
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
+    dest = (args[0], int(args[1]))
+    if args[2] == "garbage":
+        rnd = random.Random(3)
+        sizes = [0, 1, 15, 16, 39, 40, 41, 56, 1400, 1500, 9000, 65507] + [rnd.randrange(0, 2000) for _ in range(300)]
+        for n in sizes:
+            s.sendto(rnd.randbytes(n), dest)
+        print("sent", len(sizes), flush=True)
+    else:
+        payloads = [bytes.fromhex(line) for line in open(args[2]).read().split()]
+        for _ in range(3):
+            for p in payloads:
+                s.sendto(p, dest)
+        print("sent", 3 * len(payloads), flush=True)
+'''
+
+
+def probe(*args):
+    return [sys.executable, "-c", PROBE, *map(str, args)]
 
 
 def start_vpn(lab, ns, *args, env=None):
@@ -24,14 +96,23 @@ def start_vpn(lab, ns, *args, env=None):
     return proc
 
 
-def ping(lab, ns, address, count=1, wait=2):
-    """True if `count` echo requests all got replies."""
-    result = lab.run(ns, ["ping", "-n", "-c", count, "-W", wait, "-i", "0.2", address])
-    return result.returncode == 0
+def ping(lab, ns, address, count=1, wait=1):
+    """True if all `count` echo requests got replies."""
+    return lab.run(ns, ["ping", "-n", "-c", count, "-W", wait, "-i", "0.2", address]).returncode == 0
 
 
 def ping_eventually(lab, ns, address, timeout=10):
-    return wait_for(lambda: ping(lab, ns, address, wait=1), timeout=timeout, what="ping %s from %s" % (address, ns))
+    wait_for(lambda: ping(lab, ns, address), timeout=timeout, interval=0.1,
+             what="ping %s from %s" % (address, ns))
+
+
+def assert_clean_stop(lab, proc, secrets=("pwd1", "pwd2")):
+    assert lab.stop(proc, timeout=3) == 0, proc.output()
+    out = proc.output()
+    assert "Traceback" not in out
+    for secret in secrets:
+        assert secret not in out, "a password appeared in the log"
+    return out
 
 
 @pytest.fixture
@@ -43,28 +124,170 @@ def pair(lab):
     return a, b
 
 
-def basic_link(lab, pair, a_extra=(), b_extra=()):
+def seed_link(lab, pair, a_password="pwd1", b_peer_password="pwd1"):
     a, b = pair
-    # The seed's commands: A seals with pwd1 and opens with pwd2, B mirrors it.
-    vpn_a = start_vpn(lab, a, "-la", ":%d" % PORT, "-lp", "pwd1", "-pa", "10.9.0.2:%d" % PORT, "-pp", "pwd2", "-v",
-                      *a_extra)
-    vpn_b = start_vpn(lab, b, "-la", ":%d" % PORT, "-lp", "pwd2", "-pa", "10.9.0.1:%d" % PORT, "-pp", "pwd1", "-v",
-                      *b_extra)
+    vpn_a = start_vpn(lab, a, "-la", ":%d" % PORT, "-lp", a_password, "-pa", "10.9.0.2:%d" % PORT, "-pp", "pwd2", "-v")
+    vpn_b = start_vpn(lab, b, "-la", ":%d" % PORT, "-lp", "pwd2", "-pa", "10.9.0.1:%d" % PORT, "-pp", b_peer_password,
+                      "-v")
     return vpn_a, vpn_b
 
 
-def test_basic_link_with_seed_commands(lab, pair):
+def test_basic_link_seed_commands_ping_tcp_and_sigterm(lab, pair):
     a, b = pair
-    vpn_a, vpn_b = basic_link(lab, pair)
+    vpn_a, vpn_b = seed_link(lab, pair)
     ping_eventually(lab, a, "10.0.1.2")
     assert ping(lab, b, "10.0.1.1", count=3)
-    for proc, secrets in ((vpn_a, ("pwd1", "pwd2")), (vpn_b, ("pwd1", "pwd2"))):
-        assert lab.stop(proc) == 0
-        out = proc.output()
-        assert "Traceback" not in out
-        for secret in secrets:
-            assert secret not in out
-    # Pre-created devices are left in place, as they were.
+
+    # A TCP transfer through the tunnel arrives complete and intact.
+    server = lab.spawn(b, probe("tcp-server", "10.0.1.2", 8000))
+    lab.wait_log(server, "listening")
+    client = lab.run(a, probe("tcp-client", "10.0.1.2", 8000, 4_000_000), timeout=60)
+    assert client.returncode == 0, client.stderr
+    sent = json.loads(client.stdout)
+    wait_for(lambda: server.poll() is not None, timeout=10, what="tcp server to finish")
+    received = json.loads(server.output().strip().splitlines()[-1])
+    assert received == sent and sent["bytes"] == 4_000_000
+
+    # SIGTERM: exit status 0, passwords never logged, pre-created devices left as they were.
+    for proc in (vpn_a, vpn_b):
+        out = assert_clean_stop(lab, proc)
+        assert "stopped" in out
     for ns, addr in ((a, "10.0.1.1/30"), (b, "10.0.1.2/30")):
         shown = lab.sh(ns, "ip addr show dev tun0").stdout
-        assert addr in shown and "UP" in shown
+        assert addr in shown and "mtu 1400" in shown and ",UP" in shown
+
+
+def test_wrong_password_gets_nothing_through(lab, pair):
+    a, b = pair
+    vpn_a, vpn_b = seed_link(lab, pair, b_peer_password="not-pwd1")
+    assert not ping(lab, a, "10.0.1.2", count=3)
+    assert not ping(lab, b, "10.0.1.1", count=1)
+    assert "authentication failed" in vpn_b.output()
+    assert_clean_stop(lab, vpn_a, secrets=("pwd1", "pwd2", "not-pwd1"))
+    assert_clean_stop(lab, vpn_b, secrets=("pwd1", "pwd2", "not-pwd1"))
+
+
+def test_garbage_and_replayed_datagrams_leave_the_link_working(lab, pair):
+    """Replays are re-sent at application level (a normal UDP socket computes a valid
+    checksum); byte-for-byte re-sends of captured frames would be dropped by the kernel
+    for their unfinished checksum and prove nothing."""
+    a, b = pair
+    vpn_a, vpn_b = seed_link(lab, pair)
+    ping_eventually(lab, a, "10.0.1.2")
+    sink = lab.spawn(b, probe("udp-sink", "10.0.1.2", 7000))
+    lab.wait_log(sink, "listening")
+    capture_file = lab.tmpdir / "captured.hex"
+    capture = lab.spawn(b, probe("capture", "veth0", PORT, 10, capture_file))
+    lab.wait_log(capture, "capturing")
+    lab.run(a, probe("udp-send", "10.0.1.2", 7000, "first", 10), check=True)
+    lab.wait_log(capture, "captured")
+    wait_for(lambda: sink.output().count("first-") == 10, what="10 messages through the tunnel")
+
+    lab.run(a, probe("inject", "10.9.0.2", PORT, capture_file), check=True)      # replay each 3 times
+    lab.run(a, probe("inject", "10.9.0.2", PORT, "garbage"), check=True)
+    lab.run(a, probe("udp-send", "10.0.1.2", 7000, "after", 5), check=True)
+    wait_for(lambda: sink.output().count("after-") == 5, what="5 messages after the injection")
+    assert ping(lab, a, "10.0.1.2", count=2)
+
+    received = sink.output().split()
+    for i in range(10):
+        assert received.count("first-%d" % i) == 1, "a replayed datagram was delivered twice"
+    log_b = vpn_b.output()
+    assert "replayed or too old counter" in log_b and "short datagram" in log_b
+    assert_clean_stop(lab, vpn_a)
+    assert_clean_stop(lab, vpn_b)
+
+
+def test_dynamic_mode_learns_peer_address_from_password_sources(lab, pair, tmp_path):
+    a, b = pair
+    secret_file = tmp_path / "local"
+    secret_file.write_text("pwd1\n")
+    # A: the seed's dynamic command, passwords from a file and the environment instead of argv.
+    vpn_a = start_vpn(lab, a, "-la", ":%d" % PORT, "--local-password-file", secret_file, "-d", "-v",
+                      env={"TOMATO_PEER_PASSWORD": "pwd2"})
+    assert not ping(lab, a, "10.0.1.2")                  # nothing learned yet: nowhere to send
+    vpn_b = start_vpn(lab, b, "-la", ":%d" % PORT, "-lp", "pwd2", "-pa", "10.9.0.1:%d" % PORT, "-pp", "pwd1", "-v")
+    ping_eventually(lab, a, "10.0.1.2")
+    assert ping(lab, b, "10.0.1.1", count=2)
+    assert "peer address is now 10.9.0.2:%d" % PORT in vpn_a.output()
+    assert_clean_stop(lab, vpn_a)
+    assert_clean_stop(lab, vpn_b)
+
+
+def test_hub_connects_two_nodes_that_cannot_reach_each_other(lab):
+    """The seed's hub: a node with two dynamic instances and ip_forward joins two NATed nodes."""
+    n1, hub, n2 = lab.netns(), lab.netns(), lab.netns()
+    lab.veth(n1, "10.9.1.2/24", hub, "10.9.1.1/24", name_b="veth1")
+    lab.veth(n2, "10.9.2.2/24", hub, "10.9.2.1/24", name_b="veth2")
+    lab.sh(hub, "sysctl -qw net.ipv4.ip_forward=1")
+    assert not ping(lab, n1, "10.9.2.2")                 # no path between the nodes outside the VPN
+    lab.tun(hub, "tun1", "10.0.1.1/30")
+    lab.tun(hub, "tun2", "10.0.2.1/30")
+    lab.tun(n1, "tun0", "10.0.1.2/30")
+    lab.tun(n2, "tun0", "10.0.2.2/30")
+    lab.sh(n1, "ip route add 10.0.2.0/30 dev tun0")
+    lab.sh(n2, "ip route add 10.0.1.0/30 dev tun0")
+    procs = [
+        start_vpn(lab, hub, "-la", ":5001", "-lp", "hub1", "-d", "-pp", "node1", "-I", "tun1", "-v"),
+        start_vpn(lab, hub, "-la", ":5002", "-lp", "hub2", "-d", "-pp", "node2", "-I", "tun2", "-v"),
+        start_vpn(lab, n1, "-la", ":5000", "-lp", "node1", "-pa", "10.9.1.1:5001", "-pp", "hub1", "-v"),
+        start_vpn(lab, n2, "-la", ":5000", "-lp", "node2", "-pa", "10.9.2.1:5002", "-pp", "hub2", "-v"),
+    ]
+    ping_eventually(lab, n1, "10.0.2.2")
+    assert ping(lab, n2, "10.0.1.2", count=2)
+    for proc in procs:
+        assert_clean_stop(lab, proc, secrets=("hub1", "hub2", "node1", "node2"))
+
+
+def test_peer_restart_recovers(lab, pair):
+    a, b = pair
+    vpn_a, vpn_b = seed_link(lab, pair)
+    ping_eventually(lab, a, "10.0.1.2")
+    assert_clean_stop(lab, vpn_b)
+    vpn_b = start_vpn(lab, b, "-la", ":%d" % PORT, "-lp", "pwd2", "-pa", "10.9.0.1:%d" % PORT, "-pp", "pwd1", "-v")
+    # Well inside -pvt (10 s): the new session is accepted because it is newer, not because the old one expired.
+    ping_eventually(lab, a, "10.0.1.2", timeout=3)
+    assert "peer session" in vpn_a.output()
+    assert_clean_stop(lab, vpn_a)
+
+
+def test_ipv6_endpoints(lab):
+    a, b = lab.netns(ipv6=True), lab.netns(ipv6=True)
+    lab.veth(a, None, b, None)
+    lab.sh(a, "ip addr add fd00:9::1/64 dev veth0 nodad")
+    lab.sh(b, "ip addr add fd00:9::2/64 dev veth0 nodad")
+    lab.tun(a, "tun0", "10.0.1.1/30")
+    lab.tun(b, "tun0", "10.0.1.2/30")
+    vpn_a = start_vpn(lab, a, "-la", "[::]:%d" % PORT, "-lp", "pwd1", "-pa", "[fd00:9::2]:%d" % PORT, "-pp", "pwd2")
+    vpn_b = start_vpn(lab, b, "-la", ":%d" % PORT, "-lp", "pwd2", "-pa", "[fd00:9::1]:%d" % PORT, "-pp", "pwd1")
+    ping_eventually(lab, a, "10.0.1.2")
+    assert_clean_stop(lab, vpn_a)
+    assert_clean_stop(lab, vpn_b)
+
+
+def test_device_created_when_absent_and_precreated_device_restored(lab):
+    a, b = lab.netns(), lab.netns()
+    lab.veth(a, "10.9.0.1/24", b, "10.9.0.2/24")
+    # a: no device at all -> vpn creates and configures it, and it is gone after exit.
+    vpn_a = start_vpn(lab, a, "-la", ":%d" % PORT, "-lp", "pwd1", "-pa", "10.9.0.2:%d" % PORT, "-pp", "pwd2",
+                      "-I", "tmt0", "--addr", "10.0.1.1/30", "--mtu", "1380")
+    shown = lab.sh(a, "ip addr show dev tmt0").stdout
+    assert "10.0.1.1/30" in shown and "mtu 1380" in shown and "UP" in shown
+    # b: pre-created but down, no address: configured while running, restored on exit.
+    lab.sh(b, "ip tuntap add dev tun0 mode tun")
+    vpn_b = start_vpn(lab, b, "-la", ":%d" % PORT, "-lp", "pwd2", "-pa", "10.9.0.1:%d" % PORT, "-pp", "pwd1",
+                      "--addr", "10.0.1.2/30", "--mtu", "1380")
+    ping_eventually(lab, a, "10.0.1.2")
+    assert_clean_stop(lab, vpn_a)
+    assert lab.sh(a, "ip link show dev tmt0", check=False).returncode != 0
+    assert_clean_stop(lab, vpn_b)
+    shown = lab.sh(b, "ip addr show dev tun0").stdout
+    assert "10.0.1.2" not in shown and "mtu 1500" in shown and ",UP" not in shown
+
+
+def test_sigint_also_exits_cleanly(lab, pair):
+    a, _ = pair
+    vpn_a = start_vpn(lab, a, "-la", ":%d" % PORT, "-lp", "pwd1", "-d", "-pp", "pwd2")
+    assert lab.stop(vpn_a, sig=signal.SIGINT, timeout=3) == 0
+    assert "Traceback" not in vpn_a.output()
+    assert "tun0" in lab.sh(a, "ip link show dev tun0").stdout
