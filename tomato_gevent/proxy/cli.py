@@ -1,0 +1,94 @@
+"""proxy -a [HOST]:PORT [-f HOST:PORT] [-r RULEFILE]... [-d block|direct|forward] [-v]
+
+Rule-based HTTP proxy (the seed's command line). SIGHUP reloads the rule files (a bad
+file keeps the rules in force); SIGINT / SIGTERM stop it.
+"""
+import argparse
+import logging
+import signal
+
+import gevent
+
+from ..cli_common import hostport_arg, positive_float, run_cli, setup_logging
+from ..errors import ConfigError
+from .rules import Action, RuleSet, load_rule_files
+from .server import CONNECT_TIMEOUT_SECONDS, IDLE_TIMEOUT_SECONDS, ProxyServer, make_listener
+
+log = logging.getLogger("tomato.proxy")
+
+DEFAULT_LISTEN = ("127.0.0.1", 1080)
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="proxy",
+        description="Rule-based HTTP proxy: per domain block, direct, or forward to another HTTP proxy.",
+        epilog="Rule file lines: 'block|direct|forward<TAB>domain' (suffix match, first occurrence "
+               "wins, '#' comments). SIGHUP reloads the rule files. "
+               "Example: proxy -a :1080 -f 10.0.1.1:1080 -r rule.txt -v")
+    parser.add_argument("-a", dest="listen", metavar="[HOST]:PORT", type=hostport_arg, default=None,
+                        help="listen address (default 127.0.0.1:1080; ':PORT' = all interfaces)")
+    parser.add_argument("-f", dest="forward", metavar="HOST:PORT", type=hostport_arg, default=None,
+                        help="upstream HTTP proxy for 'forward' (without it, forward acts as direct)")
+    parser.add_argument("-r", dest="rule_files", metavar="RULEFILE", action="append", default=[],
+                        help="rule file; repeat for more (earlier files win)")
+    parser.add_argument("-d", dest="default", choices=[a.value for a in Action], default="direct",
+                        help="direction for hosts no rule matches (default direct)")
+    parser.add_argument("--idle-timeout", metavar="SEC", type=positive_float, default=IDLE_TIMEOUT_SECONDS,
+                        help="close idle or stalled clients, give up on silent upstreams "
+                             "(default %(default)g)")
+    parser.add_argument("--connect-timeout", metavar="SEC", type=positive_float,
+                        default=CONNECT_TIMEOUT_SECONDS,
+                        help="per address when connecting out (default %(default)g)")
+    parser.add_argument("-v", dest="verbose", action="count", default=0,
+                        help="debug logging: one line per request")
+    return parser
+
+
+def describe_rules(paths, rules):
+    if not paths:
+        return "no rule files"
+    counts = ", ".join("%s %d" % (action.value, rules.counts.get(action, 0)) for action in Action)
+    return "%s (%d rules: %s)" % (", ".join(paths), len(rules), counts)
+
+
+def _load(paths):
+    return load_rule_files(paths) if paths else RuleSet()
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    setup_logging(args.verbose)
+
+    def body():
+        if args.forward is not None and not args.forward[0]:
+            raise ConfigError("-f needs a host: HOST:PORT of the upstream proxy")
+        rules = _load(args.rule_files)
+        host, port = args.listen or DEFAULT_LISTEN
+        listener = make_listener(host, port)
+        server = ProxyServer(listener, rules, default_action=Action(args.default),
+                             upstream=args.forward, idle_timeout=args.idle_timeout,
+                             connect_timeout=args.connect_timeout)
+
+        def reload_rules():
+            try:
+                new_rules = _load(args.rule_files)
+            except ConfigError as e:
+                log.error("rule reload failed, keeping the old rules: %s", e)
+                return
+            server.set_rules(new_rules)
+            log.info("rules reloaded: %s", describe_rules(args.rule_files, new_rules))
+
+        gevent.signal_handler(signal.SIGHUP, reload_rules)
+        gevent.signal_handler(signal.SIGTERM, server.stop)
+        gevent.signal_handler(signal.SIGINT, server.stop)
+        bound = listener.getsockname()
+        log.info("listening on %s:%d, default %s, %s; rules: %s",
+                 "[%s]" % bound[0] if ":" in bound[0] else bound[0], bound[1], args.default,
+                 "forward to %s:%d" % args.forward if args.forward else "no upstream (forward = direct)",
+                 describe_rules(args.rule_files, rules))
+        server.serve_forever()
+        log.info("stopped")
+        return 0
+
+    return run_cli(body, "tomato.proxy")

@@ -1,0 +1,562 @@
+"""HTTP/1.x message heads and body framing for a forwarding proxy (pure, no I/O).
+
+Strategy (h11 `_readers.py` style):
+
+    bytes from client --parse_request_head(buf)--> None (need more) | RequestHead
+                                                   | RemoteProtocolError(400 / 431 / 505)
+    RequestHead --render_request_head(head, absolute_form, framing)--> bytes for the next hop
+    bytes from upstream --parse_response_head(buf, method)--> None | ResponseHead
+                                                   | RemoteProtocolError (caller answers 502)
+    ResponseHead --render_response_head(resp, framing, keep_alive)--> bytes for the client
+    chunked body --ChunkedDecoder.feed(data)--> payload pieces; .done, .unused
+    payload piece --encode_chunk(piece)--> chunked framing; LAST_CHUNK ends it
+
+What it refuses (RFC 9112): request heads over MAX_HEAD_BYTES (431); bad request line,
+header syntax, obs-fold, bad or conflicting Content-Length, Transfer-Encoding whose final
+coding is not chunked, Transfer-Encoding together with Content-Length or on HTTP/1.0,
+duplicate Host, targets that are not absolute-form http:// (or authority-form for CONNECT),
+userinfo in the target (all 400); HTTP versions other than 1.x (505).
+
+Hop-by-hop fields (RFC 9110 7.6.1) are never forwarded: Connection and every field it
+names, Proxy-Connection, Keep-Alive, TE, Trailer, Transfer-Encoding (the proxy re-frames
+the body itself), Upgrade, Proxy-Authorization, Proxy-Authenticate. The proxy adds Via.
+"""
+import enum
+import re
+from dataclasses import dataclass
+from http import HTTPStatus
+from typing import Optional, Tuple
+
+from ..errors import RemoteProtocolError
+
+# -- implementation limits ------------------------------------------------------
+MAX_HEAD_BYTES = 64 * 1024          # request/response head incl. the blank line (431 above it)
+MAX_CHUNK_LINE_BYTES = 4 * 1024     # one chunk-size line incl. extensions
+MAX_TRAILER_BYTES = MAX_HEAD_BYTES  # trailer section of a chunked body (discarded)
+VIA = b"tomato"                     # received-by pseudonym in our Via entries
+
+Headers = Tuple[Tuple[bytes, bytes], ...]  # (name as received, value without OWS)
+
+
+class Framing(enum.Enum):
+    """How a message body is delimited (RFC 9112 6.3)."""
+
+    NONE = "none"              # no body at all
+    LENGTH = "length"          # Content-Length bytes
+    CHUNKED = "chunked"        # chunked transfer coding
+    UNTIL_CLOSE = "close"      # response read until the connection closes
+
+
+@dataclass(frozen=True)
+class RequestHead:
+    method: str                # "GET", "CONNECT", ...
+    version: Tuple[int, int]   # (1, 1) or (1, 0)
+    host: str                  # lower-case name or IP literal, IPv6 without brackets
+    port: int
+    authority: bytes           # host[:port] as the client wrote it (brackets kept), for Host
+    path: bytes                # origin-form target ("/x?y"); b"" for CONNECT
+    headers: Headers           # end-to-end fields only (hop-by-hop, Host, framing removed)
+    framing: Framing           # NONE, LENGTH or CHUNKED
+    content_length: int        # for Framing.LENGTH, else 0
+    keep_alive: bool           # client wants the connection kept after this exchange
+    expect_continue: bool      # "Expect: 100-continue" (removed from headers)
+    length: int                # bytes of buf the head occupied (incl. leading blank lines)
+
+    @property
+    def is_connect(self):
+        return self.method == "CONNECT"
+
+
+@dataclass(frozen=True)
+class ResponseHead:
+    status: int
+    reason: bytes
+    version: Tuple[int, int]
+    headers: Headers           # end-to-end fields only (as RequestHead.headers)
+    framing: Framing
+    content_length: int        # for Framing.LENGTH; also kept for HEAD / 304 answers
+    keep_alive: bool           # the server lets us reuse the connection
+    length: int                # bytes of buf the head occupied
+
+
+# -- lexical pieces (RFC 9110 5.6.2 token, 5.5 field values) ----------------------
+_TOKEN = rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
+_REQUEST_LINE = re.compile(rb"(" + _TOKEN + rb") ([^ \x00-\x1f\x7f]+) HTTP/(\d)\.(\d)")
+_STATUS_LINE = re.compile(rb"HTTP/(\d)\.(\d) ([0-9]{3})(?: ([^\x00-\x08\x0a-\x1f\x7f]*))?")
+_FIELD_LINE = re.compile(rb"(" + _TOKEN + rb"):[ \t]*([^\x00\r\n]*?)[ \t]*")
+_REG_NAME = re.compile(rb"[A-Za-z0-9._~!$&'()*+,;=%-]+")
+_PORT = re.compile(rb"[0-9]{1,5}")
+_CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,16})[ \t]*(?:;.*)?")
+
+# Always hop-by-hop, whatever Connection says (RFC 9110 7.6.1, 11.7.1, 11.7.2; RFC 9112 7).
+HOP_BY_HOP = frozenset({
+    b"connection", b"proxy-connection", b"keep-alive", b"te", b"trailer",
+    b"transfer-encoding", b"upgrade", b"proxy-authorization", b"proxy-authenticate",
+})
+# Fields the proxy regenerates itself rather than copying.
+_REGENERATED = HOP_BY_HOP | {b"host", b"content-length", b"expect"}
+
+
+def _find_head_end(buf, start):
+    """Index just past the blank line ending a head, or -1. Accepts bare LF (RFC 9112 2.2)."""
+    start = max(start - 3, 0)
+    crlf = buf.find(b"\n\r\n", start)
+    lf = buf.find(b"\n\n", start, crlf + 2 if crlf >= 0 else len(buf))
+    if lf >= 0:
+        return lf + 2
+    if crlf >= 0:
+        return crlf + 3
+    return -1
+
+
+def _skip_blank_lines(buf):
+    """Offset of the first byte after leading CRLF / LF (RFC 9112 2.2 robustness)."""
+    i = 0
+    n = len(buf)
+    while i < n:
+        if buf[i:i + 2] == b"\r\n":
+            i += 2
+        elif buf[i:i + 1] == b"\n":
+            i += 1
+        else:
+            break
+    return i
+
+
+def _split_head(buf, start, status_hint_too_big, what):
+    """(first line, field lines, head length) or None; enforces MAX_HEAD_BYTES."""
+    skip = _skip_blank_lines(buf)
+    if skip == len(buf):
+        if skip > MAX_HEAD_BYTES:
+            raise RemoteProtocolError("%s head larger than %d bytes" % (what, MAX_HEAD_BYTES),
+                                      status_hint_too_big)
+        return None
+    end = _find_head_end(buf, max(start, skip))
+    if end > MAX_HEAD_BYTES or (end < 0 and len(buf) > MAX_HEAD_BYTES):
+        raise RemoteProtocolError("%s head larger than %d bytes" % (what, MAX_HEAD_BYTES),
+                                  status_hint_too_big)
+    if end < 0:
+        return None
+    lines = bytes(buf[skip:end]).split(b"\n")
+    # The last two elements are the blank line's remains; strip CR of every line.
+    lines = [line[:-1] if line.endswith(b"\r") else line for line in lines[:-2]]
+    return lines[0], lines[1:], end
+
+
+def _parse_fields(lines, bad):
+    """Field lines -> tuple of (name, value); raises bad(msg) on syntax errors."""
+    fields = []
+    for line in lines:
+        if line[:1] in (b" ", b"\t"):
+            raise bad("obsolete line folding in header section")
+        match = _FIELD_LINE.fullmatch(line)
+        if match is None:
+            raise bad("malformed header line %r" % line[:80])
+        fields.append((match.group(1), match.group(2)))
+    return fields
+
+
+def _comma_tokens(fields, name):
+    """Lower-case comma-separated tokens of every field `name` (lower-case bytes)."""
+    tokens = []
+    for field_name, value in fields:
+        if field_name.lower() == name:
+            tokens.extend(t.strip().lower() for t in value.split(b",") if t.strip())
+    return tokens
+
+
+def _content_length(fields, bad):
+    """None if absent; else the one value (identical duplicates allowed, RFC 9110 8.6)."""
+    values = set()
+    for name, value in fields:
+        if name.lower() == b"content-length":
+            for item in value.split(b","):
+                item = item.strip()
+                if not item.isdigit() or len(item) > 18:
+                    raise bad("invalid Content-Length %r" % value[:40])
+                values.add(int(item))
+    if not values:
+        return None
+    if len(values) > 1:
+        raise bad("conflicting Content-Length values")
+    return values.pop()
+
+
+def _end_to_end(fields, connection_tokens):
+    """Drop hop-by-hop and regenerated fields, and every field Connection names."""
+    named = set(connection_tokens)
+    return tuple((n, v) for n, v in fields
+                 if n.lower() not in _REGENERATED and n.lower() not in named)
+
+
+def _split_authority(authority, default_port, bad):
+    """b"host[:port]" / b"[v6]:port" -> (host str lower-case, port int)."""
+    if authority.startswith(b"["):
+        close = authority.find(b"]")
+        if close < 0:
+            raise bad("unterminated IPv6 literal in %r" % authority[:80])
+        host = authority[1:close]
+        rest = authority[close + 1:]
+        if not re.fullmatch(rb"[0-9A-Fa-f:.]+", host):
+            raise bad("bad IPv6 literal in %r" % authority[:80])
+        if rest and not rest.startswith(b":"):
+            raise bad("bad authority %r" % authority[:80])
+        port_text = rest[1:] if rest else None
+    else:
+        host, colon, port_text = authority.rpartition(b":")
+        if not colon:
+            host, port_text = authority, None
+        if not host or not _REG_NAME.fullmatch(host):
+            raise bad("bad host in %r" % authority[:80])
+    if port_text is None or port_text == b"":
+        if default_port is None:
+            raise bad("missing port in %r" % authority[:80])
+        port = default_port
+    else:
+        if not _PORT.fullmatch(port_text) or not 0 < int(port_text) < 65536:
+            raise bad("bad port in %r" % authority[:80])
+        port = int(port_text)
+    return host.decode("ascii").lower(), port
+
+
+def _bad_request(msg):
+    return RemoteProtocolError(msg, 400)
+
+
+def parse_request_head(buf, start=0):
+    """Parse one request head at the start of buf (bytes or bytearray).
+
+    Returns None while the head is incomplete, or a RequestHead whose .length says how
+    many bytes of buf it used; the body (if any) follows. `start` is an optional hint:
+    how much of buf was already searched by an earlier call that returned None.
+    Raises RemoteProtocolError with status_hint 400, 431 or 505.
+    """
+    split = _split_head(buf, start, 431, "request")
+    if split is None:
+        return None
+    request_line, field_lines, length = split
+    match = _REQUEST_LINE.fullmatch(request_line)
+    if match is None:
+        raise _bad_request("malformed request line %r" % request_line[:80])
+    method_bytes, target, major, minor = match.groups()
+    version = (int(major), int(minor))
+    if version[0] != 1:
+        raise RemoteProtocolError("HTTP version %d.%d not supported" % version, 505)
+    method = method_bytes.decode("ascii")
+    fields = _parse_fields(field_lines, _bad_request)
+
+    if method == "CONNECT":
+        authority, path = target, b""
+        host, port = _split_authority(authority, None, _bad_request)
+    else:
+        if target[:7].lower() != b"http://":
+            if target.startswith(b"/") or target == b"*":
+                raise _bad_request("this is a proxy: the request target must be absolute "
+                                   "(http://host/path)")
+            raise _bad_request("unsupported request target %r" % target[:80])
+        rest = target[7:]
+        cut = len(rest)
+        for sep in (b"/", b"?", b"#"):
+            i = rest.find(sep)
+            if 0 <= i < cut:
+                cut = i
+        authority, path = rest[:cut], rest[cut:]
+        if b"@" in authority:
+            raise _bad_request("userinfo in the request target is not allowed")
+        host, port = _split_authority(authority, 80, _bad_request)
+        path = path.split(b"#", 1)[0]
+        if not path.startswith(b"/"):
+            path = b"/" + path
+    if sum(1 for n, _ in fields if n.lower() == b"host") > 1:
+        raise _bad_request("more than one Host header")
+
+    transfer_codings = _comma_tokens(fields, b"transfer-encoding")
+    content_length = _content_length(fields, _bad_request)
+    if transfer_codings:
+        if version < (1, 1):
+            raise _bad_request("Transfer-Encoding in an HTTP/1.0 request")
+        if transfer_codings[-1] != b"chunked" or transfer_codings.count(b"chunked") != 1:
+            raise _bad_request("request body with Transfer-Encoding not ending in chunked")
+        if content_length is not None:
+            raise _bad_request("both Transfer-Encoding and Content-Length")
+        if len(transfer_codings) > 1:
+            # We would have to forward the inner codings as Transfer-Encoding; no client does this.
+            raise _bad_request("transfer codings other than chunked are not supported")
+        framing = Framing.CHUNKED
+    elif content_length:
+        framing = Framing.LENGTH
+    else:
+        framing = Framing.NONE
+
+    connection = _comma_tokens(fields, b"connection") + _comma_tokens(fields, b"proxy-connection")
+    if version >= (1, 1):
+        keep_alive = b"close" not in connection
+    else:
+        keep_alive = b"keep-alive" in connection and b"close" not in connection
+    expect_continue = b"100-continue" in _comma_tokens(fields, b"expect")
+    return RequestHead(
+        method=method, version=version, host=host, port=port, authority=authority,
+        path=path, headers=_end_to_end(fields, connection), framing=framing,
+        content_length=content_length or 0, keep_alive=keep_alive,
+        expect_continue=expect_continue, length=length)
+
+
+def _bad_response(msg):
+    return RemoteProtocolError(msg, 502)
+
+
+def response_has_no_body(status, request_method):
+    """RFC 9112 6.3 rules 1-2: HEAD answers, 1xx, 204, 304 and CONNECT 2xx carry no body."""
+    return (request_method == "HEAD" or status < 200 or status in (204, 304)
+            or (request_method == "CONNECT" and 200 <= status < 300))
+
+
+def parse_response_head(buf, request_method, start=0):
+    """Parse one response head at the start of buf; None while incomplete.
+
+    Framing follows RFC 9112 6.3 (HEAD/1xx/204/304 -> NONE; chunked last -> CHUNKED;
+    other Transfer-Encoding -> UNTIL_CLOSE; Content-Length -> LENGTH; else UNTIL_CLOSE).
+    Raises RemoteProtocolError(status_hint=502) for anything malformed or oversized.
+    """
+    split = _split_head(buf, start, 502, "response")
+    if split is None:
+        return None
+    status_line, field_lines, length = split
+    match = _STATUS_LINE.fullmatch(status_line)
+    if match is None:
+        raise _bad_response("malformed status line %r" % status_line[:80])
+    major, minor, status_text, reason = match.groups()
+    version = (int(major), int(minor))
+    if version[0] != 1:
+        raise _bad_response("upstream answered with HTTP version %d.%d" % version)
+    status = int(status_text)
+    fields = _parse_fields(field_lines, _bad_response)
+    transfer_codings = _comma_tokens(fields, b"transfer-encoding")
+    content_length = None if transfer_codings else _content_length(fields, _bad_response)
+    if response_has_no_body(status, request_method):
+        framing = Framing.NONE
+        # Keep the representation's length for HEAD / 304 (describes the GET answer).
+        try:
+            content_length = _content_length(fields, _bad_response) or 0
+        except RemoteProtocolError:
+            content_length = 0
+    elif transfer_codings:
+        framing = Framing.CHUNKED if transfer_codings[-1] == b"chunked" else Framing.UNTIL_CLOSE
+    elif content_length is not None:
+        framing = Framing.LENGTH if content_length else Framing.NONE
+    else:
+        framing = Framing.UNTIL_CLOSE
+    connection = _comma_tokens(fields, b"connection") + _comma_tokens(fields, b"proxy-connection")
+    if version >= (1, 1):
+        keep_alive = b"close" not in connection
+    else:
+        keep_alive = b"keep-alive" in connection and b"close" not in connection
+    if framing is Framing.UNTIL_CLOSE:
+        keep_alive = False
+    return ResponseHead(
+        status=status, reason=reason or b"", version=version,
+        headers=_end_to_end(fields, connection), framing=framing,
+        content_length=content_length or 0, keep_alive=keep_alive, length=length)
+
+
+def _via(version):
+    return b"Via: %d.%d %s\r\n" % (version[0], version[1], VIA)
+
+
+def _framing_field(framing, content_length):
+    if framing is Framing.LENGTH:
+        return b"Content-Length: %d\r\n" % content_length
+    if framing is Framing.CHUNKED:
+        return b"Transfer-Encoding: chunked\r\n"
+    return b""
+
+
+def render_request_head(head, absolute_form):
+    """The head to send to the next hop, always as HTTP/1.1.
+
+    absolute_form=True for an upstream proxy ("GET http://host/path"), False for the
+    origin ("GET /path"). CONNECT is rendered in authority form either way. The body
+    keeps its framing kind: Content-Length as is, chunked re-encoded by the caller.
+    """
+    if head.is_connect:
+        target = head.authority
+    elif absolute_form:
+        target = b"http://" + head.authority + head.path
+    else:
+        target = head.path
+    parts = [head.method.encode("ascii"), b" ", target, b" HTTP/1.1\r\nHost: ", head.authority, b"\r\n"]
+    for name, value in head.headers:
+        parts += (name, b": ", value, b"\r\n")
+    parts.append(_framing_field(head.framing, head.content_length))
+    if not head.is_connect:
+        parts.append(_via(head.version))
+    parts.append(b"\r\n")
+    return b"".join(parts)
+
+
+def render_response_head(resp, framing, keep_alive, client_version=(1, 1)):
+    """The head to send to the client, as HTTP/1.1, with the body framed as `framing`.
+
+    framing is the framing towards the client: LENGTH (as received), CHUNKED (re-encoded),
+    UNTIL_CLOSE (raw, then close) or NONE. keep_alive says whether we keep the client
+    connection; an HTTP/1.0 client is told so explicitly.
+    """
+    parts = [b"HTTP/1.1 %d " % resp.status, resp.reason, b"\r\n"]
+    for name, value in resp.headers:
+        parts += (name, b": ", value, b"\r\n")
+    if framing is Framing.NONE:
+        # HEAD and 304 answers may say how long the GET answer would be.
+        if resp.content_length and resp.status >= 200 and resp.status != 204:
+            parts.append(b"Content-Length: %d\r\n" % resp.content_length)
+    else:
+        parts.append(_framing_field(framing, resp.content_length))
+    parts.append(_via(resp.version))
+    if not keep_alive:
+        parts.append(b"Connection: close\r\n")
+    elif client_version < (1, 1):
+        parts.append(b"Connection: keep-alive\r\n")
+    parts.append(b"\r\n")
+    return b"".join(parts)
+
+
+def render_informational(resp):
+    """A 1xx answer passed on to an HTTP/1.1 client (RFC 9110 15.2), hop-by-hop fields removed."""
+    parts = [b"HTTP/1.1 %d " % resp.status, resp.reason, b"\r\n"]
+    for name, value in resp.headers:
+        parts += (name, b": ", value, b"\r\n")
+    parts.append(b"\r\n")
+    return b"".join(parts)
+
+
+def reason_phrase(status):
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Unknown"
+
+
+def render_simple_response(status, text, keep_alive=False, extra_headers=()):
+    """A complete response generated by the proxy itself: text/plain body `text` + newline."""
+    body = (text.rstrip("\n") + "\n").encode("utf-8", "replace") if text is not None else b""
+    parts = [b"HTTP/1.1 %d %s\r\n" % (status, reason_phrase(status).encode("ascii"))]
+    for name, value in extra_headers:
+        parts += (name, b": ", value, b"\r\n")
+    if text is not None:
+        parts.append(b"Content-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\n" % len(body))
+    if not keep_alive:
+        parts.append(b"Connection: close\r\n")
+    parts.append(b"\r\n")
+    parts.append(body)
+    return b"".join(parts)
+
+
+def render_connect_established():
+    return b"HTTP/1.1 200 Connection Established\r\n\r\n"
+
+
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+LAST_CHUNK = b"0\r\n\r\n"
+
+
+def encode_chunk(piece):
+    """One chunk of the chunked coding; empty pieces are skipped (they would end the body)."""
+    n = len(piece)
+    if not n:
+        return b""
+    return b"%x\r\n%s\r\n" % (n, piece)
+
+
+class ChunkedDecoder:
+    """Incremental decoder of the chunked transfer coding (RFC 9112 7.1).
+
+    feed(data) returns the payload pieces found in data (memoryview slices of it, so
+    use them before the next recv into the same buffer); .done turns True after the
+    last chunk and the trailer section, which is discarded; .unused then holds the
+    bytes of data past the end (the next message on a persistent connection).
+    Raises RemoteProtocolError(status_hint) on bad syntax or oversized lines.
+    """
+
+    _SIZE, _DATA, _DATA_END, _TRAILER, _DONE = range(5)
+
+    def __init__(self, status_hint=400):
+        self._state = self._SIZE
+        self._remaining = 0
+        self._line = bytearray()     # partial size / CRLF / trailer line
+        self._trailer_bytes = 0
+        self._status_hint = status_hint
+        self.unused = b""
+
+    @property
+    def done(self):
+        return self._state == self._DONE
+
+    def _bad(self, msg):
+        return RemoteProtocolError("bad chunked body: " + msg, self._status_hint)
+
+    def _take_line(self, view, pos, limit):
+        """Collect one line (at most `limit` bytes before CRLF) into self._line.
+
+        Returns (line without CRLF, position after its LF), or (None, end of view) when
+        the line continues in the next feed.
+        """
+        room = limit + 1 - len(self._line)          # + 1 for a CR
+        window = bytes(view[pos:pos + room + 1])    # bounded copy: never the whole buffer
+        end = window.find(b"\n")
+        if end < 0:
+            if len(window) > room:
+                raise self._bad("line longer than %d bytes" % limit)
+            self._line += window
+            return None, len(view)
+        self._line += window[:end]
+        line = bytes(self._line)
+        self._line.clear()
+        if line.endswith(b"\r"):
+            line = line[:-1]
+        if len(line) > limit:
+            raise self._bad("line longer than %d bytes" % limit)
+        return line, pos + end + 1
+
+    def feed(self, data):
+        view = memoryview(data)
+        n = len(view)
+        pos = 0
+        pieces = []
+        while pos < n:
+            state = self._state
+            if state == self._DATA:
+                take = min(self._remaining, n - pos)
+                pieces.append(view[pos:pos + take])
+                pos += take
+                self._remaining -= take
+                if not self._remaining:
+                    self._state = self._DATA_END
+            elif state == self._SIZE:
+                line, pos = self._take_line(view, pos, MAX_CHUNK_LINE_BYTES)
+                if line is None:
+                    break
+                match = _CHUNK_SIZE.fullmatch(line)
+                if match is None:
+                    raise self._bad("malformed chunk size line %r" % line[:40])
+                self._remaining = int(match.group(1), 16)
+                self._state = self._DATA if self._remaining else self._TRAILER
+            elif state == self._DATA_END:
+                line, pos = self._take_line(view, pos, 0)
+                if line is None:
+                    break
+                if line:
+                    raise self._bad("chunk data not followed by CRLF")
+                self._state = self._SIZE
+            elif state == self._TRAILER:
+                line, pos = self._take_line(view, pos, MAX_TRAILER_BYTES)
+                if line is None:
+                    break
+                self._trailer_bytes += len(line) + 2
+                if self._trailer_bytes > MAX_TRAILER_BYTES:
+                    raise self._bad("trailer section too large")
+                if not line:
+                    self._state = self._DONE
+            else:  # _DONE
+                break
+        if self._state == self._DONE:
+            self.unused = bytes(view[pos:])
+        return pieces
