@@ -291,3 +291,18 @@ def test_sigint_also_exits_cleanly(lab, pair):
     assert lab.stop(vpn_a, sig=signal.SIGINT, timeout=3) == 0
     assert "Traceback" not in vpn_a.output()
     assert "tun0" in lab.sh(a, "ip link show dev tun0").stdout
+
+
+def test_unreachable_peer_does_not_kill_the_loop(lab, pair):
+    a, b = pair
+    # A's peer is on a network A has no route to: every send fails (ENETUNREACH).
+    vpn_a = start_vpn(lab, a, "-la", ":%d" % PORT, "-lp", "pwd1", "-pa", "10.99.0.2:%d" % PORT, "-pp", "pwd2")
+    assert not ping(lab, a, "10.0.1.2", count=3)
+    lab.wait_log(vpn_a, "cannot send to 10.99.0.2:%d" % PORT)
+    assert vpn_a.poll() is None
+    # And a peer that is reachable but not running (ICMP port unreachable) does not either.
+    vpn_b = start_vpn(lab, b, "-la", ":%d" % PORT, "-lp", "pwd2", "-pa", "10.9.0.1:%d" % (PORT + 1), "-pp", "pwd1")
+    assert not ping(lab, b, "10.0.1.1", count=3)
+    assert vpn_b.poll() is None
+    assert_clean_stop(lab, vpn_a)
+    assert_clean_stop(lab, vpn_b)
