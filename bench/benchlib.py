@@ -76,7 +76,7 @@ def log(fmt, *args):
           file=sys.stderr, flush=True)
 
 
-def log_tail(proc, lines=3):
+def log_tail(proc, lines=1):
     """Last lines a spawned process printed, on one line, for an n/a reason."""
     try:
         text = proc.output().strip().splitlines()

@@ -1,0 +1,307 @@
+"""Proxy benchmark: tomato bin/proxy against tinyproxy, and the origin directly, same run.
+
+Everything runs on the loopback of one namespace of its own (no port clashes
+with anything else on the machine):
+
+    nginx      127.0.0.1:8080  own temp prefix and config; /1k (1 KB), /100m (100 MB)
+    tinyproxy  127.0.0.1:8888  own config, MaxClients 2000, LogLevel Error
+    tomato     127.0.0.1:1080  bin/proxy -a 127.0.0.1:1080 -d direct
+
+Figures: wrk requests/s with absolute-URI requests (`GET http://127.0.0.1:8080/1k`,
+keep-alive, 50 connections) through each proxy and to nginx directly; a 100 MB
+download through CONNECT (curl -p) in MB/s; resident memory of each proxy with
+1 000 idle client connections open (measured first, on the freshly started
+proxies). Rounds alternate the order of the systems; each figure keeps the best.
+"""
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from benchlib import (HIGHER, LOWER, BenchLab, Figure, Unavailable, best, log, log_tail,  # noqa: F401
+                      process_tree_rss_kib, tool_argv)
+
+HERE = Path(__file__).resolve().parent
+ORIGIN_PORT, TINYPROXY_PORT, TOMATO_PORT = 8080, 8888, 1080
+SMALL_PATH, BIG_PATH = "/1k", "/100m"
+SMALL_BYTES, BIG_BYTES = 1024, 100 * 1000 * 1000
+WRK_CONNECTIONS = 50
+IDLE_CONNECTIONS = 1000
+
+ORIGIN, TINYPROXY, TOMATO = "origin (nginx, direct)", "tinyproxy", "tomato"
+PORT = {ORIGIN: ORIGIN_PORT, TINYPROXY: TINYPROXY_PORT, TOMATO: TOMATO_PORT}
+
+NGINX_CONF = """\
+daemon off;
+master_process on;
+worker_processes 1;
+pid {d}/nginx.pid;
+error_log {d}/error.log warn;
+events {{ worker_connections 8192; }}
+http {{
+    access_log off;
+    default_type application/octet-stream;
+    sendfile on;
+    keepalive_timeout 120s;
+    keepalive_requests 10000000;
+    client_body_temp_path {d}/tmp-body;
+    proxy_temp_path {d}/tmp-proxy;
+    fastcgi_temp_path {d}/tmp-fastcgi;
+    uwsgi_temp_path {d}/tmp-uwsgi;
+    scgi_temp_path {d}/tmp-scgi;
+    server {{
+        listen 127.0.0.1:{port} backlog=4096;
+        root {d}/www;
+    }}
+}}
+"""
+
+TINYPROXY_CONF = """\
+Port {port}
+Listen 127.0.0.1
+Timeout 600
+MaxClients 2000
+LogLevel Error
+LogFile "{d}/tinyproxy.log"
+PidFile "{d}/tinyproxy.pid"
+Allow 127.0.0.1
+DisableViaHeader Yes
+"""
+
+# wrk takes the connect address from its URL; the script turns the request line into an absolute URI.
+WRK_ABSOLUTE_URI_LUA = """\
+wrk.path = "http://127.0.0.1:{port}{path}"
+wrk.headers["Host"] = "127.0.0.1:{port}"
+"""
+
+
+class ProxyLab:
+    def __init__(self, lab: BenchLab):
+        self.lab = lab
+        self.ns = lab.netns()
+        self.dir = lab.tmpdir / "proxy"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        # nginx's worker runs as nobody: it must be able to read the docroot inside the 0700 temp dir.
+        for path in (lab.tmpdir, self.dir):
+            path.chmod(0o755)
+        self.up = {}
+        self.procs = {}
+
+    def start_origin(self):
+        www = self.dir / "www"
+        www.mkdir()
+        (www / SMALL_PATH.strip("/")).write_bytes(b"x" * SMALL_BYTES)
+        with open(www / BIG_PATH.strip("/"), "wb") as f:
+            f.truncate(BIG_BYTES)  # sparse: zeros, served by sendfile without touching the disk
+        conf = self.dir / "nginx.conf"
+        conf.write_text(NGINX_CONF.format(d=self.dir, port=ORIGIN_PORT))
+        proc = self.lab.spawn(self.ns, ["nginx", "-p", str(self.dir), "-e", str(self.dir / "error.log"),
+                                        "-c", str(conf)])
+        self._wait_listening(proc, ORIGIN, ORIGIN_PORT)
+        body = self.fetch(None, SMALL_PATH)
+        if len(body) != SMALL_BYTES:
+            raise Unavailable("nginx served %d bytes for %s" % (len(body), SMALL_PATH))
+        self.procs[ORIGIN] = proc
+        self.up[ORIGIN] = True
+
+    def start_tinyproxy(self):
+        conf = self.dir / "tinyproxy.conf"
+        conf.write_text(TINYPROXY_CONF.format(d=self.dir, port=TINYPROXY_PORT))
+        return self._start(TINYPROXY, ["tinyproxy", "-d", "-c", str(conf)])
+
+    def start_tomato(self):
+        return self._start(TOMATO, tool_argv("proxy", "-a", "127.0.0.1:%d" % TOMATO_PORT, "-d", "direct"))
+
+    def _start(self, system, argv):
+        try:
+            proc = self.lab.spawn(self.ns, argv)
+            self.procs[system] = proc
+            self._wait_listening(proc, system, PORT[system])
+            body = self.fetch(PORT[system], SMALL_PATH)
+            if len(body) != SMALL_BYTES:
+                raise Unavailable("%s returned %d bytes instead of %d for an absolute-URI GET"
+                                  % (system, len(body), SMALL_BYTES))
+            self.up[system] = True
+        except (Unavailable, OSError, subprocess.SubprocessError) as exc:
+            self.up[system] = "n/a: %s" % exc
+        return self.up[system]
+
+    def _wait_listening(self, proc, what, port):
+        def listening():
+            out = self.lab.run(self.ns, ["ss", "-Hltn", "sport = :%d" % port]).stdout
+            return out.strip() != ""
+        self.lab.wait_alive(proc, listening, 15, "%s listening on %d" % (what, port))
+
+    def fetch(self, proxy_port, path, connect=False):
+        argv = ["curl", "-sS", "--max-time", "20", "--noproxy", ""]
+        if proxy_port:
+            argv += ["-x", "http://127.0.0.1:%d" % proxy_port] + (["-p"] if connect else [])
+        argv.append("http://127.0.0.1:%d%s" % (ORIGIN_PORT, path))
+        done = self.lab.run(self.ns, argv, text=False, timeout=30)
+        if done.returncode != 0:
+            raise Unavailable("curl %s: %s" % (path, done.stderr.decode(errors="replace").strip()))
+        return done.stdout
+
+    # -- measurements ---------------------------------------------------------------
+    def wrk_rps(self, system, seconds):
+        """wrk requests/s with keep-alive; absolute-URI requests when going through a proxy."""
+        argv = ["wrk", "-t", "1", "-c", WRK_CONNECTIONS, "-d", "%ds" % seconds, "--timeout", "5s"]
+        if system != ORIGIN:
+            script = self.dir / "absolute-uri.lua"
+            script.write_text(WRK_ABSOLUTE_URI_LUA.format(port=ORIGIN_PORT, path=SMALL_PATH))
+            argv += ["-s", str(script)]
+            url = "http://127.0.0.1:%d/" % PORT[system]
+        else:
+            url = "http://127.0.0.1:%d%s" % (ORIGIN_PORT, SMALL_PATH)
+        done = self.lab.run(self.ns, argv + [url], timeout=seconds + 30)
+        out = done.stdout
+        match = re.search(r"Requests/sec:\s+([\d.]+)", out)
+        if done.returncode != 0 or not match:
+            raise Unavailable("wrk: %s" % ((done.stderr or out).strip().splitlines()[-1:] or ["no output"])[0])
+        errors = []
+        bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+        if bad:
+            errors.append("%s non-2xx" % bad.group(1))
+        sock = re.search(r"Socket errors: (.+)", out)
+        if sock:
+            errors.append("socket errors " + sock.group(1).strip())
+        total = re.search(r"(\d+) requests in", out)
+        if bad and total and int(bad.group(1)) > int(total.group(1)) // 2:
+            raise Unavailable("wrk: most responses were errors (%s)" % ", ".join(errors))
+        return float(match.group(1)), errors
+
+    def connect_mb_s(self, system):
+        """100 MB download through CONNECT (curl -p), or directly for the origin; MB/s (10^6 bytes)."""
+        argv = ["curl", "-sS", "--max-time", "60", "--noproxy", "", "-o", "/dev/null",
+                "-w", "%{size_download} %{time_total}"]
+        if system != ORIGIN:
+            argv += ["-p", "-x", "http://127.0.0.1:%d" % PORT[system]]
+        argv.append("http://127.0.0.1:%d%s" % (ORIGIN_PORT, BIG_PATH))
+        done = self.lab.run(self.ns, argv, timeout=90)
+        if done.returncode != 0:
+            raise Unavailable("curl CONNECT: %s" % done.stderr.strip())
+        size, seconds = done.stdout.split()
+        if int(size) != BIG_BYTES:
+            raise Unavailable("download was %s bytes, not %d" % (size, BIG_BYTES))
+        return BIG_BYTES / float(seconds) / 1e6
+
+    def idle_rss(self, system, count=IDLE_CONNECTIONS):
+        """(RSS before, RSS with `count` idle client connections open) of the proxy's processes, KiB."""
+        proc = self.procs[system]
+        before = process_tree_rss_kib(proc.pid)
+        clients = self.lab.spawn(self.ns, [sys.executable, str(HERE / "idle_clients.py"),
+                                           "127.0.0.1", PORT[system], count])
+        try:
+            self.lab.wait_alive(clients, lambda: "connected" in clients.output(), 30, "idle clients")
+            # Give the proxy time to accept all of them and settle (threads / greenlets created).
+            time.sleep(1.5)
+            if proc.poll() is not None:
+                raise Unavailable("%s exited with idle connections open: %s" % (system, log_tail(proc)))
+            during = process_tree_rss_kib(proc.pid)
+            served = self._established(PORT[system])
+        finally:
+            self.lab.stop(clients)
+        return before, during, served
+
+    def _established(self, port):
+        out = self.lab.run(self.ns, ["ss", "-Htn", "state", "established", "sport = :%d" % port]).stdout
+        return len(out.strip().splitlines())
+
+
+def _rounds(plab, systems, rounds, measure):
+    values = {s: [] for s in systems}
+    errors = {}
+    for i in range(rounds):
+        for system in (systems if i % 2 == 0 else list(reversed(systems))):
+            if plab.up.get(system) is not True:
+                continue
+            try:
+                values[system].append(measure(system))
+            except (Unavailable, subprocess.SubprocessError, OSError, ValueError) as exc:
+                values[system].append(None)
+                errors[system] = str(exc)
+                log("  %s: %s", system, exc)
+    return values, errors
+
+
+def _reason(plab, errors, system):
+    up = plab.up.get(system)
+    if up is not True:
+        return up or "n/a: not started"
+    return "n/a: %s" % errors[system] if system in errors else ""
+
+
+def _figure(plab, name, unit, better, values, errors, origin_fmt=None):
+    fig = Figure("Proxy", name, unit, better, reference_name="tinyproxy 1.11")
+    fig.tomato_rounds, fig.reference_rounds = values.get(TOMATO, []), values.get(TINYPROXY, [])
+    fig.tomato, fig.reference = best(fig.tomato_rounds, better), best(fig.reference_rounds, better)
+    fig.tomato_na = "" if fig.tomato is not None else _reason(plab, errors, TOMATO)
+    fig.reference_na = "" if fig.reference is not None else _reason(plab, errors, TINYPROXY)
+    origin = best(values.get(ORIGIN, []), better)
+    if origin_fmt and origin is not None:
+        fig.note = origin_fmt % origin
+    return fig
+
+
+def run(lab, quick=False, rounds=None):
+    wrk_seconds = 3 if quick else 10
+    rounds = rounds or (2 if quick else 3)
+    plab = ProxyLab(lab)
+    plab.start_origin()
+    log("proxy: nginx up; starting tinyproxy and tomato bin/proxy")
+    for system, start in ((TINYPROXY, plab.start_tinyproxy), (TOMATO, plab.start_tomato)):
+        up = start()
+        log("proxy: %s %s", system, "up" if up is True else up)
+    figures = []
+
+    log("proxy: RSS with %d idle client connections (fresh processes)", IDLE_CONNECTIONS)
+    memory = {}
+    errors = {}
+    for system in (TINYPROXY, TOMATO):
+        if plab.up.get(system) is not True:
+            continue
+        try:
+            before, during, served = plab.idle_rss(system)
+            memory[system] = (before, during, served)
+            log("  %-9s RSS %.1f MiB -> %.1f MiB with %d connections established",
+                system, before / 1024, during / 1024, served)
+        except (Unavailable, subprocess.SubprocessError, OSError) as exc:
+            errors[system] = str(exc)
+            log("  %s: %s", system, exc)
+    fig = _figure(plab, "RSS with %d idle client connections" % IDLE_CONNECTIONS, "MiB", LOWER,
+                  {s: [m[1] / 1024] for s, m in memory.items()}, errors)
+    fig.note = "; ".join("%s: %.1f MiB idle before, %.1f KiB per connection, %d established"
+                         % (s, m[0] / 1024, (m[1] - m[0]) / max(1, IDLE_CONNECTIONS), m[2])
+                         for s, m in memory.items())
+    figures.append(fig)
+
+    systems = [ORIGIN, TINYPROXY, TOMATO]
+    log("proxy: wrk %d connections, keep-alive, %d s x %d rounds per system", WRK_CONNECTIONS, wrk_seconds, rounds)
+    wrk_errors = {}
+
+    def measure_wrk(system):
+        rps, errs = plab.wrk_rps(system, wrk_seconds)
+        if errs:
+            wrk_errors[system] = errs
+        log("  %-22s %10.0f req/s %s", system, rps, ", ".join(errs))
+        return rps
+
+    values, errors = _rounds(plab, systems, rounds, measure_wrk)
+    fig = _figure(plab, "HTTP requests/s, absolute URI, 1 KB, %d conns (wrk %d s)" % (WRK_CONNECTIONS, wrk_seconds),
+                  "req/s", HIGHER, values, errors, "origin direct: %.0f req/s")
+    fig.note = "; ".join(filter(None, [fig.note] + ["%s wrk: %s" % (s, ", ".join(e))
+                                                    for s, e in wrk_errors.items() if s != ORIGIN]))
+    figures.append(fig)
+
+    log("proxy: 100 MB download through CONNECT x %d rounds per system", rounds)
+
+    def measure_connect(system):
+        rate = plab.connect_mb_s(system)
+        log("  %-22s %10.1f MB/s", system, rate)
+        return rate
+
+    values, errors = _rounds(plab, systems, rounds, measure_connect)
+    figures.append(_figure(plab, "CONNECT bulk download, 100 MB (curl -p)", "MB/s", HIGHER, values, errors,
+                           "origin direct: %.0f MB/s"))
+    return figures

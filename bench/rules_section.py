@@ -1,0 +1,53 @@
+"""Rules benchmark: runs bench/rules_bench.py (the rules' own script) and turns its JSON into figures.
+
+rules_bench.py is a standalone script, run with this interpreter as a
+subprocess so its memory figure is its own process's. The references are the
+issue's goals (load < 0.3 s, >= 1 M lookups/s); keys it prints that are not
+known here still appear as rows without a reference.
+"""
+import subprocess
+import sys
+from pathlib import Path
+
+from benchlib import HIGHER, LOWER, Figure, Unavailable, log, run_json
+
+SCRIPT = Path(__file__).resolve().parent / "rules_bench.py"
+TIMEOUT_S = 240
+
+# key printed by rules_bench.py -> (figure, unit, better, goal or None, goal name)
+KNOWN = {
+    "load_s": ("load rules/dlc.txt", "s", LOWER, 0.3, "goal < 0.3 s"),
+    "lookups_per_s": ("lookups/s", "lookups/s", HIGHER, 1e6, "goal >= 1 M/s"),
+    "memory_mib": ("memory of the loaded rule set", "MiB", LOWER, None, ""),
+    "dlmerge_s": ("dlmerge on the full domain-list-community data", "s", LOWER, None, ""),
+}
+
+
+def run(quick=False):
+    if not SCRIPT.exists():
+        return [Figure("Rules", "rules benchmark", "", tomato_na="n/a: bench/rules_bench.py not written yet",
+                       reference_na="n/a")]
+    argv = [sys.executable, str(SCRIPT)] + (["--quick"] if quick and _accepts_quick() else [])
+    try:
+        data = run_json(argv, TIMEOUT_S)
+    except (Unavailable, subprocess.SubprocessError, OSError) as exc:
+        return [Figure("Rules", "rules benchmark", "", tomato_na="n/a: %s" % exc, reference_na="n/a")]
+    log("rules: %s", data)
+    figures = []
+    for key, value in data.items():
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            continue
+        name, unit, better, goal, goal_name = KNOWN.get(key, (key, "", HIGHER, None, ""))
+        fig = Figure("Rules", name, unit, better, tomato=float(value), reference=goal, reference_name=goal_name)
+        figures.append(fig)
+    extras = {k: v for k, v in data.items() if not isinstance(v, (int, float)) or isinstance(v, bool)}
+    if extras and figures:
+        figures[0].note = "; ".join("%s: %s" % item for item in extras.items())
+    return figures
+
+
+def _accepts_quick():
+    try:
+        return "--quick" in SCRIPT.read_text()
+    except OSError:
+        return False
