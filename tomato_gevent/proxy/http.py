@@ -97,9 +97,12 @@ HOP_BY_HOP = frozenset({
 _REGENERATED = HOP_BY_HOP | {b"host", b"content-length", b"expect"}
 
 
-def _find_head_end(buf, start):
-    """Index just past the blank line ending a head, or -1. Accepts bare LF (RFC 9112 2.2)."""
-    start = max(start - 3, 0)
+def _find_head_end(buf, start, first):
+    """Index just past the blank line ending a head that starts at `first`, or -1.
+
+    `start` is how far an earlier call searched. Accepts bare LF (RFC 9112 2.2).
+    """
+    start = max(start - 3, first)
     crlf = buf.find(b"\n\r\n", start)
     lf = buf.find(b"\n\n", start, crlf + 2 if crlf >= 0 else len(buf))
     if lf >= 0:
@@ -131,7 +134,7 @@ def _split_head(buf, start, status_hint_too_big, what):
             raise RemoteProtocolError("%s head larger than %d bytes" % (what, MAX_HEAD_BYTES),
                                       status_hint_too_big)
         return None
-    end = _find_head_end(buf, max(start, skip))
+    end = _find_head_end(buf, start, skip)
     if end > MAX_HEAD_BYTES or (end < 0 and len(buf) > MAX_HEAD_BYTES):
         raise RemoteProtocolError("%s head larger than %d bytes" % (what, MAX_HEAD_BYTES),
                                   status_hint_too_big)

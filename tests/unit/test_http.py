@@ -1,0 +1,368 @@
+"""proxy/http.py: request/response heads, hop-by-hop handling, chunked framing."""
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tomato_gevent.errors import RemoteProtocolError
+from tomato_gevent.proxy import http
+from tomato_gevent.proxy.http import (
+    MAX_HEAD_BYTES, ChunkedDecoder, Framing, encode_chunk, parse_request_head,
+    parse_response_head, render_request_head, render_response_head, render_simple_response)
+
+GET = (b"GET http://Example.COM:8080/a/b?c=d HTTP/1.1\r\n"
+       b"Host: example.com:8080\r\n"
+       b"User-Agent: curl/7.88\r\n"
+       b"Accept: */*\r\n"
+       b"\r\n")
+
+
+def field_names(rendered):
+    lines = rendered.split(b"\r\n")[1:]
+    return [line.split(b":", 1)[0].lower() for line in lines if line]
+
+
+# -- incremental parsing --------------------------------------------------------------
+def test_byte_at_a_time_returns_none_until_the_blank_line():
+    buf = bytearray()
+    results = []
+    for i in range(len(GET)):
+        buf += GET[i:i + 1]
+        results.append(parse_request_head(buf, start=max(len(buf) - 1, 0)))
+    assert all(r is None for r in results[:-1])
+    head = results[-1]
+    assert head == parse_request_head(GET)
+    assert head.method == "GET" and head.version == (1, 1)
+    assert head.host == "example.com" and head.port == 8080
+    assert head.authority == b"Example.COM:8080" and head.path == b"/a/b?c=d"
+    assert head.length == len(GET)
+    assert head.framing is Framing.NONE and head.keep_alive
+
+
+def test_length_excludes_body_and_next_request():
+    head = parse_request_head(GET + b"GET http://x/ HTTP/1.1\r\n")
+    assert head.length == len(GET)
+
+
+def test_leading_blank_lines_and_bare_lf_are_accepted():
+    head = parse_request_head(b"\r\n\r\nGET http://a.test/ HTTP/1.0\nHost: a.test\n\n")
+    assert head is not None and head.host == "a.test" and head.version == (1, 0)
+    assert head.length == len(b"\r\n\r\nGET http://a.test/ HTTP/1.0\nHost: a.test\n\n")
+    assert parse_request_head(b"\r\n\r\n") is None
+
+
+@pytest.mark.parametrize("target,host,port,path", [
+    (b"http://a.test", "a.test", 80, b"/"),
+    (b"http://a.test?q=1", "a.test", 80, b"/?q=1"),
+    (b"HTTP://A.Test:81/x#frag", "a.test", 81, b"/x"),
+    (b"http://[::1]:8080/", "::1", 8080, b"/"),
+    (b"http://10.0.0.1:/p", "10.0.0.1", 80, b"/p"),
+    (b"http://under_score.test/", "under_score.test", 80, b"/"),
+])
+def test_absolute_targets(target, host, port, path):
+    head = parse_request_head(b"GET " + target + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert (head.host, head.port, head.path) == (host, port, path)
+
+
+def test_connect_is_authority_form():
+    head = parse_request_head(b"CONNECT [2001:db8::1]:443 HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert head.is_connect and head.host == "2001:db8::1" and head.port == 443
+    assert render_request_head(head, absolute_form=True).startswith(
+        b"CONNECT [2001:db8::1]:443 HTTP/1.1\r\nHost: [2001:db8::1]:443\r\n")
+
+
+# -- limits and rejections --------------------------------------------------------------
+def test_incomplete_head_over_the_limit_is_431():
+    buf = b"GET http://a.test/ HTTP/1.1\r\nX-Big: " + b"a" * MAX_HEAD_BYTES
+    assert parse_request_head(buf[:MAX_HEAD_BYTES]) is None
+    with pytest.raises(RemoteProtocolError) as e:
+        parse_request_head(buf)
+    assert e.value.status_hint == 431
+
+
+def test_head_of_exactly_max_bytes_is_accepted_one_more_is_431():
+    start = b"GET http://a.test/ HTTP/1.1\r\nX-Big: "
+    filler = MAX_HEAD_BYTES - len(start) - 4
+    exact = start + b"a" * filler + b"\r\n\r\n"
+    assert len(exact) == MAX_HEAD_BYTES
+    assert parse_request_head(exact).length == MAX_HEAD_BYTES
+    with pytest.raises(RemoteProtocolError) as e:
+        parse_request_head(start + b"a" * (filler + 1) + b"\r\n\r\n")
+    assert e.value.status_hint == 431
+
+
+def test_endless_blank_lines_hit_the_limit():
+    with pytest.raises(RemoteProtocolError) as e:
+        parse_request_head(b"\r\n" * (MAX_HEAD_BYTES // 2 + 1))
+    assert e.value.status_hint == 431
+
+
+@pytest.mark.parametrize("raw", [
+    b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n",      # TLS to a plain proxy
+    b"GET\r\n\r\n",
+    b"GET  http://a.test/ HTTP/1.1\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n",                      # origin form: not for a proxy
+    b"OPTIONS * HTTP/1.1\r\nHost: a.test\r\n\r\n",
+    b"GET https://a.test/ HTTP/1.1\r\n\r\n",
+    b"GET ftp://a.test/ HTTP/1.1\r\n\r\n",
+    b"GET http://user:pw@a.test/ HTTP/1.1\r\n\r\n",
+    b"GET http:///x HTTP/1.1\r\n\r\n",
+    b"GET http://a.test:0/ HTTP/1.1\r\n\r\n",
+    b"GET http://a.test:70000/ HTTP/1.1\r\n\r\n",
+    b"GET http://a.test:8x/ HTTP/1.1\r\n\r\n",
+    b"GET http://a b/ HTTP/1.1\r\n\r\n",
+    b"GET http://[::1/ HTTP/1.1\r\n\r\n",
+    b"CONNECT a.test HTTP/1.1\r\n\r\n",                               # CONNECT needs a port
+    b"GET http://a.test/ HTTP/1.1\r\nHost : a.test\r\n\r\n",       # space before colon
+    b"GET http://a.test/ HTTP/1.1\r\nX: a\r\n folded\r\n\r\n",     # obs-fold
+    b"GET http://a.test/ HTTP/1.1\r\nno colon\r\n\r\n",
+    b"GET http://a.test/ HTTP/1.1\r\nX: a\x00b\r\n\r\n",
+    b"GET http://a.test/ HTTP/1.1\r\nX: a\rb\r\n\r\n",
+    b"GET http://a.test/ HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+    b"POST http://a.test/ HTTP/1.1\r\nContent-Length: -1\r\n\r\n",
+    b"POST http://a.test/ HTTP/1.1\r\nContent-Length: 1e3\r\n\r\n",
+    b"POST http://a.test/ HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n",
+    b"POST http://a.test/ HTTP/1.1\r\nContent-Length: 3, 4\r\n\r\n",
+    b"POST http://a.test/ HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n",
+    b"POST http://a.test/ HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n",
+    b"POST http://a.test/ HTTP/1.1\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
+    b"POST http://a.test/ HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
+    b"POST http://a.test/ HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n",
+])
+def test_malformed_requests_are_400(raw):
+    with pytest.raises(RemoteProtocolError) as e:
+        parse_request_head(raw)
+    assert e.value.status_hint == 400
+
+
+def test_other_http_versions_are_505():
+    with pytest.raises(RemoteProtocolError) as e:
+        parse_request_head(b"GET http://a.test/ HTTP/2.0\r\n\r\n")
+    assert e.value.status_hint == 505
+
+
+# -- semantics -----------------------------------------------------------------------------
+@pytest.mark.parametrize("version,fields,keep", [
+    (b"1.1", b"", True),
+    (b"1.1", b"Connection: close\r\n", False),
+    (b"1.1", b"Connection: Keep-Alive, CLOSE\r\n", False),
+    (b"1.0", b"", False),
+    (b"1.0", b"Connection: keep-alive\r\n", True),
+    (b"1.0", b"Proxy-Connection: Keep-Alive\r\n", True),
+])
+def test_keep_alive(version, fields, keep):
+    head = parse_request_head(b"GET http://a.test/ HTTP/" + version + b"\r\n" + fields + b"\r\n")
+    assert head.keep_alive is keep
+
+
+@pytest.mark.parametrize("fields,framing,length", [
+    (b"", Framing.NONE, 0),
+    (b"Content-Length: 0\r\n", Framing.NONE, 0),
+    (b"Content-Length: 12\r\n", Framing.LENGTH, 12),
+    (b"Content-Length: 12, 12\r\nContent-Length: 12\r\n", Framing.LENGTH, 12),
+    (b"Transfer-Encoding: Chunked\r\n", Framing.CHUNKED, 0),
+])
+def test_request_body_framing(fields, framing, length):
+    head = parse_request_head(b"POST http://a.test/ HTTP/1.1\r\n" + fields + b"\r\n")
+    assert (head.framing, head.content_length) == (framing, length)
+
+
+def test_hop_by_hop_fields_are_not_forwarded():
+    raw = (b"POST http://a.test/x HTTP/1.1\r\n"
+           b"Host: wrong.test\r\n"
+           b"Connection: keep-alive, X-Secret-Hop\r\n"
+           b"X-Secret-Hop: 1\r\n"
+           b"Proxy-Connection: keep-alive\r\n"
+           b"Proxy-Authorization: Basic c2VjcmV0\r\n"
+           b"Keep-Alive: timeout=5\r\n"
+           b"TE: trailers\r\n"
+           b"Trailer: X-Checksum\r\n"
+           b"Upgrade: websocket\r\n"
+           b"Expect: 100-continue\r\n"
+           b"Transfer-Encoding: chunked\r\n"
+           b"Cookie: a=b\r\n"
+           b"X-End-To-End: yes\r\n"
+           b"\r\n")
+    head = parse_request_head(raw)
+    assert head.expect_continue
+    out = render_request_head(head, absolute_form=False)
+    assert out.startswith(b"POST /x HTTP/1.1\r\nHost: a.test\r\n")
+    assert field_names(out) == [b"host", b"cookie", b"x-end-to-end", b"transfer-encoding", b"via"]
+    assert b"Transfer-Encoding: chunked\r\n" in out and b"Via: 1.1 tomato\r\n" in out
+
+
+def test_rendered_request_reparses_to_the_same_head():
+    head = parse_request_head(GET.replace(b"GET", b"PUT").replace(b"\r\n\r\n", b"\r\nContent-Length: 5\r\n\r\n"))
+    again = parse_request_head(render_request_head(head, absolute_form=True))
+    assert (again.method, again.host, again.port, again.path, again.framing, again.content_length) == \
+        (head.method, head.host, head.port, head.path, head.framing, head.content_length)
+    assert again.headers == head.headers + ((b"Via", b"1.1 tomato"),)
+    assert render_request_head(head, absolute_form=False).startswith(b"PUT /a/b?c=d HTTP/1.1\r\n")
+
+
+def test_http10_request_is_sent_as_11_with_its_via():
+    head = parse_request_head(b"GET http://a.test/ HTTP/1.0\r\n\r\n")
+    out = render_request_head(head, absolute_form=False)
+    assert out == b"GET / HTTP/1.1\r\nHost: a.test\r\nVia: 1.0 tomato\r\n\r\n"
+
+
+# -- responses -------------------------------------------------------------------------------
+@pytest.mark.parametrize("method,status_line,fields,framing,keep", [
+    ("GET", b"HTTP/1.1 200 OK", b"Content-Length: 5\r\n", Framing.LENGTH, True),
+    ("GET", b"HTTP/1.1 200 OK", b"Content-Length: 0\r\n", Framing.NONE, True),
+    ("GET", b"HTTP/1.1 200 OK", b"Transfer-Encoding: chunked\r\nContent-Length: 5\r\n", Framing.CHUNKED, True),
+    ("GET", b"HTTP/1.1 200 OK", b"Transfer-Encoding: gzip\r\n", Framing.UNTIL_CLOSE, False),
+    ("GET", b"HTTP/1.1 200 OK", b"", Framing.UNTIL_CLOSE, False),
+    ("GET", b"HTTP/1.0 200 OK", b"Content-Length: 5\r\n", Framing.LENGTH, False),
+    ("GET", b"HTTP/1.0 200 OK", b"Content-Length: 5\r\nConnection: keep-alive\r\n", Framing.LENGTH, True),
+    ("GET", b"HTTP/1.1 200 OK", b"Content-Length: 5\r\nConnection: close\r\n", Framing.LENGTH, False),
+    ("HEAD", b"HTTP/1.1 200 OK", b"Content-Length: 5\r\n", Framing.NONE, True),
+    ("GET", b"HTTP/1.1 204 No Content", b"", Framing.NONE, True),
+    ("GET", b"HTTP/1.1 304 Not Modified", b"Content-Length: 5\r\n", Framing.NONE, True),
+    ("GET", b"HTTP/1.1 100 Continue", b"", Framing.NONE, True),
+    ("GET", b"HTTP/1.1 103", b"Link: </a>\r\n", Framing.NONE, True),
+    ("CONNECT", b"HTTP/1.1 200 Connection established", b"", Framing.NONE, True),
+    ("CONNECT", b"HTTP/1.1 403 Forbidden", b"Content-Length: 5\r\n", Framing.LENGTH, True),
+])
+def test_response_framing(method, status_line, fields, framing, keep):
+    raw = status_line + b"\r\n" + fields + b"\r\n"
+    resp = parse_response_head(raw, method)
+    assert (resp.framing, resp.keep_alive, resp.length) == (framing, keep, len(raw))
+
+
+def test_response_byte_at_a_time():
+    raw = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nX: y\r\n\r\nabc"
+    found = [parse_response_head(raw[:i], "GET") for i in range(len(raw) + 1)]
+    first = next(i for i, r in enumerate(found) if r is not None)
+    assert first == len(raw) - 3 and found[first].status == 200
+
+
+@pytest.mark.parametrize("raw", [
+    b"HTTP/1.1 2000 OK\r\n\r\n",
+    b"HTTP/2 200\r\n\r\n",
+    b"ICY 200 OK\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\nbad header\r\n\r\n",
+])
+def test_malformed_responses_are_502(raw):
+    with pytest.raises(RemoteProtocolError) as e:
+        parse_response_head(raw, "GET")
+    assert e.value.status_hint == 502
+
+
+def test_oversized_response_head_is_502():
+    with pytest.raises(RemoteProtocolError) as e:
+        parse_response_head(b"HTTP/1.1 200 OK\r\nX: " + b"a" * MAX_HEAD_BYTES, "GET")
+    assert e.value.status_hint == 502
+
+
+def test_response_rendering_reframes_and_drops_hop_by_hop():
+    raw = (b"HTTP/1.1 200 OK\r\nConnection: keep-alive, X-Hop\r\nX-Hop: 1\r\nKeep-Alive: timeout=5\r\n"
+           b"Proxy-Authenticate: Basic\r\nTrailer: X-Sum\r\nUpgrade: h2c\r\n"
+           b"Transfer-Encoding: chunked\r\nContent-Type: text/plain\r\n\r\n")
+    resp = parse_response_head(raw, "GET")
+    chunked = render_response_head(resp, Framing.CHUNKED, keep_alive=True)
+    assert chunked == (b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n"
+                       b"Via: 1.1 tomato\r\n\r\n")
+    raw_until_close = render_response_head(resp, Framing.UNTIL_CLOSE, keep_alive=False, client_version=(1, 0))
+    assert field_names(raw_until_close) == [b"content-type", b"via", b"connection"]
+    assert raw_until_close.endswith(b"Connection: close\r\n\r\n")
+
+
+def test_keep_alive_is_spelled_out_for_http10_clients():
+    resp = parse_response_head(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n", "GET")
+    out = render_response_head(resp, Framing.LENGTH, keep_alive=True, client_version=(1, 0))
+    assert b"Content-Length: 2\r\n" in out and out.endswith(b"Connection: keep-alive\r\n\r\n")
+
+
+def test_head_answer_keeps_its_content_length():
+    resp = parse_response_head(b"HTTP/1.1 200 OK\r\nContent-Length: 1234\r\n\r\n", "HEAD")
+    assert b"Content-Length: 1234\r\n" in render_response_head(resp, Framing.NONE, keep_alive=True)
+
+
+def test_informational_answer_rendering():
+    resp = parse_response_head(b"HTTP/1.1 103 Early Hints\r\nLink: </s.css>\r\nConnection: x\r\n\r\n", "GET")
+    assert http.render_informational(resp) == b"HTTP/1.1 103 Early Hints\r\nLink: </s.css>\r\n\r\n"
+
+
+def test_simple_response_is_a_well_framed_answer():
+    raw = render_simple_response(502, "cannot connect to a.test:80: Connection refused")
+    resp = parse_response_head(raw, "GET")
+    assert resp.status == 502 and not resp.keep_alive
+    assert raw[resp.length:] == b"cannot connect to a.test:80: Connection refused\n"
+    assert resp.content_length == len(raw) - resp.length
+    kept = parse_response_head(render_simple_response(403, "blocked", keep_alive=True), "GET")
+    assert kept.keep_alive and kept.status == 403
+
+
+# -- chunked coding ----------------------------------------------------------------------------
+def decode_all(decoder, data, step):
+    out = bytearray()
+    for i in range(0, len(data), step):
+        for piece in decoder.feed(data[i:i + step]):
+            out += piece
+        if decoder.done:
+            break
+    return bytes(out)
+
+
+def test_chunked_with_extensions_and_trailers_byte_at_a_time():
+    body = (b"5;name=value\r\nhello\r\n"
+            b"6\r\n world\r\n"
+            b"0\r\nX-Checksum: 1\r\nX-More: 2\r\n\r\nNEXT")
+    for step in (1, 2, 3, 7, len(body)):
+        decoder = ChunkedDecoder()
+        out = bytearray()
+        unused = b""
+        for i in range(0, len(body), step):
+            for piece in decoder.feed(body[i:i + step]):
+                out += piece
+            if decoder.done:
+                unused = decoder.unused + body[i + step:]
+                break
+        assert bytes(out) == b"hello world" and decoder.done and unused == b"NEXT", step
+
+
+def test_chunked_accepts_bare_lf_and_upper_case_hex():
+    decoder = ChunkedDecoder()
+    assert decode_all(decoder, b"A\nabcdefghij\n0\n\n", 1) == b"abcdefghij" and decoder.done
+
+
+@pytest.mark.parametrize("raw", [
+    b"z\r\n",
+    b"\r\n",
+    b"5\r\nhelloX\r\n",
+    b"-1\r\n",
+    b"11111111111111111\r\n",        # 17 hex digits
+    b"5" + b" " * (http.MAX_CHUNK_LINE_BYTES + 1),
+])
+def test_chunked_errors(raw):
+    decoder = ChunkedDecoder(status_hint=502)
+    with pytest.raises(RemoteProtocolError) as e:
+        decode_all(decoder, raw, 1)
+    assert e.value.status_hint == 502
+
+
+def test_chunked_trailer_section_is_bounded():
+    decoder = ChunkedDecoder()
+    with pytest.raises(RemoteProtocolError):
+        decode_all(decoder, b"0\r\n" + b"X: y\r\n" * (http.MAX_TRAILER_BYTES // 6 + 1), 4096)
+
+
+@settings(max_examples=200, deadline=None)
+@given(pieces=st.lists(st.binary(max_size=300), max_size=8),
+       cuts=st.lists(st.integers(min_value=1, max_value=50), min_size=1, max_size=20))
+def test_chunked_round_trip_any_split(pieces, cuts):
+    wire = b"".join(encode_chunk(p) for p in pieces) + http.LAST_CHUNK + b"tail"
+    decoder = ChunkedDecoder()
+    out = bytearray()
+    pos, i = 0, 0
+    while not decoder.done:
+        step = cuts[i % len(cuts)]
+        i += 1
+        for piece in decoder.feed(wire[pos:pos + step]):
+            out += piece
+        pos += step
+        assert pos <= len(wire) + 50
+    assert bytes(out) == b"".join(pieces)
+    assert decoder.unused + wire[pos:] == b"tail"
