@@ -102,6 +102,8 @@ class ProxyLab:
         body = self.fetch(None, SMALL_PATH)
         if len(body) != SMALL_BYTES:
             raise Unavailable("nginx served %d bytes for %s" % (len(body), SMALL_PATH))
+        self.up[ORIGIN] = True
+        self.connect_mb_s(ORIGIN)  # warm-up: the first read of the sparse file allocates its page cache
         self.procs[ORIGIN] = proc
         self.up[ORIGIN] = True
 

@@ -14,6 +14,7 @@ Rounds alternate the order of the systems (A B C, C B A, ...) and each figure
 keeps the best round. A system that fails to come up is n/a with the reason.
 """
 import json
+import os
 import re
 import subprocess
 
@@ -32,6 +33,8 @@ OPENVPN_PORT = 1194
 VETH, TOMATO, OPENVPN = "raw veth", "tomato", "OpenVPN"
 # Address in A that B's clients target, per system.
 TARGET = {VETH: VETH_A, TOMATO: TOMATO_A, OPENVPN: OPENVPN_A}
+TUN_DEVICE = {TOMATO: "tun0", OPENVPN: "tun1"}
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 class VpnLab:
@@ -45,6 +48,8 @@ class VpnLab:
         self.up = {VETH: True}
         self.tomato_procs = []
         self.openvpn_procs = []
+        # system -> [(sender-side us/packet, receiver-side us/packet)] per TCP run
+        self.cpu_per_packet = {}
 
     # -- the systems under test ---------------------------------------------------
     def start_tomato(self):
@@ -109,9 +114,32 @@ class VpnLab:
         return report
 
     def tcp_mbit(self, system, seconds):
-        """iperf3 TCP single stream B -> A, receiver's Mbit/s."""
+        """iperf3 TCP single stream B -> A, receiver's Mbit/s.
+
+        For the tunnels it also records each side's CPU time per packet through
+        its tun device (data one way, ACKs the other) in self.cpu_per_packet.
+        """
+        procs = {TOMATO: self.tomato_procs, OPENVPN: self.openvpn_procs}.get(system)
+        before = self._cpu_and_packets(system, procs) if procs else None
         report = self._iperf(system, [], seconds)
+        if procs:
+            after = self._cpu_and_packets(system, procs)
+            # procs are (A = receiver, B = sender); report sender first.
+            per_side = [(cpu1 - cpu0) * 1e6 / max(1, pk1 - pk0)
+                        for (cpu0, pk0), (cpu1, pk1) in zip(before, after)]
+            self.cpu_per_packet.setdefault(system, []).append((per_side[1], per_side[0]))
         return report["end"]["sum_received"]["bits_per_second"] / 1e6
+
+    def _cpu_and_packets(self, system, procs):
+        """[(CPU seconds of the tunnel process, packets through its tun)] for A and B."""
+        result = []
+        for ns, proc in zip((self.a, self.b), procs):
+            fields = open("/proc/%d/stat" % proc.pid).read().rsplit(")", 1)[1].split()
+            cpu = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS      # utime + stime
+            stats = json.loads(self.lab.run(ns, ["ip", "-j", "-s", "link", "show", "dev",
+                                                 TUN_DEVICE[system]]).stdout)[0]["stats64"]
+            result.append((cpu, stats["rx"]["packets"] + stats["tx"]["packets"]))
+        return result
 
     def udp_pps(self, system, seconds, payload=64):
         """iperf3 UDP at unlimited rate with small payloads: (received packets/s, loss %)."""
@@ -223,6 +251,17 @@ def run(lab, quick=False, rounds=None):
     values, errors = _rounds(vpn, systems, rounds, lambda s: _logged(s, "Mbit/s", vpn.tcp_mbit(s, tcp_seconds)))
     figure("TCP throughput, 1 stream (iperf3 %d s)" % tcp_seconds, "Mbit/s", HIGHER, values, errors,
            "raw veth: %.0f Mbit/s")
+
+    for side, index in (("sending", 0), ("receiving", 1)):
+        fig = Figure("VPN", "CPU time per tunnelled packet, %s side (during the TCP run)" % side, "µs", LOWER,
+                     reference_name="OpenVPN 2.6")
+        fig.tomato_rounds = [r[index] for r in vpn.cpu_per_packet.get(TOMATO, [])]
+        fig.reference_rounds = [r[index] for r in vpn.cpu_per_packet.get(OPENVPN, [])]
+        fig.tomato, fig.reference = best(fig.tomato_rounds, LOWER), best(fig.reference_rounds, LOWER)
+        fig.tomato_na = "" if fig.tomato is not None else _reason(vpn, errors, TOMATO)
+        fig.reference_na = "" if fig.reference is not None else _reason(vpn, errors, OPENVPN)
+        fig.note = "process CPU (user+sys) / packets through its tun, data and ACKs"
+        figures.append(fig)
 
     log("vpn: ping RTT, %d pings at 0.2 s x %d rounds per system", ping_count, rounds)
     values, errors = _rounds(vpn, systems, rounds, lambda s: _logged(s, "ms", vpn.ping_avg_ms(s, ping_count)))
