@@ -127,6 +127,14 @@ class Resolver:
             return [], None
         return [ipaddress.ip_address(r.address) for r in answer.rrset], answer.rrset.ttl
 
+    def _query_caught(self, name, rdtype):
+        """_query for a helper greenlet: hands its ResolveError back instead of raising it
+        (a greenlet dying of an exception gets a traceback printed by the hub)."""
+        try:
+            return self._query(name, rdtype)
+        except ResolveError as e:
+            return e
+
     def _lookup_both(self, name):
         """(addresses interleaved, ttl); AAAA asked concurrently when gevent is there."""
         try:
@@ -134,12 +142,23 @@ class Resolver:
         except ImportError:  # pragma: no cover - gevent is a dependency
             gevent = None
         if gevent is not None:
-            v6_job = gevent.spawn(self._query, name, "AAAA")
-            v4, ttl4 = self._query(name, "A")
-            v6, ttl6 = v6_job.get()
+            v6_job = gevent.spawn(self._query_caught, name, "AAAA")
+            try:
+                v4_answer = self._query_caught(name, "A")
+            finally:
+                v6_answer = v6_job.get()
         else:
-            v6, ttl6 = self._query(name, "AAAA")
-            v4, ttl4 = self._query(name, "A")
+            v6_answer = self._query_caught(name, "AAAA")
+            v4_answer = self._query_caught(name, "A")
+        errors = [a for a in (v4_answer, v6_answer) if isinstance(a, ResolveError)]
+        if errors:
+            # One family answered: use it rather than fail (the other may be a broken server).
+            answered = [a for a in (v4_answer, v6_answer) if not isinstance(a, ResolveError) and a[0]]
+            if not answered:
+                raise errors[0]
+            v4_answer = v4_answer if v4_answer in answered else ([], None)
+            v6_answer = v6_answer if v6_answer in answered else ([], None)
+        (v4, ttl4), (v6, ttl6) = v4_answer, v6_answer
         ttls = [t for t in (ttl4, ttl6) if t is not None]
         return interleave_families(v6 + v4), (min(ttls) if ttls else None)
 

@@ -215,7 +215,7 @@ class _ClientConnection:
                 except RemoteProtocolError as e:
                     self.sent_up = self.sent_down = 0
                     self._send_client(http.render_simple_response(e.status_hint, str(e)))
-                    self._log_exchange("-", "-", "-", e.status_hint, started, str(e))
+                    self._log_exchange("-", "-", "-", "-", e.status_hint, started, str(e))
                     return None
                 if head is not None:
                     del self.pending[:head.length]

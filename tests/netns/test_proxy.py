@@ -1,0 +1,332 @@
+"""bin/proxy end to end: curl (and raw sockets for garbage) against origins in namespaces.
+
+Names: /etc/netns/NS/hosts (mounted over /etc/hosts by `ip netns exec`) maps the test
+domains to 127.0.0.1 of that namespace; resolv.conf there points at 127.0.0.1, where
+nothing answers, so unknown names fail fast and no query leaves the namespace.
+"""
+import re
+import signal
+import sys
+
+import pytest
+
+from .nsutil import wait_for
+from .test_proxy_support import SUPPORT, NetnsEtc, payload, sha256
+
+ORIGIN_PORT = 8080
+PROXY_PORT = 3128
+PROXY = "http://127.0.0.1:%d" % PROXY_PORT
+CURL = ["curl", "-sS", "--max-time", "30"]
+
+
+class Site:
+    """One namespace: origin(s) on 127.0.0.1, names in its hosts file, proxies on demand."""
+
+    def __init__(self, lab, hosts="127.0.0.1 origin.test blocked.test other.test\n", ipv6=False):
+        self.lab = lab
+        self.ns = lab.netns(ipv6=ipv6)
+        self.etc = NetnsEtc(self.ns, hosts)
+        self.tmp = lab.tmpdir
+
+    def origin(self, name="origin", port=ORIGIN_PORT, bind="127.0.0.1"):
+        proc = self.lab.spawn(self.ns, [sys.executable, SUPPORT, "origin", "--port", port,
+                                        "--bind", bind, "--name", name])
+        self.lab.wait_log(proc, "READY")
+        return proc
+
+    def rules(self, name, text):
+        path = self.tmp / name
+        path.write_text(text)
+        return path
+
+    def proxy(self, *args, listen="127.0.0.1:%d" % PROXY_PORT):
+        proc = self.lab.spawn(self.ns, self.lab.tool("proxy", "-a", listen, "-v", *args))
+        self.lab.wait_log(proc, "listening on")
+        return proc
+
+    def curl(self, *args, proxy=PROXY):
+        return self.lab.run(self.ns, CURL + ["-x", proxy, *map(str, args)])
+
+    def status(self, url, *args, proxy=PROXY):
+        """HTTP status curl saw (for CONNECT failures: the proxy's answer to CONNECT)."""
+        out = self.curl("-o", "/dev/null", "-w", "%{http_code} %{http_connect}", *args, url, proxy=proxy)
+        code, connect_code = out.stdout.split()
+        return int(connect_code) if code == "000" else int(code)
+
+    def raw(self, data, port=PROXY_PORT):
+        """Send data on a fresh connection; everything the proxy answered until it closed."""
+        path = self.tmp / "raw.bin"
+        path.write_bytes(data)
+        out = self.lab.run(self.ns, [sys.executable, SUPPORT, "raw", "127.0.0.1", port, path], text=False)
+        return out.stdout
+
+    def close(self):
+        self.etc.remove()
+
+
+@pytest.fixture
+def site(lab):
+    s = Site(lab)
+    yield s
+    s.close()
+
+
+def url(path, host="origin.test", port=ORIGIN_PORT):
+    return "http://%s:%d%s" % (host, port, path)
+
+
+def status_line(raw):
+    return raw.split(b"\r\n", 1)[0]
+
+
+# -- direct ------------------------------------------------------------------------------------
+def test_direct_get_bodies_arrive_intact_in_every_framing(site):
+    site.origin()
+    proxy = site.proxy()
+    for path, n in (("/blob/", 1_000_000), ("/chunked/", 300_001), ("/close/", 200_003)):
+        out = site.lab.run(site.ns, CURL + ["-x", PROXY, url(path + str(n))], text=False)
+        assert out.returncode == 0, out.stderr
+        assert sha256(out.stdout) == sha256(payload(n)), path
+    # An HTTP/1.0 client gets the chunked answer de-chunked, delimited by close.
+    out = site.lab.run(site.ns, CURL + ["-0", "-D", "-", "-x", PROXY, url("/chunked/50000")], text=False)
+    head, body = out.stdout.split(b"\r\n\r\n", 1)
+    assert b"transfer-encoding" not in head.lower() and b"Connection: close" in head
+    assert body == payload(50000)
+    # No body for HEAD, 204 and 304, and the connection stays usable.
+    head = site.curl("-I", url("/blob/1234")).stdout
+    assert head.startswith("HTTP/1.1 200") and "Content-Length: 1234" in head
+    assert site.status(url("/status/204")) == 204
+    assert site.status(url("/status/304")) == 304
+    assert site.lab.stop(proxy) == 0
+    assert re.search(r"GET origin\.test:8080 direct 200 up=\d+ down=\d+", proxy.output())
+
+
+def test_post_bodies_with_content_length_and_chunked(site):
+    site.origin()
+    site.proxy()
+    body_path = site.tmp / "body.bin"
+    body = payload(1_500_000)
+    body_path.write_bytes(body)
+    expected = "%s %d" % (sha256(body), len(body))
+    plain = site.curl("--data-binary", "@%s" % body_path, url("/echo"))
+    assert plain.stdout.strip() == expected, plain.stderr
+    chunked = site.curl("-H", "Transfer-Encoding: chunked", "--data-binary", "@%s" % body_path, url("/echo"))
+    assert chunked.stdout.strip() == expected, chunked.stderr
+    put = site.curl("-T", body_path, "-H", "Expect:", url("/echo"))
+    assert put.stdout.strip() == expected, put.stderr
+
+
+def test_hop_by_hop_headers_stay_on_their_hop(site):
+    site.origin()
+    site.proxy()
+    seen = site.curl("-H", "Connection: X-Private", "-H", "X-Private: secret", "-H", "Keep-Alive: 5",
+                     "-H", "Proxy-Authorization: Basic c2VjcmV0", "-H", "TE: trailers",
+                     "-H", "Upgrade: websocket", "-H", "X-End-To-End: kept",
+                     url("/headers")).stdout.lower()
+    assert seen.startswith("get /headers http/1.1")
+    assert "x-end-to-end: kept" in seen and "host: origin.test:8080" in seen and "via: 1.1 tomato" in seen
+    for name in ("x-private", "keep-alive", "proxy-authorization", "te:", "upgrade", "connection"):
+        assert name not in seen, name
+
+
+def test_keep_alive_reuses_the_client_and_the_origin_connection(site):
+    origin = site.origin()
+    site.proxy()
+    out = site.curl("-v", "-o", "/dev/null", "-o", "/dev/null", "-o", "/dev/null",
+                    url("/blob/1000"), url("/chunked/2000"), url("/close/10"))
+    assert out.returncode == 0, out.stderr
+    assert out.stderr.count("Re-using existing connection") == 2
+    # First two answers came over one origin connection; /close/ closed it, so it was the last.
+    assert origin.output().count("CONN ") == 1
+
+
+def test_connect_tunnels_both_ways(site):
+    site.origin()
+    proxy = site.proxy()
+    for target in ("origin.test", "127.0.0.1"):
+        out = site.lab.run(site.ns, CURL + ["-p", "-x", PROXY, url("/blob/700000", host=target)], text=False)
+        assert out.returncode == 0 and sha256(out.stdout) == sha256(payload(700_000)), out.stderr
+    body = site.tmp / "up.bin"
+    body.write_bytes(payload(400_000))
+    echoed = site.curl("-p", "--data-binary", "@%s" % body, url("/echo"))
+    assert echoed.stdout.strip() == "%s %d" % (sha256(payload(400_000)), 400_000)
+    assert "CONNECT origin.test:8080 direct 200" in proxy.output()
+
+
+# -- block and rules -----------------------------------------------------------------------
+def test_block_answers_403_for_plain_and_connect(site):
+    site.origin()
+    rules = site.rules("r.txt", "block\tblocked.test\n")
+    proxy = site.proxy("-r", rules)
+    out = site.curl("-i", url("/blob/10", host="blocked.test"))
+    assert out.stdout.startswith("HTTP/1.1 403 Forbidden") and "blocked by proxy rule: blocked.test" in out.stdout
+    assert site.status(url("/blob/10", host="blocked.test"), "-p") == 403
+    assert site.status(url("/blob/10", host="sub.blocked.test"), "-p") == 403
+    assert site.status(url("/blob/10")) == 200
+    log = proxy.output()
+    assert "GET blocked.test:8080 block 403" in log and "CONNECT blocked.test:8080 block 403" in log
+    assert "rules: %s (1 rules: block 1, direct 0, forward 0)" % rules in log
+
+
+def test_default_direction_and_first_occurrence_wins(site):
+    site.origin()
+    first = site.rules("first.txt", "# user overrides on top\ndirect\tother.test\nblock\torigin.test\n")
+    second = site.rules("second.txt", "direct\torigin.test\nblock\tother.test\ndirect\tlocalhost\n")
+    site.proxy("-d", "block", "-r", first, "-r", second)
+    assert site.status(url("/whoami", host="other.test")) == 200       # first file beats second
+    assert site.status(url("/whoami")) == 403                          # ditto, the other way round
+    assert site.status(url("/whoami", host="localhost")) == 200        # only in the second file
+    assert site.status(url("/whoami", host="127.0.0.1")) == 403        # no rule: the default, block
+    # Within one file the first line wins too; forward without -f is direct.
+    dup = site.rules("dup.txt", "forward\torigin.test\nblock\torigin.test\n")
+    site.proxy("-d", "forward", "-r", dup, listen="127.0.0.1:3129")
+    alt = "http://127.0.0.1:3129"
+    assert site.status(url("/whoami"), proxy=alt) == 200
+    assert site.status(url("/whoami", host="127.0.0.1"), proxy=alt) == 200
+
+
+def test_sighup_reloads_rules_and_a_bad_file_keeps_the_old_ones(site):
+    site.origin()
+    rules = site.rules("r.txt", "block\torigin.test\n")
+    proxy = site.proxy("-r", rules)
+    assert site.status(url("/whoami")) == 403
+    rules.write_text("direct\torigin.test\nblock\tother.test\n")
+    proxy.send_signal(signal.SIGHUP)
+    site.lab.wait_log(proxy, "rules reloaded")
+    assert site.status(url("/whoami")) == 200
+    assert site.status(url("/whoami", host="other.test")) == 403
+    rules.write_text("block origin.test with spaces\n")
+    proxy.send_signal(signal.SIGHUP)
+    site.lab.wait_log(proxy, "rule reload failed, keeping the old rules: %s:1:" % rules)
+    assert site.status(url("/whoami")) == 200
+    assert site.status(url("/whoami", host="other.test")) == 403
+    assert proxy.poll() is None
+    assert site.lab.stop(proxy, signal.SIGINT) == 0
+
+
+# -- failures ----------------------------------------------------------------------------------
+def test_malformed_oversized_and_unreachable_get_400_431_502_504(site):
+    site.origin()
+    # 10.78.0.2 is on a link where nobody answers ARP: connecting there just hangs.
+    site.lab.sh(site.ns, "ip link add void0 type veth peer name void1 && ip addr add 10.78.0.1/24 dev void0 "
+                         "&& ip link set void0 up && ip link set void1 up")
+    proxy = site.proxy("--connect-timeout", "1")
+    assert status_line(site.raw(b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03garbage\r\n\r\n")) \
+        == b"HTTP/1.1 400 Bad Request"
+    assert status_line(site.raw(b"GET /relative HTTP/1.1\r\nHost: origin.test\r\n\r\n")) \
+        == b"HTTP/1.1 400 Bad Request"
+    big = b"GET http://origin.test:8080/ HTTP/1.1\r\nX-Big: " + b"a" * 70_000 + b"\r\n\r\n"
+    assert status_line(site.raw(big)) == b"HTTP/1.1 431 Request Header Fields Too Large"
+    unknown = site.curl("-i", "http://no-such-name.test/")
+    assert unknown.stdout.startswith("HTTP/1.1 502") and "no-such-name.test" in unknown.stdout
+    refused = site.curl("-i", url("/", port=9))
+    assert refused.stdout.startswith("HTTP/1.1 502") and "Connection refused" in refused.stdout
+    assert site.status("https://127.0.0.1:9/", "-p") == 502
+    silent = site.curl("-i", "http://10.78.0.2/")
+    assert silent.stdout.startswith("HTTP/1.1 504") and "timed out connecting to 10.78.0.2:80" in silent.stdout
+    assert site.status(url("/whoami")) == 200           # still serving
+    log = proxy.output()
+    assert "502" in log and "no-such-name.test" in log and "Traceback" not in log
+
+
+def test_stalled_client_does_not_hold_up_200_concurrent_requests(site):
+    site.origin()
+    proxy = site.proxy("--idle-timeout", "4")
+    staller = site.lab.spawn(site.ns, [sys.executable, SUPPORT, "stall", "127.0.0.1", PROXY_PORT,
+                                       "GET http://origin.test:8080/ HTTP/1.1\r\nHost: orig"])
+    site.lab.wait_log(staller, "STALLING")
+    config = site.tmp / "many.curl"
+    config.write_text("".join('url = "%s"\noutput = "/dev/null"\n' % url("/blob/%d" % (1000 + i))
+                              for i in range(200)))
+    out = site.lab.run(site.ns, CURL + ["-Z", "--parallel-max", "100", "-w", "%{http_code}\\n",
+                                        "-x", PROXY, "-K", config])
+    assert out.stdout.split() == ["200"] * 200, out.stderr
+    # The staller is dropped after the idle timeout, without an answer.
+    wait_for(lambda: staller.poll() is not None, timeout=15, what="stalled client to be dropped")
+    assert "CLOSED after" in staller.output() and "with 0 bytes" in staller.output()
+    assert proxy.poll() is None
+    assert proxy.output().count(" direct 200 ") == 200
+
+
+# -- forward -----------------------------------------------------------------------------------
+@pytest.fixture
+def two_sites(lab):
+    """A (client side) and B (far side, e.g. across the VPN) joined by a veth.
+
+    hidden.test is an origin on B's 127.0.0.1: only something running in B reaches it."""
+    a = Site(lab, hosts="127.0.0.1 local.test\n")
+    b = Site(lab, hosts="127.0.0.1 hidden.test bad.test\n")
+    lab.veth(a.ns, "10.77.0.1/24", b.ns, "10.77.0.2/24")
+    b.origin(name="B")
+    yield a, b
+    a.close()
+    b.close()
+
+
+def test_forward_through_tinyproxy(two_sites):
+    a, b = two_sites
+    conf = b.tmp / "tinyproxy.conf"
+    conf.write_text("Port 8888\nListen 10.77.0.2\nTimeout 30\nAllow 10.77.0.0/24\nLogLevel Connect\n"
+                    "MaxClients 50\n")
+    tinyproxy = b.lab.spawn(b.ns, ["tinyproxy", "-d", "-c", conf])
+    b.lab.wait_tcp_listening(b.ns, 8888)
+    rules = a.rules("a.txt", "forward\thidden.test\n")
+    proxy = a.proxy("-f", "10.77.0.2:8888", "-r", rules)
+    assert a.curl(url("/whoami", host="hidden.test")).stdout == "B\n"
+    out = a.lab.run(a.ns, CURL + ["-p", "-x", PROXY, url("/blob/300000", host="hidden.test")], text=False)
+    assert sha256(out.stdout) == sha256(payload(300_000)), out.stderr
+    body = a.tmp / "b.bin"
+    body.write_bytes(payload(100_000))
+    echoed = a.curl("--data-binary", "@%s" % body, url("/echo", host="hidden.test"))
+    assert echoed.stdout.strip() == "%s %d" % (sha256(payload(100_000)), 100_000)
+    # Served by tinyproxy, which received absolute-form GET and a real CONNECT.
+    tlog = tinyproxy.output()
+    assert "GET http://hidden.test:8080/whoami HTTP/1.1" in tlog
+    assert "CONNECT hidden.test:8080 HTTP/1.1" in tlog
+    log = proxy.output()
+    assert "GET hidden.test:8080 forward 200" in log and "CONNECT hidden.test:8080 forward 200" in log
+
+
+def test_forward_through_a_second_tomato_proxy(two_sites):
+    a, b = two_sites
+    far_rules = b.rules("b.txt", "block\tbad.test\n")
+    far = b.proxy("-r", far_rules, listen="10.77.0.2:1080")
+    near_rules = a.rules("a.txt", "direct\tlocal.test\n")
+    a.origin(name="A")
+    near = a.proxy("-d", "forward", "-f", "10.77.0.2:1080", "-r", near_rules)
+    assert a.curl(url("/whoami", host="hidden.test")).stdout == "B\n"          # default: forward
+    assert a.curl("-p", url("/whoami", host="hidden.test")).stdout == "B\n"
+    assert a.curl(url("/whoami", host="local.test")).stdout == "A\n"           # rule: direct
+    # The far proxy's answers come back as they are: its block, its 502.
+    assert a.status(url("/whoami", host="bad.test")) == 403
+    assert a.status(url("/whoami", host="bad.test"), "-p") == 403
+    unknown = a.curl("-i", "http://only-a-knows.test/")
+    assert unknown.stdout.startswith("HTTP/1.1 502") and "only-a-knows.test" in unknown.stdout
+    near_log, far_log = near.output(), far.output()
+    assert "GET hidden.test:8080 forward 200" in near_log and "CONNECT hidden.test:8080 forward 200" in near_log
+    assert "GET hidden.test:8080 direct 200" in far_log and "CONNECT hidden.test:8080 direct 200" in far_log
+    assert "GET local.test:8080 direct 200" in near_log and "local.test" not in far_log
+    assert "GET bad.test:8080 block 403" in far_log
+
+
+def test_forward_to_a_dead_upstream_is_502(site):
+    site.origin()
+    rules = site.rules("r.txt", "forward\torigin.test\n")
+    site.proxy("-f", "127.0.0.1:9", "-r", rules)
+    out = site.curl("-i", url("/whoami"))
+    assert out.stdout.startswith("HTTP/1.1 502") and "upstream proxy 127.0.0.1:9" in out.stdout
+    assert site.status(url("/whoami"), "-p") == 502
+    assert site.status(url("/whoami", host="other.test")) == 200
+
+
+# -- command line ------------------------------------------------------------------------------
+@pytest.mark.parametrize("args,message", [
+    (["-a", "nonsense"], "expected HOST:PORT"),
+    (["-d", "sideways"], "invalid choice"),
+    (["-r", "/nonexistent/rules.txt"], "cannot read rule file /nonexistent/rules.txt"),
+    (["-f", ":1080"], "-f needs a host"),
+])
+def test_bad_command_lines_are_one_line_errors(site, args, message):
+    out = site.lab.run(site.ns, site.lab.tool("proxy", "-a", "127.0.0.1:3999", *args)
+                       if args[0] != "-a" else site.lab.tool("proxy", *args))
+    assert out.returncode == 2 and message in out.stderr and "Traceback" not in out.stderr

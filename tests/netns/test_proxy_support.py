@@ -1,0 +1,177 @@
+"""Helpers for the proxy's namespace tests (no tests here), runnable as a script.
+
+    python test_proxy_support.py origin --port 8080 --name B   # HTTP origin server
+    python test_proxy_support.py raw HOST PORT FILE               # send FILE, print the answer
+    python test_proxy_support.py stall HOST PORT TEXT             # send a partial head, wait
+
+The origin answers, with HTTP/1.1 keep-alive:
+    GET /blob/N      N deterministic bytes (payload(N)), Content-Length
+    GET /chunked/N   the same bytes, Transfer-Encoding: chunked
+    GET /close/N     the same bytes, no length, connection closed after
+    GET /whoami      the --name it was started with
+    GET /headers     the request head as received
+    GET /status/N    an empty answer with status N
+    POST|PUT /echo   "sha256 length" of the request body (Content-Length or chunked)
+and prints "CONN <peer>" for every connection it accepts.
+"""
+import hashlib
+import os
+import random
+import shutil
+import socket
+import sys
+import time
+from pathlib import Path
+
+SUPPORT = Path(__file__).resolve()
+NETNS_ETC = Path("/etc/netns")
+
+
+def payload(n):
+    return random.Random(n).randbytes(n)
+
+
+def sha256(data):
+    return hashlib.sha256(data).hexdigest()
+
+
+class NetnsEtc:
+    """/etc/netns/NS/{hosts,resolv.conf}: `ip netns exec` mounts them over /etc for
+    every process started afterwards. resolv.conf points at 127.0.0.1 (no server), so
+    unknown names fail fast and no DNS query leaves the namespace."""
+
+    def __init__(self, ns, hosts):
+        self.dir = NETNS_ETC / ns
+        self.dir.mkdir(parents=True, exist_ok=False)
+        (self.dir / "hosts").write_text("127.0.0.1 localhost\n" + hosts)
+        (self.dir / "resolv.conf").write_text("nameserver 127.0.0.1\noptions timeout:1 attempts:1\n")
+
+    def remove(self):
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+# -- origin server -----------------------------------------------------------------------
+def run_origin(argv):
+    import argparse
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--bind", default="127.0.0.1")
+    parser.add_argument("--name", default="origin")
+    args = parser.parse_args(argv)
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *a):
+            pass
+
+        def setup(self):
+            super().setup()
+            print("CONN %s:%d" % self.client_address[:2], flush=True)
+
+        def _send(self, status, body, extra=()):
+            self.send_response(status)
+            for name, value in extra:
+                self.send_header(name, value)
+            if status not in (204, 304) and not (100 <= status < 200):
+                self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(body)
+
+        def _read_body(self):
+            if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+                body = bytearray()
+                while True:
+                    size = int(self.rfile.readline().split(b";")[0].strip(), 16)
+                    if size == 0:
+                        while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                            pass
+                        return bytes(body)
+                    body += self.rfile.read(size)
+                    self.rfile.readline()
+            return self.rfile.read(int(self.headers.get("Content-Length", "0")))
+
+        def do_GET(self):
+            parts = self.path.split("/")
+            kind = parts[1] if len(parts) > 1 else ""
+            if kind == "blob":
+                self._send(200, payload(int(parts[2])), [("Content-Type", "application/octet-stream")])
+            elif kind == "chunked":
+                data = payload(int(parts[2]))
+                self.send_response(200)
+                self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                if self.command != "HEAD":
+                    for i in range(0, len(data), 7000):
+                        piece = data[i:i + 7000]
+                        self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+                    self.wfile.write(b"0\r\nX-Trailer: dropped\r\n\r\n")
+            elif kind == "close":
+                self.send_response(200)
+                self.send_header("Connection", "close")
+                self.end_headers()
+                self.wfile.write(payload(int(parts[2])))
+                self.close_connection = True
+            elif kind == "whoami":
+                self._send(200, args.name.encode() + b"\n")
+            elif kind == "headers":
+                head = "%s\r\n%s" % (self.requestline, self.headers)
+                self._send(200, head.encode("latin-1"))
+            elif kind == "status":
+                self._send(int(parts[2]), b"")
+            else:
+                self._send(404, b"not found\n")
+
+        do_HEAD = do_GET
+
+        def do_POST(self):
+            body = self._read_body()
+            self._send(200, ("%s %d\n" % (sha256(body), len(body))).encode())
+
+        do_PUT = do_POST
+
+    class Server(ThreadingHTTPServer):
+        daemon_threads = True
+        request_queue_size = 512
+
+    server = Server((args.bind, args.port), Handler)
+    print("READY", flush=True)
+    server.serve_forever()
+
+
+# -- raw clients ----------------------------------------------------------------------------
+def run_raw(argv):
+    """Send bytes, half-close, print everything received until close (max 10 s)."""
+    host, port, data = argv[0], int(argv[1]), Path(argv[2]).read_bytes()
+    with socket.create_connection((host, port), timeout=10) as sock:
+        sock.sendall(data)
+        received = bytearray()
+        try:
+            while True:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                received += chunk
+        except (socket.timeout, ConnectionResetError):
+            pass
+    sys.stdout.buffer.write(bytes(received))
+
+
+def run_stall(argv):
+    """Send a partial request head, then wait until the proxy closes; print how long it took."""
+    host, port, text = argv[0], int(argv[1]), argv[2].encode()
+    with socket.create_connection((host, port), timeout=120) as sock:
+        sock.sendall(text)
+        print("STALLING", flush=True)
+        started = time.monotonic()
+        data = sock.recv(65536)
+        print("CLOSED after %.1fs with %d bytes" % (time.monotonic() - started, len(data)), flush=True)
+
+
+if __name__ == "__main__":
+    commands = {"origin": run_origin, "raw": run_raw, "stall": run_stall}
+    commands[sys.argv[1]](sys.argv[2:])
+    os._exit(0)
