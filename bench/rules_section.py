@@ -2,7 +2,7 @@
 
 rules_bench.py is a standalone script, run with this interpreter as a
 subprocess so its memory figure is its own process's. The references are the
-issue's goals (load < 0.3 s, >= 1 M lookups/s); keys it prints that are not
+issues' goals (load < 0.3 s, >= 1 M lookups/s, dlmerge < 2 s); keys it prints that are not
 known here still appear as rows without a reference.
 """
 import subprocess
@@ -17,9 +17,11 @@ TIMEOUT_S = 240
 # key printed by rules_bench.py -> (figure, unit, better, goal or None, goal name)
 KNOWN = {
     "load_s": ("load rules/dlc.txt", "s", LOWER, 0.3, "goal < 0.3 s"),
-    "lookups_per_s": ("lookups/s", "lookups/s", HIGHER, 1e6, "goal >= 1 M/s"),
-    "memory_mib": ("memory of the loaded rule set", "MiB", LOWER, None, ""),
-    "dlmerge_s": ("dlmerge on the full domain-list-community data", "s", LOWER, None, ""),
+    "lookups_per_s": ("lookups/s, realistic host mix (host:port, odd spellings)", "lookups/s", HIGHER,
+                      1e6, "goal >= 1 M/s"),
+    "lookups_per_s_plain": ("lookups/s, already-normalised names", "lookups/s", HIGHER, 1e6, "goal >= 1 M/s"),
+    "memory_mib": ("memory held by the loaded rule set (tracemalloc)", "MiB", LOWER, None, ""),
+    "dlmerge_s": ("dlmerge on the full domain-list-community data", "s", LOWER, 2.0, "goal < 2 s"),
 }
 
 
