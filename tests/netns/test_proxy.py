@@ -248,6 +248,21 @@ def test_stalled_client_does_not_hold_up_200_concurrent_requests(site):
     assert proxy.output().count(" direct 200 ") == 200
 
 
+def test_running_out_of_file_descriptors_is_survived(site):
+    site.origin()
+    proxy = site.lab.spawn(site.ns, ["sh", "-c", 'ulimit -n 40 && exec "$@"', "sh",
+                                     *site.lab.tool("proxy", "-a", "127.0.0.1:%d" % PROXY_PORT)])
+    site.lab.wait_log(proxy, "listening on")
+    # 60 idle clients: the kernel completes the handshakes, the proxy can accept only ~30.
+    holder = site.lab.spawn(site.ns, [sys.executable, SUPPORT, "hold", "127.0.0.1", PROXY_PORT, 60])
+    site.lab.wait_log(holder, "HOLDING 60")
+    site.lab.wait_log(proxy, "accept failed: Too many open files")
+    site.lab.stop(holder, signal.SIGKILL)
+    # Descriptors come back as the held connections close: the proxy serves again.
+    assert site.status(url("/whoami")) == 200
+    assert proxy.poll() is None and "Traceback" not in proxy.output()
+
+
 # -- forward -----------------------------------------------------------------------------------
 @pytest.fixture
 def two_sites(lab):

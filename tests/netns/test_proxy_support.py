@@ -3,6 +3,7 @@
     python test_proxy_support.py origin --port 8080 --name B   # HTTP origin server
     python test_proxy_support.py raw HOST PORT FILE               # send FILE, print the answer
     python test_proxy_support.py stall HOST PORT TEXT             # send a partial head, wait
+    python test_proxy_support.py hold HOST PORT N                 # open N idle connections, wait
 
 The origin answers, with HTTP/1.1 keep-alive:
     GET /blob/N      N deterministic bytes (payload(N)), Content-Length
@@ -171,7 +172,16 @@ def run_stall(argv):
         print("CLOSED after %.1fs with %d bytes" % (time.monotonic() - started, len(data)), flush=True)
 
 
+def run_hold(argv):
+    """Open N connections (without sending anything) and keep them until killed."""
+    host, port, count = argv[0], int(argv[1]), int(argv[2])
+    held = [socket.create_connection((host, port), timeout=10) for _ in range(count)]
+    print("HOLDING %d" % len(held), flush=True)
+    while True:
+        time.sleep(60)
+
+
 if __name__ == "__main__":
-    commands = {"origin": run_origin, "raw": run_raw, "stall": run_stall}
+    commands = {"origin": run_origin, "raw": run_raw, "stall": run_stall, "hold": run_hold}
     commands[sys.argv[1]](sys.argv[2:])
     os._exit(0)
