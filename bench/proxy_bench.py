@@ -277,6 +277,10 @@ def run(lab, quick=False, rounds=None):
                          % (s, m[0] / 1024, (m[1] - m[0]) / max(1, IDLE_CONNECTIONS), m[2])
                          for s, m in memory.items())
     figures.append(fig)
+    per_conn = _figure(plab, "RSS added per idle client connection", "KiB", LOWER,
+                       {s: [(m[1] - m[0]) / max(1, m[2] or IDLE_CONNECTIONS)] for s, m in memory.items()}, errors)
+    per_conn.note = "(RSS with - RSS before) / connections established"
+    figures.append(per_conn)
 
     systems = [ORIGIN, TINYPROXY, TOMATO]
     log("proxy: wrk %d connections, keep-alive, %d s x %d rounds per system", WRK_CONNECTIONS, wrk_seconds, rounds)
@@ -285,6 +289,9 @@ def run(lab, quick=False, rounds=None):
     def measure_wrk(system):
         rps, errs = plab.wrk_rps(system, wrk_seconds)
         if errs:
+            if system == TINYPROXY and "socket errors" in errs[-1]:
+                errs[-1] += (" (tinyproxy closes the client connection after every response;"
+                             " wrk counts a read error and reconnects)")
             wrk_errors[system] = errs
         log("  %-22s %10.0f req/s %s", system, rps, ", ".join(errs))
         return rps

@@ -9,7 +9,7 @@ from importlib import metadata
 
 from benchlib import LOWER, REPO
 
-MAX_REASON_CHARS = 160
+MAX_REASON_CHARS = 260
 
 
 def _first_line(argv, pattern=None):
