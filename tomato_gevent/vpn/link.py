@@ -1,19 +1,31 @@
 """The running link: UDP socket, the two packet greenlets, housekeeping, shutdown.
 
 Flow (one greenlet each, listed in flow order):
-  _tun_to_udp   read the tun (drain until EAGAIN, bounded batch), seal, send to the peer
-  _udp_to_tun   receive, Receiver.open_into (auth, -pvt, replay, session), learn the
-                address (dynamic mode), write the payload to the tun
+  _tun_to_udp   wake on a readable tun, drain it (bounded batch), seal each packet
+                straight into a send buffer, send the batch: one sendmsg with
+                UDP_SEGMENT (GSO) per run of equal-size datagrams, or one sendto each
+  _udp_to_tun   wake on a readable socket, drain it: recvmsg_into with UDP_GRO (the
+                kernel hands over several datagrams at once, split by the gso_size
+                control message) or recvfrom_into; Receiver.open_into each datagram
+                (auth, -pvt, replay, session), learn the address (dynamic mode),
+                write the payload to the tun
   _housekeeping once a second: forget a stale dynamic address, send keepalives
-Protocol decisions are made in session.py / packet.py; this file only moves bytes,
+Each datagram on the wire is still exactly one sealed packet: offloads change the
+number of system calls, not the protocol. They are used when the kernel accepts
+them (probed at start; TOMATO_VPN_OFFLOAD=0 turns them off), with a plain
+sendto/recvfrom fallback.
+
+Protocol decisions are made in session.py / packet.py; this file moves bytes,
 counts drops and decides when to stop. A refused datagram is counted by reason,
-logged at DEBUG and never answered. Send errors (ICMP unreachable, no route)
-are counted and warned about at most every WARN_INTERVAL_SECONDS; the loop goes on.
+logged at DEBUG and never answered. Send errors (ICMP unreachable, no route) are
+counted and warned about at most every WARN_INTERVAL_SECONDS; the loops go on.
 """
 import _socket
 import collections
+import errno
 import logging
 import os
+import struct
 import time
 
 import gevent
@@ -21,7 +33,7 @@ from gevent import get_hub
 from gevent.event import Event
 
 from ..errors import BadPacket, TomatoError
-from .packet import HEADER_SIZE, MAX_DATAGRAM_SIZE, TAG_SIZE, TIMESTAMP_SIZE, CounterExhausted
+from .packet import HEADER_SIZE, MAX_DATAGRAM_SIZE, OVERHEAD, TAG_SIZE, TIMESTAMP_SIZE, CounterExhausted
 from .session import new_sealer
 
 log = logging.getLogger(__name__)
@@ -31,6 +43,18 @@ DRAIN_BATCH = 64                        # packets per wakeup before yielding to 
 HOUSEKEEPING_SECONDS = 1.0
 WARN_INTERVAL_SECONDS = 10.0
 KEEPALIVE_SECONDS = 25.0                # below common NAT UDP timeouts (30 s)
+
+# Linux UDP offloads (include/uapi/linux/udp.h); Python's socket module lacks the names.
+SOL_UDP = 17
+UDP_SEGMENT = 103
+UDP_GRO = 104
+GSO_MAX_SEGMENTS = 64                   # kernel's UDP_MAX_SEGMENTS (older kernels)
+GSO_MAX_BYTES = 65000                   # one GSO send stays below the 64 KiB IP datagram limit
+GRO_BUFFER_BYTES = 65536 * 2            # a coalesced receive is at most 64 KiB
+_GRO_CMSG_SPACE = _socket.CMSG_SPACE(4)
+_GSO_SIZE = struct.Struct("=H")
+_GRO_SIZE = struct.Struct("=i")
+_GSO_FATAL_ERRNOS = (errno.EIO, errno.ENOPROTOOPT, errno.EOPNOTSUPP)   # the device/kernel cannot: stop using it
 
 _READ, _WRITE = 1, 2
 
@@ -57,6 +81,23 @@ def open_udp_socket(address):
     return sock
 
 
+def enable_offloads(sock):
+    """(gso, gro): which UDP offloads this kernel accepts on sock (GRO is switched on here)."""
+    if os.environ.get("TOMATO_VPN_OFFLOAD", "1") == "0":
+        return False, False
+    try:
+        sock.getsockopt(SOL_UDP, UDP_SEGMENT)
+        gso = True
+    except OSError:
+        gso = False
+    try:
+        sock.setsockopt(SOL_UDP, UDP_GRO, 1)
+        gro = True
+    except OSError:
+        gro = False
+    return gso, gro
+
+
 def format_address(address):
     host, port = address[0], address[1]
     return "[%s]:%d" % (host, port) if ":" in host else "%s:%d" % (host, port)
@@ -73,6 +114,7 @@ class Link:
         self._password_key = password_key
         self._backend_kw = {} if backend is None else {"backend": backend}
         self.sealer = self._new_sealer()
+        self.gso, self.gro = enable_offloads(sock)
         self.drops = collections.Counter()
         self.sent = self.received = 0
         self._warned = {}
@@ -91,6 +133,7 @@ class Link:
     # -- lifecycle ------------------------------------------------------------------
     def serve_forever(self):
         """Run until stop() or a fatal device error (raised as TomatoError)."""
+        log.debug("UDP offloads: GSO %s, GRO %s", "on" if self.gso else "off", "on" if self.gro else "off")
         for loop in (self._tun_to_udp, self._udp_to_tun, self._housekeeping):
             g = gevent.spawn(loop)
             g.link_exception(self._crashed)
@@ -125,8 +168,12 @@ class Link:
         else:
             log.debug(msg, *args)
 
+    def _send_error(self, e, address, count=1):
+        self.drops["send error"] += count
+        self._warn_limited(("send", e.errno), "cannot send to %s: %s", format_address(address), e.strerror)
+
     def _send(self, view, address):
-        """sendto, waiting once if the socket buffer is full; errors counted, never fatal."""
+        """sendto, waiting while the socket buffer is full; errors counted, never fatal."""
         while True:
             try:
                 self.sock.sendto(view, address)
@@ -135,99 +182,167 @@ class Link:
             except BlockingIOError:
                 get_hub().wait(self._sock_write)
             except OSError as e:
-                self.drops["send error"] += 1
-                self._warn_limited(("send", e.errno), "cannot send to %s: %s",
-                                   format_address(address), e.strerror)
+                self._send_error(e, address)
                 return
 
-    def _seal_into(self, out, plain):
+    def _send_batch(self, view, size, segment, count, address):
+        """Send count sealed datagrams laid out back to back in view[:size], all segment
+        bytes long except possibly the last: one GSO sendmsg, else one sendto each."""
+        self.drops["_batches"] += 1
+        self.drops["_batched"] += count
+        if count > 1 and self.gso:
+            while True:
+                try:
+                    self.sock.sendmsg([view[:size]], [(SOL_UDP, UDP_SEGMENT, _GSO_SIZE.pack(segment))], 0, address)
+                    self.sent += count
+                    return
+                except BlockingIOError:
+                    get_hub().wait(self._sock_write)
+                except OSError as e:
+                    if e.errno in _GSO_FATAL_ERRNOS:
+                        self.gso = False
+                        log.info("UDP segmentation offload refused (%s): one datagram per send from now on",
+                                 e.strerror)
+                    elif e.errno != errno.EINVAL:    # EINVAL: e.g. segment above the path MTU; retry plainly
+                        self._send_error(e, address, count)
+                        return
+                    break
+        for offset in range(0, size, segment):
+            self._send(view[offset:min(offset + segment, size)], address)
+
+    def _seal_into(self, out, plain, timestamp_ms):
         try:
-            return self.sealer.seal_into(out, plain, int(time.time() * 1000))
+            return self.sealer.seal_into(out, plain, timestamp_ms)
         except CounterExhausted:
             self.sealer = self._new_sealer(after=self.sealer.session_id)
             log.info("counter exhausted, started a new session")
-            return self.sealer.seal_into(out, plain, int(time.time() * 1000))
+            return self.sealer.seal_into(out, plain, timestamp_ms)
 
     def send_keepalive(self):
         address = self.endpoint.address
         if address is None:
             return
-        out = bytearray(HEADER_SIZE + TIMESTAMP_SIZE + TAG_SIZE)
-        size = self._seal_into(out, bytearray(TIMESTAMP_SIZE))
+        out = bytearray(OVERHEAD)
+        size = self._seal_into(out, bytearray(TIMESTAMP_SIZE), int(time.time() * 1000))
         self._send(memoryview(out)[:size], address)
 
     # -- the loops ------------------------------------------------------------------
     def _tun_to_udp(self):
         tun_fd = self.tun.fd
-        plain = bytearray(MAX_DATAGRAM_SIZE)        # [timestamp slot][IP packet]
+        plain = bytearray(MAX_DATAGRAM_SIZE)        # [timestamp slot][IP packet read from the tun]
         plain_view = memoryview(plain)
-        payload_view = [plain_view[TIMESTAMP_SIZE:]]
-        out = bytearray(MAX_DATAGRAM_SIZE + HEADER_SIZE + TAG_SIZE)
-        out_view = memoryview(out)
-        readv = os.readv
-        endpoint = self.endpoint
+        read_into = [plain_view[TIMESTAMP_SIZE:MAX_DATAGRAM_SIZE - HEADER_SIZE - TAG_SIZE]]
+        batch = bytearray(GSO_MAX_BYTES + MAX_DATAGRAM_SIZE)   # sealed datagrams back to back
+        batch_view = memoryview(batch)
+        readv, wall = os.readv, time.time
+        endpoint, drops = self.endpoint, self.drops
         while True:
+            address = endpoint.address
+            seal_into = self.sealer.seal_into       # looked up per batch: a new session replaces it
+            now_ms = int(wall() * 1000)
+            size = count = segment = 0
+            drained = False
             for _ in range(DRAIN_BATCH):
                 try:
-                    n = readv(tun_fd, payload_view)
+                    n = readv(tun_fd, read_into)
                 except BlockingIOError:
-                    self.tun.wait_readable()
+                    drained = True
                     break
                 except OSError as e:
                     raise TomatoError("reading %s failed: %s" % (self.tun.name, e.strerror)) from None
-                address = endpoint.address
                 if address is None:
-                    self.drops["no peer address yet"] += 1
+                    drops["no peer address yet"] += 1
                     continue
-                size = self._seal_into(out, plain_view[:TIMESTAMP_SIZE + n])
-                self._send(out_view[:size], address)
+                sealed = n + OVERHEAD
+                if count and (sealed > segment or size + sealed > GSO_MAX_BYTES or count == GSO_MAX_SEGMENTS):
+                    self._send_batch(batch_view, size, segment, count, address)
+                    size = count = 0
+                if not count:
+                    segment = sealed
+                try:
+                    seal_into(batch_view[size:], plain_view[:TIMESTAMP_SIZE + n], now_ms)
+                except CounterExhausted:
+                    self._seal_into(batch_view[size:], plain_view[:TIMESTAMP_SIZE + n], now_ms)
+                size += sealed
+                count += 1
+                if sealed < segment:        # a shorter datagram can only end a GSO batch
+                    self._send_batch(batch_view, size, segment, count, address)
+                    size = count = 0
+            if count:
+                self._send_batch(batch_view, size, segment, count, address)
+            if drained:
+                self.tun.wait_readable()
             else:
-                gevent.sleep(0)     # a full batch: let the other direction run
+                gevent.sleep(0)             # a full batch: let the other direction run
 
     def _udp_to_tun(self):
         tun_fd = self.tun.fd
-        buf = bytearray(MAX_DATAGRAM_SIZE + 1)          # +1: oversize is detectable
+        buf = bytearray(GRO_BUFFER_BYTES)
         view = memoryview(buf)
+        bufs = [view]
         plain = bytearray(MAX_DATAGRAM_SIZE)
         plain_view = memoryview(plain)
-        recvfrom_into = self.sock.recvfrom_into
-        receiver, endpoint = self.receiver, self.endpoint
-        wall, mono = time.time, time.monotonic
+        sock = self.sock
+        receiver, endpoint, drops = self.receiver, self.endpoint, self.drops
+        wall, mono, write = time.time, time.monotonic, os.write
         debug = log.isEnabledFor(logging.DEBUG)
+        payload_start = TIMESTAMP_SIZE
         while True:
+            drained = False
             for _ in range(DRAIN_BATCH):
                 try:
-                    size, address = recvfrom_into(buf)
+                    if self.gro:
+                        total, ancdata, flags, address = sock.recvmsg_into(bufs, _GRO_CMSG_SPACE)
+                        segment = total
+                        for level, kind, data in ancdata:
+                            if level == SOL_UDP and kind == UDP_GRO:
+                                segment = _GRO_SIZE.unpack(data)[0]
+                    else:
+                        total, address = sock.recvfrom_into(buf, MAX_DATAGRAM_SIZE + 1)
+                        segment = total
                 except BlockingIOError:
-                    get_hub().wait(self._sock_read)
+                    drained = True
                     break
                 except OSError as e:    # e.g. ECONNREFUSED reported from an earlier send
-                    self.drops["receive error"] += 1
-                    log.debug("receive error: %s", e.strerror)
+                    drops["receive error"] += 1
+                    if debug:
+                        log.debug("receive error: %s", e.strerror)
                     continue
                 now_mono = mono()
-                session_before = receiver.session_id
-                try:
-                    n = receiver.open_into(view[:size], plain, int(wall() * 1000), now_mono)
-                except BadPacket as e:
-                    self.drops[e.reason] += 1
-                    if debug:
-                        log.debug("dropped %d-byte datagram from %s: %s", size, format_address(address), e.reason)
-                    continue
-                self.received += 1
-                if receiver.session_id != session_before:
-                    log.debug("peer session %016x accepted (from %s)", receiver.session_id, format_address(address))
-                if endpoint.dynamic and endpoint.learn(address, now_mono):
-                    log.debug("peer address is now %s", format_address(address))
-                if n:
+                now_ms = int(wall() * 1000)
+                drops["_recvs"] += 1
+                drops["_recvd"] += (total + segment - 1) // max(segment, 1)
+                if segment <= 0:
+                    segment = total or 1
+                for offset in range(0, total or 1, segment):
+                    datagram = view[offset:min(offset + segment, total)]
+                    session_before = receiver.session_id
                     try:
-                        os.write(tun_fd, plain_view[TIMESTAMP_SIZE:TIMESTAMP_SIZE + n])
-                    except BlockingIOError:
-                        self.drops["tun full"] += 1
-                    except OSError as e:
-                        # e.g. EINVAL for a payload that is not an IP packet: the peer's problem.
-                        self.drops["tun write error"] += 1
-                        self._warn_limited(("tun", e.errno), "writing %s failed: %s", self.tun.name, e.strerror)
+                        n = receiver.open_into(datagram, plain, now_ms, now_mono)
+                    except BadPacket as e:
+                        drops[e.reason] += 1
+                        if debug:
+                            log.debug("dropped %d-byte datagram from %s: %s", len(datagram),
+                                      format_address(address), e.reason)
+                        continue
+                    self.received += 1
+                    if receiver.session_id != session_before:
+                        log.debug("peer session %016x accepted (from %s)", receiver.session_id,
+                                  format_address(address))
+                    if endpoint.dynamic and endpoint.learn(address, now_mono):
+                        log.debug("peer address is now %s", format_address(address))
+                    if n:
+                        try:
+                            write(tun_fd, plain_view[payload_start:payload_start + n])
+                        except BlockingIOError:
+                            drops["tun full"] += 1
+                        except OSError as e:
+                            # e.g. EINVAL for a payload that is not an IP packet: the peer's problem.
+                            drops["tun write error"] += 1
+                            self._warn_limited(("tun", e.errno), "writing %s failed: %s", self.tun.name,
+                                               e.strerror)
+            if drained:
+                get_hub().wait(self._sock_read)
             else:
                 gevent.sleep(0)
 
@@ -247,4 +362,3 @@ class Link:
                 self.send_keepalive()
                 last_counter = self.sealer.counter
                 idle_since = now
-

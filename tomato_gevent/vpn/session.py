@@ -27,10 +27,12 @@ import struct
 
 from ..errors import BadPacket
 from .packet import (DEFAULT_BACKEND, HEADER_SIZE, MAX_DATAGRAM_SIZE, MIN_DATAGRAM_SIZE, OVERHEAD,
-                     SESSION_RANDOM_BITS, Opener, Sealer, derive_session_key, make_session_id)
+                     SESSION_RANDOM_BITS, TAG_SIZE, Opener, Sealer, derive_session_key, make_session_id)
 from .replay import ReplayWindow
 
 _HEADER = struct.Struct(">QQ")
+_U64 = struct.Struct(">Q")
+_NONCE = struct.Struct(">4xQ")
 
 FORGET_SESSION_PVT_FACTOR = 2   # escape hatch after 2 * pvt of silence (see docstring)
 
@@ -53,7 +55,7 @@ class Receiver:
         self._pvt_ms = int(pvt_seconds * 1000)
         self._forget_after = FORGET_SESSION_PVT_FACTOR * pvt_seconds
         self.session_id = None          # current session of the peer, None before the first
-        self._opener = None
+        self._decrypt_into = self._authentication_failed = None   # of the current session's Opener
         self._window = None
         self._last_accept = None        # monotonic seconds of the last accepted packet
         self._candidate = None          # (session_id, Opener): saves the HKDF for repeats
@@ -69,16 +71,23 @@ class Receiver:
             raise BadPacket("short datagram")
         if size > MAX_DATAGRAM_SIZE:
             raise BadPacket("oversized datagram")
+        if type(out) is not memoryview:
+            out = memoryview(out)
         session_id, counter = _HEADER.unpack_from(datagram)
-        if session_id == self.session_id:
-            timestamp_ms = self._opener.open_into(datagram, out, counter)
-            if not -self._pvt_ms <= now_ms - timestamp_ms <= self._pvt_ms:
-                raise BadPacket("timestamp outside -pvt")
-            if not self._window.accept(counter):
-                raise BadPacket("replayed or too old counter")
-            self._last_accept = now_mono
-            return size - OVERHEAD
-        return self._open_other_session(datagram, out, session_id, counter, now_ms, now_mono)
+        if session_id != self.session_id:
+            return self._open_other_session(datagram, out, session_id, counter, now_ms, now_mono)
+        # The current session: Opener.open_into written out, this runs for every packet.
+        try:
+            self._decrypt_into(_NONCE.pack(counter), datagram[HEADER_SIZE:], datagram[:HEADER_SIZE],
+                               out[:size - HEADER_SIZE - TAG_SIZE])
+        except self._authentication_failed:
+            raise BadPacket("authentication failed") from None
+        if not -self._pvt_ms <= now_ms - _U64.unpack_from(out)[0] <= self._pvt_ms:
+            raise BadPacket("timestamp outside -pvt")
+        if not self._window.accept(counter):
+            raise BadPacket("replayed or too old counter")
+        self._last_accept = now_mono
+        return size - OVERHEAD
 
     def _open_other_session(self, datagram, out, session_id, counter, now_ms, now_mono):
         start_ms = session_id >> SESSION_RANDOM_BITS
@@ -98,7 +107,8 @@ class Receiver:
         if not window.accept(counter):
             raise BadPacket("replayed or too old counter")
         # Commit: this authenticated, fresh, newer session replaces the current one.
-        self.session_id, self._opener = candidate
+        self.session_id, opener = candidate
+        self._decrypt_into, self._authentication_failed = opener.decrypt_into, opener.AuthenticationFailed
         self._window = window
         self._candidate = None
         self._last_accept = now_mono
