@@ -115,7 +115,7 @@ class IcmpSocket:
                 raise ConfigError("cannot open an ICMP socket: %s" % e.strerror) from None
             datagram_error = e
         else:
-            return cls._setup_datagram(sock, version)
+            return cls._setup(cls._setup_datagram, sock, version)
         try:
             sock = socket.socket(family, socket.SOCK_RAW, protocol)
         except OSError as e:
@@ -125,41 +125,40 @@ class IcmpSocket:
                     "net.ipv4.ping_group_range (datagram socket: %s; raw socket: %s)"
                     % (datagram_error.strerror, e.strerror)) from None
             raise ConfigError("cannot open an ICMP socket: %s" % e.strerror) from None
-        return cls._setup_raw(sock, version)
+        return cls._setup(cls._setup_raw, sock, version)
+
+    @staticmethod
+    def _setup(setup, sock, version):
+        try:
+            return setup(sock, version)
+        except OSError as e:
+            sock.close()
+            raise ConfigError("cannot set up the ICMP socket: %s" % (e.strerror or e)) from None
 
     @classmethod
     def _setup_datagram(cls, sock, version):
-        try:
-            # Binding makes the kernel pick the identifier now, so we know it before sending.
-            sock.bind((WILDCARD[version], 0))
-            if version == 4:
-                sock.setsockopt(socket.SOL_IP, IP_RECVERR, 1)
-                sock.setsockopt(socket.SOL_IP, IP_RECVTTL, 1)
-            else:
-                sock.setsockopt(socket.IPPROTO_IPV6, IPV6_RECVERR, 1)
-                sock.setsockopt(socket.IPPROTO_IPV6, IPV6_RECVHOPLIMIT, 1)
-            sock.setblocking(False)
-            ident = sock.getsockname()[1]
-        except OSError:
-            sock.close()
-            raise
-        return cls(sock, version, DATAGRAM, ident)
+        # Binding makes the kernel pick the identifier now, so we know it before sending.
+        sock.bind((WILDCARD[version], 0))
+        if version == 4:
+            sock.setsockopt(socket.SOL_IP, IP_RECVERR, 1)
+            sock.setsockopt(socket.SOL_IP, IP_RECVTTL, 1)
+        else:
+            sock.setsockopt(socket.IPPROTO_IPV6, IPV6_RECVERR, 1)
+            sock.setsockopt(socket.IPPROTO_IPV6, IPV6_RECVHOPLIMIT, 1)
+        sock.setblocking(False)
+        return cls(sock, version, DATAGRAM, sock.getsockname()[1])
 
     @classmethod
     def _setup_raw(cls, sock, version):
-        try:
-            # Kernel-side filter: wake up only for echo replies and the errors we report.
-            if version == 4:
-                passed = {icmp.ICMP_ECHO_REPLY} | icmp.ERROR_TYPES[4]
-                sock.setsockopt(SOL_RAW, ICMP_FILTER, struct.pack("=I", _block_mask(passed, 32)[0]))
-            else:
-                passed = {icmp.ICMPV6_ECHO_REPLY} | icmp.ERROR_TYPES[6]
-                sock.setsockopt(socket.IPPROTO_ICMPV6, ICMP6_FILTER, struct.pack("=8I", *_block_mask(passed, 256)))
-                sock.setsockopt(socket.IPPROTO_IPV6, IPV6_RECVHOPLIMIT, 1)
-            sock.setblocking(False)
-        except OSError:
-            sock.close()
-            raise
+        # Kernel-side filter: wake up only for echo replies and the errors we report.
+        if version == 4:
+            passed = {icmp.ICMP_ECHO_REPLY} | icmp.ERROR_TYPES[4]
+            sock.setsockopt(SOL_RAW, ICMP_FILTER, struct.pack("=I", _block_mask(passed, 32)[0]))
+        else:
+            passed = {icmp.ICMPV6_ECHO_REPLY} | icmp.ERROR_TYPES[6]
+            sock.setsockopt(socket.IPPROTO_ICMPV6, ICMP6_FILTER, struct.pack("=8I", *_block_mask(passed, 256)))
+            sock.setsockopt(socket.IPPROTO_IPV6, IPV6_RECVHOPLIMIT, 1)
+        sock.setblocking(False)
         # A raw socket has no port: pick an identifier unlikely to collide with another pinger's.
         return cls(sock, version, RAW, random.getrandbits(16))
 
@@ -274,6 +273,7 @@ class Pinger:
         """Ping until the count is done (and answered or timed out) or stop(); returns Statistics."""
         self.started = time.monotonic()
         receiver = gevent.spawn(self._receive_loop)
+        receiver.link_exception(lambda _: self._wakeup.set())
         try:
             next_send = self.started
             while not self._stopping:
@@ -292,6 +292,8 @@ class Pinger:
                 deadlines = [d for d in (next_send if more_to_send else None, self.tracker.next_deadline())
                              if d is not None]
                 self._wakeup.wait(max(0.0, min(deadlines) - time.monotonic()))
+                if receiver.dead:
+                    receiver.get()  # a bug in the receiving path: raise it here rather than ping on deaf
         finally:
             self.finished = time.monotonic()
             receiver.kill()
