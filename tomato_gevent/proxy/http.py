@@ -146,38 +146,48 @@ def _split_head(buf, start, status_hint_too_big, what):
     return lines[0], lines[1:], end
 
 
+# Fields whose values the parser itself needs (lower-case names).
+_FRAMING_FIELDS = frozenset({b"connection", b"proxy-connection", b"transfer-encoding",
+                             b"content-length", b"host", b"expect"})
+
+
 def _parse_fields(lines, bad):
-    """Field lines -> tuple of (name, value); raises bad(msg) on syntax errors."""
+    """Field lines -> ([(name, value, lower-case name)], {lower name: [values]} for the
+    _FRAMING_FIELDS present); raises bad(msg) on syntax errors. One pass, one lower()."""
     fields = []
+    special = {}
+    match_line = _FIELD_LINE.fullmatch
     for line in lines:
-        if line[:1] in (b" ", b"\t"):
-            raise bad("obsolete line folding in header section")
-        match = _FIELD_LINE.fullmatch(line)
+        match = match_line(line)
         if match is None:
+            if line[:1] in (b" ", b"\t"):
+                raise bad("obsolete line folding in header section")
             raise bad("malformed header line %r" % line[:80])
-        fields.append((match.group(1), match.group(2)))
-    return fields
+        name, value = match.groups()
+        lname = name.lower()
+        fields.append((name, value, lname))
+        if lname in _FRAMING_FIELDS:
+            special.setdefault(lname, []).append(value)
+    return fields, special
 
 
-def _comma_tokens(fields, name):
+def _comma_tokens(special, name):
     """Lower-case comma-separated tokens of every field `name` (lower-case bytes)."""
     tokens = []
-    for field_name, value in fields:
-        if field_name.lower() == name:
-            tokens.extend(t.strip().lower() for t in value.split(b",") if t.strip())
+    for value in special.get(name, ()):
+        tokens.extend(t.strip().lower() for t in value.split(b",") if t.strip())
     return tokens
 
 
-def _content_length(fields, bad):
+def _content_length(special, bad):
     """None if absent; else the one value (identical duplicates allowed, RFC 9110 8.6)."""
     values = set()
-    for name, value in fields:
-        if name.lower() == b"content-length":
-            for item in value.split(b","):
-                item = item.strip()
-                if not item.isdigit() or len(item) > 18:
-                    raise bad("invalid Content-Length %r" % value[:40])
-                values.add(int(item))
+    for value in special.get(b"content-length", ()):
+        for item in value.split(b","):
+            item = item.strip()
+            if not item.isdigit() or len(item) > 18:
+                raise bad("invalid Content-Length %r" % value[:40])
+            values.add(int(item))
     if not values:
         return None
     if len(values) > 1:
@@ -187,9 +197,11 @@ def _content_length(fields, bad):
 
 def _end_to_end(fields, connection_tokens):
     """Drop hop-by-hop and regenerated fields, and every field Connection names."""
-    named = set(connection_tokens)
-    return tuple((n, v) for n, v in fields
-                 if n.lower() not in _REGENERATED and n.lower() not in named)
+    if connection_tokens:
+        drop = _REGENERATED.union(connection_tokens)
+    else:
+        drop = _REGENERATED
+    return tuple((n, v) for n, v, lname in fields if lname not in drop)
 
 
 def _split_authority(authority, default_port, bad):
@@ -246,7 +258,7 @@ def parse_request_head(buf, start=0):
     if version[0] != 1:
         raise RemoteProtocolError("HTTP version %d.%d not supported" % version, 505)
     method = method_bytes.decode("ascii")
-    fields = _parse_fields(field_lines, _bad_request)
+    fields, special = _parse_fields(field_lines, _bad_request)
 
     if method == "CONNECT":
         authority, path = target, b""
@@ -270,11 +282,11 @@ def parse_request_head(buf, start=0):
         path = path.split(b"#", 1)[0]
         if not path.startswith(b"/"):
             path = b"/" + path
-    if sum(1 for n, _ in fields if n.lower() == b"host") > 1:
+    if len(special.get(b"host", ())) > 1:
         raise _bad_request("more than one Host header")
 
-    transfer_codings = _comma_tokens(fields, b"transfer-encoding")
-    content_length = _content_length(fields, _bad_request)
+    transfer_codings = _comma_tokens(special, b"transfer-encoding")
+    content_length = _content_length(special, _bad_request)
     if transfer_codings:
         if version < (1, 1):
             raise _bad_request("Transfer-Encoding in an HTTP/1.0 request")
@@ -291,12 +303,12 @@ def parse_request_head(buf, start=0):
     else:
         framing = Framing.NONE
 
-    connection = _comma_tokens(fields, b"connection") + _comma_tokens(fields, b"proxy-connection")
+    connection = _comma_tokens(special, b"connection") + _comma_tokens(special, b"proxy-connection")
     if version >= (1, 1):
         keep_alive = b"close" not in connection
     else:
         keep_alive = b"keep-alive" in connection and b"close" not in connection
-    expect_continue = b"100-continue" in _comma_tokens(fields, b"expect")
+    expect_continue = b"100-continue" in _comma_tokens(special, b"expect")
     return RequestHead(
         method=method, version=version, host=host, port=port, authority=authority,
         path=path, headers=_end_to_end(fields, connection), framing=framing,
@@ -333,14 +345,14 @@ def parse_response_head(buf, request_method, start=0):
     if version[0] != 1:
         raise _bad_response("upstream answered with HTTP version %d.%d" % version)
     status = int(status_text)
-    fields = _parse_fields(field_lines, _bad_response)
-    transfer_codings = _comma_tokens(fields, b"transfer-encoding")
-    content_length = None if transfer_codings else _content_length(fields, _bad_response)
+    fields, special = _parse_fields(field_lines, _bad_response)
+    transfer_codings = _comma_tokens(special, b"transfer-encoding")
+    content_length = None if transfer_codings else _content_length(special, _bad_response)
     if response_has_no_body(status, request_method):
         framing = Framing.NONE
         # Keep the representation's length for HEAD / 304 (describes the GET answer).
         try:
-            content_length = _content_length(fields, _bad_response) or 0
+            content_length = _content_length(special, _bad_response) or 0
         except RemoteProtocolError:
             content_length = 0
     elif transfer_codings:
@@ -349,7 +361,7 @@ def parse_response_head(buf, request_method, start=0):
         framing = Framing.LENGTH if content_length else Framing.NONE
     else:
         framing = Framing.UNTIL_CLOSE
-    connection = _comma_tokens(fields, b"connection") + _comma_tokens(fields, b"proxy-connection")
+    connection = _comma_tokens(special, b"connection") + _comma_tokens(special, b"proxy-connection")
     if version >= (1, 1):
         keep_alive = b"close" not in connection
     else:

@@ -54,6 +54,15 @@ class _Reply(Exception):
         self.detail = detail
 
 
+def _reason(error):
+    """Short text for an OSError (its strerror) or anything else."""
+    return getattr(error, "strerror", None) or str(error) or type(error).__name__
+
+
+class _SendFailed(Exception):
+    """A relay could not write to its destination (which went away); __cause__ says why."""
+
+
 def _format_address(address):
     host, port = address[0], address[1]
     return "[%s]:%d" % (host, port) if ":" in host else "%s:%d" % (host, port)
@@ -413,12 +422,15 @@ class _ClientConnection:
             else:
                 self.sent_up += _relay_chunked(self.client, self.pending, upstream, encode=True,
                                                status_hint=400)
+        except _SendFailed as e:
+            raise _Reply(502, "upstream connection failed while sending the request body: %s"
+                         % _reason(e.__cause__)) from None
         except RemoteProtocolError as e:
             raise _Reply(e.status_hint, str(e)) from None
         except socket.timeout:
             raise _Reply(408, "request body incomplete after %.0fs" % self.server.idle_timeout) from None
         except (OSError, EOFError) as e:
-            raise _Reply(502, "request body not delivered: %s" % (getattr(e, "strerror", None) or e)) from None
+            raise _Reply(400, "request body incomplete: %s" % _reason(e)) from None
 
     def _relay_response(self, head, resp, upstream, buf):
         if resp.framing is Framing.NONE or resp.framing is Framing.LENGTH:
@@ -428,28 +440,43 @@ class _ClientConnection:
         else:
             out = Framing.UNTIL_CLOSE       # HTTP/1.0 knows no chunks
         keep = head.keep_alive and out is not Framing.UNTIL_CLOSE
-        if not self._send_client(http.render_response_head(resp, out, keep, head.version)):
-            self._drop_upstream()
-            return resp.status, False
-        try:
-            if resp.framing is Framing.LENGTH:
-                self.sent_down += _relay_length(upstream, buf, resp.content_length, self.client)
-            elif resp.framing is Framing.CHUNKED:
-                self.sent_down += _relay_chunked(upstream, buf, self.client, encode=out is Framing.CHUNKED,
-                                                 status_hint=502)
-            elif resp.framing is Framing.UNTIL_CLOSE:
-                self.sent_down += _relay_until_close(upstream, buf, self.client,
-                                                     encode=out is Framing.CHUNKED)
-        except (OSError, EOFError, RemoteProtocolError) as e:
-            # The head is out: all we can do is cut the connection so the client sees
-            # an incomplete body rather than a wrong one.
-            log.info("%s: %s %s:%d answer cut short: %s", self.peer, head.method, head.host, head.port,
-                     getattr(e, "strerror", None) or e)
-            self._drop_upstream()
-            return resp.status, False
+        response_head = http.render_response_head(resp, out, keep, head.version)
+        if out is Framing.NONE or (out is Framing.LENGTH and len(buf) >= resp.content_length):
+            # The whole answer is here already (small bodies): one send.
+            body = bytes(buf[:resp.content_length]) if out is Framing.LENGTH else b""
+            del buf[:len(body)]
+            if not self._send_client(response_head + body):
+                self._drop_upstream()
+                return resp.status, False
+        else:
+            if not self._send_client(response_head):
+                self._drop_upstream()
+                return resp.status, False
+            try:
+                self.sent_down += self._relay_response_body(resp, out, upstream, buf)
+            except _SendFailed as e:
+                log.debug("%s: client went away during the answer: %s", self.peer, _reason(e.__cause__))
+                self._drop_upstream()
+                return resp.status, False
+            except (OSError, EOFError, RemoteProtocolError) as e:
+                # The head is out: all we can do is cut the connection so the client sees
+                # an incomplete body rather than a wrong one.
+                log.info("%s: %s %s:%d answer cut short by upstream: %s", self.peer, head.method,
+                         head.host, head.port, _reason(e))
+                self._drop_upstream()
+                return resp.status, False
         if not resp.keep_alive or buf:
             self._drop_upstream()
         return resp.status, keep
+
+    def _relay_response_body(self, resp, out, upstream, buf):
+        if resp.framing is Framing.LENGTH:
+            return _relay_length(upstream, buf, resp.content_length, self.client)
+        if resp.framing is Framing.CHUNKED:
+            return _relay_chunked(upstream, buf, self.client, encode=out is Framing.CHUNKED, status_hint=502)
+        if resp.framing is Framing.UNTIL_CLOSE:
+            return _relay_until_close(upstream, buf, self.client, encode=out is Framing.CHUNKED)
+        return 0
 
     # -- CONNECT -----------------------------------------------------------------------
     def _tunnel(self, head, next_hop, via_upstream):
@@ -504,26 +531,29 @@ class _ClientConnection:
             out = resp.framing
         self._send_client(http.render_response_head(resp, out, False, head.version))
         try:
-            if resp.framing is Framing.LENGTH:
-                self.sent_down += _relay_length(upstream, buf, resp.content_length, self.client)
-            elif resp.framing is Framing.CHUNKED:
-                self.sent_down += _relay_chunked(upstream, buf, self.client, encode=out is Framing.CHUNKED,
-                                                 status_hint=502)
-            elif resp.framing is Framing.UNTIL_CLOSE:
-                self.sent_down += _relay_until_close(upstream, buf, self.client, encode=out is Framing.CHUNKED)
-        except (OSError, EOFError, RemoteProtocolError):
+            self.sent_down += self._relay_response_body(resp, out, upstream, buf)
+        except (_SendFailed, OSError, EOFError, RemoteProtocolError):
             pass
         return resp.status
 
 
 # -- body relays: src socket (+ bytes already read) -> dst socket ----------------------
+# Errors reading src propagate as OSError / EOFError; errors writing dst as _SendFailed,
+# so the caller knows which side went away.
+def _send(dst, data):
+    try:
+        dst.sendall(data)
+    except OSError as e:
+        raise _SendFailed() from e
+
+
 def _relay_length(src, pending, length, dst):
     """Copy exactly `length` body bytes; pending (bytearray or None) is consumed first and
     keeps whatever lies beyond the body. Raises EOFError if src closes early."""
     sent = 0
     if pending:
         take = min(len(pending), length)
-        dst.sendall(pending[:take])
+        _send(dst, pending[:take])
         del pending[:take]
         sent = take
     left = length - sent
@@ -537,7 +567,10 @@ def _relay_length(src, pending, length, dst):
         n = recv_into(buf, left if left < size else size)
         if not n:
             raise EOFError("connection closed %d bytes before the end of the body" % left)
-        sendall(view[:n])
+        try:
+            sendall(view[:n])
+        except OSError as e:
+            raise _SendFailed() from e
         left -= n
     return length
 
@@ -557,14 +590,14 @@ def _relay_chunked(src, pending, dst, encode, status_hint):
                 out = b"".join(http.encode_chunk(p) for p in pieces) if encode else b"".join(pieces)
             else:
                 out = b""
+            del pieces
             if decoder.done:
                 if encode:
                     out += http.LAST_CHUNK
                 pending += decoder.unused
             if out:
-                dst.sendall(out)
+                _send(dst, out)
                 sent += len(out)
-            del pieces
             if decoder.done:
                 return sent
         if buf is None:
@@ -583,7 +616,7 @@ def _relay_until_close(src, pending, dst, encode):
         data = bytes(pending)
         pending.clear()
         out = http.encode_chunk(data) if encode else data
-        dst.sendall(out)
+        _send(dst, out)
         sent += len(out)
     buf = bytearray(RELAY_BUFFER_BYTES)
     view = memoryview(buf)
@@ -591,14 +624,10 @@ def _relay_until_close(src, pending, dst, encode):
         n = src.recv_into(buf)
         if not n:
             break
-        if encode:
-            out = http.encode_chunk(view[:n])
-            dst.sendall(out)
-            sent += len(out)
-        else:
-            dst.sendall(view[:n])
-            sent += n
+        out = http.encode_chunk(view[:n]) if encode else view[:n]
+        _send(dst, out)
+        sent += len(out)
     if encode:
-        dst.sendall(http.LAST_CHUNK)
+        _send(dst, http.LAST_CHUNK)
         sent += len(http.LAST_CHUNK)
     return sent
