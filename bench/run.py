@@ -70,6 +70,8 @@ def main(argv=None):
               "run as root or with --only rules,crypto", file=sys.stderr)
         return 2
     signal.signal(signal.SIGTERM, _terminate)
+    # Started in the background by a non-interactive shell, SIGINT arrives ignored: restore Ctrl-C.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     _raise_fd_limit()
     started = time.time()
     extra = sys.argv[1:] if argv is None else list(argv)
