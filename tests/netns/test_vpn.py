@@ -261,9 +261,13 @@ def test_ipv6_endpoints(lab):
     lab.sh(b, "ip addr add fd00:9::2/64 dev veth0 nodad")
     lab.tun(a, "tun0", "10.0.1.1/30")
     lab.tun(b, "tun0", "10.0.1.2/30")
-    vpn_a = start_vpn(lab, a, "-la", "[::]:%d" % PORT, "-lp", "pwd1", "-pa", "[fd00:9::2]:%d" % PORT, "-pp", "pwd2")
+    # A: dynamic on a dual-stack socket; B: the seed's flags with an IPv6 peer address.
+    vpn_a = start_vpn(lab, a, "-la", "[::]:%d" % PORT, "-lp", "pwd1", "-d", "-pp", "pwd2", "-v")
     vpn_b = start_vpn(lab, b, "-la", ":%d" % PORT, "-lp", "pwd2", "-pa", "[fd00:9::1]:%d" % PORT, "-pp", "pwd1")
     ping_eventually(lab, a, "10.0.1.2")
+    assert "peer address is now [fd00:9::2]:%d" % PORT in vpn_a.output()
+    sent, received = tcp_transfer(lab, a, b, "10.0.1.2", 8000, 2_000_000)
+    assert received == sent
     assert_clean_stop(lab, vpn_a)
     assert_clean_stop(lab, vpn_b)
 
