@@ -121,5 +121,27 @@ def render_markdown(meta, figures):
             "n/a" if ratio is None else "%.2f×" % ratio,
             _short("; ".join(notes))))
     lines += ["", "Raw rounds and every reason for an n/a are in results.json "
-              "(written next to this file, not committed).", ""]
+              "(written next to this file, not committed).", "", "## Setups", ""] + SETUPS
     return "\n".join(lines)
+
+
+SETUPS = [
+    "- **VPN**: namespaces A (10.9.0.1) and B (10.9.0.2) joined by a veth; clients in B, servers in A. "
+    "tomato exactly as the seed's README: pre-created tun0 (MTU 1400, 10.0.1.1/30, 10.0.1.2/30), "
+    "`vpn -la :5000 -lp pwd1 -pa 10.9.0.2:5000 -pp pwd2 -I tun0` and its mirror. OpenVPN 2.6 in userspace "
+    "on tun1: p2p, `data-ciphers AES-256-GCM`, TLS with self-signed EC certificates made by openssl at run "
+    "time and `peer-fingerprint`, `disable-dco`, `tun-mtu 1400`, `sndbuf`/`rcvbuf` 4 MiB. Both tunnels "
+    "run side by side for the whole section. TCP: `iperf3 -c` single stream; RTT: `ping -i 0.2`; "
+    "UDP: `iperf3 -u -l 64 -b 0` (received packets/s). CPU per packet: user+system time of each tunnel "
+    "process during the TCP run / packets through its tun (data and ACKs).",
+    "- **Proxy**: one namespace, everything on its loopback. nginx (1 worker, own temp prefix) serves "
+    "/1k and a 100 MB file; tinyproxy with its own config (MaxClients 2000, LogLevel Error); "
+    "`bin/proxy -a 127.0.0.1:1080 -d direct`. `wrk -t1 -c50` with a Lua script making the request line "
+    "`GET http://127.0.0.1:8080/1k HTTP/1.1`; `curl -p -x` (CONNECT) for the 100 MB download; RSS "
+    "(the proxy's process tree) before and with 1 000 idle TCP connections open, on fresh processes.",
+    "- **Rules**: `bench/rules_bench.py` (the rules' own script); the references are the issues' goals.",
+    "- **Crypto**: `Sealer.seal_into` and `parse_header` + `Opener.open_into` of "
+    "tomato_gevent/vpn/packet.py on a 1400-byte payload, best of 7 loops; the reference is the bare "
+    "AES-256-GCM call of the same library on the same buffers.",
+    "",
+]
