@@ -251,7 +251,7 @@ class Link:
                 except OSError as e:
                     raise TomatoError("reading %s failed: %s" % (self.tun.name, e.strerror)) from None
                 if address is None:
-                    drops["no peer address yet"] += 1
+                    drops["no peer address"] += 1
                     continue
                 sealed = n + OVERHEAD
                 if count and (sealed > segment or size + sealed > GSO_MAX_BYTES or count == GSO_MAX_SEGMENTS):

@@ -142,4 +142,4 @@ class PeerEndpoint:
         return False
 
 
-__all__ = ["new_sealer", "Receiver", "PeerEndpoint", "HEADER_SIZE"]
+__all__ = ["new_sealer", "Receiver", "PeerEndpoint"]
