@@ -43,6 +43,7 @@ in a second, smaller dict consulted once for the full name.
 Pure: no I/O except ``load_rule_files``, which only reads the named files; no logging.
 """
 import enum
+import functools
 import ipaddress
 import re
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
@@ -65,11 +66,12 @@ MAX_NAME_LENGTH = 253           # RFC 1035, textual form without the trailing do
 # literal (or nonsense), and IP literals match no domain rule.
 _NAME_RE = re.compile(r"(?:[a-z0-9_-]{1,63}\.)*(?=[a-z0-9_-]*[a-z_-])[a-z0-9_-]{1,63}")
 _name_is_valid = _NAME_RE.fullmatch
-# The common case on the hot path: already lower case, no trailing dot, last
-# character not a digit, maybe a :port (CONNECT). Such a host is valid iff it
-# matches this (and is short enough); group 1 is then the normalised name.
-# Anything else takes the full normalize_host path.
-_match_plain_host = re.compile(r"([a-z0-9_-]{1,63}(?:\.[a-z0-9_-]{1,63})*)(?<![0-9])(?::[0-9]{1,5})?").fullmatch
+# The common case on the hot path: already lower case, last character not a
+# digit, maybe a trailing dot, maybe a :port (CONNECT). Such a host is valid
+# iff it matches this (and is short enough); group 1 is then the normalised
+# name. Anything else (upper case, IDN, IP literals, junk) takes the full
+# normalize_host path.
+_match_plain_host = re.compile(r"([a-z0-9_-]{1,63}(?:\.[a-z0-9_-]{1,63})*)(?<![0-9])\.?(?::[0-9]{1,5})?").fullmatch
 
 _ACTIONS_BY_NAME = {action.value: action for action in Action}
 
@@ -82,17 +84,28 @@ _is_plain_rule_line = re.compile(
 Rule = Tuple[Action, str, bool]     # (action, normalised domain, exact)
 
 
+@functools.lru_cache(maxsize=1024)
+def _idna_to_ascii(name: str) -> Optional[str]:
+    """Unicode name -> punycode, None if it cannot be encoded.
+
+    The stdlib codec is IDNA 2003 (nameprep lower-cases, the ideographic full
+    stop counts as a dot): good enough to map a Unicode name onto the punycode
+    the rule data uses. It costs tens of microseconds, hence the cache; HTTP
+    clients normally send punycode already, so this path is rare.
+    """
+    try:
+        return name.encode("idna").decode("ascii")
+    except UnicodeError:
+        return None
+
+
 def _normalize_name(name: str) -> Optional[str]:
     """A name without port: lower case, no trailing dot, IDN -> punycode; None if invalid."""
     if name.endswith("."):
         name = name[:-1]
     if not name.isascii():
-        try:
-            # The stdlib codec is IDNA 2003 (nameprep lower-cases, accepts the
-            # ideographic full stop as a dot); good enough to map a user's
-            # Unicode name onto the punycode the rule data uses.
-            name = name.encode("idna").decode("ascii")
-        except UnicodeError:
+        name = _idna_to_ascii(name)
+        if name is None:
             return None
     name = name.lower()
     if len(name) > MAX_NAME_LENGTH or not _name_is_valid(name):
