@@ -129,6 +129,14 @@ class ProxyLab:
             self.up[system] = "n/a: %s" % exc
         return self.up[system]
 
+    def check_alive(self, system):
+        """False (and up[system] becomes the reason) once a server has exited mid-run."""
+        proc = self.procs.get(system)
+        if proc is not None and proc.poll() is not None and self.up.get(system) is True:
+            self.up[system] = "n/a: %s exited during the benchmark (status %s): %s" % (
+                system, proc.returncode, log_tail(proc))
+        return self.up.get(system) is True
+
     def _wait_listening(self, proc, what, port):
         def listening():
             out = self.lab.run(self.ns, ["ss", "-Hltn", "sport = :%d" % port]).stdout
@@ -216,7 +224,7 @@ def _rounds(plab, systems, rounds, measure):
     errors = {}
     for i in range(rounds):
         for system in (systems if i % 2 == 0 else list(reversed(systems))):
-            if plab.up.get(system) is not True:
+            if not plab.check_alive(system):
                 continue
             try:
                 values[system].append(measure(system))

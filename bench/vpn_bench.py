@@ -87,6 +87,16 @@ class VpnLab:
             self.up[OPENVPN] = "n/a: %s" % exc
         return self.up[OPENVPN]
 
+    def check_alive(self, system):
+        """False (and up[system] becomes the reason) once a tunnel process has exited mid-run."""
+        procs = {TOMATO: self.tomato_procs, OPENVPN: self.openvpn_procs}.get(system, [])
+        for proc in procs:
+            if proc.poll() is not None:
+                self.up[system] = "n/a: %s exited during the benchmark (status %s): %s" % (
+                    "bin/vpn" if system == TOMATO else "openvpn", proc.returncode, log_tail(proc))
+                return False
+        return self.up.get(system) is True
+
     def _wait_tunnel(self, procs, addr, what):
         def answers():
             for proc in procs:
@@ -198,7 +208,7 @@ def _rounds(vpn, systems, rounds, measure):
     for i in range(rounds):
         order = systems if i % 2 == 0 else list(reversed(systems))
         for system in order:
-            if vpn.up.get(system) is not True:
+            if not vpn.check_alive(system):
                 continue
             try:
                 values[system].append(measure(system))
