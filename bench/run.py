@@ -102,7 +102,9 @@ def main(argv=None):
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps(
         {"meta": meta, "figures": [f.to_json() for f in figures]}, indent=2) + "\n")
-    (args.out / "RESULTS.md").write_text(report.render_markdown(meta, figures))
+    markdown = report.render_markdown(meta, figures)
+    (args.out / "RESULTS.md").write_text(markdown)
+    print("\n".join(line for line in markdown.splitlines() if line.startswith("|")))
     log("wrote %s and %s (%.0f s in total)", args.out / "RESULTS.md", args.out / "results.json",
         time.time() - started)
     return 0
