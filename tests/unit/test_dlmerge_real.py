@@ -169,3 +169,19 @@ def test_script_does_not_replace_output_on_error(tmp_path):
     assert result.returncode == 2
     assert out.read_text(encoding="utf-8") == "direct\tkeep.example\n"
     assert os.listdir(tmp_path) == ["keep.txt"]
+
+
+def test_script_reader_going_away_is_not_an_error():
+    """dlmerge DATA | head: a closed stdout pipe ends quietly, no traceback."""
+    proc = subprocess.Popen([sys.executable, str(DLMERGE), str(FIXTURE), "-q"], cwd=str(REPO),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()             # before dlmerge has written anything
+    try:
+        stderr = proc.stderr.read().decode()
+        assert proc.wait(timeout=60) == 0
+    finally:
+        proc.stderr.close()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert "Traceback" not in stderr and "Broken pipe" not in stderr

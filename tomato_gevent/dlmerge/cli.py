@@ -100,8 +100,13 @@ def header_lines(args, result, list_count, commit, selection):
 
 def write_output(path, text):
     if path is None:
-        sys.stdout.write(text)
-        sys.stdout.flush()
+        try:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+        except BrokenPipeError:
+            # The reader went away (dlmerge ... | head): not our error. Point
+            # stdout at /dev/null so the interpreter's final flush stays quiet.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return
     directory = os.path.dirname(os.path.abspath(path))
     try:
