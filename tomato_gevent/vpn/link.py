@@ -191,8 +191,6 @@ class Link:
     def _send_batch(self, view, size, segment, count, address):
         """Send count sealed datagrams laid out back to back in view[:size], all segment
         bytes long except possibly the last: one GSO sendmsg, else one sendto each."""
-        self.drops["_batches"] += 1
-        self.drops["_batched"] += count
         if count > 1 and self.gso:
             while True:
                 try:
@@ -313,8 +311,6 @@ class Link:
                     continue
                 now_mono = mono()
                 now_ms = int(wall() * 1000)
-                drops["_recvs"] += 1
-                drops["_recvd"] += (total + segment - 1) // max(segment, 1)
                 if segment <= 0:
                     segment = total or 1
                 for offset in range(0, total or 1, segment):
