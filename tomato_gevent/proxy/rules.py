@@ -29,16 +29,22 @@ Structure
 ---------
 The matcher is a suffix trie on reversed labels: the node for ``com`` has a
 child ``baidu`` whose child is ``www``, and a rule hangs on the node where its
-domain ends. In Python nested per-label dict nodes are slow (one dict per
-node, one lookup and one ``split`` per label). We flatten the trie instead:
-every node is identified by its path from the root, which is exactly the
-suffix string (``www.baidu.com`` / ``baidu.com`` / ``com``), so one dict
-keyed by that string *is* the trie's node table, holding only the nodes that
-carry a rule. Walking from the leaf towards the root is then "drop the
-leftmost label" (``str.find`` + slice), one hash lookup per level, stopping
-at the first (deepest) node with a rule - the same answer as walking the
-trie root-to-leaf and remembering the deepest rule seen. Exact rules live
-in a second, smaller dict consulted once for the full name.
+domain ends. We store it flattened: every node is identified by its path
+from the root, which is exactly the suffix string (``www.baidu.com`` /
+``baidu.com`` / ``com``), so one dict keyed by that string *is* the trie's
+node table, holding only the nodes that carry a rule. Walking from the leaf
+towards the root is then "drop the leftmost label" (``str.partition``), one
+hash probe per level, stopping at the first (deepest) node with a rule - the
+same answer as walking the trie root-to-leaf and remembering the deepest
+rule seen. Exact rules live in a second, small dict probed once for the full
+name. On the converted domain-list-community set a nested dict-per-node trie
+measured the same speed and memory within noise (2.6 vs 2.8 MiB); the flat
+table is less code and its keys are the rule file's own domains.
+
+Cost of a lookup: one regular-expression match that proves the host is
+already normalised (lower case, valid; ``:port`` or a trailing dot are cut
+off by the same match), then the probes. Anything else (upper case, IDN, IP
+literals) goes through ``normalize_host``.
 
 Pure: no I/O except ``load_rule_files``, which only reads the named files; no logging.
 """
