@@ -1,10 +1,14 @@
 """proxy/rules.py: the rule-file format, lookup semantics, normalisation, errors."""
+from pathlib import Path
+
 import pytest
 
 from tomato_gevent.errors import ConfigError
 from tomato_gevent.proxy.rules import Action, RuleSet, load_rule_files, normalize_host, parse_rules
 
 BLOCK, DIRECT, FORWARD = Action.BLOCK, Action.DIRECT, Action.FORWARD
+
+EXAMPLE_RULES = Path(__file__).resolve().parents[2] / "rules" / "example.txt"
 
 SEED_RULES = """\
 # comment
@@ -181,7 +185,7 @@ def test_error_in_second_file_names_that_file_and_line(tmp_path):
 
 
 def test_shipped_example_rules_load():
-    rs = load_rule_files(["rules/example.txt"])
+    rs = load_rule_files([str(EXAMPLE_RULES)])
     assert len(rs) > 0
     assert rs.lookup("ads.baidu.com") is BLOCK
     assert rs.lookup("www.baidu.com") is DIRECT
