@@ -329,3 +329,26 @@ def test_tcp_both_ways_between_offload_and_plain_sockets(lab, pair):
     assert "GSO off, GRO off" in vpn_a.output()
     assert_clean_stop(lab, vpn_a)
     assert_clean_stop(lab, vpn_b)
+
+
+def test_device_and_port_errors_are_one_line(lab):
+    a = lab.netns()
+    lab.sh(a, "ip tuntap add dev tap0 mode tap")
+    lab.tun(a, "tun0", "10.0.1.1/30")
+
+    def fails(*args):
+        result = lab.run(a, lab.tool("vpn", "-la", ":%d" % PORT, "-lp", "pwd1", "-d", "-pp", "pwd2", *args),
+                         timeout=30)
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode != 0 and len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+        return result.returncode, lines[0]
+
+    status, line = fails("-I", "tap0")                       # exists, but is not a tun device
+    assert status == 2 and "not a tun device" in line
+    holder = start_vpn(lab, a, "-la", ":%d" % PORT, "-lp", "pwd1", "-d", "-pp", "pwd2")
+    status, line = fails("-I", "tun0")                       # port and device already taken
+    assert status == 1 and "cannot bind UDP" in line
+    status, line = fails("-I", "tun0", "-la", ":%d" % (PORT + 1))
+    assert status == 1 and "tun0" in line and "another process" in line
+    assert_clean_stop(lab, holder)
+    assert "tap0" in lab.sh(a, "ip link show dev tap0").stdout

@@ -13,6 +13,8 @@ import errno
 import fcntl
 import logging
 import os
+import socket
+import struct
 import subprocess
 
 from ..errors import ConfigError, TomatoError
@@ -22,8 +24,24 @@ log = logging.getLogger(__name__)
 MAX_NAME_LENGTH = 15        # IFNAMSIZ - 1
 
 
+_SIOCGIFFLAGS = 0x8913
+_IFF_UP = 0x1
+
+
 def device_exists(name):
-    return os.path.exists(os.path.join("/sys/class/net", name))
+    """True if a network device of that name exists in this process's network namespace."""
+    try:
+        socket.if_nametoindex(name)
+        return True
+    except OSError:
+        return False
+
+
+def device_is_up(name):
+    # ioctl on a socket asks this namespace's kernel directly (/sys may be another namespace's).
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        ifreq = fcntl.ioctl(s.fileno(), _SIOCGIFFLAGS, struct.pack("16sH14x", name.encode(), 0))
+    return bool(struct.unpack_from("16xH", ifreq)[0] & _IFF_UP)
 
 
 class TunDevice:
@@ -79,13 +97,9 @@ class TunDevice:
         if self.addr is not None:
             self._ip("addr", "add", str(self.addr), "dev", self.name)
             self._undo.append(lambda: self._ip("addr", "del", str(self.addr), "dev", self.name))
-        if not self._is_up():
+        if not device_is_up(self.name):
             dev.up()
             self._undo.append(dev.down)
-
-    def _is_up(self):
-        with open("/sys/class/net/%s/flags" % self.name) as f:
-            return int(f.read(), 16) & 0x1   # IFF_UP
 
     def _ip(self, *args):
         try:
