@@ -173,6 +173,14 @@ def test_non_utf8_file(tmp_path):
         load_rule_files([str(path)])
 
 
+def test_crlf_and_byte_order_mark(tmp_path):
+    path = tmp_path / "windows.txt"
+    path.write_bytes(b"\xef\xbb\xbfblock\tads.example\r\n# c\r\ndirect\tok.example\r\n")
+    rs = load_rule_files([str(path)])
+    assert rs.lookup("ads.example") is BLOCK
+    assert rs.lookup("ok.example") is DIRECT
+
+
 def test_error_in_second_file_names_that_file_and_line(tmp_path):
     good = tmp_path / "good.txt"
     good.write_text(SEED_RULES, encoding="utf-8")

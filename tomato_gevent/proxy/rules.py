@@ -271,7 +271,7 @@ def load_rule_files(paths: Sequence[str]) -> RuleSet:
     rules: List[Rule] = []
     for path in paths:
         try:
-            with open(path, encoding="utf-8") as f:
+            with open(path, encoding="utf-8-sig") as f:     # a BOM (Windows editors) is not part of a rule
                 rules.extend(parse_rules(f, source=path))
         except OSError as e:
             raise ConfigError("cannot read rule file %s: %s" % (path, e.strerror or e)) from None
