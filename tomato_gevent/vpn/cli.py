@@ -134,6 +134,7 @@ def resolve_endpoints(local, peer):
 
 def _run(args):
     import gevent
+    from gevent.event import Event
 
     from .link import Link, format_address, open_udp_socket
     from .packet import derive_password_key
@@ -143,25 +144,31 @@ def _run(args):
     local_password = read_secret(args.lp, args.local_password_file, "TOMATO_LOCAL_PASSWORD", "local password")
     peer_password = read_secret(args.pp, args.peer_password_file, "TOMATO_PEER_PASSWORD", "peer password")
     bind, peer_addr = resolve_endpoints(args.la, args.pa)
-    sock = open_udp_socket(bind)
+    # Signals are caught from here on, so a stop during start-up still restores a
+    # pre-created device (the Link sees the request as soon as it starts).
+    stop_requested = Event()
+    stop_handlers = [gevent.signal_handler(sig, stop_requested.set) for sig in (signal.SIGTERM, signal.SIGINT)]
     try:
-        with TunDevice(args.I, addr=args.addr, mtu=args.mtu) as tun:
-            local_key = derive_password_key(local_password)
-            peer_key = derive_password_key(peer_password)
-            endpoint = PeerEndpoint(fixed=peer_addr, forget_after=args.avt)
-            link = Link(tun, sock, local_key, Receiver(peer_key, args.pvt), endpoint, keepalive=args.keepalive)
-            stop_handlers = [gevent.signal_handler(sig, link.stop) for sig in (signal.SIGTERM, signal.SIGINT)]
-            log.info("tunnel %s up: listening on %s, peer %s%s", tun.name, format_address(sock.getsockname()),
-                     format_address(peer_addr) if peer_addr else "learned dynamically",
-                     "" if tun.precreated else " (device created)")
-            try:
-                link.serve_forever()
-            finally:
-                for handler in stop_handlers:
-                    handler.cancel()
-                log.info("stopped: %s", link.stats())
+        local_key = derive_password_key(local_password)
+        peer_key = derive_password_key(peer_password)
+        sock = open_udp_socket(bind)
+        try:
+            with TunDevice(args.I, addr=args.addr, mtu=args.mtu) as tun:
+                endpoint = PeerEndpoint(fixed=peer_addr, forget_after=args.avt)
+                link = Link(tun, sock, local_key, Receiver(peer_key, args.pvt), endpoint, keepalive=args.keepalive,
+                            stop_event=stop_requested)
+                log.info("tunnel %s up: listening on %s, peer %s%s", tun.name, format_address(sock.getsockname()),
+                         format_address(peer_addr) if peer_addr else "learned dynamically",
+                         "" if tun.precreated else " (device created)")
+                try:
+                    link.serve_forever()
+                finally:
+                    log.info("stopped: %s", link.stats())
+        finally:
+            sock.close()
     finally:
-        sock.close()
+        for handler in stop_handlers:
+            handler.cancel()
     return 0
 
 

@@ -108,7 +108,7 @@ def format_address(address):
 
 class Link:
     def __init__(self, tun, sock, password_key, receiver, endpoint, keepalive=KEEPALIVE_SECONDS,
-                 backend=None):
+                 backend=None, stop_event=None):
         self.tun = tun
         self.sock = sock
         self.receiver = receiver
@@ -121,7 +121,7 @@ class Link:
         self.drops = collections.Counter()
         self.sent = self.received = 0
         self._warned = {}
-        self._stopped = Event()
+        self._stopped = Event() if stop_event is None else stop_event
         self._greenlets = []
         self._error = None
         loop = get_hub().loop
