@@ -165,6 +165,16 @@ def test_missing_include_is_one_line_error():
     assert str(err.value) == "a:2: include:nope: no such list 'nope'"
 
 
+def test_absurdly_deep_include_chain_is_an_error_not_a_recursion_error():
+    files = {"l%d" % i: ["include:l%d" % (i + 1)] for i in range(150)}
+    files["l150"] = ["end.example"]
+    with pytest.raises(ConfigError, match=r"includes nested deeper than 100: l0 -> l1 -> l2"):
+        resolve(parse_lists(files), "l0")
+    files = {"l%d" % i: ["include:l%d" % (i + 1)] for i in range(90)}
+    files["l90"] = ["end.example"]
+    assert [e.value for e in resolve(parse_lists(files), "l0")] == ["end.example"]
+
+
 def test_diamond_include_is_not_a_cycle():
     lists = parse_lists({"top": ["include:l", "include:r"], "l": ["include:base"], "r": ["include:base"],
                          "base": ["base.example"]})

@@ -27,6 +27,9 @@ from ..errors import ConfigError
 
 ENTRY_TYPES = ("domain", "full", "keyword", "regexp")
 DEFAULT_TYPE = "domain"
+# Upstream nests about 5 deep; the limit turns a pathological chain into an
+# error instead of Python's RecursionError.
+MAX_INCLUDE_DEPTH = 100
 
 
 class Entry(NamedTuple):
@@ -139,6 +142,9 @@ class _Resolver:
         data_list = self.lists.get(name)
         if data_list is None:
             raise ConfigError("%s: no such list %r" % (origin, name))
+        if len(self.stack) >= MAX_INCLUDE_DEPTH:
+            raise ConfigError("%s: includes nested deeper than %d: %s ..." % (
+                origin, MAX_INCLUDE_DEPTH, " -> ".join(self.stack[:5])))
         self.stack.append(name)
         entries = list(data_list.entries)
         for include in data_list.includes:

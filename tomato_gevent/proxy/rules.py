@@ -237,6 +237,9 @@ def _parse_rule_line(line: str) -> Optional[Rule]:
         raise ValueError("bad domain %r (an IP address; rules match names only)" % domain)
     if ":" in domain:
         raise ValueError("bad domain %r (the only prefix understood is full:)" % domain)
+    if domain.startswith("*.") or domain.startswith("."):
+        raise ValueError("bad domain %r (write %r: a rule already covers every subdomain)"
+                         % (domain, domain.lstrip("*.")))
     name = _normalize_name(domain)
     if name is None:
         raise ValueError("bad domain %r" % domain)
