@@ -4,7 +4,8 @@ from pathlib import Path
 import pytest
 
 from tomato_gevent.errors import ConfigError
-from tomato_gevent.proxy.rules import Action, RuleSet, load_rule_files, normalize_host, parse_rules
+from tomato_gevent.proxy.rules import (Action, RuleSet, load_rule_files, normalize_domain, normalize_host,
+                                       parse_rules)
 
 BLOCK, DIRECT, FORWARD = Action.BLOCK, Action.DIRECT, Action.FORWARD
 
@@ -308,6 +309,13 @@ def test_normalize_host(host, name):
 ])
 def test_normalize_host_rejects_ip_literals_and_invalid_names(host):
     assert normalize_host(host) is None
+
+
+def test_normalize_domain_is_normalize_host_without_ports():
+    assert normalize_domain("Bücher.DE.") == "xn--bcher-kva.de"
+    assert normalize_domain("example.com:443") is None
+    assert normalize_domain("10.0.0.1") is None
+    assert normalize_domain("") is None
 
 
 @pytest.mark.parametrize("host", ["WWW.BAIDU.COM", "www.baidu.com.", "www.baidu.com:443", "Www.Baidu.Com.:80"])

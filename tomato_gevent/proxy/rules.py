@@ -105,8 +105,8 @@ def _idna_to_ascii(name: str) -> Optional[str]:
         return None
 
 
-def _normalize_name(name: str) -> Optional[str]:
-    """A name without port: lower case, no trailing dot, IDN -> punycode; None if invalid."""
+def normalize_domain(name: str) -> Optional[str]:
+    """A domain (no port): lower case, no trailing dot, IDN -> punycode; None if invalid or an IP."""
     if name.endswith("."):
         name = name[:-1]
     if not name.isascii():
@@ -138,7 +138,7 @@ def normalize_host(host: str) -> Optional[str]:
         if not port.isdigit() or not port.isascii():
             return None
         host = host[:colon]
-    return _normalize_name(host)
+    return normalize_domain(host)
 
 
 class RuleSet:
@@ -240,7 +240,7 @@ def _parse_rule_line(line: str) -> Optional[Rule]:
     if domain.startswith("*.") or domain.startswith("."):
         raise ValueError("bad domain %r (write %r: a rule already covers every subdomain)"
                          % (domain, domain.lstrip("*.")))
-    name = _normalize_name(domain)
+    name = normalize_domain(domain)
     if name is None:
         raise ValueError("bad domain %r" % domain)
     return action, name, exact
