@@ -28,9 +28,9 @@ class Site:
         self.etc = NetnsEtc(self.ns, hosts)
         self.tmp = lab.tmpdir
 
-    def origin(self, name="origin", port=ORIGIN_PORT, bind="127.0.0.1"):
+    def origin(self, name="origin", port=ORIGIN_PORT, bind="127.0.0.1", *extra):
         proc = self.lab.spawn(self.ns, [sys.executable, SUPPORT, "origin", "--port", port,
-                                        "--bind", bind, "--name", name])
+                                        "--bind", bind, "--name", name, *extra])
         self.lab.wait_log(proc, "READY")
         return proc
 
@@ -59,6 +59,16 @@ class Site:
         path.write_bytes(data)
         out = self.lab.run(self.ns, [sys.executable, SUPPORT, "raw", "127.0.0.1", port, path], text=False)
         return out.stdout
+
+    def exchanges(self, requests, pause=0.0, port=PROXY_PORT):
+        """Requests one after another on one connection; ["STATUS LINE | body", ...]."""
+        paths = []
+        for i, request in enumerate(requests):
+            paths.append(self.tmp / ("request%d.bin" % i))
+            paths[-1].write_bytes(request)
+        out = self.lab.run(self.ns, [sys.executable, SUPPORT, "exchanges", "127.0.0.1", port, pause, *paths])
+        assert out.returncode == 0, out.stderr
+        return out.stdout.splitlines()
 
     def close(self):
         self.etc.remove()
@@ -138,6 +148,42 @@ def test_keep_alive_reuses_the_client_and_the_origin_connection(site):
     assert out.stderr.count("Re-using existing connection") == 2
     # First two answers came over one origin connection; /close/ closed it, so it was the last.
     assert origin.output().count("CONN ") == 1
+
+
+def test_pipelined_requests_are_answered_in_order(site):
+    site.origin(name="first")
+    site.origin("second", 8081)
+    both = (b"GET http://origin.test:8080/whoami HTTP/1.1\r\nHost: origin.test:8080\r\n\r\n"
+            b"GET http://origin.test:8081/whoami HTTP/1.1\r\nHost: origin.test:8081\r\n"
+            b"Connection: close\r\n\r\n")
+    site.proxy()
+    answer = site.raw(both)
+    assert answer.count(b"HTTP/1.1 200 OK") == 2
+    assert answer.index(b"first\n") < answer.index(b"second\n")
+
+
+def test_origin_closing_an_idle_kept_connection_is_retried_transparently(site):
+    origin = site.origin("origin", ORIGIN_PORT, "127.0.0.1", "--idle-close", "0.3")
+    site.proxy()
+    request = b"GET http://origin.test:8080/whoami HTTP/1.1\r\nHost: origin.test:8080\r\n\r\n"
+    lines = site.exchanges([request, request, request], pause=1.0)
+    assert lines == ["HTTP/1.1 200 OK | origin"] * 3
+    assert origin.output().count("CONN ") == 3          # each pause outlived the origin's patience
+
+
+def test_every_address_is_tried_ipv6_and_ipv4(lab):
+    site = Site(lab, hosts="::1 dual.test\n127.0.0.1 dual.test\n", ipv6=True)
+    try:
+        site.origin("v4 only", ORIGIN_PORT, "127.0.0.1")
+        site.origin("v6 only", 8081, "::1")
+        site.proxy(listen="[::1]:%d" % PROXY_PORT)
+        v6_proxy = "http://[::1]:%d" % PROXY_PORT
+        # ::1 is tried first and refuses on 8080; 127.0.0.1 answers. 8081 is the other way round.
+        assert site.curl(url("/whoami", host="dual.test"), proxy=v6_proxy).stdout == "v4 only\n"
+        assert site.curl(url("/whoami", host="dual.test", port=8081), proxy=v6_proxy).stdout == "v6 only\n"
+        assert site.curl("-p", "http://[::1]:8081/whoami", proxy=v6_proxy).stdout == "v6 only\n"
+    finally:
+        site.close()
 
 
 def test_connect_tunnels_both_ways(site):

@@ -2,6 +2,8 @@
 
     python test_proxy_support.py origin --port 8080 --name B   # HTTP origin server
     python test_proxy_support.py raw HOST PORT FILE               # send FILE, print the answer
+    python test_proxy_support.py exchanges HOST PORT PAUSE FILE...  # one request per FILE on one
+                                                                  # connection, PAUSE s apart
     python test_proxy_support.py stall HOST PORT TEXT             # send a partial head, wait
     python test_proxy_support.py hold HOST PORT N                 # open N idle connections, wait
 
@@ -60,10 +62,13 @@ def run_origin(argv):
     parser.add_argument("--port", type=int, default=8080)
     parser.add_argument("--bind", default="127.0.0.1")
     parser.add_argument("--name", default="origin")
+    parser.add_argument("--idle-close", type=float, default=None,
+                        help="close idle keep-alive connections after SEC, without notice")
     args = parser.parse_args(argv)
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        timeout = args.idle_close
 
         def log_message(self, *a):
             pass
@@ -137,6 +142,7 @@ def run_origin(argv):
     class Server(ThreadingHTTPServer):
         daemon_threads = True
         request_queue_size = 512
+        address_family = socket.AF_INET6 if ":" in args.bind else socket.AF_INET
 
     server = Server((args.bind, args.port), Handler)
     print("READY", flush=True)
@@ -161,6 +167,43 @@ def run_raw(argv):
     sys.stdout.buffer.write(bytes(received))
 
 
+def read_response(sock, buf):
+    """One response with Content-Length from sock (buf holds leftovers); (head, body)."""
+    while b"\r\n\r\n" not in buf:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise EOFError("closed before a response head")
+        buf += chunk
+    head, _, rest = bytes(buf).partition(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+    buf[:] = rest
+    while len(buf) < length:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise EOFError("closed inside a response body")
+        buf += chunk
+    body = bytes(buf[:length])
+    del buf[:length]
+    return head, body
+
+
+def run_exchanges(argv):
+    """Send each file's request on one connection, PAUSE s apart; print status lines and bodies."""
+    host, port, pause, paths = argv[0], int(argv[1]), float(argv[2]), argv[3:]
+    with socket.create_connection((host, port), timeout=10) as sock:
+        buf = bytearray()
+        for i, path in enumerate(paths):
+            if i:
+                time.sleep(pause)
+            sock.sendall(Path(path).read_bytes())
+            head, body = read_response(sock, buf)
+            print("%s | %s" % (head.split(b"\r\n")[0].decode(), body.decode("latin-1").strip()), flush=True)
+
+
 def run_stall(argv):
     """Send a partial request head, then wait until the proxy closes; print how long it took."""
     host, port, text = argv[0], int(argv[1]), argv[2].encode()
@@ -182,6 +225,7 @@ def run_hold(argv):
 
 
 if __name__ == "__main__":
-    commands = {"origin": run_origin, "raw": run_raw, "stall": run_stall, "hold": run_hold}
+    commands = {"origin": run_origin, "raw": run_raw, "stall": run_stall, "hold": run_hold,
+                "exchanges": run_exchanges}
     commands[sys.argv[1]](sys.argv[2:])
     os._exit(0)
