@@ -280,7 +280,10 @@ def test_stalled_client_does_not_hold_up_200_concurrent_requests(site):
     proxy = site.proxy("--idle-timeout", "4")
     staller = site.lab.spawn(site.ns, [sys.executable, SUPPORT, "stall", "127.0.0.1", PROXY_PORT,
                                        "GET http://origin.test:8080/ HTTP/1.1\r\nHost: orig"])
+    trickler = site.lab.spawn(site.ns, [sys.executable, SUPPORT, "stall", "127.0.0.1", PROXY_PORT,
+                                        "GET http://origin.test:8080/ HTTP/1.1\r\nX-Slow: ", 0.5])
     site.lab.wait_log(staller, "STALLING")
+    site.lab.wait_log(trickler, "STALLING")
     config = site.tmp / "many.curl"
     config.write_text("".join('url = "%s"\noutput = "/dev/null"\n' % url("/blob/%d" % (1000 + i))
                               for i in range(200)))
@@ -290,6 +293,9 @@ def test_stalled_client_does_not_hold_up_200_concurrent_requests(site):
     # The staller is dropped after the idle timeout, without an answer.
     wait_for(lambda: staller.poll() is not None, timeout=15, what="stalled client to be dropped")
     assert "CLOSED after" in staller.output() and "with 0 bytes" in staller.output()
+    # So is one that keeps sending a byte now and then but never finishes its head.
+    wait_for(lambda: trickler.poll() is not None, timeout=15, what="trickling client to be dropped")
+    assert "CLOSED after" in trickler.output()
     assert proxy.poll() is None
     assert proxy.output().count(" direct 200 ") == 200
 

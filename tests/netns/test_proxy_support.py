@@ -4,7 +4,8 @@
     python test_proxy_support.py raw HOST PORT FILE               # send FILE, print the answer
     python test_proxy_support.py exchanges HOST PORT PAUSE FILE...  # one request per FILE on one
                                                                   # connection, PAUSE s apart
-    python test_proxy_support.py stall HOST PORT TEXT             # send a partial head, wait
+    python test_proxy_support.py stall HOST PORT TEXT [SEC]       # send a partial head, wait
+                                                                  # (or trickle a byte per SEC)
     python test_proxy_support.py hold HOST PORT N                 # open N idle connections, wait
 
 The origin answers, with HTTP/1.1 keep-alive:
@@ -205,13 +206,30 @@ def run_exchanges(argv):
 
 
 def run_stall(argv):
-    """Send a partial request head, then wait until the proxy closes; print how long it took."""
+    """Send a partial request head, then wait until the proxy closes; print how long it took.
+
+    With a 4th argument SEC, keep trickling one more byte of a header every SEC seconds."""
     host, port, text = argv[0], int(argv[1]), argv[2].encode()
+    trickle = float(argv[3]) if len(argv) > 3 else None
     with socket.create_connection((host, port), timeout=120) as sock:
         sock.sendall(text)
         print("STALLING", flush=True)
         started = time.monotonic()
-        data = sock.recv(65536)
+        if trickle is not None:
+            sock.settimeout(trickle)
+        while True:
+            try:
+                data = sock.recv(65536)
+                break
+            except socket.timeout:
+                try:
+                    sock.sendall(b"x")
+                except OSError:
+                    data = b""
+                    break
+            except ConnectionResetError:
+                data = b""
+                break
         print("CLOSED after %.1fs with %d bytes" % (time.monotonic() - started, len(data)), flush=True)
 
 

@@ -215,33 +215,52 @@ class _ClientConnection:
 
     # -- reading the request ---------------------------------------------------------
     def _read_request_head(self):
+        """The next request head, or None when the connection is to be closed.
+
+        idle_timeout bounds both the wait for a request and the time to receive all of its
+        head once it started, so a client trickling a byte now and then is dropped too.
+        """
         searched = 0
         started = time.monotonic()
-        while True:
-            if self.pending:
-                try:
-                    head = http.parse_request_head(self.pending, searched)
-                except RemoteProtocolError as e:
-                    self.sent_up = self.sent_down = 0
-                    self._send_client(http.render_simple_response(e.status_hint, str(e)))
-                    self._log_exchange("-", "-", "-", "-", e.status_hint, started, str(e))
-                    return None
-                if head is not None:
-                    del self.pending[:head.length]
-                    return head
-                searched = len(self.pending)
-            try:
-                data = self.client.recv(RECV_BYTES)
-            except socket.timeout:
+        deadline = None
+        try:
+            while True:
                 if self.pending:
-                    log.debug("%s: closing, request head incomplete after %.0fs",
-                              self.peer, self.server.idle_timeout)
-                return None
-            except OSError:
-                return None
-            if not data:
-                return None
-            self.pending += data
+                    try:
+                        head = http.parse_request_head(self.pending, searched)
+                    except RemoteProtocolError as e:
+                        self.sent_up = self.sent_down = 0
+                        self._send_client(http.render_simple_response(e.status_hint, str(e)))
+                        self._log_exchange("-", "-", "-", "-", e.status_hint, started, str(e))
+                        return None
+                    if head is not None:
+                        del self.pending[:head.length]
+                        return head
+                    searched = len(self.pending)
+                    if deadline is None:
+                        deadline = time.monotonic() + self.server.idle_timeout
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        raise socket.timeout()
+                    self.client.settimeout(remaining)
+                try:
+                    data = self.client.recv(RECV_BYTES)
+                except socket.timeout:
+                    if self.pending:
+                        log.debug("%s: closing, request head incomplete after %.0fs",
+                                  self.peer, self.server.idle_timeout)
+                    return None
+                except OSError:
+                    return None
+                if not data:
+                    return None
+                self.pending += data
+        except socket.timeout:
+            log.debug("%s: closing, request head incomplete after %.0fs", self.peer, self.server.idle_timeout)
+            return None
+        finally:
+            if deadline is not None:
+                self.client.settimeout(self.server.idle_timeout)
 
     # -- one request / response ----------------------------------------------------
     def _exchange(self, head):
