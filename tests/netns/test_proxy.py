@@ -199,6 +199,18 @@ def test_connect_tunnels_both_ways(site):
     assert "CONNECT origin.test:8080 direct 200" in proxy.output()
 
 
+def test_connect_passes_early_bytes_and_half_close(site):
+    drain = site.lab.spawn(site.ns, [sys.executable, SUPPORT, "drain", 9000])
+    site.lab.wait_log(drain, "READY")
+    site.proxy()
+    data = payload(300_000)
+    # The client writes right behind CONNECT, then closes its sending side; the far end
+    # answers only after that EOF, and the answer must still come back.
+    answer = site.raw(b"CONNECT origin.test:9000 HTTP/1.1\r\nHost: origin.test:9000\r\n\r\n" + data)
+    assert answer == b"HTTP/1.1 200 Connection Established\r\n\r\n%s %d\n" % (
+        sha256(data).encode(), len(data))
+
+
 # -- block and rules -----------------------------------------------------------------------
 def test_block_answers_403_for_plain_and_connect(site):
     site.origin()

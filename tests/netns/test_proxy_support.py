@@ -1,7 +1,10 @@
 """Helpers for the proxy's namespace tests (no tests here), runnable as a script.
 
     python test_proxy_support.py origin --port 8080 --name B   # HTTP origin server
-    python test_proxy_support.py raw HOST PORT FILE               # send FILE, print the answer
+    python test_proxy_support.py raw HOST PORT FILE               # send FILE, half-close,
+                                                                  # print the answer
+    python test_proxy_support.py drain PORT                       # TCP: read until EOF, answer
+                                                                  # "sha256 length", close
     python test_proxy_support.py exchanges HOST PORT PAUSE FILE...  # one request per FILE on one
                                                                   # connection, PAUSE s apart
     python test_proxy_support.py stall HOST PORT TEXT [SEC]       # send a partial head, wait
@@ -156,6 +159,7 @@ def run_raw(argv):
     host, port, data = argv[0], int(argv[1]), Path(argv[2]).read_bytes()
     with socket.create_connection((host, port), timeout=10) as sock:
         sock.sendall(data)
+        sock.shutdown(socket.SHUT_WR)
         received = bytearray()
         try:
             while True:
@@ -233,6 +237,28 @@ def run_stall(argv):
         print("CLOSED after %.1fs with %d bytes" % (time.monotonic() - started, len(data)), flush=True)
 
 
+def run_drain(argv):
+    """A TCP server that answers only after the client finished sending (half-close)."""
+    import threading
+
+    listener = socket.create_server(("127.0.0.1", int(argv[0])))
+
+    def serve(conn):
+        with conn:
+            data = bytearray()
+            while True:
+                chunk = conn.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+            conn.sendall(("%s %d\n" % (sha256(bytes(data)), len(data))).encode())
+
+    print("READY", flush=True)
+    while True:
+        conn, _ = listener.accept()
+        threading.Thread(target=serve, args=(conn,), daemon=True).start()
+
+
 def run_hold(argv):
     """Open N connections (without sending anything) and keep them until killed."""
     host, port, count = argv[0], int(argv[1]), int(argv[2])
@@ -244,6 +270,6 @@ def run_hold(argv):
 
 if __name__ == "__main__":
     commands = {"origin": run_origin, "raw": run_raw, "stall": run_stall, "hold": run_hold,
-                "exchanges": run_exchanges}
+                "exchanges": run_exchanges, "drain": run_drain}
     commands[sys.argv[1]](sys.argv[2:])
     os._exit(0)
