@@ -156,8 +156,9 @@ def test_basic_link_seed_commands_ping_tcp_and_sigterm(lab, pair):
         out = assert_clean_stop(lab, proc)
         assert "stopped" in out
     for ns, addr in ((a, "10.0.1.1/30"), (b, "10.0.1.2/30")):
-        shown = lab.sh(ns, "ip addr show dev tun0").stdout
+        shown = lab.sh(ns, "ip -d addr show dev tun0").stdout
         assert addr in shown and "mtu 1400" in shown and ",UP" in shown
+        assert "vnet_hdr off" in shown and "pi off" in shown
 
 
 def test_wrong_password_gets_nothing_through(lab, pair):

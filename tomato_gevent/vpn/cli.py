@@ -136,7 +136,7 @@ def _run(args):
     import gevent
     from gevent.event import Event
 
-    from .link import Link, format_address, open_udp_socket
+    from .link import Link, format_address, offloads_wanted, open_udp_socket
     from .packet import derive_password_key
     from .session import PeerEndpoint, Receiver
     from .tun import TunDevice
@@ -153,7 +153,7 @@ def _run(args):
         peer_key = derive_password_key(peer_password)
         sock = open_udp_socket(bind)
         try:
-            with TunDevice(args.I, addr=args.addr, mtu=args.mtu) as tun:
+            with TunDevice(args.I, addr=args.addr, mtu=args.mtu, vnet_hdr=offloads_wanted()) as tun:
                 endpoint = PeerEndpoint(fixed=peer_addr, forget_after=args.avt)
                 link = Link(tun, sock, local_key, Receiver(peer_key, args.pvt), endpoint, keepalive=args.keepalive,
                             stop_event=stop_requested)

@@ -8,7 +8,8 @@ Flow (one greenlet each, listed in flow order):
                 kernel hands over several datagrams at once, split by the gso_size
                 control message) or recvfrom_into; Receiver.open_into each datagram
                 (auth, -pvt, replay, session), learn the address (dynamic mode),
-                write the payload to the tun
+                write the payload to the tun -- with offloads, through TcpCoalescer,
+                which writes consecutive TCP segments as one GSO packet (IFF_VNET_HDR)
   _housekeeping once a second: forget a stale dynamic address, send keepalives
   _keep_warm    while packets flow, seal and open a dummy packet every 2 ms (latency)
 Each datagram on the wire is still exactly one sealed packet: offloads change the
@@ -34,6 +35,7 @@ from gevent import get_hub
 from gevent.event import Event
 
 from ..errors import BadPacket, TomatoError
+from .coalesce import VNET_HDR_SIZE, TcpCoalescer
 from .packet import HEADER_SIZE, MAX_DATAGRAM_SIZE, OVERHEAD, TAG_SIZE, TIMESTAMP_SIZE, CounterExhausted
 from .session import new_sealer
 
@@ -84,9 +86,14 @@ def open_udp_socket(address):
     return sock
 
 
+def offloads_wanted():
+    """False when TOMATO_VPN_OFFLOAD=0: one system call per packet everywhere."""
+    return os.environ.get("TOMATO_VPN_OFFLOAD", "1") != "0"
+
+
 def enable_offloads(sock):
     """(gso, gro): which UDP offloads this kernel accepts on sock (GRO is switched on here)."""
-    if os.environ.get("TOMATO_VPN_OFFLOAD", "1") == "0":
+    if not offloads_wanted():
         return False, False
     try:
         sock.getsockopt(SOL_UDP, UDP_SEGMENT)
@@ -233,6 +240,12 @@ class Link:
         plain = bytearray(MAX_DATAGRAM_SIZE)        # [timestamp slot][IP packet read from the tun]
         plain_view = memoryview(plain)
         read_into = [plain_view[TIMESTAMP_SIZE:MAX_DATAGRAM_SIZE - HEADER_SIZE - TAG_SIZE]]
+        vnet_hdr = self.tun.vnet_hdr
+        if vnet_hdr:
+            # Without TUNSETOFFLOAD the kernel hands over whole, checksummed packets:
+            # the header is all zero and only has to be skipped.
+            vnet_header = bytearray(VNET_HDR_SIZE)
+            read_into.insert(0, vnet_header)
         batch = bytearray(GSO_MAX_BYTES + MAX_DATAGRAM_SIZE)   # sealed datagrams back to back
         batch_view = memoryview(batch)
         readv, wall = os.readv, time.time
@@ -251,6 +264,11 @@ class Link:
                     break
                 except OSError as e:
                     raise TomatoError("reading %s failed: %s" % (self.tun.name, e.strerror)) from None
+                if vnet_hdr:
+                    n -= VNET_HDR_SIZE
+                    if vnet_header[0] or vnet_header[1]:    # partial checksum / GSO: not ours to forward
+                        drops["offloaded packet from tun"] += 1
+                        continue
                 if address is None:
                     drops["no peer address"] += 1
                     continue
@@ -288,6 +306,7 @@ class Link:
         wall, mono, write = time.time, time.monotonic, os.write
         debug = log.isEnabledFor(logging.DEBUG)
         payload_start = TIMESTAMP_SIZE
+        coalescer = self._coalescer = TcpCoalescer(self._write_frame) if self.tun.vnet_hdr else None
         while True:
             drained = False
             for _ in range(DRAIN_BATCH):
@@ -330,7 +349,9 @@ class Link:
                                   format_address(address))
                     if endpoint.dynamic and endpoint.learn(address, now_mono):
                         log.debug("peer address is now %s", format_address(address))
-                    if n:
+                    if n and coalescer is not None:
+                        coalescer.add(plain_view[payload_start:payload_start + n])
+                    elif n:
                         try:
                             write(tun_fd, plain_view[payload_start:payload_start + n])
                         except BlockingIOError:
@@ -340,10 +361,28 @@ class Link:
                             drops["tun write error"] += 1
                             self._warn_limited(("tun", e.errno), "writing %s failed: %s", self.tun.name,
                                                e.strerror)
+            if coalescer is not None:
+                coalescer.flush()
             if drained:
                 get_hub().wait(self._sock_read)
             else:
                 gevent.sleep(0)
+
+    def _write_frame(self, vnet_header, packet):
+        """Write one frame (virtio_net_hdr + packet) to a tun opened with IFF_VNET_HDR."""
+        try:
+            os.writev(self.tun.fd, (vnet_header, packet))
+        except BlockingIOError:
+            self.drops["tun full"] += 1
+        except OSError as e:
+            self.drops["tun write error"] += 1
+            if vnet_header[1] and e.errno == errno.EINVAL and self._coalescer.merging:
+                # A kernel that refuses merged packets: stop merging, TCP resends what was lost.
+                self._coalescer.merging = False
+                log.warning("%s refused a merged TCP packet: writing one packet at a time from now on",
+                            self.tun.name)
+                return
+            self._warn_limited(("tun", e.errno), "writing %s failed: %s", self.tun.name, e.strerror)
 
     def _housekeeping(self):
         self.send_keepalive()     # announce our (new) session right away: a restarted peer recovers

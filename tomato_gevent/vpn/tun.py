@@ -7,7 +7,9 @@ TunDevice(name, addr=None, mtu=None) is a context manager:
     again on exit -- the device is left as it was;
   - an absent device is created (non-persistent: it disappears when closed),
     configured with --addr/--mtu and set up.
-read_into() / write() never block the hub: EAGAIN waits on one io watcher.
+With vnet_hdr=True (UDP offloads on) the device is opened with IFF_VNET_HDR so that
+merged TCP packets can be written (coalesce.py); the flag is reset on exit.
+The link never blocks the hub on the fd: EAGAIN waits on one io watcher.
 """
 import errno
 import fcntl
@@ -44,12 +46,22 @@ def device_is_up(name):
     return bool(struct.unpack_from("16xH", ifreq)[0] & _IFF_UP)
 
 
+def _sysfs_tun_flags(name):
+    try:
+        with open("/sys/class/net/%s/tun_flags" % name) as f:
+            return int(f.read(), 16)
+    except (OSError, ValueError):
+        return None
+
+
 class TunDevice:
-    def __init__(self, name, addr=None, mtu=None):
+    def __init__(self, name, addr=None, mtu=None, vnet_hdr=False):
         self.name = name
         self.addr = addr            # ipaddress interface (IPv4Interface / IPv6Interface) or None
         self.mtu = mtu
+        self.vnet_hdr = vnet_hdr    # every read/write carries a virtio_net_hdr (see coalesce.py)
         self.precreated = None
+        self._original_flags = None
         self._dev = None
         self.fd = None
         self._undo = []             # callables restoring a pre-created device, newest last
@@ -60,8 +72,11 @@ class TunDevice:
         import pytun
 
         self.precreated = device_exists(self.name)
+        if self.precreated:
+            self._original_flags = _sysfs_tun_flags(self.name)
+        flags = pytun.IFF_TUN | pytun.IFF_NO_PI | (pytun.IFF_VNET_HDR if self.vnet_hdr else 0)
         try:
-            self._dev = pytun.TunTapDevice(name=self.name, flags=pytun.IFF_TUN | pytun.IFF_NO_PI)
+            self._dev = pytun.TunTapDevice(name=self.name, flags=flags)
         except pytun.Error as e:
             code = e.args[0] if e.args and isinstance(e.args[0], int) else None
             why = e.args[1] if len(e.args) > 1 else str(e)
@@ -125,6 +140,22 @@ class TunDevice:
         self._dev.close()
         self._dev = None
         self.fd = None
+        if self.precreated and self.vnet_hdr:
+            self._reset_vnet_hdr_flag()
+
+    def _reset_vnet_hdr_flag(self):
+        """The kernel keeps the last opener's IFF_VNET_HDR on a persistent device: attach
+        once more with the flags it had, so it is left as it was."""
+        import pytun
+
+        original = self._original_flags
+        if original is not None and original & pytun.IFF_VNET_HDR:
+            return
+        keep = (original or pytun.IFF_NO_PI) & (pytun.IFF_NO_PI | pytun.IFF_ONE_QUEUE)
+        try:
+            pytun.TunTapDevice(name=self.name, flags=pytun.IFF_TUN | keep).close()
+        except pytun.Error as e:
+            log.warning("could not restore the flags of %s: %s", self.name, e)
 
     def __enter__(self):
         return self.open()

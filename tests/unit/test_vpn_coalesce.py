@@ -1,0 +1,169 @@
+"""coalesce.py: merged GSO packets carry exactly the segments' bytes, in order, with valid headers."""
+import struct
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tomato_gevent.vpn.coalesce import (PLAIN_VNET_HDR, TCP_ACK, TCP_FIN, TCP_PSH, TCP_SYN, TcpCoalescer,
+                                        ipv4_header_checksum)
+
+A, B = bytes([10, 0, 1, 1]), bytes([10, 0, 1, 2])
+TIMESTAMPS = bytes([1, 1, 8, 10]) + struct.pack(">II", 1000, 2000)
+
+
+def checksum(data):
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(struct.unpack(">%dH" % (len(data) // 2), data))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def tcp(payload, seq, flags=TCP_ACK, src=A, dst=B, sport=40000, dport=5201, options=TIMESTAMPS, ack=77, df=True,
+        ident=1):
+    header_size = 20 + len(options)
+    tcp_header = struct.pack(">HHIIBBHHH", sport, dport, seq, ack, (header_size // 4) << 4, flags, 500, 0, 0) + options
+    pseudo = src + dst + struct.pack(">BBH", 0, 6, header_size + len(payload))
+    tcp_sum = checksum(pseudo + tcp_header + payload)
+    tcp_header = tcp_header[:16] + struct.pack(">H", tcp_sum) + tcp_header[18:]
+    total = 20 + header_size + len(payload)
+    ip = struct.pack(">BBHHHBBH4s4s", 0x45, 0, total, ident, 0x4000 if df else 0, 64, 6, 0, src, dst)
+    ip = ip[:10] + struct.pack(">H", checksum(ip)) + ip[12:]
+    return ip + tcp_header + payload
+
+
+def udp(payload):
+    ip = struct.pack(">BBHHHBBH4s4s", 0x45, 0, 28 + len(payload), 1, 0x4000, 64, 17, 0, A, B)
+    return ip + struct.pack(">HHHH", 1, 2, 8 + len(payload), 0) + payload
+
+
+class Sink:
+    def __init__(self):
+        self.frames = []
+
+    def __call__(self, header, body):
+        self.frames.append((bytes(header), bytes(body)))
+
+
+def run(packets):
+    sink = Sink()
+    coalescer = TcpCoalescer(sink)
+    for p in packets:
+        coalescer.add(memoryview(bytearray(p)))     # the caller's buffer is reused: copy semantics matter
+    coalescer.flush()
+    return sink.frames
+
+
+def segment(header, body):
+    """What the kernel does with a frame: the list of (seq, flags, payload) segments it stands for."""
+    flags_field, gso_type, header_len, gso_size, csum_start, csum_offset = struct.unpack("<BBHHHH", header)
+    ihl = (body[0] & 15) * 4
+    thl = (body[ihl + 12] >> 4) * 4
+    seq = struct.unpack_from(">I", body, ihl + 4)[0]
+    payload = body[ihl + thl:]
+    if gso_type == 0:
+        return [(seq, body[ihl + 13], payload)]
+    assert header_len == ihl + thl and (csum_start, csum_offset) == (20, 16) and flags_field == 1
+    pieces = [payload[i:i + gso_size] for i in range(0, len(payload), gso_size)]
+    return [(seq + i * gso_size, body[ihl + 13], piece) for i, piece in enumerate(pieces)]
+
+
+def test_consecutive_segments_become_one_gso_packet():
+    payloads = [b"a" * 1000, b"b" * 1000, b"c" * 1000, b"d" * 300]
+    seqs = [5000, 6000, 7000, 8000]
+    frames = run([tcp(p, s) for p, s in zip(payloads, seqs)])
+    assert len(frames) == 1
+    header, body = frames[0]
+    flags, gso_type, header_len, gso_size, csum_start, csum_offset = struct.unpack("<BBHHHH", header)
+    assert (flags, gso_type, header_len, gso_size, csum_start, csum_offset) == (1, 1, 52, 1000, 20, 16)
+    assert struct.unpack_from(">H", body, 2)[0] == len(body) == 52 + 3300
+    assert checksum(body[:20]) == 0 and ipv4_header_checksum(body[:20]) == 0
+    assert body[52:] == b"".join(payloads)
+    # Checksum field holds the pseudo-header sum: completing it over the segment gives a valid packet.
+    pseudo = A + B + struct.pack(">BBH", 0, 6, len(body) - 20)
+    tcp_part = bytearray(body[20:])
+    partial = struct.unpack_from(">H", tcp_part, 16)[0]
+    assert partial == (~checksum(pseudo) & 0xFFFF)
+    tcp_part[16:18] = b"\0\0"
+    tcp_part[16:18] = struct.pack(">H", checksum(pseudo + bytes(tcp_part)))
+    assert checksum(pseudo + bytes(tcp_part)) == 0
+
+
+def test_single_segment_passes_unchanged():
+    packet = tcp(b"x" * 100, 1)
+    assert run([packet]) == [(PLAIN_VNET_HDR, packet)]
+
+
+def test_other_packets_pass_through_in_order():
+    first, second = tcp(b"1" * 500, 100), tcp(b"2" * 500, 600)
+    datagram = udp(b"hello")
+    syn = tcp(b"", 0, flags=TCP_SYN)
+    fin = tcp(b"z", 1100, flags=TCP_FIN | TCP_ACK)
+    pure_ack = tcp(b"", 1101)
+    frames = run([first, second, datagram, syn, fin, pure_ack])
+    assert [body for _, body in frames[1:]] == [datagram, syn, fin, pure_ack]
+    assert all(header == PLAIN_VNET_HDR for header, _ in frames[1:])
+    assert frames[0][1][52:] == b"1" * 500 + b"2" * 500
+
+
+def test_what_does_not_continue_is_not_merged():
+    base = tcp(b"a" * 100, 1000)
+    cases = {
+        "gap in seq": tcp(b"b" * 100, 1200),
+        "other flow": tcp(b"b" * 100, 1100, sport=40001),
+        "other ack": tcp(b"b" * 100, 1100, ack=78),
+        "other options": tcp(b"b" * 100, 1100, options=bytes([1, 1, 8, 10]) + struct.pack(">II", 1001, 2000)),
+        "larger than first": tcp(b"b" * 101, 1100),
+        "no DF": tcp(b"b" * 100, 1100, df=False),
+    }
+    for name, other in cases.items():
+        frames = run([base, other])
+        assert [body for _, body in frames] == [base, other], name
+
+
+def test_push_ends_the_merged_packet_and_is_kept():
+    frames = run([tcp(b"a" * 100, 0), tcp(b"b" * 100, 100, flags=TCP_ACK | TCP_PSH), tcp(b"c" * 100, 200)])
+    assert len(frames) == 2
+    assert frames[0][1][33] & TCP_PSH and frames[0][1][52:] == b"a" * 100 + b"b" * 100
+    assert frames[1][1][52:] == b"c" * 100
+
+
+def test_merged_packet_stays_within_64k():
+    frames = run([tcp(b"p" * 1400, i * 1400) for i in range(100)])
+    assert all(len(body) <= 65535 for _, body in frames)
+    assert b"".join(body[52:] for _, body in frames) == b"p" * 140000
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from([0, 1]), st.integers(1, 1500), st.booleans(), st.booleans()),
+                max_size=60))
+def test_segmenting_the_output_gives_back_the_input(spec):
+    """Two interleaved flows, random sizes, PSH and the odd lost segment: after the kernel
+    cuts each frame at gso_size, every flow's segments are the input's, in order."""
+    next_seq = [1000, 50000]
+    packets, expected = [], {0: [], 1: []}
+    for flow, size, push, skip in spec:
+        if skip:
+            next_seq[flow] += 7          # a lost segment: the next one does not continue
+        payload = bytes([flow + 65]) * size
+        flags = TCP_ACK | (TCP_PSH if push else 0)
+        packets.append(tcp(payload, next_seq[flow], flags=flags, sport=40000 + flow))
+        expected[flow].append((next_seq[flow], payload))
+        next_seq[flow] += size
+    got = {0: [], 1: []}
+    for header, body in run(packets):
+        flow = struct.unpack_from(">H", body, 20)[0] - 40000
+        got[flow].extend((seq, payload) for seq, _, payload in segment(header, body))
+    assert got == expected
+
+
+def test_merging_off_passes_everything_through():
+    sink = Sink()
+    coalescer = TcpCoalescer(sink)
+    coalescer.merging = False
+    packets = [tcp(b"a" * 100, 0), tcp(b"b" * 100, 100)]
+    for p in packets:
+        coalescer.add(p)
+    coalescer.flush()
+    assert sink.frames == [(PLAIN_VNET_HDR, p) for p in packets]

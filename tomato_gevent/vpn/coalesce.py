@@ -1,0 +1,134 @@
+"""Merge consecutive TCP segments into one GSO packet for the tun device (pure).
+
+Why: on the receiving side most CPU goes to writing packets to the tun, one
+system call and one pass through the TCP stack per 1400-byte packet. The tun
+device opened with IFF_VNET_HDR accepts one "super-packet" of up to 64 KiB
+with a virtio_net_hdr that says "TCP, cut into gso_size segments, checksum to
+be completed"; the kernel then handles it as it handles GRO-merged packets
+(wireguard-go's tun/offload_linux.go does the same).
+
+TcpCoalescer(emit).add(packet) for every decrypted IP packet, flush() at the end
+of each receive batch. emit(vnet_header, body) is called with frames to write:
+  - packets that cannot be merged (not IPv4 TCP with payload; other flags than
+    ACK/PSH; IP options, fragments, no DF) pass through unchanged with a zero
+    header, after the pending merged packet (order within a flow is kept);
+  - a segment joins the pending packet only if it continues it exactly: same
+    addresses, ports, TOS/TTL/DF, ack number, header length and TCP options,
+    seq == the next expected byte, payload not larger than the first segment's;
+    a shorter segment or one with PSH ends the packet (as Linux GRO does);
+  - a packet of one segment is emitted as it arrived, byte for byte; a merged
+    one gets a fixed-up IP total length and checksum, PSH if any segment had
+    it, and the TCP pseudo-header sum in its checksum field (the kernel
+    finishes the checksum: VIRTIO_NET_HDR_F_NEEDS_CSUM). The payload bytes
+    themselves are exactly the segments' payloads, concatenated.
+"""
+import struct
+
+VNET_HDR_SIZE = 10
+VIRTIO_NET_HDR_F_NEEDS_CSUM = 1
+VIRTIO_NET_HDR_GSO_NONE = 0
+VIRTIO_NET_HDR_GSO_TCPV4 = 1
+PLAIN_VNET_HDR = bytes(VNET_HDR_SIZE)
+
+MAX_IP_PACKET = 65535
+IPV4_HEADER_SIZE = 20
+TCP_CHECKSUM_OFFSET = 16
+TCP_FIN, TCP_SYN, TCP_RST, TCP_PSH, TCP_ACK = 0x01, 0x02, 0x04, 0x08, 0x10
+_MERGEABLE_FLAGS = TCP_ACK | TCP_PSH
+
+# version/IHL+TOS, total length, [id], flags/fragment+TTL+protocol, [checksum],
+# addresses+ports, seq, ack, data offset, TCP flags
+_HEADERS = struct.Struct(">2sH2x4s2x12sI4sBB")
+_VNET = struct.Struct("<BBHHHH")      # tun's virtio_net_hdr is little-endian on these machines
+_U16 = struct.Struct(">H")
+_IPV4_WORDS = struct.Struct(">10H")
+
+
+def ipv4_header_checksum(header):
+    total = sum(_IPV4_WORDS.unpack_from(header))
+    total = (total & 0xFFFF) + (total >> 16)
+    total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def pseudo_header_sum(header, tcp_length):
+    """Folded (not complemented) sum of the IPv4/TCP pseudo header."""
+    src_hi, src_lo, dst_hi, dst_lo = struct.unpack_from(">4H", header, 12)
+    total = src_hi + src_lo + dst_hi + dst_lo + 6 + tcp_length
+    total = (total & 0xFFFF) + (total >> 16)
+    return (total & 0xFFFF) + (total >> 16)
+
+
+class TcpCoalescer:
+    def __init__(self, emit, max_packet=MAX_IP_PACKET):
+        self._emit = emit
+        self._max_packet = max_packet
+        self._buf = bytearray(max_packet)
+        self._view = memoryview(self._buf)
+        self._size = 0              # bytes pending in _buf; 0 = nothing pending
+        self._key = None            # what must match for a segment to join
+        self._next_seq = 0
+        self._segment = 0           # payload size of the first segment = gso_size
+        self._segments = 0
+        self._header_size = 0
+        self._closed = False        # a short or PSH segment ended the packet
+        self._push = False
+        self.merging = True         # False: every packet passes through unchanged
+
+    def add(self, packet):
+        """One IP packet (a buffer valid only during the call)."""
+        size = len(packet)
+        if size >= 40 and packet[0] == 0x45 and packet[9] == 6 and self.merging:
+            (version_tos, total_length, fragment_ttl_protocol, addresses_ports, seq, ack, data_offset,
+             flags) = _HEADERS.unpack_from(packet)
+            header_size = IPV4_HEADER_SIZE + (data_offset >> 4) * 4
+            payload = size - header_size
+            if (total_length == size and payload > 0 and flags & TCP_ACK and not flags & ~_MERGEABLE_FLAGS
+                    and fragment_ttl_protocol[0] == 0x40 and fragment_ttl_protocol[1] == 0   # DF, no fragment
+                    and header_size >= 40):
+                key = (version_tos, fragment_ttl_protocol, addresses_ports, ack, data_offset,
+                       bytes(packet[40:header_size]))
+                if (self._size and key == self._key and seq == self._next_seq and not self._closed
+                        and payload <= self._segment and self._size + payload <= self._max_packet):
+                    end = self._size + payload
+                    self._buf[self._size:end] = packet[header_size:]
+                    self._size = end
+                    self._segments += 1
+                    self._next_seq = (seq + payload) & 0xFFFFFFFF
+                    if flags & TCP_PSH:
+                        self._push = self._closed = True
+                    elif payload < self._segment:
+                        self._closed = True
+                    return
+                self.flush()
+                self._buf[:size] = packet
+                self._size = size
+                self._key = key
+                self._next_seq = (seq + payload) & 0xFFFFFFFF
+                self._segment = payload
+                self._segments = 1
+                self._header_size = header_size
+                self._push = self._closed = bool(flags & TCP_PSH)
+                return
+        self.flush()
+        self._emit(PLAIN_VNET_HDR, packet)
+
+    def flush(self):
+        size = self._size
+        if not size:
+            return
+        self._size = 0
+        view = self._view[:size]
+        if self._segments == 1:
+            self._emit(PLAIN_VNET_HDR, view)
+            return
+        buf = self._buf
+        _U16.pack_into(buf, 2, size)
+        buf[10] = buf[11] = 0
+        _U16.pack_into(buf, 10, ipv4_header_checksum(buf))
+        if self._push:
+            buf[33] |= TCP_PSH
+        _U16.pack_into(buf, IPV4_HEADER_SIZE + TCP_CHECKSUM_OFFSET, pseudo_header_sum(buf, size - IPV4_HEADER_SIZE))
+        header = _VNET.pack(VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_TCPV4, self._header_size,
+                            self._segment, IPV4_HEADER_SIZE, TCP_CHECKSUM_OFFSET)
+        self._emit(header, view)
