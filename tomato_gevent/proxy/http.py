@@ -25,7 +25,7 @@ import enum
 import re
 from dataclasses import dataclass
 from http import HTTPStatus
-from typing import Optional, Tuple
+from typing import Tuple
 
 from ..errors import RemoteProtocolError
 
