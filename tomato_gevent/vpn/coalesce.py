@@ -36,9 +36,10 @@ TCP_CHECKSUM_OFFSET = 16
 TCP_FIN, TCP_SYN, TCP_RST, TCP_PSH, TCP_ACK = 0x01, 0x02, 0x04, 0x08, 0x10
 _MERGEABLE_FLAGS = TCP_ACK | TCP_PSH
 
-# version/IHL+TOS, total length, [id], flags/fragment+TTL+protocol, [checksum],
+# version/IHL+TOS, total length, [id], flags/fragment, TTL, [protocol, checksum],
 # addresses+ports, seq, ack, data offset, TCP flags
-_HEADERS = struct.Struct(">2sH2x4s2x12sI4sBB")
+_HEADERS = struct.Struct(">2sH2xHB3x12sI4sBB")
+_DONT_FRAGMENT = 0x4000
 _VNET = struct.Struct("<BBHHHH")      # tun's virtio_net_hdr is little-endian on these machines
 _U16 = struct.Struct(">H")
 _IPV4_WORDS = struct.Struct(">10H")
@@ -79,15 +80,14 @@ class TcpCoalescer:
         """One IP packet (a buffer valid only during the call)."""
         size = len(packet)
         if size >= 40 and packet[0] == 0x45 and packet[9] == 6 and self.merging:
-            (version_tos, total_length, fragment_ttl_protocol, addresses_ports, seq, ack, data_offset,
+            (version_tos, total_length, fragment, ttl, addresses_ports, seq, ack, data_offset,
              flags) = _HEADERS.unpack_from(packet)
             header_size = IPV4_HEADER_SIZE + (data_offset >> 4) * 4
             payload = size - header_size
-            if (total_length == size and payload > 0 and flags & TCP_ACK and not flags & ~_MERGEABLE_FLAGS
-                    and fragment_ttl_protocol[0] == 0x40 and fragment_ttl_protocol[1] == 0   # DF, no fragment
-                    and header_size >= 40):
-                key = (version_tos, fragment_ttl_protocol, addresses_ports, ack, data_offset,
-                       bytes(packet[40:header_size]))
+            if (flags | TCP_PSH == _MERGEABLE_FLAGS and fragment == _DONT_FRAGMENT and total_length == size
+                    and payload > 0 and header_size >= 40):
+                key = (addresses_ports, ack, version_tos, ttl, data_offset,
+                       bytes(packet[40:header_size]) if header_size > 40 else b"")
                 if (self._size and key == self._key and seq == self._next_seq and not self._closed
                         and payload <= self._segment and self._size + payload <= self._max_packet):
                     end = self._size + payload

@@ -299,16 +299,17 @@ class Link:
         buf = bytearray(GRO_BUFFER_BYTES)
         view = memoryview(buf)
         bufs = [view]
-        plain = bytearray(MAX_DATAGRAM_SIZE)
-        plain_view = memoryview(plain)
+        plain_view = memoryview(bytearray(MAX_DATAGRAM_SIZE))     # timestamp + payload of one packet
         sock = self.sock
         receiver, endpoint, drops = self.receiver, self.endpoint, self.drops
         wall, mono, write = time.time, time.monotonic, os.write
         debug = log.isEnabledFor(logging.DEBUG)
         payload_start = TIMESTAMP_SIZE
         coalescer = self._coalescer = TcpCoalescer(self._write_frame) if self.tun.vnet_hdr else None
+        dynamic = endpoint.dynamic
         while True:
             drained = False
+            accepted = 0
             for _ in range(DRAIN_BATCH):
                 try:
                     if self.gro:
@@ -332,22 +333,23 @@ class Link:
                 now_ms = int(wall() * 1000)
                 if segment <= 0:
                     segment = total or 1
+                received = view[:total]
                 for offset in range(0, total or 1, segment):
-                    datagram = view[offset:min(offset + segment, total)]
+                    datagram = received[offset:offset + segment]      # the last one may be shorter
                     session_before = receiver.session_id
                     try:
-                        n = receiver.open_into(datagram, plain, now_ms, now_mono)
+                        n = receiver.open_into(datagram, plain_view, now_ms, now_mono)
                     except BadPacket as e:
                         drops[e.reason] += 1
                         if debug:
                             log.debug("dropped %d-byte datagram from %s: %s", len(datagram),
                                       format_address(address), e.reason)
                         continue
-                    self.received += 1
+                    accepted += 1
                     if receiver.session_id != session_before:
                         log.debug("peer session %016x accepted (from %s)", receiver.session_id,
                                   format_address(address))
-                    if endpoint.dynamic and endpoint.learn(address, now_mono):
+                    if dynamic and endpoint.learn(address, now_mono):
                         log.debug("peer address is now %s", format_address(address))
                     if n and coalescer is not None:
                         coalescer.add(plain_view[payload_start:payload_start + n])
@@ -361,6 +363,7 @@ class Link:
                             drops["tun write error"] += 1
                             self._warn_limited(("tun", e.errno), "writing %s failed: %s", self.tun.name,
                                                e.strerror)
+            self.received += accepted
             if coalescer is not None:
                 coalescer.flush()
             if drained:
