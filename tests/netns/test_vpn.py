@@ -318,7 +318,8 @@ def test_unreachable_peer_does_not_kill_the_loop(lab, pair):
 
 def test_tcp_both_ways_between_offload_and_plain_sockets(lab, pair):
     """A sends/receives one datagram per system call (TOMATO_VPN_OFFLOAD=0), B batches with
-    UDP GSO/GRO: the wire format is the same, and bulk data arrives intact both ways."""
+    UDP GSO/GRO and writes merged TCP packets to its tun: the wire format is the same, and
+    bulk data arrives intact both ways."""
     a, b = pair
     vpn_a = start_vpn(lab, a, "-la", ":%d" % PORT, "-lp", "pwd1", "-pa", "10.9.0.2:%d" % PORT, "-pp", "pwd2", "-v",
                       env={"TOMATO_VPN_OFFLOAD": "0"})
