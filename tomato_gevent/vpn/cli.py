@@ -88,7 +88,8 @@ def build_parser():
     p.add_argument("-I", metavar="IFACE", type=_interface_name, default="tun0",
                    help="tun device; opened if it exists, created if absent (default tun0)")
     p.add_argument("-pvt", metavar="SEC", type=positive_float, default=10.0,
-                   help="packet valid time: refuse packets whose timestamp is further than SEC from our clock (default 10)")
+                   help="packet valid time: refuse packets whose timestamp is further than SEC from our "
+                        "clock (default 10)")
     p.add_argument("-avt", metavar="SEC", type=positive_float, default=60.0,
                    help="address valid time (dynamic mode): forget the peer's address after SEC without an "
                         "authentic packet (default 60)")

@@ -314,6 +314,9 @@ class Link:
                 try:
                     if self.gro:
                         total, ancdata, flags, address = sock.recvmsg_into(bufs, _GRO_CMSG_SPACE)
+                        if flags & _socket.MSG_TRUNC:
+                            drops["truncated"] += 1
+                            continue
                         segment = total
                         for level, kind, data in ancdata:
                             if level == SOL_UDP and kind == UDP_GRO:

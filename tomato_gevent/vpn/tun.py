@@ -74,9 +74,16 @@ class TunDevice:
         self.precreated = device_exists(self.name)
         if self.precreated:
             self._original_flags = _sysfs_tun_flags(self.name)
-        flags = pytun.IFF_TUN | pytun.IFF_NO_PI | (pytun.IFF_VNET_HDR if self.vnet_hdr else 0)
+        flags = pytun.IFF_TUN | pytun.IFF_NO_PI
         try:
-            self._dev = pytun.TunTapDevice(name=self.name, flags=flags)
+            try:
+                vnet = pytun.IFF_VNET_HDR if self.vnet_hdr else 0
+                self._dev = pytun.TunTapDevice(name=self.name, flags=flags | vnet)
+            except pytun.Error as e:
+                if not (self.vnet_hdr and e.args and e.args[0] == errno.EINVAL):
+                    raise
+                self.vnet_hdr = False       # a kernel without virtio headers on tun: plain packets
+                self._dev = pytun.TunTapDevice(name=self.name, flags=flags)
         except pytun.Error as e:
             code = e.args[0] if e.args and isinstance(e.args[0], int) else None
             why = e.args[1] if len(e.args) > 1 else str(e)
