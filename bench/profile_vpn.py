@@ -10,12 +10,13 @@ runs iperf3 B -> A, and meanwhile samples both bin/vpn processes:
     functions, as a share of wall time (idle time in the hub included);
   * with --perf, `perf record` (kernel + user symbols, self time) and
     `perf trace -s` (syscall counts and times);
-  * CPU time per packet through the tun (as in RESULTS.md).
+  * CPU time per full-size data packet (data bytes through the tun / MTU).
 B's process is the sender (tun -> seal -> UDP), A's the receiver (UDP -> open -> tun).
 Full outputs go to bench/out/profile/; a summary is printed.
 """
 import argparse
 import collections
+import json
 import linecache
 import shutil
 import subprocess
@@ -27,7 +28,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from benchlib import REPO, BenchLab, log  # noqa: E402
-from vpn_bench import IPERF_PORT, OPENVPN, TARGET, TOMATO, TUN_DEVICE, VpnLab  # noqa: E402
+from vpn_bench import (IPERF_PORT, OPENVPN, TARGET, TOMATO, TUN_DEVICE, TUN_MTU,  # noqa: E402
+                       VpnLab, cpu_seconds)
 
 OUT = REPO / "bench" / "out" / "profile"
 
@@ -79,6 +81,17 @@ def _describe(frame, with_source=True):
     return "%s (%s)%s" % (name, where.rsplit("/", 1)[-1], "  `%s`" % source[:70] if source else "")
 
 
+def _cpu_and_data_bytes(lab, vpn, system, procs):
+    """[(CPU seconds, data bytes through the tun)] for A and B; bytes, unlike packet counters,
+    mean the same with and without GSO super-packets."""
+    result = []
+    for ns, proc in zip((vpn.a, vpn.b), procs):
+        stats = json.loads(lab.run(ns, ["ip", "-j", "-s", "link", "show", "dev", TUN_DEVICE[system]]).stdout)
+        stats = stats[0]["stats64"]
+        result.append((cpu_seconds(proc.pid), max(stats["rx"]["bytes"], stats["tx"]["bytes"])))
+    return result
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=int, default=8, help="sampling window (default 8)")
@@ -111,7 +124,7 @@ def main(argv=None):
         total = args.seconds + 10
         client = lab.spawn(vpn.b, ["iperf3", "-c", TARGET[system], "-p", IPERF_PORT, "-t", total, "-f", "m"])
         time.sleep(1.5)
-        before = vpn._cpu_and_packets(system, procs)
+        before = _cpu_and_data_bytes(lab, vpn, system, procs)
         samplers = []
         for role, proc in roles.items():
             tag = role.split()[0]
@@ -130,7 +143,7 @@ def main(argv=None):
                     text=True)))
         for _, _, sampler in samplers:
             sampler.wait(args.seconds + 30)
-        after = vpn._cpu_and_packets(system, procs)
+        after = _cpu_and_data_bytes(lab, vpn, system, procs)
         if args.perf:
             # Syscall counts need a separate window: perf trace's own overhead would distort the samples.
             traces = [(role, subprocess.Popen(["perf", "trace", "-s", "-p", str(proc.pid), "--", "sleep", "2"],
@@ -142,8 +155,10 @@ def main(argv=None):
         log("iperf3: %s", " / ".join(line.strip() for line in client.output().splitlines()
                                      if "sender" in line or "receiver" in line))
         for (role, proc), (cpu0, pk0), (cpu1, pk1) in zip(roles.items(), before, after):
-            print("== %s %s: %.1f us CPU per packet through its tun (%d packets, %.2f s CPU in %d s)"
-                  % (system, role, (cpu1 - cpu0) * 1e6 / max(1, pk1 - pk0), pk1 - pk0, cpu1 - cpu0, args.seconds))
+            packets = (pk1 - pk0) / TUN_MTU
+            print("== %s %s: %.1f us CPU per full-size data packet (%.0f MB through its tun, %.2f s CPU in %d s)"
+                  % (system, role, (cpu1 - cpu0) * 1e6 / max(1, packets), (pk1 - pk0) / 1e6, cpu1 - cpu0,
+                     args.seconds))
         for role, out, sampler in samplers:
             if sampler.returncode != 0:
                 print("== %s: %s failed: %s" % (role, out.name, sampler.stderr.read().strip()[-300:]))
