@@ -21,7 +21,8 @@ import hashlib, json, os, random, socket, struct, sys, time
 cmd, args = sys.argv[1], sys.argv[2:]
 
 if cmd == "tcp-server":                 # ADDR PORT: print length and sha256 of one connection
-    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s = socket.socket(socket.AF_INET6 if ":" in args[0] else socket.AF_INET)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     s.bind((args[0], int(args[1]))); s.listen(1)
     print("listening", flush=True)
     c, _ = s.accept(); h = hashlib.sha256(); n = 0
@@ -258,19 +259,24 @@ def test_peer_restart_recovers(lab, pair):
     assert_clean_stop(lab, vpn_a)
 
 
-def test_ipv6_endpoints(lab):
+def test_ipv6_endpoints_and_ipv6_inside(lab):
     a, b = lab.netns(ipv6=True), lab.netns(ipv6=True)
     lab.veth(a, None, b, None)
     lab.sh(a, "ip addr add fd00:9::1/64 dev veth0 nodad")
     lab.sh(b, "ip addr add fd00:9::2/64 dev veth0 nodad")
     lab.tun(a, "tun0", "10.0.1.1/30")
     lab.tun(b, "tun0", "10.0.1.2/30")
+    lab.sh(a, "ip addr add fd01::1/64 dev tun0 nodad")
+    lab.sh(b, "ip addr add fd01::2/64 dev tun0 nodad")
     # A: dynamic on a dual-stack socket; B: the seed's flags with an IPv6 peer address.
     vpn_a = start_vpn(lab, a, "-la", "[::]:%d" % PORT, "-lp", "pwd1", "-d", "-pp", "pwd2", "-v")
     vpn_b = start_vpn(lab, b, "-la", ":%d" % PORT, "-lp", "pwd2", "-pa", "[fd00:9::1]:%d" % PORT, "-pp", "pwd1")
     ping_eventually(lab, a, "10.0.1.2")
     assert "peer address is now [fd00:9::2]:%d" % PORT in vpn_a.output()
     sent, received = tcp_transfer(lab, a, b, "10.0.1.2", 8000, 2_000_000)
+    assert received == sent
+    # IPv6 inside the tunnel too (B merges these segments as TCP/IPv6).
+    sent, received = tcp_transfer(lab, a, b, "fd01::2", 8001, 2_000_000)
     assert received == sent
     assert_clean_stop(lab, vpn_a)
     assert_clean_stop(lab, vpn_b)

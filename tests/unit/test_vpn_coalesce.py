@@ -33,6 +33,19 @@ def tcp(payload, seq, flags=TCP_ACK, src=A, dst=B, sport=40000, dport=5201, opti
     return ip + tcp_header + payload
 
 
+A6, B6 = bytes.fromhex("fd000000000000000000000000000001"), bytes.fromhex("fd000000000000000000000000000002")
+
+
+def tcp6(payload, seq, flags=TCP_ACK, sport=40000, dport=5201, options=TIMESTAMPS, ack=77, hop_limit=64):
+    header_size = 20 + len(options)
+    tcp_header = struct.pack(">HHIIBBHHH", sport, dport, seq, ack, (header_size // 4) << 4, flags, 500, 0, 0) + options
+    pseudo = A6 + B6 + struct.pack(">IxxxB", header_size + len(payload), 6)
+    tcp_sum = checksum(pseudo + tcp_header + payload)
+    tcp_header = tcp_header[:16] + struct.pack(">H", tcp_sum) + tcp_header[18:]
+    ip = struct.pack(">IHBB16s16s", 6 << 28, header_size + len(payload), 6, hop_limit, A6, B6)
+    return ip + tcp_header + payload
+
+
 def udp(payload):
     ip = struct.pack(">BBHHHBBH4s4s", 0x45, 0, 28 + len(payload), 1, 0x4000, 64, 17, 0, A, B)
     return ip + struct.pack(">HHHH", 1, 2, 8 + len(payload), 0) + payload
@@ -58,13 +71,14 @@ def run(packets):
 def segment(header, body):
     """What the kernel does with a frame: the list of (seq, flags, payload) segments it stands for."""
     flags_field, gso_type, header_len, gso_size, csum_start, csum_offset = struct.unpack("<BBHHHH", header)
-    ihl = (body[0] & 15) * 4
+    ihl = 40 if body[0] >> 4 == 6 else (body[0] & 15) * 4
     thl = (body[ihl + 12] >> 4) * 4
     seq = struct.unpack_from(">I", body, ihl + 4)[0]
     payload = body[ihl + thl:]
     if gso_type == 0:
         return [(seq, body[ihl + 13], payload)]
-    assert header_len == ihl + thl and (csum_start, csum_offset) == (20, 16) and flags_field == 1
+    assert header_len == ihl + thl and (csum_start, csum_offset) == (ihl, 16) and flags_field == 1
+    assert gso_type == (4 if ihl == 40 else 1)
     pieces = [payload[i:i + gso_size] for i in range(0, len(payload), gso_size)]
     return [(seq + i * gso_size, body[ihl + 13], piece) for i, piece in enumerate(pieces)]
 
@@ -88,6 +102,27 @@ def test_consecutive_segments_become_one_gso_packet():
     tcp_part[16:18] = b"\0\0"
     tcp_part[16:18] = struct.pack(">H", checksum(pseudo + bytes(tcp_part)))
     assert checksum(pseudo + bytes(tcp_part)) == 0
+
+
+def test_ipv6_segments_become_one_gso_packet():
+    payloads = [b"a" * 1200, b"b" * 1200, b"c" * 10]
+    frames = run([tcp6(p, 100 + i * 1200) for i, p in enumerate(payloads)])
+    assert len(frames) == 1
+    header, body = frames[0]
+    assert struct.unpack("<BBHHHH", header) == (1, 4, 72, 1200, 40, 16)
+    assert struct.unpack_from(">H", body, 4)[0] == len(body) - 40 == 32 + 2410
+    assert body[72:] == b"".join(payloads)
+    pseudo = A6 + B6 + struct.pack(">IxxxB", len(body) - 40, 6)
+    assert struct.unpack_from(">H", body, 56)[0] == (~checksum(pseudo) & 0xFFFF)
+    tcp_part = bytearray(body[40:])
+    tcp_part[16:18] = b"\0\0"
+    tcp_part[16:18] = struct.pack(">H", checksum(pseudo + bytes(tcp_part)))
+    assert checksum(pseudo + bytes(tcp_part)) == 0
+
+
+def test_ipv4_and_ipv6_never_merge():
+    frames = run([tcp(b"a" * 100, 0), tcp6(b"b" * 100, 100)])
+    assert len(frames) == 2 and all(h == PLAIN_VNET_HDR for h, _ in frames)
 
 
 def test_single_segment_passes_unchanged():
@@ -136,25 +171,28 @@ def test_merged_packet_stays_within_64k():
 
 
 @settings(max_examples=150, deadline=None)
-@given(st.lists(st.tuples(st.sampled_from([0, 1]), st.integers(1, 1500), st.booleans(), st.booleans()),
+@given(st.lists(st.tuples(st.sampled_from([0, 1, 2]), st.integers(1, 1500), st.booleans(), st.booleans()),
                 max_size=60))
 def test_segmenting_the_output_gives_back_the_input(spec):
-    """Two interleaved flows, random sizes, PSH and the odd lost segment: after the kernel
-    cuts each frame at gso_size, every flow's segments are the input's, in order."""
-    next_seq = [1000, 50000]
-    packets, expected = [], {0: [], 1: []}
+    """Three interleaved flows (two IPv4, one IPv6), random sizes, PSH and the odd lost
+    segment: after the kernel cuts each frame at gso_size, every flow's segments are the
+    input's, in order."""
+    next_seq = [1000, 50000, 2 ** 32 - 3000]     # the IPv6 flow wraps its sequence numbers
+    packets, expected = [], {0: [], 1: [], 2: []}
     for flow, size, push, skip in spec:
         if skip:
-            next_seq[flow] += 7          # a lost segment: the next one does not continue
+            next_seq[flow] = (next_seq[flow] + 7) % 2 ** 32     # a lost segment: the next one does not continue
         payload = bytes([flow + 65]) * size
         flags = TCP_ACK | (TCP_PSH if push else 0)
-        packets.append(tcp(payload, next_seq[flow], flags=flags, sport=40000 + flow))
+        build = tcp6 if flow == 2 else tcp
+        packets.append(build(payload, next_seq[flow], flags=flags, sport=40000 + flow))
         expected[flow].append((next_seq[flow], payload))
-        next_seq[flow] += size
-    got = {0: [], 1: []}
+        next_seq[flow] = (next_seq[flow] + size) % 2 ** 32
+    got = {0: [], 1: [], 2: []}
     for header, body in run(packets):
-        flow = struct.unpack_from(">H", body, 20)[0] - 40000
-        got[flow].extend((seq, payload) for seq, _, payload in segment(header, body))
+        ip_size = 40 if body[0] >> 4 == 6 else 20
+        flow = struct.unpack_from(">H", body, ip_size)[0] - 40000
+        got[flow].extend((seq % 2 ** 32, payload) for seq, _, payload in segment(header, body))
     assert got == expected
 
 

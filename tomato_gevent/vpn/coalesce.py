@@ -9,15 +9,17 @@ be completed"; the kernel then handles it as it handles GRO-merged packets
 
 TcpCoalescer(emit).add(packet) for every decrypted IP packet, flush() at the end
 of each receive batch. emit(vnet_header, body) is called with frames to write:
-  - packets that cannot be merged (not IPv4 TCP with payload; other flags than
-    ACK/PSH; IP options, fragments, no DF) pass through unchanged with a zero
-    header, after the pending merged packet (order within a flow is kept);
+  - packets that cannot be merged (not TCP with payload over IPv4 or IPv6;
+    other flags than ACK/PSH; IPv4 options, fragments or no DF; IPv6 extension
+    headers) pass through unchanged with a zero header, after the pending
+    merged packet (order within a flow is kept);
   - a segment joins the pending packet only if it continues it exactly: same
-    addresses, ports, TOS/TTL/DF, ack number, header length and TCP options,
+    addresses, ports, TOS/TTL (traffic class/flow label/hop limit), ack number,
+    header length and TCP options,
     seq == the next expected byte, payload not larger than the first segment's;
     a shorter segment or one with PSH ends the packet (as Linux GRO does);
   - a packet of one segment is emitted as it arrived, byte for byte; a merged
-    one gets a fixed-up IP total length and checksum, PSH if any segment had
+    one gets a fixed-up IP length (and IPv4 checksum), PSH if any segment had
     it, and the TCP pseudo-header sum in its checksum field (the kernel
     finishes the checksum: VIRTIO_NET_HDR_F_NEEDS_CSUM). The payload bytes
     themselves are exactly the segments' payloads, concatenated.
@@ -28,10 +30,12 @@ VNET_HDR_SIZE = 10
 VIRTIO_NET_HDR_F_NEEDS_CSUM = 1
 VIRTIO_NET_HDR_GSO_NONE = 0
 VIRTIO_NET_HDR_GSO_TCPV4 = 1
+VIRTIO_NET_HDR_GSO_TCPV6 = 4
 PLAIN_VNET_HDR = bytes(VNET_HDR_SIZE)
 
 MAX_IP_PACKET = 65535
 IPV4_HEADER_SIZE = 20
+IPV6_HEADER_SIZE = 40
 TCP_CHECKSUM_OFFSET = 16
 TCP_FIN, TCP_SYN, TCP_RST, TCP_PSH, TCP_ACK = 0x01, 0x02, 0x04, 0x08, 0x10
 _MERGEABLE_FLAGS = TCP_ACK | TCP_PSH
@@ -40,6 +44,9 @@ _MERGEABLE_FLAGS = TCP_ACK | TCP_PSH
 # addresses+ports, seq, ack, data offset, TCP flags
 _HEADERS = struct.Struct(">2sH2xHB3x12sI4sBB")
 _DONT_FRAGMENT = 0x4000
+# IPv6: version/traffic class/flow label, payload length, next header, hop limit,
+# addresses; TCP: ports, seq, ack, data offset, flags
+_HEADERS6 = struct.Struct(">4sHBB32s4sI4sBB")
 _VNET = struct.Struct("<BBHHHH")      # tun's virtio_net_hdr is little-endian on these machines
 _U16 = struct.Struct(">H")
 _IPV4_WORDS = struct.Struct(">10H")
@@ -52,12 +59,20 @@ def ipv4_header_checksum(header):
     return ~total & 0xFFFF
 
 
-def pseudo_header_sum(header, tcp_length):
-    """Folded (not complemented) sum of the IPv4/TCP pseudo header."""
-    src_hi, src_lo, dst_hi, dst_lo = struct.unpack_from(">4H", header, 12)
-    total = src_hi + src_lo + dst_hi + dst_lo + 6 + tcp_length
+def _fold(total):
+    total = (total & 0xFFFF) + (total >> 16)
     total = (total & 0xFFFF) + (total >> 16)
     return (total & 0xFFFF) + (total >> 16)
+
+
+def pseudo_header_sum(header, tcp_length):
+    """Folded (not complemented) sum of the IPv4/TCP pseudo header."""
+    return _fold(sum(struct.unpack_from(">4H", header, 12)) + 6 + tcp_length)
+
+
+def pseudo_header_sum6(header, tcp_length):
+    """Folded (not complemented) sum of the IPv6/TCP pseudo header."""
+    return _fold(sum(struct.unpack_from(">16H", header, 8)) + 6 + tcp_length)
 
 
 class TcpCoalescer:
@@ -72,6 +87,7 @@ class TcpCoalescer:
         self._segment = 0           # payload size of the first segment = gso_size
         self._segments = 0
         self._header_size = 0
+        self._ipv6 = False
         self._closed = False        # a short or PSH segment ended the packet
         self._push = False
         self.merging = True         # False: every packet passes through unchanged
@@ -79,39 +95,53 @@ class TcpCoalescer:
     def add(self, packet):
         """One IP packet (a buffer valid only during the call)."""
         size = len(packet)
+        mergeable = False
         if size >= 40 and packet[0] == 0x45 and packet[9] == 6 and self.merging:
             (version_tos, total_length, fragment, ttl, addresses_ports, seq, ack, data_offset,
              flags) = _HEADERS.unpack_from(packet)
-            header_size = IPV4_HEADER_SIZE + (data_offset >> 4) * 4
+            ip_size = IPV4_HEADER_SIZE
+            header_size = ip_size + (data_offset >> 4) * 4
             payload = size - header_size
-            if (flags | TCP_PSH == _MERGEABLE_FLAGS and fragment == _DONT_FRAGMENT and total_length == size
-                    and payload > 0 and header_size >= 40):
-                key = (addresses_ports, ack, version_tos, ttl, data_offset,
-                       bytes(packet[40:header_size]) if header_size > 40 else b"")
-                if (self._size and key == self._key and seq == self._next_seq and not self._closed
-                        and payload <= self._segment and self._size + payload <= self._max_packet):
-                    end = self._size + payload
-                    self._buf[self._size:end] = packet[header_size:]
-                    self._size = end
-                    self._segments += 1
-                    self._next_seq = (seq + payload) & 0xFFFFFFFF
-                    if flags & TCP_PSH:
-                        self._push = self._closed = True
-                    elif payload < self._segment:
-                        self._closed = True
-                    return
-                self.flush()
-                self._buf[:size] = packet
-                self._size = size
-                self._key = key
-                self._next_seq = (seq + payload) & 0xFFFFFFFF
-                self._segment = payload
-                self._segments = 1
-                self._header_size = header_size
-                self._push = self._closed = bool(flags & TCP_PSH)
-                return
+            mergeable = (flags | TCP_PSH == _MERGEABLE_FLAGS and fragment == _DONT_FRAGMENT
+                         and total_length == size and payload > 0 and header_size >= ip_size + 20)
+        elif size >= 60 and packet[0] >> 4 == 6 and packet[6] == 6 and self.merging:
+            (version_tos, payload_length, _, ttl, addresses, ports, seq, ack, data_offset,
+             flags) = _HEADERS6.unpack_from(packet)
+            addresses_ports = addresses + ports
+            ip_size = IPV6_HEADER_SIZE
+            header_size = ip_size + (data_offset >> 4) * 4
+            payload = size - header_size
+            mergeable = (flags | TCP_PSH == _MERGEABLE_FLAGS and payload_length + ip_size == size
+                         and payload > 0 and header_size >= ip_size + 20)
+        if not mergeable or size > self._max_packet:
+            self.flush()
+            self._emit(PLAIN_VNET_HDR, packet)
+            return
+        options_start = ip_size + 20
+        key = (addresses_ports, ack, version_tos, ttl, data_offset,
+               bytes(packet[options_start:header_size]) if header_size > options_start else b"")
+        if (self._size and key == self._key and seq == self._next_seq and not self._closed
+                and payload <= self._segment and self._size + payload <= self._max_packet):
+            end = self._size + payload
+            self._buf[self._size:end] = packet[header_size:]
+            self._size = end
+            self._segments += 1
+            self._next_seq = (seq + payload) & 0xFFFFFFFF
+            if flags & TCP_PSH:
+                self._push = self._closed = True
+            elif payload < self._segment:
+                self._closed = True
+            return
         self.flush()
-        self._emit(PLAIN_VNET_HDR, packet)
+        self._buf[:size] = packet
+        self._size = size
+        self._key = key
+        self._next_seq = (seq + payload) & 0xFFFFFFFF
+        self._segment = payload
+        self._segments = 1
+        self._header_size = header_size
+        self._ipv6 = ip_size == IPV6_HEADER_SIZE
+        self._push = self._closed = bool(flags & TCP_PSH)
 
     def flush(self):
         size = self._size
@@ -123,12 +153,19 @@ class TcpCoalescer:
             self._emit(PLAIN_VNET_HDR, view)
             return
         buf = self._buf
-        _U16.pack_into(buf, 2, size)
-        buf[10] = buf[11] = 0
-        _U16.pack_into(buf, 10, ipv4_header_checksum(buf))
+        if self._ipv6:
+            ip_size, gso_type = IPV6_HEADER_SIZE, VIRTIO_NET_HDR_GSO_TCPV6
+            _U16.pack_into(buf, 4, size - IPV6_HEADER_SIZE)
+            partial = pseudo_header_sum6(buf, size - IPV6_HEADER_SIZE)
+        else:
+            ip_size, gso_type = IPV4_HEADER_SIZE, VIRTIO_NET_HDR_GSO_TCPV4
+            _U16.pack_into(buf, 2, size)
+            buf[10] = buf[11] = 0
+            _U16.pack_into(buf, 10, ipv4_header_checksum(buf))
+            partial = pseudo_header_sum(buf, size - IPV4_HEADER_SIZE)
         if self._push:
-            buf[33] |= TCP_PSH
-        _U16.pack_into(buf, IPV4_HEADER_SIZE + TCP_CHECKSUM_OFFSET, pseudo_header_sum(buf, size - IPV4_HEADER_SIZE))
-        header = _VNET.pack(VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_TCPV4, self._header_size,
-                            self._segment, IPV4_HEADER_SIZE, TCP_CHECKSUM_OFFSET)
+            buf[ip_size + 13] |= TCP_PSH
+        _U16.pack_into(buf, ip_size + TCP_CHECKSUM_OFFSET, partial)
+        header = _VNET.pack(VIRTIO_NET_HDR_F_NEEDS_CSUM, gso_type, self._header_size, self._segment, ip_size,
+                            TCP_CHECKSUM_OFFSET)
         self._emit(header, view)
