@@ -1,5 +1,4 @@
 """`make install PREFIX=...` gives working tomato-* commands that run outside the checkout."""
-import os
 import subprocess
 import sys
 from pathlib import Path

@@ -7,21 +7,11 @@ link that breaks and comes back, which the heartbeat's log shows as it happens.
 """
 import time
 
-import pytest
 
 from tests.netns.nsutil import wait_for
 from tests.netns.test_ping import PingLog
 
 PORT = 5000
-
-
-@pytest.fixture
-def pair(lab):
-    a, b = lab.netns(), lab.netns()
-    lab.veth(a, "10.9.0.1/24", b, "10.9.0.2/24")
-    lab.tun(a, "tun0", "10.0.1.1/30")
-    lab.tun(b, "tun0", "10.0.1.2/30")
-    return a, b
 
 
 def start_vpn(lab, ns, *args):

@@ -10,7 +10,6 @@ import json
 import signal
 import sys
 
-import pytest
 
 from tests.netns.nsutil import wait_for
 
@@ -123,15 +122,6 @@ def tcp_transfer(lab, client_ns, server_ns, server_addr, port, nbytes):
     assert client.returncode == 0, client.stderr
     wait_for(lambda: server.poll() is not None, timeout=10, what="tcp server to finish")
     return json.loads(client.stdout), json.loads(server.output().strip().splitlines()[-1])
-
-
-@pytest.fixture
-def pair(lab):
-    a, b = lab.netns(), lab.netns()
-    lab.veth(a, "10.9.0.1/24", b, "10.9.0.2/24")
-    lab.tun(a, "tun0", "10.0.1.1/30")
-    lab.tun(b, "tun0", "10.0.1.2/30")
-    return a, b
 
 
 def seed_link(lab, pair, a_password="pwd1", b_peer_password="pwd1"):
