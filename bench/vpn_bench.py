@@ -17,6 +17,7 @@ import json
 import os
 import re
 import subprocess
+import time
 
 from benchlib import (HIGHER, LOWER, BenchLab, Figure, Unavailable, best, log, log_tail,  # noqa: F401
                       tool_argv)
@@ -243,6 +244,21 @@ def run(lab, quick=False, rounds=None):
 
     systems = [VETH, OPENVPN, TOMATO]
     figures = []
+
+    idle_seconds = 2 if quick else 4
+    log("vpn: CPU of both tunnel processes while idle, %d s", idle_seconds)
+    idle = Figure("VPN", "CPU while idle, both processes (%d s, no traffic)" % idle_seconds, "% of a core", LOWER,
+                  reference_name="OpenVPN 2.6")
+    procs = {s: p for s, p in ((TOMATO, vpn.tomato_procs), (OPENVPN, vpn.openvpn_procs)) if vpn.check_alive(s)}
+    before = {s: sum(cpu_seconds(p.pid) for p in ps) for s, ps in procs.items()}
+    time.sleep(idle_seconds)
+    usage = {s: (sum(cpu_seconds(p.pid) for p in ps) - before[s]) * 100 / idle_seconds for s, ps in procs.items()}
+    idle.tomato, idle.reference = usage.get(TOMATO), usage.get(OPENVPN)
+    idle.tomato_na = "" if idle.tomato is not None else _reason(vpn, {}, TOMATO)
+    idle.reference_na = "" if idle.reference is not None else _reason(vpn, {}, OPENVPN)
+    idle.note = "user+sys CPU time / wall time (clock ticks of %d ms); tomato's keep-warm timer shows here" % (
+        1000 // CLOCK_TICKS)
+    figures.append(idle)
 
     def figure(name, unit, better, values, errors, note_fmt=None):
         fig = Figure("VPN", name, unit, better, reference_name="OpenVPN 2.6")
