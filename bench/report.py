@@ -131,7 +131,8 @@ SETUPS = [
     "`vpn -la :5000 -lp pwd1 -pa 10.9.0.2:5000 -pp pwd2 -I tun0` and its mirror. OpenVPN 2.6 in userspace "
     "on tun1: p2p, `data-ciphers AES-256-GCM`, TLS with self-signed EC certificates made by openssl at run "
     "time and `peer-fingerprint`, `disable-dco`, `tun-mtu 1400`, `sndbuf`/`rcvbuf` 4 MiB. Both tunnels "
-    "run side by side for the whole section. Idle CPU: both processes of a tunnel, a few seconds without traffic. TCP: `iperf3 -c` single stream; RTT: `ping -i 0.2`; "
+    "run side by side for the whole section. Idle CPU: both processes of a tunnel, a few seconds "
+    "without traffic. TCP: `iperf3 -c` single stream; RTT: `ping -i 0.2`; "
     "UDP: `iperf3 -u -l 64 -b 0` (received packets/s). CPU per packet: user+system time of each tunnel "
     "process during the TCP run / packets through its tun (data and ACKs).",
     "- **Proxy**: one namespace, everything on its loopback. nginx (1 worker, own temp prefix) serves "
