@@ -1,17 +1,21 @@
-"""The running link: UDP socket, the two packet greenlets, housekeeping, shutdown.
+"""The running link: UDP socket, the packet greenlet, housekeeping, shutdown.
 
-Flow (one greenlet each, listed in flow order):
-  _tun_to_udp   wake on a readable tun, drain it (bounded batch), seal each packet
-                straight into a send buffer, send the batch: one sendmsg with
-                UDP_SEGMENT (GSO) per run of equal-size datagrams, or one sendto each
-  _udp_to_tun   wake on a readable socket, drain it: recvmsg_into with UDP_GRO (the
-                kernel hands over several datagrams at once, split by the gso_size
-                control message) or recvfrom_into; Receiver.open_into each datagram
-                (auth, -pvt, replay, session), learn the address (dynamic mode),
-                write the payload to the tun -- with offloads, through TcpCoalescer,
-                which writes consecutive TCP segments as one GSO packet (IFF_VNET_HDR)
+Flow (one greenlet each):
+  _forward      moves packets both ways, draining whichever fd is readable:
+    drain_tun   read the tun until EAGAIN (bounded batch), seal each packet straight
+                into a send buffer, send the batch: one sendmsg with UDP_SEGMENT
+                (GSO) per run of equal-size datagrams, or one sendto each
+    drain_udp   receive until EAGAIN: recvmsg_into with UDP_GRO (the kernel hands
+                over several datagrams at once, split by the gso_size control
+                message) or recvfrom_into; Receiver.open_into each datagram (auth,
+                -pvt, replay, session), learn the address (dynamic mode), write the
+                payload to the tun -- with offloads, through TcpCoalescer, which
+                writes consecutive TCP segments as one GSO packet (IFF_VNET_HDR) --
+                then drain_tun at once: the answer to what was written is often there
+    It waits in the gevent hub while the link is idle and in a native epoll_wait
+    (at most WARM_INTERVAL_SECONDS, warming the path on each timeout) while packets
+    flow: see _forward for why.
   _housekeeping once a second: forget a stale dynamic address, send keepalives
-  _keep_warm    while packets flow, seal and open a dummy packet every 2 ms (latency)
 Each datagram on the wire is still exactly one sealed packet: offloads change the
 number of system calls, not the protocol. They are used when the kernel accepts
 them (probed at start; TOMATO_VPN_OFFLOAD=0 turns them off), with a plain
@@ -33,6 +37,8 @@ import time
 import gevent
 from gevent import get_hub
 from gevent.event import Event
+from gevent.hub import Waiter
+from gevent.monkey import get_original
 
 from ..errors import BadPacket, TomatoError
 from .coalesce import VNET_HDR_SIZE, TcpCoalescer
@@ -46,7 +52,7 @@ DRAIN_BATCH = 64                        # packets per wakeup before yielding to 
 HOUSEKEEPING_SECONDS = 1.0
 WARN_INTERVAL_SECONDS = 10.0
 KEEPALIVE_SECONDS = 25.0                # below common NAT UDP timeouts (30 s)
-WARM_INTERVAL_SECONDS = 0.002           # see _keep_warm
+WARM_INTERVAL_SECONDS = 0.002           # see _forward
 WARM_AFTER_TRAFFIC_SECONDS = 2.0
 
 # Linux UDP offloads (include/uapi/linux/udp.h); Python's socket module lacks the names.
@@ -61,7 +67,9 @@ _GSO_SIZE = struct.Struct("=H")
 _GRO_SIZE = struct.Struct("=i")
 _GSO_FATAL_ERRNOS = (errno.EIO, errno.ENOPROTOOPT, errno.EOPNOTSUPP)   # the device/kernel cannot: stop using it
 
-_READ, _WRITE = 1, 2
+_READ, _WRITE = 1, 2                    # libev io watcher events
+_EPOLLIN = 1
+_UDP_READY, _TUN_READY = 1, 2
 
 
 def open_udp_socket(address):
@@ -134,6 +142,7 @@ class Link:
         loop = get_hub().loop
         self._sock_read = loop.io(sock.fileno(), _READ)
         self._sock_write = loop.io(sock.fileno(), _WRITE)
+        self._tun_read = loop.io(tun.fd, _READ)
 
     def _new_sealer(self, after=None):
         random16 = int.from_bytes(os.urandom(2), "big")
@@ -144,7 +153,7 @@ class Link:
     def serve_forever(self):
         """Run until stop() or a fatal device error (raised as TomatoError)."""
         log.debug("UDP offloads: GSO %s, GRO %s", "on" if self.gso else "off", "on" if self.gro else "off")
-        for loop in (self._tun_to_udp, self._udp_to_tun, self._housekeeping, self._keep_warm):
+        for loop in (self._forward, self._housekeeping):
             g = gevent.spawn(loop)
             g.link_exception(self._crashed)
             self._greenlets.append(g)
@@ -152,8 +161,8 @@ class Link:
             self._stopped.wait()
         finally:
             gevent.killall(self._greenlets)
-            self._sock_read.close()
-            self._sock_write.close()
+            for watcher in (self._sock_read, self._sock_write, self._tun_read):
+                watcher.close()
         if self._error is not None:
             raise self._error
 
@@ -235,7 +244,73 @@ class Link:
         self._send(memoryview(out)[:size], address)
 
     # -- the loops ------------------------------------------------------------------
-    def _tun_to_udp(self):
+    def _forward(self):
+        """Move packets both ways; the only greenlet that touches the tun and the data buffers.
+
+        Idle (no packet for WARM_AFTER_TRAFFIC_SECONDS), it waits in the gevent hub like
+        any greenlet and costs nothing. While packets flow it waits instead in a native
+        epoll on the two fds, at most WARM_INTERVAL_SECONDS at a time, and lets the hub
+        run between waits (timers, signals, the housekeeping greenlet). Why: each packet
+        that arrives after a wait wakes the process, and the wakeup is what a ping
+        pays for -- through the hub (libev callback, greenlet switch) it cost here
+        ~20-40 us more than returning from epoll_wait straight into this loop, and a
+        process that sleeps for long stretches wakes slower still (cold caches, idle
+        CPU). On a timeout the path is warmed by sealing and opening a dummy packet.
+        """
+        drain_tun = self._tun_drainer()
+        drain_udp, warm = self._udp_drainer(drain_tun), self._warmer()
+        sock_fd, tun_fd = self.sock.fileno(), self.tun.fd
+        epoll = get_original("select", "epoll")()      # gevent's monkey patching hides it
+        epoll.register(sock_fd, _EPOLLIN)
+        epoll.register(tun_fd, _EPOLLIN)
+        poll, mono, sleep = epoll.poll, time.monotonic, gevent.sleep
+        udp_ready = tun_ready = True            # drain whatever arrived before the start
+        busy_until = hub_due = 0.0
+        try:
+            while True:
+                if udp_ready:
+                    udp_ready = not drain_udp()     # drained to EAGAIN: wait for the next
+                if tun_ready:
+                    tun_ready = not drain_tun()
+                now = mono()
+                if udp_ready or tun_ready or now >= hub_due:
+                    sleep(0)                        # full batches, or the hub's turn: let it run
+                    hub_due = now + WARM_INTERVAL_SECONDS
+                    continue
+                if now >= busy_until:
+                    ready = self._wait_idle()
+                    udp_ready, tun_ready = ready == _UDP_READY, ready == _TUN_READY
+                    busy_until = mono() + WARM_AFTER_TRAFFIC_SECONDS
+                    continue
+                events = poll(WARM_INTERVAL_SECONDS)    # blocks the whole process: bounded
+                if not events:
+                    warm()
+                    hub_due = 0.0
+                    continue
+                busy_until = now + WARM_AFTER_TRAFFIC_SECONDS
+                for fd, _ in events:
+                    if fd == sock_fd:
+                        udp_ready = True
+                    else:
+                        tun_ready = True
+        finally:
+            epoll.close()
+
+    def _wait_idle(self):
+        """Wait in the hub until the socket or the tun is readable; returns which one."""
+        waiter = Waiter()
+        self._sock_read.start(waiter.switch, _UDP_READY)
+        self._tun_read.start(waiter.switch, _TUN_READY)
+        try:
+            return waiter.get()
+        finally:
+            self._sock_read.stop()
+            self._tun_read.stop()
+
+    def _tun_drainer(self):
+        """drain_tun(): read the tun until EAGAIN or DRAIN_BATCH packets, seal them into one
+        batch buffer and send it; True when the tun was drained. Waits only for room in
+        the socket buffer."""
         tun_fd = self.tun.fd
         plain = bytearray(MAX_DATAGRAM_SIZE)        # [timestamp slot][IP packet read from the tun]
         plain_view = memoryview(plain)
@@ -250,7 +325,8 @@ class Link:
         batch_view = memoryview(batch)
         readv, wall = os.readv, time.time
         endpoint, drops = self.endpoint, self.drops
-        while True:
+
+        def drain_tun():
             address = endpoint.address
             seal_into = self.sealer.seal_into       # looked up per batch: a new session replaces it
             now_ms = int(wall() * 1000)
@@ -289,12 +365,14 @@ class Link:
                     size = count = 0
             if count:
                 self._send_batch(batch_view, size, segment, count, address)
-            if drained:
-                self.tun.wait_readable()
-            else:
-                gevent.sleep(0)             # a full batch: let the other direction run
+            return drained
 
-    def _udp_to_tun(self):
+        return drain_tun
+
+    def _udp_drainer(self, drain_tun):
+        """drain_udp(): receive until EAGAIN or DRAIN_BATCH receives, open each datagram and
+        write its payload to the tun; True when the socket was drained. Then forwards
+        what the tun already holds: see the end of drain_udp."""
         tun_fd = self.tun.fd
         buf = bytearray(GRO_BUFFER_BYTES)
         view = memoryview(buf)
@@ -307,7 +385,8 @@ class Link:
         payload_start = TIMESTAMP_SIZE
         coalescer = self._coalescer = TcpCoalescer(self._write_frame) if self.tun.vnet_hdr else None
         dynamic = endpoint.dynamic
-        while True:
+
+        def drain_udp():
             drained = False
             accepted = 0
             for _ in range(DRAIN_BATCH):
@@ -369,10 +448,14 @@ class Link:
             self.received += accepted
             if coalescer is not None:
                 coalescer.flush()
-            if drained:
-                get_hub().wait(self._sock_read)
-            else:
-                gevent.sleep(0)
+            if accepted:
+                # What was just written to the tun is often answered at once: the kernel
+                # runs the local receiver (ping, a TCP ACK) inside the write, so the
+                # answer already waits in the tun. Sending it now saves a wakeup.
+                drain_tun()
+            return drained
+
+        return drain_udp
 
     def _write_frame(self, vnet_header, packet):
         """Write one frame (virtio_net_hdr + packet) to a tun opened with IFF_VNET_HDR."""
@@ -407,39 +490,28 @@ class Link:
                 last_counter = self.sealer.counter
                 idle_since = now
 
-    def _keep_warm(self):
-        """Keep the per-packet path hot while the link carries traffic.
-
-        Why: a packet arriving after a millisecond or more of idleness finds the
-        interpreter's and OpenSSL's code and data evicted from the caches, and the
-        ~25 Python and C steps of seal/open then cost several times their warm
-        price. Sealing and opening a throwaway packet (own key, own counters: the
-        real sessions are untouched) every WARM_INTERVAL_SECONDS took 0.1-0.2 ms
-        off the ping round trip here (about 0.75 -> 0.6 ms; bare veth: 0.05 ms). An idle link stops it
-        after WARM_AFTER_TRAFFIC_SECONDS and only looks once a second, so an idle
-        tunnel costs no extra wakeups to speak of.
-        """
+    def _warmer(self):
+        """warm(): seal and open a throwaway packet (own key, own counters: the real
+        sessions are untouched). Why: a packet arriving after a millisecond or more
+        of idleness finds the interpreter's and OpenSSL's code and data evicted from
+        the caches, and the ~25 Python and C steps of seal/open then cost several
+        times their warm price."""
         from .session import Receiver
 
         key = bytes(32)
-        sealer = new_sealer(key, int(time.time() * 1000), 0, **self._backend_kw)
-        receiver = Receiver(key, 3600.0, **self._backend_kw)
+        backend_kw = self._backend_kw
+        sealer = new_sealer(key, int(time.time() * 1000), 0, **backend_kw)
+        receiver = Receiver(key, 3600.0, **backend_kw)
         plain = bytearray(TIMESTAMP_SIZE + 64)
         sealed = memoryview(bytearray(len(plain) + HEADER_SIZE + TAG_SIZE))
         opened = bytearray(len(plain))
-        wall, mono, sleep = time.time, time.monotonic, gevent.sleep
-        last_seen = (self.sealer.counter, self.received)
-        last_traffic = -WARM_AFTER_TRAFFIC_SECONDS
-        while True:
-            now = mono()
-            seen = (self.sealer.counter, self.received)
-            if seen != last_seen:
-                last_seen, last_traffic = seen, now
-            if now - last_traffic > WARM_AFTER_TRAFFIC_SECONDS:
-                sleep(HOUSEKEEPING_SECONDS)
-                continue
-            sleep(WARM_INTERVAL_SECONDS)
+        wall, mono = time.time, time.monotonic
+
+        def warm():
+            nonlocal sealer
             if sealer.counter >= sealer.limit - 1:
-                sealer = new_sealer(key, int(wall() * 1000), 0, after=sealer.session_id, **self._backend_kw)
+                sealer = new_sealer(key, int(wall() * 1000), 0, after=sealer.session_id, **backend_kw)
             size = sealer.seal_into(sealed, plain, int(wall() * 1000))
-            receiver.open_into(sealed[:size], opened, int(wall() * 1000), now)
+            receiver.open_into(sealed[:size], opened, int(wall() * 1000), mono())
+
+        return warm
