@@ -114,7 +114,8 @@ class TcpCoalescer:
             mergeable = (flags | TCP_PSH == _MERGEABLE_FLAGS and payload_length + ip_size == size
                          and payload > 0 and header_size >= ip_size + 20)
         if not mergeable or size > self._max_packet:
-            self.flush()
+            if self._size:
+                self.flush()
             self._emit(PLAIN_VNET_HDR, packet)
             return
         options_start = ip_size + 20

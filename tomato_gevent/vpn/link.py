@@ -325,14 +325,18 @@ class Link:
         batch_view = memoryview(batch)
         readv, wall = os.readv, time.time
         endpoint, drops = self.endpoint, self.drops
+        trickle = True          # the last drain read at most one packet
 
         def drain_tun():
+            nonlocal trickle
             address = endpoint.address
             seal_into = self.sealer.seal_into       # looked up per batch: a new session replaces it
             now_ms = int(wall() * 1000)
             size = count = segment = 0
             drained = False
-            for _ in range(DRAIN_BATCH):
+            first = trickle
+            reads = 0
+            for reads in range(DRAIN_BATCH):
                 try:
                     n = readv(tun_fd, read_into)
                 except BlockingIOError:
@@ -358,6 +362,13 @@ class Link:
                     seal_into(batch_view[size:], plain_view[:TIMESTAMP_SIZE + n], now_ms)
                 except CounterExhausted:
                     self._seal_into(batch_view[size:], plain_view[:TIMESTAMP_SIZE + n], now_ms)
+                if first:
+                    # While packets come one at a time (ping, keystrokes), the first goes
+                    # out at once, before the read that finds out whether more are queued.
+                    # Bulk traffic (the last drain read more) is batched from the first.
+                    first = False
+                    self._send(batch_view[:sealed], address)
+                    continue
                 size += sealed
                 count += 1
                 if sealed < segment:        # a shorter datagram can only end a GSO batch
@@ -365,6 +376,7 @@ class Link:
                     size = count = 0
             if count:
                 self._send_batch(batch_view, size, segment, count, address)
+            trickle = reads <= 1           # reads counts the packets before EAGAIN
             return drained
 
         return drain_tun
@@ -384,14 +396,14 @@ class Link:
         debug = log.isEnabledFor(logging.DEBUG)
         payload_start = TIMESTAMP_SIZE
         coalescer = self._coalescer = TcpCoalescer(self._write_frame) if self.tun.vnet_hdr else None
-        dynamic = endpoint.dynamic
+        dynamic, gro = endpoint.dynamic, self.gro
 
         def drain_udp():
             drained = False
             accepted = 0
             for _ in range(DRAIN_BATCH):
                 try:
-                    if self.gro:
+                    if gro:
                         total, ancdata, flags, address = sock.recvmsg_into(bufs, _GRO_CMSG_SPACE)
                         if flags & _socket.MSG_TRUNC:
                             drops["truncated"] += 1
@@ -418,7 +430,8 @@ class Link:
                 received = view[:total]
                 for offset in range(0, total or 1, segment):
                     datagram = received[offset:offset + segment]      # the last one may be shorter
-                    session_before = receiver.session_id
+                    if debug:
+                        session_before = receiver.session_id
                     try:
                         n = receiver.open_into(datagram, plain_view, now_ms, now_mono)
                     except BadPacket as e:
@@ -428,7 +441,7 @@ class Link:
                                       format_address(address), e.reason)
                         continue
                     accepted += 1
-                    if receiver.session_id != session_before:
+                    if debug and receiver.session_id != session_before:
                         log.debug("peer session %016x accepted (from %s)", receiver.session_id,
                                   format_address(address))
                     if dynamic and endpoint.learn(address, now_mono):
