@@ -255,7 +255,9 @@ class Link:
         pays for -- through the hub (libev callback, greenlet switch) it cost here
         ~20-40 us more than returning from epoll_wait straight into this loop, and a
         process that sleeps for long stretches wakes slower still (cold caches, idle
-        CPU). On a timeout the path is warmed by sealing and opening a dummy packet.
+        CPU). On a timeout the path is warmed: a dummy packet is sealed and opened, and
+        both drains run (each finds its fd empty), so their code is still in the caches
+        when the next packet comes.
         """
         drain_tun = self._tun_drainer()
         drain_udp, warm = self._udp_drainer(drain_tun), self._warmer()
@@ -286,6 +288,7 @@ class Link:
                 if not events:
                     warm()
                     hub_due = 0.0
+                    udp_ready = tun_ready = True    # run the drains' code too: keeps it warm
                     continue
                 busy_until = now + WARM_AFTER_TRAFFIC_SECONDS
                 for fd, _ in events:
