@@ -34,7 +34,7 @@ def _package_version(name):
 def machine_info(command, started, finished, args):
     commit = _first_line(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"])
     dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
-                           capture_output=True, text=True).stdout.strip()
+                           capture_output=True, text=True).stdout.rstrip()
     cpu = "unknown"
     try:
         cpu = re.search(r"^model name\s*:\s*(.+)$", open("/proc/cpuinfo").read(), re.M).group(1)
@@ -47,7 +47,9 @@ def machine_info(command, started, finished, args):
         "quick": args.quick,
         "rounds": args.rounds,
         "sections": args.sections,
-        "commit": commit + (" (with uncommitted changes)" if dirty else ""),
+        "commit": commit + (" with uncommitted changes to %s" % ", ".join(
+            line[3:] for line in dirty.splitlines()[:4]) + (", ..." if len(dirty.splitlines()) > 4 else "")
+            if dirty else ""),
         "machine": "%s, %d cores, Linux %s, Python %s" % (cpu, os.cpu_count(), platform.release(),
                                                           platform.python_version()),
         "tools": {
