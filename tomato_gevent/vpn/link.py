@@ -54,6 +54,7 @@ WARN_INTERVAL_SECONDS = 10.0
 KEEPALIVE_SECONDS = 25.0                # below common NAT UDP timeouts (30 s)
 WARM_INTERVAL_SECONDS = 0.002           # see _forward
 WARM_AFTER_TRAFFIC_SECONDS = 2.0
+HUB_INTERVAL_SECONDS = 0.01             # while traffic flows, other greenlets wait at most this
 
 # Linux UDP offloads (include/uapi/linux/udp.h); Python's socket module lacks the names.
 SOL_UDP = 17
@@ -277,7 +278,7 @@ class Link:
                 now = mono()
                 if udp_ready or tun_ready or now >= hub_due:
                     sleep(0)                        # full batches, or the hub's turn: let it run
-                    hub_due = now + WARM_INTERVAL_SECONDS
+                    hub_due = now + HUB_INTERVAL_SECONDS
                     continue
                 if now >= busy_until:
                     ready = self._wait_idle()
@@ -287,7 +288,6 @@ class Link:
                 events = poll(WARM_INTERVAL_SECONDS)    # blocks the whole process: bounded
                 if not events:
                     warm()
-                    hub_due = 0.0
                     udp_ready = tun_ready = True    # run the drains' code too: keeps it warm
                     continue
                 busy_until = now + WARM_AFTER_TRAFFIC_SECONDS
