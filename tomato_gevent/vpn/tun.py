@@ -9,7 +9,7 @@ TunDevice(name, addr=None, mtu=None) is a context manager:
     configured with --addr/--mtu and set up.
 With vnet_hdr=True (UDP offloads on) the device is opened with IFF_VNET_HDR so that
 merged TCP packets can be written (coalesce.py); the flag is reset on exit.
-The link never blocks the hub on the fd: EAGAIN waits on one io watcher.
+The fd is non-blocking; link.py decides how to wait for it (hub watcher or epoll).
 """
 import errno
 import fcntl
@@ -65,7 +65,6 @@ class TunDevice:
         self._dev = None
         self.fd = None
         self._undo = []             # callables restoring a pre-created device, newest last
-        self._read_watcher = self._write_watcher = None
 
     # -- lifecycle ----------------------------------------------------------------
     def open(self):
@@ -141,9 +140,6 @@ class TunDevice:
                 except Exception as e:      # restoring is best effort, closing must go on
                     log.warning("could not restore %s: %s", self.name, e)
         self._undo.clear()
-        for watcher in (self._read_watcher, self._write_watcher):
-            if watcher is not None:
-                watcher.close()
         self._dev.close()
         self._dev = None
         self.fd = None
@@ -169,25 +165,3 @@ class TunDevice:
 
     def __exit__(self, *exc):
         self.close()
-
-    # -- I/O ------------------------------------------------------------------------
-    def _watchers(self):
-        from gevent import get_hub
-
-        loop = get_hub().loop
-        self._read_watcher = loop.io(self.fd, 1)
-        self._write_watcher = loop.io(self.fd, 2)
-
-    def wait_readable(self):
-        from gevent import get_hub
-
-        if self._read_watcher is None:
-            self._watchers()
-        get_hub().wait(self._read_watcher)
-
-    def wait_writable(self):
-        from gevent import get_hub
-
-        if self._write_watcher is None:
-            self._watchers()
-        get_hub().wait(self._write_watcher)
