@@ -26,6 +26,12 @@ trap 'exit 130' INT TERM
 step() { printf '\n== %s\n' "$*"; }
 inA() { ip netns exec "$A" "$@"; }
 inB() { ip netns exec "$B" "$@"; }
+wait_listening() {   # NS PORT: until a TCP server listens there (at most 5 s)
+    for _ in $(seq 50); do
+        [ -n "$(ip netns exec "$1" ss -Hltn "sport = :$2")" ] && return 0
+        sleep 0.1
+    done
+}
 bg() { local ns=$1 log=$2; shift 2; ip netns exec "$ns" "$@" >"$WORK/$log" 2>&1 & PIDS+=($!); }
 
 step "two hosts: $A (192.168.8.130) and $B (192.168.8.131), joined by a veth"
@@ -62,7 +68,7 @@ inA "$PYTHON" bin/ping -a 10.0.1.2 -c 3 -i 0.2 || true
 
 step "a TCP transfer through the tunnel: iperf3 for 3 seconds, B -> A"
 bg "$A" iperf-server.log iperf3 -s -1 -B 10.0.1.1
-sleep 0.5
+wait_listening "$A" 5201
 inB iperf3 -c 10.0.1.1 -t 3 -f m | grep -E 'sender|receiver'
 
 step "what the tunnel says (vpn -v on A)"
@@ -85,7 +91,7 @@ if [ -f tomato_gevent/proxy/server.py ]; then
     bg "$A" proxy-a.log "$PYTHON" bin/proxy -a 127.0.0.1:1080 -f 10.0.1.2:1080 -r "$WORK/rules.txt" -v
     echo "B: proxy -a 10.0.1.2:1080 -v"
     bg "$B" proxy-b.log "$PYTHON" bin/proxy -a 10.0.1.2:1080 -v
-    sleep 1.5
+    wait_listening "$A" 1080; wait_listening "$B" 1080; wait_listening "$A" 8080; wait_listening "$B" 8080
     export ALL_PROXY=http://127.0.0.1:1080
     step "curl http://site-a.test:8080/   (rule: direct)"
     inA curl -sS -x http://127.0.0.1:1080 http://site-a.test:8080/
