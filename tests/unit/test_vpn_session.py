@@ -179,3 +179,23 @@ def test_endpoint_fixed_never_changes():
     assert not endpoint.learn(("10.6.6.6", 1), 1.0)
     assert not endpoint.expire(1e9)
     assert endpoint.address == ("10.9.0.2", 5000)
+
+
+def test_forged_new_sessions_are_rate_limited_and_a_real_one_still_gets_through():
+    """Only a candidate session costs a key derivation; a flood of them is bounded."""
+    from tomato_gevent.vpn.session import NEW_SESSION_KEYS_PER_SECOND
+    me = Me()
+    burst = int(NEW_SESSION_KEYS_PER_SECOND)
+    forged = [Peer(start_ms=T0 + 1 + i, key=OTHER_KEY, random16=i).packet() for i in range(burst + 5)]
+    reasons = []
+    for datagram in forged:
+        with pytest.raises(BadPacket) as info:
+            me.open(datagram, now_mono=100.0)
+        reasons.append(info.value.reason)
+    assert reasons[:burst] == ["authentication failed"] * burst
+    assert reasons[burst:] == ["too many new sessions"] * 5
+    real = Peer(start_ms=T0 + 1000, random16=7)
+    me.refuses(real.packet(b"up", timestamp=T0 + 1000), "too many new sessions", now_ms=T0 + 1000, now_mono=100.0)
+    # A tenth of a second later the bucket has refilled enough for the real peer.
+    assert me.open(real.packet(b"up", timestamp=T0 + 1100), now_ms=T0 + 1100, now_mono=100.1) == b"up"
+    assert me.receiver.session_id == real.session_id

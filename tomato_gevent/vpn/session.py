@@ -18,6 +18,13 @@ Receiving (Receiver.open_into), in this order -- authenticate before you remembe
      recovers). Safe: any packet of a superseded session was sent before the
      current session's last accepted packet, > 2*pvt ago, so its timestamp fails
      the -pvt check whenever the clocks agree within -pvt.
+  5. cost bound: deriving a candidate session's key (HKDF) is the one step an
+     unauthenticated datagram can trigger that is not cheap, so at most
+     NEW_SESSION_KEYS_PER_SECOND derivations per second are made (token bucket,
+     that many in a burst); beyond it, candidates are refused until the bucket
+     refills. A flood of forged "newer" session ids then costs a header check
+     each, and a real restart still gets through once the flood pauses or the
+     peer's next packet finds a token.
 Every refusal is BadPacket(reason) and leaves the state unchanged.
 
 PeerEndpoint: where to send. Fixed (-pa) or learned (-d) from packets that
@@ -35,6 +42,7 @@ _U64 = struct.Struct(">Q")
 _NONCE = struct.Struct(">4xQ")
 
 FORGET_SESSION_PVT_FACTOR = 2   # escape hatch after 2 * pvt of silence (see docstring)
+NEW_SESSION_KEYS_PER_SECOND = 50.0  # HKDF derivations for candidate sessions (see docstring)
 
 
 def new_sealer(password_key, now_ms, random16, backend=DEFAULT_BACKEND, after=None, limit=None):
@@ -59,6 +67,8 @@ class Receiver:
         self._window = None
         self._last_accept = None        # monotonic seconds of the last accepted packet
         self._candidate = None          # (session_id, Opener): saves the HKDF for repeats
+        self._key_tokens = NEW_SESSION_KEYS_PER_SECOND   # token bucket for candidate derivations
+        self._key_tokens_at = None      # monotonic seconds of the last refill
 
     def open_into(self, datagram, out, now_ms, now_mono):
         """Open one datagram into out (timestamp + payload); returns the payload length.
@@ -98,6 +108,7 @@ class Receiver:
             raise BadPacket("not a newer session")
         candidate = self._candidate
         if candidate is None or candidate[0] != session_id:
+            self._take_key_token(now_mono)
             opener = Opener(derive_session_key(self._password_key, session_id), session_id, self._backend)
             self._candidate = candidate = (session_id, opener)
         timestamp_ms = candidate[1].open_into(datagram, out, counter)
@@ -113,6 +124,17 @@ class Receiver:
         self._candidate = None
         self._last_accept = now_mono
         return len(datagram) - OVERHEAD
+
+
+    def _take_key_token(self, now_mono):
+        if self._key_tokens_at is not None:
+            elapsed = max(0.0, now_mono - self._key_tokens_at)
+            self._key_tokens = min(NEW_SESSION_KEYS_PER_SECOND,
+                                   self._key_tokens + elapsed * NEW_SESSION_KEYS_PER_SECOND)
+        self._key_tokens_at = now_mono
+        if self._key_tokens < 1.0:
+            raise BadPacket("too many new sessions")
+        self._key_tokens -= 1.0
 
 
 class PeerEndpoint:
