@@ -134,9 +134,11 @@ SETUPS = [
     "on tun1: p2p, `data-ciphers AES-256-GCM`, TLS with self-signed EC certificates made by openssl at run "
     "time and `peer-fingerprint`, `disable-dco`, `tun-mtu 1400`, `sndbuf`/`rcvbuf` 4 MiB. Both tunnels "
     "run side by side for the whole section. Idle CPU: both processes of a tunnel, a few seconds "
-    "without traffic. TCP: `iperf3 -c` single stream; RTT: `ping -i 0.2`; "
-    "UDP: `iperf3 -u -l 64 -b 0` (received packets/s). CPU per packet: user+system time of each tunnel "
-    "process during the TCP run / packets through its tun (data and ACKs).",
+    "without traffic (after tomato's 2 s keep-warm window), and during the ping rounds. "
+    "TCP: `iperf3 -c` single stream; RTT: `ping -i 0.2`; "
+    "UDP: `iperf3 -u -l 64 -b 0` (received packets/s). CPU per packet: CPU time of each tunnel "
+    "process during the TCP run / (TCP payload / MSS), ACKs included; CPU times come from the "
+    "scheduler's nanosecond counters (/proc/PID/task/*/schedstat).",
     "- **Proxy**: one namespace, everything on its loopback. nginx (1 worker, own temp prefix) serves "
     "/1k and a 100 MB file; tinyproxy with its own config (MaxClients 2000, LogLevel Error); "
     "`bin/proxy -a 127.0.0.1:1080 -d direct`. `wrk -t1 -c50` with a Lua script making the request line "
