@@ -101,6 +101,35 @@ def run_json(argv, timeout):
     raise Unavailable("%s printed no JSON object" % Path(argv[1]).name)
 
 
+def run_rounds(lab, systems, rounds, measure):
+    """{system: [value or None per round]}, alternating the order round by round; last error per system.
+
+    lab has check_alive(system) and up {system: True or why not}; a failed measurement is a
+    None round and its reason is kept for the table's n/a.
+    """
+    values = {s: [] for s in systems}
+    errors = {}
+    for i in range(rounds):
+        for system in (systems if i % 2 == 0 else list(reversed(systems))):
+            if not lab.check_alive(system):
+                continue
+            try:
+                values[system].append(measure(system))
+            except (Unavailable, subprocess.SubprocessError, OSError, KeyError, ValueError) as exc:
+                values[system].append(None)
+                errors[system] = str(exc)
+                log("  %s: %s", system, exc)
+    return values, errors
+
+
+def na_reason(lab, errors, system):
+    """Why a system has no figure: it never came up, or its last measurement failed ("" if neither)."""
+    up = lab.up.get(system)
+    if up is not True:
+        return up or "n/a: not started"
+    return "n/a: %s" % errors[system] if system in errors else ""
+
+
 class BenchLab(Lab):
     """tests/netns Lab plus: temp dir removed on close, process RSS, simple waits."""
 

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from benchlib import (HIGHER, LOWER, BenchLab, Figure, Unavailable, best, log, log_tail,  # noqa: F401
-                      process_tree_rss_kib, tool_argv)
+                      na_reason, process_tree_rss_kib, tool_argv, run_rounds)
 
 HERE = Path(__file__).resolve().parent
 ORIGIN_PORT, TINYPROXY_PORT, TOMATO_PORT = 8080, 8888, 1080
@@ -219,35 +219,12 @@ class ProxyLab:
         return len(out.strip().splitlines())
 
 
-def _rounds(plab, systems, rounds, measure):
-    values = {s: [] for s in systems}
-    errors = {}
-    for i in range(rounds):
-        for system in (systems if i % 2 == 0 else list(reversed(systems))):
-            if not plab.check_alive(system):
-                continue
-            try:
-                values[system].append(measure(system))
-            except (Unavailable, subprocess.SubprocessError, OSError, ValueError) as exc:
-                values[system].append(None)
-                errors[system] = str(exc)
-                log("  %s: %s", system, exc)
-    return values, errors
-
-
-def _reason(plab, errors, system):
-    up = plab.up.get(system)
-    if up is not True:
-        return up or "n/a: not started"
-    return "n/a: %s" % errors[system] if system in errors else ""
-
-
 def _figure(plab, name, unit, better, values, errors, origin_fmt=None):
     fig = Figure("Proxy", name, unit, better, reference_name="tinyproxy 1.11")
     fig.tomato_rounds, fig.reference_rounds = values.get(TOMATO, []), values.get(TINYPROXY, [])
     fig.tomato, fig.reference = best(fig.tomato_rounds, better), best(fig.reference_rounds, better)
-    fig.tomato_na = "" if fig.tomato is not None else _reason(plab, errors, TOMATO)
-    fig.reference_na = "" if fig.reference is not None else _reason(plab, errors, TINYPROXY)
+    fig.tomato_na = "" if fig.tomato is not None else na_reason(plab, errors, TOMATO)
+    fig.reference_na = "" if fig.reference is not None else na_reason(plab, errors, TINYPROXY)
     origin = best(values.get(ORIGIN, []), better)
     if origin_fmt and origin is not None:
         fig.note = origin_fmt % origin
@@ -304,7 +281,7 @@ def run(lab, quick=False, rounds=None):
         log("  %-22s %10.0f req/s %s", system, rps, ", ".join(errs))
         return rps
 
-    values, errors = _rounds(plab, systems, rounds, measure_wrk)
+    values, errors = run_rounds(plab, systems, rounds, measure_wrk)
     fig = _figure(plab, "HTTP requests/s, absolute URI, 1 KB, %d conns (wrk %d s)" % (WRK_CONNECTIONS, wrk_seconds),
                   "req/s", HIGHER, values, errors, "origin direct: %.0f req/s")
     fig.note = "; ".join(filter(None, [fig.note] + ["%s wrk: %s" % (s, ", ".join(e))
@@ -318,7 +295,7 @@ def run(lab, quick=False, rounds=None):
         log("  %-22s %10.1f MB/s", system, rate)
         return rate
 
-    values, errors = _rounds(plab, systems, rounds, measure_connect)
+    values, errors = run_rounds(plab, systems, rounds, measure_connect)
     figures.append(_figure(plab, "CONNECT bulk download, 100 MB (curl -p)", "MB/s", HIGHER, values, errors,
                            "origin direct: %.0f MB/s"))
     return figures

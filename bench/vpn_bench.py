@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from benchlib import (HIGHER, LOWER, BenchLab, Figure, Unavailable, best, log, log_tail,  # noqa: F401
-                      tool_argv)
+                      na_reason, tool_argv, run_rounds)
 
 VETH_A, VETH_B = "10.9.0.1", "10.9.0.2"
 TOMATO_A, TOMATO_B = "10.0.1.1", "10.0.1.2"
@@ -224,31 +224,6 @@ def write_openvpn_configs(lab, directory):
     return paths
 
 
-def _rounds(vpn, systems, rounds, measure):
-    """{system: [value or None per round]} alternating the order; errors kept per system."""
-    values = {s: [] for s in systems}
-    errors = {}
-    for i in range(rounds):
-        order = systems if i % 2 == 0 else list(reversed(systems))
-        for system in order:
-            if not vpn.check_alive(system):
-                continue
-            try:
-                values[system].append(measure(system))
-            except (Unavailable, subprocess.SubprocessError, KeyError, OSError) as exc:
-                values[system].append(None)
-                errors[system] = str(exc)
-                log("  %s: %s", system, exc)
-    return values, errors
-
-
-def _reason(vpn, errors, system):
-    up = vpn.up.get(system)
-    if up is not True:
-        return up or "n/a: not started"
-    return "n/a: %s" % errors[system] if system in errors else ""
-
-
 def run(lab, quick=False, rounds=None):
     """All VPN figures; returns a list of Figure."""
     tcp_seconds = 3 if quick else 10
@@ -279,8 +254,8 @@ def run(lab, quick=False, rounds=None):
     time.sleep(idle_seconds)
     usage = {s: (sum(cpu_seconds(p.pid) for p in ps) - before[s]) * 100 / idle_seconds for s, ps in procs.items()}
     idle.tomato, idle.reference = usage.get(TOMATO), usage.get(OPENVPN)
-    idle.tomato_na = "" if idle.tomato is not None else _reason(vpn, {}, TOMATO)
-    idle.reference_na = "" if idle.reference is not None else _reason(vpn, {}, OPENVPN)
+    idle.tomato_na = "" if idle.tomato is not None else na_reason(vpn, {}, TOMATO)
+    idle.reference_na = "" if idle.reference is not None else na_reason(vpn, {}, OPENVPN)
     idle.note = ("CPU time / wall time, from %d s after the last packet "
                  "(tomato keeps its path warm for 2 s after traffic)" % IDLE_SETTLE_SECONDS)
     figures.append(idle)
@@ -290,8 +265,8 @@ def run(lab, quick=False, rounds=None):
         fig.tomato_rounds, fig.reference_rounds = values[TOMATO], values[OPENVPN]
         fig.tomato = best(values[TOMATO], better)
         fig.reference = best(values[OPENVPN], better)
-        fig.tomato_na = "" if fig.tomato is not None else _reason(vpn, errors, TOMATO)
-        fig.reference_na = "" if fig.reference is not None else _reason(vpn, errors, OPENVPN)
+        fig.tomato_na = "" if fig.tomato is not None else na_reason(vpn, errors, TOMATO)
+        fig.reference_na = "" if fig.reference is not None else na_reason(vpn, errors, OPENVPN)
         veth = best(values.get(VETH, []), better)
         if note_fmt and veth is not None:
             fig.note = note_fmt % veth
@@ -299,7 +274,7 @@ def run(lab, quick=False, rounds=None):
         return fig
 
     log("vpn: iperf3 TCP single stream, %d s x %d rounds per system", tcp_seconds, rounds)
-    values, errors = _rounds(vpn, systems, rounds, lambda s: _logged(s, "Mbit/s", vpn.tcp_mbit(s, tcp_seconds)))
+    values, errors = run_rounds(vpn, systems, rounds, lambda s: _logged(s, "Mbit/s", vpn.tcp_mbit(s, tcp_seconds)))
     figure("TCP throughput, 1 stream (iperf3 %d s)" % tcp_seconds, "Mbit/s", HIGHER, values, errors,
            "raw veth: %.0f Mbit/s")
 
@@ -309,13 +284,13 @@ def run(lab, quick=False, rounds=None):
         fig.tomato_rounds = [r[index] for r in vpn.cpu_per_packet.get(TOMATO, [])]
         fig.reference_rounds = [r[index] for r in vpn.cpu_per_packet.get(OPENVPN, [])]
         fig.tomato, fig.reference = best(fig.tomato_rounds, LOWER), best(fig.reference_rounds, LOWER)
-        fig.tomato_na = "" if fig.tomato is not None else _reason(vpn, errors, TOMATO)
-        fig.reference_na = "" if fig.reference is not None else _reason(vpn, errors, OPENVPN)
+        fig.tomato_na = "" if fig.tomato is not None else na_reason(vpn, errors, TOMATO)
+        fig.reference_na = "" if fig.reference is not None else na_reason(vpn, errors, OPENVPN)
         fig.note = "process CPU time / (TCP payload / %d-byte MSS); includes the ACKs" % TCP_MSS_BYTES
         figures.append(fig)
 
     log("vpn: ping RTT, %d pings at 0.2 s x %d rounds per system", ping_count, rounds)
-    values, errors = _rounds(vpn, systems, rounds, lambda s: _logged(s, "ms", vpn.ping_avg_ms(s, ping_count)))
+    values, errors = run_rounds(vpn, systems, rounds, lambda s: _logged(s, "ms", vpn.ping_avg_ms(s, ping_count)))
     rtt = figure("ping RTT, average of %d" % ping_count, "ms", LOWER, values, errors, "raw veth: %.3f ms")
     veth_rtt = best(values[VETH], LOWER)
     if veth_rtt is not None:
@@ -338,7 +313,7 @@ def run(lab, quick=False, rounds=None):
         loss.setdefault(system, []).append(lost)
         return _logged(system, "pps (loss %.0f %%)" % lost, pps)
 
-    values, errors = _rounds(vpn, systems, max(1, rounds - 1), measure_udp)
+    values, errors = run_rounds(vpn, systems, max(1, rounds - 1), measure_udp)
     udp = figure("UDP 64-byte packets/s received (iperf3 -u -b 0, %d s)" % udp_seconds, "pkt/s", HIGHER,
                  values, errors, "raw veth: %.0f pkt/s")
     losses = ["%s loss %s %%" % (s, "/".join("%.0f" % x for x in loss[s])) for s in (TOMATO, OPENVPN) if s in loss]

@@ -14,6 +14,7 @@ tool's own pid, and its exit status is real. Processes are killed by pid.
 """
 import itertools
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -157,6 +158,7 @@ class Lab:
                 pass
         for f in self._logs:
             f.close()
+        shutil.rmtree(self.tmpdir, ignore_errors=True)
         for name in reversed(self.namespaces):
             # Anything still running inside (e.g. a child a tool spawned) dies with it.
             pids = subprocess.run(["ip", "netns", "pids", name], capture_output=True, text=True).stdout.split()
