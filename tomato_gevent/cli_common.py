@@ -62,24 +62,26 @@ def hostport_arg(text):
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
-def positive_float(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError("%r is not a number" % text) from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError("%r must be greater than 0" % text)
-    return value
+def number_arg(convert, accept, requirement):
+    """An argparse type= for a number: convert (int or float), then accept(value) or refuse.
+
+    requirement is the one-line refusal, formatted with {text} (as typed) and {value}.
+    """
+    kind = "whole number" if convert is int else "number"
+
+    def parse(text):
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError("%r is not a %s" % (text, kind)) from None
+        if not accept(value):
+            raise argparse.ArgumentTypeError(requirement.format(text=repr(text), value=value))
+        return value
+    return parse
 
 
-def positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError("%r is not a whole number" % text) from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError("%r must be greater than 0" % text)
-    return value
+positive_float = number_arg(float, lambda value: value > 0, "{text} must be greater than 0")
+positive_int = number_arg(int, lambda value: value > 0, "{text} must be greater than 0")
 
 
 def read_secret(value, path, env_name, what):

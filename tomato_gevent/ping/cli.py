@@ -12,7 +12,7 @@ import signal
 
 import gevent
 
-from ..cli_common import positive_float, positive_int, run_cli, setup_logging
+from ..cli_common import number_arg, positive_float, positive_int, run_cli, setup_logging
 from ..errors import ConfigError
 from . import icmp
 from .pinger import MIN_USER_INTERVAL_SECONDS, IcmpSocket, Pinger, resolve
@@ -25,14 +25,8 @@ DEFAULT_TIMEOUT_SECONDS = 10.0  # iputils' default wait for the last reply
 DEFAULT_PAYLOAD_BYTES = 56  # 64 bytes of ICMP, as iputils
 
 
-def payload_size(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError("%r is not a whole number" % text) from None
-    if not 0 <= value <= max(icmp.MAX_PAYLOAD_SIZE.values()):
-        raise argparse.ArgumentTypeError("%r must be 0-%d" % (text, max(icmp.MAX_PAYLOAD_SIZE.values())))
-    return value
+MAX_PAYLOAD_BYTES = max(icmp.MAX_PAYLOAD_SIZE.values())
+payload_size = number_arg(int, lambda value: 0 <= value <= MAX_PAYLOAD_BYTES, "{text} must be 0-%d" % MAX_PAYLOAD_BYTES)
 
 
 def build_parser():

@@ -12,7 +12,7 @@ import signal
 import socket
 import sys
 
-from ..cli_common import hostport_arg, positive_float, read_secret, run_cli, setup_logging
+from ..cli_common import hostport_arg, number_arg, positive_float, read_secret, run_cli, setup_logging
 from ..errors import ConfigError
 
 log = logging.getLogger("vpn")
@@ -43,24 +43,8 @@ def _cidr(text):
     return interface
 
 
-def _mtu(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError("%r is not a whole number" % text) from None
-    if not 68 <= value <= 65535 - 40 - 8 - 40:
-        raise argparse.ArgumentTypeError("MTU %d out of range 68-65447" % value)
-    return value
-
-
-def _seconds_or_zero(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError("%r is not a number" % text) from None
-    if not value >= 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError("%r must be 0 (off) or more seconds" % text)
-    return value
+_mtu = number_arg(int, lambda value: 68 <= value <= 65535 - 40 - 8 - 40, "MTU {value} out of range 68-65447")
+_seconds_or_zero = number_arg(float, lambda value: 0 <= value < float("inf"), "{text} must be 0 (off) or more seconds")
 
 
 def build_parser():
