@@ -36,7 +36,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from tomato_gevent.dlmerge import cli as dlmerge_cli  # noqa: E402
-from tomato_gevent.proxy.rules import load_rule_files  # noqa: E402
+from tomato_gevent.rules import load_rule_files  # noqa: E402
 
 DEFAULT_RULES = REPO / "rules" / "dlc.txt"
 DEFAULT_DATA = REPO.parent / "shared" / "domain-list-community" / "data"

@@ -7,8 +7,6 @@ import sys
 
 from .errors import ConfigError, TomatoError
 
-log = logging.getLogger("tomato")
-
 LOG_FORMAT = "%(asctime)s %(levelname)-8s %(name)s: %(message)s"
 
 
@@ -22,6 +20,14 @@ def setup_logging(verbosity=0):
     handler.setFormatter(logging.Formatter(LOG_FORMAT))
     root.addHandler(handler)
     root.setLevel(level)
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """The argument parser of every tool. Bad arguments: one line on stderr and exit
+    status 2, no usage dump, no traceback."""
+
+    def error(self, message):
+        self.exit(2, "%s: error: %s (see --help)\n" % (self.prog, message))
 
 
 def parse_hostport(text, default_host=""):

@@ -7,7 +7,7 @@ from tomato_gevent.dlmerge import cli
 from tomato_gevent.dlmerge.data import Entry, parse_list, parse_lists, resolve, resolve_many
 from tomato_gevent.dlmerge.merge import direction_of, merge, render
 from tomato_gevent.errors import ConfigError
-from tomato_gevent.proxy.rules import Action, RuleSet, parse_rules
+from tomato_gevent.rules import Action, RuleSet, parse_rules
 
 BLOCK, DIRECT, FORWARD = Action.BLOCK, Action.DIRECT, Action.FORWARD
 FIXTURE = os.path.join(os.path.dirname(__file__), "..", "fixtures", "dlc", "data")

@@ -9,7 +9,7 @@ import pytest
 from tomato_gevent.dlmerge import cli
 from tomato_gevent.dlmerge.data import parse_lists, resolve_many
 from tomato_gevent.dlmerge.merge import PRIORITY, direction_of, merge
-from tomato_gevent.proxy.rules import Action, RuleSet, load_rule_files, parse_rules
+from tomato_gevent.rules import Action, RuleSet, load_rule_files, parse_rules
 
 BLOCK, DIRECT, FORWARD = Action.BLOCK, Action.DIRECT, Action.FORWARD
 REPO = Path(__file__).resolve().parents[2]
@@ -156,7 +156,7 @@ def test_script_errors_are_one_line_exit_2(args, message):
 def test_script_usage_errors_exit_2():
     result = run_dlmerge()
     assert result.returncode == 2
-    assert "usage: dlmerge" in result.stderr and "Traceback" not in result.stderr
+    assert result.stderr.startswith("dlmerge: error:") and "Traceback" not in result.stderr
     result = run_dlmerge("--help")
     assert result.returncode == 0
     assert "--block LIST" in result.stdout

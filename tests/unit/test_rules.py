@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 from tomato_gevent.errors import ConfigError
-from tomato_gevent.proxy.rules import (Action, RuleSet, load_rule_files, normalize_domain, normalize_host,
+from tomato_gevent.rules import (Action, RuleSet, load_rule_files, normalize_domain, normalize_host,
                                        parse_rules)
 
 BLOCK, DIRECT, FORWARD = Action.BLOCK, Action.DIRECT, Action.FORWARD

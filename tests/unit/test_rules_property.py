@@ -2,7 +2,7 @@
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tomato_gevent.proxy.rules import Action, RuleSet, parse_rules
+from tomato_gevent.rules import Action, RuleSet, parse_rules
 
 # A small label alphabet so random rules and hosts overlap a lot.
 LABELS = ["a", "b", "c", "com", "cn", "xn--p1ai", "_x", "a-b", "b1"]

@@ -4,25 +4,24 @@ The I/O edge of the converter: read the data directory, call the pure parser
 (data.py) and merger (merge.py), log their warnings, write the output
 (stdout by default; a file is replaced atomically).
 """
-import argparse
 import logging
 import os
 import sys
 import tempfile
 
-from ..cli_common import run_cli, setup_logging
+from ..cli_common import OneLineParser, run_cli, setup_logging
 from ..errors import ConfigError
-from ..proxy.rules import Action
+from ..rules import Action
 from .data import parse_lists, resolve_many
 from .merge import DEFAULT_BLOCK, DEFAULT_DIRECT, DEFAULT_FORWARD, merge, render
 
-log = logging.getLogger("dlmerge")
+log = logging.getLogger(__name__)
 
 UPSTREAM = "https://github.com/v2fly/domain-list-community"
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="dlmerge",
         description="Convert v2fly domain-list-community data into a rule file for proxy. "
                     "Entries tagged @ads always become block; in a direct list @!cn entries "
@@ -152,4 +151,4 @@ def convert(args):
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(-1 if args.quiet else args.verbose)
-    return run_cli(lambda: convert(args), "dlmerge")
+    return run_cli(lambda: convert(args), __name__)

@@ -33,7 +33,7 @@ the warnings; ``render`` returns the text.
 """
 from typing import Dict, Iterable, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
-from ..proxy.rules import EXACT_PREFIX, Action, normalize_domain
+from ..rules import EXACT_PREFIX, Action, normalize_domain
 from .data import Entry
 
 DEFAULT_BLOCK: Tuple[str, ...] = ()

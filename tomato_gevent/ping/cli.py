@@ -5,14 +5,13 @@ line per reply, loss or ICMP error, and iputils' summary on exit (count reached,
 SIGTERM). Exit status as iputils: 0 when at least one reply came back, 1 when none did,
 2 on errors (bad arguments, unknown host, no permission).
 """
-import argparse
 import logging
 import os
 import signal
 
 import gevent
 
-from ..cli_common import number_arg, positive_float, positive_int, run_cli, setup_logging
+from ..cli_common import OneLineParser, number_arg, positive_float, positive_int, run_cli, setup_logging
 from ..errors import ConfigError
 from . import icmp
 from .pinger import MIN_USER_INTERVAL_SECONDS, IcmpSocket, Pinger, resolve
@@ -30,7 +29,7 @@ payload_size = number_arg(int, lambda value: 0 <= value <= MAX_PAYLOAD_BYTES, "{
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="ping",
         description="ICMP echo (IPv4 and IPv6) as a heartbeat: logs every reply, loss and ICMP error, "
                     "prints iputils-style statistics on exit. Exit status: 0 if any reply came back, "
@@ -60,7 +59,7 @@ def build_parser():
 def main(argv=None):
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose)
-    return run_cli(lambda: _ping(args), "ping")
+    return run_cli(lambda: _ping(args), __name__)
 
 
 def _ping(args):

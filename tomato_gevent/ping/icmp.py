@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Optional, Union
 
 from ..errors import BadPacket
+from ..netutil import internet_checksum
 
 # -- wire constants ------------------------------------------------------------
 ECHO_HEADER = struct.Struct("!BBHHH")  # type, code, checksum, identifier, sequence
@@ -132,26 +133,13 @@ Message = Union[EchoReply, IcmpError, LocalError]
 
 
 # -- checksum and outbound -----------------------------------------------------
-def checksum(data):
-    """Internet checksum (RFC 1071): one's complement of the one's complement sum of 16-bit words.
-
-    A message that carries a correct checksum sums to 0 here.
-    """
-    if len(data) % 2:
-        data = bytes(data) + b"\0"
-    total = sum(struct.unpack("!%dH" % (len(data) // 2), data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
-
-
 def build_echo_request(version, ident, seq, payload):
     """An echo request message (no IP header). IPv6 leaves the checksum to the kernel."""
     _check_version(version)
     kind = ECHO_REQUEST_TYPE[version]
     message = ECHO_HEADER.pack(kind, 0, 0, ident & 0xFFFF, seq & 0xFFFF) + bytes(payload)
     if version == 4:
-        message = message[:2] + struct.pack("!H", checksum(message)) + message[4:]
+        message = message[:2] + struct.pack("!H", internet_checksum(message)) + message[4:]
     return message
 
 
@@ -185,7 +173,7 @@ def parse_icmp_message(version, data) -> Optional[Message]:
     _check_version(version)
     if len(data) < ECHO_HEADER_SIZE:
         raise BadPacket("truncated ICMP header (%d bytes)" % len(data))
-    if version == 4 and checksum(data) != 0:
+    if version == 4 and internet_checksum(data) != 0:
         raise BadPacket("bad ICMP checksum")
     kind, code, _, ident, seq = ECHO_HEADER.unpack_from(data)
     if kind == ECHO_REPLY_TYPE[version]:

@@ -3,24 +3,23 @@
 Rule-based HTTP proxy (the seed's command line). SIGHUP reloads the rule files (a bad
 file keeps the rules in force); SIGINT / SIGTERM stop it.
 """
-import argparse
 import logging
 import signal
 
 import gevent
 
-from ..cli_common import hostport_arg, positive_float, run_cli, setup_logging
+from ..cli_common import OneLineParser, hostport_arg, positive_float, run_cli, setup_logging
 from ..errors import ConfigError
-from .rules import Action, RuleSet, load_rule_files
+from ..rules import Action, RuleSet, load_rule_files
 from .server import CONNECT_TIMEOUT_SECONDS, IDLE_TIMEOUT_SECONDS, ProxyServer, make_listener
 
-log = logging.getLogger("tomato.proxy")
+log = logging.getLogger(__name__)
 
 DEFAULT_LISTEN = ("127.0.0.1", 1080)
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="proxy",
         description="Rule-based HTTP proxy: per domain block, direct, or forward to another HTTP proxy.",
         epilog="Rule file lines: 'block|direct|forward<TAB>domain' (suffix match, first occurrence "
@@ -91,4 +90,4 @@ def main(argv=None):
         log.info("stopped")
         return 0
 
-    return run_cli(body, "tomato.proxy")
+    return run_cli(body, __name__)

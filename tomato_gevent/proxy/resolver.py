@@ -20,6 +20,8 @@ import time
 import dns.exception
 import dns.resolver
 
+from ..netutil import ip_literal
+
 # -- implementation limits ------------------------------------------------------
 DNS_LIFETIME_SECONDS = 5.0          # total time for one query, all servers and retries
 NEGATIVE_TTL_SECONDS = 10.0         # how long "no such name" is remembered
@@ -59,15 +61,6 @@ def interleave_families(addresses):
     for i in range(max(len(v6), len(v4))):
         out.extend(x[i] for x in (v6, v4) if i < len(x))
     return out
-
-
-def ip_literal(host):
-    """ip_address for an IP literal (brackets and zone allowed), else None."""
-    host = host.strip("[]")
-    try:
-        return ipaddress.ip_address(host)
-    except ValueError:
-        return None
 
 
 class Resolver:

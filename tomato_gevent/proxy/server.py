@@ -23,11 +23,12 @@ import time
 import gevent
 from gevent.server import StreamServer
 
+from ..errors import ConfigError, RemoteProtocolError
+from ..netutil import format_address
+from ..rules import Action
 from . import http
 from .http import Framing
 from .resolver import ResolveError, Resolver
-from .rules import Action
-from ..errors import ConfigError, RemoteProtocolError
 
 log = logging.getLogger(__name__)
 
@@ -61,11 +62,6 @@ def _reason(error):
 
 class _SendFailed(Exception):
     """A relay could not write to its destination (which went away); __cause__ says why."""
-
-
-def _format_address(address):
-    host, port = address[0], address[1]
-    return "[%s]:%d" % (host, port) if ":" in host else "%s:%d" % (host, port)
 
 
 def make_listener(host, port):
@@ -192,7 +188,7 @@ class _ClientConnection:
     def __init__(self, server, sock, address):
         self.server = server
         self.client = sock
-        self.peer = _format_address(address)
+        self.peer = format_address(address)
         self.pending = bytearray()          # bytes from the client not yet used
         self.upstream = None                # kept-alive connection to the last next hop
         self.upstream_key = None            # (host, port) of that next hop

@@ -12,19 +12,12 @@ import signal
 import socket
 import sys
 
-from ..cli_common import hostport_arg, number_arg, positive_float, read_secret, run_cli, setup_logging
+from ..cli_common import OneLineParser, hostport_arg, number_arg, positive_float, read_secret, run_cli, setup_logging
 from ..errors import ConfigError
 
-log = logging.getLogger("vpn")
+log = logging.getLogger(__name__)
 
 PROG = "vpn"
-
-
-class _OneLineParser(argparse.ArgumentParser):
-    """Bad arguments: one line on stderr and exit status 2, no usage dump, no traceback."""
-
-    def error(self, message):
-        self.exit(2, "%s: error: %s (see --help)\n" % (self.prog, message))
 
 
 def _interface_name(text):
@@ -50,7 +43,7 @@ _seconds_or_zero = number_arg(float, lambda value: 0 <= value < float("inf"), "{
 def build_parser():
     from .link import KEEPALIVE_SECONDS
 
-    p = _OneLineParser(
+    p = OneLineParser(
         prog=PROG, allow_abbrev=False,
         description="Point-to-point encrypted VPN over UDP between two tun devices (AES-256-GCM). "
                     "Each side encrypts what it sends with its local password and decrypts what it "
@@ -121,7 +114,8 @@ def _run(args):
     import gevent
     from gevent.event import Event
 
-    from .link import Link, format_address, offloads_wanted, open_udp_socket
+    from ..netutil import format_address
+    from .link import Link, offloads_wanted, open_udp_socket
     from .packet import derive_password_key
     from .session import PeerEndpoint, Receiver
     from .tun import TunDevice
@@ -160,7 +154,7 @@ def _run(args):
 def main(argv=None):
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose)
-    return run_cli(lambda: _run(args), PROG)
+    return run_cli(lambda: _run(args), __name__)
 
 
 if __name__ == "__main__":

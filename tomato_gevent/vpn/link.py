@@ -41,6 +41,7 @@ from gevent.hub import Waiter
 from gevent.monkey import get_original
 
 from ..errors import BadPacket, TomatoError
+from ..netutil import format_address
 from .coalesce import VNET_HDR_SIZE, TcpCoalescer
 from .packet import HEADER_SIZE, MAX_DATAGRAM_SIZE, OVERHEAD, TAG_SIZE, TIMESTAMP_SIZE, CounterExhausted
 from .session import new_sealer
@@ -115,11 +116,6 @@ def enable_offloads(sock):
     except OSError:
         gro = False
     return gso, gro
-
-
-def format_address(address):
-    host, port = address[0], address[1]
-    return "[%s]:%d" % (host, port) if ":" in host else "%s:%d" % (host, port)
 
 
 class Link:

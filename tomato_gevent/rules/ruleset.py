@@ -50,11 +50,11 @@ Pure: no I/O except ``load_rule_files``, which only reads the named files; no lo
 """
 import enum
 import functools
-import ipaddress
 import re
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from ..errors import ConfigError
+from ..netutil import ip_literal
 
 
 class Action(enum.Enum):
@@ -195,14 +195,6 @@ class RuleSet:
         return None
 
 
-def _is_ip_literal(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text.strip("[]"))
-    except ValueError:
-        return False
-    return True
-
-
 def _parse_rule_line(line: str) -> Optional[Rule]:
     """One line -> rule, None for blank/comment; ValueError(why) if malformed."""
     hash_at = line.find("#")
@@ -233,7 +225,7 @@ def _parse_rule_line(line: str) -> Optional[Rule]:
             raise ValueError("empty domain after the full: prefix")
     if any(c.isspace() for c in domain):
         raise ValueError("expected one domain, found whitespace inside %r" % domain)
-    if _is_ip_literal(domain):
+    if ip_literal(domain) is not None:
         raise ValueError("bad domain %r (an IP address; rules match names only)" % domain)
     if ":" in domain:
         raise ValueError("bad domain %r (the only prefix understood is full:)" % domain)
