@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 from tomato_gevent.errors import ConfigError
-from tomato_gevent.rules import (Action, RuleSet, load_rule_files, normalize_domain, normalize_host,
+from tomato_gevent.rules import (Action, RuleSet, load_rule_files, normalize_name, normalize_host,
                                        parse_rules)
 
 BLOCK, DIRECT, FORWARD = Action.BLOCK, Action.DIRECT, Action.FORWARD
@@ -286,6 +286,8 @@ def test_config_error_maps_to_exit_status_2():
     ("WWW.Baidu.COM", "www.baidu.com"),
     ("baidu.com.", "baidu.com"),
     ("baidu.com:443", "baidu.com"),
+    ("baidu.com...", "baidu.com"),
+    ("baidu.com..:443", "baidu.com"),
     ("Baidu.COM.:8080", "baidu.com"),
     ("localhost", "localhost"),
     ("_dmarc.example.com", "_dmarc.example.com"),
@@ -303,7 +305,7 @@ def test_normalize_host(host, name):
 
 @pytest.mark.parametrize("host", [
     "", ".", ":443", "a..b", ".example", "a b.example", "exa*mple.com", "x" * 64 + ".example",
-    "a." * 127 + "com", "example.com:http", "example.com:", "example..",
+    "a." * 127 + "com", "example.com:http", "example.com:",
     "10.0.0.1", "10.0.0.1:80", "127.1", "192.168.1.300",
     "::1", "2001:db8::1", "[2001:db8::1]", "[2001:db8::1]:443", "[::ffff:10.0.0.1]:80",
 ])
@@ -311,11 +313,11 @@ def test_normalize_host_rejects_ip_literals_and_invalid_names(host):
     assert normalize_host(host) is None
 
 
-def test_normalize_domain_is_normalize_host_without_ports():
-    assert normalize_domain("Bücher.DE.") == "xn--bcher-kva.de"
-    assert normalize_domain("example.com:443") is None
-    assert normalize_domain("10.0.0.1") is None
-    assert normalize_domain("") is None
+def test_normalize_name_is_normalize_host_without_ports():
+    assert normalize_name("Bücher.DE.") == "xn--bcher-kva.de"
+    assert normalize_name("example.com:443") is None
+    assert normalize_name("10.0.0.1") is None
+    assert normalize_name("") is None
 
 
 @pytest.mark.parametrize("host", ["WWW.BAIDU.COM", "www.baidu.com.", "www.baidu.com:443", "Www.Baidu.Com.:80"])

@@ -33,7 +33,7 @@ the warnings; ``render`` returns the text.
 """
 from typing import Dict, Iterable, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
-from ..rules import EXACT_PREFIX, Action, normalize_domain
+from ..rules import EXACT_PREFIX, Action, normalize_name
 from .data import Entry
 
 DEFAULT_BLOCK: Tuple[str, ...] = ()
@@ -109,7 +109,7 @@ def merge(resolved: Mapping[str, Sequence[Entry]], block: Iterable[str] = DEFAUL
                 value = entry.value
                 domain = normalised.get(value, "")
                 if domain == "":
-                    domain = normalised[value] = normalize_domain(value)
+                    domain = normalised[value] = normalize_name(value)
                 if domain is None:
                     if value not in skipped_values["bad domain"]:
                         skipped_values["bad domain"].add(value)

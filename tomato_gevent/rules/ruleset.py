@@ -49,12 +49,12 @@ literals) goes through ``normalize_host``.
 Pure: no I/O except ``load_rule_files``, which only reads the named files; no logging.
 """
 import enum
-import functools
 import re
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from ..errors import ConfigError
 from ..netutil import ip_literal
+from .names import MAX_NAME_LENGTH, normalize_host, normalize_name
 
 
 class Action(enum.Enum):
@@ -64,14 +64,6 @@ class Action(enum.Enum):
 
 
 EXACT_PREFIX = "full:"          # rule-file spelling of an exact-match rule
-MAX_NAME_LENGTH = 253           # RFC 1035, textual form without the trailing dot
-
-# Labels: letters, digits, "-" and "_" (real names such as _dmarc.x.com or
-# my_host.example.org exist, and a proxy should not refuse what DNS resolves).
-# The last label must contain a non-digit: an all-digit "TLD" is an IPv4
-# literal (or nonsense), and IP literals match no domain rule.
-_NAME_RE = re.compile(r"(?:[a-z0-9_-]{1,63}\.)*(?=[a-z0-9_-]*[a-z_-])[a-z0-9_-]{1,63}")
-_name_is_valid = _NAME_RE.fullmatch
 # The common case on the hot path: already lower case, last character not a
 # digit, maybe a trailing dot, maybe a :port (CONNECT). Such a host is valid
 # iff it matches this (and is short enough); group 1 is then the normalised
@@ -88,57 +80,6 @@ _is_plain_rule_line = re.compile(
     r"(block|direct|forward)\t(full:)?([a-z0-9_-]{1,63}(?:\.[a-z0-9_-]{1,63})*)(?<![0-9])[ \t]*\r?\n?").fullmatch
 
 Rule = Tuple[Action, str, bool]     # (action, normalised domain, exact)
-
-
-@functools.lru_cache(maxsize=1024)
-def _idna_to_ascii(name: str) -> Optional[str]:
-    """Unicode name -> punycode, None if it cannot be encoded.
-
-    The stdlib codec is IDNA 2003 (nameprep lower-cases, the ideographic full
-    stop counts as a dot): good enough to map a Unicode name onto the punycode
-    the rule data uses. It costs tens of microseconds, hence the cache; HTTP
-    clients normally send punycode already, so this path is rare.
-    """
-    try:
-        return name.encode("idna").decode("ascii")
-    except UnicodeError:
-        return None
-
-
-def normalize_domain(name: str) -> Optional[str]:
-    """A domain (no port): lower case, no trailing dot, IDN -> punycode; None if invalid or an IP."""
-    if name.endswith("."):
-        name = name[:-1]
-    if not name.isascii():
-        name = _idna_to_ascii(name)
-        if name is None:
-            return None
-    name = name.lower()
-    if len(name) > MAX_NAME_LENGTH or not _name_is_valid(name):
-        return None
-    return name
-
-
-def normalize_host(host: str) -> Optional[str]:
-    """Host as seen in a request -> the name rules are matched against.
-
-    Lower case, trailing dot and ``:port`` removed, IDN converted to its ASCII
-    (punycode) form. None for IP literals (``10.0.0.1``, ``::1``,
-    ``[::1]:443``) and for empty or invalid names.
-    """
-    if not host:
-        return None
-    if host[0] == "[":          # "[v6]" or "[v6]:port": always an IP literal
-        return None
-    colon = host.find(":")
-    if colon >= 0:
-        if host.find(":", colon + 1) >= 0:     # bare IPv6 literal
-            return None
-        port = host[colon + 1:]
-        if not port.isdigit() or not port.isascii():
-            return None
-        host = host[:colon]
-    return normalize_domain(host)
 
 
 class RuleSet:
@@ -232,7 +173,7 @@ def _parse_rule_line(line: str) -> Optional[Rule]:
     if domain.startswith("*.") or domain.startswith("."):
         raise ValueError("bad domain %r (write %r: a rule already covers every subdomain)"
                          % (domain, domain.lstrip("*.")))
-    name = normalize_domain(domain)
+    name = normalize_name(domain)
     if name is None:
         raise ValueError("bad domain %r" % domain)
     return action, name, exact
