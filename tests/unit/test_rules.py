@@ -219,7 +219,7 @@ def test_comments_blank_lines_and_whitespace():
 
 def test_parse_rules_returns_every_line_in_order():
     parsed = parse_rules(["direct\tBaidu.com.\n", "block\tfull:X.example\n", "direct\tbaidu.com\n"])
-    assert parsed == [(DIRECT, "baidu.com", False), (BLOCK, "x.example", True), (DIRECT, "baidu.com", False)]
+    assert parsed == [(DIRECT, "domain", "baidu.com"), (BLOCK, "full", "x.example"), (DIRECT, "domain", "baidu.com")]
 
 
 def test_rule_domains_are_normalised_like_hosts():
@@ -257,9 +257,19 @@ def test_rule_domains_are_normalised_like_hosts():
     ("block\t::1", "an IP address"),
     ("block\t[2001:db8::1]", "an IP address"),
     ("block\texample.123", "bad domain 'example.123'"),
-    ("block\tdomain:ads.example", "the only prefix understood is full:"),
-    ("block\tkeyword:ads", "the only prefix understood is full:"),
-    ("block\tads.example:443", "the only prefix understood is full:"),
+    ("block\tdomain:ads.example", "the prefixes understood are full:, keyword:, regexp:, cidr:"),
+    ("block\tads.example:443", "the prefixes understood are full:, keyword:, regexp:, cidr:"),
+    ("block\tkeyword:", "empty value after the keyword: prefix"),
+    ("block\tkeyword:Bücher", "bad keyword 'Bücher'"),
+    ("block\tkeyword:a/b", "bad keyword 'a/b'"),
+    ("block\tregexp:", "empty value after the regexp: prefix"),
+    ("block\tregexp:(ads", "bad regexp '(ads': missing ), unterminated subpattern at position 0"),
+    ("block\tregexp:a{2,1}", "bad regexp 'a{2,1}'"),
+    ("block\tregexp:(?i)x(?i)y", "bad regexp"),
+    ("block\tcidr:", "empty value after the cidr: prefix"),
+    ("block\tcidr:10.0.0.1/8", "bad network '10.0.0.1/8' (10.0.0.1/8 has host bits set)"),
+    ("block\tcidr:10.0.0.0/33", "bad network '10.0.0.0/33'"),
+    ("block\tcidr:example.com", "bad network 'example.com'"),
 ])
 def test_malformed_line_is_config_error_with_file_line_and_text(line, why):
     text = "# header\ndirect\tok.example\n" + line + "\n"
