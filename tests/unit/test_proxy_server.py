@@ -193,6 +193,8 @@ class Client:
                     self.buf += decoder.unused
                     break
                 data = self.sock.recv(65536)
+                if not data:
+                    raise EOFError("closed inside a chunked body")
         elif resp.framing is Framing.UNTIL_CLOSE:
             body = bytes(self.buf) + self.read_until_close()
             self.buf.clear()
@@ -526,3 +528,204 @@ def test_summary_counts_requests_by_direction_and_class(origins, proxies, caplog
     assert "open connections 1" in line
     assert "bytes up=%d" % proxy.stats.bytes_up in line and proxy.stats.bytes_up > 0
     held.close()
+
+
+# -- hardening (issue 10) ----------------------------------------------------------------------
+@pytest.mark.parametrize("request_line", [
+    b"GET http://www.example.test.../ HTTP/1.1",
+    b"GET http://WWW.Example.TEST./ HTTP/1.1",
+    b"CONNECT example.test..:443 HTTP/1.1",
+    b"CONNECT example.test.:443 HTTP/1.1",
+])
+def test_trailing_dots_do_not_escape_the_rules(origins, proxies, request_line):
+    # 10.5: the rules, the resolver and the request see the same normalised name. A name
+    # the normalisation refuses is a 400; none of these may go direct.
+    origin = origins()
+    resolver = FakeResolver(addresses={
+        name: [LOOPBACK] for name in ("example.test", "example.test.", "example.test..",
+                                      "www.example.test", "www.example.test.",
+                                      "www.example.test...")})
+    proxy = proxies("block\texample.test", resolver=resolver)
+    client = Client(proxy)
+    client.send(request_line + b"\r\nHost: x\r\n\r\n")
+    resp = client.response("CONNECT" if request_line.startswith(b"CONNECT") else "GET")[0]
+    assert resp.status in (400, 403)
+    assert resolver.asked == [] and origin.requests == []
+
+
+def test_the_normalised_name_goes_to_resolver_and_origin(origins, proxies):
+    origin = origins()
+    resolver = FakeResolver({"www.example.test"})
+    proxy = proxies(resolver=resolver)
+    client = Client(proxy)
+    client.send(b"GET http://WWW.Example.test.:%d/ HTTP/1.1\r\nHost: x\r\n\r\n" % origin.port)
+    assert client.response()[0].status == 200
+    assert resolver.asked == ["www.example.test"]
+    assert b"\r\nHost: www.example.test:%d\r\n" % origin.port in origin.requests[0][0]
+
+
+def test_informational_and_final_answer_in_one_read(origins, proxies):
+    # 10.7: the 100 and the 200 arrive in one segment; the proxy must not wait for more.
+    origin = origins(lambda head, body: b"HTTP/1.1 100 Continue\r\n\r\n" + ok(b"done"))
+    proxy = proxies(resolver=FakeResolver({"www.test"}), idle_timeout=30)
+    client = Client(proxy)
+    client.sock.settimeout(3)
+    client.send(get("www.test", origin.port))
+    resp, body = client.response()
+    assert (resp.status, body) == (200, b"done")
+
+
+def test_endless_informational_answers_are_abandoned(proxies):
+    # 10.7: one deadline for the whole answer head, however many 1xx come first.
+    def flood(sock, address):
+        read_head(sock, bytearray())
+        try:
+            while True:
+                sock.sendall(b"HTTP/1.1 102 Processing\r\n\r\n")
+                gevent.sleep(0.02)
+        except OSError:
+            pass
+    server = StreamServer(("127.0.0.1", 0), flood)
+    server.start()
+    try:
+        proxy = proxies(resolver=FakeResolver({"www.test"}), idle_timeout=0.5)
+        client = Client(proxy)
+        client.send(b"GET http://www.test:%d/ HTTP/1.0\r\n\r\n" % server.server_port)
+        resp, body = client.response()
+        assert resp.status == 504 and b"in time" in body
+    finally:
+        server.stop()
+
+
+def close_first_then_answer():
+    """An origin whose kept-alive connection dies after the first answer."""
+    def answer(head, body):
+        return ok(b"fresh") if answer.calls else ok(b"first")
+    answer.calls = 0
+
+    def counted(head, body):
+        out = answer(head, body)
+        answer.calls += 1
+        return out
+    return counted
+
+
+def test_stale_connection_retry_is_for_idempotent_requests_only(proxies):
+    # 10.9: a body-less POST is not repeated after a kept-alive connection went stale
+    # (RFC 9110 9.2.2); a GET is.
+    state = {"connections": 0, "requests": []}
+
+    def origin(sock, address):
+        state["connections"] += 1
+        buf = bytearray()
+        head = read_head(sock, buf)
+        if head is None:
+            return
+        state["requests"].append(head.split(b" ")[0])
+        sock.sendall(ok(b"one"))          # answer once, then drop the kept connection
+    server = StreamServer(("127.0.0.1", 0), origin)
+    server.start()
+    try:
+        proxy = proxies(resolver=FakeResolver({"www.test"}))
+        client = Client(proxy)
+        client.send(get("www.test", server.server_port))
+        assert client.response()[1] == b"one"
+        wait_for(lambda: state["connections"] == 1, "the origin to hang up")
+        gevent.sleep(0.05)
+        client.send(get("www.test", server.server_port))
+        assert client.response()[1] == b"one"            # retried on a fresh connection
+        assert state["requests"] == [b"GET", b"GET"]
+        gevent.sleep(0.05)
+        client.send(b"POST http://www.test:%d/ HTTP/1.1\r\nContent-Length: 0\r\n\r\n" % server.server_port)
+        resp, body = client.response()
+        assert resp.status == 502
+        assert state["requests"] == [b"GET", b"GET"]     # the POST went out once, never again
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("answer", [
+    b"HTTP/1.1 099 Odd\r\nContent-Length: 0\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\nContent-Length: \x0b4\r\n\r\nbody",
+    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nConnection: close\r\n\r\n\x1f\x8b",
+])
+def test_bad_answers_are_502(origins, proxies, answer):
+    origin = origins(lambda head, body: answer)
+    proxy = proxies(resolver=FakeResolver({"www.test"}))
+    client = Client(proxy)
+    client.send(get("www.test", origin.port))
+    resp, body = client.response()
+    assert resp.status == 502, body
+
+
+def test_control_characters_in_a_request_are_400(origins, proxies):
+    origin = origins()
+    proxy = proxies(resolver=FakeResolver({"www.test"}))
+    client = Client(proxy)
+    client.send(b"POST http://www.test:%d/ HTTP/1.1\r\nContent-Length: \x0b3\r\n\r\nabc" % origin.port)
+    assert client.response()[0].status == 400
+    assert origin.requests == []
+
+
+def run_with_client_address(proxy, address, raw):
+    """Serve one connection as if it came from `address`; returns what the client got."""
+    ours, theirs = socket.socketpair()
+
+    def serve():
+        try:
+            proxy.handle(theirs, address)
+        finally:
+            theirs.close()              # as StreamServer does after handle()
+    job = gevent.spawn(serve)
+    ours.sendall(raw)
+    ours.shutdown(socket.SHUT_WR)
+    got = b""
+    ours.settimeout(DEADLINE_SECONDS)
+    while True:
+        data = ours.recv(65536)
+        if not data:
+            break
+        got += data
+    job.join()
+    ours.close()
+    return got
+
+
+@pytest.mark.parametrize("destination", ["127.0.0.1", "127.9.9.9", "::1", "169.254.1.1",
+                                         "fe80::1", "0.0.0.0", "::ffff:127.0.0.1"])
+def test_remote_clients_may_not_reach_loopback_or_link_local(origins, proxies, destination, caplog):
+    # 10.11: a peer over the VPN must not reach the proxy host's own services.
+    origin = origins()
+    resolver = FakeResolver(addresses={"inside.test": [ipaddress.ip_address(destination)]})
+    proxy = proxies(resolver=resolver)
+    with caplog.at_level(logging.INFO, logger=server_mod.__name__):
+        got = run_with_client_address(proxy, ("10.0.1.2", 40000), get("inside.test", origin.port))
+    assert got.startswith(b"HTTP/1.1 403 ")
+    assert any("loopback or link-local" in r.getMessage() for r in caplog.records)
+    got = run_with_client_address(proxy, ("10.0.1.2", 40000),
+                                  b"CONNECT inside.test:%d HTTP/1.1\r\n\r\n" % origin.port)
+    assert got.startswith(b"HTTP/1.1 403 ")
+    assert origin.requests == []
+
+
+def test_private_ranges_and_allow_private_are_allowed(origins, proxies):
+    origin = origins()
+    resolver = FakeResolver(addresses={"inside.test": [LOOPBACK]})
+    proxy = proxies(resolver=resolver, allow_private=True)
+    got = run_with_client_address(proxy, ("10.0.1.2", 40000), get("inside.test", origin.port))
+    assert got.startswith(b"HTTP/1.1 200 ")
+    # A loopback client reaches loopback without the flag (the fixtures above rely on it).
+    proxy = proxies(resolver=resolver)
+    got = run_with_client_address(proxy, ("::ffff:127.0.0.1", 40000), get("inside.test", origin.port))
+    assert got.startswith(b"HTTP/1.1 200 ")
+
+
+def test_connect_failure_is_a_typed_error_for_other_front_ends(proxies):
+    proxy = proxies(resolver=FakeResolver(addresses={"gone.test": [LOOPBACK]}))
+    dead = socket.socket()
+    dead.bind(("127.0.0.1", 0))
+    port = dead.getsockname()[1]
+    dead.close()
+    with pytest.raises(NextHopError) as e:
+        proxy.outbound.open_tunnel("gone.test", port, LOOPBACK)
+    assert e.value.status_hint == 502
