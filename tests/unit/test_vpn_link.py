@@ -44,7 +44,7 @@ class Side:
     scheduler.py), so two links sharing one hub would only take turns."""
 
     def __init__(self, local_key, peer_key, peer=None, offloads=True, keepalive=25.0, tun=None, thread=True,
-                 transport="udp", bind=LOOPBACK):
+                 transport="udp", bind=LOOPBACK, hold=False):
         self.tun = tun or SocketTun()
         self.kind, self._bind = transport, bind
         argv = ["-la", ":5000", "-lp", "unused", "-pp", "unused", "--keepalive", str(keepalive)]
@@ -52,6 +52,9 @@ class Side:
         self._args, self._keys = build_parser().parse_args(argv), (local_key, peer_key)
         self._peer, self._offloads = peer, offloads
         self.error = None
+        self._go = threading.Event()
+        if not hold:
+            self._go.set()
         if thread:
             self._ready = threading.Event()
             self._thread = threading.Thread(target=self._run, daemon=True)
@@ -68,6 +71,7 @@ class Side:
     def _run(self):
         self.build()
         self._ready.set()
+        self._go.wait()
         try:
             self.link.serve_forever()
         except TomatoError as e:
@@ -76,11 +80,19 @@ class Side:
             self.transport.close()
             gevent.get_hub().destroy(destroy_loop=True)
 
+    def release(self):
+        """Start a side made with hold=True (built, listening, not yet running)."""
+        self._go.set()
+
     def stop(self):
+        self._go.set()
+        if self.tun is None:
+            return
         self._hub.loop.run_callback_threadsafe(self.link.stop)
         self._thread.join(5)
         assert not self._thread.is_alive(), "link did not stop"
         self.tun.close()
+        self.tun = None
 
     @property
     def running(self):

@@ -15,9 +15,9 @@ A connection is either outgoing (we dialled the configured peer, -pa) or incomin
   - crossed connections: when both sides dial (each has -pa), each first sends on
     its own outgoing connection and receives on the other, and "last authenticated"
     would make both sides switch, each to the connection the other is leaving. So
-    when the two candidates are one outgoing and one incoming and both carried
-    authenticated datagrams within GRACE_SECONDS, a rule both sides evaluate alike
-    decides: keep_outgoing() (the side with the newer session keeps the connection
+    when the two candidates are one outgoing and one incoming and the current one
+    is alive (an authenticated datagram within GRACE_SECONDS, or our own connection
+    opened within it), a rule both sides evaluate alike decides: keep_outgoing() (the side with the newer session keeps the connection
     it dialled; the other side keeps the one it accepted -- the same connection).
 Each method returns what to close; the transport closes it and calls closed().
 """
@@ -54,12 +54,16 @@ class ConnectionRules:
         self._untrusted = collections.OrderedDict()     # incoming, oldest first
 
     def opened(self, conn):
-        """A new connection; returns the connections to close (the oldest untrusted beyond the cap)."""
-        self.connections.add(conn)
+        """A new connection; returns the connections to close: the oldest untrusted beyond
+        the cap, or conn itself if it is outgoing and another connection became current
+        while it was being made (we dial only while we have none)."""
         if conn.outgoing:
-            if self.current is None:
-                self.current = conn
+            if self.current is not None:
+                return [conn]
+            self.connections.add(conn)
+            self.current = conn
             return []
+        self.connections.add(conn)
         self._untrusted[conn] = None
         excess = []
         while len(self._untrusted) > self.max_untrusted:
@@ -88,15 +92,21 @@ class ConnectionRules:
         if current is conn:
             return
         winner = conn
-        if (current is not None and conn.outgoing != current.outgoing and current.last_authenticated is not None
-                and now - current.last_authenticated < self.grace):
-            keep_outgoing = self.keep_outgoing()
-            winner = conn if conn.outgoing == keep_outgoing else current
+        if current is not None and conn.outgoing != current.outgoing and self._alive(current, now):
+            winner = conn if conn.outgoing == self.keep_outgoing() else current
         loser = current if winner is conn else conn
         self.current = winner
         winner.retire_at = None
         if loser is not None and loser.retire_at is None:
             loser.retire_at = now + self.grace
+
+    def _alive(self, conn, now):
+        """Recently useful: an authenticated datagram (or, for our own connection that has
+        none yet, its opening) within the grace period."""
+        since = conn.last_authenticated
+        if since is None and conn.outgoing:
+            since = conn.opened_at
+        return since is not None and now - since < self.grace
 
     def expired(self, now):
         """Connections to close now: untrusted past their time, replaced ones past their grace."""

@@ -114,6 +114,7 @@ class TcpTransport(DatagramTransport):
         self.rules = ConnectionRules(keep_outgoing=lambda: self.keep_outgoing())
         self.keep_outgoing = lambda: True
         self._by_fd = {}
+        self.connections_opened = 0
         self._epoll = get_original("select", "epoll")()
         self._epoll.register(listener.fileno(), _EPOLLIN)
         self._changed = Event()             # a connection closed: the dialler re-checks
@@ -300,6 +301,7 @@ class TcpTransport(DatagramTransport):
     # -- connections -------------------------------------------------------------------------
     def _add(self, sock, peer, outgoing):
         conn = Connection(sock, peer, outgoing, self.mono())
+        self.connections_opened += 1
         self._by_fd[conn.fd] = conn
         self._epoll.register(conn.fd, _EPOLLIN)
         return conn
@@ -354,7 +356,9 @@ class TcpTransport(DatagramTransport):
                 backoff = min(backoff * 2, BACKOFF_MAX_SECONDS)
                 continue
             conn = self._add(sock, peer, outgoing=True)
-            self.rules.opened(conn)
+            if self.rules.opened(conn):
+                self._close(conn, "another connection became current meanwhile", quiet=True)
+                continue
             self._events(("connected", peer[0]), "connected to %s (TCP)", format_address(peer))
             if self._announce is not None:
                 self._announce()        # the peer learns this connection (and our session) at once
