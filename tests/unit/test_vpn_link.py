@@ -238,3 +238,28 @@ def test_offload_choice_from_environment():
     assert offloads_wanted({}) is True
     assert offloads_wanted({"TOMATO_VPN_OFFLOAD": "1"}) is True
     assert offloads_wanted({"TOMATO_VPN_OFFLOAD": "0"}) is False
+
+
+def test_rate_limited_log_lines():
+    from tomato_gevent.vpn.transport import RateLimitedWarnings
+
+    class Recorder:
+        def __init__(self):
+            self.lines = []
+
+        def log(self, level, msg, *args):
+            self.lines.append((level, msg % args))
+
+        def debug(self, msg, *args):
+            self.lines.append((logging.DEBUG, msg % args))
+
+    now = [100.0]
+    recorder = Recorder()
+    events = RateLimitedWarnings(recorder, monotonic=lambda: now[0], interval=10.0, level=logging.INFO, burst=2)
+    for text in ("lost", "connected", "lost", "connected"):
+        events("peer", text)
+    events("other peer", "lost")
+    now[0] += 10.0
+    events("peer", "lost again")
+    assert [level for level, _ in recorder.lines] == [logging.INFO, logging.INFO, logging.DEBUG, logging.DEBUG,
+                                                      logging.INFO, logging.INFO]

@@ -52,7 +52,8 @@ RECEIVE_BUFFER_BYTES = 256 * 1024       # per connection: several frames per rec
 RECEIVES_PER_DRAIN = 16                 # recv calls per connection per drain
 ACCEPTS_PER_DRAIN = 64
 LISTEN_BACKLOG = 128
-LOG_INTERVAL_SECONDS = 10.0             # connected/lost/reconnecting lines: at most this often per peer
+LOG_INTERVAL_SECONDS = 10.0             # connected/lost/reconnecting lines: at most LOG_BURST
+LOG_BURST = 6                           # of them per peer host in this interval (then DEBUG)
 
 _WRITE = 2                              # libev io watcher event
 _EPOLLIN = select.EPOLLIN
@@ -120,7 +121,8 @@ class TcpTransport(DatagramTransport):
         self._changed = Event()             # a connection closed: the dialler re-checks
         self._greenlets = []
         self._announce = None
-        self._events = RateLimitedWarnings(log, interval=LOG_INTERVAL_SECONDS, level=logging.INFO)
+        self._events = RateLimitedWarnings(log, interval=LOG_INTERVAL_SECONDS, level=logging.INFO,
+                                           burst=LOG_BURST)
 
     # -- interface ---------------------------------------------------------------------
     def fileno(self):
@@ -234,7 +236,7 @@ class TcpTransport(DatagramTransport):
             if conn.outgoing:
                 log.debug("TCP connection to %s carries authenticated datagrams", format_address(conn.peer))
             else:
-                self._events(("connected", conn.peer[0]), "peer connected from %s (TCP)", format_address(conn.peer))
+                self._events(conn.peer[0], "peer connected from %s (TCP)", format_address(conn.peer))
         if self.rules.current is not before:
             log.debug("sending on %r from now on", self.rules.current)
 
@@ -325,7 +327,7 @@ class TcpTransport(DatagramTransport):
         if quiet:
             return
         if trusted and (was_current or conn.retire_at is None):
-            self._events(("lost", conn.peer[0]), "TCP connection %s %s lost: %s", "to" if conn.outgoing else "from",
+            self._events(conn.peer[0], "TCP connection %s %s lost: %s", "to" if conn.outgoing else "from",
                          format_address(conn.peer), reason)
         else:
             log.debug("closed TCP connection %r: %s", conn, reason)
@@ -342,6 +344,7 @@ class TcpTransport(DatagramTransport):
 
     def _dial_forever(self):
         backoff = BACKOFF_MIN_SECONDS
+        failures = 0                # connection attempts failed in a row
         peer = self.peer_address
         while True:
             while self.rules.current is not None:       # a trusted connection exists (maybe incoming)
@@ -350,8 +353,14 @@ class TcpTransport(DatagramTransport):
             try:
                 sock = self._connect(peer)
             except OSError as e:
-                self._events(("reconnecting", peer[0]), "cannot connect to %s (TCP): %s; retrying in %.1fs",
-                             format_address(peer), e.strerror or e, backoff)
+                # The first failure of a streak and then one per BACKOFF_MAX_SECONDS at INFO.
+                message = ("cannot connect to %s (TCP): %s; retrying in %.1fs", format_address(peer),
+                           e.strerror or e, backoff)
+                if failures == 0 or backoff >= BACKOFF_MAX_SECONDS:
+                    self._events(peer[0], *message)
+                else:
+                    log.debug(*message)
+                failures += 1
                 gevent.sleep(backoff)
                 backoff = min(backoff * 2, BACKOFF_MAX_SECONDS)
                 continue
@@ -359,15 +368,16 @@ class TcpTransport(DatagramTransport):
             if self.rules.opened(conn):
                 self._close(conn, "another connection became current meanwhile", quiet=True)
                 continue
-            self._events(("connected", peer[0]), "connected to %s (TCP)", format_address(peer))
+            failures = 0
+            self._events(peer[0], "connected to %s (TCP)", format_address(peer))
             if self._announce is not None:
                 self._announce()        # the peer learns this connection (and our session) at once
             conn.closed.wait()
-            if conn.authenticated:
-                backoff = BACKOFF_MIN_SECONDS
-            if self.rules.current is None:
-                self._events(("reconnecting", peer[0]), "reconnecting to %s (TCP) in %.1fs", format_address(peer),
-                             backoff)
+            if conn.authenticated or self.mono() - conn.opened_at >= BACKOFF_MAX_SECONDS:
+                backoff = BACKOFF_MIN_SECONDS       # it worked: the next loss starts from the minimum
+            if self.rules.current is not None:
+                continue
+            self._events(peer[0], "reconnecting to %s (TCP) in %.1fs", format_address(peer), backoff)
             gevent.sleep(backoff)
             backoff = min(backoff * 2, BACKOFF_MAX_SECONDS)
 

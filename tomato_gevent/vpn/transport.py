@@ -76,25 +76,31 @@ class DatagramTransport:
 
 
 class RateLimitedWarnings:
-    """warn(key, msg, *args): a WARNING (or `level`) at most every WARN_INTERVAL_SECONDS per
-    key, DEBUG otherwise.
+    """warn(key, msg, *args): at most `burst` WARNINGs (or `level`) per key within any
+    WARN_INTERVAL_SECONDS, DEBUG beyond that.
 
-    For errors that repeat per packet (send failures, tun write errors) and for events
-    that can flap (a connection lost and made again): the log says that it happens
-    without saying it a thousand times a second.
+    For errors that repeat per packet (send failures, tun write errors: burst 1) and for
+    events that can flap (a connection lost and made again: a small burst, so that one
+    "lost, reconnecting, connected" sequence is told in full): the log says that it
+    happens without saying it a thousand times a second.
     """
 
-    def __init__(self, logger, monotonic=time.monotonic, interval=WARN_INTERVAL_SECONDS, level=logging.WARNING):
+    def __init__(self, logger, monotonic=time.monotonic, interval=WARN_INTERVAL_SECONDS, level=logging.WARNING,
+                 burst=1):
         self._log = logger
         self._monotonic = monotonic
         self._interval = interval
         self._level = level
-        self._last = {}
+        self._burst = burst
+        self._recent = {}           # key -> deque of the times of the last `burst` lines logged
 
     def __call__(self, key, msg, *args):
         now = self._monotonic()
-        if now - self._last.get(key, -self._interval) >= self._interval:
-            self._last[key] = now
+        recent = self._recent.get(key)
+        if recent is None:
+            recent = self._recent[key] = collections.deque(maxlen=self._burst)
+        if len(recent) < self._burst or now - recent[0] >= self._interval:
+            recent.append(now)
             self._log.log(self._level, msg, *args)
         else:
             self._log.debug(msg, *args)
