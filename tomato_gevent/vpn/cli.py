@@ -1,6 +1,7 @@
 """vpn command line: the seed's flags kept exactly, plus password files/env, --addr, --mtu, --keepalive.
 
-    vpn -la [HOST]:PORT -lp PASS (-pa HOST:PORT | -d) -pp PASS [-I IFACE] [-pvt SEC] [-avt SEC] [-v]
+    vpn -la [HOST]:PORT -lp PASS (-pa HOST:PORT | -d) -pp PASS [-I IFACE] [-pvt SEC] [-avt SEC]
+        [--transport udp|tcp] [-v]
 
 Each side seals what it sends with its local password (-lp) and opens what it
 receives with the peer's password (-pp); host B mirrors host A.
