@@ -110,6 +110,17 @@ def resolve_endpoints(local, peer):
     return bind, peer_addr
 
 
+def check_passwords(local_password, peer_password):
+    """Refuse an empty password, and one password for both directions: nothing in a datagram
+    says which way it travels, so with equal passwords a host opens its own datagrams
+    reflected back at it as if the peer had sent them."""
+    for password, what in ((local_password, "local"), (peer_password, "peer")):
+        if not password:
+            raise ConfigError("the %s password is empty" % what)
+    if local_password == peer_password:
+        raise ConfigError("the local and peer passwords are equal: each direction needs its own password")
+
+
 def _run(args):
     import gevent
     from gevent.event import Event
@@ -122,6 +133,7 @@ def _run(args):
 
     local_password = read_secret(args.lp, args.local_password_file, "TOMATO_LOCAL_PASSWORD", "local password")
     peer_password = read_secret(args.pp, args.peer_password_file, "TOMATO_PEER_PASSWORD", "peer password")
+    check_passwords(local_password, peer_password)
     bind, peer_addr = resolve_endpoints(args.la, args.pa)
     # Signals are caught from here on, so a stop during start-up still restores a
     # pre-created device (the Link sees the request as soon as it starts).
