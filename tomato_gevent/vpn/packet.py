@@ -49,11 +49,14 @@ MAX_PAYLOAD_SIZE = MAX_DATAGRAM_SIZE - OVERHEAD
 SESSION_RANDOM_BITS = 16
 SESSION_START_BITS = SESSION_ID_SIZE * 8 - SESSION_RANDOM_BITS   # ms fit until year 10889
 
-SCRYPT_SALT = b"tomato-vpn v2 password"        # the protocol label: v1 and v2 keys differ
+PROTOCOL = "tomato-vpn v2"                      # the label: v1 and v2 keys differ, so they refuse each other
+SCRYPT_SALT = PROTOCOL.encode() + b" password"
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2 ** 15, 8, 1    # ~32 MiB and ~0.1 s: deliberately slow
 
 _HEADER = struct.Struct(">QI")
 _U64 = struct.Struct(">Q")
+
+AUTHENTICATION_FAILED = "authentication failed"     # BadPacket reason: wrong password or protocol
 
 
 # -- keys -------------------------------------------------------------------------
@@ -216,7 +219,7 @@ class Opener:
             self.decrypt_into(header, datagram[HEADER_SIZE:], header,
                               memoryview(out)[:len(datagram) - HEADER_SIZE - TAG_SIZE])
         except self.AuthenticationFailed:
-            raise BadPacket("authentication failed") from None
+            raise BadPacket(AUTHENTICATION_FAILED) from None
         return _U64.unpack_from(out)[0]
 
     def open(self, datagram):

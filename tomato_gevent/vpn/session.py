@@ -34,7 +34,7 @@ passed all of the above; forgotten after -avt seconds without one.
 import struct
 
 from ..errors import BadPacket
-from .packet import (DEFAULT_BACKEND, HEADER_SIZE, MAX_DATAGRAM_SIZE, MIN_DATAGRAM_SIZE, OVERHEAD,
+from .packet import (AUTHENTICATION_FAILED, DEFAULT_BACKEND, HEADER_SIZE, MAX_DATAGRAM_SIZE, MIN_DATAGRAM_SIZE, OVERHEAD,
                      SESSION_RANDOM_BITS, TAG_SIZE, Sealer, make_session_id)
 from .replay import ReplayWindow
 
@@ -92,7 +92,7 @@ class Receiver:
         try:
             self._decrypt_into(header, datagram[HEADER_SIZE:], header, out[:size - HEADER_SIZE - TAG_SIZE])
         except self._authentication_failed:
-            raise BadPacket("authentication failed") from None
+            raise BadPacket(AUTHENTICATION_FAILED) from None
         if not -self._pvt_ms <= now_ms - _U64.unpack_from(out)[0] <= self._pvt_ms:
             raise BadPacket("timestamp outside -pvt")
         window = self._window if current else ReplayWindow()
