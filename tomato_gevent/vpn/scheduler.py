@@ -27,8 +27,8 @@ from gevent.monkey import get_original
 
 from ..errors import BadPacket, TomatoError
 from .coalesce import TcpCoalescer
-from .packet import (AUTHENTICATION_FAILED, HEADER_SIZE, MAX_DATAGRAM_SIZE, OVERHEAD, PROTOCOL, TAG_SIZE, TIMESTAMP_SIZE,
-                     CounterExhausted)
+from .packet import (AUTHENTICATION_FAILED, HEADER_SIZE, MAX_DATAGRAM_SIZE, OVERHEAD, PROTOCOL, TAG_SIZE,
+                     TIMESTAMP_SIZE, CounterExhausted)
 from .session import Receiver, new_sealer
 from .transport import RateLimitedWarnings
 from .vnet import VNET_HDR_SIZE, is_offloaded

@@ -34,8 +34,8 @@ passed all of the above; forgotten after -avt seconds without one.
 import struct
 
 from ..errors import BadPacket
-from .packet import (AUTHENTICATION_FAILED, DEFAULT_BACKEND, HEADER_SIZE, MAX_DATAGRAM_SIZE, MIN_DATAGRAM_SIZE, OVERHEAD,
-                     SESSION_RANDOM_BITS, TAG_SIZE, Sealer, make_session_id)
+from .packet import (AUTHENTICATION_FAILED, DEFAULT_BACKEND, HEADER_SIZE, MAX_DATAGRAM_SIZE, MIN_DATAGRAM_SIZE,
+                     OVERHEAD, SESSION_RANDOM_BITS, TAG_SIZE, Sealer, make_session_id)
 from .replay import ReplayWindow
 
 _HEADER = struct.Struct(">QI")
