@@ -34,7 +34,11 @@ from .resolver import Resolver
 log = logging.getLogger(__name__)
 
 # -- implementation constants ----------------------------------------------------
-RECV_BYTES = 64 * 1024              # at most one recv; allocated per call, never held while idle
+RECV_BYTES = 64 * 1024              # one recv while reading heads
+# One recv while relaying bodies and tunnels. recv() (not recv_into a buffer of our own)
+# allocates per call and frees at once when the socket has nothing: an idle tunnel or a
+# slow body holds no buffer, a busy one moves up to this much per system call.
+RELAY_RECV_BYTES = 256 * 1024
 IDLE_TIMEOUT_SECONDS = 60.0         # client between/inside requests; upstream silence
 CONNECT_TIMEOUT_SECONDS = 10.0      # per address tried
 TUNNEL_IDLE_TIMEOUT_SECONDS = 600.0  # tinyproxy's Timeout default
@@ -237,7 +241,7 @@ def _pipe(src, dst, idle_timeout, last_activity, counts, index):
     try:
         while True:
             try:
-                data = recv(RECV_BYTES)
+                data = recv(RELAY_RECV_BYTES)
             except socket.timeout:
                 if time.monotonic() - last_activity[0] < idle_timeout:
                     continue                # the other direction is busy: not idle

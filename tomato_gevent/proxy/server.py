@@ -36,9 +36,9 @@ from ..netutil import format_address
 from ..rules import Action
 from . import exchange, http
 from .http import Framing
-from .outbound import (CONNECT_TIMEOUT_SECONDS, IDLE_TIMEOUT_SECONDS, RECV_BYTES,  # noqa: F401
-                       TUNNEL_IDLE_TIMEOUT_SECONDS, Outbound, UpstreamRefused, read_response_head,
-                       relay)
+from .outbound import (CONNECT_TIMEOUT_SECONDS, IDLE_TIMEOUT_SECONDS,  # noqa: F401 (cli imports them here)
+                       RECV_BYTES, RELAY_RECV_BYTES, TUNNEL_IDLE_TIMEOUT_SECONDS, Outbound,
+                       UpstreamRefused, read_response_head, relay)
 from .stats import Stats
 
 log = logging.getLogger(__name__)
@@ -307,8 +307,10 @@ class _HttpClient:
                     403, "blocked by proxy rule: %s" % host, keep_alive=keep))
                 self._finish(head.method, host, head.port, direction, 403, started)
                 return keep
-            request = dataclasses.replace(
-                head, host=host, authority=exchange.authority_for(host, head.port, head.authority))
+            authority = exchange.authority_for(host, head.port, head.authority)
+            request = head
+            if host != head.host or authority != head.authority:
+                request = dataclasses.replace(head, host=host, authority=authority)
             if head.is_connect:
                 status, keep = self._tunnel(request, action), False
             else:
@@ -516,8 +518,8 @@ def _upstream_failed(error):
 
 # -- body relays: src socket (+ bytes already read) -> dst socket ----------------------
 # Errors reading src propagate as OSError / EOFError; errors writing dst as _SendFailed,
-# so the caller knows which side went away. Every recv is at most RECV_BYTES, allocated
-# per call: a slow body holds no buffer while it waits.
+# so the caller knows which side went away. Every recv is at most RELAY_RECV_BYTES,
+# allocated per call: a slow body holds no buffer while it waits.
 def _send(dst, data):
     try:
         dst.sendall(data)
@@ -547,7 +549,7 @@ def _relay_length(src, pending, length, dst):
     left = length - sent
     recv = src.recv
     while left:
-        data = recv(min(left, RECV_BYTES))
+        data = recv(min(left, RELAY_RECV_BYTES))
         if not data:
             raise EOFError("connection closed %d bytes before the end of the body" % left)
         _send(dst, data)
@@ -579,7 +581,7 @@ def _relay_chunked(src, pending, dst, encode, status_hint):
                 sent += len(out)
             if decoder.done:
                 return sent
-        data = src.recv(RECV_BYTES)
+        data = src.recv(RELAY_RECV_BYTES)
         if not data:
             raise EOFError("connection closed inside a chunked body")
 
@@ -594,7 +596,7 @@ def _relay_until_close(src, pending, dst, encode):
         _send(dst, out)
         sent += len(out)
     while True:
-        data = src.recv(RECV_BYTES)
+        data = src.recv(RELAY_RECV_BYTES)
         if not data:
             break
         out = http.encode_chunk(data) if encode else data
