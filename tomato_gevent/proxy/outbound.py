@@ -26,7 +26,7 @@ import time
 import gevent
 from gevent import socket
 
-from ..errors import NextHopError, Refused, RemoteProtocolError
+from ..errors import NextHopError, Refused
 from ..rules import Action
 from . import exchange, http
 from .resolver import Resolver
@@ -55,7 +55,8 @@ class UpstreamRefused(NextHopError):
         self.response, self.buffer, self.sock = response, buffer, sock
 
 
-def _reason(error):
+def reason_of(error):
+    """Short text for an OSError (its strerror) or anything else."""
     return getattr(error, "strerror", None) or str(error) or type(error).__name__
 
 
@@ -124,7 +125,7 @@ class Outbound:
             sock.settimeout(self.idle_timeout)
             return sock
         if last_error is not None:
-            raise NextHopError("cannot connect to %s: %s" % (what, _reason(last_error)), 502)
+            raise NextHopError("cannot connect to %s: %s" % (what, reason_of(last_error)), 502)
         raise NextHopError("timed out connecting to %s" % what, 504)
 
     def tunnel_via_upstream(self, host, port, request=None):
@@ -140,7 +141,7 @@ class Outbound:
             try:
                 sock.sendall(request)
             except OSError as e:
-                raise NextHopError("upstream proxy connection failed: %s" % _reason(e), 502) from None
+                raise NextHopError("upstream proxy connection failed: %s" % reason_of(e), 502) from None
             buf = bytearray()
             response = read_response_head(sock, "CONNECT", buf, time.monotonic() + self.idle_timeout)
             if response is None:
@@ -195,7 +196,7 @@ def read_response_head(sock, method, buf, deadline, stale_ok=False):
         except OSError as e:
             if stale_ok and not received:
                 return None
-            raise NextHopError("upstream connection failed: %s" % _reason(e), 502) from None
+            raise NextHopError("upstream connection failed: %s" % reason_of(e), 502) from None
         if not data:
             if stale_ok and not received:
                 return None

@@ -36,9 +36,9 @@ from ..netutil import format_address
 from ..rules import Action
 from . import exchange, http
 from .http import Framing
-from .outbound import (CONNECT_TIMEOUT_SECONDS, IDLE_TIMEOUT_SECONDS,  # noqa: F401 (cli imports them here)
-                       RECV_BYTES, RELAY_RECV_BYTES, TUNNEL_IDLE_TIMEOUT_SECONDS, Outbound,
-                       UpstreamRefused, read_response_head, relay)
+from .outbound import (CONNECT_TIMEOUT_SECONDS, IDLE_TIMEOUT_SECONDS, RECV_BYTES, RELAY_RECV_BYTES,
+                       TUNNEL_IDLE_TIMEOUT_SECONDS, Outbound, UpstreamRefused, reason_of,
+                       read_response_head, relay)
 from .stats import Stats
 
 log = logging.getLogger(__name__)
@@ -55,11 +55,6 @@ STOP_TIMEOUT_SECONDS = 2.0          # running connections get this long on SIGTE
 
 _ACCEPT_RESOURCE_ERRORS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 _ACCEPT_TRANSIENT_ERRORS = (errno.ECONNABORTED, errno.EPROTO, errno.EPERM, errno.EINTR)
-
-
-def _reason(error):
-    """Short text for an OSError (its strerror) or anything else."""
-    return getattr(error, "strerror", None) or str(error) or type(error).__name__
 
 
 class _SendFailed(Exception):
@@ -339,15 +334,7 @@ class _HttpClient:
 
     def _client_gone(self):
         """True if the client has closed its side; never blocks."""
-        self.client.settimeout(0.0)
-        try:
-            return self.client.recv(1, socket.MSG_PEEK) == b""
-        except BlockingIOError:
-            return False
-        except OSError:
-            return True
-        finally:
-            self.client.settimeout(self.idle_timeout)
+        return _peek(self.client, self.idle_timeout) == b""
 
     # -- next hop --------------------------------------------------------------------
     def _take_upstream(self, next_hop, forward):
@@ -355,7 +342,9 @@ class _HttpClient:
         The caller owns the socket from here on."""
         kept, self._kept = self._kept, None
         if kept is not None:
-            if kept[0] == next_hop:
+            # A kept connection the far end closed meanwhile (or that has bytes nobody
+            # asked for) is not worth a request: most stale connections never meet one.
+            if kept[0] == next_hop and _peek(kept[1], self.idle_timeout) is None:
                 return kept[1], True
             kept[1].close()
         if forward:
@@ -431,12 +420,12 @@ class _HttpClient:
                                           status_hint=400)
         except _SendFailed as e:
             raise NextHopError("upstream connection failed while sending the request body: %s"
-                               % _reason(e.__cause__), 502) from None
+                               % reason_of(e.__cause__), 502) from None
         except socket.timeout:
             raise RemoteProtocolError("request body incomplete after %.0fs" % self.idle_timeout,
                                       408) from None
         except (OSError, EOFError) as e:
-            raise RemoteProtocolError("request body incomplete: %s" % _reason(e), 400) from None
+            raise RemoteProtocolError("request body incomplete: %s" % reason_of(e), 400) from None
 
     def _relay_response(self, head, response, upstream, buf):
         """(status, keep client, keep upstream)."""
@@ -456,13 +445,13 @@ class _HttpClient:
                 self.down += _relay_response_body(response, out, upstream, buf, self.client)
             except _SendFailed as e:
                 log.debug("%s: client went away during the answer: %s", self.context.peer,
-                          _reason(e.__cause__))
+                          reason_of(e.__cause__))
                 return response.status, False, False
             except (OSError, EOFError, RemoteProtocolError) as e:
                 # The head is out: all we can do is cut the connection so the client sees
                 # an incomplete body rather than a wrong one.
                 log.info("%s: %s %s:%d answer cut short by upstream: %s", self.context.peer,
-                         head.method, head.host, head.port, _reason(e))
+                         head.method, head.host, head.port, reason_of(e))
                 return response.status, False, False
         return response.status, keep, exchange.keep_upstream(response, True, bool(buf))
 
@@ -510,10 +499,24 @@ class _HttpClient:
         return response.status
 
 
+def _peek(sock, timeout):
+    """Without blocking: None if nothing is waiting in sock, b"" if its peer closed (or
+    the connection failed), else the first byte waiting. Leaves sock at `timeout`."""
+    sock.settimeout(0.0)
+    try:
+        return sock.recv(1, socket.MSG_PEEK)
+    except BlockingIOError:
+        return None
+    except OSError:
+        return b""
+    finally:
+        sock.settimeout(timeout)
+
+
 def _upstream_failed(error):
     if error is None:
         return NextHopError("upstream closed the connection without answering", 502)
-    return NextHopError("upstream connection failed: %s" % _reason(error), 502)
+    return NextHopError("upstream connection failed: %s" % reason_of(error), 502)
 
 
 # -- body relays: src socket (+ bytes already read) -> dst socket ----------------------
