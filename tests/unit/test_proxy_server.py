@@ -742,3 +742,29 @@ def test_connect_failure_is_a_typed_error_for_other_front_ends(proxies):
     with pytest.raises(NextHopError) as e:
         proxy.outbound.open_tunnel("gone.test", port, LOOPBACK)
     assert e.value.status_hint == 502
+
+
+def test_informational_flood_stops_when_the_client_is_gone(proxies):
+    # 10.7: an HTTP/1.0 client gets no 1xx; when it hangs up, the proxy stops waiting for
+    # the final answer at the next 1xx instead of at the (long) head deadline.
+    ended = []
+
+    def flood(sock, address):
+        read_head(sock, bytearray())
+        try:
+            while True:
+                sock.sendall(b"HTTP/1.1 102 Processing\r\n\r\n")
+                gevent.sleep(0.02)
+        except OSError:
+            ended.append(True)
+    server = StreamServer(("127.0.0.1", 0), flood)
+    server.start()
+    try:
+        proxy = proxies(resolver=FakeResolver({"www.test"}), idle_timeout=60)
+        client = Client(proxy)
+        client.send(b"GET http://www.test:%d/ HTTP/1.0\r\n\r\n" % server.server_port)
+        wait_for(lambda: proxy.stats.open_connections == 1, "the request to be in flight")
+        client.close()
+        wait_for(lambda: ended, "the proxy to drop the upstream connection")
+    finally:
+        server.stop()
