@@ -597,49 +597,62 @@ def test_endless_informational_answers_are_abandoned(proxies):
         server.stop()
 
 
-def close_first_then_answer():
-    """An origin whose kept-alive connection dies after the first answer."""
-    def answer(head, body):
-        return ok(b"fresh") if answer.calls else ok(b"first")
-    answer.calls = 0
-
-    def counted(head, body):
-        out = answer(head, body)
-        answer.calls += 1
-        return out
-    return counted
-
-
 def test_stale_connection_retry_is_for_idempotent_requests_only(proxies):
-    # 10.9: a body-less POST is not repeated after a kept-alive connection went stale
-    # (RFC 9110 9.2.2); a GET is.
-    state = {"connections": 0, "requests": []}
+    # 10.9: a request that meets a kept-alive connection the origin closes without an
+    # answer is repeated on a fresh connection only if it is idempotent (RFC 9110 9.2.2).
+    # This origin answers the first request of each connection and closes the
+    # connection on the second one after reading it: the race the retry is for.
+    seen = []
 
     def origin(sock, address):
-        state["connections"] += 1
+        number = len({c for _, c, _ in seen}) + 1
         buf = bytearray()
-        head = read_head(sock, buf)
-        if head is None:
-            return
-        state["requests"].append(head.split(b" ")[0])
-        sock.sendall(ok(b"one"))          # answer once, then drop the kept connection
+        for index in range(2):
+            head = read_head(sock, buf)
+            if head is None:
+                return
+            seen.append((head.split(b" ")[0], number, index))
+            if index == 0:
+                sock.sendall(ok(b"answered"))
     server = StreamServer(("127.0.0.1", 0), origin)
     server.start()
     try:
         proxy = proxies(resolver=FakeResolver({"www.test"}))
         client = Client(proxy)
         client.send(get("www.test", server.server_port))
-        assert client.response()[1] == b"one"
-        wait_for(lambda: state["connections"] == 1, "the origin to hang up")
-        gevent.sleep(0.05)
+        assert client.response()[1] == b"answered"
         client.send(get("www.test", server.server_port))
-        assert client.response()[1] == b"one"            # retried on a fresh connection
-        assert state["requests"] == [b"GET", b"GET"]
-        gevent.sleep(0.05)
+        assert client.response()[1] == b"answered"            # repeated on a fresh connection
+        assert seen == [(b"GET", 1, 0), (b"GET", 1, 1), (b"GET", 2, 0)]
         client.send(b"POST http://www.test:%d/ HTTP/1.1\r\nContent-Length: 0\r\n\r\n" % server.server_port)
-        resp, body = client.response()
-        assert resp.status == 502
-        assert state["requests"] == [b"GET", b"GET"]     # the POST went out once, never again
+        assert client.response()[0].status == 502
+        assert seen[3:] == [(b"POST", 2, 1)]                  # sent once, never repeated
+    finally:
+        server.stop()
+
+
+def test_a_kept_connection_the_origin_closed_is_not_used(proxies):
+    # The origin closed the idle kept connection (its FIN is there): even a POST then
+    # goes out on a fresh connection instead of meeting the stale one (and a 502).
+    seen, closed = [], []
+
+    def origin(sock, address):
+        head = read_head(sock, bytearray())
+        seen.append(head.split(b" ")[0])
+        sock.sendall(ok(b"answered"))                 # keep-alive by HTTP/1.1 default...
+        sock.close()                                  # ...and yet gone (short idle timeout)
+        closed.append(True)
+    server = StreamServer(("127.0.0.1", 0), origin)
+    server.start()
+    try:
+        proxy = proxies(resolver=FakeResolver({"www.test"}))
+        client = Client(proxy)
+        client.send(get("www.test", server.server_port))
+        assert client.response()[1] == b"answered"
+        wait_for(lambda: closed, "the origin to close")
+        client.send(b"POST http://www.test:%d/ HTTP/1.1\r\nContent-Length: 1\r\n\r\nz" % server.server_port)
+        assert client.response()[1] == b"answered"
+        assert seen == [b"GET", b"POST"]
     finally:
         server.stop()
 
@@ -729,3 +742,29 @@ def test_connect_failure_is_a_typed_error_for_other_front_ends(proxies):
     with pytest.raises(NextHopError) as e:
         proxy.outbound.open_tunnel("gone.test", port, LOOPBACK)
     assert e.value.status_hint == 502
+
+
+def test_informational_flood_stops_when_the_client_is_gone(proxies):
+    # 10.7: an HTTP/1.0 client gets no 1xx; when it hangs up, the proxy stops waiting for
+    # the final answer at the next 1xx instead of at the (long) head deadline.
+    ended = []
+
+    def flood(sock, address):
+        read_head(sock, bytearray())
+        try:
+            while True:
+                sock.sendall(b"HTTP/1.1 102 Processing\r\n\r\n")
+                gevent.sleep(0.02)
+        except OSError:
+            ended.append(True)
+    server = StreamServer(("127.0.0.1", 0), flood)
+    server.start()
+    try:
+        proxy = proxies(resolver=FakeResolver({"www.test"}), idle_timeout=60)
+        client = Client(proxy)
+        client.send(b"GET http://www.test:%d/ HTTP/1.0\r\n\r\n" % server.server_port)
+        wait_for(lambda: proxy.stats.open_connections == 1, "the request to be in flight")
+        client.close()
+        wait_for(lambda: ended, "the proxy to drop the upstream connection")
+    finally:
+        server.stop()

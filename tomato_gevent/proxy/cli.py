@@ -14,8 +14,8 @@ from ..errors import ConfigError
 from ..rules import Action, RuleSet, load_rule_files
 from . import socks_session
 from .auth import load_auth_file
-from .server import (CONNECT_TIMEOUT_SECONDS, DEFAULT_MAX_CLIENTS, IDLE_TIMEOUT_SECONDS,
-                     TUNNEL_IDLE_TIMEOUT_SECONDS, ProxyServer, make_listener)
+from .outbound import CONNECT_TIMEOUT_SECONDS, IDLE_TIMEOUT_SECONDS, TUNNEL_IDLE_TIMEOUT_SECONDS
+from .server import DEFAULT_MAX_CLIENTS, ProxyServer, make_listener
 
 log = logging.getLogger(__name__)
 

@@ -32,13 +32,21 @@ from .http import Framing
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 
 
+def _literal(host):
+    """ip_address of an IP literal host (as parsed: IPv6 without brackets), else None.
+    Names (last character not a digit, no colon) skip the costly parse attempt."""
+    if ":" in host or host[-1:].isdigit():
+        return ip_literal(host)
+    return None
+
+
 def edge_host(host):
     """The host as the rules, the resolver and the next hop all see it.
 
     IP literals stay as they are; names go through the rules' normalisation (case,
     trailing dots, IDNA). A name that normalisation refuses is a 400.
     """
-    if ip_literal(host) is not None:
+    if _literal(host) is not None:
         return host
     name = normalize_host(host)
     if name is None:
@@ -48,8 +56,7 @@ def edge_host(host):
 
 def authority_for(host, port, client_authority):
     """host[:port] for Host / the CONNECT target, port only where the client wrote one."""
-    literal = ip_literal(host)
-    shown = "[%s]" % host if literal is not None and literal.version == 6 else host
+    shown = "[%s]" % host if ":" in host else host
     explicit_port = client_authority.rpartition(b"]")[2].rfind(b":") >= 0
     if explicit_port:
         return ("%s:%d" % (shown, port)).encode("ascii")

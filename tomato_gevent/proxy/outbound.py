@@ -26,7 +26,7 @@ import time
 import gevent
 from gevent import socket
 
-from ..errors import NextHopError, Refused, RemoteProtocolError
+from ..errors import NextHopError, Refused
 from ..rules import Action
 from . import exchange, http
 from .resolver import Resolver
@@ -34,7 +34,11 @@ from .resolver import Resolver
 log = logging.getLogger(__name__)
 
 # -- implementation constants ----------------------------------------------------
-RECV_BYTES = 64 * 1024              # at most one recv; allocated per call, never held while idle
+RECV_BYTES = 64 * 1024              # one recv while reading heads
+# One recv while relaying bodies and tunnels. recv() (not recv_into a buffer of our own)
+# allocates per call and frees at once when the socket has nothing: an idle tunnel or a
+# slow body holds no buffer, a busy one moves up to this much per system call.
+RELAY_RECV_BYTES = 256 * 1024
 IDLE_TIMEOUT_SECONDS = 60.0         # client between/inside requests; upstream silence
 CONNECT_TIMEOUT_SECONDS = 10.0      # per address tried
 TUNNEL_IDLE_TIMEOUT_SECONDS = 600.0  # tinyproxy's Timeout default
@@ -51,7 +55,8 @@ class UpstreamRefused(NextHopError):
         self.response, self.buffer, self.sock = response, buffer, sock
 
 
-def _reason(error):
+def reason_of(error):
+    """Short text for an OSError (its strerror) or anything else."""
     return getattr(error, "strerror", None) or str(error) or type(error).__name__
 
 
@@ -120,7 +125,7 @@ class Outbound:
             sock.settimeout(self.idle_timeout)
             return sock
         if last_error is not None:
-            error = NextHopError("cannot connect to %s: %s" % (what, _reason(last_error)), 502)
+            error = NextHopError("cannot connect to %s: %s" % (what, reason_of(last_error)), 502)
             error.errno = getattr(last_error, "errno", None)    # SOCKS5 tells "refused" apart
             raise error
         raise NextHopError("timed out connecting to %s" % what, 504)
@@ -138,7 +143,7 @@ class Outbound:
             try:
                 sock.sendall(request)
             except OSError as e:
-                raise NextHopError("upstream proxy connection failed: %s" % _reason(e), 502) from None
+                raise NextHopError("upstream proxy connection failed: %s" % reason_of(e), 502) from None
             buf = bytearray()
             response = read_response_head(sock, "CONNECT", buf, time.monotonic() + self.idle_timeout)
             if response is None:
@@ -193,7 +198,7 @@ def read_response_head(sock, method, buf, deadline, stale_ok=False):
         except OSError as e:
             if stale_ok and not received:
                 return None
-            raise NextHopError("upstream connection failed: %s" % _reason(e), 502) from None
+            raise NextHopError("upstream connection failed: %s" % reason_of(e), 502) from None
         if not data:
             if stale_ok and not received:
                 return None
@@ -239,7 +244,7 @@ def _pipe(src, dst, idle_timeout, last_activity, counts, index):
     try:
         while True:
             try:
-                data = recv(RECV_BYTES)
+                data = recv(RELAY_RECV_BYTES)
             except socket.timeout:
                 if time.monotonic() - last_activity[0] < idle_timeout:
                     continue                # the other direction is busy: not idle

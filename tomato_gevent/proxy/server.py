@@ -37,9 +37,9 @@ from ..rules import Action
 from . import exchange, http
 from .auth import proxy_authenticate_header
 from .http import Framing
-from .outbound import (CONNECT_TIMEOUT_SECONDS, IDLE_TIMEOUT_SECONDS, RECV_BYTES,  # noqa: F401
-                       TUNNEL_IDLE_TIMEOUT_SECONDS, Outbound, UpstreamRefused, read_response_head,
-                       relay)
+from .outbound import (CONNECT_TIMEOUT_SECONDS, IDLE_TIMEOUT_SECONDS, RECV_BYTES, RELAY_RECV_BYTES,
+                       TUNNEL_IDLE_TIMEOUT_SECONDS, Outbound, UpstreamRefused, reason_of,
+                       read_response_head, relay)
 from .stats import Stats
 
 log = logging.getLogger(__name__)
@@ -56,11 +56,6 @@ STOP_TIMEOUT_SECONDS = 2.0          # running connections get this long on SIGTE
 
 _ACCEPT_RESOURCE_ERRORS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 _ACCEPT_TRANSIENT_ERRORS = (errno.ECONNABORTED, errno.EPROTO, errno.EPERM, errno.EINTR)
-
-
-def _reason(error):
-    """Short text for an OSError (its strerror) or anything else."""
-    return getattr(error, "strerror", None) or str(error) or type(error).__name__
 
 
 class _SendFailed(Exception):
@@ -321,8 +316,10 @@ class _HttpClient:
                     403, "blocked by proxy rule: %s" % host, keep_alive=keep))
                 self._finish(head.method, host, head.port, direction, 403, started)
                 return keep
-            request = dataclasses.replace(
-                head, host=host, authority=exchange.authority_for(host, head.port, head.authority))
+            authority = exchange.authority_for(host, head.port, head.authority)
+            request = head
+            if host != head.host or authority != head.authority:
+                request = dataclasses.replace(head, host=host, authority=authority)
             if head.is_connect:
                 status, keep = self._tunnel(request, action), False
             else:
@@ -351,15 +348,7 @@ class _HttpClient:
 
     def _client_gone(self):
         """True if the client has closed its side; never blocks."""
-        self.client.settimeout(0.0)
-        try:
-            return self.client.recv(1, socket.MSG_PEEK) == b""
-        except BlockingIOError:
-            return False
-        except OSError:
-            return True
-        finally:
-            self.client.settimeout(self.idle_timeout)
+        return _peek(self.client, self.idle_timeout) == b""
 
     # -- next hop --------------------------------------------------------------------
     def _take_upstream(self, next_hop, forward):
@@ -367,7 +356,9 @@ class _HttpClient:
         The caller owns the socket from here on."""
         kept, self._kept = self._kept, None
         if kept is not None:
-            if kept[0] == next_hop:
+            # A kept connection the far end closed meanwhile (or that has bytes nobody
+            # asked for) is not worth a request: most stale connections never meet one.
+            if kept[0] == next_hop and _peek(kept[1], self.idle_timeout) is None:
                 return kept[1], True
             kept[1].close()
         if forward:
@@ -443,12 +434,12 @@ class _HttpClient:
                                           status_hint=400)
         except _SendFailed as e:
             raise NextHopError("upstream connection failed while sending the request body: %s"
-                               % _reason(e.__cause__), 502) from None
+                               % reason_of(e.__cause__), 502) from None
         except socket.timeout:
             raise RemoteProtocolError("request body incomplete after %.0fs" % self.idle_timeout,
                                       408) from None
         except (OSError, EOFError) as e:
-            raise RemoteProtocolError("request body incomplete: %s" % _reason(e), 400) from None
+            raise RemoteProtocolError("request body incomplete: %s" % reason_of(e), 400) from None
 
     def _relay_response(self, head, response, upstream, buf):
         """(status, keep client, keep upstream)."""
@@ -468,13 +459,13 @@ class _HttpClient:
                 self.down += _relay_response_body(response, out, upstream, buf, self.client)
             except _SendFailed as e:
                 log.debug("%s: client went away during the answer: %s", self.context.peer,
-                          _reason(e.__cause__))
+                          reason_of(e.__cause__))
                 return response.status, False, False
             except (OSError, EOFError, RemoteProtocolError) as e:
                 # The head is out: all we can do is cut the connection so the client sees
                 # an incomplete body rather than a wrong one.
                 log.info("%s: %s %s:%d answer cut short by upstream: %s", self.context.peer,
-                         head.method, head.host, head.port, _reason(e))
+                         head.method, head.host, head.port, reason_of(e))
                 return response.status, False, False
         return response.status, keep, exchange.keep_upstream(response, True, bool(buf))
 
@@ -522,16 +513,30 @@ class _HttpClient:
         return response.status
 
 
+def _peek(sock, timeout):
+    """Without blocking: None if nothing is waiting in sock, b"" if its peer closed (or
+    the connection failed), else the first byte waiting. Leaves sock at `timeout`."""
+    sock.settimeout(0.0)
+    try:
+        return sock.recv(1, socket.MSG_PEEK)
+    except BlockingIOError:
+        return None
+    except OSError:
+        return b""
+    finally:
+        sock.settimeout(timeout)
+
+
 def _upstream_failed(error):
     if error is None:
         return NextHopError("upstream closed the connection without answering", 502)
-    return NextHopError("upstream connection failed: %s" % _reason(error), 502)
+    return NextHopError("upstream connection failed: %s" % reason_of(error), 502)
 
 
 # -- body relays: src socket (+ bytes already read) -> dst socket ----------------------
 # Errors reading src propagate as OSError / EOFError; errors writing dst as _SendFailed,
-# so the caller knows which side went away. Every recv is at most RECV_BYTES, allocated
-# per call: a slow body holds no buffer while it waits.
+# so the caller knows which side went away. Every recv is at most RELAY_RECV_BYTES,
+# allocated per call: a slow body holds no buffer while it waits.
 def _send(dst, data):
     try:
         dst.sendall(data)
@@ -561,7 +566,7 @@ def _relay_length(src, pending, length, dst):
     left = length - sent
     recv = src.recv
     while left:
-        data = recv(min(left, RECV_BYTES))
+        data = recv(min(left, RELAY_RECV_BYTES))
         if not data:
             raise EOFError("connection closed %d bytes before the end of the body" % left)
         _send(dst, data)
@@ -593,7 +598,7 @@ def _relay_chunked(src, pending, dst, encode, status_hint):
                 sent += len(out)
             if decoder.done:
                 return sent
-        data = src.recv(RECV_BYTES)
+        data = src.recv(RELAY_RECV_BYTES)
         if not data:
             raise EOFError("connection closed inside a chunked body")
 
@@ -608,7 +613,7 @@ def _relay_until_close(src, pending, dst, encode):
         _send(dst, out)
         sent += len(out)
     while True:
-        data = src.recv(RECV_BYTES)
+        data = src.recv(RELAY_RECV_BYTES)
         if not data:
             break
         out = http.encode_chunk(data) if encode else data
