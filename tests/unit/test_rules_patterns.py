@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from tomato_gevent.rules import Action, RuleSet, load_rule_files, parse_rules
-from tomato_gevent.rules.patterns import PatternMatcher, required_literal
+from tomato_gevent.rules.patterns import PatternMatcher, final_labels, required_literal
 
 BLOCK, DIRECT, FORWARD = Action.BLOCK, Action.DIRECT, Action.FORWARD
 EXAMPLE_RULES = Path(__file__).resolve().parents[2] / "rules" / "example.txt"
@@ -160,15 +160,39 @@ def test_example_file_sends_private_ranges_direct():
     (r"(^|\.)91porn[0-9]{3}\.me$", "91porn", True),
     (r"(?:^|\.)gaogediao\.(com|me)$", "gaogediao.", True),
     (r"^hses[1-7]?\.akamaized\.net$", "akamaized.net", True),
+    (r"^.+-mihayo\.akamaized\.net$", "akamaized.net", True),    # anchored beats a longer text one
     (r"javdb\d+\.com$", "javdb", False),
     (r"(^|\.)[1-5]gaoap\.com$", "gaoap.com", False),
     (r"(?i)ABCdef", "abcdef", False),
     (r"a|bcdef", "", False),            # a branch: no literal is required
     (r"x?", "", False),
-    (r"[a-z]\.co$", "co", True),        # after a dot: label-anchored, 2 + bonus
+    (r"[^a]\.co$", "co", True),        # after a dot: label-anchored, 2 + bonus
 ])
 def test_required_literal(pattern, literal, anchored):
     assert required_literal(pattern) == (literal, anchored)
+
+
+@pytest.mark.parametrize("pattern, labels", [
+    (r"(^|\.)91porn[0-9]{3}\.me$", {"me"}),
+    (r"\.(co\.uk|com|net)$", {"uk", "com", "net"}),
+    (r"(^|\.)91porn\.(best|com|cool)$", {"best", "com", "cool"}),
+    (r"(?i)\.COM$", {"com"}),
+    (r"(^|\.)youyuapi\..+$", None),
+    (r"abc$", None),
+    (r"\.com", None),
+    (r"\.(com|[a-z]+)$", None),
+])
+def test_final_labels(pattern, labels):
+    assert final_labels(pattern) == (frozenset(labels) if labels is not None else None)
+
+
+def test_rules_meet_only_names_under_their_tld_plus_those_of_any_tld():
+    rs = rules("block\tregexp:(^|\\.)ad[0-9]\\.com$\ndirect\tregexp:(^|\\.)ad[0-9]\\.\nforward\tkeyword:ad7\n")
+    assert rs.lookup("ad1.com") is BLOCK
+    assert rs.lookup("ad1.net") is DIRECT
+    assert rs.lookup("x.ad7.org") is DIRECT
+    assert rs.lookup("ad7x.org") is FORWARD
+    assert rs.lookup("ad1.comx") is DIRECT
 
 
 def test_matcher_agrees_with_running_every_rule_in_order():
