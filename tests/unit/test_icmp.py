@@ -181,7 +181,7 @@ def test_version_must_be_4_or_6():
 # -- parsing ICMP errors (raw sockets: the quote names the request) -----------------
 def test_ipv4_host_unreachable_quotes_ident_and_seq():
     message = icmp.parse_icmp_message(4, icmp_error(4, 3, 1, quoted_request(4, 0x4242, 9)))
-    assert message == IcmpError(4, 3, 1, 0, 0x4242, 9)
+    assert message == IcmpError(4, 3, 1, 0, 0x4242, 9, ipaddress.ip_address("10.9.0.7"))
     assert message.reason == "Destination Host Unreachable"
 
 
@@ -206,7 +206,7 @@ def test_ipv4_error_quote_with_ip_options():
 
 def test_ipv6_address_unreachable():
     message = icmp.parse_icmp_message(6, icmp_error(6, 1, 3, quoted_request(6, 0x1111, 3)))
-    assert message == IcmpError(6, 1, 3, 0, 0x1111, 3)
+    assert message == IcmpError(6, 1, 3, 0, 0x1111, 3, ipaddress.ip_address("fd00::7"))
     assert message.reason == "Destination unreachable: Address unreachable"
 
 
@@ -260,15 +260,17 @@ def extended_error(err, origin, kind, code, info=0, offender=b""):
 
 def test_extended_error_v4_host_unreachable():
     ee = extended_error(errno.EHOSTUNREACH, icmp.SO_EE_ORIGIN_ICMP, 3, 1, offender=sockaddr_in("10.9.0.1"))
-    message, offender = icmp.parse_extended_error(4, ee, icmp.build_echo_request(4, 555, 4, PAYLOAD))
-    assert message == IcmpError(4, 3, 1, 0, 555, 4)
+    destination = ipaddress.ip_address("10.9.0.7")
+    message, offender = icmp.parse_extended_error(4, ee, icmp.build_echo_request(4, 555, 4, PAYLOAD), destination)
+    assert message == IcmpError(4, 3, 1, 0, 555, 4, destination)
     assert message.reason == "Destination Host Unreachable"
     assert offender == ipaddress.IPv4Address("10.9.0.1")
 
 
 def test_extended_error_v6_packet_too_big():
     ee = extended_error(errno.EMSGSIZE, icmp.SO_EE_ORIGIN_ICMP6, 2, 0, info=1280, offender=sockaddr_in6("fd00::1"))
-    message, offender = icmp.parse_extended_error(6, ee, icmp.build_echo_request(6, 9, 10, b""))
+    message, offender = icmp.parse_extended_error(6, ee, icmp.build_echo_request(6, 9, 10, b""),
+                                                  ipaddress.ip_address("fd00::7"))
     assert message.reason == "Packet too big: mtu=1280"
     assert (message.ident, message.seq) == (9, 10)
     assert offender == ipaddress.IPv6Address("fd00::1")
@@ -276,22 +278,22 @@ def test_extended_error_v6_packet_too_big():
 
 def test_extended_error_without_offender():
     ee = extended_error(errno.EHOSTUNREACH, icmp.SO_EE_ORIGIN_ICMP, 3, 1)
-    assert icmp.parse_extended_error(4, ee, icmp.build_echo_request(4, 1, 1, b""))[1] is None
+    assert icmp.parse_extended_error(4, ee, icmp.build_echo_request(4, 1, 1, b""), None)[1] is None
 
 
 def test_extended_error_local_origin():
     ee = extended_error(errno.EMSGSIZE, icmp.SO_EE_ORIGIN_LOCAL, 0, 0, info=1400)
-    message, offender = icmp.parse_extended_error(4, ee, icmp.build_echo_request(4, 1, 3, b""))
+    message, offender = icmp.parse_extended_error(4, ee, icmp.build_echo_request(4, 1, 3, b""), None)
     assert message == LocalError(1, 3, errno.EMSGSIZE, 1400)
     assert message.reason == "local error: %s (mtu = 1400)" % __import__("os").strerror(errno.EMSGSIZE)
     assert offender is None
     # ip_local_error() returns no payload: nothing names the request.
-    assert icmp.parse_extended_error(4, ee, b"") == (None, None)
+    assert icmp.parse_extended_error(4, ee, b"", None) == (None, None)
 
 
 def test_extended_error_redirect_is_not_reported():
     ee = extended_error(0, icmp.SO_EE_ORIGIN_ICMP, icmp.ICMP_REDIRECT, 1)
-    assert icmp.parse_extended_error(4, ee, icmp.build_echo_request(4, 1, 1, b""))[0] is None
+    assert icmp.parse_extended_error(4, ee, icmp.build_echo_request(4, 1, 1, b""), None)[0] is None
 
 
 @pytest.mark.parametrize("ee, original, reason", [
@@ -301,7 +303,7 @@ def test_extended_error_redirect_is_not_reported():
 ])
 def test_extended_error_rejects(ee, original, reason):
     with pytest.raises(BadPacket, match=reason):
-        icmp.parse_extended_error(4, ee, original)
+        icmp.parse_extended_error(4, ee, original, None)
 
 
 # -- reasons -------------------------------------------------------------------------
