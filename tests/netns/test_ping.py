@@ -262,9 +262,10 @@ def test_name_is_re_resolved_after_a_failure(lab):
     log.assert_summary_agrees()
 
 
-INJECTOR = r'''
+# The start of the packet-writing scripts below: an ICMP message with its checksum
+# (written out again rather than imported, so that the scripts test the codec, not use it).
+ICMP_SCRIPT = r'''
 import socket, struct, sys, time
-ident, seconds = int(sys.argv[1]), float(sys.argv[2])
 
 def checksum(data):
     data += b"\0" * (len(data) % 2)
@@ -277,6 +278,10 @@ def icmp(kind, code, rest, body=b"", good=True):
     message = struct.pack("!BBHI", kind, code, 0, rest) + body
     value = checksum(message) if good else checksum(message) ^ 0x5555
     return message[:2] + struct.pack("!H", value) + message[4:]
+'''
+
+INJECTOR = ICMP_SCRIPT + r'''
+ident, seconds = int(sys.argv[1]), float(sys.argv[2])
 
 def quoted_request(req_ident, seq):
     request = icmp(8, 0, (req_ident << 16) | seq, bytes(range(8)))
@@ -333,20 +338,8 @@ def test_raw_socket_ignores_foreign_icmp_traffic(lab):
         assert reason in debug, reason
 
 
-FORGER = r'''
-import socket, struct, sys
+FORGER = ICMP_SCRIPT + r'''
 pinger, target, elsewhere = sys.argv[1:4]
-
-def checksum(data):
-    data += b"\0" * (len(data) % 2)
-    total = sum(struct.unpack("!%dH" % (len(data) // 2), data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
-
-def icmp(kind, code, rest, body):
-    message = struct.pack("!BBHI", kind, code, 0, rest) + body
-    return message[:2] + struct.pack("!H", checksum(message)) + message[4:]
 
 sniffer = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(0x0800))
 sniffer.bind(("veth0", 0))

@@ -179,10 +179,14 @@ def test_version_must_be_4_or_6():
 
 
 # -- parsing ICMP errors (raw sockets: the quote names the request) -----------------
-def test_ipv4_host_unreachable_quotes_ident_and_seq():
-    message = icmp.parse_icmp_message(4, icmp_error(4, 3, 1, quoted_request(4, 0x4242, 9)))
-    assert message == IcmpError(4, 3, 1, 0, 0x4242, 9, ipaddress.ip_address("10.9.0.7"))
-    assert message.reason == "Destination Host Unreachable"
+@pytest.mark.parametrize("version, kind, code, destination, reason", [
+    (4, 3, 1, "10.9.0.7", "Destination Host Unreachable"),
+    (6, 1, 3, "fd00::7", "Destination unreachable: Address unreachable"),
+])
+def test_unreachable_quotes_ident_seq_and_destination(version, kind, code, destination, reason):
+    message = icmp.parse_icmp_message(version, icmp_error(version, kind, code, quoted_request(version, 0x4242, 9)))
+    assert message == IcmpError(version, kind, code, 0, 0x4242, 9, ipaddress.ip_address(destination))
+    assert message.reason == reason
 
 
 def test_ipv4_frag_needed_reports_mtu():
@@ -202,12 +206,6 @@ def test_ipv4_error_quote_with_ip_options():
     request = icmp.build_echo_request(4, 77, 5, PAYLOAD[:8])
     quote = ipv4_header(icmp.IPPROTO_ICMP, ihl=6) + request
     assert icmp.parse_icmp_message(4, icmp_error(4, 3, 0, quote)).seq == 5
-
-
-def test_ipv6_address_unreachable():
-    message = icmp.parse_icmp_message(6, icmp_error(6, 1, 3, quoted_request(6, 0x1111, 3)))
-    assert message == IcmpError(6, 1, 3, 0, 0x1111, 3, ipaddress.ip_address("fd00::7"))
-    assert message.reason == "Destination unreachable: Address unreachable"
 
 
 def test_ipv6_packet_too_big_reports_mtu():

@@ -22,6 +22,7 @@ IDENT = 0x4242
 TARGET = ipaddress.ip_address("10.9.0.2")
 OTHER = ipaddress.ip_address("10.9.0.3")
 ROUTER = ipaddress.ip_address("10.9.0.1")
+DEAD = ipaddress.ip_address("10.9.9.9")  # no route to it
 PAYLOAD = icmp.make_payload(56)
 LOG = "tomato_gevent.ping.pinger"
 
@@ -299,15 +300,21 @@ def reply_from(source, seq, payload=PAYLOAD, ttl=64):
     return (EchoReply(IDENT, seq, payload), source, ttl)
 
 
+def answer_every_request(seq, sockaddr):
+    return [reply_from(TARGET, seq)]
+
+
 class FakeIcmpSocket:
     """An IcmpSocket whose network is a function: answer(seq, sockaddr) -> messages to receive,
-    each (message, source, ttl) as receive_pending() returns them. A socketpair byte wakes
-    the Pinger's receiving greenlet as a readable ICMP socket would."""
+    each (message, source, ttl) as receive_pending() returns them; sending to `unreachable`
+    fails as without a route. A socketpair byte wakes the Pinger's receiving greenlet as a
+    readable ICMP socket would."""
 
     kind, version, ident = DATAGRAM, 4, IDENT
 
-    def __init__(self, answer=lambda seq, sockaddr: [reply_from(TARGET, seq)]):
+    def __init__(self, answer=answer_every_request, unreachable=None):
         self.answer = answer
+        self.unreachable = unreachable
         self.sent = []  # (seq, sockaddr)
         self._pending = []
         self._readable, self._waker = socket.socketpair()
@@ -320,6 +327,8 @@ class FakeIcmpSocket:
         kind, _, _, ident, seq = icmp.ECHO_HEADER.unpack_from(packet)
         assert (kind, ident, packet[8:]) == (icmp.ICMP_ECHO_REQUEST, IDENT, PAYLOAD)
         self.sent.append((seq, sockaddr))
+        if sockaddr[0] == self.unreachable:
+            raise OSError(errno.ENETUNREACH, "Network is unreachable")
         self.deliver(self.answer(seq, sockaddr))
 
     def deliver(self, messages):
@@ -342,10 +351,11 @@ class FakeIcmpSocket:
 
 @pytest.fixture
 def network():
+    """network(answer, unreachable, kind=FakeIcmpSocket) -> a fake ICMP socket, closed after the test."""
     sockets = []
 
-    def make(answer=None):
-        sockets.append(FakeIcmpSocket(answer) if answer else FakeIcmpSocket())
+    def make(answer=answer_every_request, unreachable=None, kind=FakeIcmpSocket):
+        sockets.append(kind(answer, unreachable))
         return sockets[-1]
     yield make
     for fake in sockets:
@@ -441,29 +451,11 @@ def test_icmp_and_local_errors_fail_requests(caplog, network):
     ]
 
 
-class Unreachable(FakeIcmpSocket):
-    """sendto() fails while the route to `dead` is missing."""
-
-    def __init__(self, dead):
-        super().__init__()
-        self.dead = dead
-
-    def send(self, packet, sockaddr):
-        if sockaddr[0] == self.dead:
-            self.sent.append((icmp.ECHO_HEADER.unpack_from(packet)[4], sockaddr))
-            raise OSError(errno.ENETUNREACH, "Network is unreachable")
-        super().send(packet, sockaddr)
-
-
-def test_send_failure_counts_and_a_name_is_resolved_again(caplog, monkeypatch):
+def test_send_failure_counts_and_a_name_is_resolved_again(caplog, monkeypatch, network):
     moved = Target("peer.test", TARGET, ("10.9.0.2", 0))
     monkeypatch.setattr(pinger, "resolve", lambda host, version: moved)
-    fake = Unreachable("10.9.9.9")
-    try:
-        _, stats, lines = run_pinger(caplog, fake, count=2,
-                                     host_target=target("peer.test", ipaddress.ip_address("10.9.9.9")))
-    finally:
-        fake.close()
+    fake = network(unreachable="10.9.9.9")
+    _, stats, lines = run_pinger(caplog, fake, count=2, host_target=target("peer.test", DEAD))
     assert fake.sent == [(1, ("10.9.9.9", 0)), (2, ("10.9.0.2", 0))]
     assert (stats.transmitted, stats.received, stats.errors) == (2, 1, 1)
     assert without_times(lines) == [
@@ -473,28 +465,20 @@ def test_send_failure_counts_and_a_name_is_resolved_again(caplog, monkeypatch):
     ]
 
 
-def test_failed_re_resolution_keeps_the_old_address(caplog, monkeypatch):
+def test_failed_re_resolution_keeps_the_old_address(caplog, monkeypatch, network):
     def resolve(host, version):
         raise ConfigError("cannot resolve peer.test: Name or service not known")
     monkeypatch.setattr(pinger, "resolve", resolve)
-    fake = Unreachable("10.9.9.9")
-    try:
-        _, stats, lines = run_pinger(caplog, fake, count=2,
-                                     host_target=target("peer.test", ipaddress.ip_address("10.9.9.9")))
-    finally:
-        fake.close()
+    fake = network(unreachable="10.9.9.9")
+    _, stats, lines = run_pinger(caplog, fake, count=2, host_target=target("peer.test", DEAD))
     assert [sockaddr for _, sockaddr in fake.sent] == [("10.9.9.9", 0)] * 2
     assert lines[1] == ("WARNING", "cannot resolve peer.test: Name or service not known; still using 10.9.9.9")
     assert stats.errors == 2
 
 
-def test_numeric_targets_are_not_resolved_again(caplog, monkeypatch):
+def test_numeric_targets_are_not_resolved_again(caplog, monkeypatch, network):
     monkeypatch.setattr(pinger, "resolve", lambda host, version: pytest.fail("resolved %s again" % host))
-    fake = Unreachable("10.9.0.2")
-    try:
-        _, stats, _ = run_pinger(caplog, fake, count=2)
-    finally:
-        fake.close()
+    _, stats, _ = run_pinger(caplog, network(unreachable="10.9.0.2"), count=2)
     assert stats.errors == 2
 
 
@@ -517,10 +501,6 @@ class BrokenReceiver(FakeIcmpSocket):
         raise RuntimeError("a bug in the receive path")
 
 
-def test_a_bug_in_the_receiver_surfaces_in_run():
-    fake = BrokenReceiver()
-    try:
-        with pytest.raises(RuntimeError, match="a bug in the receive path"):
-            Pinger(fake, target(), 3600.0, None, 3600.0).run()
-    finally:
-        fake.close()
+def test_a_bug_in_the_receiver_surfaces_in_run(network):
+    with pytest.raises(RuntimeError, match="a bug in the receive path"):
+        Pinger(network(kind=BrokenReceiver), target(), 3600.0, None, 3600.0).run()
