@@ -390,3 +390,16 @@ def test_replies_and_errors_about_other_addresses_are_ignored(lab, socket_kind):
         "64 bytes from 10.9.0.3: icmp_seq=%d ttl=64 (DIFFERENT ADDRESS! expected 10.9.0.2: ignored)" % seq
         for seq in (2, 4)], log.output
     assert sum("ignored IcmpError from" in text for text in log.at_level("DEBUG")) >= 2, log.output
+
+
+def test_multicast_target_is_answered_by_every_member(lab):
+    """All-nodes multicast: every host on the link answers from its own address, so the
+    address check (issue 10.12) accepts any source for a multicast destination."""
+    ns, neighbour = lab.netns(ipv6=True), lab.netns(ipv6=True)
+    lab.veth(ns, "fd00::1/64 nodad", neighbour, "fd00::2/64 nodad")
+    status, log = ping(lab, ns, "-a", "ff02::1%veth0", "-c", 2, "-i", 0.2, "-W", 1)
+    assert status == 0, log.output
+    assert sorted((r["seq"], r["source"]) for r in log.replies + log.duplicates) == [
+        ("1", "fd00::1"), ("1", "fd00::2"), ("2", "fd00::1"), ("2", "fd00::2")], log.output
+    assert log.counts["received"] == "2" and log.counts["duplicates"] == "2"
+    log.assert_summary_agrees()

@@ -150,6 +150,13 @@ def test_each_request_is_checked_against_its_own_destination():
     assert isinstance(t.receive(reply(new), 0.3, TARGET), Reply)
 
 
+def test_a_multicast_request_is_answered_from_the_members_addresses():
+    t = tracker()
+    seq = t.start_request(0.0, ipaddress.ip_address("ff02::1"))
+    assert isinstance(t.receive(reply(seq), 0.1, ipaddress.ip_address("fe80::1")), Reply)
+    assert isinstance(t.receive(reply(seq), 0.2, ipaddress.ip_address("fe80::2")), Duplicate)
+
+
 def test_local_error_fails_the_request():
     t = tracker()
     seq = t.start_request(0.0, TARGET)

@@ -9,8 +9,8 @@ Pure: no sockets, no logging, the clock is passed in (`now`, seconds, monotonic)
     tracker.next_deadline()                         # when expire() has work next
 
 Requests are matched by identifier and 16-bit sequence (it wraps like iputils'), and by
-address: a reply must come from the address its request was sent to, an ICMP error must
-quote that address as the request's destination. A reply with the right identifier and
+address: a reply must come from the address its request was sent to (any address for a
+multicast destination), an ICMP error must quote that address as the request's destination. A reply with the right identifier and
 sequence from another address is `DifferentAddress` (iputils' "DIFFERENT ADDRESS!") and
 counts for nothing: anyone can send a reply, only the target can answer. A reply for a
 request that already timed out is `Late` and stays counted as lost, so the summary always
@@ -145,7 +145,8 @@ class EchoTracker:
         else:
             return None
         if isinstance(message, EchoReply):
-            if source != destination:
+            # A multicast request is answered by every member, each from its own address.
+            if source != destination and not destination.is_multicast:
                 return DifferentAddress(seq, message.size, destination)
             rtt = max(0.0, now - sent)
             if outcome is None:
