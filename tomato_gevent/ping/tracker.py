@@ -10,14 +10,15 @@ Pure: no sockets, no logging, the clock is passed in (`now`, seconds, monotonic)
 
 Requests are matched by identifier and 16-bit sequence (it wraps like iputils'), and by
 address: a reply must come from the address its request was sent to (any address for a
-multicast destination), an ICMP error must quote that address as the request's destination. A reply with the right identifier and
-sequence from another address is `DifferentAddress` (iputils' "DIFFERENT ADDRESS!") and
-counts for nothing: anyone can send a reply, only the target can answer. A reply for a
-request that already timed out is `Late` and stays counted as lost, so the summary always
-agrees with the reply lines; a second reply to the same request is a `Duplicate` (iputils'
-"+N duplicates"); an ICMP error quoting an outstanding request is a `Failed` (iputils'
-"+N errors"). Anything else (other identifiers, sequences never sent, errors about
-requests to other destinations) is None.
+multicast destination), an ICMP error must quote that address as the request's
+destination. A reply with the right identifier and sequence from another address is
+`DifferentAddress` (iputils' "DIFFERENT ADDRESS!") and counts for nothing: anyone can send
+a reply, only the target can answer. A reply for a request that already timed out is
+`Late` and stays counted as lost, so the summary always agrees with the reply lines; a
+second reply to the same request is a `Duplicate` (iputils' "+N duplicates"); an ICMP
+error quoting an outstanding request is a `Failed` (iputils' "+N errors"). Anything else
+(other identifiers, sequences never sent, errors about requests to other destinations)
+is None.
 """
 import math
 from dataclasses import dataclass
