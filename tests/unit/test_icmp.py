@@ -289,6 +289,21 @@ def test_extended_error_local_origin():
     assert icmp.parse_extended_error(4, ee, b"", None) == (None, None)
 
 
+def test_extended_error_of_another_origin_is_not_reported():
+    ee = extended_error(errno.EHOSTUNREACH, 0, 3, 1, offender=sockaddr_in("10.9.0.1"))  # SO_EE_ORIGIN_NONE
+    message, offender = icmp.parse_extended_error(4, ee, icmp.build_echo_request(4, 1, 1, b""), None)
+    assert (message, offender) == (None, ipaddress.IPv4Address("10.9.0.1"))
+
+
+@pytest.mark.parametrize("offender", [
+    sockaddr_in("10.9.0.1")[:6], sockaddr_in6("fd00::1")[:20], b"\xff\xff" + bytes(14),
+], ids=["short-v4", "short-v6", "unknown-family"])
+def test_extended_error_with_an_unreadable_offender(offender):
+    ee = extended_error(errno.EHOSTUNREACH, icmp.SO_EE_ORIGIN_ICMP, 3, 1, offender=offender)
+    message, reported = icmp.parse_extended_error(4, ee, icmp.build_echo_request(4, 1, 1, b""), None)
+    assert message.reason == "Destination Host Unreachable" and reported is None
+
+
 def test_extended_error_redirect_is_not_reported():
     ee = extended_error(0, icmp.SO_EE_ORIGIN_ICMP, icmp.ICMP_REDIRECT, 1)
     assert icmp.parse_extended_error(4, ee, icmp.build_echo_request(4, 1, 1, b""), None)[0] is None
@@ -315,6 +330,9 @@ def test_extended_error_rejects(ee, original, reason):
     (6, 1, 1, 0, "Destination unreachable: Administratively prohibited"),
     (6, 1, 42, 0, "Destination unreachable: Unknown code 42"),
     (6, 4, 1, 40, "Parameter problem: Unknown header at 40"),
+    (4, 11, 9, 0, "Time exceeded, Bad Code: 9"),
+    (4, 99, 0, 0, "Bad ICMP type: 99"),
+    (6, 200, 0, 0, "Unknown ICMPv6 type: 200"),
 ])
 def test_describe_icmp_error(version, kind, code, info, text):
     assert icmp.describe_icmp_error(version, kind, code, info) == text

@@ -52,7 +52,6 @@ IP_HEADER_SIZE = {4: IPV4_MIN_HEADER_SIZE, 6: IPV6_HEADER_SIZE}
 
 ICMP_ECHO_REPLY = 0
 ICMP_DEST_UNREACH = 3
-ICMP_SOURCE_QUENCH = 4
 ICMP_REDIRECT = 5
 ICMP_ECHO_REQUEST = 8
 ICMP_TIME_EXCEEDED = 11
@@ -323,10 +322,6 @@ def describe_icmp_error(version, kind, code, info=0):
             return _IPV4_TIME_EXCEEDED.get(code, "Time exceeded, Bad Code: %d" % code)
         if kind == ICMP_PARAMETER_PROBLEM:
             return "Parameter problem: pointer = %d" % info
-        if kind == ICMP_SOURCE_QUENCH:
-            return "Source Quench"
-        if kind == ICMP_REDIRECT:
-            return "Redirect, code %d" % code
         return "Bad ICMP type: %d" % kind
     if kind == ICMPV6_DEST_UNREACH:
         return "Destination unreachable: " + _IPV6_UNREACHABLE.get(code, "Unknown code %d" % code)
