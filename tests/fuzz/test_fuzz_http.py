@@ -57,8 +57,8 @@ def mutated(draw, corpus):
     return bytes(data)
 
 
-def inputs(port_corpus):
-    return st.one_of(mutated(port_corpus), st.binary(max_size=300))
+def inputs(corpus):
+    return st.one_of(mutated(corpus), st.binary(max_size=300))
 
 
 PARSE_CORPUS = [r.replace(b"{port}", b"80") for r in REQUESTS]
@@ -182,13 +182,10 @@ def front_door():
     origin.stop()
 
 
-FRONT_DOOR_CORPUS = [r.replace(b"{port}", b"0") for r in REQUESTS]   # port patched per run
-
-
 @given(data=st.data())
 def test_front_door_answers_well_formed_or_closes(front_door, data):
     proxy, corpus, errors = front_door
-    raw = data.draw(st.one_of(mutated(corpus), st.binary(max_size=300)))
+    raw = data.draw(inputs(corpus))
     sock = socket.create_connection(("127.0.0.1", proxy.server_port))
     try:
         sock.settimeout(5)

@@ -32,7 +32,7 @@ of each receive batch. emit(vnet_header, body) is called with frames to write:
 import struct
 
 from .vnet import (PLAIN_VNET_HDR, VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_TCPV4,
-                   VIRTIO_NET_HDR_GSO_TCPV6, VNET_HDR, VNET_HDR_SIZE)
+                   VIRTIO_NET_HDR_GSO_TCPV6, VNET_HDR)
 
 MAX_IP_PACKET = 65535
 IPV4_HEADER_SIZE = 20
@@ -206,5 +206,5 @@ class TcpCoalescer:
             buf[ip_size + 13] |= TCP_PSH
         _U16.pack_into(buf, ip_size + TCP_CHECKSUM_OFFSET, partial)
         header = VNET_HDR.pack(VIRTIO_NET_HDR_F_NEEDS_CSUM, gso_type, self._header_size, self._segment, ip_size,
-                            TCP_CHECKSUM_OFFSET)
+                               TCP_CHECKSUM_OFFSET)
         self._emit(header, view)
