@@ -17,6 +17,7 @@ def test_socks5_hostname_direct_http_on_the_same_port_and_block(site):
     out = site.lab.run(site.ns, CURL + ["-x", SOCKS, url("/blob/1000000")], text=False)
     assert sha256(out.stdout) == sha256(payload(1_000_000)), out.stderr
     assert site.curl(url("/whoami")).stdout == "origin\n"               # HTTP on the same port
+    assert site.status("http://127.0.0.2:%d/whoami" % ORIGIN_PORT) == 403     # cidr rule, HTTP too
     assert site.curl(url("/whoami", host="ORIGIN.test.."), proxy=SOCKS).stdout == "origin\n"
     connections = origin.output().count("CONN ")
     # Blocked by name and by address: curl fails, the origin never sees a connection.

@@ -108,7 +108,8 @@ def test_render_request_refuses_names_too_long():
 @pytest.mark.parametrize("code, bound, wire", [
     (0x00, ("10.0.0.2", 40000), b"\x05\x00\x00\x01\x0a\x00\x00\x02\x9c\x40"),
     (0x02, None, b"\x05\x02\x00\x01\x00\x00\x00\x00\x00\x00"),
-    (0x00, ("2001:db8::2", 1), b"\x05\x00\x00\x04" + bytes.fromhex("20010db8000000000000000000000002") + b"\x00\x01"),
+    (0x00, ("2001:db8::2", 1),
+     b"\x05\x00\x00\x04" + bytes.fromhex("20010db8000000000000000000000002") + b"\x00\x01"),
 ])
 def test_render_reply(code, bound, wire):
     assert render_reply(code, bound) == wire

@@ -1,8 +1,8 @@
 """proxy -a [HOST]:PORT [-f HOST:PORT] [-r RULEFILE]... [-d block|direct|forward] [-v]
 
-Rule-based HTTP and SOCKS5 proxy on one port (the seed's command line). SIGHUP reloads the rule files (a bad
-file keeps the rules in force); SIGUSR1 logs the one-line summary; SIGINT / SIGTERM stop
-it (and log the summary).
+Rule-based HTTP and SOCKS5 proxy on one port (the seed's command line). SIGHUP reloads
+the rule files (a bad file keeps the rules in force); SIGUSR1 logs the one-line summary;
+SIGINT / SIGTERM stop it (and log the summary).
 """
 import logging
 import signal

@@ -199,10 +199,6 @@ class RuleSet:
             return self._patterns.match(name)
         return None
 
-    def lookup_address(self, address) -> Optional[Action]:
-        """Action of the most specific cidr rule containing address (an ipaddress address)."""
-        return self._networks.lookup(address)
-
 
 def parse_target(target: str) -> Rule:
     """The part after the TAB -> Rule(None, kind, value); ValueError(why) if malformed.
