@@ -179,3 +179,12 @@ def test_reply_for_maps_outbound_errors():
     assert socks_session.reply_for(NextHopError("x", 504)) == socks5.TTL_EXPIRED
     assert socks_session.reply_for(NextHopError("x", 502)) == socks5.HOST_UNREACHABLE
     assert socks_session.reply_for(ValueError("x")) == socks5.GENERAL_FAILURE
+
+
+def test_a_unicode_name_is_decided_and_resolved_as_its_idna_2008_a_label(proxies, echo):
+    resolver = FakeResolver({"xn--fa-hia.de"})
+    proxy = socks_proxy(proxies, "block\tfass.de\n", resolver=resolver)
+    client = SocksClient(proxy)
+    client.method()
+    assert client.request("FAß.de.", echo).code == socks5.SUCCEEDED     # not fass.de (IDNA 2003)
+    assert resolver.asked == ["xn--fa-hia.de"]
