@@ -152,31 +152,30 @@ class _Session:
 
     # -- CONNECT ---------------------------------------------------------------------------
     def _connect(self, request, started):
-        port, direction = request.port, "-"
+        port = request.port
         try:
             host = canonical_host(request.host)
         except BadHost as e:
-            self._fail("CONNECT", request.host[:80], port, direction, socks5.HOST_UNREACHABLE, started, str(e))
+            self._fail("CONNECT", request.host[:80], port, "-", socks5.HOST_UNREACHABLE, started, str(e))
             return
-        upstream = None
         try:
-            action = self.outbound.decide(host)
-            direction = action.value
             action, upstream, early = self.outbound.open_tunnel(host, port, self.context.client)
-        except UpstreamRefused as e:
-            e.sock.close()
-            self._fail("CONNECT", host, port, direction, reply_for(e), started, str(e))
-            return
         except (TomatoError, OSError) as e:
+            if isinstance(e, UpstreamRefused):
+                e.sock.close()
+            direction = self.outbound.decide(host).value     # for the log line only
             self._fail("CONNECT", host, port, direction, reply_for(e), started,
                        getattr(e, "strerror", None) or str(e))
             return
+        direction = action.value
         try:
             try:
                 bound = upstream.getsockname()[:2]
             except OSError:
                 bound = None
             if not self._send(socks5.render_reply(socks5.SUCCEEDED, bound) + early):
+                self.context.finish("SOCKS5 CONNECT", host, port, direction, 200, 0, 0, started,
+                                    "the client went away before our reply")
                 return
             up = 0
             if self.buffer:                 # the client did not wait for our reply
