@@ -16,11 +16,13 @@ not a usable name:
   ``_dmarc.x.com`` exist and DNS resolves them), 1-63 characters, 253 in all;
   the last label must not be all digits (``127.1`` is no name).
 
-``canonical_host(host) -> str`` is what the proxy calls on every request's
-host (HTTP and SOCKS): an IP literal comes back as the ``ipaddress`` text
-(brackets removed), a name as ``normalize_name`` gives it; anything else
-raises ``BadHost`` (a 400 for HTTP). The string it returns is the one the
-rules decide on AND the one that is resolved and connected to.
+``canonical_host(host) -> str`` is the edge's form of it (the SOCKS5 front
+end calls it on every requested host; HTTP's ``exchange.edge_host`` does the
+same with ``normalize_host``): an IP literal comes back as the ``ipaddress``
+text (brackets removed), a name as ``normalize_name`` gives it; anything else
+raises ``BadHost`` (a 400 for HTTP, reply 0x04 for SOCKS5). The string it
+returns is the one the rules decide on AND the one that is resolved and
+connected to.
 
 ``normalize_host(host) -> str | None`` is the rules' helper for a host that
 may carry ``:port`` (a CONNECT authority): the name, or None for IP literals
