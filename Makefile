@@ -5,8 +5,8 @@ PREFIX    ?= /usr/local
 DLC_DATA  ?= ../shared/domain-list-community/data
 VPY        = $(VENV)/bin/python
 # Debian packages the tests drive as real clients/servers (command:package).
-TEST_APT   = ip:iproute2 ping:iputils-ping iperf3:iperf3 curl:curl tinyproxy:tinyproxy ss:iproute2 sysctl:procps
-BENCH_APT  = $(TEST_APT) openvpn:openvpn wrk:wrk nginx:nginx-light openssl:openssl
+TEST_APT   = ip:iproute2 ping:iputils-ping iperf3:iperf3 curl:curl tinyproxy:tinyproxy ss:iproute2 sysctl:procps nft:nftables
+BENCH_APT  = $(TEST_APT) openvpn:openvpn wrk:wrk nginx:nginx-light openssl:openssl ethtool:ethtool tc:iproute2
 
 .PHONY: all venv test unit demo bench rules install uninstall clean
 

@@ -119,3 +119,26 @@ def test_both_sides_dialling_settle_on_one_connection(sides):  # noqa: F811
     assert (a.transport.rules.current, b.transport.rules.current) == (kept_a, kept_b)
     assert kept_a.sock.getsockname() == kept_b.sock.getpeername()      # the same connection
     assert a.transport.connections_opened + b.transport.connections_opened <= 4   # no redial loop
+
+
+def test_a_peer_that_stops_reading_fills_the_queue_then_is_dropped(sides, monkeypatch):  # noqa: F811
+    from tomato_gevent.vpn import tcp
+
+    monkeypatch.setattr(tcp, "STALL_SECONDS", 0.5)
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        a = sides(KEY_A, KEY_B, peer=listener.getsockname(), transport="tcp")
+        stuck, _ = listener.accept()            # accepts, never reads
+        with stuck:
+            packet = bytes(1400)
+            for _ in range(50000):
+                a.tun.host.send(packet)
+                if a.link.drops["send queue full"]:
+                    break
+            assert a.link.drops["send queue full"] > 0, "the queue never filled"
+            wait_for(lambda: a.link.drops["send stalled"] == 1, what="the stalled connection dropped")
+            listener.settimeout(5)
+            again, _ = listener.accept()        # and A dials again
+            again.close()
+            assert a.running

@@ -51,6 +51,7 @@ HOUSEKEEPING_SECONDS = 0.5
 RECEIVE_BUFFER_BYTES = 256 * 1024       # per connection: several frames per recv
 RECEIVES_PER_DRAIN = 16                 # recv calls per connection per drain
 ACCEPTS_PER_DRAIN = 64
+ACCEPT_PAUSE_SECONDS = 1.0              # after accept() failed (out of fds): retry then
 LISTEN_BACKLOG = 128
 LOG_INTERVAL_SECONDS = 10.0             # connected/lost/reconnecting lines: at most LOG_BURST
 LOG_BURST = 6                           # of them per peer host in this interval (then DEBUG)
@@ -90,6 +91,8 @@ class Connection(ConnectionState):
         self.sock = sock
         self.fd = sock.fileno()
         self.peer = peer
+        # Large enough for several frames per recv; pages never written are never committed
+        # (the allocation is mmap'ed), so an untrusted connection costs at most its budget.
         self.splitter = FrameSplitter(RECEIVE_BUFFER_BYTES)
         self.pending = bytearray()          # accepted for sending, not yet taken by the kernel
         self.flusher = None
@@ -216,8 +219,12 @@ class TcpTransport(DatagramTransport):
                 fd, peer = self.listener._accept()
             except BlockingIOError:
                 return
-            except OSError as e:        # e.g. EMFILE: the connection waits in the backlog
+            except OSError as e:
+                # e.g. EMFILE: the connection stays in the backlog, and the listening socket
+                # stays readable; stop polling it for a while rather than spin on it.
                 self.warn(("accept", e.errno), "cannot accept TCP connections: %s", e.strerror)
+                self._epoll.unregister(self.listener.fileno())
+                self._greenlets.append(gevent.spawn_later(ACCEPT_PAUSE_SECONDS, self._resume_accepting))
                 return
             sock = _socket.socket(self.listener.family, _socket.SOCK_STREAM, 0, fd)
             sock.setblocking(False)
@@ -227,6 +234,10 @@ class TcpTransport(DatagramTransport):
             for oldest in self.rules.opened(conn):
                 self.drops["untrusted connection"] += 1
                 self._close(oldest, "too many untrusted connections")
+
+    def _resume_accepting(self):
+        self._greenlets = [g for g in self._greenlets if not g.dead]
+        self._epoll.register(self.listener.fileno(), _EPOLLIN)
 
     def _authenticated(self, conn, now):
         first = not conn.authenticated
