@@ -142,3 +142,33 @@ def test_a_peer_that_stops_reading_fills_the_queue_then_is_dropped(sides, monkey
             again, _ = listener.accept()        # and A dials again
             again.close()
             assert a.running
+
+
+def test_http_proxy_refusal_is_retried_with_backoff(sides, caplog):  # noqa: F811
+    import logging
+    import threading
+
+    caplog.set_level(logging.INFO)
+    requests = []
+    with socket.socket() as proxy:
+        proxy.bind(("127.0.0.1", 0))
+        proxy.listen()
+        proxy.settimeout(5)
+
+        def refuse():
+            for _ in range(2):
+                conn, _ = proxy.accept()
+                with conn:
+                    head = b""
+                    while not head.endswith(b"\r\n\r\n"):
+                        head += conn.recv(1)
+                    requests.append(head)
+                    conn.sendall(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")
+
+        refuser = threading.Thread(target=refuse, daemon=True)
+        refuser.start()
+        a = sides(KEY_A, KEY_B, peer=("peer.invalid", 5000), transport="tcp", http_proxy=proxy.getsockname())
+        refuser.join(10)
+    assert requests == [b"CONNECT peer.invalid:5000 HTTP/1.1\r\nHost: peer.invalid:5000\r\n\r\n"] * 2
+    assert a.transport.connections_opened == 0 and a.running
+    assert "the HTTP proxy answered 403 Forbidden" in caplog.text
