@@ -6,7 +6,8 @@ that drop or throttle UDP.
                 connection (directly, or through an HTTP proxy's CONNECT tunnel,
                 --http-proxy: http_connect.py); after a failure or a lost connection it waits
                 BACKOFF_MIN_SECONDS, doubling up to BACKOFF_MAX_SECONDS, back to the
-                minimum once a connection has carried an authenticated datagram
+                minimum once a connection has worked (carried an authenticated
+                datagram, or lasted BACKOFF_MAX_SECONDS)
   trust, choice which connections are kept, closed and sent on: connections.py
   receive       the transport's fileno() is an epoll fd holding the listening socket
                 and every connection (the scheduler waits on it as on a UDP socket);
