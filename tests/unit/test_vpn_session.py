@@ -7,8 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tomato_gevent.errors import BadPacket
-from tomato_gevent.vpn.packet import (HEADER_SIZE, MAX_DATAGRAM_SIZE, OVERHEAD, TIMESTAMP_SIZE, make_session_id,
-                                      session_start_ms)
+from tomato_gevent.vpn.packet import (DEFAULT_BACKEND, HEADER_SIZE, MAX_DATAGRAM_SIZE, OVERHEAD, TIMESTAMP_SIZE,
+                                      make_session_id, session_start_ms)
 from tomato_gevent.vpn.replay import WINDOW_SIZE
 from tomato_gevent.vpn.session import PeerEndpoint, Receiver, new_sealer
 
@@ -30,8 +30,8 @@ class Peer:
 
 
 class Me:
-    def __init__(self):
-        self.receiver = Receiver(PEER_KEY, PVT)
+    def __init__(self, backend=DEFAULT_BACKEND):
+        self.receiver = Receiver(PEER_KEY, PVT, backend)
         self.out = bytearray(MAX_DATAGRAM_SIZE)
 
     def open(self, datagram, now_ms=T0, now_mono=100.0):
@@ -128,9 +128,38 @@ def test_replayed_old_session_after_peer_restart_refused():
         me.refuses(datagram, "not a newer session", now_ms=T0 + 2001)
 
 
+def counting_backend():
+    """The default AEAD backend, recording every decryption the receiver asks of it."""
+    decryptions = []
+
+    def backend(key):
+        aead = DEFAULT_BACKEND(key)
+        decrypt_into = aead.decrypt_into
+
+        def counted(*args):
+            decryptions.append(len(args[1]))
+            return decrypt_into(*args)
+        aead.decrypt_into = counted
+        return aead
+    return backend, decryptions
+
+
 def test_session_from_the_future_refused_before_crypto():
-    me = Me()
+    backend, decryptions = counting_backend()
+    me = Me(backend)
     me.refuses(Peer(T0 + 60_000).packet(timestamp=T0), "session starts in the future")
+    assert decryptions == []
+    # The count is live: a session that is not from the future is decrypted.
+    assert me.open(Peer(T0).packet()) == b"ip"
+    assert len(decryptions) == 1
+
+
+def test_older_session_refused_before_crypto():
+    backend, decryptions = counting_backend()
+    me = Me(backend)
+    assert me.open(Peer(T0).packet()) == b"ip"
+    me.refuses(Peer(T0 - 1000).packet(), "not a newer session")
+    assert len(decryptions) == 1  # only the accepted datagram's
 
 
 def test_silent_session_stops_blocking_after_twice_pvt():

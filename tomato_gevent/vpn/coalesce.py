@@ -32,7 +32,7 @@ of each receive batch. emit(vnet_header, body) is called with frames to write:
 import struct
 
 from .vnet import (PLAIN_VNET_HDR, VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_TCPV4,
-                   VIRTIO_NET_HDR_GSO_TCPV6, VNET_HDR, VNET_HDR_SIZE)
+                   VIRTIO_NET_HDR_GSO_TCPV6, VNET_HDR)
 
 MAX_IP_PACKET = 65535
 IPV4_HEADER_SIZE = 20
