@@ -206,5 +206,5 @@ class TcpCoalescer:
             buf[ip_size + 13] |= TCP_PSH
         _U16.pack_into(buf, ip_size + TCP_CHECKSUM_OFFSET, partial)
         header = VNET_HDR.pack(VIRTIO_NET_HDR_F_NEEDS_CSUM, gso_type, self._header_size, self._segment, ip_size,
-                            TCP_CHECKSUM_OFFSET)
+                               TCP_CHECKSUM_OFFSET)
         self._emit(header, view)
