@@ -8,9 +8,11 @@ import signal
 
 import gevent
 
-from ..cli_common import OneLineParser, hostport_arg, positive_float, run_cli, setup_logging
+from ..cli_common import OneLineParser, hostport_arg, positive_float, program_name, run_cli, setup_logging
 from ..errors import ConfigError
+from ..netutil import format_address
 from ..rules import Action, RuleSet, load_rule_files
+from ..sdnotify import notify
 from .server import CONNECT_TIMEOUT_SECONDS, IDLE_TIMEOUT_SECONDS, ProxyServer, make_listener
 
 log = logging.getLogger(__name__)
@@ -20,7 +22,7 @@ DEFAULT_LISTEN = ("127.0.0.1", 1080)
 
 def build_parser():
     parser = OneLineParser(
-        prog="proxy",
+        prog=program_name("proxy"),
         description="Rule-based HTTP proxy: per domain block, direct, or forward to another HTTP proxy.",
         epilog="Rule file lines: 'block|direct|forward<TAB>domain' (suffix match, first occurrence "
                "wins, '#' comments). SIGHUP reloads the rule files. "
@@ -82,11 +84,12 @@ def main(argv=None):
         gevent.signal_handler(signal.SIGTERM, server.stop)
         gevent.signal_handler(signal.SIGINT, server.stop)
         bound = listener.getsockname()
-        log.info("listening on %s:%d, default %s, %s; rules: %s",
-                 "[%s]" % bound[0] if ":" in bound[0] else bound[0], bound[1], args.default,
-                 "forward to %s:%d" % args.forward if args.forward else "no upstream (forward = direct)",
+        log.info("listening on %s, default %s, %s; rules: %s", format_address(bound), args.default,
+                 "forward to %s" % format_address(args.forward) if args.forward else "no upstream (forward = direct)",
                  describe_rules(args.rule_files, rules))
+        notify("READY=1", "STATUS=listening on %s" % format_address(bound))
         server.serve_forever()
+        notify("STOPPING=1")
         log.info("stopped")
         return 0
 

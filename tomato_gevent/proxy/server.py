@@ -73,7 +73,7 @@ def make_listener(host, port):
         try:
             infos = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM, 0, socket.AI_PASSIVE)
         except socket.gaierror as e:
-            raise ConfigError("cannot listen on %s:%d: %s" % (host, port, e.strerror)) from None
+            raise ConfigError("cannot listen on %s: %s" % (format_address((host, port)), e.strerror)) from None
         candidates = [(info[0], info[4][0]) for info in infos]
     error = None
     for family, address in candidates:
@@ -88,7 +88,7 @@ def make_listener(host, port):
         except OSError as e:
             sock.close()
             error = e
-    raise ConfigError("cannot listen on %s:%d: %s" % (host or "*", port, error.strerror or error))
+    raise ConfigError("cannot listen on %s: %s" % (format_address((host or "*", port)), error.strerror or error))
 
 
 def _pipe(src, dst, counter, index):
@@ -310,7 +310,7 @@ class _ClientConnection:
     # -- next hop --------------------------------------------------------------------
     def _connect(self, host, port, is_upstream_proxy):
         """A connected socket to host:port, trying every address; _Reply(502/504) if none."""
-        what = "upstream proxy %s:%d" % (host, port) if is_upstream_proxy else "%s:%d" % (host, port)
+        what = ("upstream proxy " if is_upstream_proxy else "") + format_address((host, port))
         try:
             addresses = self.server.resolver.resolve(host)
         except ResolveError as e:
@@ -476,8 +476,8 @@ class _ClientConnection:
             except (OSError, EOFError, RemoteProtocolError) as e:
                 # The head is out: all we can do is cut the connection so the client sees
                 # an incomplete body rather than a wrong one.
-                log.info("%s: %s %s:%d answer cut short by upstream: %s", self.peer, head.method,
-                         head.host, head.port, _reason(e))
+                log.info("%s: %s %s answer cut short by upstream: %s", self.peer, head.method,
+                         format_address((head.host, head.port)), _reason(e))
                 self._drop_upstream()
                 return resp.status, False
         if not resp.keep_alive or buf:
