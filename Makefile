@@ -2,6 +2,9 @@
 PYTHON    ?= python3
 VENV      ?= .venv
 PREFIX    ?= /usr/local
+# The installed venv must be usable by every user and by units with ProtectHome=: build it
+# from the system's python3, never from one under a home directory (pyenv, ~/.local).
+INSTALL_PYTHON ?= /usr/bin/python3
 DLC_DATA  ?= ../shared/domain-list-community/data
 VPY        = $(VENV)/bin/python
 # Debian packages the tests drive as real clients/servers (command:package).
@@ -14,7 +17,8 @@ all: venv
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: setup.cfg setup.py
+$(VENV)/.installed: setup.cfg setup.py pyproject.toml
+	@PYTHON=$(PYTHON) scripts/ensure-apt import:ensurepip:python3-venv
 	$(PYTHON) -m venv $(VENV)
 	$(VPY) -m pip install -q -e '.[test]'
 	touch $@
@@ -38,7 +42,8 @@ rules: venv
 	$(VPY) bin/dlmerge $(DLC_DATA) -o rules/dlc.txt
 
 install:
-	scripts/install.sh install "$(PREFIX)" "$(PYTHON)"
+	@PYTHON=$(INSTALL_PYTHON) scripts/ensure-apt import:ensurepip:python3-venv
+	scripts/install.sh install "$(PREFIX)" "$(INSTALL_PYTHON)"
 
 uninstall:
 	scripts/install.sh uninstall "$(PREFIX)"
