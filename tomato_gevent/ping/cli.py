@@ -1,4 +1,4 @@
-"""ping -a HOST [-i SECONDS=30] [-c COUNT] [-W TIMEOUT] [-s PAYLOAD_BYTES] [-4|-6] [-v]
+"""bin/ping (tomato-ping) -a HOST [-i SECONDS=30] [-c COUNT] [-W TIMEOUT] [-s PAYLOAD_BYTES] [-4|-6] [-v]
 
 The seed's heartbeat: one ICMP echo request every -i seconds (the first at once), one log
 line per reply, loss or ICMP error, and iputils' summary on exit (count reached, SIGINT,

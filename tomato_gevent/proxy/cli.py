@@ -26,7 +26,7 @@ def build_parser():
         description="Rule-based HTTP proxy: per domain block, direct, or forward to another HTTP proxy.",
         epilog="Rule file lines: 'block|direct|forward<TAB>domain' (suffix match, first occurrence "
                "wins, '#' comments). SIGHUP reloads the rule files. "
-               "Example: proxy -a :1080 -f 10.0.1.1:1080 -r rule.txt -v")
+               "Example: %(prog)s -a :1080 -f 10.0.1.1:1080 -r rule.txt -v")
     parser.add_argument("-a", dest="listen", metavar="[HOST]:PORT", type=hostport_arg, default=None,
                         help="listen address (default 127.0.0.1:1080; ':PORT' = all interfaces)")
     parser.add_argument("-f", dest="forward", metavar="HOST:PORT", type=hostport_arg, default=None,

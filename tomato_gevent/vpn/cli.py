@@ -47,7 +47,7 @@ def build_parser():
                     "Each side encrypts what it sends with its local password and decrypts what it "
                     "receives with the peer's password.",
         epilog="example (host A; host B mirrors it with -lp pwd2 -pp pwd1): "
-               "vpn -la :5000 -lp pwd1 -pa 192.168.8.131:5000 -pp pwd2 -v")
+               "%(prog)s -la :5000 -lp pwd1 -pa 192.168.8.131:5000 -pp pwd2 -v")
     p.add_argument("-la", metavar="[HOST]:PORT", type=hostport_arg, required=True,
                    help="local UDP address to listen on, e.g. :5000 or [::]:5000")
     local_password = p.add_mutually_exclusive_group()
