@@ -37,11 +37,11 @@ case $action in
 install)
     umask 022  # an install for every user: readable by every user
     base=$("$python" -c 'import os, sys; print(os.path.realpath(sys.base_prefix))') || {
-        echo "install.sh: cannot run $python (set INSTALL_PYTHON=/path/to/python3)" >&2; exit 2; }
+        echo "install.sh: cannot run $python (set SYSTEM_PYTHON=/path/to/python3)" >&2; exit 2; }
     case $base/ in
     /root/* | /home/* | "${HOME:-/nonexistent}"/*)
         echo "install.sh: $python lives in $base, a home directory: other users and units with" \
-             "ProtectHome= cannot run it; use the system python3 (make install INSTALL_PYTHON=/usr/bin/python3)" >&2
+             "ProtectHome= cannot run it; use the system python3 (make install SYSTEM_PYTHON=/usr/bin/python3)" >&2
         exit 2
         ;;
     esac

@@ -110,20 +110,47 @@ def resolve_endpoints(local, peer):
     return bind, peer_addr
 
 
+def offloads_wanted(environ):
+    """False when TOMATO_VPN_OFFLOAD=0: one system call per packet everywhere (no GSO/GRO,
+    no virtio header on the tun)."""
+    return environ.get("TOMATO_VPN_OFFLOAD", "1") != "0"
+
+
+def build_link(args, peer_address, tun, transport, local_key, peer_key, stop_event=None, clock=None, random16=None):
+    """The Link with both directions built here: the send session (session ids from
+    clock and randomness), the receiver (-pvt) and the peer endpoint (-pa/-d, -avt)."""
+    import os
+
+    from .link import SYSTEM_CLOCK, Link, SendSession
+    from .session import PeerEndpoint, Receiver, new_sealer
+
+    clock = SYSTEM_CLOCK if clock is None else clock
+    random16 = (lambda: int.from_bytes(os.urandom(2), "big")) if random16 is None else random16
+
+    def new_session_sealer(after):
+        return new_sealer(local_key, int(clock.wall() * 1000), random16(), after=after)
+
+    endpoint = PeerEndpoint(fixed=peer_address, forget_after=args.avt)
+    return Link(tun, transport, SendSession(new_session_sealer), Receiver(peer_key, args.pvt), endpoint,
+                keepalive=args.keepalive, clock=clock, stop_event=stop_event)
+
+
 def _run(args):
+    import os
+
     import gevent
     from gevent.event import Event
 
     from ..netutil import format_address
     from ..sdnotify import notify
-    from .link import Link, offloads_wanted, open_udp_socket
     from .packet import derive_password_key
-    from .session import PeerEndpoint, Receiver
     from .tun import TunDevice
+    from .udp import UdpTransport, open_udp_socket
 
     local_password = read_secret(args.lp, args.local_password_file, "TOMATO_LOCAL_PASSWORD", "local password")
     peer_password = read_secret(args.pp, args.peer_password_file, "TOMATO_PEER_PASSWORD", "peer password")
-    bind, peer_addr = resolve_endpoints(args.la, args.pa)
+    bind, peer_address = resolve_endpoints(args.la, args.pa)
+    offloads = offloads_wanted(os.environ)
     # Signals are caught from here on, so a stop during start-up still restores a
     # pre-created device (the Link sees the request as soon as it starts).
     stop_requested = Event()
@@ -131,25 +158,24 @@ def _run(args):
     try:
         local_key = derive_password_key(local_password)
         peer_key = derive_password_key(peer_password)
-        sock = open_udp_socket(bind)
+        transport = UdpTransport(open_udp_socket(bind), offloads=offloads)
         try:
-            with TunDevice(args.I, addr=args.addr, mtu=args.mtu, vnet_hdr=offloads_wanted()) as tun:
-                endpoint = PeerEndpoint(fixed=peer_addr, forget_after=args.avt)
-                link = Link(tun, sock, local_key, Receiver(peer_key, args.pvt), endpoint, keepalive=args.keepalive,
-                            stop_event=stop_requested)
-                log.info("tunnel %s up: listening on %s, peer %s%s", tun.name, format_address(sock.getsockname()),
-                         format_address(peer_addr) if peer_addr else "learned dynamically",
+            with TunDevice(args.I, addr=args.addr, mtu=args.mtu, vnet_hdr=offloads) as tun:
+                link = build_link(args, peer_address, tun, transport, local_key, peer_key, stop_requested)
+                log.info("tunnel %s up: listening on %s, peer %s%s", tun.name,
+                         format_address(transport.local_address()),
+                         format_address(peer_address) if peer_address else "learned dynamically",
                          "" if tun.precreated else " (device created)")
                 # Device up and socket bound: units ordered after this one (a proxy listening on
                 # the tunnel address) may start now.
-                notify("READY=1", "STATUS=%s: listening on %s" % (tun.name, format_address(sock.getsockname())))
+                notify("READY=1", "STATUS=%s: listening on %s" % (tun.name, format_address(transport.local_address())))
                 try:
                     link.serve_forever()
                 finally:
                     notify("STOPPING=1")
                     log.info("stopped: %s", link.stats())
         finally:
-            sock.close()
+            transport.close()
     finally:
         for handler in stop_handlers:
             handler.cancel()

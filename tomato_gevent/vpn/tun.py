@@ -9,7 +9,7 @@ TunDevice(name, addr=None, mtu=None) is a context manager:
     configured with --addr/--mtu and set up.
 With vnet_hdr=True (UDP offloads on) the device is opened with IFF_VNET_HDR so that
 merged TCP packets can be written (coalesce.py); the flag is reset on exit.
-The fd is non-blocking; link.py decides how to wait for it (hub watcher or epoll).
+The fd is non-blocking; scheduler.py decides how to wait for it (hub watcher or epoll).
 """
 import errno
 import fcntl
