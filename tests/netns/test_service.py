@@ -18,7 +18,7 @@ def test_vpn_ready_once_device_up_and_socket_bound(lab):
                         env={"NOTIFY_SOCKET": str(notify_path), "TOMATO_LOCAL_PASSWORD": "pwd1",
                              "TOMATO_PEER_PASSWORD": "pwd2"})
         ready = manager.recv(4096).decode().splitlines()
-        assert ready == ["READY=1", "STATUS=tmt0: listening on 0.0.0.0:%d" % PORT], vpn.output()
+        assert ready == ["READY=1", "STATUS=tmt0: listening on UDP 0.0.0.0:%d" % PORT], vpn.output()
         # Checked once, right after READY=1: no waiting, it must already hold.
         shown = lab.sh(a, "ip addr show dev tmt0").stdout
         assert "10.0.1.1/30" in shown and ",UP" in shown

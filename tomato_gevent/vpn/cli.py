@@ -1,6 +1,7 @@
 """vpn command line: the seed's flags kept exactly, plus password files/env, --addr, --mtu, --keepalive.
 
-    vpn -la [HOST]:PORT -lp PASS (-pa HOST:PORT | -d) -pp PASS [-I IFACE] [-pvt SEC] [-avt SEC] [-v]
+    vpn -la [HOST]:PORT -lp PASS (-pa HOST:PORT | -d) -pp PASS [-I IFACE] [-pvt SEC] [-avt SEC]
+        [--transport udp|tcp] [-v]
 
 Each side seals what it sends with its local password (-lp) and opens what it
 receives with the peer's password (-pp); host B mirrors host A.
@@ -43,19 +44,20 @@ def build_parser():
 
     p = OneLineParser(
         prog=program_name("vpn"), allow_abbrev=False,
-        description="Point-to-point encrypted VPN over UDP between two tun devices (AES-256-GCM). "
+        description="Point-to-point encrypted VPN over UDP (or TCP) between two tun devices (AES-256-GCM). "
                     "Each side encrypts what it sends with its local password and decrypts what it "
                     "receives with the peer's password.",
         epilog="example (host A; host B mirrors it with -lp pwd2 -pp pwd1): "
                "%(prog)s -la :5000 -lp pwd1 -pa 192.168.8.131:5000 -pp pwd2 -v")
     p.add_argument("-la", metavar="[HOST]:PORT", type=hostport_arg, required=True,
-                   help="local UDP address to listen on, e.g. :5000 or [::]:5000")
+                   help="local address to listen on (UDP, or TCP with --transport tcp), e.g. :5000 or [::]:5000")
     local_password = p.add_mutually_exclusive_group()
     local_password.add_argument("-lp", metavar="PASS", help="local password: seals what this side sends")
     local_password.add_argument("--local-password-file", metavar="PATH",
                    help="read the local password from the first line of PATH ($TOMATO_LOCAL_PASSWORD also works)")
     peer = p.add_mutually_exclusive_group(required=True)
-    peer.add_argument("-pa", metavar="HOST:PORT", type=hostport_arg, help="peer's UDP address")
+    peer.add_argument("-pa", metavar="HOST:PORT", type=hostport_arg,
+                      help="peer's address (UDP, or TCP with --transport tcp)")
     peer.add_argument("-d", action="store_true",
                       help="dynamic mode: learn the peer's address from its authenticated packets")
     peer_password = p.add_mutually_exclusive_group()
@@ -75,6 +77,10 @@ def build_parser():
                                                         "with a 1500 MTU)")
     p.add_argument("--keepalive", metavar="SEC", type=_seconds_or_zero, default=KEEPALIVE_SECONDS,
                    help="send an empty authenticated packet after SEC idle (0 = off, default %g)" % KEEPALIVE_SECONDS)
+    p.add_argument("--transport", choices=("udp", "tcp"), default="udp",
+                   help="udp (default): one UDP datagram per packet; tcp: the same sealed datagrams, "
+                        "length-prefixed, over TCP connections on the same port (for networks that block "
+                        "or throttle UDP; both sides must use it)")
     p.add_argument("-v", "--verbose", action="count", default=0,
                    help="debug log: session changes, address updates, dropped datagrams")
     return p
@@ -130,9 +136,23 @@ def build_link(args, peer_address, tun, transport, local_key, peer_key, stop_eve
     def new_session_sealer(after):
         return new_sealer(local_key, int(clock.wall() * 1000), random16(), after=after)
 
+    sending, receiver = SendSession(new_session_sealer), Receiver(peer_key, args.pvt)
+    # Both sides know both session ids once a datagram has opened: a rule they evaluate alike.
+    transport.keep_outgoing = lambda: sending.sealer.session_id > (receiver.session_id or 0)
     endpoint = PeerEndpoint(fixed=peer_address, forget_after=args.avt)
-    return Link(tun, transport, SendSession(new_session_sealer), Receiver(peer_key, args.pvt), endpoint,
-                keepalive=args.keepalive, clock=clock, stop_event=stop_event)
+    return Link(tun, transport, sending, receiver, endpoint, keepalive=args.keepalive, clock=clock,
+                stop_event=stop_event)
+
+
+def open_transport(kind, bind, peer_address, offloads):
+    """The datagram transport of --transport, bound/listening on bind."""
+    if kind == "tcp":
+        from .tcp import TcpTransport, open_tcp_listener
+
+        return TcpTransport(open_tcp_listener(bind), peer_address)
+    from .udp import UdpTransport, open_udp_socket
+
+    return UdpTransport(open_udp_socket(bind), offloads=offloads)
 
 
 def _run(args):
@@ -145,7 +165,6 @@ def _run(args):
     from ..sdnotify import notify
     from .packet import derive_password_key
     from .tun import TunDevice
-    from .udp import UdpTransport, open_udp_socket
 
     local_password = read_secret(args.lp, args.local_password_file, "TOMATO_LOCAL_PASSWORD", "local password")
     peer_password = read_secret(args.pp, args.peer_password_file, "TOMATO_PEER_PASSWORD", "peer password")
@@ -158,17 +177,18 @@ def _run(args):
     try:
         local_key = derive_password_key(local_password)
         peer_key = derive_password_key(peer_password)
-        transport = UdpTransport(open_udp_socket(bind), offloads=offloads)
+        transport = open_transport(args.transport, bind, peer_address, offloads)
         try:
             with TunDevice(args.I, addr=args.addr, mtu=args.mtu, vnet_hdr=offloads) as tun:
                 link = build_link(args, peer_address, tun, transport, local_key, peer_key, stop_requested)
-                log.info("tunnel %s up: listening on %s, peer %s%s", tun.name,
+                log.info("tunnel %s up: listening on %s %s, peer %s%s", tun.name, args.transport.upper(),
                          format_address(transport.local_address()),
                          format_address(peer_address) if peer_address else "learned dynamically",
                          "" if tun.precreated else " (device created)")
                 # Device up and socket bound: units ordered after this one (a proxy listening on
                 # the tunnel address) may start now.
-                notify("READY=1", "STATUS=%s: listening on %s" % (tun.name, format_address(transport.local_address())))
+                notify("READY=1", "STATUS=%s: listening on %s %s" % (
+                    tun.name, args.transport.upper(), format_address(transport.local_address())))
                 try:
                     link.serve_forever()
                 finally:
