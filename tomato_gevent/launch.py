@@ -99,8 +99,12 @@ def run_checkout_tool(tool, script):
         venv = os.path.join(checkout, VENV_DIR)
         venv_python = os.path.join(venv, "bin", "python")
         running_in_venv = os.path.realpath(sys.prefix) == os.path.realpath(venv)
-        if os.access(venv_python, os.X_OK) and not running_in_venv:
-            os.execv(venv_python, [venv_python, sys.argv[0]] + sys.argv[1:])
+        if os.path.exists(venv_python) and not running_in_venv:
+            try:
+                os.execv(venv_python, [venv_python, sys.argv[0]] + sys.argv[1:])
+            except OSError as e:  # e.g. a venv built from a Python in root's home, run by another user
+                sys.stderr.write("%s: cannot run %s: %s\n" % (program_name(), venv_python, e.strerror or e))
+                return 1
         sys.stderr.write("%s: %s is not installed for %s: run `make` in %s first\n"
                          % (program_name(), missing, sys.executable, checkout))
         return 1

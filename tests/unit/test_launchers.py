@@ -20,6 +20,9 @@ SYSTEM_PYTHON = "/usr/bin/python3"
 BARE_ENV = {"PATH": "/usr/bin:/bin"}
 
 needs_system_python = pytest.mark.skipif(not os.access(SYSTEM_PYTHON, os.X_OK), reason="no /usr/bin/python3")
+# (`make coverage` runs these as nobody, who cannot run a .venv built from a Python under /root)
+needs_runnable_venv = pytest.mark.skipif(not os.access(REPO / ".venv" / "bin" / "python", os.X_OK),
+                                         reason="the checkout's .venv python is not runnable by this user")
 
 
 def run(argv, env=None, cwd="/", **kw):
@@ -40,6 +43,7 @@ def system_python_lacks_gevent():
 
 
 @needs_system_python
+@needs_runnable_venv
 @pytest.mark.parametrize("tool", TOOLS)
 def test_system_python_from_root_dir(tool):
     """No venv activated, cwd /, the system python3 (which lacks gevent): re-exec into .venv."""
@@ -48,11 +52,13 @@ def test_system_python_from_root_dir(tool):
     assert result.stdout.startswith("usage: %s " % tool)
 
 
+@needs_runnable_venv
 def test_shebang_in_a_bare_environment():
     result = run([BIN / "dlmerge", "--version"])
     assert (result.returncode, result.stdout, result.stderr) == (0, "dlmerge %s\n" % __version__, "")
 
 
+@needs_runnable_venv
 @pytest.mark.skipif(os.geteuid() != 0, reason="ICMP from the root namespace needs root here")
 def test_ping_in_a_bare_environment():
     result = run([BIN / "ping", "-c", "1", "-a", "127.0.0.1"])
@@ -72,6 +78,21 @@ def test_without_a_venv_one_line_hint(tmp_path):
     assert result.returncode == 1
     assert result.stderr.splitlines() == [
         "vpn: tomato_gevent is not installed for %s: run `make` in %s first" % (SYSTEM_PYTHON, tmp_path)]
+
+
+@needs_system_python
+def test_unrunnable_venv_one_line(tmp_path):
+    """A .venv whose python cannot be executed (here: not executable at all): one line, exit 1."""
+    if not system_python_lacks_gevent():
+        pytest.skip("the system python3 has gevent: nothing is missing")
+    (tmp_path / "bin").mkdir()
+    shutil.copy(BIN / "ping", tmp_path / "bin" / "ping")
+    (tmp_path / "tomato_gevent").symlink_to(REPO / "tomato_gevent")
+    (tmp_path / ".venv" / "bin").mkdir(parents=True)
+    (tmp_path / ".venv" / "bin" / "python").write_text("not a program\n")
+    result = run([SYSTEM_PYTHON, tmp_path / "bin" / "ping", "--help"])
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == ["ping: cannot run %s/.venv/bin/python: Permission denied" % tmp_path]
 
 
 @pytest.mark.parametrize("tool", TOOLS)

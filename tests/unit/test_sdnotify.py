@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.netns.nsutil import free_port
 from tomato_gevent.sdnotify import notify
 
 PROXY = Path(__file__).resolve().parents[2] / "bin" / "proxy"
@@ -57,16 +58,14 @@ def test_unreachable_manager_is_one_warning_not_a_crash(tmp_path, caplog):
 def test_proxy_is_ready_once_it_accepts(manager):
     name, sock = manager
     env = dict(os.environ, NOTIFY_SOCKET=name)
-    with socket.socket() as probe:  # a free port (the proxy refuses port 0)
-        probe.bind(("127.0.0.1", 0))
-        free_port = probe.getsockname()[1]
-    proxy = subprocess.Popen([sys.executable, str(PROXY), "-a", "127.0.0.1:%d" % free_port], env=env,
+    port = free_port()  # the proxy refuses port 0
+    proxy = subprocess.Popen([sys.executable, str(PROXY), "-a", "127.0.0.1:%d" % port], env=env,
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         ready = sock.recv(4096).decode()
         lines = ready.splitlines()
-        assert lines == ["READY=1", "STATUS=listening on 127.0.0.1:%d" % free_port]
-        socket.create_connection(("127.0.0.1", free_port), timeout=10).close()  # listening when it said so
+        assert lines == ["READY=1", "STATUS=listening on 127.0.0.1:%d" % port]
+        socket.create_connection(("127.0.0.1", port), timeout=10).close()  # listening when it said so
         proxy.send_signal(signal.SIGTERM)
         assert sock.recv(4096) == b"STOPPING=1"
         assert proxy.wait(timeout=20) == 0
