@@ -32,6 +32,13 @@ wait_listening() {   # NS PORT: until a TCP server listens there (at most 5 s)
         sleep 0.1
     done
 }
+wait_tunnel_up() {  # LOG: until that vpn says its tunnel is up (at most 10 s)
+    for _ in $(seq 100); do
+        grep -q "tunnel tun0 up" "$WORK/$1" 2>/dev/null && return 0
+        sleep 0.1
+    done
+    echo "demo: $1 never said 'tunnel tun0 up':" >&2; cat "$WORK/$1" >&2; return 1
+}
 bg() { local ns=$1 log=$2; shift 2; ip netns exec "$ns" "$@" >"$WORK/$log" 2>&1 & PIDS+=($!); }
 
 step "two hosts: $A (192.168.8.130) and $B (192.168.8.131), joined by a veth"
@@ -58,7 +65,7 @@ step "A: vpn -la :5000 -lp pwd1 -pa 192.168.8.131:5000 -pp pwd2 -v"
 bg "$A" vpn-a.log "$PYTHON" bin/vpn -la :5000 -lp pwd1 -pa 192.168.8.131:5000 -pp pwd2 -v
 step "B: vpn -la :5000 -lp pwd2 -pa 192.168.8.130:5000 -pp pwd1 -v"
 bg "$B" vpn-b.log "$PYTHON" bin/vpn -la :5000 -lp pwd2 -pa 192.168.8.130:5000 -pp pwd1 -v
-sleep 1.5
+wait_tunnel_up vpn-a.log; wait_tunnel_up vpn-b.log
 
 step "ping through the tunnel (A -> 10.0.1.2)"
 inA ping -c 3 -i 0.2 10.0.1.2

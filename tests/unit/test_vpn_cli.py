@@ -64,6 +64,34 @@ def test_missing_password_one_line_exit_2():
     assert "peer-secret" not in result.stderr
 
 
+@pytest.mark.parametrize("how", ["flags", "files", "environment", "flag and file"])
+def test_equal_passwords_refused_one_line_exit_2(how, tmp_path):
+    """Item 10.2: one password for both directions would let a reflected datagram pass as the peer's."""
+    secret = "same-secret"
+    for name in ("local", "peer"):
+        (tmp_path / name).write_text(secret + "\n")
+    args, env = {
+        "flags": (["-lp", secret, "-pp", secret], {}),
+        "files": (["--local-password-file", str(tmp_path / "local"),
+                   "--peer-password-file", str(tmp_path / "peer")], {}),
+        "environment": ([], {"TOMATO_LOCAL_PASSWORD": secret, "TOMATO_PEER_PASSWORD": secret}),
+        "flag and file": (["-lp", secret, "--peer-password-file", str(tmp_path / "peer")], {}),
+    }[how]
+    result = run_vpn("-la", ":5000", "-d", *args, env=env)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "passwords are equal" in lines[0], result.stderr
+    assert secret not in result.stderr
+
+
+@pytest.mark.parametrize("argv", [["-lp", "", "-pp", "peer-secret"], ["-lp", "local-secret", "-pp", ""]])
+def test_empty_password_refused_one_line_exit_2(argv):
+    result = run_vpn("-la", ":5000", "-d", *argv)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "password is empty" in lines[0], result.stderr
+
+
 def test_unreadable_password_file_one_line_exit_2(tmp_path):
     result = run_vpn("-la", ":5000", "--local-password-file", str(tmp_path / "missing"), "-d", "-pp", "x")
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1

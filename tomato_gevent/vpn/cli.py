@@ -116,6 +116,17 @@ def resolve_endpoints(local, peer):
     return bind, peer_addr
 
 
+def check_passwords(local_password, peer_password):
+    """Refuse an empty password, and one password for both directions: nothing in a datagram
+    says which way it travels, so with equal passwords a host opens its own datagrams
+    reflected back at it as if the peer had sent them."""
+    for password, what in ((local_password, "local"), (peer_password, "peer")):
+        if not password:
+            raise ConfigError("the %s password is empty" % what)
+    if local_password == peer_password:
+        raise ConfigError("the local and peer passwords are equal: each direction needs its own password")
+
+
 def offloads_wanted(environ):
     """False when TOMATO_VPN_OFFLOAD=0: one system call per packet everywhere (no GSO/GRO,
     no virtio header on the tun)."""
@@ -133,10 +144,14 @@ def build_link(args, peer_address, tun, transport, local_key, peer_key, stop_eve
     clock = SYSTEM_CLOCK if clock is None else clock
     random16 = (lambda: int.from_bytes(os.urandom(2), "big")) if random16 is None else random16
 
-    def new_session_sealer(after):
-        return new_sealer(local_key, int(clock.wall() * 1000), random16(), after=after)
+    receiver = Receiver(peer_key, args.pvt)
 
-    sending, receiver = SendSession(new_session_sealer), Receiver(peer_key, args.pvt)
+    def new_session_sealer(after):
+        sealer = new_sealer(local_key, int(clock.wall() * 1000), random16(), after=after)
+        receiver.own_session_id = sealer.session_id     # refused on receive: a reflection of ours
+        return sealer
+
+    sending = SendSession(new_session_sealer)
     # Both sides know both session ids once a datagram has opened: a rule they evaluate alike.
     transport.keep_outgoing = lambda: sending.sealer.session_id > (receiver.session_id or 0)
     endpoint = PeerEndpoint(fixed=peer_address, forget_after=args.avt)
@@ -168,6 +183,7 @@ def _run(args):
 
     local_password = read_secret(args.lp, args.local_password_file, "TOMATO_LOCAL_PASSWORD", "local password")
     peer_password = read_secret(args.pp, args.peer_password_file, "TOMATO_PEER_PASSWORD", "peer password")
+    check_passwords(local_password, peer_password)
     bind, peer_address = resolve_endpoints(args.la, args.pa)
     offloads = offloads_wanted(os.environ)
     # Signals are caught from here on, so a stop during start-up still restores a

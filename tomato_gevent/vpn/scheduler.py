@@ -26,10 +26,12 @@ from gevent.hub import Waiter
 from gevent.monkey import get_original
 
 from ..errors import BadPacket, TomatoError
-from .coalesce import VNET_HDR_SIZE, TcpCoalescer
-from .packet import HEADER_SIZE, MAX_DATAGRAM_SIZE, OVERHEAD, TAG_SIZE, TIMESTAMP_SIZE, CounterExhausted
+from .coalesce import TcpCoalescer
+from .packet import (AUTHENTICATION_FAILED, HEADER_SIZE, MAX_DATAGRAM_SIZE, OVERHEAD, PROTOCOL, TAG_SIZE,
+                     TIMESTAMP_SIZE, CounterExhausted)
 from .session import Receiver, new_sealer
 from .transport import RateLimitedWarnings
+from .vnet import VNET_HDR_SIZE, is_offloaded
 
 log = logging.getLogger(__name__)
 
@@ -145,8 +147,8 @@ class Scheduler:
         read_into = [plain_view[TIMESTAMP_SIZE:MAX_DATAGRAM_SIZE - HEADER_SIZE - TAG_SIZE]]
         vnet_hdr = self.tun.vnet_hdr
         if vnet_hdr:
-            # Without TUNSETOFFLOAD the kernel hands over whole, checksummed packets:
-            # the header is all zero and only has to be skipped.
+            # Without TUNSETOFFLOAD the kernel hands over whole packets: the header is
+            # zero or says DATA_VALID (checksum already verified) and is skipped (vnet.py).
             vnet_header = bytearray(VNET_HDR_SIZE)
             read_into.insert(0, vnet_header)
         max_batch_bytes, max_batch_count = self.transport.max_batch_bytes, self.transport.max_batch_count
@@ -176,7 +178,7 @@ class Scheduler:
                     raise TomatoError("reading %s failed: %s" % (self.tun.name, e.strerror)) from None
                 if vnet_hdr:
                     n -= VNET_HDR_SIZE
-                    if vnet_header[0] or vnet_header[1]:    # partial checksum / GSO: not ours to forward
+                    if is_offloaded(vnet_header):   # partial checksum / GSO; DATA_VALID is fine
                         drops["offloaded packet from tun"] += 1
                         continue
                 if address is None:
@@ -233,6 +235,10 @@ class Scheduler:
                 n = receiver.open_into(datagram, plain_view, now_ms, now_mono)
             except BadPacket as e:
                 drops[e.reason] += 1
+                if e.reason == AUTHENTICATION_FAILED and receiver.session_id is None:
+                    # Nothing has ever opened: most likely the setup, not an attack.
+                    self.warn(("auth",), "datagrams from %s fail authentication: check the passwords and that both "
+                              "ends run the same protocol version (%s)", describe(source), PROTOCOL)
                 if debug:
                     log.debug("dropped %d-byte datagram from %s: %s", len(datagram), describe(source), e.reason)
                 return False
