@@ -70,6 +70,19 @@ def test_installed_tools_run_outside_the_checkout(prefix, tmp_path):
     assert "-r %s/dlc.txt" % rules in example and "@DATADIR@" not in example
 
 
+def test_installed_ctrl_c_during_imports(prefix, tmp_path):
+    """The tomato-* entry points keep the launchers' promise: SIGINT while gevent is imported
+    (a stand-in gevent first on the path sends it) is one line and 130, no traceback."""
+    fake = tmp_path / "gevent"
+    fake.mkdir()
+    (fake / "__init__.py").write_text("import os, signal\nos.kill(os.getpid(), signal.SIGINT)\n"
+                                      "raise SystemExit('the interrupt was ignored')\n")
+    for tool in TOOLS:
+        result = subprocess.run([str(prefix / "bin" / ("tomato-" + tool)), "--help"], cwd="/",
+                                env=dict(BARE_ENV, PYTHONPATH=str(tmp_path)), capture_output=True, text=True)
+        assert (result.returncode, result.stderr) == (130, "tomato-%s: interrupted\n" % tool)
+
+
 def test_venv_comes_from_the_system_python(prefix):
     config = (prefix / "lib" / "tomato" / "venv" / "pyvenv.cfg").read_text().splitlines()
     assert "home = %s" % os.path.dirname(SYSTEM_PYTHON) in config
