@@ -18,13 +18,13 @@ INTERRUPTED_STATUS = 130  # 128 + SIGINT, what shells report for a Ctrl-C
 VENV_DIR = ".venv"  # the Makefile's VENV default
 
 
-def program_name():
+def started_as():
     """The name the command was started as (tomato-vpn, vpn, ...), for one-line messages."""
     return os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "tomato"
 
 
 def _exit_interrupted(signum=None, frame=None):
-    os.write(2, ("%s: interrupted\n" % program_name()).encode())
+    os.write(2, ("%s: interrupted\n" % started_as()).encode())
     os._exit(INTERRUPTED_STATUS)
 
 
@@ -57,7 +57,7 @@ def start(tool):
     try:
         return main()
     except KeyboardInterrupt:
-        sys.stderr.write("%s: interrupted\n" % program_name())
+        sys.stderr.write("%s: interrupted\n" % started_as())
         return INTERRUPTED_STATUS
 
 
@@ -103,10 +103,10 @@ def run_checkout_tool(tool, script):
             try:
                 os.execv(venv_python, [venv_python, sys.argv[0]] + sys.argv[1:])
             except OSError as e:  # e.g. a venv built from a Python in root's home, run by another user
-                sys.stderr.write("%s: cannot run %s: %s\n" % (program_name(), venv_python, e.strerror or e))
+                sys.stderr.write("%s: cannot run %s: %s\n" % (started_as(), venv_python, e.strerror or e))
                 return 1
         sys.stderr.write("%s: %s is not installed for %s: run `make` in %s first\n"
-                         % (program_name(), missing, sys.executable, checkout))
+                         % (started_as(), missing, sys.executable, checkout))
         return 1
     return start(tool)
 
