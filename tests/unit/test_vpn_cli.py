@@ -116,3 +116,21 @@ def test_endpoint_families():
     assert peer[:2] == ("::ffff:127.0.0.1", 5001)
     with pytest.raises(ConfigError):
         resolve_endpoints(("127.0.0.1", 5000), ("::1", 5001))
+
+
+@pytest.mark.parametrize("argv", [
+    ["-la", ":5000", "-lp", "a", "-pa", "10.9.9.9:5000", "-pp", "b", "--http-proxy", "10.9.9.1:8888"],   # UDP
+    ["-la", ":5000", "-lp", "a", "-d", "-pp", "b", "--transport", "tcp", "--http-proxy", "10.9.9.1:8888"],
+])
+def test_http_proxy_needs_tcp_and_a_peer_to_dial(argv):
+    result = run_vpn(*argv)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--http-proxy needs --transport tcp and -pa" in lines[0], result.stderr
+
+
+def test_transport_flag():
+    assert build_parser().parse_args("-la :5000 -d".split()).transport == "udp"
+    args = build_parser().parse_args("-la :5000 -d --transport tcp".split())
+    assert args.transport == "tcp" and args.http_proxy is None
+    assert run_vpn("-la", ":5000", "-d", "--transport", "sctp").returncode == 2

@@ -81,6 +81,8 @@ def build_parser():
                    help="udp (default): one UDP datagram per packet; tcp: the same sealed datagrams, "
                         "length-prefixed, over TCP connections on the same port (for networks that block "
                         "or throttle UDP; both sides must use it)")
+    p.add_argument("--http-proxy", metavar="HOST:PORT", type=hostport_arg,
+                   help="with --transport tcp and -pa: reach the peer through this HTTP proxy (CONNECT)")
     p.add_argument("-v", "--verbose", action="count", default=0,
                    help="debug log: session changes, address updates, dropped datagrams")
     return p
@@ -159,12 +161,13 @@ def build_link(args, peer_address, tun, transport, local_key, peer_key, stop_eve
                 stop_event=stop_event)
 
 
-def open_transport(kind, bind, peer_address, offloads):
+def open_transport(kind, bind, peer_address, offloads, http_proxy=None, connect_target=None):
     """The datagram transport of --transport, bound/listening on bind."""
     if kind == "tcp":
         from .tcp import TcpTransport, open_tcp_listener
 
-        return TcpTransport(open_tcp_listener(bind), peer_address)
+        return TcpTransport(open_tcp_listener(bind), peer_address, http_proxy=http_proxy,
+                            connect_target=connect_target)
     from .udp import UdpTransport, open_udp_socket
 
     return UdpTransport(open_udp_socket(bind), offloads=offloads)
@@ -184,7 +187,16 @@ def _run(args):
     local_password = read_secret(args.lp, args.local_password_file, "TOMATO_LOCAL_PASSWORD", "local password")
     peer_password = read_secret(args.pp, args.peer_password_file, "TOMATO_PEER_PASSWORD", "peer password")
     check_passwords(local_password, peer_password)
-    bind, peer_address = resolve_endpoints(args.la, args.pa)
+    http_proxy = None
+    if args.http_proxy is None:
+        bind, peer_address = resolve_endpoints(args.la, args.pa)
+    elif args.transport != "tcp" or args.pa is None:
+        raise ConfigError("--http-proxy needs --transport tcp and -pa (the side that dials)")
+    else:
+        # The proxy resolves the peer's name (it may not resolve here): -pa stays as written.
+        http_proxy = _resolve(*args.http_proxy)
+        bind, _ = resolve_endpoints(args.la, None)
+        peer_address = args.pa
     offloads = offloads_wanted(os.environ)
     # Signals are caught from here on, so a stop during start-up still restores a
     # pre-created device (the Link sees the request as soon as it starts).
@@ -193,13 +205,14 @@ def _run(args):
     try:
         local_key = derive_password_key(local_password)
         peer_key = derive_password_key(peer_password)
-        transport = open_transport(args.transport, bind, peer_address, offloads)
+        transport = open_transport(args.transport, bind, peer_address, offloads, http_proxy, args.pa)
         try:
             with TunDevice(args.I, addr=args.addr, mtu=args.mtu, vnet_hdr=offloads) as tun:
                 link = build_link(args, peer_address, tun, transport, local_key, peer_key, stop_requested)
-                log.info("tunnel %s up: listening on %s %s, peer %s%s", tun.name, args.transport.upper(),
+                log.info("tunnel %s up: listening on %s %s, peer %s%s%s", tun.name, args.transport.upper(),
                          format_address(transport.local_address()),
                          format_address(peer_address) if peer_address else "learned dynamically",
+                         " via the HTTP proxy " + format_address(http_proxy) if http_proxy else "",
                          "" if tun.precreated else " (device created)")
                 # Device up and socket bound: units ordered after this one (a proxy listening on
                 # the tunnel address) may start now.
