@@ -70,6 +70,7 @@ def test_equal_passwords_refused_one_line_exit_2(how, tmp_path):
     secret = "same-secret"
     for name in ("local", "peer"):
         (tmp_path / name).write_text(secret + "\n")
+        (tmp_path / name).chmod(0o600)  # a world-readable one adds a warning line
     args, env = {
         "flags": (["-lp", secret, "-pp", secret], {}),
         "files": (["--local-password-file", str(tmp_path / "local"),

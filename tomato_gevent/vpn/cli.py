@@ -13,13 +13,11 @@ import signal
 import socket
 import sys
 
-from ..cli_common import OneLineParser, hostport_arg, number_arg, positive_float, read_secret, run_cli, setup_logging
+from ..cli_common import (OneLineParser, hostport_arg, number_arg, positive_float, program_name, read_secret, run_cli,
+                          setup_logging)
 from ..errors import ConfigError
 
 log = logging.getLogger(__name__)
-
-PROG = "vpn"
-
 
 def _interface_name(text):
     if not 0 < len(text) <= 15 or "/" in text or text.strip() != text or text in (".", ".."):
@@ -45,24 +43,26 @@ def build_parser():
     from .link import KEEPALIVE_SECONDS
 
     p = OneLineParser(
-        prog=PROG, allow_abbrev=False,
+        prog=program_name("vpn"), allow_abbrev=False,
         description="Point-to-point encrypted VPN over UDP (or TCP) between two tun devices (AES-256-GCM). "
                     "Each side encrypts what it sends with its local password and decrypts what it "
                     "receives with the peer's password.",
         epilog="example (host A; host B mirrors it with -lp pwd2 -pp pwd1): "
-               "vpn -la :5000 -lp pwd1 -pa 192.168.8.131:5000 -pp pwd2 -v")
+               "%(prog)s -la :5000 -lp pwd1 -pa 192.168.8.131:5000 -pp pwd2 -v")
     p.add_argument("-la", metavar="[HOST]:PORT", type=hostport_arg, required=True,
                    help="local address to listen on (UDP, or TCP with --transport tcp), e.g. :5000 or [::]:5000")
-    p.add_argument("-lp", metavar="PASS", help="local password: seals what this side sends")
-    p.add_argument("--local-password-file", metavar="PATH",
+    local_password = p.add_mutually_exclusive_group()
+    local_password.add_argument("-lp", metavar="PASS", help="local password: seals what this side sends")
+    local_password.add_argument("--local-password-file", metavar="PATH",
                    help="read the local password from the first line of PATH ($TOMATO_LOCAL_PASSWORD also works)")
     peer = p.add_mutually_exclusive_group(required=True)
     peer.add_argument("-pa", metavar="HOST:PORT", type=hostport_arg,
                       help="peer's address (UDP, or TCP with --transport tcp)")
     peer.add_argument("-d", action="store_true",
                       help="dynamic mode: learn the peer's address from its authenticated packets")
-    p.add_argument("-pp", metavar="PASS", help="peer password: opens what the peer sends")
-    p.add_argument("--peer-password-file", metavar="PATH",
+    peer_password = p.add_mutually_exclusive_group()
+    peer_password.add_argument("-pp", metavar="PASS", help="peer password: opens what the peer sends")
+    peer_password.add_argument("--peer-password-file", metavar="PATH",
                    help="read the peer password from the first line of PATH ($TOMATO_PEER_PASSWORD also works)")
     p.add_argument("-I", metavar="IFACE", type=_interface_name, default="tun0",
                    help="tun device; opened if it exists, created if absent (default tun0)")
@@ -180,6 +180,7 @@ def _run(args):
     from gevent.event import Event
 
     from ..netutil import format_address
+    from ..sdnotify import notify
     from .packet import derive_password_key
     from .tun import TunDevice
 
@@ -213,9 +214,14 @@ def _run(args):
                          format_address(peer_address) if peer_address else "learned dynamically",
                          " via the HTTP proxy " + format_address(http_proxy) if http_proxy else "",
                          "" if tun.precreated else " (device created)")
+                # Device up and socket bound: units ordered after this one (a proxy listening on
+                # the tunnel address) may start now.
+                notify("READY=1", "STATUS=%s: listening on %s %s" % (
+                    tun.name, args.transport.upper(), format_address(transport.local_address())))
                 try:
                     link.serve_forever()
                 finally:
+                    notify("STOPPING=1")
                     log.info("stopped: %s", link.stats())
         finally:
             transport.close()
