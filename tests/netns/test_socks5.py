@@ -4,16 +4,8 @@ import sys
 
 from .nsutil import wait_for
 from .proxy_support import SUPPORT, payload, sha256
-from .test_proxy import CURL, ORIGIN_PORT, PROXY, PROXY_PORT, Site, site, two_sites, url  # noqa: F401
+from .test_proxy import CURL, ORIGIN_PORT, PROXY, PROXY_PORT, Site, proxy_log, site, two_sites, url  # noqa: F401
 
-
-def proxy_log(proxy, *expected):
-    """The proxy's log once it holds every expected piece: a session's line is written when the
-    session ends, which may be just after the client has its answer."""
-    def complete():
-        log = proxy.output()
-        return log if all(piece in log for piece in expected) else None
-    return wait_for(complete, what="proxy log lines %r" % (expected,))
 
 SOCKS = "socks5h://127.0.0.1:%d" % PROXY_PORT        # the name goes to the proxy (--socks5-hostname)
 SOCKS_LOCAL_DNS = "socks5://127.0.0.1:%d" % PROXY_PORT
