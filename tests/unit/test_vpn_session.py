@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 from tomato_gevent.errors import BadPacket
 from tomato_gevent.vpn.packet import MAX_DATAGRAM_SIZE, TIMESTAMP_SIZE, session_start_ms
 from tomato_gevent.vpn.replay import WINDOW_SIZE
-from tomato_gevent.vpn.session import PeerEndpoint, Receiver, new_sealer
+from tomato_gevent.vpn.session import PeerEndpoint, Receiver, TimestampRefused, new_sealer
 
 PEER_KEY = bytes(range(32))
 OTHER_KEY = bytes(32)
@@ -199,3 +199,16 @@ def test_forged_new_sessions_are_rate_limited_and_a_real_one_still_gets_through(
     # A tenth of a second later the bucket has refilled enough for the real peer.
     assert me.open(real.packet(b"up", timestamp=T0 + 1100), now_ms=T0 + 1100, now_mono=100.1) == b"up"
     assert me.receiver.session_id == real.session_id
+
+
+def test_timestamp_refusal_says_how_far_the_peer_clock_is_off():
+    """Both paths (a new session and the current one) report the skew for the diagnostic."""
+    me = Me()
+    with pytest.raises(TimestampRefused) as first:
+        me.open(Peer(start_ms=T0 - 31_000).packet(timestamp=T0 - 30_500), now_ms=T0)     # peer 30.5 s behind
+    assert first.value.skew_ms == -30_500 and first.value.reason == "timestamp outside -pvt"
+    peer = Peer()
+    me.open(peer.packet(timestamp=T0), now_ms=T0)
+    with pytest.raises(TimestampRefused) as current:
+        me.open(peer.packet(timestamp=T0 + 45_000), now_ms=T0)                          # 45 s ahead
+    assert current.value.skew_ms == 45_000

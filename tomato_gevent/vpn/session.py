@@ -45,6 +45,15 @@ FORGET_SESSION_PVT_FACTOR = 2   # escape hatch after 2 * pvt of silence (see doc
 NEW_SESSION_KEYS_PER_SECOND = 50.0  # HKDF derivations for candidate sessions (see docstring)
 
 
+class TimestampRefused(BadPacket):
+    """An authentic datagram whose timestamp is outside -pvt; skew_ms = its timestamp
+    minus our clock (how far the peer's clock is ahead), for the diagnostic."""
+
+    def __init__(self, skew_ms):
+        super().__init__("timestamp outside -pvt")
+        self.skew_ms = skew_ms
+
+
 def new_sealer(password_key, now_ms, random16, backend=DEFAULT_BACKEND, after=None, limit=None):
     """Sealer of a new session started at now_ms; strictly newer than session id `after`."""
     start_ms = now_ms
@@ -92,8 +101,9 @@ class Receiver:
                                out[:size - HEADER_SIZE - TAG_SIZE])
         except self._authentication_failed:
             raise BadPacket("authentication failed") from None
-        if not -self._pvt_ms <= now_ms - _U64.unpack_from(out)[0] <= self._pvt_ms:
-            raise BadPacket("timestamp outside -pvt")
+        timestamp_ms = _U64.unpack_from(out)[0]
+        if not -self._pvt_ms <= now_ms - timestamp_ms <= self._pvt_ms:
+            raise TimestampRefused(timestamp_ms - now_ms)
         if not self._window.accept(counter):
             raise BadPacket("replayed or too old counter")
         self._last_accept = now_mono
@@ -113,7 +123,7 @@ class Receiver:
             self._candidate = candidate = (session_id, opener)
         timestamp_ms = candidate[1].open_into(datagram, out, counter)
         if not -self._pvt_ms <= now_ms - timestamp_ms <= self._pvt_ms:
-            raise BadPacket("timestamp outside -pvt")
+            raise TimestampRefused(timestamp_ms - now_ms)
         window = ReplayWindow()
         if not window.accept(counter):
             raise BadPacket("replayed or too old counter")
@@ -164,4 +174,4 @@ class PeerEndpoint:
         return False
 
 
-__all__ = ["new_sealer", "Receiver", "PeerEndpoint"]
+__all__ = ["new_sealer", "Receiver", "PeerEndpoint", "TimestampRefused"]
