@@ -212,3 +212,7 @@ def test_timestamp_refusal_says_how_far_the_peer_clock_is_off():
     with pytest.raises(TimestampRefused) as current:
         me.open(peer.packet(timestamp=T0 + 45_000), now_ms=T0)                          # 45 s ahead
     assert current.value.skew_ms == 45_000
+    future = Peer(start_ms=T0 + 60_000)
+    with pytest.raises(TimestampRefused) as ahead:
+        me.open(future.packet(timestamp=T0 + 60_000), now_ms=T0)
+    assert ahead.value.skew_ms == 60_000 and ahead.value.reason == "session starts in the future"

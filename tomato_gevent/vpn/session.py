@@ -46,11 +46,12 @@ NEW_SESSION_KEYS_PER_SECOND = 50.0  # HKDF derivations for candidate sessions (s
 
 
 class TimestampRefused(BadPacket):
-    """An authentic datagram whose timestamp is outside -pvt; skew_ms = its timestamp
-    minus our clock (how far the peer's clock is ahead), for the diagnostic."""
+    """Refused for the peer's clock: an authentic datagram whose timestamp is outside
+    -pvt, or (unauthenticated, checked before any crypto) a session id that starts in
+    the future. skew_ms = that time minus our clock, for the diagnostic."""
 
-    def __init__(self, skew_ms):
-        super().__init__("timestamp outside -pvt")
+    def __init__(self, skew_ms, reason="timestamp outside -pvt"):
+        super().__init__(reason)
         self.skew_ms = skew_ms
 
 
@@ -112,7 +113,7 @@ class Receiver:
     def _open_other_session(self, datagram, out, session_id, counter, now_ms, now_mono):
         start_ms = session_id >> SESSION_RANDOM_BITS
         if start_ms > now_ms + self._pvt_ms:
-            raise BadPacket("session starts in the future")
+            raise TimestampRefused(start_ms - now_ms, "session starts in the future")
         if (self.session_id is not None and start_ms <= self.session_id >> SESSION_RANDOM_BITS
                 and now_mono - self._last_accept <= self._forget_after):
             raise BadPacket("not a newer session")

@@ -146,6 +146,9 @@ class TunDevice:
             dev.up()
             self._undo.append(dev.down)
 
+    def current_mtu(self):
+        return self._dev.mtu
+
     def _ip(self, *args):
         try:
             result = subprocess.run(["ip", *args], capture_output=True, text=True)
