@@ -5,7 +5,7 @@ PREFIX    ?= /usr/local
 DLC_DATA  ?= ../shared/domain-list-community/data
 VPY        = $(VENV)/bin/python
 # Debian packages the tests drive as real clients/servers (command:package).
-TEST_APT   = ip:iproute2 ping:iputils-ping iperf3:iperf3 curl:curl tinyproxy:tinyproxy ss:iproute2 sysctl:procps
+TEST_APT   = ip:iproute2 ping:iputils-ping iperf3:iperf3 curl:curl tinyproxy:tinyproxy ss:iproute2 sysctl:procps faketime:faketime setpriv:util-linux
 BENCH_APT  = $(TEST_APT) openvpn:openvpn wrk:wrk nginx:nginx-light openssl:openssl
 
 .PHONY: all venv test unit demo bench rules install uninstall clean

@@ -31,7 +31,7 @@ def test_extras_parse():
     args = build_parser().parse_args(["-la", "[::1]:5000", "-d", "-I", "tomato1", "-pvt", "5", "-avt", "30",
                                       "--addr", "10.0.1.1/30", "--mtu", "1400", "--keepalive", "0"])
     assert args.la == ("::1", 5000) and args.I == "tomato1" and (args.pvt, args.avt) == (5.0, 30.0)
-    assert str(args.addr) == "10.0.1.1/30" and args.mtu == 1400 and args.keepalive == 0
+    assert [str(a) for a in args.addr] == ["10.0.1.1/30"] and args.mtu == 1400 and args.keepalive == 0
 
 
 @pytest.mark.parametrize("argv", [
@@ -87,3 +87,25 @@ def test_endpoint_families():
     assert peer[:2] == ("::ffff:127.0.0.1", 5001)
     with pytest.raises(ConfigError):
         resolve_endpoints(("127.0.0.1", 5000), ("::1", 5001))
+
+
+def test_addr_repeats_for_ipv4_and_ipv6():
+    args = build_parser().parse_args("-la :5000 -d --addr 10.0.1.1/30 --addr fd01::1/64".split())
+    assert [str(a) for a in args.addr] == ["10.0.1.1/30", "fd01::1/64"]
+
+
+def test_show_without_a_running_vpn_is_one_line_exit_1(tmp_path):
+    result = run_vpn("show", "--control", str(tmp_path / "nothing.sock"))
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr.strip().splitlines() == ["vpn: no vpn running: %s does not exist" % (tmp_path / "nothing.sock")]
+    result = run_vpn("show", "-I", "tmtnone0", "--json")
+    assert result.returncode == 1 and len(result.stderr.strip().splitlines()) == 1
+    assert "no vpn running for tmtnone0" in result.stderr
+
+
+@pytest.mark.parametrize("argv", [["show", "-I", "tun0", "--control", "/x.sock"], ["show", "--bogus"],
+                                  ["show", "-I", "a-name-that-is-too-long"]])
+def test_show_bad_flags_one_line_exit_2(argv):
+    result = run_vpn(*argv)
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert result.stderr.startswith("vpn show: error:")

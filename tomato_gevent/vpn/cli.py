@@ -8,6 +8,7 @@ Each side seals what it sends with its local password (-lp) and opens what it
 receives with the peer's password (-pp); host B mirrors host A.
 """
 import argparse
+import contextlib
 import ipaddress
 import logging
 import os
@@ -192,7 +193,7 @@ def _run(args):
 
     handlers = [gevent.signal_handler(sig, stop_requested.set) for sig in (signal.SIGTERM, signal.SIGINT)]
     handlers.append(gevent.signal_handler(signal.SIGHUP, on_hangup))
-    handlers.append(gevent.signal_handler(signal.SIGUSR1, log_status, ""))
+    handlers.append(gevent.signal_handler(signal.SIGUSR1, log_status, "status: "))
     try:
         endpoints = resolve_endpoints_patiently(args.la, args.pa, stop_requested)
         if endpoints is None:
@@ -206,7 +207,8 @@ def _run(args):
                            created_mtu=CREATED_DEVICE_MTU) as tun:
                 endpoint = PeerEndpoint(fixed=peer_addr, forget_after=args.avt)
                 link = Link(tun, sock, local_key, Receiver(peer_key, args.pvt), endpoint, keepalive=args.keepalive,
-                            stop_event=stop_requested, peer_host=args.pa[0] if args.pa else None)
+                            stop_event=stop_requested, peer_host=args.pa[0] if args.pa else None,
+                            silent_after=_silent_after_override())
                 if peer_name is not None:
                     peer_name.bind = bind
 
@@ -247,24 +249,29 @@ def _run(args):
     return 0
 
 
-class _NoControl:
-    def __enter__(self):
-        return self
+def _silent_after_override():
+    """Seconds of silence before "peer silent" when $TOMATO_VPN_SILENT_AFTER is set: for
+    the tests only (the real threshold, max(3 x keepalive, 60 s), is too long to wait for)."""
+    value = os.environ.get("TOMATO_VPN_SILENT_AFTER")
+    return float(value) if value else None
 
-    def __exit__(self, *exc):
-        pass
 
-
+@contextlib.contextmanager
 def _control_server(path, status):
-    """The control socket, or (with a warning) none: `vpn show` is a convenience the
-    tunnel itself does not depend on."""
+    """The control socket while the link runs, or (with a warning) none: `vpn show`
+    is a convenience the tunnel itself does not depend on."""
     from .control import ControlError, ControlServer
 
     try:
-        return ControlServer(path, status).start()
+        server = ControlServer(path, status).start()
     except ControlError as e:
         log.warning("%s; vpn show will not reach this vpn", e)
-        return _NoControl()
+        yield None
+        return
+    try:
+        yield server
+    finally:
+        server.close()
 
 
 class PeerName:
@@ -299,7 +306,7 @@ class PeerName:
         if self.numeric:
             return
         while True:
-            gevent.sleep(RERESOLVE_SILENT_SECONDS)
+            gevent.sleep(min(RERESOLVE_SILENT_SECONDS, link.watch.silent_after))
             if link.watch.silent:
                 self.refresh(link)
 

@@ -44,7 +44,9 @@ from ..errors import BadPacket, TomatoError
 from ..netutil import format_address
 from .coalesce import VNET_HDR_SIZE, TcpCoalescer
 from .packet import HEADER_SIZE, MAX_DATAGRAM_SIZE, OVERHEAD, TAG_SIZE, TIMESTAMP_SIZE, CounterExhausted
+from .report import DIAGNOSED_REASONS, LinkReport
 from .session import new_sealer
+from .status import build_status, silence_threshold
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +122,7 @@ def enable_offloads(sock):
 
 class Link:
     def __init__(self, tun, sock, password_key, receiver, endpoint, keepalive=KEEPALIVE_SECONDS,
-                 backend=None, stop_event=None):
+                 backend=None, stop_event=None, silent_after=None, peer_host=None):
         self.tun = tun
         self.sock = sock
         self.receiver = receiver
@@ -132,6 +134,13 @@ class Link:
         self.gso, self.gro = enable_offloads(sock)
         self.drops = collections.Counter()
         self.sent = self.received = 0
+        self.sent_bytes = self.received_bytes = 0     # datagrams on the wire, overhead included
+        self.peer_host = peer_host                    # the -pa host as given, for the status
+        self.started = time.monotonic()
+        if silent_after is None:
+            silent_after = silence_threshold(keepalive)
+        self.report = LinkReport(tun.name, endpoint, receiver.pvt_seconds, silent_after, format_address,
+                                 self.started)
         self._warned = {}
         self._stopped = Event() if stop_event is None else stop_event
         self._greenlets = []
@@ -171,9 +180,20 @@ class Link:
         self._error = e if isinstance(e, TomatoError) else TomatoError("link failed: %r" % (e,))
         self._stopped.set()
 
-    def stats(self):
-        drops = ", ".join("%s: %d" % kv for kv in sorted(self.drops.items())) or "none"
-        return "sent %d, received %d packets; dropped %s" % (self.sent, self.received, drops)
+    @property
+    def watch(self):
+        return self.report.watch
+
+    def status(self):
+        """The status dict of status.py: what `vpn show`, SIGUSR1 and the stop line report."""
+        address = self.endpoint.address
+        return build_status(
+            interface=self.tun.name, listen_address=format_address(self.sock.getsockname()),
+            peer_address=format_address(address) if address is not None else None, peer_host=self.peer_host,
+            dynamic=self.endpoint.dynamic, session_id=self.receiver.session_id,
+            last_received=self.report.watch.last_received, started=self.started, now=time.monotonic(),
+            now_ms=int(time.time() * 1000), rx_packets=self.received, rx_bytes=self.received_bytes,
+            tx_packets=self.sent, tx_bytes=self.sent_bytes, drops=self.drops)
 
     # -- helpers ---------------------------------------------------------------------
     def _warn_limited(self, key, msg, *args):
@@ -194,6 +214,7 @@ class Link:
             try:
                 self.sock.sendto(view, address)
                 self.sent += 1
+                self.sent_bytes += len(view)
                 return
             except BlockingIOError:
                 get_hub().wait(self._sock_write)
@@ -209,6 +230,7 @@ class Link:
                 try:
                     self.sock.sendmsg([view[:size]], [(SOL_UDP, UDP_SEGMENT, _GSO_SIZE.pack(segment))], 0, address)
                     self.sent += count
+                    self.sent_bytes += size
                     return
                 except BlockingIOError:
                     get_hub().wait(self._sock_write)
@@ -390,7 +412,7 @@ class Link:
         bufs = [view]
         plain_view = memoryview(bytearray(MAX_DATAGRAM_SIZE))     # timestamp + payload of one packet
         sock = self.sock
-        receiver, endpoint, drops = self.receiver, self.endpoint, self.drops
+        receiver, endpoint, drops, report = self.receiver, self.endpoint, self.drops, self.report
         wall, mono, write = time.time, time.monotonic, os.write
         debug = log.isEnabledFor(logging.DEBUG)
         payload_start = TIMESTAMP_SIZE
@@ -399,7 +421,8 @@ class Link:
 
         def drain_udp():
             drained = False
-            accepted = 0
+            accepted = accepted_bytes = 0
+            accepted_from = None
             for _ in range(DRAIN_BATCH):
                 try:
                     if gro:
@@ -438,13 +461,17 @@ class Link:
                         if debug:
                             log.debug("dropped %d-byte datagram from %s: %s", len(datagram),
                                       format_address(address), e.reason)
+                        if e.reason in DIAGNOSED_REASONS:
+                            report.refused(e, address, now_mono)
                         continue
                     accepted += 1
+                    accepted_bytes += n
+                    accepted_from = address
                     if debug and receiver.session_id != session_before:
                         log.debug("peer session %016x accepted (from %s)", receiver.session_id,
                                   format_address(address))
                     if dynamic and endpoint.learn(address, now_mono):
-                        log.debug("peer address is now %s", format_address(address))
+                        report.learned(address, now_mono)
                     if n and coalescer is not None:
                         coalescer.add(plain_view[payload_start:payload_start + n])
                     elif n:
@@ -457,7 +484,10 @@ class Link:
                             drops["tun write error"] += 1
                             self._warn_limited(("tun", e.errno), "writing %s failed: %s", self.tun.name,
                                                e.strerror)
-            self.received += accepted
+            if accepted:
+                self.received += accepted
+                self.received_bytes += accepted_bytes + accepted * OVERHEAD
+                report.received(accepted_from, receiver.session_id, mono())
             if coalescer is not None:
                 coalescer.flush()
             if accepted:
@@ -492,8 +522,10 @@ class Link:
         while True:
             gevent.sleep(HOUSEKEEPING_SECONDS)
             now = time.monotonic()
+            address = self.endpoint.address
             if self.endpoint.expire(now):
-                log.debug("forgot peer address: nothing authentic for %gs", self.endpoint.forget_after)
+                self.report.forgot(address, now)
+            self.report.tick(now)
             if self.sealer.counter != last_counter:
                 last_counter = self.sealer.counter
                 idle_since = now

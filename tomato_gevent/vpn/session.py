@@ -70,6 +70,7 @@ class Receiver:
     def __init__(self, password_key, pvt_seconds, backend=DEFAULT_BACKEND):
         self._password_key = password_key
         self._backend = backend
+        self.pvt_seconds = pvt_seconds
         self._pvt_ms = int(pvt_seconds * 1000)
         self._forget_after = FORGET_SESSION_PVT_FACTOR * pvt_seconds
         self.session_id = None          # current session of the peer, None before the first
