@@ -4,11 +4,16 @@ VENV      ?= .venv
 PREFIX    ?= /usr/local
 DLC_DATA  ?= ../shared/domain-list-community/data
 VPY        = $(VENV)/bin/python
+# `make coverage` runs as nobody, who cannot run a venv built from a Python under /root
+# (pyenv): it gets its own venv from the system python3.
+SYSTEM_PYTHON ?= /usr/bin/python3
+COV_VENV  ?= .venv-nobody
+FUZZ_MINUTES ?= 5
 # Debian packages the tests drive as real clients/servers (command:package).
 TEST_APT   = ip:iproute2 ping:iputils-ping iperf3:iperf3 curl:curl tinyproxy:tinyproxy ss:iproute2 sysctl:procps faketime:faketime setpriv:util-linux
 BENCH_APT  = $(TEST_APT) openvpn:openvpn wrk:wrk nginx:nginx-light openssl:openssl
 
-.PHONY: all venv test unit demo bench rules install uninstall clean
+.PHONY: all venv test unit fuzz coverage demo bench rules install uninstall clean
 
 all: venv
 
@@ -25,6 +30,20 @@ test: venv
 
 unit: venv
 	$(VPY) -m pytest -q tests/unit
+
+# The fuzz tests under the "fuzz" hypothesis profile for FUZZ_MINUTES in all; prints inputs
+# tried and crashes per test. Crashes are kept in .hypothesis/ and replayed first next time.
+fuzz: venv
+	HYPOTHESIS_PROFILE=fuzz FUZZ_MINUTES=$(FUZZ_MINUTES) $(VPY) -m pytest -q tests/fuzz
+
+$(COV_VENV)/.installed: setup.cfg setup.py
+	$(SYSTEM_PYTHON) -m venv $(COV_VENV)
+	$(COV_VENV)/bin/python -m pip install -q -e '.[test]'
+	touch $@
+
+# tests/unit alone as an unprivileged user, with the per-module coverage report.
+coverage: $(COV_VENV)/.installed
+	scripts/coverage-unprivileged $(COV_VENV)/bin/python
 
 demo: venv
 	@scripts/ensure-apt $(TEST_APT)
@@ -44,5 +63,5 @@ uninstall:
 	scripts/install.sh uninstall "$(PREFIX)"
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info .pytest_cache .hypothesis
+	rm -rf $(VENV) $(COV_VENV) build dist *.egg-info .pytest_cache .hypothesis
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

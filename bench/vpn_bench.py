@@ -26,7 +26,7 @@ from benchlib import (HIGHER, LOWER, BenchLab, Figure, Unavailable, best, log, l
 VETH_A, VETH_B = "10.9.0.1", "10.9.0.2"
 TOMATO_A, TOMATO_B = "10.0.1.1", "10.0.1.2"
 OPENVPN_A, OPENVPN_B = "10.0.2.1", "10.0.2.2"
-IDLE_SETTLE_SECONDS = 3     # > the keep-warm window of tomato_gevent/vpn/link.py
+IDLE_SETTLE_SECONDS = 3     # > the keep-warm window of tomato_gevent/vpn/scheduler.py
 TUN_MTU = 1400
 SOCKET_BUFFER_BYTES = 4 * 1024 * 1024
 IPERF_PORT = 5201
@@ -248,7 +248,7 @@ def run(lab, quick=False, rounds=None):
                   reference_name="OpenVPN 2.6")
     procs = {s: p for s, p in ((TOMATO, vpn.tomato_procs), (OPENVPN, vpn.openvpn_procs)) if vpn.check_alive(s)}
     # Start-up traffic (keepalives, the liveness probe) keeps tomato's path warm for
-    # 2 s after the last packet (link.py); idle means after that window has closed.
+    # 2 s after the last packet (scheduler.py); idle means after that window has closed.
     time.sleep(IDLE_SETTLE_SECONDS)
     before = {s: sum(cpu_seconds(p.pid) for p in ps) for s, ps in procs.items()}
     time.sleep(idle_seconds)

@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from .nsutil import wait_for
-from .test_proxy_support import SUPPORT, NetnsEtc, payload, sha256
+from .proxy_support import SUPPORT, NetnsEtc, payload, sha256
 
 ORIGIN_PORT = 8080
 PROXY_PORT = 3128

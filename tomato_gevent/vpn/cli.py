@@ -161,17 +161,41 @@ def resolve_endpoints_patiently(local, peer, stop_event):
         return endpoints
 
 
+def offloads_wanted(environ):
+    """False when TOMATO_VPN_OFFLOAD=0: one system call per packet everywhere (no GSO/GRO,
+    no virtio header on the tun)."""
+    return environ.get("TOMATO_VPN_OFFLOAD", "1") != "0"
+
+
+def build_link(args, peer_address, tun, transport, local_key, peer_key, stop_event=None, clock=None, random16=None,
+               silent_after=None):
+    """The Link with both directions built here: the send session (session ids from
+    clock and randomness), the receiver (-pvt) and the peer endpoint (-pa/-d, -avt)."""
+    from .link import SYSTEM_CLOCK, Link, SendSession
+    from .session import PeerEndpoint, Receiver, new_sealer
+
+    clock = SYSTEM_CLOCK if clock is None else clock
+    random16 = (lambda: int.from_bytes(os.urandom(2), "big")) if random16 is None else random16
+
+    def new_session_sealer(after):
+        return new_sealer(local_key, int(clock.wall() * 1000), random16(), after=after)
+
+    endpoint = PeerEndpoint(fixed=peer_address, forget_after=args.avt)
+    return Link(tun, transport, SendSession(new_session_sealer), Receiver(peer_key, args.pvt), endpoint,
+                keepalive=args.keepalive, clock=clock, stop_event=stop_event, silent_after=silent_after,
+                peer_host=args.pa[0] if args.pa else None)
+
+
 def _run(args):
     import gevent
     from gevent.event import Event
 
     from .control import default_path
     from .hooks import HookFailed, hook_environment, run_hook
-    from .link import Link, offloads_wanted, open_udp_socket
     from .packet import derive_password_key
-    from .session import PeerEndpoint, Receiver
     from .status import format_status_line
     from .tun import TunDevice, device_addresses
+    from .udp import UdpTransport, open_udp_socket
 
     local_password = read_secret(args.lp, args.local_password_file, "TOMATO_LOCAL_PASSWORD", "local password")
     peer_password = read_secret(args.pp, args.peer_password_file, "TOMATO_PEER_PASSWORD", "peer password")
@@ -198,17 +222,16 @@ def _run(args):
         endpoints = resolve_endpoints_patiently(args.la, args.pa, stop_requested)
         if endpoints is None:
             return 0
-        bind, peer_addr = endpoints
+        bind, peer_address = endpoints
+        offloads = offloads_wanted(os.environ)
         local_key = derive_password_key(local_password)
         peer_key = derive_password_key(peer_password)
-        sock = open_udp_socket(bind)
+        transport = UdpTransport(open_udp_socket(bind), offloads=offloads)
         try:
-            with TunDevice(args.I, addrs=args.addr, mtu=args.mtu, vnet_hdr=offloads_wanted(),
+            with TunDevice(args.I, addrs=args.addr, mtu=args.mtu, vnet_hdr=offloads,
                            created_mtu=CREATED_DEVICE_MTU) as tun:
-                endpoint = PeerEndpoint(fixed=peer_addr, forget_after=args.avt)
-                link = Link(tun, sock, local_key, Receiver(peer_key, args.pvt), endpoint, keepalive=args.keepalive,
-                            stop_event=stop_requested, peer_host=args.pa[0] if args.pa else None,
-                            silent_after=_silent_after_override())
+                link = build_link(args, peer_address, tun, transport, local_key, peer_key, stop_requested,
+                                  silent_after=_silent_after_override())
                 if peer_name is not None:
                     peer_name.bind = bind
 
@@ -226,8 +249,8 @@ def _run(args):
                 try:
                     with _control_server(args.control or default_path(tun.name), link.status):
                         log.info("tunnel %s: listening on %s, peer %s%s", tun.name,
-                                 format_address(sock.getsockname()),
-                                 format_address(peer_addr) if peer_addr else "learned dynamically",
+                                 format_address(transport.local_address()),
+                                 format_address(peer_address) if peer_address else "learned dynamically",
                                  "" if tun.precreated else " (device created)")
                         refresher = gevent.spawn(peer_name.refresh_while_silent, link) if peer_name else None
                         try:
@@ -235,14 +258,14 @@ def _run(args):
                         finally:
                             if refresher is not None:
                                 refresher.kill()
-                            log.info("stopped: %s", format_status_line(link.status()))
+                            log.info("stopped: %s", link.stats())
                 finally:
                     if args.down:
                         status = hook("down", args.down)
                         if status:
                             log.warning("--down command failed with exit status %d", status)
         finally:
-            sock.close()
+            transport.close()
     finally:
         for handler in handlers:
             handler.cancel()

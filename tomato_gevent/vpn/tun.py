@@ -12,7 +12,7 @@ TunDevice(name, addrs=(), mtu=None, created_mtu=None) is a context manager:
 With vnet_hdr=True (UDP offloads on) the device is opened with IFF_VNET_HDR so that
 merged TCP packets can be written (coalesce.py); on exit the flag is cleared (also
 when a killed predecessor left it set: each opener chooses its own flags anyway).
-The fd is non-blocking; link.py decides how to wait for it (hub watcher or epoll).
+The fd is non-blocking; scheduler.py decides how to wait for it (hub watcher or epoll).
 """
 import errno
 import fcntl

@@ -1,15 +1,15 @@
 """Helpers for the proxy's namespace tests (no tests here), runnable as a script.
 
-    python test_proxy_support.py origin --port 8080 --name B   # HTTP origin server
-    python test_proxy_support.py raw HOST PORT FILE               # send FILE, half-close,
+    python proxy_support.py origin --port 8080 --name B           # HTTP origin server
+    python proxy_support.py raw HOST PORT FILE                    # send FILE, half-close,
                                                                   # print the answer
-    python test_proxy_support.py drain PORT                       # TCP: read until EOF, answer
+    python proxy_support.py drain PORT                            # TCP: read until EOF, answer
                                                                   # "sha256 length", close
-    python test_proxy_support.py exchanges HOST PORT PAUSE FILE...  # one request per FILE on one
+    python proxy_support.py exchanges HOST PORT PAUSE FILE...     # one request per FILE on one
                                                                   # connection, PAUSE s apart
-    python test_proxy_support.py stall HOST PORT TEXT [SEC]       # send a partial head, wait
+    python proxy_support.py stall HOST PORT TEXT [SEC]            # send a partial head, wait
                                                                   # (or trickle a byte per SEC)
-    python test_proxy_support.py hold HOST PORT N                 # open N idle connections, wait
+    python proxy_support.py hold HOST PORT N                      # open N idle connections, wait
 
 The origin answers, with HTTP/1.1 keep-alive:
     GET /blob/N      N deterministic bytes (payload(N)), Content-Length

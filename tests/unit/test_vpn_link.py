@@ -1,0 +1,218 @@
+"""The running link without root: a socketpair stands in for the tun (plain packets, no
+virtio header), two Links talk over UDP on 127.0.0.1:0 (udp.py, scheduler.py, link.py
+and the CLI's build_link, the one place both directions are built)."""
+import logging
+import socket
+import threading
+
+import gevent
+import pytest
+
+from tomato_gevent.errors import TomatoError
+from tomato_gevent.vpn import link as link_module
+from tomato_gevent.vpn.cli import build_link, build_parser, offloads_wanted
+from tomato_gevent.vpn.packet import OVERHEAD
+from tomato_gevent.vpn.udp import UdpTransport, open_udp_socket
+from tests.netns.nsutil import wait_for
+
+KEY_A, KEY_B, KEY_WRONG = bytes([1]) * 32, bytes([2]) * 32, bytes([3]) * 32   # password keys (no scrypt)
+LOOPBACK = ("127.0.0.1", 0)
+
+
+class SocketTun:
+    """A tun stand-in: the link reads and writes one end of a SOCK_SEQPACKET pair (one packet
+    per read, as a tun), the test the other (`host`, blocking with a timeout)."""
+
+    name = "sock0"
+    vnet_hdr = False
+
+    def __init__(self):
+        self.host, self._device = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self._device.setblocking(False)
+        self.fd = self._device.fileno()
+        self.host.settimeout(5)
+
+    def close(self):
+        self.host.close()
+        self._device.close()
+
+
+class Side:
+    """One running link: tun stand-in, UDP transport, Link built as the CLI builds it.
+
+    Each side runs in its own thread with its own gevent hub, as each runs in its own
+    process in real life: the link's busy-path epoll_wait blocks its whole hub (see
+    scheduler.py), so two links sharing one hub would only take turns."""
+
+    def __init__(self, local_key, peer_key, peer=None, offloads=True, keepalive=25.0, tun=None, thread=True):
+        self.tun = tun or SocketTun()
+        argv = ["-la", ":5000", "-lp", "unused", "-pp", "unused", "--keepalive", str(keepalive)]
+        argv += ["-pa", "127.0.0.1:1"] if peer else ["-d"]
+        self._args, self._keys = build_parser().parse_args(argv), (local_key, peer_key)
+        self._peer, self._offloads = peer, offloads
+        self.error = None
+        if thread:
+            self._ready = threading.Event()
+            self._thread = threading.Thread(target=self._run, daemon=True)
+            self._thread.start()
+            assert self._ready.wait(5), "link did not start"
+
+    def build(self):
+        """Transport and Link, in the calling thread's hub."""
+        self.transport = UdpTransport(open_udp_socket(LOOPBACK), offloads=self._offloads)
+        self.link = build_link(self._args, self._peer, self.tun, self.transport, *self._keys)
+        self.address = self.transport.local_address()
+        self._hub = gevent.get_hub()
+
+    def _run(self):
+        self.build()
+        self._ready.set()
+        try:
+            self.link.serve_forever()
+        except TomatoError as e:
+            self.error = e
+        finally:
+            self.transport.close()
+            gevent.get_hub().destroy(destroy_loop=True)
+
+    def stop(self):
+        self._hub.loop.run_callback_threadsafe(self.link.stop)
+        self._thread.join(5)
+        assert not self._thread.is_alive(), "link did not stop"
+        self.tun.close()
+
+    @property
+    def running(self):
+        return self._thread.is_alive()
+
+
+@pytest.fixture
+def sides():
+    started = []
+
+    def start(*args, **kw):
+        side = Side(*args, **kw)
+        started.append(side)
+        return side
+
+    yield start
+    for side in started:
+        side.stop()
+
+
+def linked_pair(sides, offloads=True, b_peer_key=KEY_A, keepalive=25.0):
+    """B dynamic (learns A from A's first keepalive), A fixed on B's address."""
+    b = sides(KEY_B, b_peer_key, offloads=offloads, keepalive=keepalive)
+    a = sides(KEY_A, KEY_B, peer=b.address, offloads=offloads, keepalive=keepalive)
+    return a, b
+
+
+@pytest.mark.parametrize("offloads", [True, False], ids=["offloads", "plain"])
+def test_packets_round_trip(sides, offloads):
+    a, b = linked_pair(sides, offloads)
+    wait_for(lambda: b.link.endpoint.address is not None, what="B learning A from its first keepalive")
+    assert b.link.endpoint.address[1] == a.address[1]
+    a.tun.host.send(b"ping from A")
+    assert b.tun.host.recv(65536) == b"ping from A"
+    b.tun.host.send(b"pong from B")
+    assert a.tun.host.recv(65536) == b"pong from B"
+
+    # A burst: read from the tun in batches, sent with GSO where the kernel takes it,
+    # received with GRO, and written to the other tun one packet each, in order.
+    # (60 packets: the socketpair's buffer, unlike a tun's queue, counts bytes.)
+    packets = [(b"%04d" % i) * 250 for i in range(60)] + [b"short", b"x" * 1400]
+    for packet in packets:
+        a.tun.host.send(packet)
+    received = [b.tun.host.recv(65536) for _ in packets]
+    assert received == packets
+    assert b.link.drops == {}
+    # received is counted at the end of each receive batch, after the tun writes
+    wait_for(lambda: b.link.received >= len(packets) + 2, what="B's count of accepted datagrams")
+    assert a.link.sent >= len(packets) + 2
+    assert "dropped none" in a.link.stats()
+
+
+def test_keepalives_sent_while_idle(sides, monkeypatch):
+    monkeypatch.setattr(link_module, "HOUSEKEEPING_SECONDS", 0.02)
+    a, b = linked_pair(sides, keepalive=0.05)
+    wait_for(lambda: b.link.received >= 4, what="keepalives from A")
+    assert a.link.sent >= 4 and b.link.drops == {}
+    a.tun.host.settimeout(0.2)
+    with pytest.raises(socket.timeout):
+        a.tun.host.recv(65536)      # keepalives carry nothing to the tun
+
+
+def test_wrong_key_dropped_and_counted(sides):
+    a, b = linked_pair(sides, b_peer_key=KEY_WRONG)
+    a.tun.host.send(b"secret")
+    wait_for(lambda: b.link.drops["authentication failed"] >= 2, what="B refusing A's keepalive and packet")
+    assert b.link.received == 0 and b.link.endpoint.address is None
+    b.tun.host.settimeout(0.2)
+    with pytest.raises(socket.timeout):
+        b.tun.host.recv(65536)
+    # B has learned no address, so what its tun sends is dropped, not sent anywhere.
+    b.tun.host.send(b"to nobody")
+    wait_for(lambda: b.link.drops["no peer address"] == 1, what="no peer address drop")
+    assert b.link.sent == 0
+
+
+def test_garbage_datagrams_dropped(sides):
+    a, b = linked_pair(sides)
+    wait_for(lambda: b.link.received >= 1, what="A's first keepalive")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as attacker:
+        for junk in (b"", b"x" * (OVERHEAD - 1), bytes(OVERHEAD), b"y" * 1400):
+            attacker.sendto(junk, b.address)
+    wait_for(lambda: sum(b.link.drops.values()) >= 4, what="4 drops")
+    assert b.link.drops["short datagram"] == 2
+    assert b.link.endpoint.address[1] == a.address[1]      # garbage does not move the peer
+    a.tun.host.send(b"still works")
+    assert b.tun.host.recv(65536) == b"still works"
+
+
+def test_send_errors_counted_warned_once_not_fatal(sides, caplog):
+    a = sides(KEY_A, KEY_B, peer=("127.0.0.1", 0))     # the kernel refuses port 0: EINVAL
+    for _ in range(3):
+        a.tun.host.send(b"into the void")
+    wait_for(lambda: a.link.drops["send error"] >= 4, what="keepalive + 3 packets refused")
+    assert a.link.sent == 0 and a.running
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "cannot send to 127.0.0.1:0" in warnings[0].getMessage()
+
+
+class FailingTun(SocketTun):
+    """A 'tun' whose read fails: a UDP socket with a pending ECONNREFUSED."""
+
+    def __init__(self):
+        super().__init__()
+        self._failing = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self._failing.bind(LOOPBACK)
+        closed = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        closed.bind(LOOPBACK)
+        self._failing.connect(closed.getsockname())
+        closed.close()
+        self._failing.send(b"x")          # answered by ICMP port unreachable
+        self._failing.setblocking(False)
+        self.fd = self._failing.fileno()
+
+    def close(self):
+        super().close()
+        self._failing.close()
+
+
+def test_tomato_error_in_link_is_one_line(capsys, caplog):
+    side = Side(KEY_A, KEY_B, peer=("127.0.0.1", 9), tun=FailingTun(), thread=False)
+    side.build()                        # and run here, in the main greenlet, as the CLI runs it
+    try:
+        with pytest.raises(TomatoError, match="reading sock0 failed"):
+            side.link.serve_forever()
+    finally:
+        side.transport.close()
+        side.tun.close()
+    assert "Traceback" not in capsys.readouterr().err      # gevent printed no crash report
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+def test_offload_choice_from_environment():
+    assert offloads_wanted({}) is True
+    assert offloads_wanted({"TOMATO_VPN_OFFLOAD": "1"}) is True
+    assert offloads_wanted({"TOMATO_VPN_OFFLOAD": "0"}) is False

@@ -1,0 +1,324 @@
+"""The packet scheduler: moves packets between the tun and the transport, decides when to wait.
+
+One greenlet (Scheduler.run) drains whichever side is readable:
+  drain_tun   read the tun until EAGAIN (bounded batch), seal each packet straight
+              into a batch buffer, hand the batch to the transport (one send per
+              run of equal-size datagrams where it can batch)
+  drain_net   let the transport receive until drained (bounded); open each datagram
+              (Receiver.open_into: auth, -pvt, replay, session), learn the peer
+              (dynamic mode), write the payload to the tun -- with a vnet header,
+              through TcpCoalescer, which writes consecutive TCP segments as one GSO
+              packet -- then drain_tun at once: the answer to what was written is
+              often already there
+It waits in the gevent hub while the link is idle and in a native epoll_wait (at
+most WARM_INTERVAL_SECONDS, warming the path on each timeout) while packets flow:
+see run() for why. Protocol decisions are made in session.py / packet.py; a refused
+datagram is counted by reason, logged at DEBUG and never answered.
+"""
+import errno
+import logging
+import os
+import time
+
+import gevent
+from gevent import get_hub
+from gevent.hub import Waiter
+from gevent.monkey import get_original
+
+from ..errors import BadPacket, TomatoError
+from .coalesce import VNET_HDR_SIZE, TcpCoalescer
+from .report import DIAGNOSED_REASONS
+from .packet import HEADER_SIZE, MAX_DATAGRAM_SIZE, OVERHEAD, TAG_SIZE, TIMESTAMP_SIZE, CounterExhausted
+from .session import Receiver, new_sealer
+from .transport import RateLimitedWarnings
+
+log = logging.getLogger(__name__)
+
+DRAIN_BATCH = 64                        # tun packets per wakeup before yielding to the other direction
+WARM_INTERVAL_SECONDS = 0.002           # see run()
+WARM_AFTER_TRAFFIC_SECONDS = 2.0
+HUB_INTERVAL_SECONDS = 0.01             # while traffic flows, other greenlets wait at most this
+
+_READ = 1                               # libev io watcher event
+_EPOLLIN = 1
+_NET_READY, _TUN_READY = 1, 2
+
+
+class Scheduler:
+    """The data path of one link. Shares with the Link: the send session (sealer), the
+    receiver, the endpoint and the drop counters.
+
+    wall/mono are the clock of the protocol (timestamps, -pvt, address expiry); the
+    waiting itself always uses time.monotonic: it is about CPU wakeups, not the peer.
+    """
+
+    def __init__(self, tun, transport, sending, receiver, endpoint, drops, report, wall=time.time,
+                 mono=time.monotonic):
+        self.tun = tun
+        self.transport = transport
+        self.sending = sending
+        self.receiver = receiver
+        self.endpoint = endpoint
+        self.drops = drops
+        self.report = report        # report.LinkReport: what is worth a log line
+        self.warn = RateLimitedWarnings(log)
+        self.wall, self.mono = wall, mono
+        self.received = 0
+        self.received_bytes = 0     # accepted datagrams' bytes, counted per drain
+        self._coalescer = None
+        loop = get_hub().loop
+        self._net_read = loop.io(transport.fileno(), _READ)
+        self._tun_read = loop.io(tun.fd, _READ)
+
+    def close(self):
+        for watcher in (self._net_read, self._tun_read):
+            watcher.close()
+
+    def run(self):
+        """Move packets both ways; the only greenlet that touches the tun and the data buffers.
+
+        Idle (no packet for WARM_AFTER_TRAFFIC_SECONDS), it waits in the gevent hub like
+        any greenlet and costs nothing. While packets flow it waits instead in a native
+        epoll on the two fds, at most WARM_INTERVAL_SECONDS at a time, and lets the hub
+        run between waits (timers, signals, the housekeeping greenlet). Why: each packet
+        that arrives after a wait wakes the process, and the wakeup is what a ping
+        pays for -- through the hub (libev callback, greenlet switch) it cost here
+        ~20-40 us more than returning from epoll_wait straight into this loop, and a
+        process that sleeps for long stretches wakes slower still (cold caches, idle
+        CPU). On a timeout the path is warmed: a dummy packet is sealed and opened, and
+        both drains run (each finds its fd empty), so their code is still in the caches
+        when the next packet comes.
+        """
+        drain_tun = self._tun_drainer()
+        drain_net, warm = self._net_drainer(drain_tun), self._warmer()
+        net_fd, tun_fd = self.transport.fileno(), self.tun.fd
+        epoll = get_original("select", "epoll")()      # gevent's monkey patching hides it
+        epoll.register(net_fd, _EPOLLIN)
+        epoll.register(tun_fd, _EPOLLIN)
+        poll, mono, sleep = epoll.poll, time.monotonic, gevent.sleep
+        net_ready = tun_ready = True            # drain whatever arrived before the start
+        busy_until = hub_due = 0.0
+        try:
+            while True:
+                if net_ready:
+                    net_ready = not drain_net()     # drained to EAGAIN: wait for the next
+                if tun_ready:
+                    tun_ready = not drain_tun()
+                now = mono()
+                if net_ready or tun_ready or now >= hub_due:
+                    sleep(0)                        # full batches, or the hub's turn: let it run
+                    hub_due = now + HUB_INTERVAL_SECONDS
+                    continue
+                if now >= busy_until:
+                    ready = self._wait_idle()
+                    net_ready, tun_ready = ready == _NET_READY, ready == _TUN_READY
+                    busy_until = mono() + WARM_AFTER_TRAFFIC_SECONDS
+                    continue
+                events = poll(WARM_INTERVAL_SECONDS)    # blocks the whole process: bounded
+                if not events:
+                    warm()
+                    net_ready = tun_ready = True    # run the drains' code too: keeps it warm
+                    continue
+                busy_until = now + WARM_AFTER_TRAFFIC_SECONDS
+                for fd, _ in events:
+                    if fd == net_fd:
+                        net_ready = True
+                    else:
+                        tun_ready = True
+        finally:
+            epoll.close()
+
+    def _wait_idle(self):
+        """Wait in the hub until the transport or the tun is readable; returns which one."""
+        waiter = Waiter()
+        self._net_read.start(waiter.switch, _NET_READY)
+        self._tun_read.start(waiter.switch, _TUN_READY)
+        try:
+            return waiter.get()
+        finally:
+            self._net_read.stop()
+            self._tun_read.stop()
+
+    def _tun_drainer(self):
+        """drain_tun(): read the tun until EAGAIN or DRAIN_BATCH packets, seal them into one
+        batch buffer and send it; True when the tun was drained. Waits only for room in
+        the transport's send buffer."""
+        tun_fd = self.tun.fd
+        plain = bytearray(MAX_DATAGRAM_SIZE)        # [timestamp slot][IP packet read from the tun]
+        plain_view = memoryview(plain)
+        read_into = [plain_view[TIMESTAMP_SIZE:MAX_DATAGRAM_SIZE - HEADER_SIZE - TAG_SIZE]]
+        vnet_hdr = self.tun.vnet_hdr
+        if vnet_hdr:
+            # Without TUNSETOFFLOAD the kernel hands over whole, checksummed packets:
+            # the header is all zero and only has to be skipped.
+            vnet_header = bytearray(VNET_HDR_SIZE)
+            read_into.insert(0, vnet_header)
+        max_batch_bytes, max_batch_count = self.transport.max_batch_bytes, self.transport.max_batch_count
+        batch = bytearray(max_batch_bytes + MAX_DATAGRAM_SIZE)   # sealed datagrams back to back
+        batch_view = memoryview(batch)
+        readv, wall = os.readv, self.wall
+        endpoint, drops, sending = self.endpoint, self.drops, self.sending
+        send, send_batch = self.transport.send, self.transport.send_batch
+        trickle = True          # the last drain read at most one packet
+
+        def drain_tun():
+            nonlocal trickle
+            address = endpoint.address
+            seal_into = sending.sealer.seal_into    # looked up per batch: a new session replaces it
+            now_ms = int(wall() * 1000)
+            size = count = segment = 0
+            drained = False
+            first = trickle
+            reads = 0
+            for reads in range(DRAIN_BATCH):
+                try:
+                    n = readv(tun_fd, read_into)
+                except BlockingIOError:
+                    drained = True
+                    break
+                except OSError as e:
+                    raise TomatoError("reading %s failed: %s" % (self.tun.name, e.strerror)) from None
+                if vnet_hdr:
+                    n -= VNET_HDR_SIZE
+                    if vnet_header[0] or vnet_header[1]:    # partial checksum / GSO: not ours to forward
+                        drops["offloaded packet from tun"] += 1
+                        continue
+                if address is None:
+                    drops["no peer address"] += 1
+                    continue
+                sealed = n + OVERHEAD
+                if count and (sealed > segment or size + sealed > max_batch_bytes or count == max_batch_count):
+                    send_batch(batch_view, size, segment, count, address)
+                    size = count = 0
+                if not count:
+                    segment = sealed
+                try:
+                    seal_into(batch_view[size:], plain_view[:TIMESTAMP_SIZE + n], now_ms)
+                except CounterExhausted:
+                    sending.seal_into(batch_view[size:], plain_view[:TIMESTAMP_SIZE + n], now_ms)
+                if first:
+                    # While packets come one at a time (ping, keystrokes), the first goes
+                    # out at once, before the read that finds out whether more are queued.
+                    # Bulk traffic (the last drain read more) is batched from the first.
+                    first = False
+                    send(batch_view[:sealed], address)
+                    continue
+                size += sealed
+                count += 1
+                if sealed < segment:        # a shorter datagram can only end a GSO batch
+                    send_batch(batch_view, size, segment, count, address)
+                    size = count = 0
+            if count:
+                send_batch(batch_view, size, segment, count, address)
+            trickle = reads <= 1           # reads counts the packets before EAGAIN
+            return drained
+
+        return drain_tun
+
+    def _net_drainer(self, drain_tun):
+        """drain_net(): the transport's receive() with deliver() below for each datagram;
+        True when the transport was drained. Then forwards what the tun already holds:
+        see the end of drain_net."""
+        tun_fd = self.tun.fd
+        plain_view = memoryview(bytearray(MAX_DATAGRAM_SIZE))     # timestamp + payload of one packet
+        receiver, endpoint, drops, report = self.receiver, self.endpoint, self.drops, self.report
+        write, describe = os.write, self.transport.describe
+        debug = log.isEnabledFor(logging.DEBUG)
+        payload_start = TIMESTAMP_SIZE
+        coalescer = self._coalescer = TcpCoalescer(self._write_frame) if self.tun.vnet_hdr else None
+        dynamic = endpoint.dynamic
+        accepted = accepted_bytes = 0
+        accepted_from = None
+
+        def deliver(datagram, source, now_ms, now_mono):
+            nonlocal accepted, accepted_bytes, accepted_from
+            if debug:
+                session_before = receiver.session_id
+            try:
+                n = receiver.open_into(datagram, plain_view, now_ms, now_mono)
+            except BadPacket as e:
+                drops[e.reason] += 1
+                if debug:
+                    log.debug("dropped %d-byte datagram from %s: %s", len(datagram), describe(source), e.reason)
+                if e.reason in DIAGNOSED_REASONS:
+                    report.refused(e, source, now_mono)
+                return False
+            accepted += 1
+            accepted_bytes += n
+            accepted_from = source
+            if debug and receiver.session_id != session_before:
+                log.debug("peer session %016x accepted (from %s)", receiver.session_id, describe(source))
+            if dynamic and endpoint.learn(source, now_mono):
+                report.learned(source, now_mono)
+            if n and coalescer is not None:
+                coalescer.add(plain_view[payload_start:payload_start + n])
+            elif n:
+                try:
+                    write(tun_fd, plain_view[payload_start:payload_start + n])
+                except BlockingIOError:
+                    drops["tun full"] += 1
+                except OSError as e:
+                    # e.g. EINVAL for a payload that is not an IP packet: the peer's problem.
+                    drops["tun write error"] += 1
+                    self.warn(("tun", e.errno), "writing %s failed: %s", self.tun.name, e.strerror)
+            return True
+
+        receive = self.transport.receiver(deliver, self.wall, self.mono)
+
+        def drain_net():
+            nonlocal accepted, accepted_bytes
+            accepted = accepted_bytes = 0
+            drained = receive()
+            if accepted:
+                self.received += accepted
+                self.received_bytes += accepted_bytes + accepted * OVERHEAD
+                report.received(accepted_from, receiver.session_id, self.mono())
+            if coalescer is not None:
+                coalescer.flush()
+            if accepted:
+                # What was just written to the tun is often answered at once: the kernel
+                # runs the local receiver (ping, a TCP ACK) inside the write, so the
+                # answer already waits in the tun. Sending it now saves a wakeup.
+                drain_tun()
+            return drained
+
+        return drain_net
+
+    def _write_frame(self, vnet_header, packet):
+        """Write one frame (virtio_net_hdr + packet) to a tun opened with IFF_VNET_HDR."""
+        try:
+            os.writev(self.tun.fd, (vnet_header, packet))
+        except BlockingIOError:
+            self.drops["tun full"] += 1
+        except OSError as e:
+            self.drops["tun write error"] += 1
+            if vnet_header[1] and e.errno == errno.EINVAL and self._coalescer.merging:
+                # A kernel that refuses merged packets: stop merging, TCP resends what was lost.
+                self._coalescer.merging = False
+                log.warning("%s refused a merged TCP packet: writing one packet at a time from now on",
+                            self.tun.name)
+                return
+            self.warn(("tun", e.errno), "writing %s failed: %s", self.tun.name, e.strerror)
+
+    def _warmer(self):
+        """warm(): seal and open a throwaway packet (own key, own counters: the real
+        sessions are untouched). Why: a packet arriving after a millisecond or more
+        of idleness finds the interpreter's and OpenSSL's code and data evicted from
+        the caches, and the ~25 Python and C steps of seal/open then cost several
+        times their warm price."""
+        key = bytes(32)
+        wall, mono = time.time, time.monotonic
+        sealer = new_sealer(key, int(wall() * 1000), 0)
+        receiver = Receiver(key, 3600.0)
+        plain = bytearray(TIMESTAMP_SIZE + 64)
+        sealed = memoryview(bytearray(len(plain) + HEADER_SIZE + TAG_SIZE))
+        opened = bytearray(len(plain))
+
+        def warm():
+            nonlocal sealer
+            if sealer.counter >= sealer.limit - 1:
+                sealer = new_sealer(key, int(wall() * 1000), 0, after=sealer.session_id)
+            size = sealer.seal_into(sealed, plain, int(wall() * 1000))
+            receiver.open_into(sealed[:size], opened, int(wall() * 1000), mono())
+
+        return warm

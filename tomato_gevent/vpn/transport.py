@@ -1,0 +1,92 @@
+"""The datagram transport interface: what the link needs from the network side.
+
+A transport carries sealed datagrams (packet.py) between the two hosts; the link
+never looks inside it. udp.py is the first implementation (one datagram per UDP
+datagram, GSO/GRO batching), a stream transport (TCP) the second. A transport
+provides:
+
+  fileno()          an fd that polls readable when receive() may find datagrams
+                    (the scheduler waits on it, in the hub or in its own epoll)
+  receiver(deliver) -> receive(): take in what arrived until the fd is drained
+                    (returns True) or a batch limit is reached (returns False), and
+                    call deliver(datagram, source, now_ms, now_mono) for each
+                    datagram; deliver returns True when the datagram was authentic.
+                    source is whatever send() accepts as destination.
+  send(view, destination)
+  send_batch(view, size, segment, count, destination)
+                    count sealed datagrams back to back in view[:size], each
+                    segment bytes long except possibly the last. Waits only for
+                    room in the send buffer; errors are counted, never raised.
+  max_batch_bytes, max_batch_count
+                    the largest batch send_batch takes (the scheduler cuts there)
+  describe(source)  the source/destination as text, for the log
+  start() / close() lifecycle: start() runs from the link's greenlet, close() once.
+  sent              datagrams handed to the kernel so far.
+  sent_bytes        their bytes (whole sealed datagrams), counted per send or batch.
+
+  drops             collections.Counter, reason -> count: refused datagrams and send
+                    errors. It is the link's drop counter (Link.drops is this object).
+"""
+import collections
+import logging
+import time
+
+log = logging.getLogger(__name__)
+
+WARN_INTERVAL_SECONDS = 10.0
+
+
+class DatagramTransport:
+    """Base of the transports: the interface above (sent, drops) and the no-op start."""
+
+    max_batch_bytes = 65000
+    max_batch_count = 64
+
+    def __init__(self, logger):
+        self.drops = collections.Counter()
+        self.warn = RateLimitedWarnings(logger)
+        self.sent = 0
+        self.sent_bytes = 0
+
+    def fileno(self):
+        raise NotImplementedError
+
+    def receiver(self, deliver):
+        raise NotImplementedError
+
+    def send(self, view, destination):
+        raise NotImplementedError
+
+    def send_batch(self, view, size, segment, count, destination):
+        raise NotImplementedError
+
+    def describe(self, source):
+        raise NotImplementedError
+
+    def start(self):
+        """Called once from the running link (greenlets may be spawned here)."""
+
+    def close(self):
+        raise NotImplementedError
+
+
+class RateLimitedWarnings:
+    """warn(key, msg, *args): a WARNING at most every WARN_INTERVAL_SECONDS per key, DEBUG otherwise.
+
+    For errors that repeat per packet (send failures, tun write errors): the log
+    says that it happens without saying it a thousand times a second.
+    """
+
+    def __init__(self, logger, monotonic=time.monotonic, interval=WARN_INTERVAL_SECONDS):
+        self._log = logger
+        self._monotonic = monotonic
+        self._interval = interval
+        self._last = {}
+
+    def __call__(self, key, msg, *args):
+        now = self._monotonic()
+        if now - self._last.get(key, -self._interval) >= self._interval:
+            self._last[key] = now
+            self._log.warning(msg, *args)
+        else:
+            self._log.debug(msg, *args)
