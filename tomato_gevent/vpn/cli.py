@@ -190,11 +190,9 @@ def _run(args):
     import gevent
     from gevent.event import Event
 
-    from .control import default_path
-    from .hooks import HookFailed, hook_environment, run_hook
     from .packet import derive_password_key
     from .status import format_status_line
-    from .tun import TunDevice, device_addresses
+    from .tun import TunDevice
     from .udp import UdpTransport, open_udp_socket
 
     local_password = read_secret(args.lp, args.local_password_file, "TOMATO_LOCAL_PASSWORD", "local password")
@@ -203,12 +201,11 @@ def _run(args):
     # pre-created device (the Link sees the request as soon as it starts). SIGHUP and
     # SIGUSR1 must not kill the process either, even before there is a status to log.
     stop_requested = Event()
-    link = None
-    peer_name = PeerName(args.pa) if args.pa is not None else None
+    link = peer_name = None
 
-    def log_status(why):
+    def log_status(prefix):
         if link is not None:
-            log.info("%s%s", why, format_status_line(link.status()))
+            log.info("%s%s", prefix, format_status_line(link.status()))
 
     def on_hangup():
         if link is not None and peer_name is not None:
@@ -232,44 +229,60 @@ def _run(args):
                            created_mtu=CREATED_DEVICE_MTU) as tun:
                 link = build_link(args, peer_address, tun, transport, local_key, peer_key, stop_requested,
                                   silent_after=_silent_after_override())
-                if peer_name is not None:
-                    peer_name.bind = bind
-
-                def hook(script_type, command):
-                    env = hook_environment(script_type, tun.name, tun.current_mtu(), device_addresses(tun.name),
-                                           base=os.environ)
-                    return run_hook("--" + script_type, command, env, stop_requested)
-
-                if args.up:
-                    status = hook("up", args.up)
-                    if status is None:
-                        return 0
-                    if status != 0:
-                        raise HookFailed("--up command failed with exit status %d: not starting" % status)
-                try:
-                    with _control_server(args.control or default_path(tun.name), link.status):
-                        log.info("tunnel %s: listening on %s, peer %s%s", tun.name,
-                                 format_address(transport.local_address()),
-                                 format_address(peer_address) if peer_address else "learned dynamically",
-                                 "" if tun.precreated else " (device created)")
-                        refresher = gevent.spawn(peer_name.refresh_while_silent, link) if peer_name else None
-                        try:
-                            link.serve_forever()
-                        finally:
-                            if refresher is not None:
-                                refresher.kill()
-                            log.info("stopped: %s", link.stats())
-                finally:
-                    if args.down:
-                        status = hook("down", args.down)
-                        if status:
-                            log.warning("--down command failed with exit status %d", status)
+                if args.pa is not None:
+                    peer_name = PeerName(args.pa, bind)
+                return _serve(args, link, peer_name, stop_requested)
         finally:
             transport.close()
     finally:
         for handler in handlers:
             handler.cancel()
+
+
+def _serve(args, link, peer_name, stop_requested):
+    """Run a built link on its configured device: --up, the control socket, the link
+    until a stop, the stop line, --down."""
+    import gevent
+
+    from .control import default_path
+    from .hooks import HookFailed
+
+    tun = link.tun
+    if args.up:
+        status = _hook("up", args.up, tun, stop_requested)
+        if status is None:          # stopped while --up ran
+            return 0
+        if status != 0:
+            raise HookFailed("--up command failed with exit status %d: not starting" % status)
+    try:
+        with _control_server(args.control or default_path(tun.name), link.status):
+            peer_address = link.endpoint.address
+            log.info("tunnel %s: listening on %s, peer %s%s", tun.name,
+                     format_address(link.transport.local_address()),
+                     format_address(peer_address) if peer_address else "learned dynamically",
+                     "" if tun.precreated else " (device created)")
+            refresher = gevent.spawn(peer_name.refresh_while_silent, link) if peer_name else None
+            try:
+                link.serve_forever()
+            finally:
+                if refresher is not None:
+                    refresher.kill()
+                log.info("stopped: %s", link.stats())
+    finally:
+        if args.down:
+            status = _hook("down", args.down, tun, stop_requested)
+            if status:
+                log.warning("--down command failed with exit status %d", status)
     return 0
+
+
+def _hook(script_type, command, tun, stop_requested):
+    """Run --up/--down with the device's name, MTU and addresses in the environment."""
+    from .hooks import hook_environment, run_hook
+    from .tun import device_addresses
+
+    env = hook_environment(script_type, tun.name, tun.current_mtu(), device_addresses(tun.name), base=os.environ)
+    return run_hook("--" + script_type, command, env, stop_requested)
 
 
 def _silent_after_override():
@@ -300,9 +313,9 @@ def _control_server(path, status):
 class PeerName:
     """The -pa host, re-resolved on SIGHUP and while the peer is silent (dynamic DNS)."""
 
-    def __init__(self, hostport):
+    def __init__(self, hostport, bind):
         self.host, self.port = hostport
-        self.bind = None
+        self.bind = bind            # the local sockaddr: decides how an IPv4 peer is written
         try:
             ipaddress.ip_address(self.host)
             self.numeric = True
@@ -311,7 +324,7 @@ class PeerName:
 
     def refresh(self, link):
         """Resolve again; point the link at the new address if it moved."""
-        if self.numeric or self.bind is None:
+        if self.numeric:
             return
         try:
             fresh = peer_for_socket(_resolve(self.host, self.port, error=PeerUnresolved), self.bind)

@@ -99,7 +99,7 @@ def bind_control_socket(path):
         sock.listen(MAX_CLIENTS)
     except OSError as e:
         sock.close()
-        raise ControlError("cannot serve control socket %s: %s" % (path, e.strerror)) from None
+        raise ControlError("cannot serve control socket %s: %s" % (path, e.strerror or e)) from None
     finally:
         os.umask(old_umask)
     return sock
