@@ -112,3 +112,21 @@ def test_a_silent_client_does_not_block_others(tmp_path, monkeypatch):
             assert ask(path) == STATUS
         finally:
             silent.close()
+
+
+def test_vpn_show_prints_the_human_view_or_one_line(tmp_path, capsys):
+    """bin/vpn show's main path against a server in this process (a status of another version
+    cannot be formatted: one line, exit 1, --json still works)."""
+    from tomato_gevent.vpn.cli import main
+    from tests.unit.test_vpn_status import status as full_status
+
+    path = str(tmp_path / "vpn-tun0.sock")
+    replies = iter([full_status(), {"interface": "tun0"}, {"interface": "tun0"}])
+    with ControlServer(path, lambda: next(replies)):
+        run = gevent.get_hub().threadpool.apply
+        assert run(main, (["show", "--control", path],)) == 0
+        assert capsys.readouterr().out.startswith("interface: tun0\n  listening on: 0.0.0.0:5000\n")
+        assert run(main, (["show", "--control", path],)) == 1
+        assert "cannot show; try --json" in capsys.readouterr().err
+        assert run(main, (["show", "--control", path, "--json"],)) == 0
+        assert json.loads(capsys.readouterr().out) == {"interface": "tun0"}

@@ -377,7 +377,15 @@ def show(argv):
     except ControlError as e:
         print("%s: %s" % (PROG, e), file=sys.stderr)
         return e.exit_status
-    print(json.dumps(status, indent=2) if args.json else format_status(status))
+    if args.json:
+        print(json.dumps(status, indent=2))
+        return 0
+    try:
+        text = format_status(status)
+    except (KeyError, TypeError, ValueError):     # a vpn of another version: the JSON still works
+        print("%s: %s answered a status this version cannot show; try --json" % (PROG, path), file=sys.stderr)
+        return 1
+    print(text)
     return 0
 
 

@@ -85,7 +85,9 @@ class LinkReport:
         known = self.endpoint.address
         if known is None:
             return self.endpoint.dynamic
-        return source[0] == known[0]
+        if isinstance(source, tuple) and isinstance(known, tuple):     # sockaddrs: compare the hosts
+            return source[0] == known[0]
+        return source == known
 
     def _throttled(self, cause, now, msg, *args):
         held = self.throttle.admit(cause, now)
