@@ -26,6 +26,8 @@ DEFAULT_DIRECTORY = "/run/tomato"
 MAX_REQUEST_BYTES = 256
 CLIENT_TIMEOUT_SECONDS = 5.0            # a client that does not send its command in time is dropped
 MAX_CLIENTS = 4                         # served at once; more wait in the listen backlog
+LISTEN_BACKLOG = 16
+PROBE_TIMEOUT_SECONDS = 0.5             # is a socket left at our path still served?
 COMMANDS = ("show",)
 
 
@@ -48,14 +50,17 @@ def answer(request, status):
 
 
 def _still_served(path):
-    """True if something accepts connections on the unix socket at path."""
+    """False only if nothing listens on the unix socket at path (a killed vpn's
+    leftover); a listener too busy to take the connection in time counts as alive."""
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    probe.settimeout(1.0)
+    probe.settimeout(PROBE_TIMEOUT_SECONDS)
     try:
         probe.connect(path)
         return True
-    except OSError:
+    except (ConnectionRefusedError, FileNotFoundError):
         return False
+    except OSError:         # timeout: a full backlog, someone is there
+        return True
     finally:
         probe.close()
 
@@ -96,7 +101,7 @@ def bind_control_socket(path):
     try:
         sock.bind(path)
         os.chmod(path, 0o600)
-        sock.listen(MAX_CLIENTS)
+        sock.listen(LISTEN_BACKLOG)
     except OSError as e:
         sock.close()
         raise ControlError("cannot serve control socket %s: %s" % (path, e.strerror or e)) from None
