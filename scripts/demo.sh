@@ -32,6 +32,12 @@ wait_listening() {   # NS PORT: until a TCP server listens there (at most 5 s)
         sleep 0.1
     done
 }
+wait_log() {         # LOG TEXT: until the log file in $WORK contains TEXT (at most 10 s)
+    for _ in $(seq 100); do
+        grep -q "$2" "$WORK/$1" 2>/dev/null && return 0
+        sleep 0.1
+    done
+}
 bg() { local ns=$1 log=$2; shift 2; ip netns exec "$ns" "$@" >"$WORK/$log" 2>&1 & PIDS+=($!); }
 
 step "two hosts: $A (192.168.8.130) and $B (192.168.8.131), joined by a veth"
@@ -58,7 +64,7 @@ step "A: vpn -la :5000 -lp pwd1 -pa 192.168.8.131:5000 -pp pwd2 -v"
 bg "$A" vpn-a.log "$PYTHON" bin/vpn -la :5000 -lp pwd1 -pa 192.168.8.131:5000 -pp pwd2 -v
 step "B: vpn -la :5000 -lp pwd2 -pa 192.168.8.130:5000 -pp pwd1 -v"
 bg "$B" vpn-b.log "$PYTHON" bin/vpn -la :5000 -lp pwd2 -pa 192.168.8.130:5000 -pp pwd1 -v
-sleep 1.5
+wait_log vpn-a.log listening; wait_log vpn-b.log listening
 
 step "ping through the tunnel (A -> 10.0.1.2)"
 inA ping -c 3 -i 0.2 10.0.1.2
