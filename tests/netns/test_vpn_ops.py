@@ -200,6 +200,8 @@ def test_restart_after_sigkill_two_addresses_and_up_down_hooks(lab):
     up_env.unlink()
     second = start_vpn(lab, a, *argv)
     assert "tun0 already has 10.0.1.1/30" in second.output() and read_env(up_env)["dev"] == "tun0"
+    assert "vpn show will not reach" not in second.output()         # the killed one's socket was replaced
+    assert show_json(lab, a, "--control", control(lab, "a"))["interface"] == "tun0"
     shown = lab.sh(a, "ip addr show dev tun0").stdout
     assert shown.count("10.0.1.1/30") == 1 and shown.count("fd01::1/64") == 1 and "mtu 1300" in shown
     assert_clean_stop(lab, second)
