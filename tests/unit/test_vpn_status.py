@@ -51,7 +51,7 @@ def test_human_view_is_formatted_from_the_json():
     assert "drops: authentication failed 3, short datagram 1" in text
     assert "uptime: 1 min 40 s" in text
     fresh = format_status(status(peer_address=None, dynamic=True, session_id=None, last_received=None, drops={}))
-    assert "peer: none yet (dynamic mode" in fresh and "peer session: none yet" in fresh
+    assert "peer: none known (dynamic mode" in fresh and "peer session: none yet" in fresh
     assert "latest authenticated datagram: never" in fresh and "drops: none" in fresh
     unresolved = format_status(status(peer_address=None, peer_host="vpn.example.org"))
     assert "peer: vpn.example.org (not resolved yet)" in unresolved

@@ -82,7 +82,7 @@ def format_bytes(count):
 def _peer_text(status):
     address = status["peer_address"]
     if status["dynamic"]:
-        return "%s (learned)" % address if address else "none yet (dynamic mode: learned from its first datagram)"
+        return "%s (learned)" % address if address else "none known (dynamic mode: learned from its datagrams)"
     if address is None:
         return "%s (not resolved yet)" % status["peer_host"]
     if status["peer_host"] and status["peer_host"] not in address:
