@@ -10,7 +10,7 @@ SYSTEM_PYTHON ?= /usr/bin/python3
 COV_VENV  ?= .venv-nobody
 FUZZ_MINUTES ?= 5
 # Debian packages the tests drive as real clients/servers (command:package).
-TEST_APT   = ip:iproute2 ping:iputils-ping iperf3:iperf3 curl:curl tinyproxy:tinyproxy ss:iproute2 sysctl:procps faketime:faketime setpriv:util-linux
+TEST_APT   = ip:iproute2 ping:iputils-ping iperf3:iperf3 curl:curl tinyproxy:tinyproxy ss:iproute2 sysctl:procps ethtool:ethtool faketime:faketime setpriv:util-linux
 BENCH_APT  = $(TEST_APT) openvpn:openvpn wrk:wrk nginx:nginx-light openssl:openssl
 
 .PHONY: all venv test unit fuzz coverage demo bench rules install uninstall clean

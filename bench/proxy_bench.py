@@ -11,7 +11,9 @@ Figures: wrk requests/s with absolute-URI requests (`GET http://127.0.0.1:8080/1
 keep-alive, 50 connections) through each proxy and to nginx directly; a 100 MB
 download through CONNECT (curl -p) in MB/s; resident memory of each proxy with
 1 000 idle client connections open (measured first, on the freshly started
-proxies). Rounds alternate the order of the systems; each figure keeps the best.
+proxies), then with 1 000 idle CONNECT tunnels to nginx open (the whole process: the
+issue 10.10 bound is 64 MiB). Rounds alternate the order of the systems; each figure
+keeps the best.
 """
 import re
 import subprocess
@@ -196,12 +198,14 @@ class ProxyLab:
             raise Unavailable("download was %s bytes, not %d" % (size, BIG_BYTES))
         return BIG_BYTES / float(seconds) / 1e6
 
-    def idle_rss(self, system, count=IDLE_CONNECTIONS):
-        """(RSS before, RSS with `count` idle client connections open) of the proxy's processes, KiB."""
+    def idle_rss(self, system, count=IDLE_CONNECTIONS, tunnels=False):
+        """(RSS before, RSS with `count` idle client connections open, established) of the
+        proxy's processes, KiB. tunnels: each connection is a CONNECT tunnel to nginx."""
         proc = self.procs[system]
         before = process_tree_rss_kib(proc.pid)
+        target = ["127.0.0.1:%d" % ORIGIN_PORT] if tunnels else []
         clients = self.lab.spawn(self.ns, [sys.executable, str(HERE / "idle_clients.py"),
-                                           "127.0.0.1", PORT[system], count])
+                                           "127.0.0.1", PORT[system], count, *target])
         try:
             self.lab.wait_alive(clients, lambda: "connected" in clients.output(), 30, "idle clients")
             # Give the proxy time to accept all of them and settle (threads / greenlets created).
@@ -266,6 +270,24 @@ def run(lab, quick=False, rounds=None):
                        {s: [(m[1] - m[0]) / max(1, m[2] or IDLE_CONNECTIONS)] for s, m in memory.items()}, errors)
     per_conn.note = "(RSS with - RSS before) / connections established"
     figures.append(per_conn)
+
+    log("proxy: RSS with %d idle CONNECT tunnels", IDLE_CONNECTIONS)
+    tunnel_memory, errors = {}, {}
+    for system in (TINYPROXY, TOMATO):
+        if plab.up.get(system) is not True:
+            continue
+        try:
+            before, during, served = plab.idle_rss(system, tunnels=True)
+            tunnel_memory[system] = during / 1024
+            log("  %-9s RSS %.1f MiB -> %.1f MiB with %d tunnels' client sides established",
+                system, before / 1024, during / 1024, served)
+        except (Unavailable, subprocess.SubprocessError, OSError) as exc:
+            errors[system] = str(exc)
+            log("  %s: %s", system, exc)
+    fig = _figure(plab, "RSS with %d idle CONNECT tunnels" % IDLE_CONNECTIONS, "MiB", LOWER,
+                  {s: [m] for s, m in tunnel_memory.items()}, errors)
+    fig.note = "whole process; issue 10.10 asks tomato to stay under 64 MiB"
+    figures.append(fig)
 
     systems = [ORIGIN, TINYPROXY, TOMATO]
     log("proxy: wrk %d connections, keep-alive, %d s x %d rounds per system", WRK_CONNECTIONS, wrk_seconds, rounds)

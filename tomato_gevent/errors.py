@@ -35,3 +35,21 @@ class BadPacket(RemoteProtocolError):
     def __init__(self, reason):
         super().__init__(reason, status_hint=400)
         self.reason = reason
+
+
+class Refused(TomatoError):
+    """The proxy will not carry this request: a block rule (403), a forbidden
+    destination (403), no room for another client (503). status_hint as above."""
+
+    def __init__(self, msg, status_hint=403):
+        super().__init__(msg)
+        self.status_hint = status_hint
+
+
+class NextHopError(TomatoError):
+    """The origin or the upstream proxy could not be reached or failed mid-way:
+    502 (refused, reset, unknown name), 504 (timed out)."""
+
+    def __init__(self, msg, status_hint=502):
+        super().__init__(msg)
+        self.status_hint = status_hint

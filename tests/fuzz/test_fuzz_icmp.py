@@ -91,7 +91,7 @@ def test_ipv4_packet_parser_returns_header_fields_or_bad_packet(packet):
         lambda v_i_s: icmp.build_echo_request(v_i_s[0], v_i_s[1], v_i_s[2], b""))))
 def test_error_queue_parser_returns_a_message_none_or_bad_packet(version, extended_error, original):
     try:
-        result, offender = icmp.parse_extended_error(version, extended_error, original)
+        result, offender = icmp.parse_extended_error(version, extended_error, original, None)
     except BadPacket:
         return
     assert result is None or isinstance(result, (IcmpError, LocalError))

@@ -262,9 +262,10 @@ def test_name_is_re_resolved_after_a_failure(lab):
     log.assert_summary_agrees()
 
 
-INJECTOR = r'''
+# The start of the packet-writing scripts below: an ICMP message with its checksum
+# (written out again rather than imported, so that the scripts test the codec, not use it).
+ICMP_SCRIPT = r'''
 import socket, struct, sys, time
-ident, seconds = int(sys.argv[1]), float(sys.argv[2])
 
 def checksum(data):
     data += b"\0" * (len(data) % 2)
@@ -277,6 +278,10 @@ def icmp(kind, code, rest, body=b"", good=True):
     message = struct.pack("!BBHI", kind, code, 0, rest) + body
     value = checksum(message) if good else checksum(message) ^ 0x5555
     return message[:2] + struct.pack("!H", value) + message[4:]
+'''
+
+INJECTOR = ICMP_SCRIPT + r'''
+ident, seconds = int(sys.argv[1]), float(sys.argv[2])
 
 def quoted_request(req_ident, seq):
     request = icmp(8, 0, (req_ident << 16) | seq, bytes(range(8)))
@@ -331,3 +336,70 @@ def test_raw_socket_ignores_foreign_icmp_traffic(lab):
     # (The 5-byte packets never get here: the kernel's ICMP_FILTER drops what it cannot read.)
     for reason in ("bad ICMP checksum", "ignored EchoReply", "ignored IcmpError", "less than an ICMP header"):
         assert reason in debug, reason
+
+
+FORGER = ICMP_SCRIPT + r'''
+pinger, target, elsewhere = sys.argv[1:4]
+
+sniffer = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(0x0800))
+sniffer.bind(("veth0", 0))
+sender = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+print("forging", flush=True)
+while True:
+    packet = sniffer.recv(65535)
+    header_size = (packet[0] & 0x0F) * 4
+    request = packet[header_size:]
+    if packet[9] != 1 or packet[16:20] != socket.inet_aton(target) or request[0] != 8:
+        continue
+    ident, seq = struct.unpack_from("!HH", request, 4)
+    if seq % 2:  # an ICMP error quoting the request, as if it had gone elsewhere
+        quote = packet[:16] + socket.inet_aton(elsewhere) + packet[20:header_size] + request[:8]
+        forged = icmp(3, 1, 0, quote)
+    else:  # a reply with the request's identifier, sequence and payload
+        forged = icmp(0, 0, (ident << 16) | seq, request[8:])
+    sender.sendto(forged, (pinger, 0))
+    print("forged", "error" if seq % 2 else "reply", seq, flush=True)
+'''
+
+
+@SOCKET_KINDS
+def test_replies_and_errors_about_other_addresses_are_ignored(lab, socket_kind):
+    """Issue 10.12: a host on the path sees every request and answers each at once from its
+    own address with the right identifier and sequence: a reply for even sequences, an ICMP
+    error quoting the request with another destination for odd ones. The target itself is
+    silent, so all four requests are lost; none may count as answered or failed."""
+    ns = namespace(lab, socket_kind)
+    forger_ns = lab.netns()
+    lab.veth(ns, "10.9.0.1/24", forger_ns, "10.9.0.3/24")
+    # Frames for the target go to a link-layer address nobody has: the forger's veth still
+    # receives them (its packet socket sees them; its IP stack drops them).
+    lab.sh(ns, "ip neigh replace 10.9.0.2 lladdr 02:00:00:00:00:02 dev veth0 nud permanent")
+    forger = lab.spawn(forger_ns, [sys.executable, "-c", FORGER, "10.9.0.1", "10.9.0.2", "10.9.0.99"])
+    lab.wait_log(forger, "forging")
+    status, log = ping(lab, ns, "-a", "10.9.0.2", "-c", 4, "-i", 0.2, "-W", 0.5, "-v",
+                       unprivileged=socket_kind == "datagram")
+    lab.wait_log(forger, "forged reply 4")
+    assert status == 1, log.output
+    assert_socket_kind(log, socket_kind)
+    assert log.replies == [] and log.duplicates == [] and log.errors == [], log.output
+    assert log.lost == [1, 2, 3, 4], log.output
+    assert log.counts["received"] == "0" and log.counts["errors"] is None
+    log.assert_summary_agrees()
+    # The forgeries did arrive: the replies are reported as iputils does, the errors dropped.
+    assert [text for text in log.at_level("WARNING") if "DIFFERENT ADDRESS" in text] == [
+        "64 bytes from 10.9.0.3: icmp_seq=%d ttl=64 (DIFFERENT ADDRESS! expected 10.9.0.2: ignored)" % seq
+        for seq in (2, 4)], log.output
+    assert sum("ignored IcmpError from" in text for text in log.at_level("DEBUG")) >= 2, log.output
+
+
+def test_multicast_target_is_answered_by_every_member(lab):
+    """All-nodes multicast: every host on the link answers from its own address, so the
+    address check (issue 10.12) accepts any source for a multicast destination."""
+    ns, neighbour = lab.netns(ipv6=True), lab.netns(ipv6=True)
+    lab.veth(ns, "fd00::1/64 nodad", neighbour, "fd00::2/64 nodad")
+    status, log = ping(lab, ns, "-a", "ff02::1%veth0", "-c", 2, "-i", 0.2, "-W", 1)
+    assert status == 0, log.output
+    assert sorted((r["seq"], r["source"]) for r in log.replies + log.duplicates) == [
+        ("1", "fd00::1"), ("1", "fd00::2"), ("2", "fd00::1"), ("2", "fd00::2")], log.output
+    assert log.counts["received"] == "2" and log.counts["duplicates"] == "2"
+    log.assert_summary_agrees()

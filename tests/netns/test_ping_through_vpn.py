@@ -5,9 +5,6 @@ Namespaces a and b joined by a veth (10.9.0.1 <-> 10.9.0.2), tun0 pre-created in
 the tunnel: plain replies; a dynamic-mode link kept alive by the heartbeat alone; and a
 link that breaks and comes back, which the heartbeat's log shows as it happens.
 """
-import time
-
-
 from tests.netns.nsutil import wait_for
 from tests.netns.test_ping import PingLog
 
@@ -52,13 +49,14 @@ def test_heartbeat_keeps_a_dynamic_link_alive(lab, pair):
     vpn_a = start_vpn(lab, a, "-la", ":%d" % PORT, "-lp", "pwd1", "-d", "-pp", "pwd2", "-avt", 1, "-v")
     vpn_b_seed(lab, b)
     heartbeat = lab.spawn(b, lab.tool("ping", "-a", "10.0.1.1", "-i", 0.3, "-W", 2))
-    lab.wait_log(heartbeat, "icmp_seq=1 ")
-    time.sleep(2.5)  # more than twice -avt: without traffic A would have forgotten B by now
+    # The tenth reply comes 2.7 s after the first, more than twice -avt: without the
+    # heartbeat A would have forgotten B by then (waiting on the log, not on a clock).
+    lab.wait_log(heartbeat, "icmp_seq=10 ", timeout=20)
     assert "forgot peer address" not in vpn_a.output()
     assert system_ping_ok(lab, a, "10.0.1.2")  # A still knows where B is
     assert lab.stop(heartbeat) == 0, heartbeat.output()
     log = PingLog(heartbeat.output())
-    assert len(log.replies) >= 5 and log.lost == [] and log.errors == []
+    assert len(log.replies) >= 10 and log.lost == [] and log.errors == []
     log.assert_summary_agrees()
     # Without the heartbeat the link lapses: what kept it alive was the ping.
     wait_for(lambda: "forgot peer address" in vpn_a.output(), timeout=10, what="A to forget B")

@@ -369,7 +369,11 @@ def test_forward_through_tinyproxy(two_sites):
 def test_forward_through_a_second_tomato_proxy(two_sites):
     a, b = two_sites
     far_rules = b.rules("b.txt", "block\tbad.test\n")
-    far = b.proxy("-r", far_rules, listen="10.77.0.2:1080")
+    # hidden.test is on B's loopback: the far proxy lets A in only with --allow-private.
+    guarded = b.proxy("-r", far_rules, listen="10.77.0.2:1081")
+    assert a.status(url("/whoami", host="hidden.test"), proxy="10.77.0.2:1081") == 403
+    assert "destination 127.0.0.1 is a loopback or link-local address" in guarded.output()
+    far = b.proxy("-r", far_rules, "--allow-private", listen="10.77.0.2:1080")
     near_rules = a.rules("a.txt", "direct\tlocal.test\n")
     a.origin(name="A")
     near = a.proxy("-d", "forward", "-f", "10.77.0.2:1080", "-r", near_rules)

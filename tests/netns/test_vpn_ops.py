@@ -13,12 +13,14 @@ import signal
 import stat
 from pathlib import Path
 
+from tomato_gevent.vpn.packet import OVERHEAD
 from tests.netns.nsutil import wait_for
 from tests.netns.test_vpn import PORT, assert_clean_stop, ping, ping_eventually, start_vpn
 
 CONTRACT_KEYS = {"interface", "peer_address", "last_received_seconds_ago", "rx_packets", "rx_bytes",
                  "tx_packets", "tx_bytes", "drops", "uptime_seconds"}
-ECHO_BYTES = 84 + 40            # a default ping's IP packet + the tunnel's overhead
+ECHO_BYTES = 84 + OVERHEAD      # a default ping's IP packet + the tunnel's overhead
+SAFE_MTU = 1500 - 40 - 8 - OVERHEAD     # README "MTU": what a device vpn creates gets
 
 
 def show_json(lab, ns, *where):
@@ -53,11 +55,11 @@ def test_show_follows_real_traffic_and_signals_log_it(lab):
     assert lonely["rx_packets"] == lonely["rx_bytes"] == 0
     assert "tunnel tun0 up" not in vpn_a.output()       # "up" means: the peer was heard
 
-    # B: a device vpn creates (no --mtu: the safe 1412) and the default control path.
+    # B: a device vpn creates (no --mtu: the safe MTU for a 1500 path) and the default control path.
     iface_b = "tmo%d" % (os.getpid() % 10 ** 6)
     vpn_b = start_vpn(lab, b, "-la", ":%d" % PORT, "-lp", "pwd2", "-pa", "10.9.0.1:%d" % PORT, "-pp", "pwd1",
                       "-I", iface_b, "--addr", "10.0.1.2/30")
-    assert "mtu 1412 " in lab.sh(b, "ip link show dev %s" % iface_b).stdout
+    assert "mtu %d " % SAFE_MTU in lab.sh(b, "ip link show dev %s" % iface_b).stdout
     ping_eventually(lab, a, "10.0.1.2")
     lab.wait_log(vpn_a, "tunnel tun0 up: first authenticated datagram from 10.9.0.2:%d" % PORT)
 
@@ -107,7 +109,7 @@ def test_wrong_password_and_clock_skew_are_diagnosed_without_v(lab, pair):
     ctl_b = control(lab, "b")
     vpn_b = start_vpn(lab, b, *common, "-lp", "pwd2", "-pa", "10.9.0.1:%d" % PORT, "-pp", "not-pwd1",
                       "--control", ctl_b)
-    hint = "datagrams from 10.9.0.1:%d fail authentication: check that -pp here matches -lp there" % PORT
+    hint = "datagrams from 10.9.0.1:%d fail authentication: check the passwords, that -pp here matches -lp there" % PORT
     lab.wait_log(vpn_b, hint)
     wait_for(lambda: show_json(lab, b, "--control", ctl_b)["drops"].get("authentication failed", 0) >= 3,
              what="three authentication failures")

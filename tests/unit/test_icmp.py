@@ -179,10 +179,14 @@ def test_version_must_be_4_or_6():
 
 
 # -- parsing ICMP errors (raw sockets: the quote names the request) -----------------
-def test_ipv4_host_unreachable_quotes_ident_and_seq():
-    message = icmp.parse_icmp_message(4, icmp_error(4, 3, 1, quoted_request(4, 0x4242, 9)))
-    assert message == IcmpError(4, 3, 1, 0, 0x4242, 9)
-    assert message.reason == "Destination Host Unreachable"
+@pytest.mark.parametrize("version, kind, code, destination, reason", [
+    (4, 3, 1, "10.9.0.7", "Destination Host Unreachable"),
+    (6, 1, 3, "fd00::7", "Destination unreachable: Address unreachable"),
+])
+def test_unreachable_quotes_ident_seq_and_destination(version, kind, code, destination, reason):
+    message = icmp.parse_icmp_message(version, icmp_error(version, kind, code, quoted_request(version, 0x4242, 9)))
+    assert message == IcmpError(version, kind, code, 0, 0x4242, 9, ipaddress.ip_address(destination))
+    assert message.reason == reason
 
 
 def test_ipv4_frag_needed_reports_mtu():
@@ -202,12 +206,6 @@ def test_ipv4_error_quote_with_ip_options():
     request = icmp.build_echo_request(4, 77, 5, PAYLOAD[:8])
     quote = ipv4_header(icmp.IPPROTO_ICMP, ihl=6) + request
     assert icmp.parse_icmp_message(4, icmp_error(4, 3, 0, quote)).seq == 5
-
-
-def test_ipv6_address_unreachable():
-    message = icmp.parse_icmp_message(6, icmp_error(6, 1, 3, quoted_request(6, 0x1111, 3)))
-    assert message == IcmpError(6, 1, 3, 0, 0x1111, 3)
-    assert message.reason == "Destination unreachable: Address unreachable"
 
 
 def test_ipv6_packet_too_big_reports_mtu():
@@ -260,15 +258,17 @@ def extended_error(err, origin, kind, code, info=0, offender=b""):
 
 def test_extended_error_v4_host_unreachable():
     ee = extended_error(errno.EHOSTUNREACH, icmp.SO_EE_ORIGIN_ICMP, 3, 1, offender=sockaddr_in("10.9.0.1"))
-    message, offender = icmp.parse_extended_error(4, ee, icmp.build_echo_request(4, 555, 4, PAYLOAD))
-    assert message == IcmpError(4, 3, 1, 0, 555, 4)
+    destination = ipaddress.ip_address("10.9.0.7")
+    message, offender = icmp.parse_extended_error(4, ee, icmp.build_echo_request(4, 555, 4, PAYLOAD), destination)
+    assert message == IcmpError(4, 3, 1, 0, 555, 4, destination)
     assert message.reason == "Destination Host Unreachable"
     assert offender == ipaddress.IPv4Address("10.9.0.1")
 
 
 def test_extended_error_v6_packet_too_big():
     ee = extended_error(errno.EMSGSIZE, icmp.SO_EE_ORIGIN_ICMP6, 2, 0, info=1280, offender=sockaddr_in6("fd00::1"))
-    message, offender = icmp.parse_extended_error(6, ee, icmp.build_echo_request(6, 9, 10, b""))
+    message, offender = icmp.parse_extended_error(6, ee, icmp.build_echo_request(6, 9, 10, b""),
+                                                  ipaddress.ip_address("fd00::7"))
     assert message.reason == "Packet too big: mtu=1280"
     assert (message.ident, message.seq) == (9, 10)
     assert offender == ipaddress.IPv6Address("fd00::1")
@@ -276,22 +276,37 @@ def test_extended_error_v6_packet_too_big():
 
 def test_extended_error_without_offender():
     ee = extended_error(errno.EHOSTUNREACH, icmp.SO_EE_ORIGIN_ICMP, 3, 1)
-    assert icmp.parse_extended_error(4, ee, icmp.build_echo_request(4, 1, 1, b""))[1] is None
+    assert icmp.parse_extended_error(4, ee, icmp.build_echo_request(4, 1, 1, b""), None)[1] is None
 
 
 def test_extended_error_local_origin():
     ee = extended_error(errno.EMSGSIZE, icmp.SO_EE_ORIGIN_LOCAL, 0, 0, info=1400)
-    message, offender = icmp.parse_extended_error(4, ee, icmp.build_echo_request(4, 1, 3, b""))
+    message, offender = icmp.parse_extended_error(4, ee, icmp.build_echo_request(4, 1, 3, b""), None)
     assert message == LocalError(1, 3, errno.EMSGSIZE, 1400)
     assert message.reason == "local error: %s (mtu = 1400)" % __import__("os").strerror(errno.EMSGSIZE)
     assert offender is None
     # ip_local_error() returns no payload: nothing names the request.
-    assert icmp.parse_extended_error(4, ee, b"") == (None, None)
+    assert icmp.parse_extended_error(4, ee, b"", None) == (None, None)
+
+
+def test_extended_error_of_another_origin_is_not_reported():
+    ee = extended_error(errno.EHOSTUNREACH, 0, 3, 1, offender=sockaddr_in("10.9.0.1"))  # SO_EE_ORIGIN_NONE
+    message, offender = icmp.parse_extended_error(4, ee, icmp.build_echo_request(4, 1, 1, b""), None)
+    assert (message, offender) == (None, ipaddress.IPv4Address("10.9.0.1"))
+
+
+@pytest.mark.parametrize("offender", [
+    sockaddr_in("10.9.0.1")[:6], sockaddr_in6("fd00::1")[:20], b"\xff\xff" + bytes(14),
+], ids=["short-v4", "short-v6", "unknown-family"])
+def test_extended_error_with_an_unreadable_offender(offender):
+    ee = extended_error(errno.EHOSTUNREACH, icmp.SO_EE_ORIGIN_ICMP, 3, 1, offender=offender)
+    message, reported = icmp.parse_extended_error(4, ee, icmp.build_echo_request(4, 1, 1, b""), None)
+    assert message.reason == "Destination Host Unreachable" and reported is None
 
 
 def test_extended_error_redirect_is_not_reported():
     ee = extended_error(0, icmp.SO_EE_ORIGIN_ICMP, icmp.ICMP_REDIRECT, 1)
-    assert icmp.parse_extended_error(4, ee, icmp.build_echo_request(4, 1, 1, b""))[0] is None
+    assert icmp.parse_extended_error(4, ee, icmp.build_echo_request(4, 1, 1, b""), None)[0] is None
 
 
 @pytest.mark.parametrize("ee, original, reason", [
@@ -301,7 +316,7 @@ def test_extended_error_redirect_is_not_reported():
 ])
 def test_extended_error_rejects(ee, original, reason):
     with pytest.raises(BadPacket, match=reason):
-        icmp.parse_extended_error(4, ee, original)
+        icmp.parse_extended_error(4, ee, original, None)
 
 
 # -- reasons -------------------------------------------------------------------------
@@ -315,6 +330,9 @@ def test_extended_error_rejects(ee, original, reason):
     (6, 1, 1, 0, "Destination unreachable: Administratively prohibited"),
     (6, 1, 42, 0, "Destination unreachable: Unknown code 42"),
     (6, 4, 1, 40, "Parameter problem: Unknown header at 40"),
+    (4, 11, 9, 0, "Time exceeded, Bad Code: 9"),
+    (4, 99, 0, 0, "Bad ICMP type: 99"),
+    (6, 200, 0, 0, "Unknown ICMPv6 type: 200"),
 ])
 def test_describe_icmp_error(version, kind, code, info, text):
     assert icmp.describe_icmp_error(version, kind, code, info) == text

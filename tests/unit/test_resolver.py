@@ -4,6 +4,7 @@ import socket
 import threading
 
 import dns.message
+import dns.name
 import dns.rcode
 import dns.resolver
 import dns.rrset
@@ -237,3 +238,32 @@ def test_real_dns_without_a_server_fails_with_a_reason(tmp_path):
             r.resolve("dual.test")
     finally:
         silent.close()
+
+
+def test_dotless_names_are_absolute_no_search_list(tmp_path, stub_dns):
+    # resolv.conf's search list would turn "intranet" into "intranet.corp.test", a name the
+    # rules never saw (issue 10.5): the resolver asks for absolute names only.
+    stub_dns.zone["intranet.corp.test"] = {"A": ["192.0.2.99"]}
+    upstream = dnspython_resolver(stub_dns.port)
+    upstream.search = [dns.name.from_text("corp.test")]
+    upstream.use_search_by_default = True
+    upstream.ndots = 1
+    r = Resolver(hosts_path=str(tmp_path / "absent"), dns_resolver=upstream)
+    with pytest.raises(ResolveError, match="unknown host intranet"):
+        r.resolve("intranet")
+    assert {name for name, _ in stub_dns.queries} == {"intranet"}
+
+
+def test_names_with_more_than_one_trailing_dot_are_refused(tmp_path, stub_dns):
+    r = Resolver(hosts_path=str(tmp_path / "absent"), dns_resolver=dnspython_resolver(stub_dns.port))
+    assert r.resolve("dual.test.") == [A("2001:db8::7"), A("192.0.2.7")]
+    with pytest.raises(ResolveError):
+        r.resolve("dual.test..")
+    assert all(name == "dual.test" for name, _ in stub_dns.queries)
+
+
+def test_resolve_error_is_a_typed_502():
+    from tomato_gevent.errors import NextHopError, TomatoError
+    error = ResolveError("unknown host x.test")
+    assert isinstance(error, NextHopError) and isinstance(error, TomatoError)
+    assert error.status_hint == 502

@@ -64,6 +64,34 @@ def test_missing_password_one_line_exit_2():
     assert "peer-secret" not in result.stderr
 
 
+@pytest.mark.parametrize("how", ["flags", "files", "environment", "flag and file"])
+def test_equal_passwords_refused_one_line_exit_2(how, tmp_path):
+    """Item 10.2: one password for both directions would let a reflected datagram pass as the peer's."""
+    secret = "same-secret"
+    for name in ("local", "peer"):
+        (tmp_path / name).write_text(secret + "\n")
+    args, env = {
+        "flags": (["-lp", secret, "-pp", secret], {}),
+        "files": (["--local-password-file", str(tmp_path / "local"),
+                   "--peer-password-file", str(tmp_path / "peer")], {}),
+        "environment": ([], {"TOMATO_LOCAL_PASSWORD": secret, "TOMATO_PEER_PASSWORD": secret}),
+        "flag and file": (["-lp", secret, "--peer-password-file", str(tmp_path / "peer")], {}),
+    }[how]
+    result = run_vpn("-la", ":5000", "-d", *args, env=env)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "passwords are equal" in lines[0], result.stderr
+    assert secret not in result.stderr
+
+
+@pytest.mark.parametrize("argv", [["-lp", "", "-pp", "peer-secret"], ["-lp", "local-secret", "-pp", ""]])
+def test_empty_password_refused_one_line_exit_2(argv):
+    result = run_vpn("-la", ":5000", "-d", *argv)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "password is empty" in lines[0], result.stderr
+
+
 def test_unreadable_password_file_one_line_exit_2(tmp_path):
     result = run_vpn("-la", ":5000", "--local-password-file", str(tmp_path / "missing"), "-d", "-pp", "x")
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
@@ -149,7 +177,8 @@ def test_peer_name_refresh_moves_the_endpoint_and_keeps_it_on_failure(monkeypatc
 
     from tomato_gevent.vpn import cli
 
-    link = SimpleNamespace(endpoint=SimpleNamespace(address=("10.9.0.2", 5000)))
+    link = SimpleNamespace(endpoint=SimpleNamespace(address=("10.9.0.2", 5000)),
+                           transport=SimpleNamespace(peer_address=("10.9.0.2", 5000)))     # as TCP's dialler
     resolved = {"peer.test": ("10.9.0.3", 5000)}
 
     def fake_resolve(host, port, family=0, error=ConfigError):
@@ -160,7 +189,7 @@ def test_peer_name_refresh_moves_the_endpoint_and_keeps_it_on_failure(monkeypatc
     monkeypatch.setattr(cli, "_resolve", fake_resolve)
     name = cli.PeerName(("peer.test", 5000), ("::", 5000, 0, 0))       # a dual-stack socket
     name.refresh(link)
-    assert link.endpoint.address == ("::ffff:10.9.0.3", 5000, 0, 0)
+    assert link.endpoint.address == link.transport.peer_address == ("::ffff:10.9.0.3", 5000, 0, 0)
     del resolved["peer.test"]
     name.refresh(link)
     assert link.endpoint.address == ("::ffff:10.9.0.3", 5000, 0, 0)

@@ -205,3 +205,75 @@ def test_merging_off_passes_everything_through():
         coalescer.add(p)
     coalescer.flush()
     assert sink.frames == [(PLAIN_VNET_HDR, p) for p in packets]
+
+
+# -- item 10.4: segments with a bad checksum are never merged --------------------------
+def corrupt(packet, offset, xor=0x01):
+    bad = bytearray(packet)
+    bad[offset] ^= xor
+    return bytes(bad)
+
+
+def merged_payloads(frames, header_size=52):
+    """(is_merged, payload) per frame."""
+    return [(header != PLAIN_VNET_HDR, body[header_size:]) for header, body in frames]
+
+
+def test_segment_with_bad_tcp_checksum_is_written_alone_unchanged():
+    packets = [tcp(bytes([65 + i]) * 1000, 1000 * i) for i in range(5)]
+    bad = corrupt(packets[2], 52 + 500)                 # one payload bit flipped on the way
+    frames = run(packets[:2] + [bad] + packets[3:])
+    assert frames[1] == (PLAIN_VNET_HDR, bad)
+    assert merged_payloads([frames[0], frames[2]]) == [(True, b"A" * 1000 + b"B" * 1000),
+                                                        (True, b"D" * 1000 + b"E" * 1000)]
+    assert len(frames) == 3
+
+
+def test_bad_first_segment_is_written_alone_and_the_rest_merge():
+    packets = [tcp(bytes([65 + i]) * 700, 700 * i) for i in range(3)]
+    bad = corrupt(packets[0], 52 + 3)
+    frames = run([bad] + packets[1:])
+    assert frames[0] == (PLAIN_VNET_HDR, bad)
+    assert merged_payloads(frames[1:]) == [(True, b"B" * 700 + b"C" * 700)]
+
+
+def test_bad_ipv4_header_checksum_is_written_alone():
+    packets = [tcp(b"x" * 500, 500 * i, ident=7) for i in range(3)]
+    bad = corrupt(packets[1], 4)                         # IP id: not part of the merge key
+    frames = run([packets[0], bad, packets[2]])
+    assert [body for _, body in frames] == [packets[0], bad, packets[2]]
+    assert all(header == PLAIN_VNET_HDR for header, _ in frames)
+
+
+def test_bad_ipv6_segment_is_written_alone():
+    packets = [tcp6(bytes([97 + i]) * 1200, 1200 * i) for i in range(4)]
+    bad = corrupt(packets[3], 72 + 1199, xor=0x80)
+    frames = run(packets[:3] + [bad])
+    assert merged_payloads(frames[:1], 72) == [(True, b"a" * 1200 + b"b" * 1200 + b"c" * 1200)]
+    assert frames[1] == (PLAIN_VNET_HDR, bad)
+
+
+def test_odd_sized_segments_verify_and_merge():
+    """An odd last byte is checksummed as a zero-padded word."""
+    frames = run([tcp(bytes([i]) * 999, 999 * i) for i in range(3)])
+    assert merged_payloads(frames) == [(True, b"\0" * 999 + b"\1" * 999 + b"\2" * 999)]
+
+
+@settings(max_examples=150, deadline=None)
+@given(count=st.integers(2, 8), size=st.integers(1, 1400), ipv6=st.booleans(), data=st.data())
+def test_a_corrupted_byte_anywhere_keeps_its_segment_out_of_every_merge(count, size, ipv6, data):
+    """Flip bits of one byte of one segment outside the fields the merge compares: that
+    segment comes out alone and unchanged, every byte of every other segment is kept."""
+    build, ip_size = (tcp6, 40) if ipv6 else (tcp, 20)
+    packets = [build(bytes([65 + i]) * size, size * i) for i in range(count)]
+    victim = data.draw(st.integers(0, count - 1), label="segment")
+    # Checksummed bytes that are not part of the merge key: IPv4 id and checksum,
+    # TCP window, checksum, urgent pointer, payload.
+    offsets = ([4, 5, 10, 11] if not ipv6 else []) + [ip_size + o for o in (14, 15, 16, 17, 18, 19)]
+    offsets += list(range(ip_size + 32, ip_size + 32 + size))
+    offset = data.draw(st.sampled_from(offsets), label="offset")
+    bad = corrupt(packets[victim], offset, data.draw(st.integers(1, 255), label="xor"))
+    frames = run(packets[:victim] + [bad] + packets[victim + 1:])
+    assert (PLAIN_VNET_HDR, bad) in frames
+    kept = b"".join(body[ip_size + 32:] for header, body in frames if body != bad)
+    assert kept == b"".join(p[ip_size + 32:] for i, p in enumerate(packets) if i != victim)

@@ -5,6 +5,7 @@ import pytest
 
 from tomato_gevent.errors import BadPacket
 from tomato_gevent.netutil import format_address
+from tomato_gevent.vpn.packet import PROTOCOL
 from tomato_gevent.vpn.report import LinkReport
 from tomato_gevent.vpn.session import PeerEndpoint, TimestampRefused
 
@@ -17,9 +18,13 @@ def caplog_info(caplog):
     return caplog
 
 
+def describe(source):        # as the transports' describe: a sockaddr, or a TCP connection (its .peer)
+    return format_address(getattr(source, "peer", source))
+
+
 def report(endpoint=None, silent_after=60.0):
     endpoint = endpoint or PeerEndpoint(fixed=PEER)
-    return LinkReport("tun0", endpoint, 10.0, silent_after, format_address, now=0.0, wall=lambda: 1_700_000_000.0)
+    return LinkReport("tun0", endpoint, 10.0, silent_after, describe, now=0.0, wall=lambda: 1_700_000_000.0)
 
 
 def lines(caplog, level=logging.INFO):
@@ -55,10 +60,11 @@ def test_authentication_failures_from_the_peer_are_throttled(caplog_info):
     for second in range(0, 60):
         r.refused(failed, ("10.9.0.2", 40000), float(second))     # any port: NAT may change it
     r.refused(failed, PEER, 60.0)
+    hint = ("fail authentication: check the passwords, that -pp here matches -lp there, and that both ends run "
+            "the same protocol version (%s)" % PROTOCOL)
     warned = lines(caplog_info, logging.WARNING)
-    assert warned == ["datagrams from 10.9.0.2:40000 fail authentication: check that -pp here matches -lp there",
-                      "datagrams from 10.9.0.2:5000 fail authentication: check that -pp here matches -lp there "
-                      "(59 more like this in the last 1 min)"]
+    assert warned == ["datagrams from 10.9.0.2:40000 " + hint,
+                      "datagrams from 10.9.0.2:5000 " + hint + " (59 more like this in the last 1 min)"]
 
 
 def test_refusals_from_elsewhere_are_not_diagnosed(caplog_info):
@@ -66,6 +72,17 @@ def test_refusals_from_elsewhere_are_not_diagnosed(caplog_info):
     r.refused(BadPacket("authentication failed"), ("203.0.113.9", 5000), 0.0)
     r.refused(TimestampRefused(30_000), ("203.0.113.9", 5000), 0.0)
     assert lines(caplog_info) == []
+
+
+def test_stream_sources_are_judged_by_their_remote_address(caplog_info):
+    """TCP hands over connection objects; their .peer is the sockaddr."""
+    from types import SimpleNamespace
+
+    r = report()
+    r.refused(BadPacket("authentication failed"), SimpleNamespace(peer=("203.0.113.9", 5000)), 0.0)
+    assert lines(caplog_info) == []
+    r.refused(BadPacket("authentication failed"), SimpleNamespace(peer=("10.9.0.2", 41000)), 0.0)
+    assert len(lines(caplog_info, logging.WARNING)) == 1
 
 
 def test_dynamic_mode_diagnoses_anyone_until_a_peer_is_known(caplog_info):

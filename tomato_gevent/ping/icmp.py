@@ -17,10 +17,13 @@ Inbound, in the shapes sockets hand them over:
     raw socket, neighbour discovery, an error about someone's UDP packet, redirects).
     `BadPacket` means malformed: truncated, bad IPv4 checksum, a cut-off quote.
     An ICMP error quotes the start of the packet that caused it (IP header + at least the
-    8-byte echo header), which carries the identifier and sequence it is matched by.
+    8-byte echo header), which carries the identifier and sequence it is matched by and
+    the destination the request was sent to.
   - datagram sockets report ICMP errors through the socket error queue instead, as a
-    `struct sock_extended_err` plus the request we sent: `parse_extended_error()`.
-Matching identifiers and sequences against what was sent is the caller's job (tracker.py).
+    `struct sock_extended_err` plus the request we sent, with the request's destination
+    as the entry's address: `parse_extended_error()`.
+Matching identifiers, sequences and addresses against what was sent is the caller's job
+(tracker.py).
 """
 import ipaddress
 import os
@@ -49,7 +52,6 @@ IP_HEADER_SIZE = {4: IPV4_MIN_HEADER_SIZE, 6: IPV6_HEADER_SIZE}
 
 ICMP_ECHO_REPLY = 0
 ICMP_DEST_UNREACH = 3
-ICMP_SOURCE_QUENCH = 4
 ICMP_REDIRECT = 5
 ICMP_ECHO_REQUEST = 8
 ICMP_TIME_EXCEEDED = 11
@@ -96,10 +98,11 @@ class EchoReply:
 
 @dataclass(frozen=True)
 class IcmpError:
-    """An ICMP error about one of our echo requests, identified by its quoted ident and seq.
+    """An ICMP error about an echo request, identified by its quoted ident, seq and destination.
 
     info is the MTU for "fragmentation needed" / "packet too big", the pointer for
-    "parameter problem", else 0.
+    "parameter problem", else 0. destination is where the failed request was sent
+    (an ipaddress object; None if the error does not say).
     """
     version: int
     icmp_type: int
@@ -107,6 +110,7 @@ class IcmpError:
     info: int
     ident: int
     seq: int
+    destination: Optional[Union[ipaddress.IPv4Address, ipaddress.IPv6Address]]
 
     @property
     def reason(self):
@@ -196,12 +200,13 @@ def _parse_icmp_error(version, kind, code, data):
     quoted = _quoted_echo_request(version, bytes(data[ECHO_HEADER_SIZE:]))
     if quoted is None:
         return None
-    ident, seq = quoted
-    return IcmpError(version, kind, code, info, ident, seq)
+    ident, seq, destination = quoted
+    return IcmpError(version, kind, code, info, ident, seq, destination)
 
 
 def _quoted_echo_request(version, quote):
-    """(ident, seq) of the echo request an ICMP error quotes; None if it quotes something else."""
+    """(ident, seq, destination) of the echo request an ICMP error quotes; None if it quotes
+    something else."""
     if version == 4:
         if len(quote) < IPV4_MIN_HEADER_SIZE:
             raise BadPacket("ICMP error quotes a truncated IPv4 header")
@@ -210,6 +215,7 @@ def _quoted_echo_request(version, quote):
             raise BadPacket("ICMP error quotes a malformed IPv4 header")
         protocol = quote[9]
         wanted = IPPROTO_ICMP
+        destination = ipaddress.IPv4Address(quote[16:20])
     else:
         if len(quote) < IPV6_HEADER_SIZE:
             raise BadPacket("ICMPv6 error quotes a truncated IPv6 header")
@@ -218,6 +224,7 @@ def _quoted_echo_request(version, quote):
         header_size = IPV6_HEADER_SIZE
         protocol = quote[6]  # next header; we never send extension headers
         wanted = IPPROTO_ICMPV6
+        destination = ipaddress.IPv6Address(quote[24:40])
     if protocol != wanted:
         return None
     inner = quote[header_size:]
@@ -226,16 +233,17 @@ def _quoted_echo_request(version, quote):
     kind, _, _, ident, seq = ECHO_HEADER.unpack_from(inner)
     if kind != ECHO_REQUEST_TYPE[version]:
         return None
-    return ident, seq
+    return ident, seq, destination
 
 
-def parse_extended_error(version, extended_error, original):
+def parse_extended_error(version, extended_error, original, destination):
     """An error-queue entry of an ICMP datagram socket -> (IcmpError | LocalError | None, offender).
 
     extended_error is the IP_RECVERR / IPV6_RECVERR control message data (struct
     sock_extended_err + offender sockaddr); original is the message data returned with
-    it: the echo request we sent, identifier as the kernel rewrote it. offender is the
-    address that sent the ICMP error (ipaddress object) or None.
+    it: the echo request we sent, identifier as the kernel rewrote it; destination is
+    where that request went (the entry's address as an ipaddress object, or None).
+    offender is the address that sent the ICMP error (ipaddress object) or None.
     """
     _check_version(version)
     if len(extended_error) < SOCK_EXTENDED_ERR.size:
@@ -254,7 +262,7 @@ def parse_extended_error(version, extended_error, original):
     if origin in (SO_EE_ORIGIN_ICMP, SO_EE_ORIGIN_ICMP6):
         if kind not in ERROR_TYPES[version]:
             return None, offender
-        return IcmpError(version, kind, code, info, ident, seq), offender
+        return IcmpError(version, kind, code, info, ident, seq, destination), offender
     if origin == SO_EE_ORIGIN_LOCAL:
         return LocalError(ident, seq, errno, info), None
     return None, offender
@@ -314,10 +322,6 @@ def describe_icmp_error(version, kind, code, info=0):
             return _IPV4_TIME_EXCEEDED.get(code, "Time exceeded, Bad Code: %d" % code)
         if kind == ICMP_PARAMETER_PROBLEM:
             return "Parameter problem: pointer = %d" % info
-        if kind == ICMP_SOURCE_QUENCH:
-            return "Source Quench"
-        if kind == ICMP_REDIRECT:
-            return "Redirect, code %d" % code
         return "Bad ICMP type: %d" % kind
     if kind == ICMPV6_DEST_UNREACH:
         return "Destination unreachable: " + _IPV6_UNREACHABLE.get(code, "Unknown code %d" % code)

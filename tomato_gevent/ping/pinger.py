@@ -2,10 +2,10 @@
 
 Socket choice, as iputils: first an unprivileged ICMP datagram socket (SOCK_DGRAM +
 IPPROTO_ICMP/ICMPV6; allowed when the caller's group is in net.ipv4.ping_group_range). The
-kernel then picks the identifier, delivers only our replies, and reports ICMP errors through
-the socket error queue (IP_RECVERR). Else a raw socket (root / CAP_NET_RAW): it sees every
-ICMP message of the host, so replies and errors are matched by identifier and sequence
-(tracker.py) and all other traffic is ignored.
+kernel then picks the identifier, delivers only replies carrying it (from any address), and
+reports ICMP errors through the socket error queue (IP_RECVERR). Else a raw socket (root /
+CAP_NET_RAW): it sees every ICMP message of the host. Either way replies and errors are
+matched by identifier, sequence and address (tracker.py) and all other traffic is ignored.
 
 Flow: `Pinger.run()` sends on a fixed schedule (the first request at once), expires requests
 older than the timeout, and returns when the count is done and nothing is outstanding, or
@@ -26,7 +26,7 @@ import gevent.socket
 
 from ..errors import BadPacket, ConfigError
 from . import icmp
-from .tracker import Duplicate, EchoTracker, Failed, Late, Lost, Reply
+from .tracker import DifferentAddress, Duplicate, EchoTracker, Failed, Late, Lost, Reply
 
 log = logging.getLogger(__name__)
 
@@ -206,7 +206,7 @@ class IcmpSocket:
         return received
 
     def _parse(self, data, ancillary, address):
-        source = ipaddress.ip_address(address[0].split("%", 1)[0])
+        source = _address_of(address)
         ttl = None
         if self.kind == RAW and self.version == 4:
             source, ttl, data = icmp.parse_ipv4_packet(data)
@@ -220,20 +220,27 @@ class IcmpSocket:
     def _drain_error_queue(self, received):
         while True:
             try:
-                data, ancillary, _, _ = self.sock.recvmsg(RECEIVE_BUFFER_BYTES, ANCILLARY_BUFFER_BYTES,
-                                                          socket.MSG_ERRQUEUE)
+                data, ancillary, _, address = self.sock.recvmsg(RECEIVE_BUFFER_BYTES, ANCILLARY_BUFFER_BYTES,
+                                                                socket.MSG_ERRQUEUE)
             except OSError:  # EAGAIN: the queue is empty
                 return
+            # The entry's address is the failed request's destination (ip(7), IP_RECVERR).
+            destination = _address_of(address) if address else None
             for level, kind, value in ancillary:
                 if (level, kind) not in ((socket.SOL_IP, IP_RECVERR), (socket.IPPROTO_IPV6, IPV6_RECVERR)):
                     continue
                 try:
-                    message, offender = icmp.parse_extended_error(self.version, value, data)
+                    message, offender = icmp.parse_extended_error(self.version, value, data, destination)
                 except BadPacket as e:
                     log.debug("ignored an error-queue entry: %s", e.reason)
                     continue
                 if message is not None:
                     received.append((message, offender, None))
+
+
+def _address_of(sockaddr):
+    """A recvmsg() address tuple -> ipaddress object (an IPv6 zone is dropped)."""
+    return ipaddress.ip_address(sockaddr[0].split("%", 1)[0])
 
 
 def _block_mask(passed_types, bits):
@@ -303,7 +310,7 @@ class Pinger:
         if self._resolve_before_next_send:
             self._resolve_before_next_send = False
             self._re_resolve()
-        seq = self.tracker.start_request(time.monotonic())
+        seq = self.tracker.start_request(time.monotonic(), self.target.address)
         packet = icmp.build_echo_request(self.target.version, self.icmp_socket.ident, seq, self.payload)
         try:
             self.icmp_socket.send(packet, self.target.sockaddr)
@@ -328,7 +335,7 @@ class Pinger:
         while True:
             gevent.socket.wait_read(fd)
             for message, source, ttl in self.icmp_socket.receive_pending():
-                event = self.tracker.receive(message, time.monotonic())
+                event = self.tracker.receive(message, time.monotonic(), source)
                 if event is None:
                     log.debug("ignored %s from %s (not one of ours)", type(message).__name__, source)
                     continue
@@ -348,6 +355,9 @@ class Pinger:
         elif isinstance(event, Duplicate):
             log.info("%d bytes from %s: icmp_seq=%d%s time=%.3f ms (DUP!)",
                      event.size, source, event.seq, ttl_text, event.rtt * 1000)
+        elif isinstance(event, DifferentAddress):
+            log.warning("%d bytes from %s: icmp_seq=%d%s (DIFFERENT ADDRESS! expected %s: ignored)",
+                        event.size, source, event.seq, ttl_text, event.expected)
         elif isinstance(event, Late):
             log.info("%d bytes from %s: icmp_seq=%d%s time=%.3f ms (late: already counted as lost)",
                      event.size, source, event.seq, ttl_text, event.rtt * 1000)

@@ -1,17 +1,19 @@
 """proxy -a [HOST]:PORT [-f HOST:PORT] [-r RULEFILE]... [-d block|direct|forward] [-v]
 
 Rule-based HTTP proxy (the seed's command line). SIGHUP reloads the rule files (a bad
-file keeps the rules in force); SIGINT / SIGTERM stop it.
+file keeps the rules in force); SIGUSR1 logs the one-line summary; SIGINT / SIGTERM stop
+it (and log the summary).
 """
 import logging
 import signal
 
 import gevent
 
-from ..cli_common import OneLineParser, hostport_arg, positive_float, run_cli, setup_logging
+from ..cli_common import OneLineParser, hostport_arg, positive_float, positive_int, run_cli, setup_logging
 from ..errors import ConfigError
 from ..rules import Action, RuleSet, load_rule_files
-from .server import CONNECT_TIMEOUT_SECONDS, IDLE_TIMEOUT_SECONDS, ProxyServer, make_listener
+from .outbound import CONNECT_TIMEOUT_SECONDS, IDLE_TIMEOUT_SECONDS, TUNNEL_IDLE_TIMEOUT_SECONDS
+from .server import DEFAULT_MAX_CLIENTS, ProxyServer, make_listener
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +41,15 @@ def build_parser():
     parser.add_argument("--connect-timeout", metavar="SEC", type=positive_float,
                         default=CONNECT_TIMEOUT_SECONDS,
                         help="per address when connecting out (default %(default)g)")
+    parser.add_argument("--tunnel-idle-timeout", metavar="SEC", type=positive_float,
+                        default=TUNNEL_IDLE_TIMEOUT_SECONDS,
+                        help="close CONNECT tunnels after this long without traffic either way "
+                             "(default %(default)g, as tinyproxy's Timeout)")
+    parser.add_argument("--max-clients", metavar="N", type=positive_int, default=DEFAULT_MAX_CLIENTS,
+                        help="open client connections; beyond it new ones get 503 (default %(default)d)")
+    parser.add_argument("--allow-private", action="store_true",
+                        help="let clients not on loopback reach the proxy host's loopback and "
+                             "link-local addresses (refused with 403 by default)")
     parser.add_argument("-v", dest="verbose", action="count", default=0,
                         help="debug logging: one line per request")
     return parser
@@ -67,7 +78,9 @@ def main(argv=None):
         listener = make_listener(host, port)
         server = ProxyServer(listener, rules, default_action=Action(args.default),
                              upstream=args.forward, idle_timeout=args.idle_timeout,
-                             connect_timeout=args.connect_timeout)
+                             connect_timeout=args.connect_timeout,
+                             tunnel_idle_timeout=args.tunnel_idle_timeout,
+                             allow_private=args.allow_private, max_clients=args.max_clients)
 
         def reload_rules():
             try:
@@ -79,6 +92,7 @@ def main(argv=None):
             log.info("rules reloaded: %s", describe_rules(args.rule_files, new_rules))
 
         gevent.signal_handler(signal.SIGHUP, reload_rules)
+        gevent.signal_handler(signal.SIGUSR1, server.log_summary)
         gevent.signal_handler(signal.SIGTERM, server.stop)
         gevent.signal_handler(signal.SIGINT, server.stop)
         bound = listener.getsockname()
@@ -87,6 +101,7 @@ def main(argv=None):
                  "forward to %s:%d" % args.forward if args.forward else "no upstream (forward = direct)",
                  describe_rules(args.rule_files, rules))
         server.serve_forever()
+        server.log_summary()
         log.info("stopped")
         return 0
 

@@ -4,7 +4,9 @@ Strategy (h11 `_readers.py` style):
 
     bytes from client --parse_request_head(buf)--> None (need more) | RequestHead
                                                    | RemoteProtocolError(400 / 431 / 505)
-    RequestHead --render_request_head(head, absolute_form, framing)--> bytes for the next hop
+    a connection's bytes --RequestReader.feed(data); .next_head()--> as above, leading blank
+                        lines dropped as they arrive (each byte is scanned a bounded number of times)
+    RequestHead --render_request_head(head, absolute_form)--> bytes for the next hop
     bytes from upstream --parse_response_head(buf, method)--> None | ResponseHead
                                                    | RemoteProtocolError (caller answers 502)
     ResponseHead --render_response_head(resp, framing, keep_alive)--> bytes for the client
@@ -15,7 +17,10 @@ What it refuses (RFC 9112): request heads over MAX_HEAD_BYTES (431); bad request
 header syntax, obs-fold, bad or conflicting Content-Length, Transfer-Encoding whose final
 coding is not chunked, Transfer-Encoding together with Content-Length or on HTTP/1.0,
 duplicate Host, targets that are not absolute-form http:// (or authority-form for CONNECT),
-userinfo in the target (all 400); HTTP versions other than 1.x (505).
+userinfo in the target, control characters in field values (all 400); HTTP versions other
+than 1.x (505). Responses (502): the same syntax errors, status codes below 100, and a body
+in a transfer coding other than chunked (the proxy would hand out bytes labelled as
+something they are not: it does not pass other codings on, and no server sends them).
 
 Hop-by-hop fields (RFC 9110 7.6.1) are never forwarded: Connection and every field it
 names, Proxy-Connection, Keep-Alive, TE, Trailer, Transfer-Encoding (the proxy re-frames
@@ -83,7 +88,7 @@ class ResponseHead:
 _TOKEN = rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
 _REQUEST_LINE = re.compile(rb"(" + _TOKEN + rb") ([^ \x00-\x1f\x7f]+) HTTP/(\d)\.(\d)")
 _STATUS_LINE = re.compile(rb"HTTP/(\d)\.(\d) ([0-9]{3})(?: ([^\x00-\x08\x0a-\x1f\x7f]*))?")
-_FIELD_LINE = re.compile(rb"(" + _TOKEN + rb"):[ \t]*([^\x00\r\n]*?)[ \t]*")
+_FIELD_LINE = re.compile(rb"(" + _TOKEN + rb"):[ \t]*([^\x00-\x08\x0a-\x1f\x7f]*?)[ \t]*")
 _REG_NAME = re.compile(rb"[A-Za-z0-9._~!$&'()*+,;=%-]+")
 _PORT = re.compile(rb"[0-9]{1,5}")
 _CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,16})[ \t]*(?:;.*)?")
@@ -112,18 +117,12 @@ def _find_head_end(buf, start, first):
     return -1
 
 
+_BLANK_LINES = re.compile(rb"(?:\r?\n)*")
+
+
 def _skip_blank_lines(buf):
     """Offset of the first byte after leading CRLF / LF (RFC 9112 2.2 robustness)."""
-    i = 0
-    n = len(buf)
-    while i < n:
-        if buf[i:i + 2] == b"\r\n":
-            i += 2
-        elif buf[i:i + 1] == b"\n":
-            i += 1
-        else:
-            break
-    return i
+    return _BLANK_LINES.match(buf).end()
 
 
 def _split_head(buf, start, status_hint_too_big, what):
@@ -316,6 +315,50 @@ def parse_request_head(buf, start=0):
         expect_continue=expect_continue, length=length)
 
 
+class RequestReader:
+    """The request side of one client connection: feed() what recv() returned,
+    next_head() parses the next head out of it (None: need more bytes).
+
+    .buffer holds the bytes not used yet (the start of a body, the next pipelined
+    request, a tunnel's first bytes); the caller consumes bodies from it. Leading blank
+    lines are dropped as they arrive, and the search for the end of a head resumes where
+    the previous call stopped, so a client trickling CRLFs costs linear time. More than
+    MAX_HEAD_BYTES of blank lines before one head is a 431, as in parse_request_head.
+    """
+
+    def __init__(self):
+        self.buffer = bytearray()
+        self._searched = 0          # bytes of buffer already searched for the head's end
+        self._blank = 0             # blank-line bytes dropped before the current head
+
+    @property
+    def started(self):
+        """Bytes towards the next head have arrived (the head's deadline runs)."""
+        return bool(self.buffer) or self._blank > 0
+
+    def feed(self, data):
+        self.buffer += data
+
+    def next_head(self):
+        buf = self.buffer
+        skip = _skip_blank_lines(buf)
+        if skip:
+            del buf[:skip]
+            self._blank += skip
+            self._searched = 0
+        if self._blank > MAX_HEAD_BYTES:
+            raise RemoteProtocolError("request head larger than %d bytes" % MAX_HEAD_BYTES, 431)
+        if not buf:
+            return None
+        head = parse_request_head(buf, self._searched)
+        if head is None:
+            self._searched = len(buf)
+            return None
+        del buf[:head.length]
+        self._searched = self._blank = 0
+        return head
+
+
 def _bad_response(msg):
     return RemoteProtocolError(msg, 502)
 
@@ -329,8 +372,8 @@ def response_has_no_body(status, request_method):
 def parse_response_head(buf, request_method, start=0):
     """Parse one response head at the start of buf; None while incomplete.
 
-    Framing follows RFC 9112 6.3 (HEAD/1xx/204/304 -> NONE; chunked last -> CHUNKED;
-    other Transfer-Encoding -> UNTIL_CLOSE; Content-Length -> LENGTH; else UNTIL_CLOSE).
+    Framing follows RFC 9112 6.3 (HEAD/1xx/204/304 -> NONE; chunked -> CHUNKED; any
+    other transfer coding is refused; Content-Length -> LENGTH; else UNTIL_CLOSE).
     Raises RemoteProtocolError(status_hint=502) for anything malformed or oversized.
     """
     split = _split_head(buf, start, 502, "response")
@@ -345,6 +388,8 @@ def parse_response_head(buf, request_method, start=0):
     if version[0] != 1:
         raise _bad_response("upstream answered with HTTP version %d.%d" % version)
     status = int(status_text)
+    if status < 100:
+        raise _bad_response("status code %d below 100" % status)
     fields, special = _parse_fields(field_lines, _bad_response)
     transfer_codings = _comma_tokens(special, b"transfer-encoding")
     content_length = None if transfer_codings else _content_length(special, _bad_response)
@@ -356,7 +401,11 @@ def parse_response_head(buf, request_method, start=0):
         except RemoteProtocolError:
             content_length = 0
     elif transfer_codings:
-        framing = Framing.CHUNKED if transfer_codings[-1] == b"chunked" else Framing.UNTIL_CLOSE
+        if transfer_codings != [b"chunked"]:
+            # The proxy removes the chunked coding; any other one would stay on the body
+            # while Transfer-Encoding (hop-by-hop) is not passed on: mislabelled bytes.
+            raise _bad_response("unsupported transfer coding %r" % b", ".join(transfer_codings)[:60])
+        framing = Framing.CHUNKED
     elif content_length is not None:
         framing = Framing.LENGTH if content_length else Framing.NONE
     else:

@@ -5,9 +5,12 @@ Contract:
     Resolver().resolve("example.com") -> [IPv6Address(...), IPv4Address(...), ...]
         IP literals come back as themselves; names listed in the hosts file (/etc/hosts,
         re-read when it changes) come back in file order; other names are asked of the
-        DNS servers of resolv.conf (dnspython, search list applied), A and AAAA at once,
+        DNS servers of resolv.conf (dnspython), A and AAAA at once,
         and cached for the answer's TTL. The list alternates families, IPv6 first
         (RFC 8305 4), and the caller tries every address before giving up.
+    Names are taken as they come (the caller normalised them: exchange.edge_host) and
+    asked as absolute names: no search list, so "intranet" is never resolved as
+    "intranet.search.domain" behind the rules' back.
     Failure -> ResolveError(reason) with a one-line reason for the 502 answer.
 
 Without gevent's monkey-patching dnspython blocks; with it (bin/proxy) every lookup
@@ -18,8 +21,12 @@ import os
 import time
 
 import dns.exception
+import dns.name
 import dns.resolver
+import gevent
+from gevent.event import AsyncResult
 
+from ..errors import NextHopError
 from ..netutil import ip_literal
 
 # -- implementation limits ------------------------------------------------------
@@ -31,8 +38,11 @@ MAX_CACHE_ENTRIES = 10000
 HOSTS_CHECK_SECONDS = 2.0           # at most one stat() of the hosts file per interval
 
 
-class ResolveError(Exception):
-    """A name could not be turned into addresses; str() is the reason."""
+class ResolveError(NextHopError):
+    """A name could not be turned into addresses; str() is the reason (a 502 answer)."""
+
+    def __init__(self, msg):
+        super().__init__(msg, 502)
 
 
 def parse_hosts(text):
@@ -107,7 +117,8 @@ class Resolver:
     def _query_dns(self, name, rdtype):
         """(addresses, ttl) for one record type; ([], ttl) when the name has none of them."""
         try:
-            answer = self._dns_resolver().resolve(name, rdtype, search=True, raise_on_no_answer=False)
+            qname = dns.name.from_text(name, origin=dns.name.root)    # absolute
+            answer = self._dns_resolver().resolve(qname, rdtype, search=False, raise_on_no_answer=False)
         except dns.resolver.NXDOMAIN:
             return [], None
         except dns.resolver.NoNameservers:
@@ -129,20 +140,12 @@ class Resolver:
             return e
 
     def _lookup_both(self, name):
-        """(addresses interleaved, ttl); AAAA asked concurrently when gevent is there."""
+        """(addresses interleaved, ttl); A and AAAA asked concurrently."""
+        v6_job = gevent.spawn(self._query_caught, name, "AAAA")
         try:
-            import gevent
-        except ImportError:  # pragma: no cover - gevent is a dependency
-            gevent = None
-        if gevent is not None:
-            v6_job = gevent.spawn(self._query_caught, name, "AAAA")
-            try:
-                v4_answer = self._query_caught(name, "A")
-            finally:
-                v6_answer = v6_job.get()
-        else:
-            v6_answer = self._query_caught(name, "AAAA")
             v4_answer = self._query_caught(name, "A")
+        finally:
+            v6_answer = v6_job.get()
         errors = [a for a in (v4_answer, v6_answer) if isinstance(a, ResolveError)]
         if errors:
             # One family answered: use it rather than fail (the other may be a broken server).
@@ -160,9 +163,11 @@ class Resolver:
         literal = ip_literal(host)
         if literal is not None:
             return [literal]
-        name = host.lower().rstrip(".")
-        if not name:
-            raise ResolveError("empty host name")
+        name = host.lower()
+        if name.endswith("."):          # "x." is the absolute spelling of "x"; "x.." is refused
+            name = name[:-1]
+        if not name or name.endswith("."):
+            raise ResolveError("invalid host name %r" % host[:80])
         listed = self._hosts_table().get(name)
         if listed:
             return list(listed)
@@ -178,13 +183,8 @@ class Resolver:
         return self._resolve_and_cache(name)
 
     def _resolve_and_cache(self, name):
-        try:
-            from gevent.event import AsyncResult
-        except ImportError:  # pragma: no cover
-            AsyncResult = None
-        pending = AsyncResult() if AsyncResult is not None else None
-        if pending is not None:
-            self._pending[name] = pending
+        pending = AsyncResult()
+        self._pending[name] = pending
         try:
             addresses, ttl = self._lookup_both(name)
             now = self._clock()
@@ -194,12 +194,10 @@ class Resolver:
                 raise ResolveError(error)
             ttl = min(max(float(ttl or 0), MIN_TTL_SECONDS), MAX_TTL_SECONDS)
             self._remember(name, now + ttl, addresses, None)
-            if pending is not None:
-                pending.set(addresses)
+            pending.set(addresses)
             return list(addresses)
         except BaseException as e:
-            if pending is not None:
-                pending.set_exception(e if isinstance(e, ResolveError) else ResolveError(str(e)))
+            pending.set_exception(e if isinstance(e, ResolveError) else ResolveError(str(e)))
             raise
         finally:
             self._pending.pop(name, None)

@@ -1,42 +1,53 @@
 """The proxy's I/O: a gevent StreamServer, one greenlet per client connection.
 
-Per connection (flow order of the methods below):
+Per connection (flow order below):
 
-    _read_request_head   recv, feed parse_request_head, retry (400 / 431 on bad input;
-                         an idle or stalled client is closed after idle_timeout)
-    _exchange            rule lookup -> block (403) | direct (origin) | forward (-f proxy)
-      _relay_request     plain HTTP: head (origin- or absolute-form) + body to the next hop,
-                         response head back, body re-framed to the client; keep-alive both
-                         ways (the upstream connection is kept while the client asks for
-                         the same next hop)
-      _tunnel            CONNECT: 200, then _pipe both ways until both sides are done
+    ProxyServer.handle   the front door: --max-clients (503 beyond it), first bytes;
+                         0x05 -> the SOCKS5 front end (socks5_handler), else HTTP
+    _HttpClient          requests on one connection (keep-alive), each:
+      _read_request_head recv, feed the RequestReader, retry (400 / 431 on bad input;
+                         a stalled or idle client is closed after idle_timeout)
+      _exchange          edge_host -> rule -> block (403) | direct (origin) | forward (-f)
+        _relay_request   plain HTTP: head + body to the next hop, response head back,
+                         body re-framed to the client
+        _tunnel          CONNECT: 200, then outbound.relay until both sides are done or idle
 
-Every failure has an answer: unknown name / refused -> 502 with the reason, connect
-timeout / silent upstream -> 504, bad upstream response -> 502. A broken connection
-ends that connection only. HTTP parsing and rendering live in http.py (pure).
+Every decision about the exchange (framing, keep-alive, 100-continue, retries, reuse,
+which error gets which answer) is exchange.py's; connecting and relaying is outbound.py's;
+this file receives, feeds, sends and keeps time. A broken connection ends that
+connection only.
+
+Who owns the upstream connection: the exchange that uses it (a local in
+_relay_request). When that exchange ends, its `finally` hands the socket back to
+_HttpClient._kept (exchange.keep_upstream said so) or closes it; _kept is taken by the
+next exchange to the same next hop, and closed when the client connection ends.
 """
+import dataclasses
 import errno
 import logging
-import socket
 import time
 
 import gevent
+from gevent import socket
 from gevent.server import StreamServer
 
-from ..errors import ConfigError, RemoteProtocolError
+from ..errors import ConfigError, NextHopError, RemoteProtocolError, TomatoError
 from ..netutil import format_address
 from ..rules import Action
-from . import http
+from . import exchange, http
 from .http import Framing
-from .resolver import ResolveError, Resolver
+from .outbound import (CONNECT_TIMEOUT_SECONDS, IDLE_TIMEOUT_SECONDS, RECV_BYTES, RELAY_RECV_BYTES,
+                       TUNNEL_IDLE_TIMEOUT_SECONDS, Outbound, UpstreamRefused, reason_of,
+                       read_response_head, relay)
+from .stats import Stats
 
 log = logging.getLogger(__name__)
 
+# -- wire ----------------------------------------------------------------------------
+SOCKS5_VERSION = 0x05               # first byte of a SOCKS5 greeting (RFC 1928 3)
+
 # -- implementation constants ----------------------------------------------------
-RECV_BYTES = 64 * 1024              # one recv while reading heads
-RELAY_BUFFER_BYTES = 256 * 1024     # one recv_into while relaying bodies and tunnels
-IDLE_TIMEOUT_SECONDS = 60.0         # client between/inside requests; upstream silence
-CONNECT_TIMEOUT_SECONDS = 10.0      # per address tried
+DEFAULT_MAX_CLIENTS = 2048          # open client connections (tunnels included)
 LISTEN_BACKLOG = 1024
 ACCEPT_BACKOFF_SECONDS = 0.5        # pause accepting after EMFILE & co.
 ACCEPT_WARN_INTERVAL_SECONDS = 10.0
@@ -44,20 +55,6 @@ STOP_TIMEOUT_SECONDS = 2.0          # running connections get this long on SIGTE
 
 _ACCEPT_RESOURCE_ERRORS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 _ACCEPT_TRANSIENT_ERRORS = (errno.ECONNABORTED, errno.EPROTO, errno.EPERM, errno.EINTR)
-
-
-class _Reply(Exception):
-    """Answer the client with this status and text, then close its connection."""
-
-    def __init__(self, status, detail):
-        super().__init__(detail)
-        self.status = status
-        self.detail = detail
-
-
-def _reason(error):
-    """Short text for an OSError (its strerror) or anything else."""
-    return getattr(error, "strerror", None) or str(error) or type(error).__name__
 
 
 class _SendFailed(Exception):
@@ -91,72 +88,114 @@ def make_listener(host, port):
     raise ConfigError("cannot listen on %s:%d: %s" % (host or "*", port, error.strerror or error))
 
 
-def _pipe(src, dst, counter, index):
-    """Copy src -> dst until EOF (then half-close dst) or an error (then shut both)."""
-    buf = bytearray(RELAY_BUFFER_BYTES)
-    view = memoryview(buf)
-    recv_into, sendall = src.recv_into, dst.sendall
-    total = 0
-    try:
-        while True:
-            n = recv_into(buf)
-            if not n:
-                break
-            sendall(view[:n])
-            total += n
-        try:
-            dst.shutdown(socket.SHUT_WR)
-        except OSError:
-            pass
-    except OSError:
-        # Reset or closed: the whole tunnel is over; wake the other direction.
-        for sock in (src, dst):
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-    finally:
-        counter[index] = total
+class ClientContext:
+    """What a front end (HTTP here, SOCKS5 in its own module) gets for one client:
+
+    peer (text for logs), client (ip_address), outbound (decide, connect_direct,
+    tunnel_via_upstream, open_tunnel), idle_timeout, relay(a, b) -> (up, down) with the
+    tunnel idle timeout, finish(...) = the one log line + the counters of a request.
+    """
+
+    def __init__(self, server, address):
+        self.peer = format_address(address)
+        self.client = exchange.client_ip(address)
+        self.outbound = server.outbound
+        self.stats = server.stats
+        self.idle_timeout = server.outbound.idle_timeout
+
+    def relay(self, a, b):
+        return relay(a, b, self.outbound.tunnel_idle_timeout)
+
+    def finish(self, method, host, port, direction, status, up, down, started, reason=None):
+        """Count a finished request and log it: errors the proxy answered itself are
+        visible without -v (INFO), the rest is -v detail."""
+        self.stats.record(direction, status, up, down)
+        level = logging.INFO if reason is not None else logging.DEBUG
+        if log.isEnabledFor(level):
+            log.log(level, "%s %s %s:%s %s %d up=%d down=%d %.1fms%s", self.peer, method, host, port,
+                    direction, status, up, down, (time.monotonic() - started) * 1000.0,
+                    (" (%s)" % reason) if reason else "")
 
 
 class ProxyServer(StreamServer):
     """StreamServer whose handler is the rule-based proxy.
 
-    rules: an object with lookup(host) -> Action | None (rules.RuleSet); replace it with
-    set_rules() at any time (SIGHUP). default_action applies when no rule matches.
-    upstream: (host, port) of the -f proxy, or None (forward then acts as direct).
+    rules: lookup(host) -> Action | None (rules.RuleSet), replaceable with set_rules()
+    (SIGHUP); default_action when no rule matches; upstream: (host, port) of -f or None
+    (forward then acts as direct). socks5_handler(sock, first_bytes, context): the SOCKS5
+    front end for connections whose first byte is 0x05 (None: such connections are closed).
     """
 
     def __init__(self, listener, rules, default_action=Action.DIRECT, upstream=None,
                  resolver=None, idle_timeout=IDLE_TIMEOUT_SECONDS,
-                 connect_timeout=CONNECT_TIMEOUT_SECONDS):
+                 connect_timeout=CONNECT_TIMEOUT_SECONDS,
+                 tunnel_idle_timeout=TUNNEL_IDLE_TIMEOUT_SECONDS, allow_private=False,
+                 max_clients=DEFAULT_MAX_CLIENTS, socks5_handler=None):
         super().__init__(listener)
-        self.rules = rules
-        self.default_action = default_action
-        self.upstream = upstream
-        self.resolver = resolver or Resolver()
-        self.idle_timeout = idle_timeout
-        self.connect_timeout = connect_timeout
+        self.outbound = Outbound(rules, default_action, upstream, resolver, idle_timeout,
+                                 connect_timeout, tunnel_idle_timeout, allow_private)
+        self.max_clients = max_clients
+        self.socks5_handler = socks5_handler
+        self.stats = Stats()
         self.stop_timeout = STOP_TIMEOUT_SECONDS
         self._last_accept_warning = None
+        self._full_logged = False
 
     def set_rules(self, rules):
-        self.rules = rules
+        self.outbound.set_rules(rules)
 
-    def decide(self, host):
-        """The Action for host: the rule's, else the default; forward without -f is direct."""
-        try:
-            action = self.rules.lookup(host)
-        except ValueError:
-            action = None
-        if action is None:
-            action = self.default_action
-        if action is Action.FORWARD and self.upstream is None:
-            action = Action.DIRECT
-        return action
+    def log_summary(self):
+        log.info("summary: %s", self.stats.summary())
 
+    # -- the front door ----------------------------------------------------------------
     def handle(self, sock, address):
-        _ClientConnection(self, sock, address).serve()
+        self.stats.opened()
+        try:
+            if self.stats.open_connections > self.max_clients:
+                self._refuse_full(sock)
+                return
+            context = ClientContext(self, address)
+            first = self._first_bytes(sock)
+            if not first:
+                return
+            try:
+                if first[0] == SOCKS5_VERSION:
+                    if self.socks5_handler is None:
+                        log.debug("%s: SOCKS5 greeting, but SOCKS5 is not enabled: closing", context.peer)
+                        return
+                    self.socks5_handler(sock, first, context)
+                else:
+                    _HttpClient(context, sock, first).serve()
+            except TomatoError as e:        # a front end's typed error that reached us: one line
+                log.info("%s: %s", context.peer, e)
+        finally:
+            self.stats.closed()
+            if self.stats.open_connections < self.max_clients:
+                self._full_logged = False
+
+    def _first_bytes(self, sock):
+        """The first bytes the client sends (waiting up to idle_timeout), b"" if none."""
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass
+        sock.settimeout(self.outbound.idle_timeout)
+        try:
+            return sock.recv(RECV_BYTES)
+        except OSError:                     # timeout, reset
+            return b""
+
+    def _refuse_full(self, sock):
+        if not self._full_logged:
+            self._full_logged = True
+            log.warning("%d client connections open (--max-clients): answering new ones 503",
+                        self.max_clients)
+        answer = http.render_simple_response(503, "too many clients, try again later")
+        try:
+            sock.sendall(answer)
+        except OSError:
+            return
+        self.stats.record("-", 503, 0, len(answer))
 
     # -- accept errors: survive EMFILE instead of gevent's traceback --------------------
     def do_read(self):
@@ -182,384 +221,323 @@ class ProxyServer(StreamServer):
             self.start_accepting()
 
 
-class _ClientConnection:
-    """One client connection: a sequence of requests (keep-alive) or one tunnel."""
+class _HttpClient:
+    """One HTTP client connection: a sequence of requests (keep-alive) or one tunnel."""
 
-    def __init__(self, server, sock, address):
-        self.server = server
+    def __init__(self, context, sock, first_bytes):
+        self.context = context
+        self.outbound = context.outbound
+        self.idle_timeout = context.idle_timeout
         self.client = sock
-        self.peer = format_address(address)
-        self.pending = bytearray()          # bytes from the client not yet used
-        self.upstream = None                # kept-alive connection to the last next hop
-        self.upstream_key = None            # (host, port) of that next hop
-        self.sent_up = 0                    # per exchange, for the log line
-        self.sent_down = 0
+        self.reader = http.RequestReader()
+        self.reader.feed(first_bytes)
+        self._kept = None                   # (next hop, socket) kept alive between exchanges
+        self.up = 0                         # bytes of the current exchange, for its log line
+        self.down = 0
 
     def serve(self):
-        try:
-            self.client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except OSError:
-            pass
-        self.client.settimeout(self.server.idle_timeout)
         try:
             while True:
                 head = self._read_request_head()
                 if head is None or not self._exchange(head):
                     return
         finally:
-            self._drop_upstream()
+            if self._kept is not None:
+                self._kept[1].close()
 
     # -- reading the request ---------------------------------------------------------
     def _read_request_head(self):
         """The next request head, or None when the connection is to be closed.
 
-        idle_timeout bounds both the wait for a request and the time to receive all of its
-        head once it started, so a client trickling a byte now and then is dropped too.
+        idle_timeout bounds both the wait for a request and, from its first byte, the
+        time to receive all of its head, so a client trickling bytes is dropped too.
         """
-        searched = 0
-        started = time.monotonic()
         deadline = None
+        client = self.client
         try:
             while True:
-                if self.pending:
-                    try:
-                        head = http.parse_request_head(self.pending, searched)
-                    except RemoteProtocolError as e:
-                        self.sent_up = self.sent_down = 0
-                        self._send_client(http.render_simple_response(e.status_hint, str(e)))
-                        self._log_exchange("-", "-", "-", "-", e.status_hint, started, str(e))
-                        return None
-                    if head is not None:
-                        del self.pending[:head.length]
-                        return head
-                    searched = len(self.pending)
+                try:
+                    head = self.reader.next_head()
+                except TomatoError as e:
+                    self.up = self.down = 0
+                    self._answer_error("-", "-", "-", "-", e, time.monotonic())
+                    return None
+                if head is not None:
+                    return head
+                if self.reader.started:
                     if deadline is None:
-                        deadline = time.monotonic() + self.server.idle_timeout
+                        deadline = time.monotonic() + self.idle_timeout
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
                         raise socket.timeout()
-                    self.client.settimeout(remaining)
-                try:
-                    data = self.client.recv(RECV_BYTES)
-                except socket.timeout:
-                    if self.pending:
-                        log.debug("%s: closing, request head incomplete after %.0fs",
-                                  self.peer, self.server.idle_timeout)
-                    return None
-                except OSError:
-                    return None
+                    client.settimeout(remaining)
+                data = client.recv(RECV_BYTES)
                 if not data:
                     return None
-                self.pending += data
+                self.reader.feed(data)
         except socket.timeout:
-            log.debug("%s: closing, request head incomplete after %.0fs", self.peer, self.server.idle_timeout)
+            if self.reader.started:
+                log.debug("%s: closing, request head incomplete after %.0fs",
+                          self.context.peer, self.idle_timeout)
+            return None
+        except OSError:
             return None
         finally:
             if deadline is not None:
-                self.client.settimeout(self.server.idle_timeout)
+                client.settimeout(self.idle_timeout)
 
     # -- one request / response ----------------------------------------------------
     def _exchange(self, head):
         """Serve one request; True if the client connection stays open for another."""
         started = time.monotonic()
-        self.sent_up = self.sent_down = 0
-        action = self.server.decide(head.host)
-        if action is Action.BLOCK:
-            # A body we will not read makes the connection unusable afterwards.
-            keep = head.keep_alive and head.framing is Framing.NONE
-            self._send_client(http.render_simple_response(
-                403, "blocked by proxy rule: %s" % head.host, keep_alive=keep))
-            self._log_exchange(head.method, head.host, head.port, "block", 403, started)
-            return keep
-        if action is Action.FORWARD:
-            next_hop, direction = self.server.upstream, "forward"
-        else:
-            next_hop, direction = (head.host, head.port), "direct"
+        self.up = self.down = 0
+        host, direction = head.host, "-"
         try:
+            host = exchange.edge_host(head.host)
+            action = self.outbound.decide(host)
+            direction = action.value
+            if action is Action.BLOCK:
+                keep = exchange.keep_client_after_block(head)
+                self._send_client(http.render_simple_response(
+                    403, "blocked by proxy rule: %s" % host, keep_alive=keep))
+                self._finish(head.method, host, head.port, direction, 403, started)
+                return keep
+            authority = exchange.authority_for(host, head.port, head.authority)
+            request = head
+            if host != head.host or authority != head.authority:
+                request = dataclasses.replace(head, host=host, authority=authority)
             if head.is_connect:
-                status = self._tunnel(head, next_hop, direction == "forward")
-                keep = False
+                status, keep = self._tunnel(request, action), False
             else:
-                status, keep = self._relay_request(head, next_hop, direction == "forward")
-        except _Reply as reply:
-            self._send_client(http.render_simple_response(reply.status, reply.detail))
-            self._drop_upstream()
-            self._log_exchange(head.method, head.host, head.port, direction, reply.status,
-                               started, reply.detail)
+                status, keep = self._relay_request(request, action)
+        except TomatoError as e:
+            self._answer_error(head.method, host, head.port, direction, e, started)
             return False
-        self._log_exchange(head.method, head.host, head.port, direction, status, started)
+        self._finish(head.method, host, head.port, direction, status, started)
         return keep
 
-    def _log_exchange(self, method, host, port, direction, status, started, reason=None):
-        # Errors the proxy answered itself are visible without -v; the rest is -v detail.
-        level = logging.INFO if reason is not None else logging.DEBUG
-        if not log.isEnabledFor(level):
-            return
-        log.log(level, "%s %s %s:%s %s %d up=%d down=%d %.1fms%s", self.peer, method, host, port,
-                direction, status, self.sent_up, self.sent_down,
-                (time.monotonic() - started) * 1000.0, (" (%s)" % reason) if reason else "")
+    def _answer_error(self, method, host, port, direction, error, started):
+        status, text = exchange.rejection(error)
+        self._send_client(http.render_simple_response(status, text))
+        self._finish(method, host, port, direction, status, started, text)
+
+    def _finish(self, method, host, port, direction, status, started, reason=None):
+        self.context.finish(method, host, port, direction, status, self.up, self.down, started, reason)
 
     def _send_client(self, data):
         try:
             self.client.sendall(data)
-            self.sent_down += len(data)
+            self.down += len(data)
             return True
         except OSError:
             return False
 
+    def _client_gone(self):
+        """True if the client has closed its side; never blocks."""
+        return _peek(self.client, self.idle_timeout) == b""
+
     # -- next hop --------------------------------------------------------------------
-    def _connect(self, host, port, is_upstream_proxy):
-        """A connected socket to host:port, trying every address; _Reply(502/504) if none."""
-        what = "upstream proxy %s:%d" % (host, port) if is_upstream_proxy else "%s:%d" % (host, port)
-        try:
-            addresses = self.server.resolver.resolve(host)
-        except ResolveError as e:
-            raise _Reply(502, str(e)) from None
-        last_error = None
-        for address in addresses:
-            family = socket.AF_INET6 if address.version == 6 else socket.AF_INET
-            try:
-                sock = socket.socket(family, socket.SOCK_STREAM)
-            except OSError as e:            # EMFILE: answer this client, keep serving
-                last_error = e
-                continue
-            sock.settimeout(self.server.connect_timeout)
-            try:
-                sock.connect((str(address), port))
-            except socket.timeout:
-                sock.close()
-                continue
-            except OSError as e:
-                sock.close()
-                last_error = e
-                continue
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            sock.settimeout(self.server.idle_timeout)
-            return sock
-        if last_error is not None:
-            raise _Reply(502, "cannot connect to %s: %s" % (what, last_error.strerror or last_error))
-        raise _Reply(504, "timed out connecting to %s" % what)
-
-    def _drop_upstream(self):
-        if self.upstream is not None:
-            self.upstream.close()
-            self.upstream = self.upstream_key = None
-
-    def _read_response_head(self, upstream, method, buf):
-        """Next response head from upstream into buf; _Reply(502/504) on failure.
-
-        Returns None if the connection closed before sending a single byte (a stale
-        kept-alive connection: the caller may retry on a fresh one).
-        """
-        searched = 0
-        while True:
-            try:
-                data = upstream.recv(RECV_BYTES)
-            except socket.timeout:
-                raise _Reply(504, "no answer from upstream within %.0fs" % self.server.idle_timeout) from None
-            except OSError as e:
-                if not buf:
-                    return None
-                raise _Reply(502, "upstream connection failed: %s" % (e.strerror or e)) from None
-            if not data:
-                if not buf:
-                    return None
-                raise _Reply(502, "upstream closed the connection in the middle of its answer")
-            buf += data
-            try:
-                resp = http.parse_response_head(buf, method, searched)
-            except RemoteProtocolError as e:
-                raise _Reply(502, "bad answer from upstream: %s" % e) from None
-            if resp is not None:
-                del buf[:resp.length]
-                return resp
-            searched = len(buf)
+    def _take_upstream(self, next_hop, forward):
+        """(socket, reused): the kept connection if it goes to next_hop, else a new one.
+        The caller owns the socket from here on."""
+        kept, self._kept = self._kept, None
+        if kept is not None:
+            # A kept connection the far end closed meanwhile (or that has bytes nobody
+            # asked for) is not worth a request: most stale connections never meet one.
+            if kept[0] == next_hop and _peek(kept[1], self.idle_timeout) is None:
+                return kept[1], True
+            kept[1].close()
+        if forward:
+            return self.outbound.connect_upstream(), False
+        return self.outbound.connect_direct(next_hop[0], next_hop[1], self.context.client), False
 
     # -- plain HTTP ------------------------------------------------------------------
-    def _relay_request(self, head, next_hop, absolute_form):
-        """Send head + body to next_hop, relay the answer; returns (status, keep client)."""
-        out_head = http.render_request_head(head, absolute_form)
-        has_body = head.framing is not Framing.NONE
-        answered_continue = False
-        for attempt in (0, 1):
-            reused = self.upstream is not None and self.upstream_key == next_hop
-            if not reused:
-                self._drop_upstream()
-                self.upstream = self._connect(next_hop[0], next_hop[1], absolute_form)
-                self.upstream_key = next_hop
-            upstream = self.upstream
-            if head.expect_continue and has_body and not answered_continue and head.version >= (1, 1):
-                # We take the expectation on ourselves (RFC 9110 10.1.1 lets a proxy answer
-                # 100 itself), so the client's body follows without an upstream round trip.
-                answered_continue = True
-                self._send_client(http.CONTINUE)
+    def _relay_request(self, head, action):
+        """Send head + body to the next hop, relay the answer; returns (status, keep client)."""
+        forward = action is Action.FORWARD
+        next_hop = self.outbound.upstream if forward else (head.host, head.port)
+        out_head = http.render_request_head(head, absolute_form=forward)
+        continue_sent = False
+        while True:
+            upstream, reused = self._take_upstream(next_hop, forward)
+            keep_upstream = False
             try:
-                if head.framing is Framing.LENGTH and self.pending:
-                    first = min(len(self.pending), head.content_length)
-                    upstream.sendall(out_head + self.pending[:first])
-                    del self.pending[:first]
-                    self.sent_up += len(out_head) + first
-                    body_left = head.content_length - first
+                if exchange.answer_continue(head) and not continue_sent:
+                    continue_sent = True
+                    self._send_client(http.CONTINUE)
+                try:
+                    body_left = self._send_request_head(head, out_head, upstream)
+                except OSError as e:
+                    if exchange.may_retry(head, reused):
+                        continue
+                    raise _upstream_failed(e) from None
+                if head.framing is not Framing.NONE:
+                    self._relay_request_body(head, upstream, body_left)
+                buf = bytearray()
+                deadline = time.monotonic() + self.idle_timeout     # one for the whole answer head
+                response = read_response_head(upstream, head.method, buf, deadline, stale_ok=reused)
+                if response is None:
+                    if exchange.may_retry(head, reused):
+                        continue
+                    raise _upstream_failed(None)
+                while response.status < 200:
+                    informational = exchange.informational(head, response)
+                    if informational is not None:
+                        if not self._send_client(informational):
+                            return response.status, False
+                    elif self._client_gone():
+                        return response.status, False
+                    response = read_response_head(upstream, head.method, buf, deadline)
+                upstream.settimeout(self.idle_timeout)
+                status, keep_client, keep_upstream = self._relay_response(head, response, upstream, buf)
+                return status, keep_client
+            finally:
+                if keep_upstream:
+                    self._kept = (next_hop, upstream)
                 else:
-                    upstream.sendall(out_head)
-                    self.sent_up += len(out_head)
-                    body_left = head.content_length
-            except OSError as e:
-                if reused and attempt == 0:
-                    self._drop_upstream()
-                    continue
-                raise _Reply(502, "upstream connection failed: %s" % (e.strerror or e)) from None
-            if has_body:
-                self._relay_request_body(head, upstream, body_left)
-            buf = bytearray()
-            resp = self._read_response_head(upstream, head.method, buf)
-            if resp is None:
-                if reused and attempt == 0 and not has_body:
-                    self._drop_upstream()
-                    continue
-                raise _Reply(502, "upstream closed the connection without answering")
-            break
-        while resp.status < 200:
-            if resp.status == 101:
-                raise _Reply(502, "upstream switched protocols, which the proxy never asks for")
-            # 100 is ours to send (see above); other 1xx go to HTTP/1.1 clients only.
-            if resp.status != 100 and head.version >= (1, 1):
-                self._send_client(http.render_informational(resp))
-            resp = self._read_response_head(upstream, head.method, buf)
-            if resp is None:
-                raise _Reply(502, "upstream closed the connection without answering")
-        return self._relay_response(head, resp, upstream, buf)
+                    upstream.close()
+
+    def _send_request_head(self, head, out_head, upstream):
+        """The head, with as much of a Content-Length body as already arrived; returns
+        how many body bytes are still to come."""
+        pending = self.reader.buffer
+        if head.framing is Framing.LENGTH and pending:
+            first = min(len(pending), head.content_length)
+            upstream.sendall(out_head + pending[:first])
+            del pending[:first]
+            self.up += len(out_head) + first
+            return head.content_length - first
+        upstream.sendall(out_head)
+        self.up += len(out_head)
+        return head.content_length
 
     def _relay_request_body(self, head, upstream, body_left):
         try:
             if head.framing is Framing.LENGTH:
-                self.sent_up += _relay_length(self.client, None, body_left, upstream)
+                self.up += _relay_length(self.client, None, body_left, upstream)
             else:
-                self.sent_up += _relay_chunked(self.client, self.pending, upstream, encode=True,
-                                               status_hint=400)
+                self.up += _relay_chunked(self.client, self.reader.buffer, upstream, encode=True,
+                                          status_hint=400)
         except _SendFailed as e:
-            raise _Reply(502, "upstream connection failed while sending the request body: %s"
-                         % _reason(e.__cause__)) from None
-        except RemoteProtocolError as e:
-            raise _Reply(e.status_hint, str(e)) from None
+            raise NextHopError("upstream connection failed while sending the request body: %s"
+                               % reason_of(e.__cause__), 502) from None
         except socket.timeout:
-            raise _Reply(408, "request body incomplete after %.0fs" % self.server.idle_timeout) from None
+            raise RemoteProtocolError("request body incomplete after %.0fs" % self.idle_timeout,
+                                      408) from None
         except (OSError, EOFError) as e:
-            raise _Reply(400, "request body incomplete: %s" % _reason(e)) from None
+            raise RemoteProtocolError("request body incomplete: %s" % reason_of(e), 400) from None
 
-    def _relay_response(self, head, resp, upstream, buf):
-        if resp.framing is Framing.NONE or resp.framing is Framing.LENGTH:
-            out = resp.framing
-        elif head.version >= (1, 1):
-            out = Framing.CHUNKED           # re-framed so the client connection survives
-        else:
-            out = Framing.UNTIL_CLOSE       # HTTP/1.0 knows no chunks
-        keep = head.keep_alive and out is not Framing.UNTIL_CLOSE
-        response_head = http.render_response_head(resp, out, keep, head.version)
-        if out is Framing.NONE or (out is Framing.LENGTH and len(buf) >= resp.content_length):
+    def _relay_response(self, head, response, upstream, buf):
+        """(status, keep client, keep upstream)."""
+        out = exchange.client_framing(head, response)
+        keep = exchange.keep_client(head, out)
+        response_head = http.render_response_head(response, out, keep, head.version)
+        if out is Framing.NONE or (out is Framing.LENGTH and len(buf) >= response.content_length):
             # The whole answer is here already (small bodies): one send.
-            body = bytes(buf[:resp.content_length]) if out is Framing.LENGTH else b""
+            body = bytes(buf[:response.content_length]) if out is Framing.LENGTH else b""
             del buf[:len(body)]
             if not self._send_client(response_head + body):
-                self._drop_upstream()
-                return resp.status, False
+                return response.status, False, False
         else:
             if not self._send_client(response_head):
-                self._drop_upstream()
-                return resp.status, False
+                return response.status, False, False
             try:
-                self.sent_down += self._relay_response_body(resp, out, upstream, buf)
+                self.down += _relay_response_body(response, out, upstream, buf, self.client)
             except _SendFailed as e:
-                log.debug("%s: client went away during the answer: %s", self.peer, _reason(e.__cause__))
-                self._drop_upstream()
-                return resp.status, False
+                log.debug("%s: client went away during the answer: %s", self.context.peer,
+                          reason_of(e.__cause__))
+                return response.status, False, False
             except (OSError, EOFError, RemoteProtocolError) as e:
                 # The head is out: all we can do is cut the connection so the client sees
                 # an incomplete body rather than a wrong one.
-                log.info("%s: %s %s:%d answer cut short by upstream: %s", self.peer, head.method,
-                         head.host, head.port, _reason(e))
-                self._drop_upstream()
-                return resp.status, False
-        if not resp.keep_alive or buf:
-            self._drop_upstream()
-        return resp.status, keep
-
-    def _relay_response_body(self, resp, out, upstream, buf):
-        if resp.framing is Framing.LENGTH:
-            return _relay_length(upstream, buf, resp.content_length, self.client)
-        if resp.framing is Framing.CHUNKED:
-            return _relay_chunked(upstream, buf, self.client, encode=out is Framing.CHUNKED, status_hint=502)
-        if resp.framing is Framing.UNTIL_CLOSE:
-            return _relay_until_close(upstream, buf, self.client, encode=out is Framing.CHUNKED)
-        return 0
+                log.info("%s: %s %s:%d answer cut short by upstream: %s", self.context.peer,
+                         head.method, head.host, head.port, reason_of(e))
+                return response.status, False, False
+        return response.status, keep, exchange.keep_upstream(response, True, bool(buf))
 
     # -- CONNECT -----------------------------------------------------------------------
-    def _tunnel(self, head, next_hop, via_upstream):
-        self._drop_upstream()
-        upstream = self._connect(next_hop[0], next_hop[1], via_upstream)
+    def _tunnel(self, head, action):
+        if action is Action.FORWARD:
+            request = http.render_request_head(head, absolute_form=True)
+            try:
+                upstream, early = self.outbound.tunnel_via_upstream(head.host, head.port, request)
+            except UpstreamRefused as refusal:
+                try:
+                    return self._relay_refusal(head, refusal)
+                finally:
+                    refusal.sock.close()
+            self.up += len(request)
+        else:
+            upstream = self.outbound.connect_direct(head.host, head.port, self.context.client)
+            early = b""
         try:
-            if via_upstream:
-                status = self._connect_through_upstream(head, upstream)
-                if status != 200:
-                    return status
-            else:
-                status = 200
-                if not self._send_client(http.render_connect_established()):
-                    return status
-            if self.pending:                # e.g. a TLS ClientHello sent right behind CONNECT
-                upstream.sendall(self.pending)
-                self.sent_up += len(self.pending)
-                self.pending.clear()
-            self.client.settimeout(None)    # tunnels may idle (websockets); endpoints decide
-            upstream.settimeout(None)
-            counter = [0, 0]
-            gevent.joinall([gevent.spawn(_pipe, self.client, upstream, counter, 0),
-                            gevent.spawn(_pipe, upstream, self.client, counter, 1)])
-            self.sent_up += counter[0]
-            self.sent_down += counter[1]
-            return status
+            if not self._send_client(http.render_connect_established() + early):
+                return 200
+            pending = self.reader.buffer
+            if pending:                     # e.g. a TLS ClientHello sent right behind CONNECT
+                upstream.sendall(pending)
+                self.up += len(pending)
+                pending.clear()
+            up, down = self.context.relay(self.client, upstream)
+            self.up += up
+            self.down += down
+            return 200
         except OSError:
             return 200
         finally:
             upstream.close()
 
-    def _connect_through_upstream(self, head, upstream):
-        """CONNECT via the -f proxy; its refusal goes to the client as is. Returns the status."""
-        request = http.render_request_head(head, absolute_form=True)
+    def _relay_refusal(self, head, refusal):
+        """The -f proxy's non-2xx answer to CONNECT goes to the client as it is."""
+        response = refusal.response
+        out = exchange.client_framing(head, response)
+        self._send_client(http.render_response_head(response, out, False, head.version))
         try:
-            upstream.sendall(request)
-        except OSError as e:
-            raise _Reply(502, "upstream connection failed: %s" % (e.strerror or e)) from None
-        self.sent_up += len(request)
-        buf = bytearray()
-        resp = self._read_response_head(upstream, "CONNECT", buf)
-        if resp is None:
-            raise _Reply(502, "upstream proxy closed the connection without answering")
-        if 200 <= resp.status < 300:
-            self._send_client(http.render_connect_established())
-            if buf:                         # the far end spoke first
-                self._send_client(bytes(buf))
-            return 200
-        if resp.framing is not Framing.NONE and resp.framing is not Framing.LENGTH:
-            out = Framing.CHUNKED if head.version >= (1, 1) else Framing.UNTIL_CLOSE
-        else:
-            out = resp.framing
-        self._send_client(http.render_response_head(resp, out, False, head.version))
-        try:
-            self.sent_down += self._relay_response_body(resp, out, upstream, buf)
+            self.down += _relay_response_body(response, out, refusal.sock, refusal.buffer, self.client)
         except (_SendFailed, OSError, EOFError, RemoteProtocolError):
             pass
-        return resp.status
+        return response.status
+
+
+def _peek(sock, timeout):
+    """Without blocking: None if nothing is waiting in sock, b"" if its peer closed (or
+    the connection failed), else the first byte waiting. Leaves sock at `timeout`."""
+    sock.settimeout(0.0)
+    try:
+        return sock.recv(1, socket.MSG_PEEK)
+    except BlockingIOError:
+        return None
+    except OSError:
+        return b""
+    finally:
+        sock.settimeout(timeout)
+
+
+def _upstream_failed(error):
+    if error is None:
+        return NextHopError("upstream closed the connection without answering", 502)
+    return NextHopError("upstream connection failed: %s" % reason_of(error), 502)
 
 
 # -- body relays: src socket (+ bytes already read) -> dst socket ----------------------
 # Errors reading src propagate as OSError / EOFError; errors writing dst as _SendFailed,
-# so the caller knows which side went away.
+# so the caller knows which side went away. Every recv is at most RELAY_RECV_BYTES,
+# allocated per call: a slow body holds no buffer while it waits.
 def _send(dst, data):
     try:
         dst.sendall(data)
     except OSError as e:
         raise _SendFailed() from e
+
+
+def _relay_response_body(response, out, upstream, buf, client):
+    if response.framing is Framing.LENGTH:
+        return _relay_length(upstream, buf, response.content_length, client)
+    if response.framing is Framing.CHUNKED:
+        return _relay_chunked(upstream, buf, client, encode=out is Framing.CHUNKED, status_hint=502)
+    if response.framing is Framing.UNTIL_CLOSE:
+        return _relay_until_close(upstream, buf, client, encode=out is Framing.CHUNKED)
+    return 0
 
 
 def _relay_length(src, pending, length, dst):
@@ -572,21 +550,13 @@ def _relay_length(src, pending, length, dst):
         del pending[:take]
         sent = take
     left = length - sent
-    if left <= 0:
-        return sent
-    buf = bytearray(min(left, RELAY_BUFFER_BYTES))
-    view = memoryview(buf)
-    recv_into, sendall = src.recv_into, dst.sendall
-    size = len(buf)
+    recv = src.recv
     while left:
-        n = recv_into(buf, left if left < size else size)
-        if not n:
+        data = recv(min(left, RELAY_RECV_BYTES))
+        if not data:
             raise EOFError("connection closed %d bytes before the end of the body" % left)
-        try:
-            sendall(view[:n])
-        except OSError as e:
-            raise _SendFailed() from e
-        left -= n
+        _send(dst, data)
+        left -= len(data)
     return length
 
 
@@ -596,7 +566,6 @@ def _relay_chunked(src, pending, dst, encode, status_hint):
     decoder = http.ChunkedDecoder(status_hint)
     data = bytes(pending)
     pending.clear()
-    buf = view = None
     sent = 0
     while True:
         if data:
@@ -615,13 +584,9 @@ def _relay_chunked(src, pending, dst, encode, status_hint):
                 sent += len(out)
             if decoder.done:
                 return sent
-        if buf is None:
-            buf = bytearray(RELAY_BUFFER_BYTES)
-            view = memoryview(buf)
-        n = src.recv_into(buf)
-        if not n:
+        data = src.recv(RELAY_RECV_BYTES)
+        if not data:
             raise EOFError("connection closed inside a chunked body")
-        data = view[:n]
 
 
 def _relay_until_close(src, pending, dst, encode):
@@ -633,13 +598,11 @@ def _relay_until_close(src, pending, dst, encode):
         out = http.encode_chunk(data) if encode else data
         _send(dst, out)
         sent += len(out)
-    buf = bytearray(RELAY_BUFFER_BYTES)
-    view = memoryview(buf)
     while True:
-        n = src.recv_into(buf)
-        if not n:
+        data = src.recv(RELAY_RECV_BYTES)
+        if not data:
             break
-        out = http.encode_chunk(view[:n]) if encode else view[:n]
+        out = http.encode_chunk(data) if encode else data
         _send(dst, out)
         sent += len(out)
     if encode:

@@ -1,7 +1,8 @@
 """vpn command lines: the seed's flags kept exactly, plus password files/env, --addr, --mtu,
 --keepalive, --up/--down, --control; and `vpn show` asking a running vpn for its status.
 
-    vpn -la [HOST]:PORT -lp PASS (-pa HOST:PORT | -d) -pp PASS [-I IFACE] [-pvt SEC] [-avt SEC] [-v]
+    vpn -la [HOST]:PORT -lp PASS (-pa HOST:PORT | -d) -pp PASS [-I IFACE] [-pvt SEC] [-avt SEC]
+        [--transport udp|tcp] [-v]
     vpn show [-I IFACE | --control PATH] [--json]
 
 Each side seals what it sends with its local password (-lp) and opens what it
@@ -59,7 +60,7 @@ def build_parser():
 
     p = OneLineParser(
         prog=PROG, allow_abbrev=False,
-        description="Point-to-point encrypted VPN over UDP between two tun devices (AES-256-GCM). "
+        description="Point-to-point encrypted VPN over UDP (or TCP) between two tun devices (AES-256-GCM). "
                     "Each side encrypts what it sends with its local password and decrypts what it "
                     "receives with the peer's password.",
         epilog="example (host A; host B mirrors it with -lp pwd2 -pp pwd1): "
@@ -68,12 +69,13 @@ def build_parser():
                "Signals: SIGUSR1 logs the state in one line; SIGHUP re-resolves the -pa host name and logs it; "
                "SIGINT/SIGTERM stop.")
     p.add_argument("-la", metavar="[HOST]:PORT", type=hostport_arg, required=True,
-                   help="local UDP address to listen on, e.g. :5000 or [::]:5000")
+                   help="local address to listen on (UDP, or TCP with --transport tcp), e.g. :5000 or [::]:5000")
     p.add_argument("-lp", metavar="PASS", help="local password: seals what this side sends")
     p.add_argument("--local-password-file", metavar="PATH",
                    help="read the local password from the first line of PATH ($TOMATO_LOCAL_PASSWORD also works)")
     peer = p.add_mutually_exclusive_group(required=True)
-    peer.add_argument("-pa", metavar="HOST:PORT", type=hostport_arg, help="peer's UDP address")
+    peer.add_argument("-pa", metavar="HOST:PORT", type=hostport_arg,
+                      help="peer's address (UDP, or TCP with --transport tcp)")
     peer.add_argument("-d", action="store_true",
                       help="dynamic mode: learn the peer's address from its authenticated packets")
     p.add_argument("-pp", metavar="PASS", help="peer password: opens what the peer sends")
@@ -101,6 +103,10 @@ def build_parser():
                    help="control socket for vpn show (default /run/tomato/vpn-IFACE.sock)")
     p.add_argument("--keepalive", metavar="SEC", type=_seconds_or_zero, default=KEEPALIVE_SECONDS,
                    help="send an empty authenticated packet after SEC idle (0 = off, default %g)" % KEEPALIVE_SECONDS)
+    p.add_argument("--transport", choices=("udp", "tcp"), default="udp",
+                   help="udp (default): one UDP datagram per packet; tcp: the same sealed datagrams, "
+                        "length-prefixed, over TCP connections on the same port (for networks that block "
+                        "or throttle UDP; both sides must use it)")
     p.add_argument("-v", "--verbose", action="count", default=0,
                    help="debug log: session changes, address updates, dropped datagrams")
     return p
@@ -161,6 +167,17 @@ def resolve_endpoints_patiently(local, peer, stop_event):
         return endpoints
 
 
+def check_passwords(local_password, peer_password):
+    """Refuse an empty password, and one password for both directions: nothing in a datagram
+    says which way it travels, so with equal passwords a host opens its own datagrams
+    reflected back at it as if the peer had sent them."""
+    for password, what in ((local_password, "local"), (peer_password, "peer")):
+        if not password:
+            raise ConfigError("the %s password is empty" % what)
+    if local_password == peer_password:
+        raise ConfigError("the local and peer passwords are equal: each direction needs its own password")
+
+
 def offloads_wanted(environ):
     """False when TOMATO_VPN_OFFLOAD=0: one system call per packet everywhere (no GSO/GRO,
     no virtio header on the tun)."""
@@ -177,13 +194,30 @@ def build_link(args, peer_address, tun, transport, local_key, peer_key, stop_eve
     clock = SYSTEM_CLOCK if clock is None else clock
     random16 = (lambda: int.from_bytes(os.urandom(2), "big")) if random16 is None else random16
 
-    def new_session_sealer(after):
-        return new_sealer(local_key, int(clock.wall() * 1000), random16(), after=after)
+    receiver = Receiver(peer_key, args.pvt)
 
+    def new_session_sealer(after):
+        sealer = new_sealer(local_key, int(clock.wall() * 1000), random16(), after=after)
+        receiver.own_session_id = sealer.session_id     # refused on receive: a reflection of ours
+        return sealer
+
+    sending = SendSession(new_session_sealer)
+    # Both sides know both session ids once a datagram has opened: a rule they evaluate alike.
+    transport.keep_outgoing = lambda: sending.sealer.session_id > (receiver.session_id or 0)
     endpoint = PeerEndpoint(fixed=peer_address, forget_after=args.avt)
-    return Link(tun, transport, SendSession(new_session_sealer), Receiver(peer_key, args.pvt), endpoint,
-                keepalive=args.keepalive, clock=clock, stop_event=stop_event, silent_after=silent_after,
-                peer_host=args.pa[0] if args.pa else None)
+    return Link(tun, transport, sending, receiver, endpoint, keepalive=args.keepalive, clock=clock,
+                stop_event=stop_event, silent_after=silent_after, peer_host=args.pa[0] if args.pa else None)
+
+
+def open_transport(kind, bind, peer_address, offloads):
+    """The datagram transport of --transport, bound/listening on bind."""
+    if kind == "tcp":
+        from .tcp import TcpTransport, open_tcp_listener
+
+        return TcpTransport(open_tcp_listener(bind), peer_address)
+    from .udp import UdpTransport, open_udp_socket
+
+    return UdpTransport(open_udp_socket(bind), offloads=offloads)
 
 
 def _run(args):
@@ -193,10 +227,10 @@ def _run(args):
     from .packet import derive_password_key
     from .status import format_status_line
     from .tun import TunDevice
-    from .udp import UdpTransport, open_udp_socket
 
     local_password = read_secret(args.lp, args.local_password_file, "TOMATO_LOCAL_PASSWORD", "local password")
     peer_password = read_secret(args.pp, args.peer_password_file, "TOMATO_PEER_PASSWORD", "peer password")
+    check_passwords(local_password, peer_password)
     # Signals are caught from here on, so a stop during start-up still restores a
     # pre-created device (the Link sees the request as soon as it starts). SIGHUP and
     # SIGUSR1 must not kill the process either, even before there is a status to log.
@@ -223,7 +257,7 @@ def _run(args):
         offloads = offloads_wanted(os.environ)
         local_key = derive_password_key(local_password)
         peer_key = derive_password_key(peer_password)
-        transport = UdpTransport(open_udp_socket(bind), offloads=offloads)
+        transport = open_transport(args.transport, bind, peer_address, offloads)
         try:
             with TunDevice(args.I, addrs=args.addr, mtu=args.mtu, vnet_hdr=offloads,
                            created_mtu=CREATED_DEVICE_MTU) as tun:
@@ -257,7 +291,7 @@ def _serve(args, link, peer_name, stop_requested):
     try:
         with _control_server(args.control or default_path(tun.name), link.status):
             peer_address = link.endpoint.address
-            log.info("tunnel %s: listening on %s, peer %s%s", tun.name,
+            log.info("tunnel %s: listening on %s %s, peer %s%s", tun.name, args.transport.upper(),
                      format_address(link.transport.local_address()),
                      format_address(peer_address) if peer_address else "learned dynamically",
                      "" if tun.precreated else " (device created)")
@@ -335,6 +369,8 @@ class PeerName:
             log.info("peer %s now resolves to %s (was %s)", self.host, _format_peer(fresh),
                      _format_peer(link.endpoint.address))
             link.endpoint.address = fresh
+            if getattr(link.transport, "peer_address", None) is not None:
+                link.transport.peer_address = fresh         # TCP: dial the new address from now on
 
     def refresh_while_silent(self, link):
         import gevent

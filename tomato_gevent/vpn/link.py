@@ -87,7 +87,7 @@ class Link:
     # -- lifecycle ------------------------------------------------------------------
     def serve_forever(self):
         """Run until stop() or a fatal device error (raised as TomatoError)."""
-        self.transport.start()
+        self.transport.start(self.send_keepalive)
         for loop in (self.scheduler.run, self._housekeeping):
             g = gevent.spawn(self._guarded, loop)
             g.link_exception(self._crashed)

@@ -1,53 +1,61 @@
 r"""One datagram of the tomato VPN: key derivation, seal and open (pure, no I/O).
 
-Wire layout, integers big-endian, 40 bytes of overhead per packet:
+Wire layout (protocol v2), integers big-endian, 36 bytes of overhead per packet:
 
-    offset 0          8          16                               n-16       n
-           +----------+----------+--------------------------------+----------+
-           |session id| counter  | AES-256-GCM ciphertext of      |  GCM tag |
-           |   (8)    |   (8)    | timestamp_ms (8) + IP packet   |   (16)   |
-           +----------+----------+--------------------------------+----------+
-           \_ header = associated data _/
+    offset 0          8        12                               n-16       n
+           +----------+--------+--------------------------------+----------+
+           |session id|counter | AES-256-GCM ciphertext of      |  GCM tag |
+           |   (8)    |  (4)   | timestamp_ms (8) + IP packet   |   (16)   |
+           +----------+--------+--------------------------------+----------+
+           \_ header = nonce = associated data _/
 
   session id    48-bit start time of the sending process (ms since the epoch)
-                followed by 16 random bits; picked once per start.
-  password key  scrypt(password, SCRYPT_SALT, n=2**15, r=8, p=1), once at start.
-  session key   HKDF-SHA256(password key, salt = session id, info = SESSION_KEY_INFO).
-  nonce         4 zero bytes + counter. A fresh session id gives a fresh key, so
-                (key, nonce) never repeats, across restarts too.
+                followed by 16 random bits; picked once per session.
+  key           scrypt(password, SCRYPT_SALT, n=2**15, r=8, p=1), once at start;
+                the same key for every session of that password.
+  nonce         the 12-byte header itself: session id + counter. A session sends
+                at most REJECT_AFTER_MESSAGES packets, then the sender starts a
+                newer session, so (key, nonce) repeats only if a session id
+                repeats -- the same condition under which v1's per-session key
+                (HKDF salted with the session id) repeated.
   payload       empty = keepalive (authenticates the session and the address).
 
-Sealer.seal*/Opener.open* do exactly one AEAD call. Opener raises BadPacket for
-anything that is not a well-formed authentic datagram; replay, timestamp and
-session policy live in session.py. Two AEAD backends share one interface:
-`cryptography` (fast, the data path) and pycryptodome (reference, tests).
+Why one key and no per-session derivation: a datagram of a session the
+receiver has not seen yet is checked with one AEAD call, exactly what any
+datagram costs, so a flood of forged "new session" datagrams has nothing
+expensive to trigger (v1 spent an HKDF on each, under a budget a flood could
+use up). Sealer.seal*/Opener.open* do exactly one AEAD call. Opener raises
+BadPacket for anything that is not a well-formed authentic datagram; replay,
+timestamp and session policy live in session.py. Two AEAD backends share one
+interface: `cryptography` (fast, the data path) and pycryptodome (reference, tests).
 """
 import struct
 
 from ..errors import BadPacket
 
 # -- wire constants -----------------------------------------------------------
+NONCE_SIZE = 12                                 # AES-GCM's standard nonce
 SESSION_ID_SIZE = 8
-COUNTER_SIZE = 8
+COUNTER_SIZE = NONCE_SIZE - SESSION_ID_SIZE     # 4: session id + counter are the nonce
 COUNTER_OFFSET = SESSION_ID_SIZE
-HEADER_SIZE = SESSION_ID_SIZE + COUNTER_SIZE
+HEADER_SIZE = SESSION_ID_SIZE + COUNTER_SIZE    # nonce and associated data at once
 TIMESTAMP_SIZE = 8
 TAG_SIZE = 16
 KEY_SIZE = 32                                   # AES-256
-OVERHEAD = HEADER_SIZE + TIMESTAMP_SIZE + TAG_SIZE   # 40 <= the seed's 44
+OVERHEAD = HEADER_SIZE + TIMESTAMP_SIZE + TAG_SIZE   # 36 <= the seed's 44
 MIN_DATAGRAM_SIZE = OVERHEAD                    # a keepalive: empty payload
 MAX_DATAGRAM_SIZE = 65535
-MAX_PAYLOAD_SIZE = MAX_DATAGRAM_SIZE - OVERHEAD
 SESSION_RANDOM_BITS = 16
 SESSION_START_BITS = SESSION_ID_SIZE * 8 - SESSION_RANDOM_BITS   # ms fit until year 10889
 
-SCRYPT_SALT = b"tomato-vpn v1 password"
+PROTOCOL = "tomato-vpn v2"                      # the label: v1 and v2 keys differ, so they refuse each other
+SCRYPT_SALT = PROTOCOL.encode() + b" password"
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2 ** 15, 8, 1    # ~32 MiB and ~0.1 s: deliberately slow
-SESSION_KEY_INFO = b"tomato-vpn v1 session key"
 
-_HEADER = struct.Struct(">QQ")
+_HEADER = struct.Struct(">QI")
 _U64 = struct.Struct(">Q")
-_NONCE = struct.Struct(">4xQ")                  # 4 zero bytes + counter
+
+AUTHENTICATION_FAILED = "authentication failed"     # BadPacket reason: wrong password or protocol
 
 
 # -- keys -------------------------------------------------------------------------
@@ -58,15 +66,6 @@ def derive_password_key(password):
     if isinstance(password, str):
         password = password.encode("utf-8")
     return Scrypt(salt=SCRYPT_SALT, length=KEY_SIZE, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P).derive(password)
-
-
-def derive_session_key(password_key, session_id):
-    """HKDF binds the key to the session id, so each start encrypts under a new key."""
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-
-    return HKDF(algorithm=hashes.SHA256(), length=KEY_SIZE, salt=_U64.pack(session_id),
-                info=SESSION_KEY_INFO).derive(password_key)
 
 
 def make_session_id(start_ms, random16):
@@ -161,13 +160,13 @@ class CounterExhausted(Exception):
 class Sealer:
     """Seals outgoing payloads for one session; the counter only goes up."""
 
-    def __init__(self, session_key, session_id, backend=DEFAULT_BACKEND, counter=0, limit=None):
+    def __init__(self, password_key, session_id, backend=DEFAULT_BACKEND, counter=0, limit=None):
         from .replay import REJECT_AFTER_MESSAGES
 
         self.session_id = session_id
         self.counter = counter
         self.limit = REJECT_AFTER_MESSAGES if limit is None else limit
-        self._encrypt_into = backend(session_key).encrypt_into
+        self._encrypt_into = backend(password_key).encrypt_into
 
     def seal_into(self, out, plain, timestamp_ms):
         """Seal plain = [8 bytes for the timestamp][payload] into out; returns the datagram length.
@@ -185,7 +184,8 @@ class Sealer:
         end = HEADER_SIZE + len(plain) + TAG_SIZE
         if type(out) is not memoryview:
             out = memoryview(out)
-        self._encrypt_into(_NONCE.pack(counter), plain, out[:HEADER_SIZE], out[HEADER_SIZE:end])
+        header = out[:HEADER_SIZE]
+        self._encrypt_into(header, plain, header, out[HEADER_SIZE:end])
         return end
 
     def seal(self, payload, timestamp_ms):
@@ -198,34 +198,32 @@ class Sealer:
 
 
 class Opener:
-    """Authenticates and decrypts datagrams of one session (no replay policy here)."""
+    """Authenticates and decrypts datagrams of any session sealed with one password
+    (no replay or session policy here: see session.Receiver)."""
 
-    def __init__(self, session_key, session_id, backend=DEFAULT_BACKEND):
-        self.session_id = session_id
-        aead = backend(session_key)
+    def __init__(self, password_key, backend=DEFAULT_BACKEND):
+        aead = backend(password_key)
         self.decrypt_into = aead.decrypt_into          # raw: raises self.AuthenticationFailed
         self.AuthenticationFailed = aead.AuthenticationFailed
 
-    def open_into(self, datagram, out, counter):
-        """Decrypt datagram (header already parsed: counter) into out.
+    def open_into(self, datagram, out):
+        """Decrypt datagram (framing already checked) into out.
 
         out receives timestamp + payload (len(datagram) - HEADER_SIZE - TAG_SIZE
         bytes). Returns the timestamp in ms; BadPacket if authentication fails.
         """
         datagram = memoryview(datagram)
-        n = len(datagram) - HEADER_SIZE - TAG_SIZE
+        header = datagram[:HEADER_SIZE]
         try:
-            self.decrypt_into(_NONCE.pack(counter), datagram[HEADER_SIZE:], datagram[:HEADER_SIZE],
-                              memoryview(out)[:n])
+            self.decrypt_into(header, datagram[HEADER_SIZE:], header,
+                              memoryview(out)[:len(datagram) - HEADER_SIZE - TAG_SIZE])
         except self.AuthenticationFailed:
-            raise BadPacket("authentication failed") from None
+            raise BadPacket(AUTHENTICATION_FAILED) from None
         return _U64.unpack_from(out)[0]
 
     def open(self, datagram):
-        """Convenience: (counter, timestamp_ms, payload bytes) of a datagram of this session."""
+        """Convenience: (session_id, counter, timestamp_ms, payload bytes) of a datagram."""
         session_id, counter = parse_header(datagram)
-        if session_id != self.session_id:
-            raise BadPacket("other session")
         out = bytearray(len(datagram) - HEADER_SIZE - TAG_SIZE)
-        timestamp_ms = self.open_into(datagram, out, counter)
-        return counter, timestamp_ms, bytes(out[TIMESTAMP_SIZE:])
+        timestamp_ms = self.open_into(datagram, out)
+        return session_id, counter, timestamp_ms, bytes(out[TIMESTAMP_SIZE:])

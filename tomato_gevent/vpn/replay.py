@@ -9,6 +9,7 @@ The window is a ring of RING_BLOCKS 64-bit blocks; moving forward clears only
 the blocks that slide out, so accept() costs O(1) amortised, and a reordered
 packet (arriving after higher counters) is still accepted once.
 """
+from .packet import COUNTER_SIZE
 
 BLOCK_BIT_LOG = 6                       # 64 bits per block
 BLOCK_BITS = 1 << BLOCK_BIT_LOG
@@ -17,8 +18,9 @@ WINDOW_SIZE = (RING_BLOCKS - 1) * BLOCK_BITS   # 8128 counters behind the newest
 BLOCK_MASK = RING_BLOCKS - 1
 BIT_MASK = BLOCK_BITS - 1
 
-# Counters are 64-bit on the wire; stop short of wrap-around (WireGuard's figure).
-REJECT_AFTER_MESSAGES = (1 << 64) - (1 << 13) - 1
+# Counters are COUNTER_SIZE bytes on the wire; a session stops short of wrap-around
+# by about the window (WireGuard's margin), and the sender then starts a newer session.
+REJECT_AFTER_MESSAGES = (1 << 8 * COUNTER_SIZE) - (1 << 13) - 1
 
 
 class ReplayWindow:

@@ -17,12 +17,12 @@ counted in the next one. `now` is monotonic seconds; wall() converts for the log
 import logging
 import time
 
+from .packet import AUTHENTICATION_FAILED, PROTOCOL
 from .session import TimestampRefused
 from .status import THROTTLE_SECONDS, LogThrottle, PeerWatch, clock_skew_message, format_duration
 
 log = logging.getLogger(__name__)
 
-AUTHENTICATION_FAILED = "authentication failed"
 DIAGNOSED_REASONS = frozenset((AUTHENTICATION_FAILED, "timestamp outside -pvt", "session starts in the future"))
 
 
@@ -53,8 +53,9 @@ class LinkReport:
         if not self._from_peer(source):
             return          # noise from elsewhere (scanners, an old peer address): counters only
         if error.reason == AUTHENTICATION_FAILED:
-            self._throttled("auth", now, "datagrams from %s fail authentication: check that -pp here matches "
-                                         "-lp there", self.describe(source))
+            self._throttled("auth", now, "datagrams from %s fail authentication: check the passwords, that -pp "
+                                         "here matches -lp there, and that both ends run the same protocol version "
+                                         "(%s)", self.describe(source), PROTOCOL)
         elif isinstance(error, TimestampRefused):
             self._throttled("clock", now, "datagrams from %s refused: %s", self.describe(source),
                             clock_skew_message(error.skew_ms, self.pvt_seconds))
@@ -85,9 +86,8 @@ class LinkReport:
         known = self.endpoint.address
         if known is None:
             return self.endpoint.dynamic
-        if isinstance(source, tuple) and isinstance(known, tuple):     # sockaddrs: compare the hosts
-            return source[0] == known[0]
-        return source == known
+        source, known = getattr(source, "peer", source), getattr(known, "peer", known)   # TCP: its sockaddr
+        return source[0] == known[0]
 
     def _throttled(self, cause, now, msg, *args):
         held = self.throttle.admit(cause, now)

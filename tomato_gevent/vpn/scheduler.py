@@ -26,11 +26,12 @@ from gevent.hub import Waiter
 from gevent.monkey import get_original
 
 from ..errors import BadPacket, TomatoError
-from .coalesce import VNET_HDR_SIZE, TcpCoalescer
-from .report import DIAGNOSED_REASONS
+from .coalesce import TcpCoalescer
 from .packet import HEADER_SIZE, MAX_DATAGRAM_SIZE, OVERHEAD, TAG_SIZE, TIMESTAMP_SIZE, CounterExhausted
+from .report import DIAGNOSED_REASONS
 from .session import Receiver, new_sealer
 from .transport import RateLimitedWarnings
+from .vnet import VNET_HDR_SIZE, is_offloaded
 
 log = logging.getLogger(__name__)
 
@@ -149,8 +150,8 @@ class Scheduler:
         read_into = [plain_view[TIMESTAMP_SIZE:MAX_DATAGRAM_SIZE - HEADER_SIZE - TAG_SIZE]]
         vnet_hdr = self.tun.vnet_hdr
         if vnet_hdr:
-            # Without TUNSETOFFLOAD the kernel hands over whole, checksummed packets:
-            # the header is all zero and only has to be skipped.
+            # Without TUNSETOFFLOAD the kernel hands over whole packets: the header is
+            # zero or says DATA_VALID (checksum already verified) and is skipped (vnet.py).
             vnet_header = bytearray(VNET_HDR_SIZE)
             read_into.insert(0, vnet_header)
         max_batch_bytes, max_batch_count = self.transport.max_batch_bytes, self.transport.max_batch_count
@@ -180,7 +181,7 @@ class Scheduler:
                     raise TomatoError("reading %s failed: %s" % (self.tun.name, e.strerror)) from None
                 if vnet_hdr:
                     n -= VNET_HDR_SIZE
-                    if vnet_header[0] or vnet_header[1]:    # partial checksum / GSO: not ours to forward
+                    if is_offloaded(vnet_header):   # partial checksum / GSO; DATA_VALID is fine
                         drops["offloaded packet from tun"] += 1
                         continue
                 if address is None:

@@ -20,7 +20,13 @@ provides:
   max_batch_bytes, max_batch_count
                     the largest batch send_batch takes (the scheduler cuts there)
   describe(source)  the source/destination as text, for the log
-  start() / close() lifecycle: start() runs from the link's greenlet, close() once.
+  start(announce)   called once by the running link; announce() sends a keepalive (a
+                    transport that opens a connection calls it, so the peer learns
+                    the connection at once). close(): once, after the link stopped.
+  keep_outgoing     set by the caller when sessions exist: () -> bool, True when our
+                    sending session is newer than the peer's (a rule both sides
+                    evaluate alike; the TCP transport resolves crossed connections
+                    with it).
   sent              datagrams handed to the kernel so far.
   sent_bytes        their bytes (whole sealed datagrams), counted per send or batch.
 
@@ -41,6 +47,7 @@ class DatagramTransport:
 
     max_batch_bytes = 65000
     max_batch_count = 64
+    keep_outgoing = None
 
     def __init__(self, logger):
         self.drops = collections.Counter()
@@ -63,7 +70,7 @@ class DatagramTransport:
     def describe(self, source):
         raise NotImplementedError
 
-    def start(self):
+    def start(self, announce):
         """Called once from the running link (greenlets may be spawned here)."""
 
     def close(self):
@@ -71,22 +78,31 @@ class DatagramTransport:
 
 
 class RateLimitedWarnings:
-    """warn(key, msg, *args): a WARNING at most every WARN_INTERVAL_SECONDS per key, DEBUG otherwise.
+    """warn(key, msg, *args): at most `burst` WARNINGs (or `level`) per key within any
+    WARN_INTERVAL_SECONDS, DEBUG beyond that.
 
-    For errors that repeat per packet (send failures, tun write errors): the log
-    says that it happens without saying it a thousand times a second.
+    For errors that repeat per packet (send failures, tun write errors: burst 1) and for
+    events that can flap (a connection lost and made again: a small burst, so that one
+    "lost, reconnecting, connected" sequence is told in full): the log says that it
+    happens without saying it a thousand times a second.
     """
 
-    def __init__(self, logger, monotonic=time.monotonic, interval=WARN_INTERVAL_SECONDS):
+    def __init__(self, logger, monotonic=time.monotonic, interval=WARN_INTERVAL_SECONDS, level=logging.WARNING,
+                 burst=1):
         self._log = logger
         self._monotonic = monotonic
         self._interval = interval
-        self._last = {}
+        self._level = level
+        self._burst = burst
+        self._recent = {}           # key -> deque of the times of the last `burst` lines logged
 
     def __call__(self, key, msg, *args):
         now = self._monotonic()
-        if now - self._last.get(key, -self._interval) >= self._interval:
-            self._last[key] = now
-            self._log.warning(msg, *args)
+        recent = self._recent.get(key)
+        if recent is None:
+            recent = self._recent[key] = collections.deque(maxlen=self._burst)
+        if len(recent) < self._burst or now - recent[0] >= self._interval:
+            recent.append(now)
+            self._log.log(self._level, msg, *args)
         else:
             self._log.debug(msg, *args)

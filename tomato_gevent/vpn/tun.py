@@ -28,8 +28,6 @@ from ..errors import ConfigError, TomatoError
 
 log = logging.getLogger(__name__)
 
-MAX_NAME_LENGTH = 15        # IFNAMSIZ - 1
-
 
 _SIOCGIFFLAGS = 0x8913
 _IFF_UP = 0x1

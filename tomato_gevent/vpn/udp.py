@@ -102,7 +102,7 @@ class UdpTransport(DatagramTransport):
     def describe(self, address):
         return format_address(address)
 
-    def start(self):
+    def start(self, announce):
         log.debug("UDP offloads: GSO %s, GRO %s", "on" if self.gso else "off", "on" if self.gro else "off")
 
     def close(self):

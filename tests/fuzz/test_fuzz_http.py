@@ -1,0 +1,209 @@
+"""Fuzz the proxy's HTTP side: the head parsers, the chunked decoder and the front door.
+
+- parsers: any bytes give None, a head, or RemoteProtocolError; feeding the same bytes
+  to a RequestReader in any split gives the same answer as parsing them whole;
+- chunked decoder: any bytes give payload pieces or RemoteProtocolError, the same in
+  any split;
+- front door: random and mutated requests (HTTP, CONNECT, SOCKS5 greetings, blank
+  lines) sent to a proxy on 127.0.0.1:0 always get a well-formed HTTP answer or a
+  close, and never make a greenlet die (the hub's error handler is watched).
+Mutations start from well-formed requests, since random bytes rarely get past the
+request line.
+"""
+import ipaddress
+import time
+
+import gevent
+import pytest
+from gevent import socket
+from gevent.server import StreamServer
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tomato_gevent.errors import RemoteProtocolError
+from tomato_gevent.proxy import http
+from tomato_gevent.proxy.server import ProxyServer
+from tomato_gevent.rules import RuleSet, parse_rules
+
+REQUESTS = [
+    b"GET http://origin.test:{port}/a HTTP/1.1\r\nHost: origin.test\r\n\r\n",
+    b"GET http://origin.test:{port}/ HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+    b"POST http://origin.test:{port}/ HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello",
+    b"POST http://origin.test:{port}/ HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+    b"PUT http://origin.test:{port}/ HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\nab",
+    b"CONNECT origin.test:{port} HTTP/1.1\r\n\r\n",
+    b"GET http://ads.test/ HTTP/1.1\r\n\r\n",
+    b"\r\n\r\nGET http://origin.test:{port}/ HTTP/1.1\n\n",
+    b"\x05\x01\x00",
+    b"\x05\x01\x00\x05\x01\x00\x03\x0borigin.test\x1f\x90",
+]
+
+
+@st.composite
+def mutated(draw, corpus):
+    data = bytearray(draw(st.sampled_from(corpus)))
+    for _ in range(draw(st.integers(0, 4))):
+        kind = draw(st.sampled_from(["flip", "insert", "delete"]))
+        at = draw(st.integers(0, max(len(data) - 1, 0)))
+        if kind == "flip" and data:
+            data[at] = draw(st.integers(0, 255))
+        elif kind == "insert":
+            data[at:at] = draw(st.sampled_from([b"\r\n", b"\n", b":", b" ", b"\x00", b"\x0b", b";",
+                                                b",", b"chunked", b"0", b"ffffffff", b"\x05"]))
+        elif data:
+            del data[at:at + draw(st.integers(1, 8))]
+    if draw(st.booleans()):
+        data = data[:draw(st.integers(0, len(data)))]
+    return bytes(data)
+
+
+def inputs(corpus):
+    return st.one_of(mutated(corpus), st.binary(max_size=300))
+
+
+PARSE_CORPUS = [r.replace(b"{port}", b"80") for r in REQUESTS]
+
+
+def outcome(parse, data):
+    try:
+        head = parse(data)
+    except RemoteProtocolError as e:
+        assert e.status_hint in (400, 431, 505)
+        return ("error",)
+    return None if head is None else ("head", head.method, head.host, head.port, head.framing)
+
+
+@given(inputs(PARSE_CORPUS), st.lists(st.integers(1, 50), max_size=10))
+def test_request_head_parser_and_reader_agree_in_any_split(data, cuts):
+    whole = outcome(http.parse_request_head, data)
+    reader = http.RequestReader()
+    pieces, pos = [], 0
+    for cut in cuts:
+        pieces.append(data[pos:pos + cut])
+        pos += cut
+    pieces.append(data[pos:])
+    got = None
+    for piece in pieces:
+        reader.feed(piece)
+        got = outcome(lambda _: reader.next_head(), None)
+        if got is not None:
+            break
+    if whole is None:
+        assert got is None
+    else:
+        assert got == whole
+
+
+@given(st.one_of(mutated([b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc",
+                          b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.0 204 No Content\r\n\r\n",
+                          b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"]),
+                 st.binary(max_size=200)),
+       st.sampled_from(["GET", "HEAD", "CONNECT"]))
+def test_response_head_parser_answers_or_refuses_with_502(data, method):
+    try:
+        head = http.parse_response_head(data, method)
+    except RemoteProtocolError as e:
+        assert e.status_hint == 502
+        return
+    if head is not None:
+        assert 100 <= head.status <= 999 and head.length <= len(data)
+
+
+@given(st.one_of(mutated([b"5\r\nhello\r\n0\r\n\r\n", b"3;x=y\r\nabc\r\n0\r\nT: 1\r\n\r\nnext",
+                          b"A\nabcdefghij\n0\n\n"]),
+                 st.binary(max_size=200)),
+       st.lists(st.integers(1, 20), max_size=8))
+def test_chunked_decoder_is_the_same_in_any_split(data, cuts):
+    def decode(pieces):
+        decoder = http.ChunkedDecoder()
+        out = b""
+        try:
+            for piece in pieces:
+                out += b"".join(bytes(p) for p in decoder.feed(piece))
+                if decoder.done:
+                    return ("done", out, decoder.unused)
+        except RemoteProtocolError as e:
+            assert e.status_hint == 400
+            return ("error",)
+        return ("more", out)
+    pieces, pos = [], 0
+    for cut in cuts:
+        pieces.append(data[pos:pos + cut])
+        pos += cut
+    pieces.append(data[pos:])
+    whole = decode([data])
+    split = decode(pieces)
+    if whole[0] == "done" and split[0] == "done":
+        # The split run stops at the piece holding the end: its unused is a prefix.
+        assert split[1] == whole[1] and whole[2].startswith(split[2])
+    else:
+        assert split == whole
+
+
+# -- the front door ---------------------------------------------------------------------------
+class Resolver:
+    def resolve(self, host):
+        return [ipaddress.ip_address("127.0.0.1")]
+
+
+def origin_handler(sock, address):
+    buf = b""
+    sock.settimeout(2)
+    try:
+        while b"\r\n\r\n" not in buf:
+            data = sock.recv(4096)
+            if not data:
+                return
+            buf += data
+        sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+    except OSError:
+        pass
+
+
+@pytest.fixture(scope="module")
+def front_door():
+    origin = StreamServer(("127.0.0.1", 0), origin_handler)
+    origin.start()
+    proxy = ProxyServer(("127.0.0.1", 0), RuleSet(parse_rules(["block\tads.test"])), resolver=Resolver(),
+                        idle_timeout=1.0, tunnel_idle_timeout=1.0)
+    proxy.start()
+    errors = []
+    hub = gevent.get_hub()
+    real_handle_error = hub.handle_error
+
+    def record(context, kind, value, tb):
+        errors.append((context, kind, value))
+        real_handle_error(context, kind, value, tb)
+    hub.handle_error = record
+    corpus = [r.replace(b"{port}", b"%d" % origin.server_port) for r in REQUESTS]
+    yield proxy, corpus, errors
+    hub.handle_error = real_handle_error
+    proxy.stop(timeout=1)
+    origin.stop()
+
+
+@given(data=st.data())
+def test_front_door_answers_well_formed_or_closes(front_door, data):
+    proxy, corpus, errors = front_door
+    raw = data.draw(inputs(corpus))
+    sock = socket.create_connection(("127.0.0.1", proxy.server_port))
+    try:
+        sock.settimeout(5)
+        sock.sendall(raw)
+        sock.shutdown(socket.SHUT_WR)
+        got = b""
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            try:
+                chunk = sock.recv(65536)
+            except ConnectionResetError:
+                break
+            if not chunk:
+                break
+            got += chunk
+    finally:
+        sock.close()
+    assert not errors, errors
+    if got:
+        head = http.parse_response_head(got, "GET")
+        assert head is not None and 100 <= head.status < 600, got[:200]

@@ -1,0 +1,147 @@
+"""End-to-end: --transport tcp through a router that drops all UDP.
+
+Topology: A (10.9.1.1) -- router R (10.9.1.254 | 10.9.2.254) -- B (10.9.2.1); R's
+nftables forward chain drops every UDP packet, so the UDP transport cannot get through
+and the TCP transport must. tun0 in A and B as in test_vpn.py (10.0.1.1 <-> 10.0.1.2).
+nftables state lives in R's namespace: deleting the namespace (the lab does, pass or
+fail) deletes the tables with it.
+"""
+import pytest
+
+from tests.netns.nsutil import wait_for
+from tests.netns.test_vpn import (assert_clean_stop, ping, ping_eventually, probe, start_vpn,  # noqa: F401
+                                  tcp_transfer)
+
+PORT = 5000
+A_WAN, B_WAN = "10.9.1.1", "10.9.2.1"
+
+JUNK = r'''
+import random, socket, sys, time
+addr, port = sys.argv[1], int(sys.argv[2])
+idle = [socket.create_connection((addr, port), timeout=5) for _ in range(20)]
+rnd = random.Random(9)
+garbage = [
+    b"\x00\x05" + rnd.randbytes(5),             # a length no datagram has
+    b"\x00\x64" + rnd.randbytes(100),           # a frame that does not open
+    b"\xff\xff" + rnd.randbytes(70000),         # over the untrusted byte budget
+]
+closed = 0
+for data in garbage:
+    s = socket.create_connection((addr, port), timeout=5)
+    try:
+        s.sendall(data)
+        closed += s.recv(1) == b""
+    except (ConnectionResetError, BrokenPipeError):
+        closed += 1
+    except socket.timeout:
+        pass
+    s.close()
+print("garbage connections closed by the peer:", closed, flush=True)
+time.sleep(60)
+'''
+
+
+def nft(lab, ns, script):
+    lab.run(ns, ["nft", "-f", "-"], input=script, check=True)
+
+
+@pytest.fixture
+def routed(lab):
+    """A and B in different subnets, routed through R, whose forward chain drops UDP."""
+    a, r, b = lab.netns(), lab.netns(), lab.netns()
+    lab.veth(a, A_WAN + "/24", r, "10.9.1.254/24", name_b="wa")
+    lab.veth(r, "10.9.2.254/24", b, B_WAN + "/24", name_a="wb")
+    lab.sh(r, "sysctl -qw net.ipv4.ip_forward=1")
+    lab.sh(a, "ip route add 10.9.2.0/24 via 10.9.1.254")
+    lab.sh(b, "ip route add 10.9.1.0/24 via 10.9.2.254")
+    nft(lab, r, "table inet tomato_block {\n"
+                "  chain forward { type filter hook forward priority 0; meta l4proto udp drop; }\n"
+                "}\n")
+    lab.tun(a, "tun0", "10.0.1.1/30")
+    lab.tun(b, "tun0", "10.0.1.2/30")
+    return a, r, b
+
+
+def vpn(lab, ns, local_password, peer_password, *peer, transport="tcp"):
+    return start_vpn(lab, ns, "-la", ":%d" % PORT, "-lp", local_password, *peer, "-pp", peer_password,
+                     "--transport", transport)
+
+
+def test_udp_blocked_tcp_gets_through_ping_transfer_sigterm(lab, routed):
+    a, r, b = routed
+    # Sanity: the router really drops the UDP transport.
+    udp_a = vpn(lab, a, "pwd1", "pwd2", "-pa", "%s:%d" % (B_WAN, PORT), transport="udp")
+    udp_b = vpn(lab, b, "pwd2", "pwd1", "-pa", "%s:%d" % (A_WAN, PORT), transport="udp")
+    assert not ping(lab, a, "10.0.1.2", count=2)
+    for proc in (udp_a, udp_b):
+        assert_clean_stop(lab, proc)
+
+    # Both sides dial (the seed's symmetric command lines, plus --transport tcp).
+    vpn_a = vpn(lab, a, "pwd1", "pwd2", "-pa", "%s:%d" % (B_WAN, PORT))
+    vpn_b = vpn(lab, b, "pwd2", "pwd1", "-pa", "%s:%d" % (A_WAN, PORT))
+    ping_eventually(lab, a, "10.0.1.2")
+    assert ping(lab, b, "10.0.1.1", count=3)
+    sent, received = tcp_transfer(lab, a, b, "10.0.1.2", 8000, 8_000_000)
+    assert received == sent and sent["bytes"] == 8_000_000
+    sent, received = tcp_transfer(lab, b, a, "10.0.1.1", 8001, 2_000_000)
+    assert received == sent
+    # The crossed dials settled on one connection between the two hosts.
+    wait_for(lambda: lab.run(a, ["ss", "-Htn", "state", "established"]).stdout.count(":%d" % PORT) == 1,
+             timeout=10, what="one TCP connection between A and B")
+    for proc in (vpn_a, vpn_b):
+        out = assert_clean_stop(lab, proc)
+        assert "connected to" in out or "peer connected from" in out
+        assert "stopped" in out and "Traceback" not in out
+
+
+def test_dynamic_side_behind_nat_with_garbage_and_idle_connections(lab, routed):
+    a, r, b = routed
+    # B is a client behind R's NAT: A only ever sees R's address.
+    nft(lab, r, "table ip tomato_nat {\n"
+                "  chain post { type nat hook postrouting priority 100; oif wa masquerade; }\n"
+                "}\n")
+    vpn_a = vpn(lab, a, "pwd1", "pwd2", "-d")
+    vpn_b = vpn(lab, b, "pwd2", "pwd1", "-pa", "%s:%d" % (A_WAN, PORT))
+    ping_eventually(lab, b, "10.0.1.1")
+    assert ping(lab, a, "10.0.1.2", count=2)         # A answers on the learned connection
+    assert "peer connected from 10.9.1.254" in vpn_a.output()
+
+    junk = lab.spawn(r, [*probe("unused")[:2], JUNK, A_WAN, PORT])
+    lab.wait_log(junk, "garbage connections closed by the peer", timeout=20)
+    assert "closed by the peer: 3" in junk.output()
+    assert ping(lab, b, "10.0.1.1", count=3)          # 20 idle connections still open
+    sent, received = tcp_transfer(lab, b, a, "10.0.1.1", 8000, 1_000_000)
+    assert received == sent
+    assert_clean_stop(lab, vpn_a)
+    assert_clean_stop(lab, vpn_b)
+
+
+def test_recovers_after_router_resets_and_peer_restart(lab, routed):
+    a, r, b = routed
+    vpn_a = vpn(lab, a, "pwd1", "pwd2", "-d")
+    vpn_b = vpn(lab, b, "pwd2", "pwd1", "-pa", "%s:%d" % (A_WAN, PORT))
+    ping_eventually(lab, b, "10.0.1.1")
+
+    # The router resets every TCP connection for 3 s, while pings try to get through.
+    nft(lab, r, "table inet tomato_reset {\n"
+                "  chain forward { type filter hook forward priority -10; meta l4proto tcp reject with tcp reset; }\n"
+                "}\n")
+    assert not ping(lab, b, "10.0.1.1", count=3, wait=1)
+    lab.run(r, ["nft", "delete", "table", "inet", "tomato_reset"], check=True)
+    ping_eventually(lab, b, "10.0.1.1", timeout=10)
+    assert ping(lab, a, "10.0.1.2")
+    wait_for(lambda: "reconnecting to" in vpn_b.output() or "cannot connect to" in vpn_b.output(),
+             what="B's reconnect line")
+    assert " lost: " in vpn_b.output()
+    wait_for(lambda: vpn_b.output().count("connected to") >= 2, what="B's line for the new connection")
+
+    # The dialling peer restarts: A learns the new connection.
+    assert_clean_stop(lab, vpn_b)
+    vpn_b = vpn(lab, b, "pwd2", "pwd1", "-pa", "%s:%d" % (A_WAN, PORT))
+    ping_eventually(lab, b, "10.0.1.1")
+    # The listening peer restarts: B reconnects with backoff.
+    assert_clean_stop(lab, vpn_a)
+    vpn_a = vpn(lab, a, "pwd1", "pwd2", "-d")
+    ping_eventually(lab, b, "10.0.1.1", timeout=15)
+    assert_clean_stop(lab, vpn_a)
+    assert_clean_stop(lab, vpn_b)

@@ -1,0 +1,96 @@
+"""Hardening of the running link (issue 10), without root, with test_vpn_link's stand-ins:
+the tun read path with a virtio header (10.3), reflected datagrams (10.2), the hint
+logged when nothing authenticates (v1/v2 or wrong passwords)."""
+import logging
+import socket
+import threading
+
+from tests.netns.nsutil import wait_for
+from tests.unit.test_vpn_link import KEY_A, KEY_B, KEY_WRONG, SocketTun, sides  # noqa: F401  (sides: fixture)
+from tomato_gevent.vpn.vnet import (PLAIN_VNET_HDR, VIRTIO_NET_HDR_F_DATA_VALID, VIRTIO_NET_HDR_F_NEEDS_CSUM,
+                                    VIRTIO_NET_HDR_GSO_TCPV4, VNET_HDR)
+
+
+class VnetSocketTun(SocketTun):
+    vnet_hdr = True
+
+
+def header(flags=0, gso_type=0, gso_size=0, csum_start=0, csum_offset=0):
+    return VNET_HDR.pack(flags, gso_type, 0, gso_size, csum_start, csum_offset)
+
+
+def test_data_valid_packets_are_forwarded_offloaded_ones_dropped(sides):  # noqa: F811
+    """A SOCK_SEQPACKET stand-in for a tun opened with IFF_VNET_HDR carries header + packet
+    per read, as the kernel hands them over. DATA_VALID (a forwarded packet whose checksum
+    a NIC verified) is an ordinary packet; only partial checksums and GSO are dropped."""
+    b = sides(KEY_B, KEY_A)
+    a = sides(KEY_A, KEY_B, peer=b.address, tun=VnetSocketTun())
+    wait_for(lambda: b.link.endpoint.address is not None, what="B learning A from its first keepalive")
+    a.tun.host.send(header(flags=VIRTIO_NET_HDR_F_DATA_VALID) + b"forwarded, checksum verified by a NIC")
+    assert b.tun.host.recv(65536) == b"forwarded, checksum verified by a NIC"
+    a.tun.host.send(header(flags=VIRTIO_NET_HDR_F_NEEDS_CSUM, csum_start=20, csum_offset=16) + b"partial")
+    a.tun.host.send(header(flags=VIRTIO_NET_HDR_F_NEEDS_CSUM, gso_type=VIRTIO_NET_HDR_GSO_TCPV4,
+                           gso_size=1000) + b"super-packet")
+    a.tun.host.send(PLAIN_VNET_HDR + b"plain")
+    assert b.tun.host.recv(65536) == b"plain"
+    assert a.link.drops["offloaded packet from tun"] == 2
+
+
+class Reflector:
+    """Sends every datagram back where it came from: someone on the path reflecting."""
+
+    def __init__(self):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.2)
+        self.address = self.sock.getsockname()
+        self.reflected = 0
+        self._stop = False
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        while not self._stop:
+            try:
+                data, source = self.sock.recvfrom(65536)
+            except socket.timeout:
+                continue
+            self.sock.sendto(data, source)
+            self.reflected += 1
+
+    def close(self):
+        self._stop = True
+        self._thread.join(5)
+        self.sock.close()
+
+
+def test_own_datagrams_reflected_back_are_refused(sides):  # noqa: F811
+    """Even with one key for both directions (the CLI refuses equal passwords; build_link
+    takes keys) a host never opens its own datagrams: build_link tells the receiver the
+    session id it sends with."""
+    reflector = Reflector()
+    try:
+        a = sides(KEY_A, KEY_A, peer=reflector.address)
+        a.tun.host.send(b"my own packet")
+        wait_for(lambda: a.link.drops["own session id (reflected datagram)"] >= 2,
+                 what="A refusing its reflected keepalive and packet")
+        assert a.link.received == 0 and a.link.receiver.session_id is None
+        a.tun.host.settimeout(0.2)
+        try:
+            leaked = a.tun.host.recv(65536)
+        except socket.timeout:
+            leaked = None
+        assert leaked is None, "a reflected packet reached the tun"
+    finally:
+        reflector.close()
+
+
+def test_nothing_authenticates_hint_logged(sides, caplog):  # noqa: F811
+    caplog.set_level(logging.WARNING, logger="tomato_gevent.vpn")
+    b = sides(KEY_B, KEY_WRONG)
+    sides(KEY_A, KEY_B, peer=b.address)
+    wait_for(lambda: b.link.drops["authentication failed"] >= 1, what="B refusing A's keepalive")
+    wait_for(lambda: any("same protocol version" in r.getMessage() for r in caplog.records),
+             what="the hint in the log")
+    hints = [r.getMessage() for r in caplog.records if "same protocol version" in r.getMessage()]
+    assert len(hints) == 1 and "tomato-vpn v2" in hints[0] and "check the passwords" in hints[0]

@@ -1,0 +1,121 @@
+"""tcp.py without root: two Links over TCP on 127.0.0.1 (tun stand-ins from test_vpn_link),
+hostile and idle connections to the port, a peer restart, both sides dialling."""
+import socket
+
+import pytest
+
+from tests.netns.nsutil import wait_for
+from tests.unit.test_vpn_link import KEY_A, KEY_B, Side, linked_pair, sides  # noqa: F401 (fixture)
+from tomato_gevent.vpn.framing import frame, frame_header
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def round_trip(a, b, text=b"hello"):
+    a.tun.host.send(text + b" from A")
+    assert b.tun.host.recv(65536) == text + b" from A"
+    b.tun.host.send(text + b" from B")
+    assert a.tun.host.recv(65536) == text + b" from B"
+
+
+def closed_by_peer(conn):
+    conn.settimeout(5)
+    try:
+        return conn.recv(1) == b""
+    except ConnectionResetError:
+        return True
+
+
+@pytest.fixture
+def tcp_pair(sides):  # noqa: F811
+    a, b = linked_pair(sides, transport="tcp")
+    wait_for(lambda: b.link.endpoint.address is not None, what="B learning A's connection")
+    round_trip(a, b)
+    return a, b
+
+
+def test_garbage_connection_closed_at_first_bad_frame(tcp_pair):
+    a, b = tcp_pair
+    for junk in (frame(bytes(100)), frame(b"\xff" * 1400), frame_header(3) + b"abc"):
+        with socket.create_connection(b.address) as attacker:
+            attacker.sendall(junk)
+            assert closed_by_peer(attacker)
+    assert b.link.drops["bad frame length"] == 1 and b.link.drops["untrusted connection"] == 2
+    round_trip(a, b, b"still")
+    assert b.transport.rules.current is not None and b.transport.connection_count == 1
+
+
+def test_idle_connections_closed_after_the_untrusted_time(tcp_pair):
+    a, b = tcp_pair
+    b.transport.rules.untrusted_seconds = 0.3
+    idle = [socket.create_connection(b.address) for _ in range(3)]
+    try:
+        wait_for(lambda: b.transport.connection_count == 4, what="B accepting the idle connections")
+        assert all(closed_by_peer(conn) for conn in idle)
+    finally:
+        for conn in idle:
+            conn.close()
+    assert b.link.drops["untrusted connection"] == 3
+    round_trip(a, b, b"after idlers")
+
+
+def test_untrusted_cap_drops_oldest_first(tcp_pair):
+    a, b = tcp_pair
+    b.transport.rules.max_untrusted = 2
+    idle = []
+    try:
+        for _ in range(4):
+            idle.append(socket.create_connection(b.address))
+            wait_for(lambda: b.transport.connections_opened == 1 + len(idle), what="accept")
+        assert closed_by_peer(idle[0]) and closed_by_peer(idle[1])
+        idle[3].settimeout(0.2)
+        with pytest.raises(socket.timeout):
+            idle[3].recv(1)                 # the newest is still open
+    finally:
+        for conn in idle:
+            conn.close()
+    round_trip(a, b, b"after the flood")
+
+
+def test_untrusted_byte_budget(tcp_pair):
+    a, b = tcp_pair
+    b.transport.rules.untrusted_bytes = 1000
+    with socket.create_connection(b.address) as slow:
+        slow.sendall(frame_header(2000) + bytes(1000))      # an incomplete frame, over the budget
+        assert closed_by_peer(slow)
+    round_trip(a, b, b"after the slow one")
+
+
+def test_peer_restart_reconnects(sides):  # noqa: F811
+    port = free_port()
+    b = sides(KEY_B, KEY_A, transport="tcp", bind=("127.0.0.1", port))
+    a = sides(KEY_A, KEY_B, peer=("127.0.0.1", port), transport="tcp")
+    wait_for(lambda: b.link.endpoint.address is not None, what="first connection")
+    round_trip(a, b)
+    b.stop()
+    b2 = sides(KEY_B, KEY_A, transport="tcp", bind=("127.0.0.1", port))
+    wait_for(lambda: b2.link.endpoint.address is not None, timeout=10, what="A reconnecting to the new B")
+    round_trip(a, b2, b"again")
+    assert a.transport.connections_opened >= 2
+
+
+def test_both_sides_dialling_settle_on_one_connection(sides):  # noqa: F811
+    port_a, port_b = free_port(), free_port()
+    a = sides(KEY_A, KEY_B, peer=("127.0.0.1", port_b), transport="tcp", bind=("127.0.0.1", port_a), hold=True)
+    b = sides(KEY_B, KEY_A, peer=("127.0.0.1", port_a), transport="tcp", bind=("127.0.0.1", port_b), hold=True)
+    for side in (a, b):
+        side.transport.rules.grace = 0.3
+        side.release()              # both listening already: both dials succeed, the connections cross
+    wait_for(lambda: a.transport.connections_opened == b.transport.connections_opened == 2, what="crossed dials")
+    wait_for(lambda: a.transport.connection_count == b.transport.connection_count == 1, timeout=10,
+             what="the crossed connections settling on one")
+    round_trip(a, b)
+    kept_a, kept_b = a.transport.rules.current, b.transport.rules.current
+    round_trip(a, b, b"again")
+    assert (a.transport.rules.current, b.transport.rules.current) == (kept_a, kept_b)
+    assert kept_a.sock.getsockname() == kept_b.sock.getpeername()      # the same connection
+    assert a.transport.connections_opened + b.transport.connections_opened <= 4   # no redial loop

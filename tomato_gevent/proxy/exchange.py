@@ -1,0 +1,138 @@
+"""The proxy's exchange policy: every decision about one request/response exchange,
+as pure functions of parsed heads (no sockets, no clock, no logging).
+
+server.py moves bytes and asks this module what they mean (h11's Connection is the
+model: the protocol rules live apart from the I/O).
+
+    request head  --edge_host-->            the one normalised host (rules, resolver, request)
+                  --keep_client_after_block-->  may a 403 keep the connection?
+                  --answer_continue-->      send our own 100 Continue first?
+    upstream gone --may_retry-->            resend on a fresh connection? (RFC 9110 9.2.2)
+    response head --informational-->        1xx: bytes for the client, or None to swallow
+                  --client_framing-->       how the body goes to the client
+                  --keep_client-->          is the client connection good for another request?
+                  --keep_upstream-->        may the upstream connection be reused?
+    destination   --destination_allowed-->  loopback / link-local only for loopback clients
+    typed error   --rejection-->            (status, text) the proxy answers with
+
+What becomes which answer (one way: every error the proxy answers carries status_hint):
+RemoteProtocolError from the client's head or body (400, 408, 431, 505), from the
+upstream's answer (502); Refused (403 block rule or destination, 503 no room);
+NextHopError and ResolveError (502 unreachable or failed, 504 timed out).
+"""
+import ipaddress
+
+from ..errors import RemoteProtocolError
+from ..netutil import ip_literal
+from ..rules import normalize_host
+from . import http
+from .http import Framing
+
+# RFC 9110 9.2.2: a client or proxy may repeat these automatically after a failure.
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
+
+
+def _literal(host):
+    """ip_address of an IP literal host (as parsed: IPv6 without brackets), else None.
+    Names (last character not a digit, no colon) skip the costly parse attempt."""
+    if ":" in host or host[-1:].isdigit():
+        return ip_literal(host)
+    return None
+
+
+def edge_host(host):
+    """The host as the rules, the resolver and the next hop all see it.
+
+    IP literals stay as they are; names go through the rules' normalisation (case,
+    trailing dots, IDNA). A name that normalisation refuses is a 400.
+    """
+    if _literal(host) is not None:
+        return host
+    name = normalize_host(host)
+    if name is None:
+        raise RemoteProtocolError("invalid host name %r" % host[:80], 400)
+    return name
+
+
+def authority_for(host, port, client_authority):
+    """host[:port] for Host / the CONNECT target, port only where the client wrote one."""
+    shown = "[%s]" % host if ":" in host else host
+    explicit_port = client_authority.rpartition(b"]")[2].rfind(b":") >= 0
+    if explicit_port:
+        return ("%s:%d" % (shown, port)).encode("ascii")
+    return shown.encode("ascii")
+
+
+def keep_client_after_block(request):
+    """A body we do not read makes the client connection unusable after our 403."""
+    return request.keep_alive and request.framing is Framing.NONE
+
+
+def answer_continue(request):
+    """Answer "Expect: 100-continue" ourselves (RFC 9110 10.1.1 lets a proxy do so),
+    so the body follows without an upstream round trip. HTTP/1.0 knows no 100."""
+    return request.expect_continue and request.framing is not Framing.NONE and request.version >= (1, 1)
+
+
+def may_retry(request, reused):
+    """After a kept-alive upstream connection turned out closed before it answered:
+    resend on a fresh one? Only idempotent, body-less requests (the body is consumed,
+    and RFC 9110 9.2.2 forbids repeating e.g. a POST behind the client's back)."""
+    return reused and request.method in IDEMPOTENT_METHODS and request.framing is Framing.NONE
+
+
+def informational(request, response):
+    """A 1xx answer on the way: the bytes to pass to the client, or None to swallow it.
+
+    100 is ours to send (answer_continue); other 1xx go to HTTP/1.1 clients only.
+    101 is refused: the proxy never forwards Upgrade, so nobody asked to switch.
+    """
+    if response.status == 101:
+        raise RemoteProtocolError("upstream switched protocols, which the proxy never asks for", 502)
+    if response.status == 100 or request.version < (1, 1):
+        return None
+    return http.render_informational(response)
+
+
+def client_framing(request, response):
+    """How the response body goes to the client: as received when delimited by length
+    (or absent), otherwise chunked for HTTP/1.1 clients (their connection survives) and
+    until-close for HTTP/1.0 ones, which know no chunks."""
+    if response.framing is Framing.NONE or response.framing is Framing.LENGTH:
+        return response.framing
+    return Framing.CHUNKED if request.version >= (1, 1) else Framing.UNTIL_CLOSE
+
+
+def keep_client(request, framing):
+    """Is the client connection good for another request after this answer?"""
+    return request.keep_alive and framing is not Framing.UNTIL_CLOSE
+
+
+def keep_upstream(response, body_complete, leftover):
+    """May the upstream connection carry the next request? Only after a complete answer
+    from a server that allows it, with nothing unexplained behind that answer."""
+    return response.keep_alive and body_complete and not leftover
+
+
+def _unwrap(address):
+    return address.ipv4_mapped or address if address.version == 6 else address
+
+
+def destination_allowed(client, destination, allow_private=False):
+    """May `client` (an ip_address) reach `destination`? Loopback, link-local and
+    unspecified destinations are the proxy host's own services: only clients on
+    loopback themselves get there, unless allow_private. Private ranges are fine."""
+    if allow_private or _unwrap(client).is_loopback:
+        return True
+    target = _unwrap(destination)
+    return not (target.is_loopback or target.is_link_local or target.is_unspecified)
+
+
+def client_ip(address):
+    """ip_address of a socket peer address tuple (IPv4-mapped addresses unwrapped)."""
+    return _unwrap(ipaddress.ip_address(address[0].split("%", 1)[0]))
+
+
+def rejection(error):
+    """(status, text) for an error the proxy answers itself; see the module docstring."""
+    return getattr(error, "status_hint", 502), str(error) or type(error).__name__

@@ -1,0 +1,263 @@
+"""Where a request goes and how the proxy gets there: gevent I/O shared by every
+front end (HTTP today, SOCKS5 through the same port).
+
+    Outbound.decide(name) -> Action          the rules, else the default; forward without -f = direct
+    Outbound.connect_direct(host, port, client) -> socket
+                                             every address in turn (IPv6 first, RFC 8305);
+                                             loopback / link-local refused for remote clients
+    Outbound.connect_upstream() -> socket    the -f proxy
+    Outbound.tunnel_via_upstream(host, port) -> (socket, early bytes)
+                                             CONNECT through the -f proxy; its refusal is
+                                             UpstreamRefused (with its answer, for HTTP clients)
+    Outbound.open_tunnel(host, port, client) -> (Action, socket, early bytes)
+                                             all of the above for a tunnel to host:port
+    relay(a, b, idle_timeout) -> (a->b bytes, b->a bytes)
+                                             both directions until both ended or nothing
+                                             moved either way for idle_timeout
+    read_response_head(sock, method, buf, deadline) -> ResponseHead
+
+Failures are typed (errors.py): Refused 403 (block rule, destination), ResolveError and
+NextHopError 502 (unreachable) / 504 (timed out), RemoteProtocolError 502 (bad answer).
+`host` is always the normalised host (exchange.edge_host); `client` an ip_address.
+"""
+import logging
+import time
+
+import gevent
+from gevent import socket
+
+from ..errors import NextHopError, Refused
+from ..rules import Action
+from . import exchange, http
+from .resolver import Resolver
+
+log = logging.getLogger(__name__)
+
+# -- implementation constants ----------------------------------------------------
+RECV_BYTES = 64 * 1024              # one recv while reading heads
+# One recv while relaying bodies and tunnels. recv() (not recv_into a buffer of our own)
+# allocates per call and frees at once when the socket has nothing: an idle tunnel or a
+# slow body holds no buffer, a busy one moves up to this much per system call.
+RELAY_RECV_BYTES = 256 * 1024
+IDLE_TIMEOUT_SECONDS = 60.0         # client between/inside requests; upstream silence
+CONNECT_TIMEOUT_SECONDS = 10.0      # per address tried
+TUNNEL_IDLE_TIMEOUT_SECONDS = 600.0  # tinyproxy's Timeout default
+
+
+class UpstreamRefused(NextHopError):
+    """The -f proxy answered CONNECT with a non-2xx: .response (ResponseHead), .buffer
+    (bytes after its head) and .sock (still open, the caller closes it) let an HTTP
+    client see that answer as it is."""
+
+    def __init__(self, response, buffer, sock):
+        super().__init__("upstream proxy refused CONNECT: %d %s" % (
+            response.status, response.reason.decode("latin-1")), 502)
+        self.response, self.buffer, self.sock = response, buffer, sock
+
+
+def reason_of(error):
+    """Short text for an OSError (its strerror) or anything else."""
+    return getattr(error, "strerror", None) or str(error) or type(error).__name__
+
+
+class Outbound:
+    """Routing and outgoing connections. rules: lookup(name) -> Action | None; replace
+    with set_rules() at any time (SIGHUP). upstream: (host, port) of -f, or None."""
+
+    def __init__(self, rules, default_action=Action.DIRECT, upstream=None, resolver=None,
+                 idle_timeout=IDLE_TIMEOUT_SECONDS, connect_timeout=CONNECT_TIMEOUT_SECONDS,
+                 tunnel_idle_timeout=TUNNEL_IDLE_TIMEOUT_SECONDS, allow_private=False):
+        self.rules = rules
+        self.default_action = default_action
+        self.upstream = upstream
+        self.resolver = resolver or Resolver()
+        self.idle_timeout = idle_timeout
+        self.connect_timeout = connect_timeout
+        self.tunnel_idle_timeout = tunnel_idle_timeout
+        self.allow_private = allow_private
+
+    def set_rules(self, rules):
+        self.rules = rules
+
+    def decide(self, name):
+        """The Action for a normalised host: the rule's, else the default."""
+        action = self.rules.lookup(name)
+        if action is None:
+            action = self.default_action
+        if action is Action.FORWARD and self.upstream is None:
+            action = Action.DIRECT
+        return action
+
+    # -- connecting ------------------------------------------------------------------
+    def connect_direct(self, host, port, client):
+        """Connected socket to host:port; Refused(403) if every address is forbidden for client."""
+        addresses = self.resolver.resolve(host)
+        allowed = [a for a in addresses if exchange.destination_allowed(client, a, self.allow_private)]
+        if not allowed:
+            raise Refused("destination %s is a loopback or link-local address of the proxy host"
+                          % addresses[0], 403)
+        return self._connect(allowed, port, "%s:%d" % (host, port))
+
+    def connect_upstream(self):
+        host, port = self.upstream
+        return self._connect(self.resolver.resolve(host), port, "upstream proxy %s:%d" % (host, port))
+
+    def _connect(self, addresses, port, what):
+        last_error = None
+        for address in addresses:
+            family = socket.AF_INET6 if address.version == 6 else socket.AF_INET
+            try:
+                sock = socket.socket(family, socket.SOCK_STREAM)
+            except OSError as e:            # EMFILE: answer this client, keep serving
+                last_error = e
+                continue
+            sock.settimeout(self.connect_timeout)
+            try:
+                sock.connect((str(address), port))
+            except socket.timeout:
+                sock.close()
+                continue
+            except OSError as e:
+                sock.close()
+                last_error = e
+                continue
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.settimeout(self.idle_timeout)
+            return sock
+        if last_error is not None:
+            raise NextHopError("cannot connect to %s: %s" % (what, reason_of(last_error)), 502)
+        raise NextHopError("timed out connecting to %s" % what, 504)
+
+    def tunnel_via_upstream(self, host, port, request=None):
+        """CONNECT host:port through the -f proxy -> (socket, bytes the far end sent first).
+
+        request: the CONNECT head to send (default: a minimal one).
+        """
+        if request is None:
+            authority = exchange.authority_for(host, port, b":")
+            request = b"CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n" % (authority, authority)
+        sock = self.connect_upstream()
+        try:
+            try:
+                sock.sendall(request)
+            except OSError as e:
+                raise NextHopError("upstream proxy connection failed: %s" % reason_of(e), 502) from None
+            buf = bytearray()
+            response = read_response_head(sock, "CONNECT", buf, time.monotonic() + self.idle_timeout)
+            if response is None:
+                raise NextHopError("upstream proxy closed the connection without answering", 502)
+            if not 200 <= response.status < 300:
+                raise UpstreamRefused(response, buf, sock)
+        except UpstreamRefused:
+            raise
+        except BaseException:
+            sock.close()
+            raise
+        return sock, bytes(buf)
+
+    def open_tunnel(self, host, port, client, request=None):
+        """(action, socket, early bytes) of a tunnel to host:port as the rules say;
+        Refused(403) for a block rule."""
+        action = self.decide(host)
+        if action is Action.BLOCK:
+            raise Refused("blocked by proxy rule: %s" % host, 403)
+        if action is Action.FORWARD:
+            sock, early = self.tunnel_via_upstream(host, port, request)
+            return action, sock, early
+        return action, self.connect_direct(host, port, client), b""
+
+
+# -- reading an answer -------------------------------------------------------------------
+def read_response_head(sock, method, buf, deadline, stale_ok=False):
+    """The next response head from sock (bytes already in buf are parsed first).
+
+    The whole head, however many recvs it takes, must arrive before `deadline`
+    (time.monotonic()): NextHopError(504) after it. None only if stale_ok and the
+    connection closed before sending a byte (a stale kept-alive connection).
+    Bad answers are RemoteProtocolError(502); a failed connection NextHopError(502).
+    """
+    searched = 0
+    received = bool(buf)
+    while True:
+        if buf:
+            response = http.parse_response_head(buf, method, searched)
+            if response is not None:
+                del buf[:response.length]
+                return response
+            searched = len(buf)
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise NextHopError("no complete answer from upstream in time", 504)
+        sock.settimeout(remaining)
+        try:
+            data = sock.recv(RECV_BYTES)
+        except socket.timeout:
+            raise NextHopError("no complete answer from upstream in time", 504) from None
+        except OSError as e:
+            if stale_ok and not received:
+                return None
+            raise NextHopError("upstream connection failed: %s" % reason_of(e), 502) from None
+        if not data:
+            if stale_ok and not received:
+                return None
+            raise NextHopError("upstream closed the connection %s" % (
+                "in the middle of its answer" if received else "without answering"), 502)
+        received = True
+        buf += data
+
+
+# -- tunnels -----------------------------------------------------------------------------
+def relay(a, b, idle_timeout):
+    """Copy a -> b and b -> a until both directions are done (EOF is passed on as a
+    half-close) or nothing moved either way for idle_timeout seconds (then both are shut;
+    the check runs when a direction's own wait times out, so the end comes between one
+    and two idle_timeouts after the last byte). Returns (bytes a->b, bytes b->a).
+
+    One direction runs in a helper greenlet, the other in the caller's: an idle tunnel
+    holds two greenlets, two sockets and no buffers.
+    """
+    last_activity = [time.monotonic()]
+    counts = [0, 0]
+    a.settimeout(idle_timeout)
+    b.settimeout(idle_timeout)
+    other = gevent.spawn(_pipe, b, a, idle_timeout, last_activity, counts, 1)
+    try:
+        _pipe(a, b, idle_timeout, last_activity, counts, 0)
+        other.join()
+    finally:
+        other.kill()
+    return counts[0], counts[1]
+
+
+def _shut(*socks):
+    for sock in socks:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+
+def _pipe(src, dst, idle_timeout, last_activity, counts, index):
+    recv, sendall = src.recv, dst.sendall
+    try:
+        while True:
+            try:
+                data = recv(RELAY_RECV_BYTES)
+            except socket.timeout:
+                if time.monotonic() - last_activity[0] < idle_timeout:
+                    continue                # the other direction is busy: not idle
+                _shut(src, dst)
+                return
+            if not data:
+                break
+            sendall(data)
+            counts[index] += len(data)
+            last_activity[0] = time.monotonic()
+        try:
+            dst.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+    except OSError:
+        # Reset, closed, or a send that stalled for idle_timeout: the whole tunnel is
+        # over; wake the other direction.
+        _shut(src, dst)
