@@ -158,7 +158,7 @@ def test_keepalives_sent_while_idle(sides, monkeypatch, transport):
     a, b = linked_pair(sides, keepalive=0.05, transport=transport)
     wait_for(lambda: b.link.received >= 4, what="keepalives from A")
     assert a.link.sent >= 4 and b.link.drops == {}
-    assert a.link.received == 0         # B, dynamic and idle, has no reason to send
+    assert a.link.received >= 1         # B announced itself on A's new session (Scheduler.announce)
     a.tun.host.settimeout(0.2)
     with pytest.raises(socket.timeout):
         a.tun.host.recv(65536)      # keepalives carry nothing to the tun

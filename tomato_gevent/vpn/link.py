@@ -71,7 +71,7 @@ class Link:
         self.report = LinkReport(tun.name, endpoint, receiver.pvt_seconds, silent_after, transport.describe,
                                  self.started, clock.wall)
         self.scheduler = Scheduler(tun, transport, sending, receiver, endpoint, self.drops, self.report,
-                                   clock.wall, clock.mono)
+                                   clock.wall, clock.mono, announce=self.send_keepalive)
         self._stopped = Event() if stop_event is None else stop_event
         self._greenlets = []
         self._error = None

@@ -54,7 +54,7 @@ class Scheduler:
     """
 
     def __init__(self, tun, transport, sending, receiver, endpoint, drops, report, wall=time.time,
-                 mono=time.monotonic):
+                 mono=time.monotonic, announce=None):
         self.tun = tun
         self.transport = transport
         self.sending = sending
@@ -62,6 +62,7 @@ class Scheduler:
         self.endpoint = endpoint
         self.drops = drops
         self.report = report        # report.LinkReport: what is worth a log line
+        self.announce = announce    # announce(): tell the peer our session (a keepalive)
         self.warn = RateLimitedWarnings(log)
         self.wall, self.mono = wall, mono
         self.received = 0
@@ -266,14 +267,22 @@ class Scheduler:
 
         receive = self.transport.receiver(deliver, self.wall, self.mono)
 
+        peer_session = None
+
         def drain_net():
-            nonlocal accepted, accepted_bytes
+            nonlocal accepted, accepted_bytes, peer_session
             accepted = accepted_bytes = 0
             drained = receive()
             if accepted:
                 self.received += accepted
                 self.received_bytes += accepted_bytes + accepted * OVERHEAD
                 report.received(accepted_from, receiver.session_id, self.mono())
+                if receiver.session_id != peer_session:
+                    # A peer that (re)started hears from us at once, not at our next
+                    # keepalive: its tunnel is up as soon as ours.
+                    peer_session = receiver.session_id
+                    if self.announce is not None:
+                        self.announce()
             if coalescer is not None:
                 coalescer.flush()
             if accepted:
