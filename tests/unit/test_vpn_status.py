@@ -48,7 +48,7 @@ def test_human_view_is_formatted_from_the_json():
     assert "peer session: %016x, started 42 s ago" % SESSION in text
     assert "latest authenticated datagram: 5 s ago" in text
     assert "3.38 KiB received (12 packets), 1.91 MiB sent (15 packets)" in text
-    assert "drops: authentication failed 3, short datagram 1" in text
+    assert "drops: authentication failed: 3, short datagram: 1" in text
     assert "uptime: 1 min 40 s" in text
     fresh = format_status(status(peer_address=None, dynamic=True, session_id=None, last_received=None, drops={}))
     assert "peer: none known (dynamic mode" in fresh and "peer session: none yet" in fresh
@@ -64,7 +64,7 @@ def test_one_line_has_exact_counters():
     assert "\n" not in line
     assert line.startswith("tun0: peer 10.9.0.2:5000, last datagram 5 s ago")
     assert "received 12 packets (3456 bytes), sent 15 packets (2000000 bytes)" in line
-    assert "dropped authentication failed 3, short datagram 1, up 1 min 40 s" in line
+    assert "dropped authentication failed: 3, short datagram: 1, up 1 min 40 s" in line
 
 
 @pytest.mark.parametrize("seconds, text", [(0, "0 s"), (59.9, "59 s"), (60, "1 min"), (61, "1 min 1 s"),

@@ -91,7 +91,7 @@ def _peer_text(status):
 
 
 def _drops_text(drops):
-    return ", ".join("%s %d" % item for item in drops.items()) or "none"
+    return ", ".join("%s: %d" % item for item in drops.items()) or "none"
 
 
 def format_status(status):
