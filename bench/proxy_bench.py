@@ -14,6 +14,11 @@ download through CONNECT (curl -p) in MB/s; resident memory of each proxy with
 proxies), then with 1 000 idle CONNECT tunnels to nginx open (the whole process: the
 issue 10.10 bound is 64 MiB). Rounds alternate the order of the systems; each figure
 keeps the best.
+
+SOCKS5 (the same tomato port) against microsocks, a small C SOCKS5 server from
+Debian, on 127.0.0.1:1081: the 100 MB download through SOCKS5 CONNECT
+(curl -x socks5h://) in MB/s, and SOCKS5 sessions per second: curl fetching /1k
+over a fresh SOCKS connection each time (Connection: close), 20 at a time.
 """
 import re
 import subprocess
@@ -25,14 +30,15 @@ from benchlib import (HIGHER, LOWER, BenchLab, Figure, Unavailable, best, log, l
                       na_reason, process_tree_rss_kib, tool_argv, run_rounds)
 
 HERE = Path(__file__).resolve().parent
-ORIGIN_PORT, TINYPROXY_PORT, TOMATO_PORT = 8080, 8888, 1080
+ORIGIN_PORT, TINYPROXY_PORT, TOMATO_PORT, MICROSOCKS_PORT = 8080, 8888, 1080, 1081
 SMALL_PATH, BIG_PATH = "/1k", "/100m"
 SMALL_BYTES, BIG_BYTES = 1024, 100 * 1000 * 1000
 WRK_CONNECTIONS = 50
 IDLE_CONNECTIONS = 1000
+SOCKS_SESSIONS, SOCKS_PARALLEL = 2000, 20
 
-ORIGIN, TINYPROXY, TOMATO = "origin (nginx, direct)", "tinyproxy", "tomato"
-PORT = {ORIGIN: ORIGIN_PORT, TINYPROXY: TINYPROXY_PORT, TOMATO: TOMATO_PORT}
+ORIGIN, TINYPROXY, TOMATO, MICROSOCKS = "origin (nginx, direct)", "tinyproxy", "tomato", "microsocks"
+PORT = {ORIGIN: ORIGIN_PORT, TINYPROXY: TINYPROXY_PORT, TOMATO: TOMATO_PORT, MICROSOCKS: MICROSOCKS_PORT}
 
 NGINX_CONF = """\
 daemon off;
@@ -117,12 +123,16 @@ class ProxyLab:
     def start_tomato(self):
         return self._start(TOMATO, tool_argv("proxy", "-a", "127.0.0.1:%d" % TOMATO_PORT, "-d", "direct"))
 
-    def _start(self, system, argv):
+    def start_microsocks(self):
+        return self._start(MICROSOCKS, ["microsocks", "-i", "127.0.0.1", "-p", str(MICROSOCKS_PORT)],
+                           scheme="socks5h")
+
+    def _start(self, system, argv, scheme="http"):
         try:
             proc = self.lab.spawn(self.ns, argv)
             self.procs[system] = proc
             self._wait_listening(proc, system, PORT[system])
-            body = self.fetch(PORT[system], SMALL_PATH)
+            body = self.fetch(PORT[system], SMALL_PATH, scheme=scheme)
             if len(body) != SMALL_BYTES:
                 raise Unavailable("%s returned %d bytes instead of %d for an absolute-URI GET"
                                   % (system, len(body), SMALL_BYTES))
@@ -145,10 +155,10 @@ class ProxyLab:
             return out.strip() != ""
         self.lab.wait_alive(proc, listening, 15, "%s listening on %d" % (what, port))
 
-    def fetch(self, proxy_port, path, connect=False):
+    def fetch(self, proxy_port, path, connect=False, scheme="http"):
         argv = ["curl", "-sS", "--max-time", "20", "--noproxy", ""]
         if proxy_port:
-            argv += ["-x", "http://127.0.0.1:%d" % proxy_port] + (["-p"] if connect else [])
+            argv += ["-x", "%s://127.0.0.1:%d" % (scheme, proxy_port)] + (["-p"] if connect else [])
         argv.append("http://127.0.0.1:%d%s" % (ORIGIN_PORT, path))
         done = self.lab.run(self.ns, argv, text=False, timeout=30)
         if done.returncode != 0:
@@ -197,6 +207,36 @@ class ProxyLab:
         if int(size) != BIG_BYTES:
             raise Unavailable("download was %s bytes, not %d" % (size, BIG_BYTES))
         return BIG_BYTES / float(seconds) / 1e6
+
+    def socks_mb_s(self, system):
+        """100 MB download through SOCKS5 CONNECT (curl -x socks5h://); MB/s (10^6 bytes)."""
+        argv = ["curl", "-sS", "--max-time", "60", "--noproxy", "", "-o", "/dev/null",
+                "-w", "%{size_download} %{time_total}", "-x", "socks5h://127.0.0.1:%d" % PORT[system],
+                "http://127.0.0.1:%d%s" % (ORIGIN_PORT, BIG_PATH)]
+        done = self.lab.run(self.ns, argv, timeout=90)
+        if done.returncode != 0:
+            raise Unavailable("curl SOCKS5: %s" % done.stderr.strip())
+        size, seconds = done.stdout.split()
+        if int(size) != BIG_BYTES:
+            raise Unavailable("download was %s bytes, not %d" % (size, BIG_BYTES))
+        return BIG_BYTES / float(seconds) / 1e6
+
+    def socks_sessions_per_s(self, system, sessions):
+        """Fetches of /1k, each over a new SOCKS5 session, SOCKS_PARALLEL at a time; sessions/s."""
+        config = self.dir / "socks-sessions.curl"
+        config.write_text('url = "http://127.0.0.1:%d%s"\noutput = "/dev/null"\n' % (ORIGIN_PORT, SMALL_PATH)
+                          * sessions)
+        argv = ["curl", "-sS", "--max-time", "20", "--noproxy", "", "-Z", "--parallel-max", str(SOCKS_PARALLEL),
+                "-H", "Connection: close", "-w", "%{http_code}\\n",
+                "-x", "socks5h://127.0.0.1:%d" % PORT[system], "-K", str(config)]
+        started = time.monotonic()
+        done = self.lab.run(self.ns, argv, timeout=300)
+        elapsed = time.monotonic() - started
+        codes = done.stdout.split()
+        if codes.count("200") != sessions:
+            raise Unavailable("%d of %d SOCKS5 fetches answered 200: %s" % (
+                codes.count("200"), sessions, (done.stderr.strip().splitlines() or ["-"])[-1]))
+        return sessions / elapsed
 
     def idle_rss(self, system, count=IDLE_CONNECTIONS, tunnels=False):
         """(RSS before, RSS with `count` idle client connections open, established) of the
@@ -320,4 +360,45 @@ def run(lab, quick=False, rounds=None):
     values, errors = run_rounds(plab, systems, rounds, measure_connect)
     figures.append(_figure(plab, "CONNECT bulk download, 100 MB (curl -p)", "MB/s", HIGHER, values, errors,
                            "origin direct: %.0f MB/s"))
+    figures.extend(run_socks(plab, quick, rounds))
+    return figures
+
+
+def _socks_figure(plab, name, unit, values, errors):
+    fig = Figure("Proxy", name, unit, HIGHER, reference_name="microsocks 1.0")
+    fig.tomato_rounds, fig.reference_rounds = values.get(TOMATO, []), values.get(MICROSOCKS, [])
+    fig.tomato, fig.reference = best(fig.tomato_rounds), best(fig.reference_rounds)
+    fig.tomato_na = "" if fig.tomato is not None else na_reason(plab, errors, TOMATO)
+    fig.reference_na = "" if fig.reference is not None else na_reason(plab, errors, MICROSOCKS)
+    return fig
+
+
+def run_socks(plab, quick, rounds):
+    """SOCKS5 figures: tomato's SOCKS5 front end against microsocks."""
+    up = plab.start_microsocks()
+    log("proxy: microsocks %s", "up" if up is True else up)
+    systems = [MICROSOCKS, TOMATO]
+    sessions = 200 if quick else SOCKS_SESSIONS
+    log("proxy: 100 MB download through SOCKS5 CONNECT x %d rounds per system", rounds)
+
+    def measure_bulk(system):
+        rate = plab.socks_mb_s(system)
+        log("  %-22s %10.1f MB/s", system, rate)
+        return rate
+
+    values, errors = run_rounds(plab, systems, rounds, measure_bulk)
+    figures = [_socks_figure(plab, "SOCKS5 CONNECT bulk download, 100 MB (curl socks5h)", "MB/s", values, errors)]
+    log("proxy: %d SOCKS5 sessions (1 KB each, %d in parallel) x %d rounds per system",
+        sessions, SOCKS_PARALLEL, rounds)
+
+    def measure_sessions(system):
+        rate = plab.socks_sessions_per_s(system, sessions)
+        log("  %-22s %10.0f sessions/s", system, rate)
+        return rate
+
+    values, errors = run_rounds(plab, systems, rounds, measure_sessions)
+    fig = _socks_figure(plab, "SOCKS5 sessions/s, 1 KB each, %d in parallel (curl)" % SOCKS_PARALLEL,
+                        "sessions/s", values, errors)
+    fig.note = "a new SOCKS5 connection per fetch (Connection: close); curl's own time included"
+    figures.append(fig)
     return figures

@@ -139,6 +139,13 @@ SETUPS = [
     "UDP: `iperf3 -u -l 64 -b 0` (received packets/s). CPU per packet: CPU time of each tunnel "
     "process during the TCP run / (TCP payload / MSS), ACKs included; CPU times come from the "
     "scheduler's nanosecond counters (/proc/PID/task/*/schedstat).",
+    "- **VPN over TCP**: A (10.9.1.1) and B (10.9.2.2) routed through a router namespace R; A's and B's "
+    "veths without TSO/UDP segmentation offload, so R forwards single packets. Four tunnels side by "
+    "side: tomato over UDP and with `--transport tcp` (both sides dialling, the seed's command lines), "
+    "OpenVPN 2.6 as above with `proto udp` and with `proto tcp-server` (A) / `tcp-client` (B). "
+    "`iperf3 -c` single stream B -> A through each; the loss rows add 1 % random loss on R "
+    "(`tc netem loss 1%` on both egress interfaces, or an nftables `numgen random` drop in R's "
+    "forward chain where the kernel lacks sch_netem: the row's note says which).",
     "- **Proxy**: one namespace, everything on its loopback. nginx (1 worker, own temp prefix) serves "
     "/1k and a 100 MB file; tinyproxy with its own config (MaxClients 2000, LogLevel Error); "
     "`bin/proxy -a 127.0.0.1:1080 -d direct`. `wrk -t1 -c50` with a Lua script making the request line "

@@ -5,7 +5,8 @@
     .venv/bin/python bench/run.py --quick    # short runs, results in bench/out/
     .venv/bin/python bench/run.py --only vpn,crypto
 
-Sections: vpn (iperf3/ping over raw veth, OpenVPN 2.6, tomato bin/vpn), proxy
+Sections: vpn (iperf3/ping over raw veth, OpenVPN 2.6, tomato bin/vpn), vpn-tcp
+(tomato --transport tcp vs OpenVPN proto tcp, both transports under 1 % loss), proxy
 (wrk, CONNECT download, idle-connection memory vs tinyproxy and the origin),
 rules (bench/rules_bench.py), crypto (seal/open per packet, both backends).
 Writes RESULTS.md and results.json (bench/ for a full run, bench/out/ for
@@ -27,8 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import report  # noqa: E402
 from benchlib import REPO, BenchLab, Figure, log  # noqa: E402
 
-SECTIONS = ("vpn", "proxy", "rules", "crypto")
-NEEDS_ROOT = {"vpn", "proxy"}
+SECTIONS = ("vpn", "vpn-tcp", "proxy", "rules", "crypto")
+NEEDS_ROOT = {"vpn", "vpn-tcp", "proxy"}
 
 
 def parse_args(argv):
@@ -114,6 +115,9 @@ def _run_section(section, lab, args):
     if section == "vpn":
         import vpn_bench
         return vpn_bench.run(lab, quick=args.quick, rounds=args.rounds)
+    if section == "vpn-tcp":
+        import vpn_bench
+        return vpn_bench.run_tcp_transport(lab, quick=args.quick, rounds=args.rounds)
     if section == "proxy":
         import proxy_bench
         return proxy_bench.run(lab, quick=args.quick, rounds=args.rounds)

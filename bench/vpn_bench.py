@@ -12,6 +12,15 @@ both tunnels run side by side for the whole section:
 iperf3 clients run in B against a one-shot iperf3 server in A; pings go B -> A.
 Rounds alternate the order of the systems (A B C, C B A, ...) and each figure
 keeps the best round. A system that fails to come up is n/a with the reason.
+
+The TCP-transport part (run_tcp_transport) routes A (10.9.1.1) and B (10.9.2.2)
+through a router namespace R instead, with four tunnels side by side: tomato over
+UDP and over TCP (--transport tcp), OpenVPN over UDP and over TCP (proto
+tcp-server in A, tcp-client in B). Single-stream iperf3 TCP through each, without
+loss and with `tc netem loss 1%` on both of R's egress interfaces (or an equivalent
+nftables random drop where the kernel has no sch_netem). A's and B's
+veths do no TCP/UDP segmentation offload there, so what R forwards (and netem
+drops) are single packets, as on a real wire, not 64 KiB GSO batches.
 """
 import json
 import os
@@ -34,73 +43,127 @@ TOMATO_PORT = 5000
 OPENVPN_PORT = 1194
 
 VETH, TOMATO, OPENVPN = "raw veth", "tomato", "OpenVPN"
+TOMATO_TCP, OPENVPN_TCP = "tomato TCP", "OpenVPN TCP"
 # Address in A that B's clients target, per system.
-TARGET = {VETH: VETH_A, TOMATO: TOMATO_A, OPENVPN: OPENVPN_A}
-TUN_DEVICE = {TOMATO: "tun0", OPENVPN: "tun1"}
+TARGET = {VETH: VETH_A, TOMATO: TOMATO_A, OPENVPN: OPENVPN_A, TOMATO_TCP: "10.0.3.1", OPENVPN_TCP: "10.0.4.1"}
+TUN_DEVICE = {TOMATO: "tun0", OPENVPN: "tun1", TOMATO_TCP: "tun2", OPENVPN_TCP: "tun3"}
+# system -> (transport/proto, port); the tun addresses are TARGET[system] and its .2 twin.
+TUNNEL = {TOMATO: ("udp", TOMATO_PORT), TOMATO_TCP: ("tcp", TOMATO_PORT + 1),
+          OPENVPN: ("udp", OPENVPN_PORT), OPENVPN_TCP: ("tcp", OPENVPN_PORT + 1)}
+ROUTED_A, ROUTED_B = "10.9.1.1", "10.9.2.2"
+LOSS_PERCENT = 1
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 # TCP payload per full-size segment inside a 1400-byte tun MTU: IPv4 20 + TCP 20 + timestamps 12.
 TCP_MSS_BYTES = TUN_MTU - 20 - 20 - 12
 
 
 class VpnLab:
-    """The two namespaces and the tunnels between them; `up` maps system -> True or n/a reason."""
+    """The two namespaces and the tunnels between them; `up` maps system -> True or n/a reason.
 
-    def __init__(self, lab: BenchLab):
+    routed=True puts a router namespace R between A and B (see the module docstring)."""
+
+    def __init__(self, lab: BenchLab, routed=False):
         self.lab = lab
         self.a = lab.netns()
         self.b = lab.netns()
-        lab.veth(self.a, VETH_A + "/24", self.b, VETH_B + "/24")
+        if routed:
+            self.r = lab.netns()
+            self.wan_a, self.wan_b = ROUTED_A, ROUTED_B
+            lab.veth(self.a, ROUTED_A + "/24", self.r, "10.9.1.254/24", name_b="ra")
+            lab.veth(self.r, "10.9.2.254/24", self.b, ROUTED_B + "/24", name_a="rb")
+            lab.ns_ok(self.r, ["sysctl", "-qw", "net.ipv4.ip_forward=1"])
+            lab.ns_ok(self.a, ["ip", "route", "add", "10.9.2.0/24", "via", "10.9.1.254"])
+            lab.ns_ok(self.b, ["ip", "route", "add", "10.9.1.0/24", "via", "10.9.2.254"])
+            for ns in (self.a, self.b):
+                lab.ns_ok(ns, ["ethtool", "-K", "veth0", "tso", "off", "tx-udp-segmentation", "off"])
+        else:
+            self.r = None
+            self.wan_a, self.wan_b = VETH_A, VETH_B
+            lab.veth(self.a, VETH_A + "/24", self.b, VETH_B + "/24")
         self.up = {VETH: True}
-        self.tomato_procs = []
-        self.openvpn_procs = []
+        self.procs = {}
         # system -> [(sender-side us/packet, receiver-side us/packet)] per TCP run
         self.cpu_per_packet = {}
         # system -> [% of a core used by both processes during a ping run] per round
         self.cpu_during_ping = {}
 
+    @property
+    def tomato_procs(self):
+        return self.procs.get(TOMATO, [])
+
+    @property
+    def openvpn_procs(self):
+        return self.procs.get(OPENVPN, [])
+
+    def set_loss(self, percent):
+        """Random packet loss of `percent` % on both of R's egress interfaces (0: none); returns
+        how: tc netem, or, on a kernel without sch_netem, an nftables rule in R's forward chain
+        (numgen random: each forwarded packet dropped with that probability)."""
+        lab, r = self.lab, self.r
+        for dev in ("ra", "rb"):
+            lab.run(r, ["tc", "qdisc", "del", "dev", dev, "root"])
+        lab.run(r, ["nft", "delete", "table", "inet", "bench_loss"])
+        if not percent:
+            return None
+        try:
+            for dev in ("ra", "rb"):
+                lab.ns_ok(r, ["tc", "qdisc", "add", "dev", dev, "root", "netem", "loss", "%g%%" % percent])
+            return "tc netem loss %g%%" % percent
+        except Unavailable:
+            lab.ns_ok(r, ["nft", "add", "table", "inet", "bench_loss"])
+            lab.ns_ok(r, ["nft", "add", "chain", "inet", "bench_loss", "forward",
+                          "{ type filter hook forward priority 0; }"])
+            lab.ns_ok(r, ["nft", "add", "rule", "inet", "bench_loss", "forward",
+                          "numgen", "random", "mod", "1000", "<", str(int(percent * 10)), "drop"])
+            return "nftables numgen random drop %g%% (no sch_netem in this kernel)" % percent
+
     # -- the systems under test ---------------------------------------------------
-    def start_tomato(self):
-        """bin/vpn exactly as the seed's README: pre-created tun0, mtu 1400, /30 addresses."""
+    def start_tomato(self, system=TOMATO):
+        """bin/vpn exactly as the seed's README: pre-created tun, mtu 1400, /30 addresses
+        (plus --transport tcp for TOMATO_TCP)."""
         try:
             lab = self.lab
-            lab.tun(self.a, "tun0", TOMATO_A + "/30", mtu=TUN_MTU)
-            lab.tun(self.b, "tun0", TOMATO_B + "/30", mtu=TUN_MTU)
-            port = str(TOMATO_PORT)
-            self.tomato_procs = [
-                lab.spawn(self.a, tool_argv("vpn", "-la", ":" + port, "-lp", "pwd1",
-                                            "-pa", "%s:%s" % (VETH_B, port), "-pp", "pwd2", "-I", "tun0")),
-                lab.spawn(self.b, tool_argv("vpn", "-la", ":" + port, "-lp", "pwd2",
-                                            "-pa", "%s:%s" % (VETH_A, port), "-pp", "pwd1", "-I", "tun0")),
+            transport, port = TUNNEL[system]
+            dev, addr_a = TUN_DEVICE[system], TARGET[system]
+            addr_b = addr_a[:-1] + "2"
+            lab.tun(self.a, dev, addr_a + "/30", mtu=TUN_MTU)
+            lab.tun(self.b, dev, addr_b + "/30", mtu=TUN_MTU)
+            extra = ["--transport", transport] if transport != "udp" else []
+            self.procs[system] = [
+                lab.spawn(self.a, tool_argv("vpn", "-la", ":%d" % port, "-lp", "pwd1", "-pa",
+                                            "%s:%d" % (self.wan_b, port), "-pp", "pwd2", "-I", dev, *extra)),
+                lab.spawn(self.b, tool_argv("vpn", "-la", ":%d" % port, "-lp", "pwd2", "-pa",
+                                            "%s:%d" % (self.wan_a, port), "-pp", "pwd1", "-I", dev, *extra)),
             ]
-            for proc in self.tomato_procs:
+            for proc in self.procs[system]:
                 lab.wait_alive(proc, lambda: True, 1, "bin/vpn")
-            self._wait_tunnel(self.tomato_procs, TOMATO_A, "bin/vpn")
-            self.up[TOMATO] = True
+            self._wait_tunnel(self.procs[system], addr_a, "bin/vpn")
+            self.up[system] = True
         except (Unavailable, OSError, subprocess.SubprocessError) as exc:
-            self.up[TOMATO] = "n/a: %s" % exc
-        return self.up[TOMATO]
+            self.up[system] = "n/a: %s" % exc
+        return self.up[system]
 
-    def start_openvpn(self):
+    def start_openvpn(self, system=OPENVPN):
         try:
-            configs = write_openvpn_configs(self.lab, self.lab.tmpdir / "openvpn")
-            self.openvpn_procs = [self.lab.spawn(ns, ["openvpn", "--config", str(conf)])
+            configs = write_openvpn_configs(self.lab, self.lab.tmpdir / ("openvpn-%s" % TUN_DEVICE[system]),
+                                            system, self.wan_a, self.wan_b)
+            self.procs[system] = [self.lab.spawn(ns, ["openvpn", "--config", str(conf)])
                                   for ns, conf in zip((self.a, self.b), configs)]
-            for proc in self.openvpn_procs:
+            for proc in self.procs[system]:
                 self.lab.wait_alive(proc, lambda p=proc: "Initialization Sequence Completed" in p.output(),
                                     30, "openvpn")
-            self._wait_tunnel(self.openvpn_procs, OPENVPN_A, "openvpn")
-            self.up[OPENVPN] = True
+            self._wait_tunnel(self.procs[system], TARGET[system], "openvpn")
+            self.up[system] = True
         except (Unavailable, OSError, subprocess.SubprocessError) as exc:
-            self.up[OPENVPN] = "n/a: %s" % exc
-        return self.up[OPENVPN]
+            self.up[system] = "n/a: %s" % exc
+        return self.up[system]
 
     def check_alive(self, system):
         """False (and up[system] becomes the reason) once a tunnel process has exited mid-run."""
-        procs = {TOMATO: self.tomato_procs, OPENVPN: self.openvpn_procs}.get(system, [])
-        for proc in procs:
+        for proc in self.procs.get(system, []):
             if proc.poll() is not None:
                 self.up[system] = "n/a: %s exited during the benchmark (status %s): %s" % (
-                    "bin/vpn" if system == TOMATO else "openvpn", proc.returncode, log_tail(proc))
+                    "bin/vpn" if system in (TOMATO, TOMATO_TCP) else "openvpn", proc.returncode, log_tail(proc))
                 return False
         return self.up.get(system) is True
 
@@ -138,7 +201,7 @@ class VpnLab:
         divided by TCP payload / MSS. Packet counters cannot be the divisor: with
         GSO/GRO one counted "packet" on the tun or the veth may be 40 segments.
         """
-        procs = {TOMATO: self.tomato_procs, OPENVPN: self.openvpn_procs}.get(system)
+        procs = self.procs.get(system)
         before = [cpu_seconds(p.pid) for p in procs] if procs else None
         report = self._iperf(system, [], seconds)
         received = report["end"]["sum_received"]
@@ -159,7 +222,7 @@ class VpnLab:
 
     def ping_avg_ms(self, system, count, interval=0.2):
         """Average RTT B -> A; also records the tunnel's CPU (% of a core, both processes) meanwhile."""
-        procs = {TOMATO: self.tomato_procs, OPENVPN: self.openvpn_procs}.get(system)
+        procs = self.procs.get(system)
         t0 = time.monotonic()
         before = sum(cpu_seconds(p.pid) for p in procs) if procs else None
         done = self.lab.run(self.b, ["ping", "-q", "-c", count, "-i", interval, TARGET[system]],
@@ -190,8 +253,10 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
-def write_openvpn_configs(lab, directory):
-    """Self-signed certificates (openssl, now) and the two p2p configs; returns their paths."""
+def write_openvpn_configs(lab, directory, system=OPENVPN, wan_a=VETH_A, wan_b=VETH_B):
+    """Self-signed certificates (openssl, now) and the two p2p configs; returns their paths.
+
+    OPENVPN_TCP: proto tcp-server in A, tcp-client in B; everything else the same."""
     directory.mkdir(parents=True, exist_ok=True)
     fingerprints = {}
     for side in ("a", "b"):
@@ -201,15 +266,19 @@ def write_openvpn_configs(lab, directory):
         out = lab.ns_ok(None, ["openssl", "x509", "-in", directory / ("%s.crt" % side),
                                "-noout", "-fingerprint", "-sha256"]).stdout
         fingerprints[side] = out.strip().split("=", 1)[1]
+    proto, port = TUNNEL[system]
+    protos = ("tcp-server", "tcp-client") if proto == "tcp" else ("udp", "udp")
+    addr_a = TARGET[system]
+    addr_b = addr_a[:-1] + "2"
     paths = []
-    for side, peer, role, local, remote, addr, peer_addr in (
-            ("a", "b", "tls-server\ndh none", VETH_A, VETH_B, OPENVPN_A, OPENVPN_B),
-            ("b", "a", "tls-client", VETH_B, VETH_A, OPENVPN_B, OPENVPN_A)):
+    for side, peer, role, proto, local, remote, addr, peer_addr in (
+            ("a", "b", "tls-server\ndh none", protos[0], wan_a, wan_b, addr_a, addr_b),
+            ("b", "a", "tls-client", protos[1], wan_b, wan_a, addr_b, addr_a)):
         conf = directory / ("%s.conf" % side)
         conf.write_text("\n".join([
-            "dev tun1", "dev-type tun", "proto udp",
-            "local %s" % local, "lport %d" % OPENVPN_PORT,
-            "remote %s %d" % (remote, OPENVPN_PORT),
+            "dev %s" % TUN_DEVICE[system], "dev-type tun", "proto %s" % proto,
+            "local %s" % local, "lport %d" % port,
+            "remote %s %d" % (remote, port),
             "ifconfig %s %s" % (addr, peer_addr),
             role,
             "cert %s" % (directory / ("%s.crt" % side)),
@@ -318,6 +387,52 @@ def run(lab, quick=False, rounds=None):
                  values, errors, "raw veth: %.0f pkt/s")
     losses = ["%s loss %s %%" % (s, "/".join("%.0f" % x for x in loss[s])) for s in (TOMATO, OPENVPN) if s in loss]
     udp.note = "; ".join(filter(None, [udp.note] + losses))
+    return figures
+
+
+def run_tcp_transport(lab, quick=False, rounds=None):
+    """tomato over TCP vs OpenVPN over TCP, and both transports of both under 1 % loss.
+
+    Returns a list of Figure: tomato TCP vs OpenVPN TCP without loss; then, with netem
+    loss on the router, tomato UDP vs OpenVPN UDP and tomato TCP vs OpenVPN TCP."""
+    tcp_seconds = 3 if quick else 10
+    rounds = rounds or (2 if quick else 3)
+    vpn = VpnLab(lab, routed=True)
+    for system, start in ((OPENVPN, vpn.start_openvpn), (OPENVPN_TCP, vpn.start_openvpn),
+                          (TOMATO, vpn.start_tomato), (TOMATO_TCP, vpn.start_tomato)):
+        log("vpn-tcp: starting %s (routed through R)", system)
+        up = start(system)
+        log("vpn-tcp: %s %s", system, "up" if up is True else up)
+
+    figures = []
+
+    def compare(name, tomato, reference, reference_name, values, errors):
+        fig = Figure("VPN over TCP", name, "Mbit/s", HIGHER, reference_name=reference_name)
+        fig.tomato_rounds, fig.reference_rounds = values.get(tomato, []), values.get(reference, [])
+        fig.tomato, fig.reference = best(fig.tomato_rounds, HIGHER), best(fig.reference_rounds, HIGHER)
+        fig.tomato_na = "" if fig.tomato is not None else na_reason(vpn, errors, tomato)
+        fig.reference_na = "" if fig.reference is not None else na_reason(vpn, errors, reference)
+        figures.append(fig)
+        return fig
+
+    def measure(system):
+        return _logged(system, "Mbit/s", vpn.tcp_mbit(system, tcp_seconds))
+
+    log("vpn-tcp: iperf3 TCP single stream through the TCP transports, %d s x %d rounds", tcp_seconds, rounds)
+    values, errors = run_rounds(vpn, [OPENVPN_TCP, TOMATO_TCP], rounds, measure)
+    compare("TCP throughput over the TCP transport, 1 stream (iperf3 %d s)" % tcp_seconds, TOMATO_TCP, OPENVPN_TCP,
+            "OpenVPN 2.6 proto tcp", values, errors)
+
+    how = vpn.set_loss(LOSS_PERCENT)
+    log("vpn-tcp: the same with %s on the router, all four tunnels", how)
+    try:
+        values, errors = run_rounds(vpn, [OPENVPN, TOMATO, OPENVPN_TCP, TOMATO_TCP], rounds, measure)
+    finally:
+        vpn.set_loss(0)
+    for transport, tomato, reference in (("UDP", TOMATO, OPENVPN), ("TCP", TOMATO_TCP, OPENVPN_TCP)):
+        fig = compare("TCP throughput, %g %% loss, %s transport (iperf3 %d s)" % (LOSS_PERCENT, transport, tcp_seconds),
+                      tomato, reference, "OpenVPN 2.6 proto %s" % transport.lower(), values, errors)
+        fig.note = "loss on the router: " + how
     return figures
 
 

@@ -10,8 +10,9 @@ Hypothesis runs under one of two profiles, chosen by HYPOTHESIS_PROFILE:
   code tries the same inputs, so a failure found in CI fails the same way on a
   laptop (and the falsifying example is printed with a reproduce blob); no
   flaky "passed on retry". Exploring new inputs is `make fuzz`'s job.
-- "fuzz" (`make fuzz`, see tests/fuzz/conftest.py): random seeds, large
-  rounds, failures saved in .hypothesis/ and replayed first by the next run.
+- "fuzz" (`make fuzz`, see tests/fuzz/conftest.py): random seeds, rounds of
+  1000 inputs repeated for minutes, failures saved in .hypothesis/ and replayed
+  first by the next run.
 """
 import os
 
@@ -28,7 +29,7 @@ settings.register_profile(
     "default", max_examples=300, derandomize=True, deadline=None, print_blob=True,
     suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile(
-    "fuzz", max_examples=2000, derandomize=False, deadline=None, print_blob=True,
+    "fuzz", max_examples=1000, derandomize=False, deadline=None, print_blob=True,
     database=DirectoryBasedExampleDatabase(os.path.join(CHECKOUT, ".hypothesis", "examples")),
     suppress_health_check=[HealthCheck.too_slow])
 # Explicit, so that hypothesis' own "ci" profile (picked when $CI is set) never

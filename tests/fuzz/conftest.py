@@ -4,7 +4,9 @@ Fuzz tests are plain hypothesis tests (`@given`, no max_examples of their own);
 the profile decides how hard they run (tests/conftest.py). Under the "fuzz"
 profile this plugin turns each test into a time-boxed fuzzer:
 
-- the budget FUZZ_MINUTES (default 5) is shared equally by the collected tests;
+- the budget FUZZ_MINUTES (default 5) is shared by the collected tests: each
+  gets an equal part of what is left when it starts, so a test that overran its
+  part (a round is not cut short) shortens the next ones, not the whole run;
 - a test reruns its hypothesis search in rounds (fresh random seed each round,
   max_examples from the profile) until its share of the budget is spent or a
   round fails; a failure is shrunk and reported by hypothesis as usual and
@@ -42,17 +44,27 @@ class FuzzStats:
         self.rounds = defaultdict(int)
         self.seconds = defaultdict(float)
         self.crashes = defaultdict(int)
-        self.seconds_per_test = None
+        self.budget_seconds = None
+        self.deadline = None  # monotonic time the whole run should end by
+        self.tests_left = 0
+
+    def share(self, now):
+        """Seconds for the test that starts now: an equal part of what is left."""
+        if self.deadline is None:  # the first fuzz test starts the clock
+            self.deadline = now + self.budget_seconds
+        share = max(0.0, self.deadline - now) / max(1, self.tests_left)
+        self.tests_left -= 1
+        return share
 
 
 STATS = FuzzStats()
 
 
-def pytest_collection_modifyitems(session, config, items):
-    fuzz_items = [item for item in items if _is_fuzz_item(item)]
+def pytest_collection_finish(session):
+    fuzz_items = [item for item in session.items if _is_fuzz_item(item)]  # after -k / deselection
     if _fuzzing() and fuzz_items:
-        budget = float(os.environ.get("FUZZ_MINUTES", "5")) * 60
-        STATS.seconds_per_test = budget / len(fuzz_items)
+        STATS.budget_seconds = float(os.environ.get("FUZZ_MINUTES", "5")) * 60
+        STATS.tests_left = len(fuzz_items)
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -72,6 +84,7 @@ def pytest_pyfunc_call(pyfuncitem):
     # hypothesis reads inner_test at call time: the documented hook for wrapping the body.
     test.hypothesis.inner_test = counted
     started = time.monotonic()
+    share = STATS.share(started)
     try:
         while True:
             STATS.rounds[nodeid] += 1
@@ -80,7 +93,7 @@ def pytest_pyfunc_call(pyfuncitem):
             except BaseException:
                 STATS.crashes[nodeid] += 1
                 raise
-            if STATS.seconds_per_test is None or time.monotonic() - started >= STATS.seconds_per_test:
+            if time.monotonic() - started >= share:
                 break
     finally:
         STATS.seconds[nodeid] = time.monotonic() - started
@@ -92,7 +105,7 @@ def pytest_terminal_summary(terminalreporter):
     if not _fuzzing() or not STATS.rounds:
         return
     write = terminalreporter.write_line
-    terminalreporter.section("fuzz figures (profile fuzz, %.0f s per test)" % (STATS.seconds_per_test or 0))
+    terminalreporter.section("fuzz figures (profile fuzz, FUZZ_MINUTES=%g)" % (STATS.budget_seconds / 60))
     width = max(len(nodeid) for nodeid in STATS.rounds)
     write("%-*s %12s %7s %8s %8s" % (width, "test", "inputs", "rounds", "seconds", "crashes"))
     for nodeid in sorted(STATS.rounds):

@@ -145,3 +145,24 @@ def test_recovers_after_router_resets_and_peer_restart(lab, routed):
     ping_eventually(lab, b, "10.0.1.1", timeout=15)
     assert_clean_stop(lab, vpn_a)
     assert_clean_stop(lab, vpn_b)
+
+
+def test_through_an_http_proxy_when_nothing_else_is_forwarded(lab, routed):
+    a, r, b = routed
+    # R forwards nothing at all; its tinyproxy is A's only way out (a corporate network).
+    nft(lab, r, "table inet tomato_block_all {\n"
+                "  chain forward { type filter hook forward priority -10; drop; }\n"
+                "}\n")
+    conf = lab.tmpdir / "tinyproxy.conf"
+    conf.write_text("Port 8888\nListen 10.9.1.254\nTimeout 600\nAllow 10.9.1.0/24\nLogLevel Connect\n"
+                    "MaxClients 20\n")
+    tinyproxy = lab.spawn(r, ["tinyproxy", "-d", "-c", conf])
+    lab.wait_tcp_listening(r, 8888)
+    vpn_b = vpn(lab, b, "pwd2", "pwd1", "-d")
+    vpn_a = vpn(lab, a, "pwd1", "pwd2", "-pa", "%s:%d" % (B_WAN, PORT), "--http-proxy", "10.9.1.254:8888")
+    ping_eventually(lab, a, "10.0.1.2")
+    assert ping(lab, b, "10.0.1.1", count=2)
+    assert "CONNECT %s:%d" % (B_WAN, PORT) in tinyproxy.output()
+    assert "via the HTTP proxy 10.9.1.254:8888" in vpn_a.output()
+    assert_clean_stop(lab, vpn_a)
+    assert_clean_stop(lab, vpn_b)

@@ -14,14 +14,15 @@ FIXTURE = os.path.join(os.path.dirname(__file__), "..", "fixtures", "dlc", "data
 
 # What the fixture tree converts to with the default mapping (header aside).
 EXPECTED_FIXTURE_RULES = """\
-# block (5 rules)
+# block (6 rules)
 block\tads.sample.cn
 block\ttracker.sample.cn
 block\tadscdn.baidu.com
 block\tfull:tieba-ads.baidu.com
 block\tdoubleclick.net
+block\tregexp:^bd[0-9]+\\.com$
 
-# direct (11 rules)
+# direct (13 rules)
 direct\tcn
 direct\talibaba.com
 direct\talicdn.com
@@ -33,8 +34,10 @@ direct\tfull:cdn.github.com
 direct\tboth.example
 direct\texact-vs-suffix.example
 direct\txn--fiqs8s
+direct\tkeyword:baidu
+direct\tkeyword:ytimg
 
-# forward (7 rules)
+# forward (9 rules)
 forward\tforeign.sample.cn
 forward\tbing.com
 forward\tespressif.com
@@ -42,6 +45,8 @@ forward\tgithub.com
 forward\tgithubusercontent.com
 forward\tgoogle.com
 forward\tmicrosoft.com
+forward\tkeyword:googlevideo
+forward\tregexp:(^|\\.)gvt[0-9]\\.com$
 """
 
 
@@ -178,7 +183,7 @@ def test_absurdly_deep_include_chain_is_an_error_not_a_recursion_error():
 def test_diamond_include_is_not_a_cycle():
     lists = parse_lists({"top": ["include:l", "include:r"], "l": ["include:base"], "r": ["include:base"],
                          "base": ["base.example"]})
-    assert [e.value for e in resolve(lists, "top")] == ["base.example", "base.example"]
+    assert [e.value for e in resolve(lists, "top")] == ["base.example"]      # once (issue 10 item 13)
 
 
 # --- the fixture tree -------------------------------------------------------------
@@ -217,11 +222,13 @@ def test_fixture_default_mapping_output():
     result = fixture_merge()
     text = render(result, ["header"])
     assert text == "# header\n\n" + EXPECTED_FIXTURE_RULES
-    assert result.counts == {BLOCK: 5, DIRECT: 11, FORWARD: 7}
-    assert result.skipped == {"regexp": 1, "keyword": 1, "bad domain": 1}
+    assert result.counts == {BLOCK: 6, DIRECT: 13, FORWARD: 9}
+    assert result.kinds == {"domain": 21, "full": 2, "keyword": 3, "regexp": 2}
+    assert result.skipped == 2
     # www.baidu.com, sample.cn, googleapis.cn (@cn under cn) and full:exact-vs-suffix.example
     assert result.redundant == 4
-    assert result.warnings == ["sample:5: bad domain 'bad..domain.example' skipped"]
+    assert result.warnings == ["sample:5: bad domain 'bad..domain.example' skipped",
+                               "google:7: bad regexp '(?<name>gvt)x' skipped"]
 
 
 def test_fixture_directions_through_the_rule_engine():
@@ -237,6 +244,10 @@ def test_fixture_directions_through_the_rule_engine():
         "both.example": DIRECT, "exact-vs-suffix.example": DIRECT,
         "adnetwork.example": None, "promo.unselected.example": None, "loop-b.example": None,
         "例子.中国": DIRECT,
+        # keyword/regexp entries, with their list's direction (@ads and @cn applied)
+        "bd12.com": BLOCK, "www.bd12.com": None, "xbaidux.net": DIRECT, "r1.googlevideo.net": FORWARD,
+        "i.ytimg.net": DIRECT, "gvt1.com": FORWARD, "x.gvt2.com": FORWARD, "gvtx.com": None,
+        "googlevideo.google.com": FORWARD, "baidu.googlevideo.cn": DIRECT,   # suffix rules first
     }
     assert {host: rule_set.lookup(host) for host in expected} == expected
 
@@ -270,8 +281,8 @@ def test_merge_conflicts_block_then_direct_then_forward():
         "forward": [entry("both.example"), entry("x.example", "cn"), entry("ad.example", "ads")],
     }
     result = merge(resolved, block=(), direct=["direct"], forward=["forward"])
-    assert result.rules == [(BLOCK, "ad.example", False), (DIRECT, "both.example", False),
-                            (DIRECT, "x.example", False)]
+    assert result.rules == [(BLOCK, "domain", "ad.example"), (DIRECT, "domain", "both.example"),
+                            (DIRECT, "domain", "x.example")]
 
 
 def test_merge_exact_rule_dropped_only_when_same_name_suffix_is_stronger():
@@ -280,8 +291,8 @@ def test_merge_exact_rule_dropped_only_when_same_name_suffix_is_stronger():
         "f": [entry("a.example", type="full"), entry("b.example")],
     }
     result = merge(resolved, block=(), direct=["d"], forward=["f"])
-    assert result.rules == [(DIRECT, "a.example", False), (DIRECT, "b.example", True),
-                            (FORWARD, "b.example", False)]
+    assert result.rules == [(DIRECT, "domain", "a.example"), (DIRECT, "full", "b.example"),
+                            (FORWARD, "domain", "b.example")]
     assert result.redundant == 1
 
 
@@ -290,14 +301,40 @@ def test_merge_leaves_out_rules_that_change_no_answer_and_keeps_the_answers():
                       entry("ads.example.com", "ads"), entry("x.ads.example.com"),
                       entry("y.ads.example.com", "ads")]}
     result = merge(resolved, block=(), direct=["d"], forward=())
-    assert result.rules == [(BLOCK, "ads.example.com", False), (DIRECT, "example.com", False),
-                            (DIRECT, "x.ads.example.com", False)]
+    assert result.rules == [(BLOCK, "domain", "ads.example.com"), (DIRECT, "domain", "example.com"),
+                            (DIRECT, "domain", "x.ads.example.com")]
     assert result.redundant == 3
-    full = RuleSet((direction_of(e, DIRECT), e.value, e.type == "full") for e in resolved["d"])
+    full = RuleSet((direction_of(e, DIRECT), e.type, e.value) for e in resolved["d"])
     pruned = RuleSet(result.rules)
     for host in ["example.com", "www.example.com", "a.b.example.com", "b.example.com", "ads.example.com",
                  "z.ads.example.com", "x.ads.example.com", "y.ads.example.com", "q.y.ads.example.com"]:
         assert pruned.lookup(host) is full.lookup(host), host
+
+
+def test_merge_with_patterns_leaves_out_only_what_changes_no_answer():
+    # Patterns rank below every suffix rule: pruning a suffix rule under an enclosing one of the
+    # same direction keeps the answers even where a keyword of another direction matches, and the
+    # merger never prunes towards the default (a pattern could then decide instead).
+    resolved = {
+        "d": [entry("example.com"), entry("ads.example.com"), entry("tracker.net", type="full"),
+              entry("cdn.example.org", type="full"), entry("example.org")],
+        "b": [entry("ads", type="keyword"), entry(r"(^|\.)track", type="regexp"),
+              entry("ads", type="keyword")],
+        "f": [entry("ads", type="keyword"), entry("example", type="keyword")],
+    }
+    result = merge(resolved, block=["b"], direct=["d"], forward=["f"])
+    assert result.rules == [
+        (BLOCK, "keyword", "ads"), (BLOCK, "regexp", r"(^|\.)track"),
+        (DIRECT, "domain", "example.com"), (DIRECT, "full", "tracker.net"), (DIRECT, "domain", "example.org"),
+        (FORWARD, "keyword", "example")]
+    assert result.redundant == 2        # ads.example.com, full:cdn.example.org
+    unpruned = RuleSet([(BLOCK, e.type, e.value) for e in resolved["b"]]
+                       + [(DIRECT, e.type, e.value) for e in resolved["d"]]
+                       + [(FORWARD, e.type, e.value) for e in resolved["f"]])
+    pruned = RuleSet(parse_rules(render(result, []).splitlines(True)))
+    for host in ["example.com", "ads.example.com", "x.ads.example.com", "tracker.net", "www.tracker.net",
+                 "cdn.example.org", "ads.example.net", "example.net", "adsexample.io", "q.io"]:
+        assert pruned.lookup(host) is unpruned.lookup(host), host
 
 
 def test_render_output_parses_and_is_deterministic():
@@ -322,8 +359,8 @@ def test_cli_main_in_process_writes_file(tmp_path, caplog):
     assert cli.main([FIXTURE, "-o", str(out)]) == 0
     text = out.read_text(encoding="utf-8")
     assert text.endswith(EXPECTED_FIXTURE_RULES)
-    assert "# rules: 23 (block 5, direct 11, forward 7)" in text
-    assert "# skipped: 1 regexp, 1 keyword, 1 bad domain; 4 redundant rules left out" in text
+    assert "# rules: 28 (block 6, direct 13, forward 9; domain 21, full 2, keyword 3, regexp 2)" in text
+    assert "# skipped: 2 bad entries; 4 redundant rules left out" in text
     assert [p.name for p in tmp_path.iterdir()] == ["rules.txt"]       # no temp file left
 
 
@@ -337,3 +374,31 @@ def test_cli_main_errors_exit_2(argv, message, capsys):
     err = capsys.readouterr().err
     assert message in err
     assert len(err.strip().splitlines()) == 1
+
+
+# --- issue 10 item 13: includes expanded once ------------------------------------
+
+def doubling_chain(levels, second_filter=""):
+    """Lists l0..l{levels-1} each include the next twice; the last holds one entry (2^levels before)."""
+    files = {"l%d" % i: ["include:l%d" % (i + 1), "include:l%d%s" % (i + 1, second_filter)] for i in range(levels)}
+    files["l%d" % levels] = ["# crafted: each list above includes the next twice",
+                             "# so the one entry below used to come out 2^levels times", "deep.example", ""]
+    return files
+
+
+def test_an_include_repeated_is_expanded_once():
+    files = doubling_chain(18)
+    assert sum(len(lines) for lines in files.values()) == 40
+    resolved = resolve(parse_lists(files), "l0")
+    assert values(resolved) == [("domain", "deep.example")]     # was 2^18 = 262 144 copies
+    result = merge({"l0": resolved}, block=(), direct=["l0"], forward=())
+    assert result.rules == [(DIRECT, "domain", "deep.example")]
+
+
+def test_an_entry_reached_through_two_filters_or_a_diamond_is_kept_once():
+    files = doubling_chain(18, second_filter=" @-ads")
+    resolved = resolve(parse_lists(files), "l0")
+    assert len(resolved) == 1
+    diamond = {"top": ["include:left", "include:right"], "left": ["include:base"], "right": ["include:base"],
+               "base": ["a.example", "b.example @ads"]}
+    assert values(resolve(parse_lists(diamond), "top")) == [("domain", "a.example"), ("domain", "b.example")]

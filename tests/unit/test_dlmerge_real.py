@@ -26,6 +26,8 @@ EXPECTED = {
     "youtube.com": FORWARD, "twitter.com": FORWARD, "wikipedia.org": FORWARD,
     "doubleclick.net": BLOCK, "ad.doubleclick.net": BLOCK, "googleadservices.com": BLOCK,
     "adscdn.baidu.com": BLOCK, "pagead2.googlesyndication.com": BLOCK,
+    # regexp entries: no domain rule covers these names
+    "91porn123.me": FORWARD, "hses3.akamaized.net": FORWARD, "cdn1-epicgames-12.file.myqcloud.com": DIRECT,
 }
 
 
@@ -54,7 +56,7 @@ def test_real_data_every_line_parses_and_no_rule_repeats(real_output):
     lines = real_output.splitlines(True)
     rules = parse_rules(lines, source="dlc.txt")
     assert len(rules) == sum(1 for line in lines if line.strip() and not line.startswith("#"))
-    assert len({(domain, exact) for _, domain, exact in rules}) == len(rules)
+    assert len({(kind, value) for _, kind, value in rules}) == len(rules)
 
 
 @needs_data
@@ -65,9 +67,11 @@ def test_real_data_header_names_source_and_counts(real_output):
     text = "\n".join(header)
     assert "source: %s" % DATA in text
     assert "commit c975ccef9c19f005a3bfa7a33255d1b406deea64" in text
-    assert "rules: %d (block %d, direct %d, forward %d)" % (
+    assert "rules: %d (block %d, direct %d, forward %d; " % (
         len(rules), counts[BLOCK], counts[DIRECT], counts[FORWARD]) in text
-    assert "skipped: 159 regexp, 0 keyword, 0 bad domain" in text
+    regexps = sum(1 for _, kind, _ in rules if kind == "regexp")
+    assert regexps == 159 and "regexp %d)" % regexps in text
+    assert "skipped: 0 bad entries" in text
 
 
 @needs_data
@@ -85,21 +89,23 @@ def test_real_data_merge_matches_unpruned_answers():
     result = merge(resolved)
     pruned = RuleSet(result.rules)
     rank = {a: i for i, a in enumerate(PRIORITY)}
-    # The unpruned rule set: every domain/full entry, strongest direction per key.
+    # The unpruned rule set: every entry, strongest direction per key; patterns in the
+    # merger's section order (block, direct, forward).
     best = {}
     for list_action, name in ((DIRECT, "cn"), (FORWARD, "geolocation-!cn")):
         for e in resolved[name]:
-            if e.type in ("domain", "full"):
-                key = (e.value.lower(), e.type == "full")
-                action = direction_of(e, list_action)
-                if key not in best or rank[action] < rank[best[key]]:
-                    best[key] = action
+            key = (e.type, e.value.lower() if e.type in ("domain", "full") else e.value)
+            action = direction_of(e, list_action)
+            if key not in best or rank[action] < rank[best[key]]:
+                best[key] = action
     # Same-name exact rules weaker than their suffix rule are merged into the suffix rule.
-    for (domain, exact), action in list(best.items()):
-        if exact and (domain, False) in best and rank[best[(domain, False)]] < rank[action]:
-            del best[(domain, exact)]
-    unpruned = RuleSet((action, domain, exact) for (domain, exact), action in best.items())
-    hosts = [domain for domain, _ in best] + ["www." + domain for domain, _ in best]
+    for (kind, value), action in list(best.items()):
+        if kind == "full" and ("domain", value) in best and rank[best[("domain", value)]] < rank[action]:
+            del best[(kind, value)]
+    unpruned = RuleSet(sorted(((action, kind, value) for (kind, value), action in best.items()),
+                              key=lambda rule: rank[rule[0]]))
+    names = [value for (kind, value) in best if kind in ("domain", "full")]
+    hosts = names + ["www." + name for name in names] + ["91porn123.me", "x.bilibili301.xyz", "hses3.akamaized.net"]
     differences = [h for h in hosts if pruned.lookup(h) is not unpruned.lookup(h)]
     assert differences == []
 
@@ -122,7 +128,8 @@ def test_script_writes_rules_and_logs_summary(tmp_path):
     result = run_dlmerge(FIXTURE, "-o", out)
     assert result.returncode == 0, result.stderr
     assert result.stdout == ""
-    assert "23 rules (block 5, direct 11, forward 7) written to %s" % out in result.stderr
+    assert ("28 rules (block 6, direct 13, forward 9; domain 21, full 2, keyword 3, regexp 2) written to %s"
+            % out) in result.stderr
     assert "WARNING" in result.stderr and "bad domain 'bad..domain.example' skipped" in result.stderr
     assert "direct\tbaidu.com\n" in out.read_text(encoding="utf-8")
 
@@ -141,7 +148,8 @@ def test_script_stdout_by_default():
     ([FIXTURE, "--direct", "loop-a"], "include cycle: loop-a -> loop-b -> loop-c -> loop-a"),
     ([FIXTURE, "--forward", "broken-include"], "no such list 'no-such-list'"),
     ([FIXTURE, "--block", "category-nope"], "no list 'category-nope' in"),
-    ([FIXTURE, "--direct", "baidu", "-o", "/nonexistent/dir/out.txt"], "cannot write /nonexistent/dir/out.txt"),
+    ([FIXTURE, "--direct", "baidu", "--forward", "github", "-o", "/nonexistent/dir/out.txt"],
+     "cannot write /nonexistent/dir/out.txt"),
 ], ids=["missing-dir", "file-not-dir", "cycle", "missing-include", "missing-list", "unwritable-output"])
 def test_script_errors_are_one_line_exit_2(args, message):
     result = run_dlmerge(*args)

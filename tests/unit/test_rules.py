@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 from tomato_gevent.errors import ConfigError
-from tomato_gevent.rules import (Action, RuleSet, load_rule_files, normalize_domain, normalize_host,
+from tomato_gevent.rules import (Action, RuleSet, load_rule_files, normalize_name, normalize_host,
                                        parse_rules)
 
 BLOCK, DIRECT, FORWARD = Action.BLOCK, Action.DIRECT, Action.FORWARD
@@ -219,7 +219,7 @@ def test_comments_blank_lines_and_whitespace():
 
 def test_parse_rules_returns_every_line_in_order():
     parsed = parse_rules(["direct\tBaidu.com.\n", "block\tfull:X.example\n", "direct\tbaidu.com\n"])
-    assert parsed == [(DIRECT, "baidu.com", False), (BLOCK, "x.example", True), (DIRECT, "baidu.com", False)]
+    assert parsed == [(DIRECT, "domain", "baidu.com"), (BLOCK, "full", "x.example"), (DIRECT, "domain", "baidu.com")]
 
 
 def test_rule_domains_are_normalised_like_hosts():
@@ -257,9 +257,19 @@ def test_rule_domains_are_normalised_like_hosts():
     ("block\t::1", "an IP address"),
     ("block\t[2001:db8::1]", "an IP address"),
     ("block\texample.123", "bad domain 'example.123'"),
-    ("block\tdomain:ads.example", "the only prefix understood is full:"),
-    ("block\tkeyword:ads", "the only prefix understood is full:"),
-    ("block\tads.example:443", "the only prefix understood is full:"),
+    ("block\tdomain:ads.example", "the prefixes understood are full:, keyword:, regexp:, cidr:"),
+    ("block\tads.example:443", "the prefixes understood are full:, keyword:, regexp:, cidr:"),
+    ("block\tkeyword:", "empty value after the keyword: prefix"),
+    ("block\tkeyword:Bücher", "bad keyword 'Bücher'"),
+    ("block\tkeyword:a/b", "bad keyword 'a/b'"),
+    ("block\tregexp:", "empty value after the regexp: prefix"),
+    ("block\tregexp:(ads", "bad regexp '(ads': missing ), unterminated subpattern at position 0"),
+    ("block\tregexp:a{2,1}", "bad regexp 'a{2,1}'"),
+    ("block\tregexp:(?i)x(?i)y", "bad regexp"),
+    ("block\tcidr:", "empty value after the cidr: prefix"),
+    ("block\tcidr:10.0.0.1/8", "bad network '10.0.0.1/8' (10.0.0.1/8 has host bits set)"),
+    ("block\tcidr:10.0.0.0/33", "bad network '10.0.0.0/33'"),
+    ("block\tcidr:example.com", "bad network 'example.com'"),
 ])
 def test_malformed_line_is_config_error_with_file_line_and_text(line, why):
     text = "# header\ndirect\tok.example\n" + line + "\n"
@@ -286,6 +296,8 @@ def test_config_error_maps_to_exit_status_2():
     ("WWW.Baidu.COM", "www.baidu.com"),
     ("baidu.com.", "baidu.com"),
     ("baidu.com:443", "baidu.com"),
+    ("baidu.com...", "baidu.com"),
+    ("baidu.com..:443", "baidu.com"),
     ("Baidu.COM.:8080", "baidu.com"),
     ("localhost", "localhost"),
     ("_dmarc.example.com", "_dmarc.example.com"),
@@ -303,7 +315,7 @@ def test_normalize_host(host, name):
 
 @pytest.mark.parametrize("host", [
     "", ".", ":443", "a..b", ".example", "a b.example", "exa*mple.com", "x" * 64 + ".example",
-    "a." * 127 + "com", "example.com:http", "example.com:", "example..",
+    "a." * 127 + "com", "example.com:http", "example.com:",
     "10.0.0.1", "10.0.0.1:80", "127.1", "192.168.1.300",
     "::1", "2001:db8::1", "[2001:db8::1]", "[2001:db8::1]:443", "[::ffff:10.0.0.1]:80",
 ])
@@ -311,11 +323,11 @@ def test_normalize_host_rejects_ip_literals_and_invalid_names(host):
     assert normalize_host(host) is None
 
 
-def test_normalize_domain_is_normalize_host_without_ports():
-    assert normalize_domain("Bücher.DE.") == "xn--bcher-kva.de"
-    assert normalize_domain("example.com:443") is None
-    assert normalize_domain("10.0.0.1") is None
-    assert normalize_domain("") is None
+def test_normalize_name_is_normalize_host_without_ports():
+    assert normalize_name("Bücher.DE.") == "xn--bcher-kva.de"
+    assert normalize_name("example.com:443") is None
+    assert normalize_name("10.0.0.1") is None
+    assert normalize_name("") is None
 
 
 @pytest.mark.parametrize("host", ["WWW.BAIDU.COM", "www.baidu.com.", "www.baidu.com:443", "Www.Baidu.Com.:80"])

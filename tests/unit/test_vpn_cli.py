@@ -196,3 +196,21 @@ def test_peer_name_refresh_moves_the_endpoint_and_keeps_it_on_failure(monkeypatc
     numeric = cli.PeerName(("10.9.0.9", 5000), ("0.0.0.0", 5000))
     numeric.refresh(link)                                               # literal: never resolved again
     assert numeric.numeric and link.endpoint.address == ("::ffff:10.9.0.3", 5000, 0, 0)
+
+
+@pytest.mark.parametrize("argv", [
+    ["-la", ":5000", "-lp", "a", "-pa", "10.9.9.9:5000", "-pp", "b", "--http-proxy", "10.9.9.1:8888"],   # UDP
+    ["-la", ":5000", "-lp", "a", "-d", "-pp", "b", "--transport", "tcp", "--http-proxy", "10.9.9.1:8888"],
+])
+def test_http_proxy_needs_tcp_and_a_peer_to_dial(argv):
+    result = run_vpn(*argv)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--http-proxy needs --transport tcp and -pa" in lines[0], result.stderr
+
+
+def test_transport_flag():
+    assert build_parser().parse_args("-la :5000 -d".split()).transport == "udp"
+    args = build_parser().parse_args("-la :5000 -d --transport tcp".split())
+    assert args.transport == "tcp" and args.http_proxy is None
+    assert run_vpn("-la", ":5000", "-d", "--transport", "sctp").returncode == 2

@@ -119,3 +119,56 @@ def test_both_sides_dialling_settle_on_one_connection(sides):  # noqa: F811
     assert (a.transport.rules.current, b.transport.rules.current) == (kept_a, kept_b)
     assert kept_a.sock.getsockname() == kept_b.sock.getpeername()      # the same connection
     assert a.transport.connections_opened + b.transport.connections_opened <= 4   # no redial loop
+
+
+def test_a_peer_that_stops_reading_fills_the_queue_then_is_dropped(sides, monkeypatch):  # noqa: F811
+    from tomato_gevent.vpn import tcp
+
+    monkeypatch.setattr(tcp, "STALL_SECONDS", 0.5)
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        a = sides(KEY_A, KEY_B, peer=listener.getsockname(), transport="tcp")
+        stuck, _ = listener.accept()            # accepts, never reads
+        with stuck:
+            packet = bytes(1400)
+            for _ in range(50000):
+                a.tun.host.send(packet)
+                if a.link.drops["send queue full"]:
+                    break
+            assert a.link.drops["send queue full"] > 0, "the queue never filled"
+            wait_for(lambda: a.link.drops["send stalled"] == 1, what="the stalled connection dropped")
+            listener.settimeout(5)
+            again, _ = listener.accept()        # and A dials again
+            again.close()
+            assert a.running
+
+
+def test_http_proxy_refusal_is_retried_with_backoff(sides, caplog):  # noqa: F811
+    import logging
+    import threading
+
+    caplog.set_level(logging.INFO)
+    requests = []
+    with socket.socket() as proxy:
+        proxy.bind(("127.0.0.1", 0))
+        proxy.listen()
+        proxy.settimeout(5)
+
+        def refuse():
+            for _ in range(2):
+                conn, _ = proxy.accept()
+                with conn:
+                    head = b""
+                    while not head.endswith(b"\r\n\r\n"):
+                        head += conn.recv(1)
+                    requests.append(head)
+                    conn.sendall(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")
+
+        refuser = threading.Thread(target=refuse, daemon=True)
+        refuser.start()
+        a = sides(KEY_A, KEY_B, peer=("peer.invalid", 5000), transport="tcp", http_proxy=proxy.getsockname())
+        refuser.join(10)
+    assert requests == [b"CONNECT peer.invalid:5000 HTTP/1.1\r\nHost: peer.invalid:5000\r\n\r\n"] * 2
+    assert a.transport.connections_opened == 0 and a.running
+    assert "the HTTP proxy answered 403 Forbidden" in caplog.text

@@ -89,10 +89,10 @@ def header_lines(args, result, list_count, commit, selection):
         "source: %s, %d lists" % (source, list_count),
         "lists: block = @ads entries%s; direct = %s; forward = %s" % (
             "".join(" + " + name for name in block), ", ".join(direct) or "-", ", ".join(forward) or "-"),
-        "rules: %d (block %d, direct %d, forward %d)" % (
-            total, result.counts[Action.BLOCK], result.counts[Action.DIRECT], result.counts[Action.FORWARD]),
-        "skipped: %d regexp, %d keyword, %d bad domain; %d redundant rules left out" % (
-            result.skipped["regexp"], result.skipped["keyword"], result.skipped["bad domain"], result.redundant),
+        "rules: %d (block %d, direct %d, forward %d; %s)" % (
+            total, result.counts[Action.BLOCK], result.counts[Action.DIRECT], result.counts[Action.FORWARD],
+            ", ".join("%s %d" % item for item in result.kinds.items())),
+        "skipped: %d bad entries; %d redundant rules left out" % (result.skipped, result.redundant),
         "data license: MIT, Copyright (c) 2018-2019 V2Ray (see LICENSE of domain-list-community)",
     ]
 
@@ -141,10 +141,10 @@ def convert(args):
         log.warning("%s", warning)
     text = render(result, header_lines(args, result, len(lists), upstream_commit(args.data_dir), selection))
     write_output(args.output, text)
-    log.info("%d rules (block %d, direct %d, forward %d) written to %s; skipped %d regexp, %d keyword, %d bad",
+    log.info("%d rules (block %d, direct %d, forward %d; %s) written to %s; skipped %d bad entries",
              len(result.rules), result.counts[Action.BLOCK], result.counts[Action.DIRECT],
-             result.counts[Action.FORWARD], args.output or "stdout",
-             result.skipped["regexp"], result.skipped["keyword"], result.skipped["bad domain"])
+             result.counts[Action.FORWARD], ", ".join("%s %d" % item for item in result.kinds.items()),
+             args.output or "stdout", result.skipped)
     return 0
 
 

@@ -20,6 +20,12 @@ includes recursively, applies filters and affiliations, and returns the
 entries of one list; an include of a missing list or an include cycle is a
 one-line ``ConfigError``. Entries keep their origin (``list:lineno``) so the
 merger can say where a bad value came from.
+
+Each list's resolved entries hold every entry (one source line) at most once:
+an include repeated with the same filter is expanded once, and an entry that
+arrives again by another path (a second filter, a diamond of includes) is
+kept at its first position. Without that, 40 crafted lines (a chain of lists
+that each include the next twice) expanded to 2^18 entries.
 """
 from typing import Dict, FrozenSet, Iterable, List, Mapping, NamedTuple, Tuple
 
@@ -146,13 +152,18 @@ class _Resolver:
             raise ConfigError("%s: includes nested deeper than %d: %s ..." % (
                 origin, MAX_INCLUDE_DEPTH, " -> ".join(self.stack[:5])))
         self.stack.append(name)
-        entries = list(data_list.entries)
+        entries = dict.fromkeys(data_list.entries)      # an ordered set
+        expanded = set()
         for include in data_list.includes:
+            key = (include.name, include.must_have, include.must_not)
+            if key in expanded:
+                continue
+            expanded.add(key)
             included = self.resolve(include.name, "%s: include:%s" % (include.origin, include.name))
             if include.must_have or include.must_not:
-                entries.extend(e for e in included if include.admits(e))
+                entries.update(dict.fromkeys(e for e in included if include.admits(e)))
             else:
-                entries.extend(included)
+                entries.update(dict.fromkeys(included))
         self.stack.pop()
         result = tuple(entries)
         self.done[name] = result

@@ -1,8 +1,8 @@
 """proxy -a [HOST]:PORT [-f HOST:PORT] [-r RULEFILE]... [-d block|direct|forward] [-v]
 
-Rule-based HTTP proxy (the seed's command line). SIGHUP reloads the rule files (a bad
-file keeps the rules in force); SIGUSR1 logs the one-line summary; SIGINT / SIGTERM stop
-it (and log the summary).
+Rule-based HTTP and SOCKS5 proxy on one port (the seed's command line). SIGHUP reloads
+the rule files (a bad file keeps the rules in force); SIGUSR1 logs the one-line summary;
+SIGINT / SIGTERM stop it (and log the summary).
 """
 import logging
 import signal
@@ -12,6 +12,8 @@ import gevent
 from ..cli_common import OneLineParser, hostport_arg, positive_float, positive_int, run_cli, setup_logging
 from ..errors import ConfigError
 from ..rules import Action, RuleSet, load_rule_files
+from . import socks_session
+from .auth import load_auth_file
 from .outbound import CONNECT_TIMEOUT_SECONDS, IDLE_TIMEOUT_SECONDS, TUNNEL_IDLE_TIMEOUT_SECONDS
 from .server import DEFAULT_MAX_CLIENTS, ProxyServer, make_listener
 
@@ -23,9 +25,11 @@ DEFAULT_LISTEN = ("127.0.0.1", 1080)
 def build_parser():
     parser = OneLineParser(
         prog="proxy",
-        description="Rule-based HTTP proxy: per domain block, direct, or forward to another HTTP proxy.",
-        epilog="Rule file lines: 'block|direct|forward<TAB>domain' (suffix match, first occurrence "
-               "wins, '#' comments). SIGHUP reloads the rule files. "
+        description="Rule-based HTTP and SOCKS5 proxy (one port, the first byte decides): per "
+                    "host block, direct, or forward to another HTTP proxy.",
+        epilog="Rule file lines: 'block|direct|forward<TAB>TARGET', TARGET = domain (suffix match), "
+               "full:domain, keyword:WORD, regexp:RE or cidr:NETWORK (first occurrence wins, "
+               "'#' comments). SIGHUP reloads the rule files. "
                "Example: proxy -a :1080 -f 10.0.1.1:1080 -r rule.txt -v")
     parser.add_argument("-a", dest="listen", metavar="[HOST]:PORT", type=hostport_arg, default=None,
                         help="listen address (default 127.0.0.1:1080; ':PORT' = all interfaces)")
@@ -50,6 +54,9 @@ def build_parser():
     parser.add_argument("--allow-private", action="store_true",
                         help="let clients not on loopback reach the proxy host's loopback and "
                              "link-local addresses (refused with 403 by default)")
+    parser.add_argument("--auth-file", metavar="FILE", default=None,
+                        help="require credentials, one 'user:password' per line: SOCKS5 "
+                             "username/password (RFC 1929) and HTTP Proxy-Authorization: Basic (407)")
     parser.add_argument("-v", dest="verbose", action="count", default=0,
                         help="debug logging: one line per request")
     return parser
@@ -74,13 +81,16 @@ def main(argv=None):
         if args.forward is not None and not args.forward[0]:
             raise ConfigError("-f needs a host: HOST:PORT of the upstream proxy")
         rules = _load(args.rule_files)
+        authenticator = load_auth_file(args.auth_file) if args.auth_file else None
         host, port = args.listen or DEFAULT_LISTEN
         listener = make_listener(host, port)
         server = ProxyServer(listener, rules, default_action=Action(args.default),
                              upstream=args.forward, idle_timeout=args.idle_timeout,
                              connect_timeout=args.connect_timeout,
                              tunnel_idle_timeout=args.tunnel_idle_timeout,
-                             allow_private=args.allow_private, max_clients=args.max_clients)
+                             allow_private=args.allow_private, max_clients=args.max_clients,
+                             socks5_handler=socks_session.make_handler(authenticator),
+                             authenticator=authenticator)
 
         def reload_rules():
             try:
@@ -96,8 +106,10 @@ def main(argv=None):
         gevent.signal_handler(signal.SIGTERM, server.stop)
         gevent.signal_handler(signal.SIGINT, server.stop)
         bound = listener.getsockname()
-        log.info("listening on %s:%d, default %s, %s; rules: %s",
-                 "[%s]" % bound[0] if ":" in bound[0] else bound[0], bound[1], args.default,
+        log.info("listening on %s:%d (HTTP and SOCKS5%s), default %s, %s; rules: %s",
+                 "[%s]" % bound[0] if ":" in bound[0] else bound[0], bound[1],
+                 ", %d users in %s" % (len(authenticator), args.auth_file) if authenticator else "",
+                 args.default,
                  "forward to %s:%d" % args.forward if args.forward else "no upstream (forward = direct)",
                  describe_rules(args.rule_files, rules))
         server.serve_forever()

@@ -30,7 +30,7 @@ import enum
 import re
 from dataclasses import dataclass
 from http import HTTPStatus
-from typing import Tuple
+from typing import Optional, Tuple
 
 from ..errors import RemoteProtocolError
 
@@ -66,6 +66,7 @@ class RequestHead:
     keep_alive: bool           # client wants the connection kept after this exchange
     expect_continue: bool      # "Expect: 100-continue" (removed from headers)
     length: int                # bytes of buf the head occupied (incl. leading blank lines)
+    proxy_authorization: Optional[bytes] = None     # for --auth-file; never forwarded (hop-by-hop)
 
     @property
     def is_connect(self):
@@ -147,7 +148,7 @@ def _split_head(buf, start, status_hint_too_big, what):
 
 # Fields whose values the parser itself needs (lower-case names).
 _FRAMING_FIELDS = frozenset({b"connection", b"proxy-connection", b"transfer-encoding",
-                             b"content-length", b"host", b"expect"})
+                             b"content-length", b"host", b"expect", b"proxy-authorization"})
 
 
 def _parse_fields(lines, bad):
@@ -312,7 +313,8 @@ def parse_request_head(buf, start=0):
         method=method, version=version, host=host, port=port, authority=authority,
         path=path, headers=_end_to_end(fields, connection), framing=framing,
         content_length=content_length or 0, keep_alive=keep_alive,
-        expect_continue=expect_continue, length=length)
+        expect_continue=expect_continue, length=length,
+        proxy_authorization=special.get(b"proxy-authorization", (None,))[0])
 
 
 class RequestReader:

@@ -125,7 +125,9 @@ class Outbound:
             sock.settimeout(self.idle_timeout)
             return sock
         if last_error is not None:
-            raise NextHopError("cannot connect to %s: %s" % (what, reason_of(last_error)), 502)
+            error = NextHopError("cannot connect to %s: %s" % (what, reason_of(last_error)), 502)
+            error.errno = getattr(last_error, "errno", None)    # SOCKS5 tells "refused" apart
+            raise error
         raise NextHopError("timed out connecting to %s" % what, 504)
 
     def tunnel_via_upstream(self, host, port, request=None):

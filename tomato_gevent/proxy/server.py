@@ -35,6 +35,7 @@ from ..errors import ConfigError, NextHopError, RemoteProtocolError, TomatoError
 from ..netutil import format_address
 from ..rules import Action
 from . import exchange, http
+from .auth import proxy_authenticate_header
 from .http import Framing
 from .outbound import (CONNECT_TIMEOUT_SECONDS, IDLE_TIMEOUT_SECONDS, RECV_BYTES, RELAY_RECV_BYTES,
                        TUNNEL_IDLE_TIMEOUT_SECONDS, Outbound, UpstreamRefused, reason_of,
@@ -99,6 +100,7 @@ class ClientContext:
     def __init__(self, server, address):
         self.peer = format_address(address)
         self.client = exchange.client_ip(address)
+        self.authenticator = server.authenticator
         self.outbound = server.outbound
         self.stats = server.stats
         self.idle_timeout = server.outbound.idle_timeout
@@ -124,14 +126,17 @@ class ProxyServer(StreamServer):
     (SIGHUP); default_action when no rule matches; upstream: (host, port) of -f or None
     (forward then acts as direct). socks5_handler(sock, first_bytes, context): the SOCKS5
     front end for connections whose first byte is 0x05 (None: such connections are closed).
+    authenticator (auth.Authenticator, --auth-file) or None: HTTP requests then need
+    Proxy-Authorization: Basic (407 otherwise); the SOCKS5 front end checks it itself.
     """
 
     def __init__(self, listener, rules, default_action=Action.DIRECT, upstream=None,
                  resolver=None, idle_timeout=IDLE_TIMEOUT_SECONDS,
                  connect_timeout=CONNECT_TIMEOUT_SECONDS,
                  tunnel_idle_timeout=TUNNEL_IDLE_TIMEOUT_SECONDS, allow_private=False,
-                 max_clients=DEFAULT_MAX_CLIENTS, socks5_handler=None):
+                 max_clients=DEFAULT_MAX_CLIENTS, socks5_handler=None, authenticator=None):
         super().__init__(listener)
+        self.authenticator = authenticator
         self.outbound = Outbound(rules, default_action, upstream, resolver, idle_timeout,
                                  connect_timeout, tunnel_idle_timeout, allow_private)
         self.max_clients = max_clients
@@ -292,6 +297,15 @@ class _HttpClient:
         started = time.monotonic()
         self.up = self.down = 0
         host, direction = head.host, "-"
+        if self.context.authenticator is not None and not self.context.authenticator.check_basic(
+                head.proxy_authorization):
+            keep = exchange.keep_client_after_block(head)
+            self._send_client(http.render_simple_response(
+                407, "proxy authentication required", keep_alive=keep,
+                extra_headers=(proxy_authenticate_header(),)))
+            self._finish(head.method, host, head.port, direction, 407, started,
+                         "no or wrong Proxy-Authorization")
+            return keep
         try:
             host = exchange.edge_host(head.host)
             action = self.outbound.decide(host)

@@ -1,33 +1,45 @@
-"""Domain rules for the proxy: parse rule files, answer "what do we do with this host?".
+"""Rules for the proxy: parse rule files, answer "what do we do with this host?".
 
 Contract
 --------
-A rule file is UTF-8 text, one rule per line: ``direction<TAB>domain``.
+A rule file is UTF-8 text, one rule per line: ``direction<TAB>target``.
 
 * direction is ``block``, ``direct`` or ``forward`` (lower case, as the seed).
-* domain is a suffix rule: it matches the name and every name below it
-  (``baidu.com`` matches ``baidu.com`` and ``www.baidu.com``, not ``xbaidu.com``).
-  ``full:domain`` is an exact rule: it matches that one name only.
-* ``#`` starts a comment (whole line or trailing); blank lines are ignored.
+* target is one of
+    ``domain``          suffix rule: the name and every name below it
+                        (``baidu.com`` matches ``www.baidu.com``, not ``xbaidu.com``);
+    ``full:domain``     exact rule: that one name only;
+    ``keyword:word``    names containing word (``keyword:google``);
+    ``regexp:pattern``  names where Python's ``re.search(pattern, name)`` finds a
+                        match; the name is normalised (lower case, A-labels, no
+                        trailing dot); compiled at load;
+    ``cidr:network``    IP-literal hosts inside network (``cidr:10.0.0.0/8``,
+                        ``cidr:fd00::/8``); names never match a cidr rule.
+* ``#`` starts a comment (whole line or trailing; so a regexp cannot contain
+  ``#`` - write ``\x23``); blank lines are ignored.
 * The FIRST occurrence of a rule wins, across files too (``load_rule_files``
   reads them as if concatenated), so a user overrides a rule by writing a
-  line above it. ``full:x`` and ``x`` are different rules (different keys).
+  line above it. Different kinds are different rules (``full:x`` and ``x``).
 * Anything else (spaces instead of the TAB, an unknown direction, an empty or
-  invalid domain, an IP address) raises ``ConfigError("file:line: why: 'line'")``:
-  the proxy refuses to start rather than guess.
+  invalid domain, a bad pattern or network) raises
+  ``ConfigError("file:line: why: 'line'")``: the proxy refuses to start rather than guess.
 
-Lookup (``RuleSet.lookup(host)``) normalises the host (``normalize_host``) and
-returns the action of the most specific rule, or ``None`` when no rule matches
-(the caller applies its default direction). Most specific means, in order:
-an exact (``full:``) rule for the name itself, then the suffix rule for the
-name itself, then the suffix rules of its parents, nearest first
-(``www.baidu.com`` -> ``baidu.com`` -> ``com``). So ``block full:x.com`` wins
-over ``direct x.com`` for ``x.com`` whichever comes first in the file, while
-``a.x.com`` still gets ``direct``: an exact rule is by nature more specific.
+Lookup (``RuleSet.lookup(host)``) normalises the host (rules/names.py) and
+returns the action of the rule that decides it, or ``None`` when no rule
+matches (the caller applies its default direction). Precedence for a name:
+
+1. an exact (``full:``) rule for the name;
+2. the suffix rule for the name itself, then those of its parents, nearest
+   first (``www.baidu.com`` -> ``baidu.com`` -> ``com``);
+3. keyword and regexp rules, the first in file order that matches;
+
+and for an IP literal the cidr rule with the longest prefix containing it.
+So ``block full:x.com`` wins over ``direct x.com`` for ``x.com`` whichever
+comes first, and any suffix rule (even ``com``) wins over every keyword.
 
 Structure
 ---------
-The matcher is a suffix trie on reversed labels: the node for ``com`` has a
+The suffix matcher is a trie on reversed labels: the node for ``com`` has a
 child ``baidu`` whose child is ``www``, and a rule hangs on the node where its
 domain ends. We store it flattened: every node is identified by its path
 from the root, which is exactly the suffix string (``www.baidu.com`` /
@@ -37,9 +49,8 @@ towards the root is then "drop the leftmost label" (``str.partition``), one
 hash probe per level, stopping at the first (deepest) node with a rule - the
 same answer as walking the trie root-to-leaf and remembering the deepest
 rule seen. Exact rules live in a second, small dict probed once for the full
-name. On the converted domain-list-community set a nested dict-per-node trie
-measured the same speed and memory within noise (2.6 vs 2.8 MiB); the flat
-table is less code and its keys are the rule file's own domains.
+name. Keyword/regexp rules (patterns.py) run only when neither decides;
+cidr rules (networks.py) only for IP literals.
 
 Cost of a lookup: one regular-expression match that proves the host is
 already normalised (lower case, valid; ``:port`` or a trailing dot are cut
@@ -49,12 +60,15 @@ literals) goes through ``normalize_host``.
 Pure: no I/O except ``load_rule_files``, which only reads the named files; no logging.
 """
 import enum
-import functools
+import ipaddress
 import re
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Dict, Iterable, List, NamedTuple, Optional, Sequence
 
 from ..errors import ConfigError
 from ..netutil import ip_literal
+from .names import MAX_NAME_LENGTH, normalize_host, normalize_name
+from .networks import NetworkTable, parse_network
+from .patterns import PatternMatcher
 
 
 class Action(enum.Enum):
@@ -63,136 +77,169 @@ class Action(enum.Enum):
     FORWARD = "forward"
 
 
-EXACT_PREFIX = "full:"          # rule-file spelling of an exact-match rule
-MAX_NAME_LENGTH = 253           # RFC 1035, textual form without the trailing dot
+# Rule kinds; the rule-file prefix is the kind + ":" (none for DOMAIN).
+DOMAIN, FULL, KEYWORD, REGEXP, CIDR = "domain", "full", "keyword", "regexp", "cidr"
+KINDS = (DOMAIN, FULL, KEYWORD, REGEXP, CIDR)
+EXACT_PREFIX = FULL + ":"       # rule-file spelling of an exact-match rule
 
-# Labels: letters, digits, "-" and "_" (real names such as _dmarc.x.com or
-# my_host.example.org exist, and a proxy should not refuse what DNS resolves).
-# The last label must contain a non-digit: an all-digit "TLD" is an IPv4
-# literal (or nonsense), and IP literals match no domain rule.
-_NAME_RE = re.compile(r"(?:[a-z0-9_-]{1,63}\.)*(?=[a-z0-9_-]*[a-z_-])[a-z0-9_-]{1,63}")
-_name_is_valid = _NAME_RE.fullmatch
+
+class Rule(NamedTuple):
+    action: Action
+    kind: str                   # one of KINDS
+    value: str                  # normalised name, keyword, pattern source, or network text
+
+
 # The common case on the hot path: already lower case, last character not a
 # digit, maybe a trailing dot, maybe a :port (CONNECT). Such a host is valid
 # iff it matches this (and is short enough); group 1 is then the normalised
 # name. Anything else (upper case, IDN, IP literals, junk) takes the full
 # normalize_host path.
 _match_plain_host = re.compile(r"([a-z0-9_-]{1,63}(?:\.[a-z0-9_-]{1,63})*)(?<![0-9])\.?(?::[0-9]{1,5})?").fullmatch
+_is_keyword = re.compile(r"[a-z0-9_.-]+").fullmatch
 
 _ACTIONS_BY_NAME = {action.value: action for action in Action}
 
-# A well-formed rule line without comment, already normalised: the bulk of a
-# generated file. Anything else takes the careful path, which also produces
-# the error messages.
+# A well-formed domain or full: rule line without comment, already
+# normalised: the bulk of a generated file. Anything else takes the careful
+# path, which also produces the error messages.
 _is_plain_rule_line = re.compile(
     r"(block|direct|forward)\t(full:)?([a-z0-9_-]{1,63}(?:\.[a-z0-9_-]{1,63})*)(?<![0-9])[ \t]*\r?\n?").fullmatch
 
-Rule = Tuple[Action, str, bool]     # (action, normalised domain, exact)
 
-
-@functools.lru_cache(maxsize=1024)
-def _idna_to_ascii(name: str) -> Optional[str]:
-    """Unicode name -> punycode, None if it cannot be encoded.
-
-    The stdlib codec is IDNA 2003 (nameprep lower-cases, the ideographic full
-    stop counts as a dot): good enough to map a Unicode name onto the punycode
-    the rule data uses. It costs tens of microseconds, hence the cache; HTTP
-    clients normally send punycode already, so this path is rare.
-    """
+def _ip_of_host(host: str):
+    """The address of an IP-literal host ('10.0.0.1', '10.0.0.1:80', '::1', '[::1]:443'), else None."""
+    if host.startswith("["):
+        close = host.find("]")
+        if close < 0 or (close + 1 < len(host) and host[close + 1] != ":"):
+            return None
+        host = host[1:close]
+    elif host.count(":") == 1:
+        host = host.partition(":")[0]
     try:
-        return name.encode("idna").decode("ascii")
-    except UnicodeError:
+        return ipaddress.ip_address(host)
+    except ValueError:
         return None
-
-
-def normalize_domain(name: str) -> Optional[str]:
-    """A domain (no port): lower case, no trailing dot, IDN -> punycode; None if invalid or an IP."""
-    if name.endswith("."):
-        name = name[:-1]
-    if not name.isascii():
-        name = _idna_to_ascii(name)
-        if name is None:
-            return None
-    name = name.lower()
-    if len(name) > MAX_NAME_LENGTH or not _name_is_valid(name):
-        return None
-    return name
-
-
-def normalize_host(host: str) -> Optional[str]:
-    """Host as seen in a request -> the name rules are matched against.
-
-    Lower case, trailing dot and ``:port`` removed, IDN converted to its ASCII
-    (punycode) form. None for IP literals (``10.0.0.1``, ``::1``,
-    ``[::1]:443``) and for empty or invalid names.
-    """
-    if not host:
-        return None
-    if host[0] == "[":          # "[v6]" or "[v6]:port": always an IP literal
-        return None
-    colon = host.find(":")
-    if colon >= 0:
-        if host.find(":", colon + 1) >= 0:     # bare IPv6 literal
-            return None
-        port = host[colon + 1:]
-        if not port.isdigit() or not port.isascii():
-            return None
-        host = host[:colon]
-    return normalize_domain(host)
 
 
 class RuleSet:
     """The loaded rules. ``lookup(host) -> Action | None``; see the module docstring."""
 
-    __slots__ = ("_exact", "_suffix", "counts")
+    __slots__ = ("_exact", "_suffix", "_patterns", "_networks", "counts", "_size")
 
     def __init__(self, rules: Iterable[Rule] = ()):
         self._exact: Dict[str, Action] = {}
         self._suffix: Dict[str, Action] = {}
+        self._networks = NetworkTable()
         self.counts: Dict[Action, int] = {action: 0 for action in Action}
-        for action, domain, exact in rules:
-            table = self._exact if exact else self._suffix
-            if domain not in table:         # first occurrence wins
-                table[domain] = action
-                self.counts[action] += 1
+        patterns = []
+        seen_patterns = set()
+        for action, kind, value in rules:
+            if kind == DOMAIN or kind == FULL:
+                table = self._exact if kind == FULL else self._suffix
+                if value in table:          # first occurrence wins
+                    continue
+                table[value] = action
+            elif kind == CIDR:
+                if not self._networks.add(ipaddress.ip_network(value), action):
+                    continue
+            else:
+                if (kind, value) in seen_patterns:
+                    continue
+                seen_patterns.add((kind, value))
+                patterns.append((action, kind, value))
+            self.counts[action] += 1
+        self._patterns = PatternMatcher(patterns) if patterns else None
+        self._size = sum(self.counts.values())
 
     def __len__(self) -> int:
-        return len(self._exact) + len(self._suffix)
+        return self._size
 
     def lookup(self, host: str) -> Optional[Action]:
-        """Action of the most specific rule matching host, None if none (or host is an IP)."""
+        """Action of the rule that decides host (name, name:port or IP literal), None if none."""
         plain = _match_plain_host(host)
         if plain is not None and len(host) <= MAX_NAME_LENGTH:
             name = plain[1]     # already normalised, maybe with :port; spares the full path
         else:
             name = normalize_host(host)
             if name is None:
+                if len(self._networks):
+                    address = _ip_of_host(host)
+                    if address is not None:
+                        return self._networks.lookup(address)
                 return None
         # lookup_name, inlined: a call costs about a tenth of a lookup.
         action = self._exact.get(name)
         if action is not None:
             return action
         get = self._suffix.get
-        while name:
-            action = get(name)
+        suffix = name
+        while suffix:
+            action = get(suffix)
             if action is not None:
                 return action
-            name = name.partition(".")[2]
+            suffix = suffix.partition(".")[2]
+        if self._patterns is not None:
+            return self._patterns.match(name)
         return None
 
     def lookup_name(self, name: str) -> Optional[Action]:
-        """As lookup() for a name already normalised by normalize_host."""
+        """As lookup() for a name already normalised by normalize_name."""
         action = self._exact.get(name)
         if action is not None:
             return action
         # Leaf to root; partition() is one C call where find() + slice are two.
         get = self._suffix.get
-        while name:
-            action = get(name)
+        suffix = name
+        while suffix:
+            action = get(suffix)
             if action is not None:
                 return action
-            name = name.partition(".")[2]
+            suffix = suffix.partition(".")[2]
+        if self._patterns is not None:
+            return self._patterns.match(name)
         return None
+
+
+def parse_target(target: str) -> Rule:
+    """The part after the TAB -> Rule(None, kind, value); ValueError(why) if malformed.
+
+    dlmerge calls it too, so that it only writes rules this parser loads.
+    """
+    if "#" in target:
+        raise ValueError("'#' starts a comment, so a rule cannot contain it (in a regexp write \\x23)")
+    kind, colon, value = target.partition(":")
+    if not colon or kind not in KINDS or kind == DOMAIN:
+        kind, value = DOMAIN, target
+    elif not value:
+        raise ValueError("empty %s after the %s: prefix" % ("domain" if kind == FULL else "value", kind))
+    if any(c.isspace() for c in value):
+        raise ValueError("expected one %s, found whitespace inside %r" % (
+            "domain" if kind in (DOMAIN, FULL) else kind + " value", value))
+    if kind == KEYWORD:
+        word = value.lower()
+        if not _is_keyword(word):
+            raise ValueError("bad keyword %r (letters, digits, '-', '_', '.'; IDN in its xn-- form)" % value)
+        return Rule(None, KEYWORD, word)
+    if kind == REGEXP:
+        try:
+            re.compile(value)
+        except (re.error, RecursionError, OverflowError) as e:
+            raise ValueError("bad regexp %r: %s" % (value, e)) from None
+        return Rule(None, REGEXP, value)
+    if kind == CIDR:
+        return Rule(None, CIDR, str(parse_network(value)))
+    if ip_literal(value) is not None:
+        raise ValueError("bad domain %r (an IP address; write cidr:%s to match it)" % (value, value))
+    if ":" in value:
+        raise ValueError("bad domain %r (the prefixes understood are %s)"
+                         % (value, ", ".join(k + ":" for k in KINDS if k != DOMAIN)))
+    if value.startswith("*.") or value.startswith("."):
+        raise ValueError("bad domain %r (write %r: a rule already covers every subdomain)"
+                         % (value, value.lstrip("*.")))
+    name = normalize_name(value)
+    if name is None:
+        raise ValueError("bad domain %r" % value)
+    return Rule(None, kind, name)
 
 
 def _parse_rule_line(line: str) -> Optional[Rule]:
@@ -203,7 +250,7 @@ def _parse_rule_line(line: str) -> Optional[Rule]:
     line = line.strip()
     if not line:
         return None
-    direction, tab, domain = line.partition("\t")
+    direction, tab, target = line.partition("\t")
     if not tab:
         if " " in line:
             raise ValueError("expected direction<TAB>domain, found spaces instead of a TAB")
@@ -215,31 +262,14 @@ def _parse_rule_line(line: str) -> Optional[Rule]:
         if direction.strip() in _ACTIONS_BY_NAME:
             raise ValueError("spaces around the direction")
         raise ValueError("unknown direction %r (expected block, direct or forward)" % direction)
-    domain = domain.strip()         # extra TABs, or spaces before a trailing comment
-    if not domain:
+    target = target.strip()         # extra TABs, or spaces before a trailing comment
+    if not target:
         raise ValueError("empty domain")
-    exact = domain.startswith(EXACT_PREFIX)
-    if exact:
-        domain = domain[len(EXACT_PREFIX):]
-        if not domain:
-            raise ValueError("empty domain after the full: prefix")
-    if any(c.isspace() for c in domain):
-        raise ValueError("expected one domain, found whitespace inside %r" % domain)
-    if ip_literal(domain) is not None:
-        raise ValueError("bad domain %r (an IP address; rules match names only)" % domain)
-    if ":" in domain:
-        raise ValueError("bad domain %r (the only prefix understood is full:)" % domain)
-    if domain.startswith("*.") or domain.startswith("."):
-        raise ValueError("bad domain %r (write %r: a rule already covers every subdomain)"
-                         % (domain, domain.lstrip("*.")))
-    name = normalize_domain(domain)
-    if name is None:
-        raise ValueError("bad domain %r" % domain)
-    return action, name, exact
+    return parse_target(target)._replace(action=action)
 
 
 def parse_rules(lines: Iterable[str], source: str = "<rules>") -> List[Rule]:
-    """Rule lines -> [(action, domain, exact)] in file order, duplicates kept.
+    """Rule lines -> [Rule(action, kind, value)] in file order, duplicates kept.
 
     Raises ConfigError("source:lineno: why: 'line'") at the first malformed line.
     """
@@ -250,7 +280,7 @@ def parse_rules(lines: Iterable[str], source: str = "<rules>") -> List[Rule]:
         if plain is not None:
             direction, exact, domain = plain.groups()
             if len(domain) <= MAX_NAME_LENGTH:
-                rules.append((actions[direction], domain, exact is not None))
+                rules.append(Rule(actions[direction], DOMAIN if exact is None else FULL, domain))
                 continue
         try:
             rule = _parse_rule_line(line)

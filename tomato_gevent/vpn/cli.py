@@ -107,6 +107,8 @@ def build_parser():
                    help="udp (default): one UDP datagram per packet; tcp: the same sealed datagrams, "
                         "length-prefixed, over TCP connections on the same port (for networks that block "
                         "or throttle UDP; both sides must use it)")
+    p.add_argument("--http-proxy", metavar="HOST:PORT", type=hostport_arg,
+                   help="with --transport tcp and -pa: reach the peer through this HTTP proxy (CONNECT)")
     p.add_argument("-v", "--verbose", action="count", default=0,
                    help="debug log: session changes, address updates, dropped datagrams")
     return p
@@ -209,12 +211,13 @@ def build_link(args, peer_address, tun, transport, local_key, peer_key, stop_eve
                 stop_event=stop_event, silent_after=silent_after, peer_host=args.pa[0] if args.pa else None)
 
 
-def open_transport(kind, bind, peer_address, offloads):
+def open_transport(kind, bind, peer_address, offloads, http_proxy=None, connect_target=None):
     """The datagram transport of --transport, bound/listening on bind."""
     if kind == "tcp":
         from .tcp import TcpTransport, open_tcp_listener
 
-        return TcpTransport(open_tcp_listener(bind), peer_address)
+        return TcpTransport(open_tcp_listener(bind), peer_address, http_proxy=http_proxy,
+                            connect_target=connect_target)
     from .udp import UdpTransport, open_udp_socket
 
     return UdpTransport(open_udp_socket(bind), offloads=offloads)
@@ -231,6 +234,8 @@ def _run(args):
     local_password = read_secret(args.lp, args.local_password_file, "TOMATO_LOCAL_PASSWORD", "local password")
     peer_password = read_secret(args.pp, args.peer_password_file, "TOMATO_PEER_PASSWORD", "peer password")
     check_passwords(local_password, peer_password)
+    if args.http_proxy is not None and (args.transport != "tcp" or args.pa is None):
+        raise ConfigError("--http-proxy needs --transport tcp and -pa (the side that dials)")
     # Signals are caught from here on, so a stop during start-up still restores a
     # pre-created device (the Link sees the request as soon as it starts). SIGHUP and
     # SIGUSR1 must not kill the process either, even before there is a status to log.
@@ -250,22 +255,29 @@ def _run(args):
     handlers.append(gevent.signal_handler(signal.SIGHUP, on_hangup))
     handlers.append(gevent.signal_handler(signal.SIGUSR1, log_status, "status: "))
     try:
-        endpoints = resolve_endpoints_patiently(args.la, args.pa, stop_requested)
-        if endpoints is None:
-            return 0
-        bind, peer_address = endpoints
+        http_proxy = None
+        if args.http_proxy is None:
+            endpoints = resolve_endpoints_patiently(args.la, args.pa, stop_requested)
+            if endpoints is None:
+                return 0
+            bind, peer_address = endpoints
+        else:
+            # The proxy resolves the peer's name (it may not resolve here): -pa stays as written.
+            http_proxy = _resolve(*args.http_proxy)
+            bind, _ = resolve_endpoints(args.la, None)
+            peer_address = args.pa
         offloads = offloads_wanted(os.environ)
         local_key = derive_password_key(local_password)
         peer_key = derive_password_key(peer_password)
-        transport = open_transport(args.transport, bind, peer_address, offloads)
+        transport = open_transport(args.transport, bind, peer_address, offloads, http_proxy, args.pa)
         try:
             with TunDevice(args.I, addrs=args.addr, mtu=args.mtu, vnet_hdr=offloads,
                            created_mtu=CREATED_DEVICE_MTU) as tun:
                 link = build_link(args, peer_address, tun, transport, local_key, peer_key, stop_requested,
                                   silent_after=_silent_after_override())
-                if args.pa is not None:
+                if args.pa is not None and http_proxy is None:
                     peer_name = PeerName(args.pa, bind)
-                return _serve(args, link, peer_name, stop_requested)
+                return _serve(args, link, peer_name, stop_requested, http_proxy)
         finally:
             transport.close()
     finally:
@@ -273,7 +285,7 @@ def _run(args):
             handler.cancel()
 
 
-def _serve(args, link, peer_name, stop_requested):
+def _serve(args, link, peer_name, stop_requested, http_proxy=None):
     """Run a built link on its configured device: --up, the control socket, the link
     until a stop, the stop line, --down."""
     import gevent
@@ -291,9 +303,10 @@ def _serve(args, link, peer_name, stop_requested):
     try:
         with _control_server(args.control or default_path(tun.name), link.status):
             peer_address = link.endpoint.address
-            log.info("tunnel %s: listening on %s %s, peer %s%s", tun.name, args.transport.upper(),
+            log.info("tunnel %s: listening on %s %s, peer %s%s%s", tun.name, args.transport.upper(),
                      format_address(link.transport.local_address()),
                      format_address(peer_address) if peer_address else "learned dynamically",
+                     " via the HTTP proxy " + format_address(http_proxy) if http_proxy else "",
                      "" if tun.precreated else " (device created)")
             refresher = gevent.spawn(peer_name.refresh_while_silent, link) if peer_name else None
             try:

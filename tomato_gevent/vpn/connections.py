@@ -17,8 +17,9 @@ A connection is either outgoing (we dialled the configured peer, -pa) or incomin
     would make both sides switch, each to the connection the other is leaving. So
     when the two candidates are one outgoing and one incoming and the current one
     is alive (an authenticated datagram within GRACE_SECONDS, or our own connection
-    opened within it), a rule both sides evaluate alike decides: keep_outgoing() (the side with the newer session keeps the connection
-    it dialled; the other side keeps the one it accepted -- the same connection).
+    opened within it), a rule both sides evaluate alike decides: keep_outgoing()
+    (the side with the newer session keeps the connection it dialled; the other
+    side keeps the one it accepted -- the same connection).
 Each method returns what to close; the transport closes it and calls closed().
 """
 import collections

@@ -3,9 +3,11 @@ that drop or throttle UDP.
 
   listening     every side accepts on -la (TCP, same port number as UDP would use)
   dialling      a side with -pa also connects to the peer whenever it has no trusted
-                connection; after a failure or a lost connection it waits
+                connection (directly, or through an HTTP proxy's CONNECT tunnel,
+                --http-proxy: http_connect.py); after a failure or a lost connection it waits
                 BACKOFF_MIN_SECONDS, doubling up to BACKOFF_MAX_SECONDS, back to the
-                minimum once a connection has carried an authenticated datagram
+                minimum once a connection has worked (carried an authenticated
+                datagram, or lasted BACKOFF_MAX_SECONDS)
   trust, choice which connections are kept, closed and sent on: connections.py
   receive       the transport's fileno() is an epoll fd holding the listening socket
                 and every connection (the scheduler waits on it as on a UDP socket);
@@ -33,10 +35,11 @@ from gevent import get_hub
 from gevent.event import Event
 from gevent.monkey import get_original
 
-from ..errors import BadPacket, TomatoError
+from ..errors import BadPacket, RemoteProtocolError, TomatoError
 from ..netutil import format_address
 from .connections import ConnectionRules, ConnectionState
 from .framing import FRAME_HEADER_SIZE, FrameSplitter, frame_header, frame_iovecs
+from .http_connect import connect_request, parse_connect_reply
 from .transport import DatagramTransport, RateLimitedWarnings
 
 log = logging.getLogger(__name__)
@@ -51,11 +54,13 @@ HOUSEKEEPING_SECONDS = 0.5
 RECEIVE_BUFFER_BYTES = 256 * 1024       # per connection: several frames per recv
 RECEIVES_PER_DRAIN = 16                 # recv calls per connection per drain
 ACCEPTS_PER_DRAIN = 64
+ACCEPT_PAUSE_SECONDS = 1.0              # after accept() failed (out of fds): retry then
 LISTEN_BACKLOG = 128
+PROXY_REPLY_CHUNK = 4096
 LOG_INTERVAL_SECONDS = 10.0             # connected/lost/reconnecting lines: at most LOG_BURST
 LOG_BURST = 6                           # of them per peer host in this interval (then DEBUG)
 
-_WRITE = 2                              # libev io watcher event
+_READ, _WRITE = 1, 2                    # libev io watcher events
 _EPOLLIN = select.EPOLLIN
 
 
@@ -90,6 +95,8 @@ class Connection(ConnectionState):
         self.sock = sock
         self.fd = sock.fileno()
         self.peer = peer
+        # Large enough for several frames per recv; pages never written are never committed
+        # (the allocation is mmap'ed), so an untrusted connection costs at most its budget.
         self.splitter = FrameSplitter(RECEIVE_BUFFER_BYTES)
         self.pending = bytearray()          # accepted for sending, not yet taken by the kernel
         self.flusher = None
@@ -107,10 +114,14 @@ class TcpTransport(DatagramTransport):
     max_batch_bytes = 256 * 1024
     max_batch_count = 64
 
-    def __init__(self, listener, peer_address=None, mono=time.monotonic):
+    def __init__(self, listener, peer_address=None, mono=time.monotonic, http_proxy=None, connect_target=None):
+        """http_proxy: sockaddr of an HTTP proxy to dial through (CONNECT connect_target,
+        the peer's (host, port) as the user wrote it: the proxy resolves names)."""
         super().__init__(log)
         self.listener = listener
         self.peer_address = peer_address
+        self.http_proxy = http_proxy
+        self.connect_target = connect_target
         self.mono = mono
         self.rules = ConnectionRules(keep_outgoing=lambda: self.keep_outgoing())
         self.keep_outgoing = lambda: True
@@ -216,8 +227,12 @@ class TcpTransport(DatagramTransport):
                 fd, peer = self.listener._accept()
             except BlockingIOError:
                 return
-            except OSError as e:        # e.g. EMFILE: the connection waits in the backlog
+            except OSError as e:
+                # e.g. EMFILE: the connection stays in the backlog, and the listening socket
+                # stays readable; stop polling it for a while rather than spin on it.
                 self.warn(("accept", e.errno), "cannot accept TCP connections: %s", e.strerror)
+                self._epoll.unregister(self.listener.fileno())
+                self._greenlets.append(gevent.spawn_later(ACCEPT_PAUSE_SECONDS, self._resume_accepting))
                 return
             sock = _socket.socket(self.listener.family, _socket.SOCK_STREAM, 0, fd)
             sock.setblocking(False)
@@ -227,6 +242,10 @@ class TcpTransport(DatagramTransport):
             for oldest in self.rules.opened(conn):
                 self.drops["untrusted connection"] += 1
                 self._close(oldest, "too many untrusted connections")
+
+    def _resume_accepting(self):
+        self._greenlets = [g for g in self._greenlets if not g.dead]
+        self._epoll.register(self.listener.fileno(), _EPOLLIN)
 
     def _authenticated(self, conn, now):
         first = not conn.authenticated
@@ -347,17 +366,18 @@ class TcpTransport(DatagramTransport):
     def _dial_forever(self):
         backoff = BACKOFF_MIN_SECONDS
         failures = 0                # connection attempts failed in a row
+        via = "" if self.http_proxy is None else " via the HTTP proxy %s" % format_address(self.http_proxy)
         while True:
             peer = self.peer_address            # may change: a re-resolved -pa name (cli.PeerName)
             while self.rules.current is not None:       # a trusted connection exists (maybe incoming)
                 self._changed.clear()
                 self._changed.wait()
             try:
-                sock = self._connect(peer)
-            except OSError as e:
+                sock = self._connect(peer) if self.http_proxy is None else self._connect_via_proxy()
+            except (OSError, RemoteProtocolError) as e:
                 # The first failure of a streak and then one per BACKOFF_MAX_SECONDS at INFO.
-                message = ("cannot connect to %s (TCP): %s; retrying in %.1fs", format_address(peer),
-                           e.strerror or e, backoff)
+                message = ("cannot connect to %s (TCP%s): %s; retrying in %.1fs", format_address(peer), via,
+                           getattr(e, "strerror", None) or e, backoff)
                 if failures == 0 or backoff >= BACKOFF_MAX_SECONDS:
                     self._events(peer[0], *message)
                 else:
@@ -371,7 +391,7 @@ class TcpTransport(DatagramTransport):
                 self._close(conn, "another connection became current meanwhile", quiet=True)
                 continue
             failures = 0
-            self._events(peer[0], "connected to %s (TCP)", format_address(peer))
+            self._events(peer[0], "connected to %s (TCP%s)", format_address(peer), via)
             if self._announce is not None:
                 self._announce()        # the peer learns this connection (and our session) at once
             conn.closed.wait()
@@ -383,6 +403,46 @@ class TcpTransport(DatagramTransport):
             gevent.sleep(backoff)
             backoff = min(backoff * 2, BACKOFF_MAX_SECONDS)
 
+    def _connect_via_proxy(self):
+        """A connection to the peer through the HTTP proxy's CONNECT tunnel."""
+        sock = self._connect(self.http_proxy)
+        try:
+            with gevent.Timeout(CONNECT_TIMEOUT_SECONDS, OSError(errno.ETIMEDOUT, "the HTTP proxy did not answer")):
+                request = memoryview(connect_request(*self.connect_target))
+                while request:
+                    try:
+                        request = request[sock.send(request):]
+                    except BlockingIOError:
+                        self._wait(sock, _WRITE)
+                reply = bytearray()
+                while True:
+                    try:
+                        chunk = sock.recv(PROXY_REPLY_CHUNK)
+                    except BlockingIOError:
+                        self._wait(sock, _READ)
+                        continue
+                    if not chunk:
+                        raise OSError(errno.ECONNRESET, "the HTTP proxy closed the connection")
+                    reply += chunk
+                    length = parse_connect_reply(reply)
+                    if length is not None:
+                        break
+            if length != len(reply):
+                # The peer never speaks first on a new connection: this is not our peer.
+                raise RemoteProtocolError("data after the HTTP proxy's answer")
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+
+    @staticmethod
+    def _wait(sock, event):
+        watcher = get_hub().loop.io(sock.fileno(), event)
+        try:
+            get_hub().wait(watcher)
+        finally:
+            watcher.close()
+
     def _connect(self, address):
         family = _socket.AF_INET6 if len(address) == 4 else _socket.AF_INET
         sock = _socket.socket(family, _socket.SOCK_STREAM)
@@ -391,12 +451,8 @@ class TcpTransport(DatagramTransport):
             _tune(sock)
             err = sock.connect_ex(address)
             if err == errno.EINPROGRESS:
-                watcher = get_hub().loop.io(sock.fileno(), _WRITE)
-                try:
-                    with gevent.Timeout(CONNECT_TIMEOUT_SECONDS, OSError(errno.ETIMEDOUT, "connection timed out")):
-                        get_hub().wait(watcher)
-                finally:
-                    watcher.close()
+                with gevent.Timeout(CONNECT_TIMEOUT_SECONDS, OSError(errno.ETIMEDOUT, "connection timed out")):
+                    self._wait(sock, _WRITE)
                 err = sock.getsockopt(_socket.SOL_SOCKET, _socket.SO_ERROR)
             if err:
                 raise OSError(err, os.strerror(err))

@@ -2,8 +2,8 @@
 
 A transport carries sealed datagrams (packet.py) between the two hosts; the link
 never looks inside it. udp.py is the first implementation (one datagram per UDP
-datagram, GSO/GRO batching), a stream transport (TCP) the second. A transport
-provides:
+datagram, GSO/GRO batching), tcp.py the second (length-prefixed frames on TCP
+connections). A transport provides:
 
   fileno()          an fd that polls readable when receive() may find datagrams
                     (the scheduler waits on it, in the hub or in its own epoll)
@@ -15,8 +15,9 @@ provides:
   send(view, destination)
   send_batch(view, size, segment, count, destination)
                     count sealed datagrams back to back in view[:size], each
-                    segment bytes long except possibly the last. Waits only for
-                    room in the send buffer; errors are counted, never raised.
+                    segment bytes long except possibly the last. Never waits for
+                    the peer (UDP waits for room in its socket buffer, TCP queues
+                    and drops beyond a bound); errors are counted, never raised.
   max_batch_bytes, max_batch_count
                     the largest batch send_batch takes (the scheduler cuts there)
   describe(source)  the source/destination as text, for the log
@@ -37,7 +38,6 @@ import collections
 import logging
 import time
 
-log = logging.getLogger(__name__)
 
 WARN_INTERVAL_SECONDS = 10.0
 

@@ -1,0 +1,190 @@
+"""proxy/socks_session.py without root: the proxy on 127.0.0.1:0 with its SOCKS5 front end,
+names resolved by an injected resolver, origins and a second proxy (the -f upstream) in
+this process (helpers of test_proxy_server.py)."""
+import logging
+import time
+
+import pytest
+from gevent import socket
+from gevent.server import StreamServer
+
+from tomato_gevent.proxy import socks5, socks_session
+from tomato_gevent.proxy.auth import parse_auth_lines
+from tomato_gevent.proxy.socks5 import CMD_BIND, CMD_CONNECT
+
+from .test_proxy_server import DEADLINE_SECONDS, FakeResolver, origins, proxies  # noqa: F401
+
+
+@pytest.fixture
+def echo():
+    """A TCP server that answers every chunk with b"echo:" + chunk."""
+    def handle(sock, address):
+        while True:
+            data = sock.recv(65536)
+            if not data:
+                return
+            sock.sendall(b"echo:" + data)
+    server = StreamServer(("127.0.0.1", 0), handle)
+    server.start()
+    yield server.server_port
+    server.stop()
+
+
+def socks_proxy(proxies, rules="", users=None, **kwargs):
+    authenticator = parse_auth_lines(users, "users") if users else None
+    return proxies(rules, resolver=kwargs.pop("resolver", FakeResolver({"echo.test", "blocked.test"})),
+                   socks5_handler=socks_session.make_handler(authenticator), authenticator=authenticator,
+                   **kwargs)
+
+
+class SocksClient:
+    def __init__(self, proxy):
+        self.sock = socket.create_connection(("127.0.0.1", proxy.server_port))
+        self.sock.settimeout(DEADLINE_SECONDS)
+        self.buf = bytearray()
+
+    def read(self, parse):
+        while True:
+            message = parse(self.buf)
+            if message is not None:
+                del self.buf[:message.length]
+                return message
+            data = self.sock.recv(65536)
+            if not data:
+                return None
+            self.buf += data
+
+    def method(self, offer=b"\x00"):
+        self.sock.sendall(bytes((5, len(offer))) + offer)
+        return self.read(lambda b: _Choice(b[1], 2) if len(b) >= 2 else None).method
+
+    def request(self, host, port, command=CMD_CONNECT, extra=b""):
+        self.sock.sendall(socks5.render_request(command, host, port) + extra)
+        return self.read(socks5.parse_reply)
+
+    def exactly(self, n):
+        while len(self.buf) < n:
+            self.buf += self.sock.recv(65536)
+        data = bytes(self.buf[:n])
+        del self.buf[:n]
+        return data
+
+    def rest(self):
+        """Everything until the proxy closes."""
+        data = bytes(self.buf)
+        while True:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                return data
+            data += chunk
+
+
+class _Choice:
+    def __init__(self, method, length):
+        self.method, self.length = method, length
+
+
+def test_connect_by_name_relays_both_ways_and_passes_early_data(proxies, echo):
+    proxy = socks_proxy(proxies)
+    client = SocksClient(proxy)
+    assert client.method() == socks5.METHOD_NO_AUTH
+    reply = client.request("ECHO.test.", echo, extra=b"early")     # data before our reply: kept
+    assert reply.code == socks5.SUCCEEDED and reply.host == "127.0.0.1" and reply.port > 0
+    assert client.exactly(10) == b"echo:early"
+    client.sock.sendall(b"more")
+    assert client.exactly(9) == b"echo:more"
+    client.sock.shutdown(socket.SHUT_WR)
+    assert client.rest() == b""
+
+
+@pytest.mark.parametrize("rules, host, code", [
+    ("block\tblocked.test\n", "blocked.test", socks5.NOT_ALLOWED),
+    ("block\tcidr:127.0.0.0/8\n", "127.0.0.1", socks5.NOT_ALLOWED),
+    ("", "unknown.test", socks5.HOST_UNREACHABLE),
+    ("", "a..b", socks5.HOST_UNREACHABLE),
+])
+def test_refusals_have_their_reply_codes(proxies, rules, host, code):
+    proxy = socks_proxy(proxies, rules)
+    client = SocksClient(proxy)
+    client.method()
+    assert client.request(host, 80).code == code
+    assert client.rest() == b""
+
+
+def test_connection_refused_is_0x05(proxies):
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    listener.close()                        # nothing listens there now
+    client = SocksClient(socks_proxy(proxies))
+    client.method()
+    assert client.request("echo.test", port).code == socks5.CONNECTION_REFUSED
+
+
+def test_bind_is_not_supported_and_logged(proxies, caplog):
+    client = SocksClient(socks_proxy(proxies))
+    client.method()
+    with caplog.at_level(logging.INFO):
+        assert client.request("127.0.0.1", 80, command=CMD_BIND).code == socks5.COMMAND_NOT_SUPPORTED
+        assert client.rest() == b""
+    assert "SOCKS5 BIND 127.0.0.1:80 - 501" in caplog.text and "reply 0x07" in caplog.text
+
+
+def test_forward_is_an_http_connect_to_the_upstream(proxies, echo):
+    upstream = proxies("", resolver=FakeResolver({"echo.test"}))
+    proxy = socks_proxy(proxies, "forward\techo.test\n", upstream=("127.0.0.1", upstream.server_port),
+                        resolver=FakeResolver())           # this proxy cannot resolve echo.test itself
+    client = SocksClient(proxy)
+    client.method()
+    assert client.request("echo.test", echo).code == socks5.SUCCEEDED
+    client.sock.sendall(b"via upstream")
+    assert client.sock.recv(100) == b"echo:via upstream"
+
+
+@pytest.mark.parametrize("offer, credentials, accepted", [
+    (b"\x02", (b"alice", b"pw:1"), True),
+    (b"\x00\x02", (b"alice", b"wrong"), False),
+    (b"\x02", (b"bob", b"pw:1"), False),
+])
+def test_username_password(proxies, echo, offer, credentials, accepted):
+    client = SocksClient(socks_proxy(proxies, users=["alice:pw:1\n"]))
+    assert client.method(offer) == socks5.METHOD_USERNAME_PASSWORD
+    client.sock.sendall(socks5.render_credentials(*credentials))
+    status = client.read(lambda b: _Choice(b[1], 2) if len(b) >= 2 else None).method
+    assert status == (socks5.AUTH_SUCCESS if accepted else socks5.AUTH_FAILURE)
+    if accepted:
+        assert client.request("echo.test", echo).code == socks5.SUCCEEDED
+    else:
+        assert client.rest() == b""
+
+
+def test_no_auth_offer_is_refused_when_credentials_are_required(proxies):
+    client = SocksClient(socks_proxy(proxies, users=["alice:pw\n"]))
+    assert client.method(b"\x00") == socks5.METHOD_NONE_ACCEPTABLE
+    assert client.rest() == b""
+
+
+def test_a_stalled_handshake_is_closed_after_the_idle_timeout(proxies):
+    client = SocksClient(socks_proxy(proxies, idle_timeout=0.5))
+    assert client.method() == socks5.METHOD_NO_AUTH
+    client.sock.sendall(b"\x05\x01\x00\x03")        # a request cut short, then silence
+    started = time.monotonic()
+    assert client.rest() == b""
+    assert time.monotonic() - started < DEADLINE_SECONDS
+
+
+def test_reply_for_maps_outbound_errors():
+    from tomato_gevent.errors import NextHopError, Refused
+    assert socks_session.reply_for(Refused("x")) == socks5.NOT_ALLOWED
+    assert socks_session.reply_for(NextHopError("x", 504)) == socks5.TTL_EXPIRED
+    assert socks_session.reply_for(NextHopError("x", 502)) == socks5.HOST_UNREACHABLE
+    assert socks_session.reply_for(ValueError("x")) == socks5.GENERAL_FAILURE
+
+
+def test_a_unicode_name_is_decided_and_resolved_as_its_idna_2008_a_label(proxies, echo):
+    resolver = FakeResolver({"xn--fa-hia.de"})
+    proxy = socks_proxy(proxies, "block\tfass.de\n", resolver=resolver)
+    client = SocksClient(proxy)
+    client.method()
+    assert client.request("FAß.de.", echo).code == socks5.SUCCEEDED     # not fass.de (IDNA 2003)
+    assert resolver.asked == ["xn--fa-hia.de"]
