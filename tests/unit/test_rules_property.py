@@ -18,7 +18,9 @@ KEYWORDS = ["a", "ab", "abc", "abc.com", "b.c", "a-b", "com", "xn--", "1", "b1.c
 REGEXPS = [r"^a", r"b$", r"(^|\.)ab\.com$", r"c\.", r"[0-9]", r"x?", r"(?i)AB", r"a\.b", r"(^|\.)abc?\.",
            r"^(a|b)\.c", r"b1\.(com|cn)$", r"\.xn--p1ai$", r"(?:^|\.)a-b$", r"_x",
            # ending in a known TLD (grouped by it), with literals that only spell the TLD
-           r"(^|\.)[a-c]\.com$", r"(?i)\.CN$", r"(^|\.)abc\.(com|cn|b)$", r"a\.[bc]$", r"(^|\.)_x\..+$"]
+           r"(^|\.)[a-c]\.com$", r"(?i)\.CN$", r"(^|\.)abc\.(com|cn|b)$", r"a\.[bc]$", r"(^|\.)_x\..+$",
+           # no literal but the TLD: screened by what follows "(^|\.)", or run on every name
+           r"(^|\.)(a|b)[0-9]\.com$", r"(^|\.)[a-c]+\.(com|cn)$|^b", r"(^|\.)_?a[^.]*\.com$"]
 NETWORKS = ["10.0.0.0/8", "10.1.0.0/16", "10.1.2.0/24", "10.1.2.3/32", "0.0.0.0/0", "fd00::/8", "fd00:1::/32",
             "::/0", "2001:db8::/32"]
 ADDRESSES = ["10.1.2.3", "10.1.2.4", "10.1.9.9", "10.9.9.9", "11.0.0.1", "fd00:1::1", "fd12::1", "2001:db8::5",
