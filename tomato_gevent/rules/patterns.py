@@ -28,7 +28,9 @@ so the matcher proves "none" cheaply and only then looks closer:
    nothing there. Such a rule, when it reads ``(^|\.)REST`` (``(^|\.)[a-z]
    [1-9][0-9][a-z]\.com$``), is screened by REST itself after a dot of
    ``"." + name`` (``label_start_rest``); any other is run on every name of
-   its group.
+   its group. REST also replaces a literal that is not label-anchored
+   (``(^|\.)[1-5]gaoap\.com$``: ``[1-5]gaoap\.com$`` after a dot, not the
+   text ``gaoap.com``).
 3. The group's label-anchored literals are merged into one character trie,
    compiled as one regexp ``\.(?:t(?:rie|...)|REST...)`` searched in
    ``"." + name``: the engine jumps from dot to dot in C and follows one trie
@@ -330,13 +332,18 @@ class PatternMatcher:
                 rest = label_start_rest(value)
             else:
                 raise ValueError("not a pattern rule kind: %r" % kind)
+            if labels is not None:
+                # Inside its group the TLD is a given: a literal that only spells it filters nothing.
+                candidates = [(literal, anchored) for literal, anchored in candidates
+                              if literal.strip(".") not in labels]
+            literal, anchored = candidates[0] if candidates else ("", False)
+            if rest is not None and not anchored:
+                # The rest after a dot is sharper than a text literal, and the text alternative
+                # would cost the prefilter its dot-to-dot skipping.
+                literal = ""
             if labels is None:
-                literal, anchored = candidates[0] if candidates else ("", False)
                 any_label.append((index, literal, anchored, rest))
                 continue
-            # Inside its group the TLD is a given: a literal that only spells it filters nothing.
-            useful = [(literal, anchored) for literal, anchored in candidates if literal.strip(".") not in labels]
-            literal, anchored = useful[0] if useful else ("", False)
             for label in labels:
                 by_label.setdefault(label, []).append((index, literal, anchored, rest))
         self._groups = {label: _Group(entries + any_label) for label, entries in by_label.items()}
