@@ -4,13 +4,14 @@ VENV      ?= .venv
 PREFIX    ?= /usr/local
 DLC_DATA  ?= ../shared/domain-list-community/data
 VPY        = $(VENV)/bin/python
-# `make coverage` runs as nobody, who cannot run a venv built from a Python under /root
-# (pyenv): it gets its own venv from the system python3.
+# `make coverage` runs as nobody, and `make install` serves every user and units with
+# ProtectHome=: neither can use a venv built from a Python under /root or a home (pyenv),
+# so both build theirs from the system python3.
 SYSTEM_PYTHON ?= /usr/bin/python3
 COV_VENV  ?= .venv-nobody
 FUZZ_MINUTES ?= 5
 # Debian packages the tests drive as real clients/servers (command:package).
-TEST_APT   = ip:iproute2 ping:iputils-ping iperf3:iperf3 curl:curl tinyproxy:tinyproxy ss:iproute2 sysctl:procps ethtool:ethtool nft:nftables
+TEST_APT   = ip:iproute2 ping:iputils-ping iperf3:iperf3 curl:curl tinyproxy:tinyproxy ss:iproute2 sysctl:procps ethtool:ethtool nft:nftables faketime:faketime setpriv:util-linux
 BENCH_APT  = $(TEST_APT) openvpn:openvpn wrk:wrk nginx:nginx-light openssl:openssl tc:iproute2 microsocks:microsocks
 
 .PHONY: all venv test unit fuzz coverage demo bench rules install uninstall clean
@@ -19,7 +20,8 @@ all: venv
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: setup.cfg setup.py
+$(VENV)/.installed: setup.cfg setup.py pyproject.toml
+	@PYTHON=$(PYTHON) scripts/ensure-apt import:ensurepip:python3-venv
 	$(PYTHON) -m venv $(VENV)
 	$(VPY) -m pip install -q -e '.[test]'
 	touch $@
@@ -36,7 +38,8 @@ unit: venv
 fuzz: venv
 	HYPOTHESIS_PROFILE=fuzz FUZZ_MINUTES=$(FUZZ_MINUTES) $(VPY) -m pytest -q tests/fuzz
 
-$(COV_VENV)/.installed: setup.cfg setup.py
+$(COV_VENV)/.installed: setup.cfg setup.py pyproject.toml
+	@PYTHON=$(SYSTEM_PYTHON) scripts/ensure-apt import:ensurepip:python3-venv
 	$(SYSTEM_PYTHON) -m venv $(COV_VENV)
 	$(COV_VENV)/bin/python -m pip install -q -e '.[test]'
 	touch $@
@@ -57,7 +60,8 @@ rules: venv
 	$(VPY) bin/dlmerge $(DLC_DATA) -o rules/dlc.txt
 
 install:
-	scripts/install.sh install "$(PREFIX)" "$(PYTHON)"
+	@PYTHON=$(SYSTEM_PYTHON) scripts/ensure-apt import:ensurepip:python3-venv
+	scripts/install.sh install "$(PREFIX)" "$(SYSTEM_PYTHON)"
 
 uninstall:
 	scripts/install.sh uninstall "$(PREFIX)"

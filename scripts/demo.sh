@@ -70,7 +70,7 @@ wait_tunnel_up vpn-a.log; wait_tunnel_up vpn-b.log
 step "ping through the tunnel (A -> 10.0.1.2)"
 inA ping -c 3 -i 0.2 10.0.1.2
 
-step "tomato's own ping as a heartbeat (A: ping -a 10.0.1.2 -c 3 -i 0.2)"
+step "tomato's own ping as a heartbeat (A: bin/ping -a 10.0.1.2 -c 3 -i 0.2)"
 inA "$PYTHON" bin/ping -a 10.0.1.2 -c 3 -i 0.2 || true
 
 step "a TCP transfer through the tunnel: iperf3 for 3 seconds, B -> A"

@@ -3,28 +3,76 @@ import argparse
 import ipaddress
 import logging
 import os
+import stat
 import sys
 
+from . import __version__
 from .errors import ConfigError, TomatoError
 
+log = logging.getLogger(__name__)
+
 LOG_FORMAT = "%(asctime)s %(levelname)-8s %(name)s: %(message)s"
+# The journal stamps every line itself; a second time stamp only makes lines longer.
+JOURNAL_FORMAT = "%(levelname)s %(name)s: %(message)s"
+# sd-daemon(3) priority prefixes: journald files each line under its level (SyslogLevelPrefix=).
+_JOURNAL_PRIORITIES = ((logging.CRITICAL, 2), (logging.ERROR, 3), (logging.WARNING, 4), (logging.INFO, 6))
 
 
-def setup_logging(verbosity=0):
-    """-v (verbosity >= 1) is DEBUG, default INFO, -q (negative) WARNING; stderr."""
+class JournalFormatter(logging.Formatter):
+    """One journal line per record: '<priority>LEVEL name: message', no time stamp."""
+
+    def __init__(self):
+        super().__init__(JOURNAL_FORMAT)
+
+    def format(self, record):
+        priority = next((prio for level, prio in _JOURNAL_PRIORITIES if record.levelno >= level), 7)
+        return "<%d>%s" % (priority, super().format(record))
+
+
+def stream_is_journal(stream, environ=os.environ):
+    """True when stream is the journal connection systemd named in $JOURNAL_STREAM ("DEV:INODE").
+
+    Comparing device and inode (as sd_journal_stream_fd(3) advises) keeps the plain format
+    when stderr was redirected elsewhere, e.g. a command started from a unit's shell.
+    """
+    device, _, inode = environ.get("JOURNAL_STREAM", "").partition(":")
+    try:
+        status = os.fstat(stream.fileno())
+        return (status.st_dev, status.st_ino) == (int(device), int(inode))
+    except (ValueError, OSError, AttributeError):
+        return False
+
+
+def setup_logging(verbosity=0, stream=None):
+    """-v (verbosity >= 1) is DEBUG, default INFO, -q (negative) WARNING; stderr.
+
+    Under systemd (stderr is the journal) lines carry a priority prefix instead of a time stamp.
+    """
+    stream = sys.stderr if stream is None else stream
     level = logging.DEBUG if verbosity > 0 else logging.INFO if verbosity == 0 else logging.WARNING
     root = logging.getLogger()
     for handler in list(root.handlers):
         root.removeHandler(handler)
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JournalFormatter() if stream_is_journal(stream) else logging.Formatter(LOG_FORMAT))
     root.addHandler(handler)
     root.setLevel(level)
 
 
+def program_name(tool):
+    """The name for usage and error lines: the command as started (tomato-vpn, vpn), or the
+    tool's own name when main() is called from elsewhere (a test runner)."""
+    name = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    return name if name.endswith(tool) else tool
+
+
 class OneLineParser(argparse.ArgumentParser):
     """The argument parser of every tool. Bad arguments: one line on stderr and exit
-    status 2, no usage dump, no traceback."""
+    status 2, no usage dump, no traceback. Every tool gets --version."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.add_argument("--version", action="version", version="%(prog)s " + __version__)
 
     def error(self, message):
         self.exit(2, "%s: error: %s (see --help)\n" % (self.prog, message))
@@ -48,7 +96,8 @@ def parse_hostport(text, default_host=""):
     else:
         host, sep, port_text = text.rpartition(":")
         if not sep:
-            raise ConfigError("bad address %r: expected HOST:PORT" % text)
+            hint = " (for port %s on every address write :%s)" % (text, text) if text.isdigit() else ""
+            raise ConfigError("bad address %r: expected HOST:PORT%s" % (text, hint))
         if ":" in host:
             raise ConfigError("bad address %r: write IPv6 addresses as [ADDR]:PORT" % text)
     try:
@@ -91,15 +140,21 @@ positive_int = number_arg(int, lambda value: value > 0, "{text} must be greater 
 
 
 def read_secret(value, path, env_name, what):
-    """A password from the command line, a file (first line) or the environment, in that order."""
+    """A password from the command line, a file (first line) or the environment, in that order.
+
+    A file that every user may read still works, with a warning (the password is not secret).
+    """
     if value is not None:
         return value
     if path is not None:
         try:
             with open(path, encoding="utf-8") as f:
+                world_readable = os.fstat(f.fileno()).st_mode & stat.S_IROTH
                 secret = f.readline().rstrip("\r\n")
         except OSError as e:
             raise ConfigError("cannot read %s file %s: %s" % (what, path, e.strerror)) from None
+        if world_readable:
+            log.warning("%s file %s is readable by every user: chmod 600 %s", what, path, path)
         if not secret:
             raise ConfigError("%s file %s is empty" % (what, path))
         return secret
@@ -119,5 +174,6 @@ def run_cli(body, prog):
     except TomatoError as e:
         logging.getLogger(prog).error("%s", e)
         return e.exit_status
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # Ctrl-C before the tool's own SIGINT handling took over
+        logging.getLogger(prog).warning("interrupted")
         return 130

@@ -51,6 +51,7 @@ class Lab:
         self.procs = []
         self.tmpdir = Path(tempfile.mkdtemp(prefix="tomato-lab-"))
         self._logs = []
+        self._etc_dirs = []         # /etc/netns/NS of hosts()
 
     # -- namespaces and links ------------------------------------------------
     def netns(self, ipv6=False):
@@ -80,6 +81,19 @@ class Lab:
         self.sh(ns, "ip link set %s mtu %d" % (name, mtu))
         if addr:
             self.sh(ns, "ip addr add %s dev %s" % (addr, name))
+
+    def hosts(self, ns, text):
+        """/etc/hosts (and a resolv.conf that fails at once) as seen by processes started in ns.
+
+        `ip netns exec` bind-mounts /etc/netns/NS/* over /etc: the file is rewritten in place,
+        so processes already running in ns see the new content too."""
+        directory = Path("/etc/netns") / ns
+        if directory not in self._etc_dirs:
+            directory.mkdir(parents=True, exist_ok=True)
+            self._etc_dirs.append(directory)
+            (directory / "resolv.conf").write_text("nameserver 127.0.0.1\noptions timeout:1 attempts:1\n")
+        with open(directory / "hosts", "w") as f:
+            f.write(text)
 
     # -- commands --------------------------------------------------------------
     def sh(self, ns, command, check=True, **kw):
@@ -169,6 +183,9 @@ class Lab:
                     pass
             subprocess.run(["ip", "netns", "del", name], capture_output=True)
         self.namespaces.clear()
+        for directory in self._etc_dirs:
+            shutil.rmtree(directory, ignore_errors=True)
+        self._etc_dirs.clear()
 
 
 def free_port(family=socket.AF_INET, kind=socket.SOCK_STREAM):

@@ -31,7 +31,7 @@ def test_extras_parse():
     args = build_parser().parse_args(["-la", "[::1]:5000", "-d", "-I", "tomato1", "-pvt", "5", "-avt", "30",
                                       "--addr", "10.0.1.1/30", "--mtu", "1400", "--keepalive", "0"])
     assert args.la == ("::1", 5000) and args.I == "tomato1" and (args.pvt, args.avt) == (5.0, 30.0)
-    assert str(args.addr) == "10.0.1.1/30" and args.mtu == 1400 and args.keepalive == 0
+    assert [str(a) for a in args.addr] == ["10.0.1.1/30"] and args.mtu == 1400 and args.keepalive == 0
 
 
 @pytest.mark.parametrize("argv", [
@@ -70,6 +70,7 @@ def test_equal_passwords_refused_one_line_exit_2(how, tmp_path):
     secret = "same-secret"
     for name in ("local", "peer"):
         (tmp_path / name).write_text(secret + "\n")
+        (tmp_path / name).chmod(0o600)  # a world-readable one adds a warning line
     args, env = {
         "flags": (["-lp", secret, "-pp", secret], {}),
         "files": (["--local-password-file", str(tmp_path / "local"),
@@ -115,6 +116,87 @@ def test_endpoint_families():
     assert peer[:2] == ("::ffff:127.0.0.1", 5001)
     with pytest.raises(ConfigError):
         resolve_endpoints(("127.0.0.1", 5000), ("::1", 5001))
+
+
+def test_addr_repeats_for_ipv4_and_ipv6():
+    args = build_parser().parse_args("-la :5000 -d --addr 10.0.1.1/30 --addr fd01::1/64".split())
+    assert [str(a) for a in args.addr] == ["10.0.1.1/30", "fd01::1/64"]
+
+
+def test_show_without_a_running_vpn_is_one_line_exit_1(tmp_path):
+    result = run_vpn("show", "--control", str(tmp_path / "nothing.sock"))
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr.strip().splitlines() == ["vpn: no vpn running: %s does not exist" % (tmp_path / "nothing.sock")]
+    result = run_vpn("show", "-I", "tmtnone0", "--json")
+    assert result.returncode == 1 and len(result.stderr.strip().splitlines()) == 1
+    assert "no vpn running for tmtnone0" in result.stderr
+
+
+@pytest.mark.parametrize("argv", [["show", "-I", "tun0", "--control", "/x.sock"], ["show", "--bogus"],
+                                  ["show", "-I", "a-name-that-is-too-long"]])
+def test_show_bad_flags_one_line_exit_2(argv):
+    result = run_vpn(*argv)
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert result.stderr.startswith("vpn show: error:")
+
+
+def test_unresolvable_peer_is_retried_until_it_resolves_or_a_stop(monkeypatch, caplog):
+    import socket as socket_module
+
+    import gevent.event
+
+    from tomato_gevent.vpn import cli
+
+    answers = iter([socket_module.gaierror(-2, "Name or service not known")] * 3 + [[(2, 2, 17, "", ("10.9.0.2", 5000))]])
+
+    def fake_getaddrinfo(host, port, *rest):
+        answer = next(answers)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    monkeypatch.setattr(cli.socket, "getaddrinfo", fake_getaddrinfo)
+    monkeypatch.setattr(cli, "RESOLVE_RETRY_SECONDS", 0.01)
+    stop = gevent.event.Event()
+    with caplog.at_level("INFO", logger="tomato_gevent.vpn.cli"):
+        assert cli.resolve_endpoints_patiently(("", 5000), ("peer.test", 5000), stop) == (
+            ("0.0.0.0", 5000), ("10.9.0.2", 5000))
+    messages = [r.getMessage() for r in caplog.records]
+    assert messages[0] == "cannot resolve peer.test: Name or service not known; retrying every 0.01 s"
+    assert len(messages) == 2 and messages[1].startswith("peer.test resolved after")
+
+    def never_resolves(*args):
+        raise socket_module.gaierror(-3, "Temporary failure in name resolution")
+
+    monkeypatch.setattr(cli.socket, "getaddrinfo", never_resolves)
+    stop.set()                                              # SIGTERM while waiting for the name
+    assert cli.resolve_endpoints_patiently(("", 5000), ("peer.test", 5000), stop) is None
+
+
+def test_peer_name_refresh_moves_the_endpoint_and_keeps_it_on_failure(monkeypatch):
+    from types import SimpleNamespace
+
+    from tomato_gevent.vpn import cli
+
+    link = SimpleNamespace(endpoint=SimpleNamespace(address=("10.9.0.2", 5000)),
+                           transport=SimpleNamespace(peer_address=("10.9.0.2", 5000)))     # as TCP's dialler
+    resolved = {"peer.test": ("10.9.0.3", 5000)}
+
+    def fake_resolve(host, port, family=0, error=ConfigError):
+        if host not in resolved:
+            raise error("cannot resolve %s: gone" % host)
+        return resolved[host]
+
+    monkeypatch.setattr(cli, "_resolve", fake_resolve)
+    name = cli.PeerName(("peer.test", 5000), ("::", 5000, 0, 0))       # a dual-stack socket
+    name.refresh(link)
+    assert link.endpoint.address == link.transport.peer_address == ("::ffff:10.9.0.3", 5000, 0, 0)
+    del resolved["peer.test"]
+    name.refresh(link)
+    assert link.endpoint.address == ("::ffff:10.9.0.3", 5000, 0, 0)
+    numeric = cli.PeerName(("10.9.0.9", 5000), ("0.0.0.0", 5000))
+    numeric.refresh(link)                                               # literal: never resolved again
+    assert numeric.numeric and link.endpoint.address == ("::ffff:10.9.0.3", 5000, 0, 0)
 
 
 @pytest.mark.parametrize("argv", [

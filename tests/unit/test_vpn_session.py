@@ -10,7 +10,7 @@ from tomato_gevent.errors import BadPacket
 from tomato_gevent.vpn.packet import (DEFAULT_BACKEND, HEADER_SIZE, MAX_DATAGRAM_SIZE, OVERHEAD, TIMESTAMP_SIZE,
                                       make_session_id, session_start_ms)
 from tomato_gevent.vpn.replay import WINDOW_SIZE
-from tomato_gevent.vpn.session import PeerEndpoint, Receiver, new_sealer
+from tomato_gevent.vpn.session import PeerEndpoint, Receiver, TimestampRefused, new_sealer
 
 PEER_KEY = bytes(range(32))
 OTHER_KEY = bytes(32)
@@ -253,3 +253,20 @@ def test_own_session_id_refused_even_if_it_authenticates():
     me.refuses(mine.seal(b"mine", T0), "own session id (reflected datagram)")
     assert me.receiver.session_id == peer.session_id
     assert me.open(peer.packet(b"still the peer")) == b"still the peer"
+
+
+def test_timestamp_refusal_says_how_far_the_peer_clock_is_off():
+    """Both paths (a new session and the current one) report the skew for the diagnostic."""
+    me = Me()
+    with pytest.raises(TimestampRefused) as first:
+        me.open(Peer(start_ms=T0 - 31_000).packet(timestamp=T0 - 30_500), now_ms=T0)     # peer 30.5 s behind
+    assert first.value.skew_ms == -30_500 and first.value.reason == "timestamp outside -pvt"
+    peer = Peer()
+    me.open(peer.packet(timestamp=T0), now_ms=T0)
+    with pytest.raises(TimestampRefused) as current:
+        me.open(peer.packet(timestamp=T0 + 45_000), now_ms=T0)                          # 45 s ahead
+    assert current.value.skew_ms == 45_000
+    future = Peer(start_ms=T0 + 60_000)
+    with pytest.raises(TimestampRefused) as ahead:
+        me.open(future.packet(timestamp=T0 + 60_000), now_ms=T0)
+    assert ahead.value.skew_ms == 60_000 and ahead.value.reason == "session starts in the future"

@@ -9,7 +9,7 @@ import os
 import sys
 import tempfile
 
-from ..cli_common import OneLineParser, run_cli, setup_logging
+from ..cli_common import OneLineParser, program_name, run_cli, setup_logging
 from ..errors import ConfigError
 from ..rules import Action
 from .data import parse_lists, resolve_many
@@ -18,11 +18,12 @@ from .merge import DEFAULT_BLOCK, DEFAULT_DIRECT, DEFAULT_FORWARD, merge, render
 log = logging.getLogger(__name__)
 
 UPSTREAM = "https://github.com/v2fly/domain-list-community"
+EXPECTED = "expected the data/ folder of domain-list-community"
 
 
 def build_parser():
     parser = OneLineParser(
-        prog="dlmerge",
+        prog=program_name("dlmerge"),
         description="Convert v2fly domain-list-community data into a rule file for proxy. "
                     "Entries tagged @ads always become block; in a direct list @!cn entries "
                     "become forward, in a forward list @cn entries become direct; a rule in "
@@ -61,7 +62,7 @@ def read_data_dir(data_dir):
         except UnicodeDecodeError as e:
             raise ConfigError("%s is not UTF-8 text (byte %d)" % (path, e.start)) from None
     if not files:
-        raise ConfigError("data directory %s holds no list files" % data_dir)
+        raise ConfigError("data directory %s holds no list files: %s" % (data_dir, EXPECTED))
     return files
 
 
@@ -131,11 +132,15 @@ def convert(args):
     if not os.path.isdir(args.data_dir):
         raise ConfigError("data directory %s: %s" % (
             args.data_dir, "not a directory" if os.path.exists(args.data_dir) else "no such directory"))
-    lists = parse_lists(read_data_dir(args.data_dir))
+    inner = os.path.join(args.data_dir, "data")
+    if os.path.isdir(inner):  # lists are files: a data/ folder inside means the repository root
+        raise ConfigError("%s holds a data/ folder: %s (try %s)" % (args.data_dir, EXPECTED, inner))
+    files = read_data_dir(args.data_dir)
     wanted = sorted({name for names in selection for name in names})
-    for name in wanted:
-        if name not in lists:
-            raise ConfigError("no list %r in %s" % (name, args.data_dir))
+    for name in wanted:  # before parsing: a wrong folder's files are no lists, say so first
+        if name not in files:
+            raise ConfigError("no list %r in %s: %s" % (name, args.data_dir, EXPECTED))
+    lists = parse_lists(files)
     result = merge(resolve_many(lists, wanted), *selection)
     for warning in result.warnings:
         log.warning("%s", warning)

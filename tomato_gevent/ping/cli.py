@@ -1,4 +1,4 @@
-"""ping -a HOST [-i SECONDS=30] [-c COUNT] [-W TIMEOUT] [-s PAYLOAD_BYTES] [-4|-6] [-v]
+"""bin/ping (tomato-ping) -a HOST [-i SECONDS=30] [-c COUNT] [-W TIMEOUT] [-s PAYLOAD_BYTES] [-4|-6] [-v]
 
 The seed's heartbeat: one ICMP echo request every -i seconds (the first at once), one log
 line per reply, loss or ICMP error, and iputils' summary on exit (count reached, SIGINT,
@@ -11,7 +11,7 @@ import signal
 
 import gevent
 
-from ..cli_common import OneLineParser, number_arg, positive_float, positive_int, run_cli, setup_logging
+from ..cli_common import OneLineParser, number_arg, positive_float, positive_int, program_name, run_cli, setup_logging
 from ..errors import ConfigError
 from . import icmp
 from .pinger import MIN_USER_INTERVAL_SECONDS, IcmpSocket, Pinger, resolve
@@ -30,7 +30,7 @@ payload_size = number_arg(int, lambda value: 0 <= value <= MAX_PAYLOAD_BYTES, "{
 
 def build_parser():
     parser = OneLineParser(
-        prog="ping",
+        prog=program_name("ping"),
         description="ICMP echo (IPv4 and IPv6) as a heartbeat: logs every reply, loss and ICMP error, "
                     "prints iputils-style statistics on exit. Exit status: 0 if any reply came back, "
                     "1 if none did, 2 on errors.")

@@ -9,9 +9,11 @@ import signal
 
 import gevent
 
-from ..cli_common import OneLineParser, hostport_arg, positive_float, positive_int, run_cli, setup_logging
+from ..cli_common import OneLineParser, hostport_arg, positive_float, positive_int, program_name, run_cli, setup_logging
 from ..errors import ConfigError
+from ..netutil import format_address
 from ..rules import Action, RuleSet, load_rule_files
+from ..sdnotify import notify
 from . import socks_session
 from .auth import load_auth_file
 from .outbound import CONNECT_TIMEOUT_SECONDS, IDLE_TIMEOUT_SECONDS, TUNNEL_IDLE_TIMEOUT_SECONDS
@@ -24,13 +26,13 @@ DEFAULT_LISTEN = ("127.0.0.1", 1080)
 
 def build_parser():
     parser = OneLineParser(
-        prog="proxy",
+        prog=program_name("proxy"),
         description="Rule-based HTTP and SOCKS5 proxy (one port, the first byte decides): per "
                     "host block, direct, or forward to another HTTP proxy.",
         epilog="Rule file lines: 'block|direct|forward<TAB>TARGET', TARGET = domain (suffix match), "
                "full:domain, keyword:WORD, regexp:RE or cidr:NETWORK (first occurrence wins, "
                "'#' comments). SIGHUP reloads the rule files. "
-               "Example: proxy -a :1080 -f 10.0.1.1:1080 -r rule.txt -v")
+               "Example: %(prog)s -a :1080 -f 10.0.1.1:1080 -r rule.txt -v")
     parser.add_argument("-a", dest="listen", metavar="[HOST]:PORT", type=hostport_arg, default=None,
                         help="listen address (default 127.0.0.1:1080; ':PORT' = all interfaces)")
     parser.add_argument("-f", dest="forward", metavar="HOST:PORT", type=hostport_arg, default=None,
@@ -106,13 +108,14 @@ def main(argv=None):
         gevent.signal_handler(signal.SIGTERM, server.stop)
         gevent.signal_handler(signal.SIGINT, server.stop)
         bound = listener.getsockname()
-        log.info("listening on %s:%d (HTTP and SOCKS5%s), default %s, %s; rules: %s",
-                 "[%s]" % bound[0] if ":" in bound[0] else bound[0], bound[1],
+        log.info("listening on %s (HTTP and SOCKS5%s), default %s, %s; rules: %s", format_address(bound),
                  ", %d users in %s" % (len(authenticator), args.auth_file) if authenticator else "",
                  args.default,
-                 "forward to %s:%d" % args.forward if args.forward else "no upstream (forward = direct)",
+                 "forward to %s" % format_address(args.forward) if args.forward else "no upstream (forward = direct)",
                  describe_rules(args.rule_files, rules))
+        notify("READY=1", "STATUS=listening on %s" % format_address(bound))
         server.serve_forever()
+        notify("STOPPING=1")
         server.log_summary()
         log.info("stopped")
         return 0

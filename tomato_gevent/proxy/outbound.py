@@ -27,6 +27,7 @@ import gevent
 from gevent import socket
 
 from ..errors import NextHopError, Refused
+from ..netutil import format_address
 from ..rules import Action
 from . import exchange, http
 from .resolver import Resolver
@@ -96,11 +97,11 @@ class Outbound:
         if not allowed:
             raise Refused("destination %s is a loopback or link-local address of the proxy host"
                           % addresses[0], 403)
-        return self._connect(allowed, port, "%s:%d" % (host, port))
+        return self._connect(allowed, port, format_address((host, port)))
 
     def connect_upstream(self):
         host, port = self.upstream
-        return self._connect(self.resolver.resolve(host), port, "upstream proxy %s:%d" % (host, port))
+        return self._connect(self.resolver.resolve(host), port, "upstream proxy " + format_address((host, port)))
 
     def _connect(self, addresses, port, what):
         last_error = None

@@ -71,7 +71,7 @@ def make_listener(host, port):
         try:
             infos = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM, 0, socket.AI_PASSIVE)
         except socket.gaierror as e:
-            raise ConfigError("cannot listen on %s:%d: %s" % (host, port, e.strerror)) from None
+            raise ConfigError("cannot listen on %s: %s" % (format_address((host, port)), e.strerror)) from None
         candidates = [(info[0], info[4][0]) for info in infos]
     error = None
     for family, address in candidates:
@@ -86,7 +86,7 @@ def make_listener(host, port):
         except OSError as e:
             sock.close()
             error = e
-    raise ConfigError("cannot listen on %s:%d: %s" % (host or "*", port, error.strerror or error))
+    raise ConfigError("cannot listen on %s: %s" % (format_address((host or "*", port)), error.strerror or error))
 
 
 class ClientContext:
@@ -464,8 +464,8 @@ class _HttpClient:
             except (OSError, EOFError, RemoteProtocolError) as e:
                 # The head is out: all we can do is cut the connection so the client sees
                 # an incomplete body rather than a wrong one.
-                log.info("%s: %s %s:%d answer cut short by upstream: %s", self.context.peer,
-                         head.method, head.host, head.port, reason_of(e))
+                log.info("%s: %s %s answer cut short by upstream: %s", self.context.peer,
+                         head.method, format_address((head.host, head.port)), reason_of(e))
                 return response.status, False, False
         return response.status, keep, exchange.keep_upstream(response, True, bool(buf))
 

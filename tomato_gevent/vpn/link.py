@@ -4,9 +4,12 @@
   the caller (cli.py): the transport (udp.py, with or without offloads), the send
   session (SendSession: a sealer factory drawing the session id from the caller's
   clock and randomness), the Receiver, the PeerEndpoint and the clock.
+  Link.status() is the status dict of status.py (`vpn show`, SIGUSR1, the stop line);
+  Link.report (report.py) says what is worth a log line.
 Greenlets:
   Scheduler.run   moves packets both ways (scheduler.py)
-  _housekeeping   once a second: forget a stale dynamic address, send keepalives
+  _housekeeping   once a second: forget a stale dynamic address, send keepalives,
+                  notice a silent peer
 A TomatoError in either (a tun that fails, say) stops the link and is raised from
 serve_forever() for the CLI to log as one line; anything else is a bug and keeps its
 traceback.
@@ -20,7 +23,9 @@ from gevent.event import Event
 
 from ..errors import TomatoError
 from .packet import OVERHEAD, TIMESTAMP_SIZE, CounterExhausted
+from .report import LinkReport
 from .scheduler import Scheduler
+from .status import build_status, format_status_line, silence_threshold
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +55,7 @@ class SendSession:
 
 class Link:
     def __init__(self, tun, transport, sending, receiver, endpoint, keepalive=KEEPALIVE_SECONDS,
-                 clock=SYSTEM_CLOCK, stop_event=None):
+                 clock=SYSTEM_CLOCK, stop_event=None, silent_after=None, peer_host=None):
         self.tun = tun
         self.transport = transport
         self.sending = sending
@@ -59,8 +64,14 @@ class Link:
         self.keepalive = keepalive
         self.clock = clock
         self.drops = transport.drops            # reason -> count, one counter for the whole link
-        self.scheduler = Scheduler(tun, transport, sending, receiver, endpoint, self.drops,
-                                   clock.wall, clock.mono)
+        self.peer_host = peer_host              # the -pa host as given, for the status
+        self.started = clock.mono()
+        if silent_after is None:
+            silent_after = silence_threshold(keepalive)
+        self.report = LinkReport(tun.name, endpoint, receiver.pvt_seconds, silent_after, transport.describe,
+                                 self.started, clock.wall)
+        self.scheduler = Scheduler(tun, transport, sending, receiver, endpoint, self.drops, self.report,
+                                   clock.wall, clock.mono, announce=self.send_keepalive)
         self._stopped = Event() if stop_event is None else stop_event
         self._greenlets = []
         self._error = None
@@ -106,9 +117,25 @@ class Link:
         self._error = TomatoError("link failed: %r" % (e,))
         self._stopped.set()
 
+    @property
+    def watch(self):
+        """status.PeerWatch: when the peer was last heard, whether it is silent."""
+        return self.report.watch
+
+    def status(self):
+        """The status dict of status.py: what `vpn show`, SIGUSR1 and the stop line report."""
+        address, describe = self.endpoint.address, self.transport.describe
+        return build_status(
+            interface=self.tun.name, listen_address=describe(self.transport.local_address()),
+            peer_address=describe(address) if address is not None else None, peer_host=self.peer_host,
+            dynamic=self.endpoint.dynamic, session_id=self.receiver.session_id,
+            last_received=self.watch.last_received, started=self.started, now=self.clock.mono(),
+            now_ms=int(self.clock.wall() * 1000), rx_packets=self.received, rx_bytes=self.scheduler.received_bytes,
+            tx_packets=self.sent, tx_bytes=self.transport.sent_bytes, drops=self.drops)
+
     def stats(self):
-        drops = ", ".join("%s: %d" % kv for kv in sorted(self.drops.items())) or "none"
-        return "sent %d, received %d packets; dropped %s" % (self.sent, self.received, drops)
+        """The status in one line."""
+        return format_status_line(self.status())
 
     # -- housekeeping ------------------------------------------------------------------
     def send_keepalive(self):
@@ -127,8 +154,10 @@ class Link:
         while True:
             gevent.sleep(HOUSEKEEPING_SECONDS)
             now = mono()
+            address = self.endpoint.address
             if self.endpoint.expire(now):
-                log.debug("forgot peer address: nothing authentic for %gs", self.endpoint.forget_after)
+                self.report.forgot(address, now)
+            self.report.tick(now)
             if self.sending.sealer.counter != last_counter:
                 last_counter = self.sending.sealer.counter
                 idle_since = now

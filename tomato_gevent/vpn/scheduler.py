@@ -27,8 +27,8 @@ from gevent.monkey import get_original
 
 from ..errors import BadPacket, TomatoError
 from .coalesce import TcpCoalescer
-from .packet import (AUTHENTICATION_FAILED, HEADER_SIZE, MAX_DATAGRAM_SIZE, OVERHEAD, PROTOCOL, TAG_SIZE,
-                     TIMESTAMP_SIZE, CounterExhausted)
+from .packet import HEADER_SIZE, MAX_DATAGRAM_SIZE, OVERHEAD, TAG_SIZE, TIMESTAMP_SIZE, CounterExhausted
+from .report import DIAGNOSED_REASONS
 from .session import Receiver, new_sealer
 from .transport import RateLimitedWarnings
 from .vnet import VNET_HDR_SIZE, is_offloaded
@@ -53,16 +53,20 @@ class Scheduler:
     waiting itself always uses time.monotonic: it is about CPU wakeups, not the peer.
     """
 
-    def __init__(self, tun, transport, sending, receiver, endpoint, drops, wall=time.time, mono=time.monotonic):
+    def __init__(self, tun, transport, sending, receiver, endpoint, drops, report, wall=time.time,
+                 mono=time.monotonic, announce=None):
         self.tun = tun
         self.transport = transport
         self.sending = sending
         self.receiver = receiver
         self.endpoint = endpoint
         self.drops = drops
+        self.report = report        # report.LinkReport: what is worth a log line
+        self.announce = announce    # announce(): tell the peer our session (a keepalive)
         self.warn = RateLimitedWarnings(log)
         self.wall, self.mono = wall, mono
         self.received = 0
+        self.received_bytes = 0     # accepted datagrams' bytes, counted per drain
         self._coalescer = None
         loop = get_hub().loop
         self._net_read = loop.io(transport.fileno(), _READ)
@@ -219,34 +223,35 @@ class Scheduler:
         see the end of drain_net."""
         tun_fd = self.tun.fd
         plain_view = memoryview(bytearray(MAX_DATAGRAM_SIZE))     # timestamp + payload of one packet
-        receiver, endpoint, drops = self.receiver, self.endpoint, self.drops
+        receiver, endpoint, drops, report = self.receiver, self.endpoint, self.drops, self.report
         write, describe = os.write, self.transport.describe
         debug = log.isEnabledFor(logging.DEBUG)
         payload_start = TIMESTAMP_SIZE
         coalescer = self._coalescer = TcpCoalescer(self._write_frame) if self.tun.vnet_hdr else None
         dynamic = endpoint.dynamic
-        accepted = 0
+        accepted = accepted_bytes = 0
+        accepted_from = None
 
         def deliver(datagram, source, now_ms, now_mono):
-            nonlocal accepted
+            nonlocal accepted, accepted_bytes, accepted_from
             if debug:
                 session_before = receiver.session_id
             try:
                 n = receiver.open_into(datagram, plain_view, now_ms, now_mono)
             except BadPacket as e:
                 drops[e.reason] += 1
-                if e.reason == AUTHENTICATION_FAILED and receiver.session_id is None:
-                    # Nothing has ever opened: most likely the setup, not an attack.
-                    self.warn(("auth",), "datagrams from %s fail authentication: check the passwords and that both "
-                              "ends run the same protocol version (%s)", describe(source), PROTOCOL)
                 if debug:
                     log.debug("dropped %d-byte datagram from %s: %s", len(datagram), describe(source), e.reason)
+                if e.reason in DIAGNOSED_REASONS:
+                    report.refused(e, source, now_mono)
                 return False
             accepted += 1
+            accepted_bytes += n
+            accepted_from = source
             if debug and receiver.session_id != session_before:
                 log.debug("peer session %016x accepted (from %s)", receiver.session_id, describe(source))
             if dynamic and endpoint.learn(source, now_mono):
-                log.debug("peer address is now %s", describe(source))
+                report.learned(source, now_mono)
             if n and coalescer is not None:
                 coalescer.add(plain_view[payload_start:payload_start + n])
             elif n:
@@ -262,11 +267,22 @@ class Scheduler:
 
         receive = self.transport.receiver(deliver, self.wall, self.mono)
 
+        peer_session = None
+
         def drain_net():
-            nonlocal accepted
-            accepted = 0
+            nonlocal accepted, accepted_bytes, peer_session
+            accepted = accepted_bytes = 0
             drained = receive()
-            self.received += accepted
+            if accepted:
+                self.received += accepted
+                self.received_bytes += accepted_bytes + accepted * OVERHEAD
+                report.received(accepted_from, receiver.session_id, self.mono())
+                if receiver.session_id != peer_session:
+                    # A peer that (re)started hears from us at once, not at our next
+                    # keepalive: its tunnel is up as soon as ours.
+                    peer_session = receiver.session_id
+                    if self.announce is not None:
+                        self.announce()
             if coalescer is not None:
                 coalescer.flush()
             if accepted:

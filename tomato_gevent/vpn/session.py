@@ -44,6 +44,16 @@ _U64 = struct.Struct(">Q")
 FORGET_SESSION_PVT_FACTOR = 2   # escape hatch after 2 * pvt of silence (see docstring)
 
 
+class TimestampRefused(BadPacket):
+    """Refused for the peer's clock: an authentic datagram whose timestamp is outside
+    -pvt, or (unauthenticated, checked before any crypto) a session id that starts in
+    the future. skew_ms = that time minus our clock, for the diagnostic."""
+
+    def __init__(self, skew_ms, reason="timestamp outside -pvt"):
+        super().__init__(reason)
+        self.skew_ms = skew_ms
+
+
 def new_sealer(password_key, now_ms, random16, backend=DEFAULT_BACKEND, after=None, limit=None):
     """Sealer of a new session started at now_ms; strictly newer than session id `after`."""
     start_ms = now_ms
@@ -62,6 +72,7 @@ class Receiver:
     def __init__(self, password_key, pvt_seconds, backend=DEFAULT_BACKEND):
         aead = backend(password_key)
         self._decrypt_into, self._authentication_failed = aead.decrypt_into, aead.AuthenticationFailed
+        self.pvt_seconds = pvt_seconds
         self._pvt_ms = int(pvt_seconds * 1000)
         self._forget_after = FORGET_SESSION_PVT_FACTOR * pvt_seconds
         self.session_id = None          # current session of the peer, None before the first
@@ -93,8 +104,9 @@ class Receiver:
             self._decrypt_into(header, datagram[HEADER_SIZE:], header, out[:size - HEADER_SIZE - TAG_SIZE])
         except self._authentication_failed:
             raise BadPacket(AUTHENTICATION_FAILED) from None
-        if not -self._pvt_ms <= now_ms - _U64.unpack_from(out)[0] <= self._pvt_ms:
-            raise BadPacket("timestamp outside -pvt")
+        timestamp_ms = _U64.unpack_from(out)[0]
+        if not -self._pvt_ms <= now_ms - timestamp_ms <= self._pvt_ms:
+            raise TimestampRefused(timestamp_ms - now_ms)
         window = self._window if current else ReplayWindow()
         if not window.accept(counter):
             raise BadPacket("replayed or too old counter")
@@ -111,7 +123,7 @@ class Receiver:
             raise BadPacket("own session id (reflected datagram)")
         start_ms = session_id >> SESSION_RANDOM_BITS
         if start_ms > now_ms + self._pvt_ms:
-            raise BadPacket("session starts in the future")
+            raise TimestampRefused(start_ms - now_ms, "session starts in the future")
         if (self.session_id is not None and start_ms <= self.session_id >> SESSION_RANDOM_BITS
                 and now_mono - self._last_accept <= self._forget_after):
             raise BadPacket("not a newer session")
@@ -144,4 +156,4 @@ class PeerEndpoint:
         return False
 
 
-__all__ = ["new_sealer", "Receiver", "PeerEndpoint"]
+__all__ = ["new_sealer", "Receiver", "PeerEndpoint", "TimestampRefused"]

@@ -284,6 +284,7 @@ class TcpTransport(DatagramTransport):
             for piece in iovecs:
                 conn.pending += piece
             self.sent += count
+            self.sent_bytes += total
             return
         try:
             n = conn.sock.sendmsg(iovecs)
@@ -294,6 +295,7 @@ class TcpTransport(DatagramTransport):
             self._close(conn, e.strerror)
             return
         self.sent += count
+        self.sent_bytes += total
         if n < total:
             conn.pending += b"".join(iovecs)[n:]
             conn.flusher = gevent.spawn(self._flush, conn)
@@ -364,9 +366,9 @@ class TcpTransport(DatagramTransport):
     def _dial_forever(self):
         backoff = BACKOFF_MIN_SECONDS
         failures = 0                # connection attempts failed in a row
-        peer = self.peer_address
         via = "" if self.http_proxy is None else " via the HTTP proxy %s" % format_address(self.http_proxy)
         while True:
+            peer = self.peer_address            # may change: a re-resolved -pa name (cli.PeerName)
             while self.rules.current is not None:       # a trusted connection exists (maybe incoming)
                 self._changed.clear()
                 self._changed.wait()

@@ -29,6 +29,8 @@ connections). A transport provides:
                     evaluate alike; the TCP transport resolves crossed connections
                     with it).
   sent              datagrams handed to the kernel so far.
+  sent_bytes        their bytes (whole sealed datagrams), counted per send or batch.
+
   drops             collections.Counter, reason -> count: refused datagrams and send
                     errors. It is the link's drop counter (Link.drops is this object).
 """
@@ -51,6 +53,7 @@ class DatagramTransport:
         self.drops = collections.Counter()
         self.warn = RateLimitedWarnings(logger)
         self.sent = 0
+        self.sent_bytes = 0
 
     def fileno(self):
         raise NotImplementedError

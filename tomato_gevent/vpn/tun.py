@@ -1,18 +1,23 @@
 """The tun device: python-pytun, non-blocking fd, waits through the gevent hub.
 
-TunDevice(name, addr=None, mtu=None) is a context manager:
+TunDevice(name, addrs=(), mtu=None, created_mtu=None) is a context manager:
   - a device that already exists (pre-created with `ip tuntap add ... mode tun`,
     as the seed's README does) is opened as it is; --addr/--mtu, if given, are
     applied and undone on exit, and if it was down it is set up and set down
-    again on exit -- the device is left as it was;
+    again on exit -- the device is left as it was. What is already so is left
+    alone and not undone: an address already on the device (e.g. left by a vpn
+    that was SIGKILLed) is not added again, which would fail, nor removed on exit;
   - an absent device is created (non-persistent: it disappears when closed),
-    configured with --addr/--mtu and set up.
+    configured with --addr and --mtu (created_mtu when no --mtu is given) and set up.
 With vnet_hdr=True (UDP offloads on) the device is opened with IFF_VNET_HDR so that
-merged TCP packets can be written (coalesce.py); the flag is reset on exit.
+merged TCP packets can be written (coalesce.py); on exit the flag is cleared (also
+when a killed predecessor left it set: each opener chooses its own flags anyway).
 The fd is non-blocking; scheduler.py decides how to wait for it (hub watcher or epoll).
 """
 import errno
 import fcntl
+import ipaddress
+import json
 import logging
 import os
 import socket
@@ -52,11 +57,23 @@ def _sysfs_tun_flags(name):
         return None
 
 
+def device_addresses(name):
+    """The addresses on a device, as ipaddress interfaces, in the device's order."""
+    try:
+        result = subprocess.run(["ip", "-j", "addr", "show", "dev", name], capture_output=True, text=True)
+        links = json.loads(result.stdout) if result.returncode == 0 else []
+    except (OSError, ValueError):
+        return []
+    return [ipaddress.ip_interface("%s/%s" % (info["local"], info["prefixlen"]))
+            for link in links for info in link.get("addr_info", ())]
+
+
 class TunDevice:
-    def __init__(self, name, addr=None, mtu=None, vnet_hdr=False):
+    def __init__(self, name, addrs=(), mtu=None, vnet_hdr=False, created_mtu=None):
         self.name = name
-        self.addr = addr            # ipaddress interface (IPv4Interface / IPv6Interface) or None
+        self.addrs = list(addrs)    # ipaddress interfaces (IPv4Interface / IPv6Interface) to add
         self.mtu = mtu
+        self.created_mtu = created_mtu  # MTU of a device created here when mtu is None
         self.vnet_hdr = vnet_hdr    # every read/write carries a virtio_net_hdr (see coalesce.py)
         self.precreated = None
         self._original_flags = None
@@ -106,19 +123,29 @@ class TunDevice:
 
     def _configure(self):
         dev = self._dev
-        if self.mtu is not None and dev.mtu != self.mtu:
+        mtu = self.mtu if self.mtu is not None or self.precreated else self.created_mtu
+        if mtu is not None and dev.mtu != mtu:
             old_mtu = dev.mtu
             try:
-                dev.mtu = self.mtu
+                dev.mtu = mtu
             except Exception as e:
-                raise ConfigError("cannot set MTU %d on %s: %s" % (self.mtu, self.name, e)) from None
+                raise ConfigError("cannot set MTU %d on %s: %s" % (mtu, self.name, e)) from None
             self._undo.append(lambda: setattr(dev, "mtu", old_mtu))
-        if self.addr is not None:
-            self._ip("addr", "add", str(self.addr), "dev", self.name)
-            self._undo.append(lambda: self._ip("addr", "del", str(self.addr), "dev", self.name))
+        present = set(device_addresses(self.name)) if self.addrs and self.precreated else set()
+        for addr in self.addrs:
+            if addr in present:
+                log.info("%s already has %s: kept as it is", self.name, addr)
+                continue
+            # nodad: a point-to-point tun has no one to collide with, and the address is usable at once.
+            extra = ("nodad",) if addr.version == 6 else ()
+            self._ip("addr", "add", str(addr), "dev", self.name, *extra)
+            self._undo.append(lambda addr=addr: self._ip("addr", "del", str(addr), "dev", self.name))
         if not device_is_up(self.name):
             dev.up()
             self._undo.append(dev.down)
+
+    def current_mtu(self):
+        return self._dev.mtu
 
     def _ip(self, *args):
         try:
@@ -146,13 +173,11 @@ class TunDevice:
 
     def _reset_vnet_hdr_flag(self):
         """The kernel keeps the last opener's IFF_VNET_HDR on a persistent device: attach
-        once more with the flags it had, so it is left as it was."""
+        once more without it, so it is left as it was (or as it was before a killed
+        vpn set it)."""
         import pytun
 
-        original = self._original_flags
-        if original is not None and original & pytun.IFF_VNET_HDR:
-            return
-        keep = (original or pytun.IFF_NO_PI) & (pytun.IFF_NO_PI | pytun.IFF_ONE_QUEUE)
+        keep = (self._original_flags or pytun.IFF_NO_PI) & (pytun.IFF_NO_PI | pytun.IFF_ONE_QUEUE)
         try:
             pytun.TunTapDevice(name=self.name, flags=pytun.IFF_TUN | keep).close()
         except pytun.Error as e:

@@ -120,6 +120,7 @@ class UdpTransport(DatagramTransport):
             try:
                 self.sock.sendto(view, address)
                 self.sent += 1
+                self.sent_bytes += len(view)
                 return
             except BlockingIOError:
                 get_hub().wait(self._writable)
@@ -135,6 +136,7 @@ class UdpTransport(DatagramTransport):
                 try:
                     self.sock.sendmsg([view[:size]], [(SOL_UDP, UDP_SEGMENT, _GSO_SIZE.pack(segment))], 0, address)
                     self.sent += count
+                    self.sent_bytes += size
                     return
                 except BlockingIOError:
                     get_hub().wait(self._writable)

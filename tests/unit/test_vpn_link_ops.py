@@ -1,0 +1,31 @@
+"""The link's status and announcements over loopback (no root): two Links as in test_vpn_link."""
+from tests.netns.nsutil import wait_for
+from tests.unit.test_vpn_link import TRANSPORTS, linked_pair, sides  # noqa: F401  (fixture)
+from tomato_gevent.vpn.packet import OVERHEAD
+
+
+@TRANSPORTS
+def test_a_new_peer_session_is_answered_at_once(sides, transport):  # noqa: F811
+    """B (dynamic, keepalive 25 s) answers A's first keepalive with one of its own, so A's
+    tunnel is up at once instead of at B's next keepalive."""
+    a, b = linked_pair(sides, transport=transport)
+    wait_for(lambda: a.link.received >= 1, timeout=5, what="B's announcement")
+    assert a.link.watch.last_received is not None and a.link.receiver.session_id is not None
+
+
+@TRANSPORTS
+def test_status_counts_packets_and_bytes_both_ways(sides, transport):  # noqa: F811
+    a, b = linked_pair(sides, transport=transport)
+    wait_for(lambda: b.link.endpoint.address is not None, what="B learning A")
+    packets = [b"x" * 100, b"y" * 1000, b"z" * 300]
+    for packet in packets:
+        a.tun.host.send(packet)
+    assert [b.tun.host.recv(65536) for _ in packets] == packets
+    wait_for(lambda: b.link.status()["rx_packets"] >= len(packets) + 1, what="B counting A's packets")
+    a_status, b_status = a.link.status(), b.link.status()
+    payload = sum(map(len, packets)) + len(packets) * OVERHEAD
+    assert b_status["rx_bytes"] >= payload and a_status["tx_bytes"] >= payload
+    assert a_status["tx_packets"] >= len(packets) + 1                  # + the keepalive at start
+    assert b_status["dynamic"] and b_status["peer_learned"] and not a_status["dynamic"]
+    assert b_status["last_received_seconds_ago"] is not None and b_status["peer_session"] is not None
+    assert "authentication failed" not in a_status["drops"] and "authentication failed" not in b_status["drops"]

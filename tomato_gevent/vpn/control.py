@@ -1,0 +1,209 @@
+"""The control socket: `vpn show` asks a running vpn for its status.
+
+Every vpn serves a unix stream socket, /run/tomato/vpn-IFACE.sock by default
+(directory 0700, socket 0600: only its owner, normally root, may ask) or --control PATH.
+Protocol, one exchange per connection:
+  client -> server   one command line: b"show\\n" (at most MAX_REQUEST_BYTES)
+  server -> client   one JSON object and b"\\n", then close: the status (status.py lists
+                     the keys), or {"error": "..."} for an unknown command
+The JSON is the contract; `vpn show` formats its human view from it.
+
+ControlServer (gevent glue) binds the socket, replacing a stale one left by a killed
+process but never one that still answers, and removes it on close if it is still
+its own. query() is the client side (a plain blocking socket).
+"""
+import json
+import logging
+import os
+import socket
+import stat
+
+from ..errors import TomatoError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_DIRECTORY = "/run/tomato"
+MAX_REQUEST_BYTES = 256
+CLIENT_TIMEOUT_SECONDS = 5.0            # a client that does not send its command in time is dropped
+MAX_CLIENTS = 4                         # served at once; more wait in the listen backlog
+LISTEN_BACKLOG = 16
+PROBE_TIMEOUT_SECONDS = 0.5             # is a socket left at our path still served?
+COMMANDS = ("show",)
+
+
+class ControlError(TomatoError):
+    """The control socket cannot be served or reached (exit status 1)."""
+
+
+def default_path(interface):
+    return os.path.join(DEFAULT_DIRECTORY, "vpn-%s.sock" % interface)
+
+
+def answer(request, status):
+    """The server's reply (bytes) to one request line; status() gives the status dict."""
+    command = request.decode("ascii", "replace").strip()
+    if command == "show":
+        reply = status()
+    else:
+        reply = {"error": "unknown command %r (known: %s)" % (command[:40], ", ".join(COMMANDS))}
+    return json.dumps(reply).encode() + b"\n"
+
+
+def _still_served(path):
+    """False only if nothing listens on the unix socket at path (a killed vpn's
+    leftover); a listener too busy to take the connection in time counts as alive."""
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(PROBE_TIMEOUT_SECONDS)
+    try:
+        probe.connect(path)
+        return True
+    except (ConnectionRefusedError, FileNotFoundError):
+        return False
+    except OSError:         # timeout: a full backlog, someone is there
+        return True
+    finally:
+        probe.close()
+
+
+def _prepare_directory(directory):
+    if os.path.isdir(directory):
+        return
+    try:
+        os.makedirs(directory, mode=0o700)
+    except FileExistsError:
+        pass
+    except OSError as e:
+        raise ControlError("cannot create %s: %s" % (directory, e.strerror)) from None
+
+
+def bind_control_socket(path):
+    """A listening unix socket at path, mode 0600; refuses a path another process serves."""
+    from gevent import socket as gsocket
+
+    directory = os.path.dirname(path) or "."
+    if os.path.abspath(directory) == DEFAULT_DIRECTORY:
+        _prepare_directory(directory)
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        mode = None
+    except OSError as e:
+        raise ControlError("cannot use control socket %s: %s" % (path, e.strerror)) from None
+    if mode is not None:
+        if not stat.S_ISSOCK(mode):
+            raise ControlError("cannot use control socket %s: it exists and is not a socket" % path)
+        if _still_served(path):
+            raise ControlError("control socket %s is in use by another vpn (give this one its own "
+                               "with --control PATH)" % path)
+        os.unlink(path)         # left by a process that was killed
+    sock = gsocket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old_umask = os.umask(0o177)         # no moment at which the socket is more open than 0600
+    try:
+        sock.bind(path)
+        os.chmod(path, 0o600)
+        sock.listen(LISTEN_BACKLOG)
+    except OSError as e:
+        sock.close()
+        raise ControlError("cannot serve control socket %s: %s" % (path, e.strerror or e)) from None
+    finally:
+        os.umask(old_umask)
+    return sock
+
+
+class ControlServer:
+    """Answers control requests with status() while running; a context manager."""
+
+    def __init__(self, path, status):
+        self.path = path
+        self.status = status
+        self._server = None
+        self._identity = None       # (st_dev, st_ino) of the socket file we created
+
+    def start(self):
+        from gevent.pool import Pool
+        from gevent.server import StreamServer
+
+        sock = bind_control_socket(self.path)
+        st = os.stat(self.path)
+        self._identity = (st.st_dev, st.st_ino)
+        self._server = StreamServer(sock, self._handle, spawn=Pool(MAX_CLIENTS))
+        self._server.start()
+        return self
+
+    def _handle(self, conn, _address):
+        conn.settimeout(CLIENT_TIMEOUT_SECONDS)
+        request = b""
+        try:
+            while b"\n" not in request and len(request) <= MAX_REQUEST_BYTES:
+                chunk = conn.recv(MAX_REQUEST_BYTES)
+                if not chunk:
+                    break
+                request += chunk
+            conn.sendall(answer(request.split(b"\n", 1)[0][:MAX_REQUEST_BYTES], self.status))
+        except OSError as e:        # includes socket.timeout: a slow or vanished client
+            log.debug("control client dropped: %s", e)
+
+    def close(self):
+        if self._server is None:
+            return
+        self._server.stop(timeout=1)
+        self._server = None
+        try:
+            st = os.stat(self.path)
+            if (st.st_dev, st.st_ino) == self._identity:    # not a successor's socket
+                os.unlink(self.path)
+        except OSError:
+            pass
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def query(path, command="show", timeout=CLIENT_TIMEOUT_SECONDS, what=None):
+    """Send one command to the vpn serving path; returns the decoded JSON reply.
+
+    Raises ControlError with one line when no vpn answers there. `what` names the
+    instance in that line (e.g. "tun0").
+    """
+    who = "no vpn running%s" % (" for %s" % what if what else "")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    try:
+        try:
+            sock.connect(path)
+        except FileNotFoundError:
+            raise ControlError("%s: %s does not exist" % (who, path)) from None
+        except ConnectionRefusedError:
+            raise ControlError("%s: nothing listens on %s (left by a stopped vpn)" % (who, path)) from None
+        except PermissionError:
+            raise ControlError("cannot reach %s: permission denied (run as the vpn's user, usually root)"
+                               % path) from None
+        except OSError as e:
+            raise ControlError("cannot reach %s: %s" % (path, e.strerror or e)) from None
+        try:
+            sock.sendall(command.encode("ascii") + b"\n")
+            chunks = []
+            while True:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+        except OSError as e:
+            raise ControlError("no answer on %s: %s" % (path, e.strerror or e)) from None
+    finally:
+        sock.close()
+    try:
+        reply = json.loads(b"".join(chunks))
+    except ValueError:
+        raise ControlError("%s answered something that is not JSON" % path) from None
+    if not isinstance(reply, dict):
+        raise ControlError("%s answered something that is not a JSON object" % path)
+    if "error" in reply:
+        raise ControlError("%s: %s" % (path, reply["error"]))
+    return reply
+
+
+__all__ = ["ControlServer", "ControlError", "answer", "bind_control_socket", "default_path", "query"]

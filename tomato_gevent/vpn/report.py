@@ -1,0 +1,103 @@
+"""What a running link says at the default log level (glue over status.py's pure parts).
+
+The data path calls it with what it saw; it decides, with PeerWatch and LogThrottle,
+whether that is worth a line:
+  received(source, session_id, now)   once per drain that accepted something:
+                                      "tunnel IFACE up" on the first authenticated
+                                      datagram, "peer ... back" after a silence
+  refused(error, source, now)         an authentication failure or a refused clock
+                                      from the peer's address: a throttled warning
+                                      naming the likely mistake (other refusals stay
+                                      DEBUG lines and counters)
+  learned(address, now) / forgot(address, now)   dynamic mode's address changes
+  tick(now)                           once a second: "peer silent since ..."
+Each cause is throttled to one line per THROTTLE_SECONDS; the lines held back are
+counted in the next one. `now` is monotonic seconds; wall() converts for the log.
+"""
+import logging
+import time
+
+from .packet import AUTHENTICATION_FAILED, PROTOCOL
+from .session import TimestampRefused
+from .status import THROTTLE_SECONDS, LogThrottle, PeerWatch, clock_skew_message, format_duration
+
+log = logging.getLogger(__name__)
+
+DIAGNOSED_REASONS = frozenset((AUTHENTICATION_FAILED, "timestamp outside -pvt", "session starts in the future"))
+
+
+class LinkReport:
+    def __init__(self, interface, endpoint, pvt_seconds, silent_after, describe, now, wall=time.time,
+                 throttle_seconds=THROTTLE_SECONDS):
+        self.interface = interface
+        self.endpoint = endpoint            # PeerEndpoint: whose address counts as "the peer's"
+        self.pvt_seconds = pvt_seconds
+        self.describe = describe            # sockaddr -> text
+        self.watch = PeerWatch(silent_after, now)
+        self.throttle = LogThrottle(throttle_seconds)
+        self.wall = wall
+        self._mono_to_wall = wall() - now
+
+    # -- events from the data path -------------------------------------------------
+    def received(self, source, session_id, now):
+        event = self.watch.received(now)
+        if event == PeerWatch.UP:
+            log.info("tunnel %s up: first authenticated datagram from %s (peer session %016x)",
+                     self.interface, self.describe(source), session_id)
+        elif event == PeerWatch.BACK:
+            log.info("peer %s back after %s of silence", self.describe(source),
+                     format_duration(now - self._silent_from))
+
+    def refused(self, error, source, now):
+        """A refusal whose reason is in DIAGNOSED_REASONS."""
+        if not self._from_peer(source):
+            return          # noise from elsewhere (scanners, an old peer address): counters only
+        if error.reason == AUTHENTICATION_FAILED:
+            self._throttled("auth", now, "datagrams from %s fail authentication: check the passwords, that -pp "
+                                         "here matches -lp there, and that both ends run the same protocol version "
+                                         "(%s)", self.describe(source), PROTOCOL)
+        elif isinstance(error, TimestampRefused):
+            self._throttled("clock", now, "datagrams from %s refused: %s", self.describe(source),
+                            clock_skew_message(error.skew_ms, self.pvt_seconds))
+
+    def learned(self, address, now):
+        self._throttled("address", now, "peer address is now %s", self.describe(address))
+
+    def forgot(self, address, now):
+        log.info("forgot peer address %s: nothing authentic for %g s", self.describe(address),
+                 self.endpoint.forget_after)
+
+    def tick(self, now):
+        if self.watch.check(now) == PeerWatch.SILENT:
+            self._silent_from = self.watch.silent_since
+            if self.watch.last_received is None:
+                log.warning("peer silent since the start (%s): no authenticated datagram yet",
+                            format_duration(now - self._silent_from))
+            else:
+                log.warning("peer silent since %s (%s): no authenticated datagram",
+                            time.strftime("%H:%M:%S", time.localtime(self._silent_from + self._mono_to_wall)),
+                            format_duration(now - self._silent_from))
+
+    # -- helpers ------------------------------------------------------------------------
+    def _from_peer(self, source):
+        """Fixed peer: from its host (any port: NAT may change it). Dynamic: from the
+        learned host, or from anyone while none is known (a peer with a wrong password
+        is never learned)."""
+        known = self.endpoint.address
+        if known is None:
+            return self.endpoint.dynamic
+        source, known = getattr(source, "peer", source), getattr(known, "peer", known)   # TCP: its sockaddr
+        return source[0] == known[0]
+
+    def _throttled(self, cause, now, msg, *args):
+        held = self.throttle.admit(cause, now)
+        if held is None:
+            log.debug(msg, *args)
+            return
+        if held:
+            msg += " (%d more like this in the last %s)"
+            args += (held, format_duration(self.throttle.interval))
+        log.log(logging.INFO if cause == "address" else logging.WARNING, msg, *args)
+
+
+__all__ = ["LinkReport", "DIAGNOSED_REASONS"]
