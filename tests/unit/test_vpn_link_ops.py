@@ -21,9 +21,11 @@ def test_status_counts_packets_and_bytes_both_ways(sides, transport):  # noqa: F
     for packet in packets:
         a.tun.host.send(packet)
     assert [b.tun.host.recv(65536) for _ in packets] == packets
-    wait_for(lambda: b.link.status()["rx_packets"] >= len(packets) + 1, what="B counting A's packets")
-    a_status, b_status = a.link.status(), b.link.status()
     payload = sum(map(len, packets)) + len(packets) * OVERHEAD
+    wait_for(lambda: b.link.status()["rx_packets"] >= len(packets) + 1, what="B counting A's packets")
+    # A counts a batch once all of it is sent (it may wait for room mid-batch while B reads)
+    wait_for(lambda: a.link.status()["tx_bytes"] >= payload, what="A counting its sent bytes")
+    a_status, b_status = a.link.status(), b.link.status()
     assert b_status["rx_bytes"] >= payload and a_status["tx_bytes"] >= payload
     assert a_status["tx_packets"] >= len(packets) + 1                  # + the keepalive at start
     assert b_status["dynamic"] and b_status["peer_learned"] and not a_status["dynamic"]
