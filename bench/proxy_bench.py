@@ -263,16 +263,35 @@ class ProxyLab:
         return len(out.strip().splitlines())
 
 
-def _figure(plab, name, unit, better, values, errors, origin_fmt=None):
-    fig = Figure("Proxy", name, unit, better, reference_name="tinyproxy 1.11")
-    fig.tomato_rounds, fig.reference_rounds = values.get(TOMATO, []), values.get(TINYPROXY, [])
+def _figure(plab, name, unit, better, values, errors, origin_fmt=None,
+            reference=TINYPROXY, reference_name="tinyproxy 1.11"):
+    fig = Figure("Proxy", name, unit, better, reference_name=reference_name)
+    fig.tomato_rounds, fig.reference_rounds = values.get(TOMATO, []), values.get(reference, [])
     fig.tomato, fig.reference = best(fig.tomato_rounds, better), best(fig.reference_rounds, better)
     fig.tomato_na = "" if fig.tomato is not None else na_reason(plab, errors, TOMATO)
-    fig.reference_na = "" if fig.reference is not None else na_reason(plab, errors, TINYPROXY)
+    fig.reference_na = "" if fig.reference is not None else na_reason(plab, errors, reference)
     origin = best(values.get(ORIGIN, []), better)
     if origin_fmt and origin is not None:
         fig.note = origin_fmt % origin
     return fig
+
+
+def _idle_rss_by_system(plab, tunnels):
+    """{system: (RSS before, RSS during, established)} in KiB for tinyproxy and tomato with
+    IDLE_CONNECTIONS idle clients (tunnels: CONNECT tunnels), and {system: why it failed}."""
+    measured, errors = {}, {}
+    what = "tunnels' client sides" if tunnels else "connections"
+    for system in (TINYPROXY, TOMATO):
+        if plab.up.get(system) is not True:
+            continue
+        try:
+            before, during, served = measured[system] = plab.idle_rss(system, tunnels=tunnels)
+            log("  %-9s RSS %.1f MiB -> %.1f MiB with %d %s established",
+                system, before / 1024, during / 1024, served, what)
+        except (Unavailable, subprocess.SubprocessError, OSError) as exc:
+            errors[system] = str(exc)
+            log("  %s: %s", system, exc)
+    return measured, errors
 
 
 def run(lab, quick=False, rounds=None):
@@ -287,19 +306,7 @@ def run(lab, quick=False, rounds=None):
     figures = []
 
     log("proxy: RSS with %d idle client connections (fresh processes)", IDLE_CONNECTIONS)
-    memory = {}
-    errors = {}
-    for system in (TINYPROXY, TOMATO):
-        if plab.up.get(system) is not True:
-            continue
-        try:
-            before, during, served = plab.idle_rss(system)
-            memory[system] = (before, during, served)
-            log("  %-9s RSS %.1f MiB -> %.1f MiB with %d connections established",
-                system, before / 1024, during / 1024, served)
-        except (Unavailable, subprocess.SubprocessError, OSError) as exc:
-            errors[system] = str(exc)
-            log("  %s: %s", system, exc)
+    memory, errors = _idle_rss_by_system(plab, tunnels=False)
     fig = _figure(plab, "RSS with %d idle client connections" % IDLE_CONNECTIONS, "MiB", LOWER,
                   {s: [m[1] / 1024] for s, m in memory.items()}, errors)
     fig.note = "; ".join("%s: %.1f MiB idle before, %.1f KiB per connection, %d established"
@@ -312,20 +319,9 @@ def run(lab, quick=False, rounds=None):
     figures.append(per_conn)
 
     log("proxy: RSS with %d idle CONNECT tunnels", IDLE_CONNECTIONS)
-    tunnel_memory, errors = {}, {}
-    for system in (TINYPROXY, TOMATO):
-        if plab.up.get(system) is not True:
-            continue
-        try:
-            before, during, served = plab.idle_rss(system, tunnels=True)
-            tunnel_memory[system] = during / 1024
-            log("  %-9s RSS %.1f MiB -> %.1f MiB with %d tunnels' client sides established",
-                system, before / 1024, during / 1024, served)
-        except (Unavailable, subprocess.SubprocessError, OSError) as exc:
-            errors[system] = str(exc)
-            log("  %s: %s", system, exc)
+    tunnel_memory, errors = _idle_rss_by_system(plab, tunnels=True)
     fig = _figure(plab, "RSS with %d idle CONNECT tunnels" % IDLE_CONNECTIONS, "MiB", LOWER,
-                  {s: [m] for s, m in tunnel_memory.items()}, errors)
+                  {s: [m[1] / 1024] for s, m in tunnel_memory.items()}, errors)
     fig.note = "whole process; issue 10.10 asks tomato to stay under 64 MiB"
     figures.append(fig)
 
@@ -351,13 +347,7 @@ def run(lab, quick=False, rounds=None):
     figures.append(fig)
 
     log("proxy: 100 MB download through CONNECT x %d rounds per system", rounds)
-
-    def measure_connect(system):
-        rate = plab.connect_mb_s(system)
-        log("  %-22s %10.1f MB/s", system, rate)
-        return rate
-
-    values, errors = run_rounds(plab, systems, rounds, measure_connect)
+    values, errors = run_rounds(plab, systems, rounds, _logged(plab.connect_mb_s, "%10.1f MB/s"))
     figures.append(_figure(plab, "CONNECT bulk download, 100 MB (curl -p)", "MB/s", HIGHER, values, errors,
                            "origin direct: %.0f MB/s"))
     figures.extend(run_socks(plab, quick, rounds))
@@ -365,12 +355,16 @@ def run(lab, quick=False, rounds=None):
 
 
 def _socks_figure(plab, name, unit, values, errors):
-    fig = Figure("Proxy", name, unit, HIGHER, reference_name="microsocks 1.0")
-    fig.tomato_rounds, fig.reference_rounds = values.get(TOMATO, []), values.get(MICROSOCKS, [])
-    fig.tomato, fig.reference = best(fig.tomato_rounds), best(fig.reference_rounds)
-    fig.tomato_na = "" if fig.tomato is not None else na_reason(plab, errors, TOMATO)
-    fig.reference_na = "" if fig.reference is not None else na_reason(plab, errors, MICROSOCKS)
-    return fig
+    return _figure(plab, name, unit, HIGHER, values, errors, reference=MICROSOCKS, reference_name="microsocks 1.0")
+
+
+def _logged(measure, value_format):
+    """measure(system), logging each round's figure as value_format (e.g. "%10.1f MB/s")."""
+    def measure_and_log(system):
+        value = measure(system)
+        log("  %-22s " + value_format, system, value)
+        return value
+    return measure_and_log
 
 
 def run_socks(plab, quick, rounds):
@@ -380,23 +374,13 @@ def run_socks(plab, quick, rounds):
     systems = [MICROSOCKS, TOMATO]
     sessions = 200 if quick else SOCKS_SESSIONS
     log("proxy: 100 MB download through SOCKS5 CONNECT x %d rounds per system", rounds)
-
-    def measure_bulk(system):
-        rate = plab.socks_mb_s(system)
-        log("  %-22s %10.1f MB/s", system, rate)
-        return rate
-
-    values, errors = run_rounds(plab, systems, rounds, measure_bulk)
+    values, errors = run_rounds(plab, systems, rounds, _logged(plab.socks_mb_s, "%10.1f MB/s"))
     figures = [_socks_figure(plab, "SOCKS5 CONNECT bulk download, 100 MB (curl socks5h)", "MB/s", values, errors)]
     log("proxy: %d SOCKS5 sessions (1 KB each, %d in parallel) x %d rounds per system",
         sessions, SOCKS_PARALLEL, rounds)
-
-    def measure_sessions(system):
-        rate = plab.socks_sessions_per_s(system, sessions)
-        log("  %-22s %10.0f sessions/s", system, rate)
-        return rate
-
-    values, errors = run_rounds(plab, systems, rounds, measure_sessions)
+    values, errors = run_rounds(plab, systems, rounds,
+                                _logged(lambda system: plab.socks_sessions_per_s(system, sessions),
+                                        "%10.0f sessions/s"))
     fig = _socks_figure(plab, "SOCKS5 sessions/s, 1 KB each, %d in parallel (curl)" % SOCKS_PARALLEL,
                         "sessions/s", values, errors)
     fig.note = "a new SOCKS5 connection per fetch (Connection: close); curl's own time included"

@@ -1,10 +1,10 @@
 """bin/proxy's SOCKS5 front end end to end: curl as the client, origins and tinyproxy in
-namespaces (the Site helpers and the two-namespace fixture of test_proxy.py)."""
+namespaces (the Site helpers of proxy_site.py, the site and two_sites fixtures of conftest.py)."""
 import sys
 
 from .nsutil import wait_for
 from .proxy_support import SUPPORT, payload, sha256
-from .test_proxy import CURL, ORIGIN_PORT, PROXY, PROXY_PORT, Site, proxy_log, site, two_sites, url  # noqa: F401
+from .proxy_site import CURL, ORIGIN_PORT, PROXY_PORT, Site, forward_through_tinyproxy, proxy_log, url
 
 
 SOCKS = "socks5h://127.0.0.1:%d" % PROXY_PORT        # the name goes to the proxy (--socks5-hostname)
@@ -56,13 +56,7 @@ def test_socks5_ip_literals_ipv4_and_ipv6(lab):
 
 def test_socks5_forward_through_tinyproxy(two_sites):
     a, b = two_sites
-    conf = b.tmp / "tinyproxy.conf"
-    conf.write_text("Port 8888\nListen 10.77.0.2\nTimeout 30\nAllow 10.77.0.0/24\nLogLevel Connect\n"
-                    "MaxClients 50\n")
-    tinyproxy = b.lab.spawn(b.ns, ["tinyproxy", "-d", "-c", conf])
-    b.lab.wait_tcp_listening(b.ns, 8888)
-    rules = a.rules("a.txt", "forward\thidden.test\n")
-    proxy = a.proxy("-f", "10.77.0.2:8888", "-r", rules)
+    tinyproxy, proxy = forward_through_tinyproxy(a, b)
     # hidden.test exists only in B: served by B's origin through tinyproxy.
     assert a.curl(url("/whoami", host="hidden.test"), proxy=SOCKS).stdout == "B\n"
     out = a.lab.run(a.ns, CURL + ["-x", SOCKS, url("/blob/300000", host="hidden.test")], text=False)

@@ -16,33 +16,9 @@ from gevent.server import StreamServer
 from tomato_gevent.errors import NextHopError
 from tomato_gevent.proxy import http, server as server_mod
 from tomato_gevent.proxy.http import Framing
-from tomato_gevent.proxy.resolver import ResolveError
-from tomato_gevent.proxy.server import ProxyServer
-from tomato_gevent.rules import Action, RuleSet, parse_rules
+from tomato_gevent.rules import Action
 
-LOOPBACK = ipaddress.ip_address("127.0.0.1")
-DEADLINE_SECONDS = 5.0
-
-
-class FakeResolver:
-    """name -> 127.0.0.1 for every name in `names`; records what it was asked."""
-
-    def __init__(self, names=(), addresses=None):
-        self.names = set(names)
-        self.addresses = addresses or {}
-        self.asked = []
-
-    def resolve(self, host):
-        self.asked.append(host)
-        if host in self.addresses:
-            return list(self.addresses[host])
-        literal = ipaddress.ip_address(host) if host.replace(".", "").isdigit() else None
-        if literal is not None:
-            return [literal]
-        if host in self.names:
-            return [LOOPBACK]
-        raise ResolveError("unknown host %s" % host)
-
+from .proxy_doubles import DEADLINE_SECONDS, LOOPBACK, FakeResolver
 
 # -- an origin server that speaks just enough HTTP -----------------------------------------
 def read_head(sock, buf):
@@ -134,21 +110,6 @@ def origins():
     yield make
     for origin in made:
         origin.close()
-
-
-@pytest.fixture
-def proxies():
-    made = []
-
-    def make(rules="", resolver=None, **kwargs):
-        rule_set = RuleSet(parse_rules(rules.splitlines()))
-        proxy = ProxyServer(("127.0.0.1", 0), rule_set, resolver=resolver or FakeResolver(), **kwargs)
-        proxy.start()
-        made.append(proxy)
-        return proxy
-    yield make
-    for proxy in made:
-        proxy.stop(timeout=1)
 
 
 def connect(proxy):
@@ -575,8 +536,9 @@ def test_informational_and_final_answer_in_one_read(origins, proxies):
     assert (resp.status, body) == (200, b"done")
 
 
-def test_endless_informational_answers_are_abandoned(proxies):
-    # 10.7: one deadline for the whole answer head, however many 1xx come first.
+def start_informational_flood(ended):
+    """An origin that reads a request and answers 102 Processing every 20 ms until the proxy
+    hangs up; then it appends True to ended."""
     def flood(sock, address):
         read_head(sock, bytearray())
         try:
@@ -584,9 +546,15 @@ def test_endless_informational_answers_are_abandoned(proxies):
                 sock.sendall(b"HTTP/1.1 102 Processing\r\n\r\n")
                 gevent.sleep(0.02)
         except OSError:
-            pass
+            ended.append(True)
     server = StreamServer(("127.0.0.1", 0), flood)
     server.start()
+    return server
+
+
+def test_endless_informational_answers_are_abandoned(proxies):
+    # 10.7: one deadline for the whole answer head, however many 1xx come first.
+    server = start_informational_flood([])
     try:
         proxy = proxies(resolver=FakeResolver({"www.test"}), idle_timeout=0.5)
         client = Client(proxy)
@@ -748,17 +716,7 @@ def test_informational_flood_stops_when_the_client_is_gone(proxies):
     # 10.7: an HTTP/1.0 client gets no 1xx; when it hangs up, the proxy stops waiting for
     # the final answer at the next 1xx instead of at the (long) head deadline.
     ended = []
-
-    def flood(sock, address):
-        read_head(sock, bytearray())
-        try:
-            while True:
-                sock.sendall(b"HTTP/1.1 102 Processing\r\n\r\n")
-                gevent.sleep(0.02)
-        except OSError:
-            ended.append(True)
-    server = StreamServer(("127.0.0.1", 0), flood)
-    server.start()
+    server = start_informational_flood(ended)
     try:
         proxy = proxies(resolver=FakeResolver({"www.test"}), idle_timeout=60)
         client = Client(proxy)

@@ -345,9 +345,3 @@ def test_lookup_of_idn_host_matches_punycode_rule():
 def test_ip_literals_and_invalid_hosts_match_no_rule(host):
     rs = rules("direct\tcom\nblock\tb.com\n")
     assert rs.lookup(host) is None
-
-
-def test_lookup_name_is_lookup_for_normalised_names():
-    rs = rules(SEED_RULES + "block\tfull:x.example\n")
-    for host in ["www.baidu.com", "ads.baidu.com", "x.example", "y.x.example", "example.org", "com"]:
-        assert rs.lookup_name(host) is rs.lookup(host)

@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 from tomato_gevent.rules import Action, RuleSet, load_rule_files, parse_rules
-from tomato_gevent.rules.patterns import PatternMatcher, final_labels, required_literal
+from tomato_gevent.rules.patterns import PatternMatcher, final_labels, label_start_rest, required_literal
 
 BLOCK, DIRECT, FORWARD = Action.BLOCK, Action.DIRECT, Action.FORWARD
 EXAMPLE_RULES = Path(__file__).resolve().parents[2] / "rules" / "example.txt"
@@ -203,3 +203,31 @@ def test_matcher_agrees_with_running_every_rule_in_order():
     for name in names:
         expected = next((a for a, k, v in specs if (v in name if k == "keyword" else re.search(v, name))), None)
         assert matcher.match(name) is expected, name
+
+
+def test_label_start_rest_only_where_it_keeps_the_meaning():
+    assert label_start_rest(r"(^|\.)[a-z][1-9][0-9][a-z]\.com$") == r"[a-z][1-9][0-9][a-z]\.com$"
+    assert label_start_rest(r"(?:^|\.)a[0-9]\.(cc|tv)$") == r"a[0-9]\.(cc|tv)$"
+    assert label_start_rest(r"(^|\.)a[0-9]\.com$|^b") is None      # "|b" would lose its own branch
+    assert label_start_rest(r"(^|\.)(a)\1\.com$") is None           # a back-reference counts groups
+    assert label_start_rest(r"(^|\.)[^.]\.com$") is None
+    assert label_start_rest(r"(^|\.)a(?i)") is None
+    assert label_start_rest(r"^a[0-9]\.com$") is None
+
+
+def test_a_pattern_without_literal_is_screened_by_its_rest_after_a_dot():
+    # Neither rule has a literal but the TLD: the .com screen is their rests after a dot.
+    matcher = PatternMatcher([(BLOCK, "regexp", r"(^|\.)[a-c][0-9]\.com$"),
+                              (DIRECT, "regexp", r"(^|\.)[x-z][0-9]{2}\.com$")])
+    screen = matcher.screens["com"]
+    for name, action in [("a1.com", BLOCK), ("w.b2.com", BLOCK), ("x12.com", DIRECT), ("q.x12.com", DIRECT)]:
+        assert screen("." + name) is not None and matcher.match(name) is action
+    for name in ["www.site1.com", "d1.com", "xa1.com", "x1.com", "a1.com.cn.com"]:
+        assert screen("." + name) is None and matcher.match(name) is None
+
+
+def test_an_unscreenable_rule_runs_on_every_name_of_its_group():
+    matcher = PatternMatcher([(BLOCK, "regexp", r"[a-c][0-9]\.com$"), (DIRECT, "regexp", r"(^|\.)q[0-9]\.com$")])
+    assert matcher.screens["com"](".www.site.com") is not None
+    assert matcher.match("xa1.com") is BLOCK and matcher.match("q1.com") is DIRECT
+    assert matcher.match("www.site.com") is None

@@ -18,7 +18,13 @@ KEYWORDS = ["a", "ab", "abc", "abc.com", "b.c", "a-b", "com", "xn--", "1", "b1.c
 REGEXPS = [r"^a", r"b$", r"(^|\.)ab\.com$", r"c\.", r"[0-9]", r"x?", r"(?i)AB", r"a\.b", r"(^|\.)abc?\.",
            r"^(a|b)\.c", r"b1\.(com|cn)$", r"\.xn--p1ai$", r"(?:^|\.)a-b$", r"_x",
            # ending in a known TLD (grouped by it), with literals that only spell the TLD
-           r"(^|\.)[a-c]\.com$", r"(?i)\.CN$", r"(^|\.)abc\.(com|cn|b)$", r"a\.[bc]$", r"(^|\.)_x\..+$"]
+           r"(^|\.)[a-c]\.com$", r"(?i)\.CN$", r"(^|\.)abc\.(com|cn|b)$", r"a\.[bc]$", r"(^|\.)_x\..+$",
+           # no literal but the TLD: screened by what follows "(^|\.)", or run on every name
+           r"(^|\.)(a|b)[0-9]\.com$", r"(^|\.)[a-c]+\.(com|cn)$|^b", r"(^|\.)_?a[^.]*\.com$",
+           r"(^|\.)[a-c]?b1\.(com|cn)$"]
+# Hosts that the REGEXPS above match (and near misses), so that the pattern test meets them often.
+PATTERN_HOSTS = ["a.com", "c.a.com", "d.com", "a1.com", "b.b1.com", "c1.com", "ab.com", "x.abc.cn", "abc.b",
+                 "ab.cn", "b1.cn", "_x.a", "a_x.com", "b.xn--p1ai", "a-b", "aa.com", "abab.com", "ab1.com", "x.cb1.cn"]
 NETWORKS = ["10.0.0.0/8", "10.1.0.0/16", "10.1.2.0/24", "10.1.2.3/32", "0.0.0.0/0", "fd00::/8", "fd00:1::/32",
             "::/0", "2001:db8::/32"]
 ADDRESSES = ["10.1.2.3", "10.1.2.4", "10.1.9.9", "10.9.9.9", "11.0.0.1", "fd00:1::1", "fd12::1", "2001:db8::5",
@@ -80,6 +86,17 @@ def render(rules):
 def test_lookup_matches_naive_reference(rules, hosts):
     rule_set = RuleSet(rules)
     for host in hosts + [value for _, kind, value in rules if kind in ("domain", "full")]:
+        assert rule_set.lookup(host) is naive_lookup(rules, host), host
+
+
+@settings(deadline=None)
+@given(st.lists(st.tuples(actions, st.just("regexp"), st.sampled_from(REGEXPS)), min_size=1, max_size=3),
+       st.lists(st.one_of(domains, st.sampled_from(PATTERN_HOSTS)), min_size=1, max_size=20))
+def test_pattern_rules_alone_match_naive_reference(rules, hosts):
+    # A few regexps and no name rules: every host reaches the screens, and one rule is
+    # seldom hidden behind an earlier one that matches anyway.
+    rule_set = RuleSet(rules)
+    for host in hosts:
         assert rule_set.lookup(host) is naive_lookup(rules, host), host
 
 

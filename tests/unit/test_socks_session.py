@@ -12,7 +12,7 @@ from tomato_gevent.proxy import socks5, socks_session
 from tomato_gevent.proxy.auth import parse_auth_lines
 from tomato_gevent.proxy.socks5 import CMD_BIND, CMD_CONNECT
 
-from .test_proxy_server import DEADLINE_SECONDS, FakeResolver, origins, proxies  # noqa: F401
+from .proxy_doubles import DEADLINE_SECONDS, FakeResolver
 
 
 @pytest.fixture

@@ -25,15 +25,24 @@ so the matcher proves "none" cheaply and only then looks closer:
    ``91porn``). A run that must start a label (after ``^``, ``\.`` or
    ``(^|\.)``) is *label-anchored*, a much sharper filter; so is what follows
    a dot inside a run. A literal that only repeats the group's TLD says
-   nothing there: such a rule is simply run on every name of its group.
+   nothing there. Such a rule, when it reads ``(^|\.)REST`` (``(^|\.)[a-z]
+   [1-9][0-9][a-z]\.com$``), is screened by REST itself after a dot of
+   ``"." + name`` (``label_start_rest``); any other is run on every name of
+   its group. REST also replaces a literal that is not label-anchored
+   (``(^|\.)[1-5]gaoap\.com$``: ``[1-5]gaoap\.com$`` after a dot, not the
+   text ``gaoap.com``).
 3. The group's label-anchored literals are merged into one character trie,
-   compiled as one regexp ``\.t(?:rie|...)`` searched in ``"." + name``:
-   the engine jumps from dot to dot in C and follows one trie path at each.
+   compiled as one regexp ``\.(?:t(?:rie|...)|REST...)`` searched in
+   ``"." + name``: the engine jumps from dot to dot in C and follows one trie
+   path at each.
    The other literals (few: anchored ones are preferred) form a second trie,
    an alternative of the same regexp, tried at every position.
 4. Only when a trie hits does the matcher collect which literals occur
    (each trie hit gives the longest literal there; shorter literals that are
    its prefixes occur too), and run just those rules' own tests, in rule order.
+   RuleSet.lookup runs that search itself (``screens``; its suffix walk
+   already ends on the last label), so a name no pattern can match costs no
+   call into the matcher.
 
 The literal analysis reads the pattern with the stdlib's regexp parser
 (``re._parser``); should that ever fail or change, the rule is simply
@@ -202,19 +211,50 @@ def _trie_regexp(literals: Iterable[str]) -> str:
     return build(trie)
 
 
+# Where a pattern without a usable literal starts with "(^|\.)", the rest of it, searched after
+# a dot of "." + name, is a test as sharp as the pattern itself and joins the group's prefilter.
+_LABEL_START_SOURCES = ("(^|\\.)", "(?:^|\\.)")
+# The rest must keep its meaning inside a bigger regexp: no back-references, named groups,
+# inline flags, conditionals or look-behinds (which "(?" covers, bar "(?:"), and no "^".
+_not_portable = re.compile(r"\\[0-9]|\(\?(?!:)|\^").search
+
+
+def label_start_rest(pattern: str):
+    r"""For ``(^|\.)REST`` (the whole pattern one sequence): REST, which matches right after a
+    dot of ``"." + name`` iff pattern matches name; else None."""
+    for prefix in _LABEL_START_SOURCES:
+        if pattern.startswith(prefix):
+            rest = pattern[len(prefix):]
+            break
+    else:
+        return None
+    try:
+        items = list(_sre_parse.parse(pattern))
+        re.compile(rest)
+    except Exception:       # the parser is internal: any surprise means "not known"
+        return None
+    # One top-level sequence, so "|" in rest cannot reach back over the prefix.
+    if not rest or not _is_label_start(*items[0]) or _not_portable(rest):
+        return None
+    return rest
+
+
 class _Group:
     """The rules one name can meet (those of its last label, and those of any): prefilter + tests."""
 
     __slots__ = ("prefilter", "label_hits", "text_hits", "by_label_literal", "by_text_literal",
-                 "prefixes", "always")
+                 "prefixes", "always", "unscreened")
 
     def __init__(self, rules):
-        """rules: [(rule index, literal, label_anchored)]: the literal occurs in every name the
-        rule matches; literal "" = run the rule on every name."""
+        """rules: [(rule index, literal, label_anchored, rest)]: the literal occurs in every name
+        the rule matches; literal "" = run the rule on every name the prefilter lets through,
+        or on every name when it has no label_start_rest either."""
         by_label: Dict[str, List[int]] = {}
         by_text: Dict[str, List[int]] = {}
-        self.always = sorted(index for index, literal, _ in rules if not literal)
-        for index, literal, anchored in rules:
+        self.always = sorted(index for index, literal, _, _ in rules if not literal)
+        self.unscreened = sorted(index for index, literal, _, rest in rules if not literal and rest is None)
+        rests = sorted({rest for _, literal, _, rest in rules if not literal and rest is not None})
+        for index, literal, anchored, _ in rules:
             if literal:
                 (by_label if anchored else by_text).setdefault(literal, []).append(index)
         self.by_label_literal, self.by_text_literal = by_label, by_text
@@ -222,21 +262,29 @@ class _Group:
         # For each literal, the literals that are its prefixes (occurring wherever it occurs).
         self.prefixes = {lit: [lit[:end] for end in range(1, len(lit) + 1) if lit[:end] in known]
                          for lit in known}
-        # One search over "." + name proves "no literal occurs": the dot in front makes the
-        # first label a label like the others, and label literals then start with a literal
-        # dot, which lets the engine skip from dot to dot. Text literals (rare) join as a
-        # second alternative.
+        # One search over "." + name proves "no rule can match": the dot in front makes the
+        # first label a label like the others, and label literals (and the rests of "(^|\.)"
+        # patterns) then follow a literal dot, which lets the engine skip from dot to dot.
+        # Text literals (rare) join as a second alternative.
         self.label_hits = self.text_hits = None
-        alternatives = []
+        after_dot = []
         if by_label:
             trie = _trie_regexp(by_label)
-            alternatives.append(r"\." + trie)
+            after_dot.append(trie)
             self.label_hits = re.compile(r"\.(?=(%s))" % trie).findall
+        after_dot.extend("(?:%s)" % rest for rest in rests)
+        alternatives = [r"\.(?:%s)" % "|".join(after_dot)] if after_dot else []
         if by_text:
             trie = _trie_regexp(by_text)
             alternatives.append(trie)
             self.text_hits = re.compile(r"(?=(%s))" % trie).findall
         self.prefilter = re.compile("|".join(alternatives)).search if alternatives else None
+
+    def screen(self):
+        """screen("." + name) is None only if no rule of the group can match name."""
+        if self.unscreened or self.prefilter is None:
+            return _anything
+        return self.prefilter
 
     def candidates(self, name, dotted):
         """After a prefilter hit: indices of the rules that may match name, in rule order."""
@@ -254,16 +302,25 @@ class _Group:
                 into.update(by_literal.get(literal, ()))
 
 
-class PatternMatcher:
-    """keyword/regexp rules in file order; match(name) -> the first matching rule's action."""
+_anything = re.compile("").search     # the screen of a group with a rule to run on every name
 
-    __slots__ = ("_tests", "_groups", "_any_label")
+
+class PatternMatcher:
+    """keyword/regexp rules in file order; match(name) -> the first matching rule's action.
+
+    For callers that already know the name's last label (RuleSet's suffix walk ends on it):
+    ``screens.get(label, default_screen)`` is None or a screen; only when it is a screen and
+    ``screen("." + name)`` is not None can match(name) return an action.
+    """
+
+    __slots__ = ("_tests", "_groups", "_any_label", "screens", "default_screen")
 
     def __init__(self, rules: Sequence[Tuple[object, str, str]]):
         self._tests = []                # index -> (action, test(name) -> bool)
-        by_label: Dict[str, list] = {}  # last label -> [(index, literal, anchored)]
+        by_label: Dict[str, list] = {}  # last label -> [(index, literal, anchored, rest)]
         any_label = []                  # rules whose matches may end in any label
         for index, (action, kind, value) in enumerate(rules):
+            rest = None
             if kind == "keyword":
                 self._tests.append((action, _keyword_test(value)))
                 labels = None
@@ -272,27 +329,33 @@ class PatternMatcher:
                 self._tests.append((action, re.compile(value).search))
                 labels = final_labels(value)
                 candidates = literal_candidates(value)
+                rest = label_start_rest(value)
             else:
                 raise ValueError("not a pattern rule kind: %r" % kind)
+            if labels is not None:
+                # Inside its group the TLD is a given: a literal that only spells it filters nothing.
+                candidates = [(literal, anchored) for literal, anchored in candidates
+                              if literal.strip(".") not in labels]
+            literal, anchored = candidates[0] if candidates else ("", False)
+            if rest is not None and not anchored:
+                # The rest after a dot is sharper than a text literal, and the text alternative
+                # would cost the prefilter its dot-to-dot skipping.
+                literal = ""
             if labels is None:
-                literal, anchored = candidates[0] if candidates else ("", False)
-                any_label.append((index, literal, anchored))
+                any_label.append((index, literal, anchored, rest))
                 continue
-            # Inside its group the TLD is a given: a literal that only spells it filters nothing.
-            useful = [(literal, anchored) for literal, anchored in candidates if literal.strip(".") not in labels]
-            literal, anchored = useful[0] if useful else ("", False)
             for label in labels:
-                by_label.setdefault(label, []).append((index, literal, anchored))
+                by_label.setdefault(label, []).append((index, literal, anchored, rest))
         self._groups = {label: _Group(entries + any_label) for label, entries in by_label.items()}
         self._any_label = _Group(any_label) if any_label else None
+        self.screens = {label: group.screen() for label, group in self._groups.items()}
+        self.default_screen = self._any_label.screen() if self._any_label is not None else None
 
     def __len__(self):
         return len(self._tests)
 
     def match(self, name: str):
         """Action of the first rule (file order) matching name, None if none does."""
-        # The common case, kept to few Python steps: no group, or no literal and nothing
-        # to run on every name of the group.
         group = self._groups.get(name.rpartition(".")[2], self._any_label)
         if group is None:
             return None
@@ -300,8 +363,8 @@ class PatternMatcher:
         prefilter = group.prefilter
         if prefilter is not None and prefilter(dotted) is not None:
             candidates = group.candidates(name, dotted)
-        elif group.always:
-            candidates = group.always
+        elif group.unscreened:
+            candidates = group.unscreened
         else:
             return None
         tests = self._tests

@@ -48,14 +48,17 @@ node table, holding only the nodes that carry a rule. Walking from the leaf
 towards the root is then "drop the leftmost label" (``str.partition``), one
 hash probe per level, stopping at the first (deepest) node with a rule - the
 same answer as walking the trie root-to-leaf and remembering the deepest
-rule seen. Exact rules live in a second, small dict probed once for the full
-name. Keyword/regexp rules (patterns.py) run only when neither decides;
-cidr rules (networks.py) only for IP literals.
+rule seen. Exact rules share the table, so the first probe serves both: a
+name with an exact rule holds an ``_ExactRule`` (its exact action, and its
+own suffix rule for the names below it). Keyword/regexp rules (patterns.py)
+run only when neither decides, and only when the screen of the name's last
+label (where the walk ends) lets the name through; cidr rules (networks.py)
+only for IP literals.
 
 Cost of a lookup: one regular-expression match that proves the host is
 already normalised (lower case, valid; ``:port`` or a trailing dot are cut
-off by the same match), then the probes. Anything else (upper case, IDN, IP
-literals) goes through ``normalize_host``.
+off by the same match), then the probes. Upper case takes the same match
+after lower(); anything else (IDN, IP literals) goes through ``normalize_host``.
 
 Pure: no I/O except ``load_rule_files``, which only reads the named files; no logging.
 """
@@ -92,9 +95,16 @@ class Rule(NamedTuple):
 # The common case on the hot path: already lower case, last character not a
 # digit, maybe a trailing dot, maybe a :port (CONNECT). Such a host is valid
 # iff it matches this (and is short enough); group 1 is then the normalised
-# name. Anything else (upper case, IDN, IP literals, junk) takes the full
-# normalize_host path.
-_match_plain_host = re.compile(r"([a-z0-9_-]{1,63}(?:\.[a-z0-9_-]{1,63})*)(?<![0-9])\.?(?::[0-9]{1,5})?").fullmatch
+# name. Upper case is tried again after lower(); anything else (IDN, IP
+# literals, junk) takes the full normalize_host path.
+# Possessive (Python >= 3.11, ~10 % faster): a valid host splits one way only, so
+# backtracking could never find another match.
+try:
+    _match_plain_host = re.compile(
+        r"([a-z0-9_-]{1,63}+(?:\.[a-z0-9_-]{1,63}+)*+)(?<![0-9])\.?(?::[0-9]{1,5})?").fullmatch
+except re.error:                        # pragma: no cover - Python 3.9 / 3.10
+    _match_plain_host = re.compile(
+        r"([a-z0-9_-]{1,63}(?:\.[a-z0-9_-]{1,63})*)(?<![0-9])\.?(?::[0-9]{1,5})?").fullmatch
 _is_keyword = re.compile(r"[a-z0-9_.-]+").fullmatch
 
 _ACTIONS_BY_NAME = {action.value: action for action in Action}
@@ -104,6 +114,23 @@ _ACTIONS_BY_NAME = {action.value: action for action in Action}
 # path, which also produces the error messages.
 _is_plain_rule_line = re.compile(
     r"(block|direct|forward)\t(full:)?([a-z0-9_-]{1,63}(?:\.[a-z0-9_-]{1,63})*)(?<![0-9])[ \t]*\r?\n?").fullmatch
+
+
+class _ExactRule:
+    """The action of a name's exact (full:) rule, in the suffix table under that name; below
+    is the name's own suffix rule (or None), which still decides the names under it.
+
+    Falsy, so that one truth test on the hot path tells a suffix rule (an Action, truthy)
+    from None and from these few.
+    """
+
+    __slots__ = ("exact", "below")
+
+    def __init__(self, exact: Action, below: Optional[Action]):
+        self.exact, self.below = exact, below
+
+    def __bool__(self) -> bool:
+        return False
 
 
 def _ip_of_host(host: str):
@@ -124,18 +151,19 @@ def _ip_of_host(host: str):
 class RuleSet:
     """The loaded rules. ``lookup(host) -> Action | None``; see the module docstring."""
 
-    __slots__ = ("_exact", "_suffix", "_patterns", "_networks", "counts", "_size")
+    __slots__ = ("_rule_of_name", "_patterns", "_screen_of_label", "_default_screen", "_networks", "counts",
+                 "_size")
 
     def __init__(self, rules: Iterable[Rule] = ()):
-        self._exact: Dict[str, Action] = {}
-        self._suffix: Dict[str, Action] = {}
+        exact: Dict[str, Action] = {}
+        suffix: Dict[str, Action] = {}
         self._networks = NetworkTable()
         self.counts: Dict[Action, int] = {action: 0 for action in Action}
         patterns = []
         seen_patterns = set()
         for action, kind, value in rules:
             if kind == DOMAIN or kind == FULL:
-                table = self._exact if kind == FULL else self._suffix
+                table = exact if kind == FULL else suffix
                 if value in table:          # first occurrence wins
                     continue
                 table[value] = action
@@ -148,7 +176,15 @@ class RuleSet:
                 seen_patterns.add((kind, value))
                 patterns.append((action, kind, value))
             self.counts[action] += 1
+        # One table, so that a lookup probes the full name once: suffix rules, and for
+        # a name with an exact rule an _ExactRule that keeps the name's suffix rule.
+        for name, action in exact.items():
+            suffix[name] = _ExactRule(action, suffix.get(name))
+        # Bound methods made once: each saves the hot path an attribute and a method object.
+        self._rule_of_name = suffix.get
         self._patterns = PatternMatcher(patterns) if patterns else None
+        self._screen_of_label = self._patterns.screens.get if patterns else {}.get
+        self._default_screen = self._patterns.default_screen if patterns else None
         self._size = sum(self.counts.values())
 
     def __len__(self) -> int:
@@ -157,6 +193,8 @@ class RuleSet:
     def lookup(self, host: str) -> Optional[Action]:
         """Action of the rule that decides host (name, name:port or IP literal), None if none."""
         plain = _match_plain_host(host)
+        if plain is None and host.isascii():
+            plain = _match_plain_host(host.lower())     # upper case (or an IP literal, for nothing)
         if plain is not None and len(host) <= MAX_NAME_LENGTH:
             name = plain[1]     # already normalised, maybe with :port; spares the full path
         else:
@@ -167,35 +205,26 @@ class RuleSet:
                     if address is not None:
                         return self._networks.lookup(address)
                 return None
-        # lookup_name, inlined: a call costs about a tenth of a lookup.
-        action = self._exact.get(name)
-        if action is not None:
-            return action
-        get = self._suffix.get
-        suffix = name
-        while suffix:
-            action = get(suffix)
-            if action is not None:
-                return action
-            suffix = suffix.partition(".")[2]
-        if self._patterns is not None:
-            return self._patterns.match(name)
-        return None
-
-    def lookup_name(self, name: str) -> Optional[Action]:
-        """As lookup() for a name already normalised by normalize_name."""
-        action = self._exact.get(name)
-        if action is not None:
-            return action
         # Leaf to root; partition() is one C call where find() + slice are two.
-        get = self._suffix.get
+        get = self._rule_of_name
+        action = get(name)
+        if action:
+            return action
+        if action is not None:          # an exact rule for the name (falsy: see _ExactRule)
+            return action.exact
         suffix = name
-        while suffix:
+        while True:
+            label, dot, suffix = suffix.partition(".")
+            if not dot:
+                break
             action = get(suffix)
-            if action is not None:
+            if action:
                 return action
-            suffix = suffix.partition(".")[2]
-        if self._patterns is not None:
+            if action is not None and action.below is not None:
+                return action.below
+        # label is the last one: a pattern can only match if the screen for it lets the name through.
+        screen = self._screen_of_label(label, self._default_screen)
+        if screen is not None and screen("." + name) is not None:
             return self._patterns.match(name)
         return None
 

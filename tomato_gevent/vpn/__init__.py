@@ -1,5 +1,4 @@
-"""bin/vpn: point-to-point encrypted VPN over UDP between two tun devices.
+"""bin/vpn: point-to-point encrypted VPN over UDP (or TCP) between two tun devices.
 
-Pure cores: packet (seal/open, key derivation), replay (anti-replay window),
-session (peer sessions, dynamic address). I/O glue: tun, link, cli.
+The module map is in README.md ("Layout", and the vpn section's implementation notes).
 """

@@ -27,6 +27,7 @@ from .packet import OVERHEAD
 log = logging.getLogger(__name__)
 
 CREATED_DEVICE_MTU = 1500 - 40 - 8 - OVERHEAD   # README "MTU": fits any 1500-byte path, IPv4 or IPv6
+MAX_DEVICE_MTU = 65535 - 40 - 8 - OVERHEAD      # a sealed full-size packet still fits one UDP datagram
 RESOLVE_RETRY_SECONDS = 5.0                     # a -pa name that does not resolve at start
 RERESOLVE_SILENT_SECONDS = 30.0                 # how often a silent peer's -pa name is resolved again
 
@@ -51,7 +52,7 @@ class PeerUnresolved(ConfigError):
     """The -pa host name does not resolve (at start: retried, not fatal)."""
 
 
-_mtu = number_arg(int, lambda value: 68 <= value <= 65535 - 40 - 8 - 40, "MTU {value} out of range 68-65447")
+_mtu = number_arg(int, lambda value: 68 <= value <= MAX_DEVICE_MTU, "MTU {value} out of range 68-%d" % MAX_DEVICE_MTU)
 _seconds_or_zero = number_arg(float, lambda value: 0 <= value < float("inf"), "{text} must be 0 (off) or more seconds")
 
 

@@ -24,7 +24,6 @@ from ..errors import BadPacket
 from .packet import MAX_DATAGRAM_SIZE, MIN_DATAGRAM_SIZE
 
 FRAME_HEADER_SIZE = 2
-MAX_FRAME_SIZE = FRAME_HEADER_SIZE + MAX_DATAGRAM_SIZE
 _LENGTH = struct.Struct(">H")
 
 
@@ -34,7 +33,7 @@ def frame_header(length):
 
 
 def frame(datagram):
-    """Convenience (tests, keepalives): header + datagram as bytes."""
+    """Header + datagram as bytes (for tests; the transport sends frame_iovecs)."""
     return _LENGTH.pack(len(datagram)) + bytes(datagram)
 
 

@@ -35,12 +35,12 @@ from gevent import get_hub
 from gevent.event import Event
 from gevent.monkey import get_original
 
-from ..errors import BadPacket, RemoteProtocolError, TomatoError
+from ..errors import BadPacket, RemoteProtocolError
 from ..netutil import format_address
 from .connections import ConnectionRules, ConnectionState
 from .framing import FRAME_HEADER_SIZE, FrameSplitter, frame_header, frame_iovecs
 from .http_connect import connect_request, parse_connect_reply
-from .transport import DatagramTransport, RateLimitedWarnings
+from .transport import DatagramTransport, RateLimitedWarnings, open_bound_socket
 
 log = logging.getLogger(__name__)
 
@@ -66,19 +66,8 @@ _EPOLLIN = select.EPOLLIN
 
 def open_tcp_listener(address):
     """Listening non-blocking TCP socket for a sockaddr tuple (dual-stack for v6)."""
-    family = _socket.AF_INET6 if len(address) == 4 else _socket.AF_INET
-    sock = _socket.socket(family, _socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_REUSEADDR, 1)   # a restart finds the port in TIME_WAIT
-        if family == _socket.AF_INET6:
-            sock.setsockopt(_socket.IPPROTO_IPV6, _socket.IPV6_V6ONLY, 0)
-        sock.bind(address)
-        sock.listen(LISTEN_BACKLOG)
-    except OSError as e:
-        sock.close()
-        raise TomatoError("cannot listen on TCP %s: %s" % (format_address(address), e.strerror)) from None
-    sock.setblocking(False)
-    return sock
+    reuse = (_socket.SOL_SOCKET, _socket.SO_REUSEADDR, 1, True)   # a restart finds the port in TIME_WAIT
+    return open_bound_socket(address, _socket.SOCK_STREAM, "listen on TCP", [reuse], LISTEN_BACKLOG)
 
 
 def _tune(sock):

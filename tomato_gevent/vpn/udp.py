@@ -20,10 +20,9 @@ import time
 
 from gevent import get_hub
 
-from ..errors import TomatoError
 from ..netutil import format_address
 from .packet import MAX_DATAGRAM_SIZE
-from .transport import DatagramTransport
+from .transport import DatagramTransport, open_bound_socket
 
 log = logging.getLogger(__name__)
 
@@ -47,22 +46,9 @@ _WRITE = 2                              # libev io watcher event
 
 def open_udp_socket(address):
     """Bound non-blocking UDP socket for a sockaddr tuple (IPv4 or IPv6, dual-stack for v6)."""
-    family = _socket.AF_INET6 if len(address) == 4 else _socket.AF_INET
-    sock = _socket.socket(family, _socket.SOCK_DGRAM)
-    try:
-        if family == _socket.AF_INET6:
-            sock.setsockopt(_socket.IPPROTO_IPV6, _socket.IPV6_V6ONLY, 0)
-        for option in (_socket.SO_SNDBUF, _socket.SO_RCVBUF):
-            try:
-                sock.setsockopt(_socket.SOL_SOCKET, option, SOCKET_BUFFER_BYTES)
-            except OSError:
-                pass
-        sock.bind(address)
-    except OSError as e:
-        sock.close()
-        raise TomatoError("cannot bind UDP %s: %s" % (format_address(address), e.strerror)) from None
-    sock.setblocking(False)
-    return sock
+    buffers = [(_socket.SOL_SOCKET, option, SOCKET_BUFFER_BYTES, False)
+               for option in (_socket.SO_SNDBUF, _socket.SO_RCVBUF)]
+    return open_bound_socket(address, _socket.SOCK_DGRAM, "bind UDP", buffers)
 
 
 def enable_offloads(sock):
