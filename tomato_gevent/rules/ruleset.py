@@ -98,11 +98,16 @@ class Rule(NamedTuple):
 # name. Upper case is tried again after lower(); anything else (IDN, IP
 # literals, junk) takes the full normalize_host path.
 # Possessive (Python >= 3.11, ~10 % faster): a valid host splits one way only, so
-# backtracking could never find another match.
+# backtracking could never find another match. CPython before 3.11.5 (Debian 12's
+# python3 is 3.11.2) gets possessive groups wrong: it put the trailing dot of
+# "name.:port" into group 1, so such a host matched no rule (a block rule bypassed
+# by writing CONNECT blocked.example.:443). Those get the plain pattern.
 try:
     _match_plain_host = re.compile(
         r"([a-z0-9_-]{1,63}+(?:\.[a-z0-9_-]{1,63}+)*+)(?<![0-9])\.?(?::[0-9]{1,5})?").fullmatch
-except re.error:                        # pragma: no cover - Python 3.9 / 3.10
+    if _match_plain_host("a.b.:1").group(1) != "a.b":
+        raise re.error("possessive quantifiers broken in this Python")
+except re.error:                        # pragma: no cover - Python 3.9 / 3.10 / 3.11.0-3.11.4
     _match_plain_host = re.compile(
         r"([a-z0-9_-]{1,63}(?:\.[a-z0-9_-]{1,63})*)(?<![0-9])\.?(?::[0-9]{1,5})?").fullmatch
 _is_keyword = re.compile(r"[a-z0-9_.-]+").fullmatch
