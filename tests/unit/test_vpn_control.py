@@ -130,3 +130,18 @@ def test_vpn_show_prints_the_human_view_or_one_line(tmp_path, capsys):
         assert "cannot show; try --json" in capsys.readouterr().err
         assert run(main, (["show", "--control", path, "--json"],)) == 0
         assert json.loads(capsys.readouterr().out) == {"interface": "tun0"}
+
+
+def test_socket_removed_by_a_concurrent_vpn_while_starting_is_one_error(tmp_path, monkeypatch):
+    # Two vpns for one interface name in two namespaces start together: the other one finds
+    # our socket bound but not yet listening, takes it for a leftover and removes it.
+    path = str(tmp_path / "vpn-tun0.sock")
+    bind = control.bind_control_socket
+
+    def bind_then_lose_it(where):
+        sock = bind(where)
+        os.unlink(where)
+        return sock
+    monkeypatch.setattr(control, "bind_control_socket", bind_then_lose_it)
+    with pytest.raises(ControlError, match="vanished while starting"):
+        ControlServer(path, lambda: {}).start()

@@ -124,7 +124,15 @@ class ControlServer:
         from gevent.server import StreamServer
 
         sock = bind_control_socket(self.path)
-        st = os.stat(self.path)
+        try:
+            st = os.stat(self.path)
+        except OSError as e:
+            # Another vpn starting at the same moment with the same path (one interface
+            # name in two network namespaces) took our not-yet-listening socket for a
+            # killed vpn's leftover and removed it.
+            sock.close()
+            raise ControlError("control socket %s vanished while starting (%s): another vpn uses this "
+                               "path; give each its own with --control PATH" % (self.path, e.strerror)) from None
         self._identity = (st.st_dev, st.st_ino)
         self._server = StreamServer(sock, self._handle, spawn=Pool(MAX_CLIENTS))
         self._server.start()
