@@ -145,3 +145,23 @@ def test_socket_removed_by_a_concurrent_vpn_while_starting_is_one_error(tmp_path
     monkeypatch.setattr(control, "bind_control_socket", bind_then_lose_it)
     with pytest.raises(ControlError, match="vanished while starting"):
         ControlServer(path, lambda: {}).start()
+
+
+def test_leftover_removed_by_a_concurrent_vpn_first_is_no_error(tmp_path, monkeypatch):
+    # Both vpns find the same leftover; the other one unlinks it just before we do.
+    path = str(tmp_path / "vpn-tun0.sock")
+    leftover = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    leftover.bind(path)
+    leftover.close()                    # a killed vpn's socket file: nothing listens
+    unlink = os.unlink
+
+    def other_vpn_was_faster(where):
+        unlink(where)
+        unlink(where)
+    monkeypatch.setattr(control.os, "unlink", other_vpn_was_faster)
+    server = ControlServer(path, lambda: {"interface": "tun0"}).start()
+    monkeypatch.setattr(control.os, "unlink", unlink)
+    try:
+        assert stat.S_ISSOCK(os.lstat(path).st_mode)
+    finally:
+        server.close()

@@ -95,13 +95,16 @@ def bind_control_socket(path):
         if _still_served(path):
             raise ControlError("control socket %s is in use by another vpn (give this one its own "
                                "with --control PATH)" % path)
-        os.unlink(path)         # left by a process that was killed
+        try:
+            os.unlink(path)     # left by a process that was killed
+        except FileNotFoundError:
+            pass                # another vpn starting with this path removed it first
     sock = gsocket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     old_umask = os.umask(0o177)         # no moment at which the socket is more open than 0600
     try:
         sock.bind(path)
+        sock.listen(LISTEN_BACKLOG)     # at once: a bound socket that refuses looks like a leftover
         os.chmod(path, 0o600)
-        sock.listen(LISTEN_BACKLOG)
     except OSError as e:
         sock.close()
         raise ControlError("cannot serve control socket %s: %s" % (path, e.strerror or e)) from None
