@@ -21,6 +21,7 @@ upstream's answer (502); Refused (403 block rule or destination, 503 no room);
 NextHopError and ResolveError (502 unreachable or failed, 504 timed out).
 """
 import ipaddress
+import re
 
 from ..errors import RemoteProtocolError
 from ..netutil import ip_literal
@@ -32,6 +33,13 @@ from .http import Framing
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 
 
+# A dotted-quad IPv4 literal exactly as ipaddress.ip_address accepts it (ASCII digits,
+# octets 0-255 without leading zeros): the common literal (127.0.0.1, 10.x) is recognised
+# by one C call instead of ip_address's ~17 Python calls per request.
+_IPV4 = re.compile(r"(?:(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\.){3}"
+                   r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])")
+
+
 def _literal(host):
     """ip_address of an IP literal host (as parsed: IPv6 without brackets), else None.
     Names (last character not a digit, no colon) skip the costly parse attempt."""
@@ -40,13 +48,18 @@ def _literal(host):
     return None
 
 
+def _is_literal(host):
+    """_literal(host) is not None, with a fast path for plain dotted-quad IPv4."""
+    return _IPV4.fullmatch(host) is not None or _literal(host) is not None
+
+
 def edge_host(host):
     """The host as the rules, the resolver and the next hop all see it.
 
     IP literals stay as they are; names go through the rules' normalisation (case,
     trailing dots, IDNA). A name that normalisation refuses is a 400.
     """
-    if _literal(host) is not None:
+    if _is_literal(host):
         return host
     name = normalize_host(host)
     if name is None:

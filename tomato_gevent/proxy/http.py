@@ -119,10 +119,13 @@ def _find_head_end(buf, start, first):
 
 
 _BLANK_LINES = re.compile(rb"(?:\r?\n)*")
+_CR_LF = (b"\r", b"\n")
 
 
 def _skip_blank_lines(buf):
     """Offset of the first byte after leading CRLF / LF (RFC 9112 2.2 robustness)."""
+    if buf[:1] not in _CR_LF:       # the usual case: no regex
+        return 0
     return _BLANK_LINES.match(buf).end()
 
 
@@ -343,6 +346,8 @@ class RequestReader:
 
     def next_head(self):
         buf = self.buffer
+        if not buf and not self._blank:     # nothing yet (every keep-alive wait): no regex
+            return None
         skip = _skip_blank_lines(buf)
         if skip:
             del buf[:skip]
