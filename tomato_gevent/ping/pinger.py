@@ -25,6 +25,7 @@ import gevent.event
 import gevent.socket
 
 from ..errors import BadPacket, ConfigError
+from ..netutil import ip_literal
 from . import icmp
 from .tracker import DifferentAddress, Duplicate, EchoTracker, Failed, Late, Lost, Reply
 
@@ -89,7 +90,7 @@ def resolve(host, version=None):
         raise ConfigError("cannot resolve %s: not a valid host name" % host) from None
     for info_family, _, _, _, sockaddr in infos:
         if info_family in (socket.AF_INET, socket.AF_INET6):
-            address = ipaddress.ip_address(sockaddr[0].split("%", 1)[0])
+            address = ip_literal(sockaddr[0])
             return Target(host, address, (sockaddr[0], 0) + tuple(sockaddr[2:]))
     raise ConfigError("cannot resolve %s: no IPv%s address" % (host, version or "4/IPv6"))
 
@@ -206,7 +207,7 @@ class IcmpSocket:
         return received
 
     def _parse(self, data, ancillary, address):
-        source = _address_of(address)
+        source = ip_literal(address[0])
         ttl = None
         if self.kind == RAW and self.version == 4:
             source, ttl, data = icmp.parse_ipv4_packet(data)
@@ -225,7 +226,7 @@ class IcmpSocket:
             except OSError:  # EAGAIN: the queue is empty
                 return
             # The entry's address is the failed request's destination (ip(7), IP_RECVERR).
-            destination = _address_of(address) if address else None
+            destination = ip_literal(address[0]) if address else None
             for level, kind, value in ancillary:
                 if (level, kind) not in ((socket.SOL_IP, IP_RECVERR), (socket.IPPROTO_IPV6, IPV6_RECVERR)):
                     continue
@@ -236,11 +237,6 @@ class IcmpSocket:
                     continue
                 if message is not None:
                     received.append((message, offender, None))
-
-
-def _address_of(sockaddr):
-    """A recvmsg() address tuple -> ipaddress object (an IPv6 zone is dropped)."""
-    return ipaddress.ip_address(sockaddr[0].split("%", 1)[0])
 
 
 def _block_mask(passed_types, bits):

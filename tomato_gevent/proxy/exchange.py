@@ -20,7 +20,6 @@ RemoteProtocolError from the client's head or body (400, 408, 431, 505), from th
 upstream's answer (502); Refused (403 block rule or destination, 503 no room);
 NextHopError and ResolveError (502 unreachable or failed, 504 timed out).
 """
-import ipaddress
 import re
 
 from ..errors import RemoteProtocolError
@@ -143,7 +142,7 @@ def destination_allowed(client, destination, allow_private=False):
 
 def client_ip(address):
     """ip_address of a socket peer address tuple (IPv4-mapped addresses unwrapped)."""
-    return _unwrap(ipaddress.ip_address(address[0].split("%", 1)[0]))
+    return _unwrap(ip_literal(address[0]))
 
 
 def rejection(error):

@@ -23,6 +23,7 @@ import struct
 from typing import FrozenSet, NamedTuple, Optional
 
 from ..errors import RemoteProtocolError
+from ..netutil import ip_literal
 
 VERSION = 0x05
 AUTH_VERSION = 0x01                 # RFC 1929 subnegotiation version
@@ -219,7 +220,7 @@ def render_reply(code: int, bound=None) -> bytes:
     if bound is None:
         address, port = ipaddress.IPv4Address(0), 0
     else:
-        address, port = ipaddress.ip_address(bound[0].split("%", 1)[0]), bound[1]
+        address, port = ip_literal(bound[0]), bound[1]
     address_type = ATYP_IPV4 if address.version == 4 else ATYP_IPV6
     return bytes((VERSION, code, 0, address_type)) + address.packed + struct.pack("!H", port)
 
