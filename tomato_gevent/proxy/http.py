@@ -521,6 +521,11 @@ def render_simple_response(status, text, keep_alive=False, extra_headers=()):
     return b"".join(parts)
 
 
+def render_connect_request(authority):
+    """The minimal CONNECT request for authority (bytes, host:port as it goes on the wire)."""
+    return b"CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n" % (authority, authority)
+
+
 def render_connect_established():
     return b"HTTP/1.1 200 Connection Established\r\n\r\n"
 

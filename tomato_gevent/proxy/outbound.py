@@ -137,8 +137,7 @@ class Outbound:
         request: the CONNECT head to send (default: a minimal one).
         """
         if request is None:
-            authority = exchange.authority_for(host, port, b":")
-            request = b"CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n" % (authority, authority)
+            request = http.render_connect_request(exchange.authority_for(host, port, b":"))
         sock = self.connect_upstream()
         try:
             try:

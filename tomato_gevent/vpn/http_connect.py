@@ -11,13 +11,12 @@ proxy's status in the message. The head is parsed by the proxy's own parser
 """
 from ..errors import RemoteProtocolError
 from ..netutil import format_address
-from ..proxy.http import parse_response_head
+from ..proxy.http import parse_response_head, render_connect_request
 
 
 def connect_request(host, port):
     """The CONNECT request for host (name or IP literal) and port, as bytes."""
-    authority = format_address((host, port)).encode("idna" if not host.isascii() else "ascii")
-    return b"CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n" % (authority, authority)
+    return render_connect_request(format_address((host, port)).encode("idna" if not host.isascii() else "ascii"))
 
 
 def parse_connect_reply(buf):
