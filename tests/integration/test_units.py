@@ -39,6 +39,12 @@ def test_notify_and_restart_forever(tool):
         assert line in unit, line
 
 
+@pytest.mark.parametrize("tool", ["vpn", "proxy"])
+def test_reload_is_sighup(tool):
+    # vpn: resolve -pa again; proxy: re-read the rule files. Both keep running.
+    assert "ExecReload=/bin/kill -HUP $MAINPID" in settings(tool)
+
+
 def test_vpn_keeps_tun_and_only_net_admin():
     unit = settings("vpn")
     assert "CapabilityBoundingSet=CAP_NET_ADMIN" in unit
