@@ -112,6 +112,21 @@ def origins():
         origin.close()
 
 
+@pytest.fixture
+def tcp_servers():
+    """serve(handler) -> port of a StreamServer running handler(sock, address); all stop at teardown."""
+    started = []
+
+    def serve(handler):
+        server = StreamServer(("127.0.0.1", 0), handler)
+        server.start()
+        started.append(server)
+        return server.server_port
+    yield serve
+    for server in started:
+        server.stop()
+
+
 def connect(proxy):
     sock = socket.create_connection(("127.0.0.1", proxy.server_port))
     sock.settimeout(DEADLINE_SECONDS)
@@ -349,40 +364,33 @@ def test_informational_answers_go_to_http11_clients_only(origins, proxies):
 
 
 # -- CONNECT ----------------------------------------------------------------------------------
-def echo_server():
-    def echo(sock, address):
-        while True:
-            data = sock.recv(65536)
-            if not data:
-                return
-            sock.sendall(data.upper())
-    server = StreamServer(("127.0.0.1", 0), echo)
-    server.start()
-    return server
+def echo_upper(sock, address):
+    while True:
+        data = sock.recv(65536)
+        if not data:
+            return
+        sock.sendall(data.upper())
 
 
-def test_connect_direct_and_through_the_upstream(proxies):
-    echo = echo_server()
-    try:
-        upstream = proxies(resolver=FakeResolver({"echo.test"}))
-        proxy = proxies("forward\tfar.test", resolver=FakeResolver({"echo.test", "upstream.test"}),
-                        upstream=("upstream.test", upstream.server_port))
-        upstream.outbound.resolver.names.add("far.test")
-        for name in ("echo.test", "far.test"):
-            client = Client(proxy)
-            client.send(b"CONNECT %s:%d HTTP/1.1\r\n\r\nearly" % (name.encode(), echo.server_port))
-            assert client.response("CONNECT")[0].status == 200
-            client.send(b" late")
-            got = bytes(client.buf)
-            while len(got) < 10:
-                got += client.sock.recv(100)
-            assert got == b"EARLY LATE"
-            client.sock.shutdown(socket.SHUT_WR)
-            assert client.closed()
-        wait_for(lambda: proxy.stats.requests["forward", "2xx"] == 1, "the forward tunnel's record")
-        assert proxy.stats.requests["direct", "2xx"] == 1
-    finally:
-        echo.stop()
+def test_connect_direct_and_through_the_upstream(proxies, tcp_servers):
+    echo_port = tcp_servers(echo_upper)
+    upstream = proxies(resolver=FakeResolver({"echo.test"}))
+    proxy = proxies("forward\tfar.test", resolver=FakeResolver({"echo.test", "upstream.test"}),
+                    upstream=("upstream.test", upstream.server_port))
+    upstream.outbound.resolver.names.add("far.test")
+    for name in ("echo.test", "far.test"):
+        client = Client(proxy)
+        client.send(b"CONNECT %s:%d HTTP/1.1\r\n\r\nearly" % (name.encode(), echo_port))
+        assert client.response("CONNECT")[0].status == 200
+        client.send(b" late")
+        got = bytes(client.buf)
+        while len(got) < 10:
+            got += client.sock.recv(100)
+        assert got == b"EARLY LATE"
+        client.sock.shutdown(socket.SHUT_WR)
+        assert client.closed()
+    wait_for(lambda: proxy.stats.requests["forward", "2xx"] == 1, "the forward tunnel's record")
+    assert proxy.stats.requests["direct", "2xx"] == 1
 
 
 def test_connect_refused_by_the_upstream_is_passed_on(proxies):
@@ -395,41 +403,34 @@ def test_connect_refused_by_the_upstream_is_passed_on(proxies):
     assert resp.status == 403 and b"blocked by proxy rule" in body
 
 
-def test_idle_tunnel_is_closed_after_the_tunnel_idle_timeout(proxies):
-    echo = echo_server()
-    try:
-        proxy = proxies(resolver=FakeResolver({"echo.test"}), tunnel_idle_timeout=0.2)
-        client = Client(proxy)
-        client.send(b"CONNECT echo.test:%d HTTP/1.1\r\n\r\n" % echo.server_port)
-        assert client.response("CONNECT")[0].status == 200
-        client.send(b"x")
-        assert client.sock.recv(10) == b"X"
-        # Nothing moves: the proxy ends the tunnel by itself (before: never).
-        assert client.sock.recv(10) == b""
-    finally:
-        echo.stop()
+def test_idle_tunnel_is_closed_after_the_tunnel_idle_timeout(proxies, tcp_servers):
+    echo_port = tcp_servers(echo_upper)
+    proxy = proxies(resolver=FakeResolver({"echo.test"}), tunnel_idle_timeout=0.2)
+    client = Client(proxy)
+    client.send(b"CONNECT echo.test:%d HTTP/1.1\r\n\r\n" % echo_port)
+    assert client.response("CONNECT")[0].status == 200
+    client.send(b"x")
+    assert client.sock.recv(10) == b"X"
+    # Nothing moves: the proxy ends the tunnel by itself (before: never).
+    assert client.sock.recv(10) == b""
 
 
-def test_a_busy_direction_keeps_the_tunnel_open(proxies):
+def test_a_busy_direction_keeps_the_tunnel_open(proxies, tcp_servers):
     def slow_talker(sock, address):
         for _ in range(8):
             sock.sendall(b".")
             gevent.sleep(0.05)
         sock.sendall(b"end")
-    server = StreamServer(("127.0.0.1", 0), slow_talker)
-    server.start()
-    try:
-        proxy = proxies(resolver=FakeResolver({"talk.test"}), tunnel_idle_timeout=0.15)
-        client = Client(proxy)
-        client.send(b"CONNECT talk.test:%d HTTP/1.1\r\n\r\n" % server.server_port)
-        assert client.response("CONNECT")[0].status == 200
-        got = bytes(client.buf)
-        while not got.endswith(b"end"):
-            data = client.sock.recv(100)
-            assert data, "tunnel closed while the server was still talking"
-            got += data
-    finally:
-        server.stop()
+    port = tcp_servers(slow_talker)
+    proxy = proxies(resolver=FakeResolver({"talk.test"}), tunnel_idle_timeout=0.15)
+    client = Client(proxy)
+    client.send(b"CONNECT talk.test:%d HTTP/1.1\r\n\r\n" % port)
+    assert client.response("CONNECT")[0].status == 200
+    got = bytes(client.buf)
+    while not got.endswith(b"end"):
+        data = client.sock.recv(100)
+        assert data, "tunnel closed while the server was still talking"
+        got += data
 
 
 # -- the front door -----------------------------------------------------------------------
@@ -536,7 +537,7 @@ def test_informational_and_final_answer_in_one_read(origins, proxies):
     assert (resp.status, body) == (200, b"done")
 
 
-def start_informational_flood(ended):
+def informational_flood(ended):
     """An origin that reads a request and answers 102 Processing every 20 ms until the proxy
     hangs up; then it appends True to ended."""
     def flood(sock, address):
@@ -547,25 +548,20 @@ def start_informational_flood(ended):
                 gevent.sleep(0.02)
         except OSError:
             ended.append(True)
-    server = StreamServer(("127.0.0.1", 0), flood)
-    server.start()
-    return server
+    return flood
 
 
-def test_endless_informational_answers_are_abandoned(proxies):
+def test_endless_informational_answers_are_abandoned(proxies, tcp_servers):
     # 10.7: one deadline for the whole answer head, however many 1xx come first.
-    server = start_informational_flood([])
-    try:
-        proxy = proxies(resolver=FakeResolver({"www.test"}), idle_timeout=0.5)
-        client = Client(proxy)
-        client.send(b"GET http://www.test:%d/ HTTP/1.0\r\n\r\n" % server.server_port)
-        resp, body = client.response()
-        assert resp.status == 504 and b"in time" in body
-    finally:
-        server.stop()
+    port = tcp_servers(informational_flood([]))
+    proxy = proxies(resolver=FakeResolver({"www.test"}), idle_timeout=0.5)
+    client = Client(proxy)
+    client.send(b"GET http://www.test:%d/ HTTP/1.0\r\n\r\n" % port)
+    resp, body = client.response()
+    assert resp.status == 504 and b"in time" in body
 
 
-def test_stale_connection_retry_is_for_idempotent_requests_only(proxies):
+def test_stale_connection_retry_is_for_idempotent_requests_only(proxies, tcp_servers):
     # 10.9: a request that meets a kept-alive connection the origin closes without an
     # answer is repeated on a fresh connection only if it is idempotent (RFC 9110 9.2.2).
     # This origin answers the first request of each connection and closes the
@@ -582,24 +578,20 @@ def test_stale_connection_retry_is_for_idempotent_requests_only(proxies):
             seen.append((head.split(b" ")[0], number, index))
             if index == 0:
                 sock.sendall(ok(b"answered"))
-    server = StreamServer(("127.0.0.1", 0), origin)
-    server.start()
-    try:
-        proxy = proxies(resolver=FakeResolver({"www.test"}))
-        client = Client(proxy)
-        client.send(get("www.test", server.server_port))
-        assert client.response()[1] == b"answered"
-        client.send(get("www.test", server.server_port))
-        assert client.response()[1] == b"answered"            # repeated on a fresh connection
-        assert seen == [(b"GET", 1, 0), (b"GET", 1, 1), (b"GET", 2, 0)]
-        client.send(b"POST http://www.test:%d/ HTTP/1.1\r\nContent-Length: 0\r\n\r\n" % server.server_port)
-        assert client.response()[0].status == 502
-        assert seen[3:] == [(b"POST", 2, 1)]                  # sent once, never repeated
-    finally:
-        server.stop()
+    port = tcp_servers(origin)
+    proxy = proxies(resolver=FakeResolver({"www.test"}))
+    client = Client(proxy)
+    client.send(get("www.test", port))
+    assert client.response()[1] == b"answered"
+    client.send(get("www.test", port))
+    assert client.response()[1] == b"answered"            # repeated on a fresh connection
+    assert seen == [(b"GET", 1, 0), (b"GET", 1, 1), (b"GET", 2, 0)]
+    client.send(b"POST http://www.test:%d/ HTTP/1.1\r\nContent-Length: 0\r\n\r\n" % port)
+    assert client.response()[0].status == 502
+    assert seen[3:] == [(b"POST", 2, 1)]                  # sent once, never repeated
 
 
-def test_a_kept_connection_the_origin_closed_is_not_used(proxies):
+def test_a_kept_connection_the_origin_closed_is_not_used(proxies, tcp_servers):
     # The origin closed the idle kept connection (its FIN is there): even a POST then
     # goes out on a fresh connection instead of meeting the stale one (and a 502).
     seen, closed = [], []
@@ -610,19 +602,15 @@ def test_a_kept_connection_the_origin_closed_is_not_used(proxies):
         sock.sendall(ok(b"answered"))                 # keep-alive by HTTP/1.1 default...
         sock.close()                                  # ...and yet gone (short idle timeout)
         closed.append(True)
-    server = StreamServer(("127.0.0.1", 0), origin)
-    server.start()
-    try:
-        proxy = proxies(resolver=FakeResolver({"www.test"}))
-        client = Client(proxy)
-        client.send(get("www.test", server.server_port))
-        assert client.response()[1] == b"answered"
-        wait_for(lambda: closed, "the origin to close")
-        client.send(b"POST http://www.test:%d/ HTTP/1.1\r\nContent-Length: 1\r\n\r\nz" % server.server_port)
-        assert client.response()[1] == b"answered"
-        assert seen == [b"GET", b"POST"]
-    finally:
-        server.stop()
+    port = tcp_servers(origin)
+    proxy = proxies(resolver=FakeResolver({"www.test"}))
+    client = Client(proxy)
+    client.send(get("www.test", port))
+    assert client.response()[1] == b"answered"
+    wait_for(lambda: closed, "the origin to close")
+    client.send(b"POST http://www.test:%d/ HTTP/1.1\r\nContent-Length: 1\r\n\r\nz" % port)
+    assert client.response()[1] == b"answered"
+    assert seen == [b"GET", b"POST"]
 
 
 @pytest.mark.parametrize("answer", [
@@ -712,17 +700,14 @@ def test_connect_failure_is_a_typed_error_for_other_front_ends(proxies):
     assert e.value.status_hint == 502
 
 
-def test_informational_flood_stops_when_the_client_is_gone(proxies):
+def test_informational_flood_stops_when_the_client_is_gone(proxies, tcp_servers):
     # 10.7: an HTTP/1.0 client gets no 1xx; when it hangs up, the proxy stops waiting for
     # the final answer at the next 1xx instead of at the (long) head deadline.
     ended = []
-    server = start_informational_flood(ended)
-    try:
-        proxy = proxies(resolver=FakeResolver({"www.test"}), idle_timeout=60)
-        client = Client(proxy)
-        client.send(b"GET http://www.test:%d/ HTTP/1.0\r\n\r\n" % server.server_port)
-        wait_for(lambda: proxy.stats.open_connections == 1, "the request to be in flight")
-        client.close()
-        wait_for(lambda: ended, "the proxy to drop the upstream connection")
-    finally:
-        server.stop()
+    port = tcp_servers(informational_flood(ended))
+    proxy = proxies(resolver=FakeResolver({"www.test"}), idle_timeout=60)
+    client = Client(proxy)
+    client.send(b"GET http://www.test:%d/ HTTP/1.0\r\n\r\n" % port)
+    wait_for(lambda: proxy.stats.open_connections == 1, "the request to be in flight")
+    client.close()
+    wait_for(lambda: ended, "the proxy to drop the upstream connection")
