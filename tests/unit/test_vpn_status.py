@@ -90,6 +90,16 @@ def test_throttle_one_line_per_cause_per_interval_and_counts_the_rest():
     assert throttle.admit("auth", 200.0) == 1
 
 
+def test_throttle_burst_admits_that_many_lines_within_any_interval():
+    throttle = LogThrottle(10.0, burst=2)
+    assert throttle.admit("link", 0.0) == 0                 # lost
+    assert throttle.admit("link", 0.5) == 0                 # connected again: told in full
+    assert throttle.admit("link", 1.0) is None              # a third within 10 s is held
+    assert throttle.admit("link", 10.0) == 1                # 10 s after the first: one more
+    assert throttle.admit("link", 10.4) is None             # 0.5 s still inside the window
+    assert throttle.admit("link", 10.5) == 1
+
+
 def test_silence_threshold():
     assert silence_threshold(25) == 75 and silence_threshold(5) == 60 and silence_threshold(0) == 60
 

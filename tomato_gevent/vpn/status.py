@@ -4,8 +4,8 @@
                          (keys below), also the source of every human-readable view
   format_status(status)  the multi-line view of `vpn show` (like `wg show`)
   format_status_line(status)  the same in one line: SIGUSR1, SIGHUP and the stop line
-  LogThrottle            at most one log line per cause per interval (default 60 s),
-                         counting what it held back
+  LogThrottle            at most one log line (or a small burst) per cause per interval
+                         (default 60 s), counting what it held back
   PeerWatch              tunnel up (first authenticated datagram), peer silent (nothing
                          authenticated for silence_threshold(keepalive)), peer back
   clock_skew_message     the wording of the timestamp diagnostic
@@ -17,6 +17,8 @@ JSON keys (all present; null where unknown):
   last_received_seconds_ago, rx_packets, rx_bytes, tx_packets, tx_bytes (datagram bytes on
   the wire, overhead included), drops (reason -> count), uptime_seconds.
 """
+import collections
+
 from .packet import SESSION_RANDOM_BITS
 
 THROTTLE_SECONDS = 60.0                 # at most one diagnostic line per cause per minute
@@ -125,20 +127,28 @@ def format_status_line(status):
 
 
 class LogThrottle:
-    """At most one line per cause per interval; admit() says whether to log now."""
+    """At most `burst` lines per cause within any `interval`; admit() says whether to log now.
 
-    def __init__(self, interval=THROTTLE_SECONDS):
+    burst 1 for diagnostics that repeat (one line a minute); a small burst for events that
+    come in sequences (a connection lost and made again is told in full, not cut after
+    "lost").
+    """
+
+    def __init__(self, interval=THROTTLE_SECONDS, burst=1):
         self.interval = interval
-        self._last = {}         # cause -> monotonic seconds of its last line
+        self.burst = burst
+        self._recent = {}       # cause -> deque of the monotonic seconds of its last `burst` lines
         self._held = {}         # cause -> lines held back since
 
     def admit(self, cause, now):
         """None: hold this one back. Otherwise the number held back since the last line."""
-        last = self._last.get(cause)
-        if last is not None and now - last < self.interval:
+        recent = self._recent.get(cause)
+        if recent is None:
+            recent = self._recent[cause] = collections.deque(maxlen=self.burst)
+        if len(recent) == self.burst and now - recent[0] < self.interval:
             self._held[cause] = self._held.get(cause, 0) + 1
             return None
-        self._last[cause] = now
+        recent.append(now)
         return self._held.pop(cause, 0)
 
 

@@ -41,6 +41,7 @@ import time
 
 from ..errors import TomatoError
 from ..netutil import format_address
+from .status import LogThrottle
 
 
 WARN_INTERVAL_SECONDS = 10.0
@@ -110,7 +111,7 @@ class DatagramTransport:
 
 class RateLimitedWarnings:
     """warn(key, msg, *args): at most `burst` WARNINGs (or `level`) per key within any
-    WARN_INTERVAL_SECONDS, DEBUG beyond that.
+    WARN_INTERVAL_SECONDS (status.LogThrottle decides), DEBUG beyond that.
 
     For errors that repeat per packet (send failures, tun write errors: burst 1) and for
     events that can flap (a connection lost and made again: a small burst, so that one
@@ -122,18 +123,11 @@ class RateLimitedWarnings:
                  burst=1):
         self._log = logger
         self._monotonic = monotonic
-        self._interval = interval
         self._level = level
-        self._burst = burst
-        self._recent = {}           # key -> deque of the times of the last `burst` lines logged
+        self._throttle = LogThrottle(interval, burst)
 
     def __call__(self, key, msg, *args):
-        now = self._monotonic()
-        recent = self._recent.get(key)
-        if recent is None:
-            recent = self._recent[key] = collections.deque(maxlen=self._burst)
-        if len(recent) < self._burst or now - recent[0] >= self._interval:
-            recent.append(now)
-            self._log.log(self._level, msg, *args)
-        else:
+        if self._throttle.admit(key, self._monotonic()) is None:
             self._log.debug(msg, *args)
+        else:
+            self._log.log(self._level, msg, *args)
