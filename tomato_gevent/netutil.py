@@ -29,3 +29,12 @@ def internet_checksum(data):
     while total >> 16:
         total = (total & 0xFFFF) + (total >> 16)
     return ~total & 0xFFFF
+
+
+def send_all(sock, data):
+    """sock.sendall(data), in one send() when the kernel takes it all, as it almost always
+    does: gevent's sendall costs six Python calls per call (a getsockopt among them) even
+    then. A short send falls back to sendall for the rest, with its waits and timeout."""
+    sent = sock.send(data)
+    if sent != len(data):
+        sock.sendall(memoryview(data)[sent:])

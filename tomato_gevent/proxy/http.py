@@ -174,11 +174,17 @@ def _parse_fields(lines, bad):
     return fields, special
 
 
-def _comma_tokens(special, name):
-    """Lower-case comma-separated tokens of every field `name` (lower-case bytes)."""
-    tokens = []
-    for value in special.get(name, ()):
-        tokens.extend(t.strip().lower() for t in value.split(b",") if t.strip())
+_TOKEN_LIST_FIELDS = (b"transfer-encoding", b"connection", b"proxy-connection", b"expect")
+
+
+def _token_lists(special):
+    """{field: its lower-case comma-separated tokens} for the token-list fields present
+    (all fields of a name together); one call per head, as most heads have few of them."""
+    tokens = {}
+    for name in _TOKEN_LIST_FIELDS:
+        values = special.get(name)
+        if values:
+            tokens[name] = [t.strip().lower() for value in values for t in value.split(b",") if t.strip()]
     return tokens
 
 
@@ -288,7 +294,8 @@ def parse_request_head(buf, start=0):
     if len(special.get(b"host", ())) > 1:
         raise _bad_request("more than one Host header")
 
-    transfer_codings = _comma_tokens(special, b"transfer-encoding")
+    tokens = _token_lists(special)
+    transfer_codings = tokens.get(b"transfer-encoding", ())
     content_length = _content_length(special, _bad_request)
     if transfer_codings:
         if version < (1, 1):
@@ -306,12 +313,12 @@ def parse_request_head(buf, start=0):
     else:
         framing = Framing.NONE
 
-    connection = _comma_tokens(special, b"connection") + _comma_tokens(special, b"proxy-connection")
+    connection = tokens.get(b"connection", []) + tokens.get(b"proxy-connection", [])
     if version >= (1, 1):
         keep_alive = b"close" not in connection
     else:
         keep_alive = b"keep-alive" in connection and b"close" not in connection
-    expect_continue = b"100-continue" in _comma_tokens(special, b"expect")
+    expect_continue = b"100-continue" in tokens.get(b"expect", ())
     return RequestHead(
         method=method, version=version, host=host, port=port, authority=authority,
         path=path, headers=_end_to_end(fields, connection), framing=framing,
@@ -398,7 +405,8 @@ def parse_response_head(buf, request_method, start=0):
     if status < 100:
         raise _bad_response("status code %d below 100" % status)
     fields, special = _parse_fields(field_lines, _bad_response)
-    transfer_codings = _comma_tokens(special, b"transfer-encoding")
+    tokens = _token_lists(special)
+    transfer_codings = tokens.get(b"transfer-encoding")
     content_length = None if transfer_codings else _content_length(special, _bad_response)
     if response_has_no_body(status, request_method):
         framing = Framing.NONE
@@ -417,7 +425,7 @@ def parse_response_head(buf, request_method, start=0):
         framing = Framing.LENGTH if content_length else Framing.NONE
     else:
         framing = Framing.UNTIL_CLOSE
-    connection = _comma_tokens(special, b"connection") + _comma_tokens(special, b"proxy-connection")
+    connection = tokens.get(b"connection", []) + tokens.get(b"proxy-connection", [])
     if version >= (1, 1):
         keep_alive = b"close" not in connection
     else:

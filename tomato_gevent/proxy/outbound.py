@@ -27,7 +27,7 @@ import gevent
 from gevent import socket
 
 from ..errors import NextHopError, Refused
-from ..netutil import format_address
+from ..netutil import format_address, send_all
 from ..rules import Action
 from . import exchange, http
 from .resolver import Resolver
@@ -240,7 +240,7 @@ def _shut(*socks):
 
 
 def _pipe(src, dst, idle_timeout, last_activity, counts, index):
-    recv, sendall = src.recv, dst.sendall
+    recv = src.recv
     try:
         while True:
             try:
@@ -252,7 +252,7 @@ def _pipe(src, dst, idle_timeout, last_activity, counts, index):
                 return
             if not data:
                 break
-            sendall(data)
+            send_all(dst, data)
             counts[index] += len(data)
             last_activity[0] = time.monotonic()
         try:

@@ -32,7 +32,7 @@ from gevent import socket
 from gevent.server import StreamServer
 
 from ..errors import ConfigError, NextHopError, RemoteProtocolError, TomatoError
-from ..netutil import format_address
+from ..netutil import format_address, send_all
 from ..rules import Action
 from . import exchange, http
 from .auth import proxy_authenticate_header
@@ -340,7 +340,7 @@ class _HttpClient:
 
     def _send_client(self, data):
         try:
-            self.client.sendall(data)
+            send_all(self.client, data)
             self.down += len(data)
             return True
         except OSError:
@@ -417,11 +417,11 @@ class _HttpClient:
         pending = self.reader.buffer
         if head.framing is Framing.LENGTH and pending:
             first = min(len(pending), head.content_length)
-            upstream.sendall(out_head + pending[:first])
+            send_all(upstream, out_head + pending[:first])
             del pending[:first]
             self.up += len(out_head) + first
             return head.content_length - first
-        upstream.sendall(out_head)
+        send_all(upstream, out_head)
         self.up += len(out_head)
         return head.content_length
 
@@ -489,7 +489,7 @@ class _HttpClient:
                 return 200
             pending = self.reader.buffer
             if pending:                     # e.g. a TLS ClientHello sent right behind CONNECT
-                upstream.sendall(pending)
+                send_all(upstream, pending)
                 self.up += len(pending)
                 pending.clear()
             up, down = self.context.relay(self.client, upstream)
@@ -539,7 +539,7 @@ def _upstream_failed(error):
 # allocated per call: a slow body holds no buffer while it waits.
 def _send(dst, data):
     try:
-        dst.sendall(data)
+        send_all(dst, data)
     except OSError as e:
         raise _SendFailed() from e
 
