@@ -10,6 +10,9 @@
     python proxy_support.py stall HOST PORT TEXT [SEC]            # send a partial head, wait
                                                                   # (or trickle a byte per SEC)
     python proxy_support.py hold HOST PORT N                      # open N idle connections, wait
+    python proxy_support.py udp-echo PORT                         # UDP: answer b"echo:" + datagram
+    python proxy_support.py socks-udp PROXYPORT HOST PORT MSG...  # SOCKS5 UDP ASSOCIATE client:
+                                                                  # print each answer (or "-")
 
 The origin answers, with HTTP/1.1 keep-alive:
     GET /blob/N      N deterministic bytes (payload(N)), Content-Length
@@ -268,8 +271,49 @@ def run_hold(argv):
         time.sleep(60)
 
 
+# -- UDP -------------------------------------------------------------------------------------
+def run_udp_echo(argv):
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", int(argv[0])))
+        print("READY", flush=True)
+        while True:
+            data, address = sock.recvfrom(65535)
+            sock.sendto(b"echo:" + data, address)
+
+
+def run_socks_udp(argv):
+    """UDP ASSOCIATE at the proxy on 127.0.0.1:PROXYPORT, then each MSG to HOST:PORT through it;
+    prints "HOST:PORT ANSWER" per answer, "-" where none came within 2 s."""
+    proxy_port, host, port, messages = int(argv[0]), argv[1], int(argv[2]), argv[3:]
+    with socket.create_connection(("127.0.0.1", proxy_port), timeout=10) as control, \
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+        control.sendall(b"\x05\x01\x00" + b"\x05\x03\x00\x01" + bytes(6))    # no auth; 0.0.0.0:0
+        reply = b""
+        while len(reply) < 12:
+            chunk = control.recv(100)
+            if not chunk:
+                raise SystemExit("proxy closed: %r" % reply)
+            reply += chunk
+        assert reply[:4] == b"\x05\x00\x05\x00" and reply[5] == 1, reply
+        relay = (socket.inet_ntoa(reply[6:10]), int.from_bytes(reply[10:12], "big"))
+        name = host.encode()
+        header = b"\x00\x00\x00\x03" + bytes((len(name),)) + name + port.to_bytes(2, "big")
+        udp.settimeout(2)
+        for message in messages:
+            udp.sendto(header + message.encode(), relay)
+            try:
+                data = udp.recv(65535)
+            except socket.timeout:
+                print("-", flush=True)
+                continue
+            assert data[:4] == b"\x00\x00\x00\x01", data
+            print("%s:%d %s" % (socket.inet_ntoa(data[4:8]), int.from_bytes(data[8:10], "big"),
+                                data[10:].decode()), flush=True)
+
+
 if __name__ == "__main__":
     commands = {"origin": run_origin, "raw": run_raw, "stall": run_stall, "hold": run_hold,
-                "exchanges": run_exchanges, "drain": run_drain}
+                "exchanges": run_exchanges, "drain": run_drain, "udp-echo": run_udp_echo,
+                "socks-udp": run_socks_udp}
     commands[sys.argv[1]](sys.argv[2:])
     os._exit(0)

@@ -86,6 +86,20 @@ def test_auth_file_for_socks5_and_http(site):
     assert "s3cret" not in log and "xyzzy" not in log                  # no password in the log
 
 
+def test_udp_associate_direct_and_block(site):
+    echo = site.lab.spawn(site.ns, [sys.executable, SUPPORT, "udp-echo", "5353"])
+    site.lab.wait_log(echo, "READY")
+    proxy = site.proxy("-r", site.rules("r.txt", "block\tblocked.test\n"))
+    run = site.lab.run(site.ns, [sys.executable, SUPPORT, "socks-udp", PROXY_PORT, "origin.test", "5353",
+                                 "one", "two"])
+    assert run.stdout.splitlines() == ["127.0.0.1:5353 echo:one", "127.0.0.1:5353 echo:two"], run.stderr
+    blocked = site.lab.run(site.ns, [sys.executable, SUPPORT, "socks-udp", PROXY_PORT, "blocked.test", "5353",
+                                     "no"])
+    assert blocked.stdout.splitlines() == ["-"], blocked.stderr
+    log = proxy_log(proxy, "dropped 1 blocked")
+    assert "SOCKS5 UDP-ASSOCIATE 0.0.0.0:0 direct 200 up=6 down=16" in log and "Traceback" not in log
+
+
 GARBAGE = [
     (b"\x05\x00", b"\x05\xff"),                                          # no method offered
     (b"\x05\x01\x80", b"\x05\xff"),                                      # none acceptable
@@ -93,7 +107,6 @@ GARBAGE = [
     (b"\x05\x01\x00\x04\x01\x00\x01\x7f\x00\x00\x01\x1f\x90", b"\x05\x00"),          # request version 4
     (b"\x05\x01\x00\x05\x01\x00\x09\x00\x00", b"\x05\x00\x05\x08\x00\x01" + bytes(6)),  # ATYP 9
     (b"\x05\x01\x00\x05\x02\x00\x01\x7f\x00\x00\x01\x1f\x90", b"\x05\x00\x05\x07\x00\x01" + bytes(6)),  # BIND
-    (b"\x05\x01\x00\x05\x03\x00\x01\x00\x00\x00\x00\x00\x00", b"\x05\x00\x05\x07\x00\x01" + bytes(6)),  # UDP
     (b"\x05\x01\x00\x05\x01\x00\x03\x03a b\x1f\x90", b"\x05\x00\x05\x04\x00\x01" + bytes(6)),  # bad name
     (b"\x05\x01\x00\x05\x01\x00\x03\x0cno-such.test\x1f", b"\x05\x00"),  # truncated request
 ]
@@ -105,7 +118,7 @@ def test_garbage_handshakes_get_the_right_reply_and_a_close(site):
     for data, answer in GARBAGE:
         assert site.raw(data) == answer, data
     assert site.status(url("/whoami")) == 200                            # still serving
-    log = proxy_log(proxy, "UDP-ASSOCIATE 0.0.0.0:0 - 501", "reply 0x07")
+    log = proxy_log(proxy, "BIND 127.0.0.1:8080 - 501", "reply 0x07")
     assert "Traceback" not in log
 
 

@@ -1,5 +1,8 @@
 """Test doubles shared by the proxy's unit tests (test_proxy_server.py, test_socks_session.py)."""
 import ipaddress
+import time
+
+import gevent
 
 from tomato_gevent.proxy.resolver import ResolveError
 
@@ -25,3 +28,12 @@ class FakeResolver:
         if host in self.names:
             return [LOOPBACK]
         raise ResolveError("unknown host %s" % host)
+
+
+def wait_for(predicate, what):
+    """Poll predicate (yielding to the proxy's greenlets) until true, or fail after DEADLINE_SECONDS."""
+    deadline = time.monotonic() + DEADLINE_SECONDS
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting for " + what)
+        gevent.sleep(0.01)

@@ -6,7 +6,6 @@ wrong answers). A second ProxyServer stands in for the -f upstream proxy.
 """
 import ipaddress
 import logging
-import time
 
 import gevent
 import pytest
@@ -18,7 +17,7 @@ from tomato_gevent.proxy import http, server as server_mod
 from tomato_gevent.proxy.http import Framing
 from tomato_gevent.rules import Action
 
-from .proxy_doubles import DEADLINE_SECONDS, LOOPBACK, FakeResolver
+from .proxy_doubles import DEADLINE_SECONDS, LOOPBACK, FakeResolver, wait_for
 
 # -- an origin server that speaks just enough HTTP -----------------------------------------
 def read_head(sock, buf):
@@ -197,14 +196,6 @@ class Client:
 def get(host, port, path=b"/", extra=b""):
     return b"GET http://%s:%d%s HTTP/1.1\r\nHost: %s\r\n%s\r\n" % (
         host.encode(), port, path, host.encode(), extra)
-
-
-def wait_for(predicate, what):
-    deadline = time.monotonic() + DEADLINE_SECONDS
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting for " + what)
-        gevent.sleep(0.01)
 
 
 # -- direct, forward, block ------------------------------------------------------------------

@@ -115,3 +115,23 @@ def test_render_reply(code, bound, wire):
     assert render_reply(code, bound) == wire
     reply = fed_byte_by_byte(parse_reply, wire)
     assert (reply.code, reply.length) == (code, len(wire))
+
+
+# -- UDP ASSOCIATE datagrams -------------------------------------------------------------
+def test_udp_datagram_round_trip():
+    for host, port in [("10.1.2.3", 53), ("2001:db8::1", 443), ("example.com", 8080)]:
+        datagram = socks5.parse_udp_datagram(socks5.render_udp_header(host, port) + b"payload")
+        assert (datagram.host, datagram.port, datagram.payload) == (host, port, b"payload")
+
+
+@pytest.mark.parametrize("data, why", [
+    (b"\x00\x00\x00", "shorter than its header"),
+    (b"\x00\x01\x00\x01\x7f\x00\x00\x01\x00\x35", "reserved"),
+    (b"\x00\x00\x02\x01\x7f\x00\x00\x01\x00\x35x", "fragmented"),
+    (b"\x00\x00\x00\x01\x7f\x00", "truncated"),
+    (b"\x00\x00\x00\x03\x05ab", "truncated"),
+    (b"\x00\x00\x00\x09\x7f\x00\x00\x01\x00\x35", "address type"),
+])
+def test_bad_udp_datagrams_are_refused(data, why):
+    with pytest.raises(socks5.SocksError, match=why):
+        socks5.parse_udp_datagram(data)

@@ -4,15 +4,16 @@ this process (helpers of test_proxy_server.py)."""
 import logging
 import time
 
+import gevent
 import pytest
 from gevent import socket
 from gevent.server import StreamServer
 
 from tomato_gevent.proxy import socks5, socks_session
 from tomato_gevent.proxy.auth import parse_auth_lines
-from tomato_gevent.proxy.socks5 import CMD_BIND, CMD_CONNECT
+from tomato_gevent.proxy.socks5 import CMD_BIND, CMD_CONNECT, CMD_UDP_ASSOCIATE
 
-from .proxy_doubles import DEADLINE_SECONDS, FakeResolver
+from .proxy_doubles import DEADLINE_SECONDS, FakeResolver, wait_for
 
 
 @pytest.fixture
@@ -188,3 +189,106 @@ def test_a_unicode_name_is_decided_and_resolved_as_its_idna_2008_a_label(proxies
     client.method()
     assert client.request("FAß.de.", echo).code == socks5.SUCCEEDED     # not fass.de (IDNA 2003)
     assert resolver.asked == ["xn--fa-hia.de"]
+
+
+# -- UDP ASSOCIATE --------------------------------------------------------------------------
+@pytest.fixture
+def udp_echo():
+    """A UDP server on 127.0.0.1 answering every datagram with b"echo:" + datagram; .got lists them."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    got = []
+
+    def serve():
+        while True:
+            data, address = sock.recvfrom(65535)
+            got.append(data)
+            sock.sendto(b"echo:" + data, address)
+    server = gevent.spawn(serve)
+    server.port, server.got = sock.getsockname()[1], got
+    yield server
+    server.kill()
+    sock.close()
+
+
+def associate(proxy, client_port=0):
+    """(control connection, UDP socket of the client, the relay's (ip, port))."""
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    udp.bind(("127.0.0.1", client_port))
+    udp.settimeout(DEADLINE_SECONDS)
+    control = SocksClient(proxy)
+    assert control.method() == socks5.METHOD_NO_AUTH
+    reply = control.request("0.0.0.0", 0, command=CMD_UDP_ASSOCIATE)
+    assert reply.code == socks5.SUCCEEDED and reply.host == "127.0.0.1" and reply.port > 0
+    return control, udp, (reply.host, reply.port)
+
+
+def test_udp_associate_relays_datagrams_both_ways(proxies, udp_echo):
+    proxy = socks_proxy(proxies, resolver=FakeResolver({"echo.test"}))
+    control, udp, relay = associate(proxy)
+    for host, payload in [("127.0.0.1", b"one"), ("echo.test", b"two"), ("ECHO.test.", b"x" * 1400)]:
+        udp.sendto(socks5.render_udp_header(host, udp_echo.port) + payload, relay)
+        data, source = udp.recvfrom(65535)
+        assert source == relay
+        answer = socks5.parse_udp_datagram(data)
+        assert (answer.host, answer.port, answer.payload) == ("127.0.0.1", udp_echo.port, b"echo:" + payload)
+    assert udp_echo.got == [b"one", b"two", b"x" * 1400]
+
+
+def test_udp_datagrams_the_rules_do_not_send_direct_are_dropped_and_counted(proxies, udp_echo, caplog):
+    proxy = socks_proxy(proxies, "block\tblocked.test\nforward\tfar.test\n",
+                        resolver=FakeResolver({"echo.test", "blocked.test", "far.test"}),
+                        upstream=("127.0.0.1", 9))
+    control, udp, relay = associate(proxy)
+    stranger = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    with caplog.at_level(logging.INFO):
+        udp.sendto(socks5.render_udp_header("echo.test", udp_echo.port) + b"first", relay)
+        assert udp.recvfrom(65535)[0].endswith(b"echo:first")          # the client's port is known now
+        for datagram in [socks5.render_udp_header("blocked.test", udp_echo.port) + b"no",
+                         socks5.render_udp_header("far.test", udp_echo.port) + b"no",
+                         b"\x00\x00\x01\x01\x7f\x00\x00\x01\x00\x07fragment",      # FRAG 1
+                         b"\x00\x00"]:                                          # truncated header
+            udp.sendto(datagram, relay)
+        stranger.sendto(socks5.render_udp_header("echo.test", udp_echo.port) + b"no", relay)
+        udp.sendto(socks5.render_udp_header("echo.test", udp_echo.port) + b"last", relay)
+        assert udp.recvfrom(65535)[0].endswith(b"echo:last")            # still relaying
+        control.sock.close()                                            # ends the association
+        wait_for(lambda: "UDP-ASSOCIATE" in caplog.text, "the association's log line")
+    stranger.close()
+    assert udp_echo.got == [b"first", b"last"]
+    assert ("dropped 1 blocked, 1 forward (no UDP through -f), 1 from strangers, 2 malformed"
+            in caplog.text), caplog.text
+    assert proxy.stats.requests["direct", "2xx"] == 1
+
+
+def test_only_endpoints_the_client_sent_to_may_answer(proxies, udp_echo):
+    proxy = socks_proxy(proxies)
+    control, udp, relay = associate(proxy)
+    udp.sendto(socks5.render_udp_header("127.0.0.1", udp_echo.port) + b"hi", relay)
+    assert udp.recvfrom(65535)[0].endswith(b"echo:hi")
+    other = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    other.bind(("127.0.0.1", 0))
+    other.sendto(b"unasked", relay)                     # not an endpoint the client sent to
+    udp.sendto(socks5.render_udp_header("127.0.0.1", udp_echo.port) + b"again", relay)
+    data = udp.recvfrom(65535)[0]
+    assert data.endswith(b"echo:again")                 # the stranger's datagram never came first
+    other.close()
+
+
+def test_the_association_ends_with_its_tcp_connection(proxies, udp_echo):
+    proxy = socks_proxy(proxies)
+    control, udp, relay = associate(proxy)
+    control.sock.close()
+    wait_for(lambda: proxy.stats.requests["direct", "2xx"] == 1, "the association to end")
+    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    probe.connect(relay)
+    probe.send(b"anyone?")
+    with pytest.raises(ConnectionRefusedError):         # the port is closed: ICMP port unreachable
+        probe.recv(100)
+    probe.close()
+
+
+def test_an_idle_association_ends_after_the_tunnel_idle_timeout(proxies):
+    proxy = socks_proxy(proxies, tunnel_idle_timeout=0.2)
+    control, udp, relay = associate(proxy)
+    assert control.rest() == b""                        # the proxy closes the TCP connection

@@ -8,6 +8,7 @@ Wire (all integers big-endian):
     user/pass reply   VER=1 | STATUS             (0x00 success, anything else: close)
     request           VER=5 | CMD | RSV=0 | ATYP | DST.ADDR | DST.PORT (2)
     reply             VER=5 | REP | RSV=0 | ATYP | BND.ADDR | BND.PORT (2)
+    UDP datagram      RSV=0 (2) | FRAG | ATYP | DST.ADDR | DST.PORT (2) | DATA   (RFC 1928 7)
       ATYP 1: 4-byte IPv4; 3: length byte + name; 4: 16-byte IPv6
       CMD 1 CONNECT, 2 BIND, 3 UDP ASSOCIATE
 
@@ -223,6 +224,35 @@ def render_reply(code: int, bound=None) -> bytes:
         address, port = ip_literal(bound[0]), bound[1]
     address_type = ATYP_IPV4 if address.version == 4 else ATYP_IPV6
     return bytes((VERSION, code, 0, address_type)) + address.packed + struct.pack("!H", port)
+
+
+class UdpDatagram(NamedTuple):
+    host: str                       # as in Request
+    port: int
+    address_type: int
+    payload: bytes
+
+
+def parse_udp_datagram(datagram) -> UdpDatagram:
+    """A datagram from a UDP ASSOCIATE client -> UdpDatagram; SocksError if malformed,
+    truncated or a fragment (FRAG != 0: RFC 1928 lets a relay that does not reassemble
+    drop those, and we do)."""
+    if len(datagram) < 4:
+        raise SocksError("UDP datagram of %d bytes, shorter than its header" % len(datagram))
+    if datagram[0] or datagram[1]:
+        raise SocksError("UDP datagram with non-zero reserved bytes")
+    if datagram[2]:
+        raise SocksError("fragmented UDP datagram (FRAG 0x%02x): not supported" % datagram[2])
+    header = parse_request(bytes((VERSION, CMD_UDP_ASSOCIATE, 0)) + bytes(datagram[3:]))
+    if header is None:
+        raise SocksError("UDP datagram truncated inside its address")
+    return UdpDatagram(header.host, header.port, header.address_type, bytes(datagram[header.length:]))
+
+
+def render_udp_header(host: str, port: int) -> bytes:
+    """The header in front of a datagram relayed to the client (host: an IP literal, where
+    it came from), or of one a client sends (host: a literal or a name)."""
+    return b"\0\0\0" + render_request(CMD_UDP_ASSOCIATE, host, port)[3:]
 
 
 class Reply(NamedTuple):

@@ -7,28 +7,42 @@ relaying are outbound.py's, the same as for HTTP.
     request  -> CONNECT: canonical host -> rules -> block: reply 0x02
                                                    direct: connect, reply 0x00, relay
                                                    forward: HTTP CONNECT via -f, reply 0x00, relay
-                BIND, UDP ASSOCIATE: reply 0x07 (not supported) and close
+                UDP ASSOCIATE: a UDP port of ours on the address the client connected
+                    to, reply 0x00 with it; each datagram of the client is sent on when
+                    the rules say direct for its destination (forward has no UDP way
+                    through an HTTP proxy and block is block: those are dropped), and
+                    answers come back wrapped (udp_association.py says who counts as
+                    which). It ends with the TCP connection, or after the tunnel idle
+                    timeout without a datagram.
+                BIND: reply 0x07 (not supported) and close
 
 The whole handshake (greeting to request) must arrive within idle_timeout, as an
 HTTP request head must. Bad input is closed with the reply the protocol has for it,
 logged at debug, never raised. One line per request, as for HTTP:
-"PEER SOCKS5 CONNECT host:port direction status up= down= ms", where status is the
+"PEER SOCKS5 CONNECT host:port direction status up= down= ms" (for UDP ASSOCIATE:
+the address the client said it sends from, its datagram bytes, and what was dropped
+why), where status is the
 HTTP status the same outcome gets over HTTP (200, 403, 502, 504; 501 for an
 unsupported command) and an error names the SOCKS reply code.
 """
+import collections
 import errno
 import logging
 import time
 
+import gevent
 from gevent import socket
 
 from ..errors import NextHopError, Refused, TomatoError
-from ..rules import BadHost, canonical_host
-from . import socks5
+from ..rules import Action, BadHost, canonical_host
+from . import exchange, socks5
 from .outbound import RECV_BYTES, UpstreamRefused
 from .socks5 import SocksError
+from .udp_association import Association
 
 log = logging.getLogger(__name__)
+
+MAX_DATAGRAM = 65535
 
 # SOCKS reply code -> the HTTP status of the same outcome (stats and the log line).
 _HTTP_STATUS = {
@@ -82,6 +96,9 @@ class _Session:
         except _Closed:
             return
         started = time.monotonic()
+        if request.command == socks5.CMD_UDP_ASSOCIATE:
+            self._associate(request, started)
+            return
         if request.command != socks5.CMD_CONNECT:
             name = socks5.COMMAND_NAMES[request.command]
             self._fail(name, request.host, request.port, "-", socks5.COMMAND_NOT_SUPPORTED, started,
@@ -190,6 +207,36 @@ class _Session:
         finally:
             upstream.close()
 
+    # -- UDP ASSOCIATE -----------------------------------------------------------------------
+    def _associate(self, request, started):
+        local_ip = exchange.client_ip(self.client.getsockname())
+        udp = socket.socket(socket.AF_INET if local_ip.version == 4 else socket.AF_INET6, socket.SOCK_DGRAM)
+        try:
+            udp.bind((str(local_ip), 0))
+        except OSError as e:
+            udp.close()
+            self._fail("UDP-ASSOCIATE", request.host, request.port, "-", socks5.GENERAL_FAILURE, started,
+                       "cannot open a UDP port: %s" % (e.strerror or e))
+            return
+        relay = _DatagramRelay(udp, Association(self.context.client, request.port), self.context, local_ip.version)
+        try:
+            if not self._send(socks5.render_reply(socks5.SUCCEEDED, udp.getsockname()[:2])):
+                return
+            # The association lives as long as the TCP connection (RFC 1928 7), which
+            # carries nothing more; or until the relay has been idle for the tunnel timeout.
+            datagrams = gevent.spawn(relay.run)
+            control = gevent.spawn(_wait_closed, self.client)
+            try:
+                gevent.wait([datagrams, control], count=1)
+            finally:
+                datagrams.kill()
+                control.kill()
+        finally:
+            udp.close()
+        dropped = ", ".join("%d %s" % (count, why) for why, count in sorted(relay.dropped.items()))
+        self.context.finish("SOCKS5 UDP-ASSOCIATE", request.host, request.port, Action.DIRECT.value, 200,
+                            relay.up, relay.down, started, ("dropped " + dropped) if dropped else None)
+
     def _fail(self, command, host, port, direction, code, started, why):
         self._send(socks5.render_reply(code))
         self.context.finish("SOCKS5 " + command, host, port, direction, _HTTP_STATUS[code], 0,
@@ -203,3 +250,93 @@ class _Session:
         self.sent_down += len(data)
         return True
 
+
+
+def _wait_closed(sock):
+    """Returns when the client closes (or breaks) the connection; what it sends is ignored."""
+    sock.settimeout(None)
+    try:
+        while sock.recv(RECV_BYTES):
+            pass
+    except OSError:
+        pass
+
+
+class _DatagramRelay:
+    """The UDP side of one association: the client's datagrams out, answers back in."""
+
+    def __init__(self, udp, association, context, ip_version):
+        self.udp = udp
+        self.association = association
+        self.context = context
+        self.outbound = context.outbound
+        self.ip_version = ip_version
+        self.up = self.down = 0                 # payload bytes each way
+        self.dropped = collections.Counter()    # why -> datagrams
+
+    def run(self):
+        udp, association = self.udp, self.association
+        udp.settimeout(self.outbound.tunnel_idle_timeout)
+        while True:
+            try:
+                data, source = udp.recvfrom(MAX_DATAGRAM)
+            except socket.timeout:
+                return
+            except OSError:     # e.g. an ICMP port unreachable of an earlier send: not fatal
+                continue
+            ip, port = exchange.client_ip(source), source[1]
+            if association.is_client(ip, port):
+                self._send_on(data)
+            elif association.answers(ip, port):
+                self._send(socks5.render_udp_header(str(ip), port) + data, association.client_address,
+                           len(data), "down")
+            else:
+                self.dropped["from strangers"] += 1
+
+    def _send_on(self, data):
+        try:
+            datagram = socks5.parse_udp_datagram(data)
+        except SocksError as e:
+            log.debug("%s: SOCKS5 UDP: %s: dropped", self.context.peer, e)
+            self.dropped["malformed"] += 1
+            return
+        target = self._target(datagram.host)
+        if target is not None and self._send(datagram.payload, (str(target), datagram.port),
+                                             len(datagram.payload), "up"):
+            self.association.sent_to(target, datagram.port)
+
+    def _target(self, host):
+        """The address to send to, or None (counted in dropped) if the datagram may not go."""
+        try:
+            host = canonical_host(host)
+        except BadHost:
+            self.dropped["bad host"] += 1
+            return None
+        action = self.outbound.decide(host)
+        if action is not Action.DIRECT:
+            # forward: an HTTP proxy (-f) has no way for UDP.
+            self.dropped["blocked" if action is Action.BLOCK else "forward (no UDP through -f)"] += 1
+            return None
+        try:
+            addresses = self.outbound.resolver.resolve(host)
+        except TomatoError:
+            self.dropped["unresolved"] += 1
+            return None
+        for address in addresses:
+            if address.version == self.ip_version and exchange.destination_allowed(
+                    self.context.client, address, self.outbound.allow_private):
+                return address
+        self.dropped["no allowed address"] += 1
+        return None
+
+    def _send(self, data, address, payload_bytes, direction):
+        try:
+            self.udp.sendto(data, address)
+        except OSError:
+            self.dropped["send failed"] += 1
+            return False
+        if direction == "up":
+            self.up += payload_bytes
+        else:
+            self.down += payload_bytes
+        return True
