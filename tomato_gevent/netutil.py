@@ -1,4 +1,5 @@
 """Small network helpers shared by every tool: one copy each."""
+import functools
 import ipaddress
 import struct
 
@@ -9,8 +10,13 @@ def format_address(address):
     return "[%s]:%d" % (host, port) if ":" in host else "%s:%d" % (host, port)
 
 
+@functools.lru_cache(maxsize=1024)
 def ip_literal(text):
-    """The ipaddress object for an IP literal (brackets and an IPv6 zone allowed), else None."""
+    """The ipaddress object for an IP literal (brackets and an IPv6 zone allowed), else None.
+
+    Cached: the same few client and destination addresses come back on every connection
+    (and every ping reply), and ipaddress parses in Python (microseconds); its objects are
+    immutable, so sharing them is safe."""
     text = text.strip("[]").split("%", 1)[0]
     try:
         return ipaddress.ip_address(text)

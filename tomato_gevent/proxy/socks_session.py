@@ -34,6 +34,7 @@ import gevent
 from gevent import socket
 
 from ..errors import NextHopError, Refused, TomatoError
+from ..netutil import send_all
 from ..rules import Action, BadHost, canonical_host
 from . import exchange, socks5
 from .outbound import RECV_BYTES, UpstreamRefused
@@ -196,7 +197,7 @@ class _Session:
                 return
             up = 0
             if self.buffer:                 # the client did not wait for our reply
-                upstream.sendall(self.buffer)
+                send_all(upstream, self.buffer)
                 up = len(self.buffer)
                 self.buffer.clear()
             relayed_up, relayed_down = self.context.relay(self.client, upstream)
@@ -244,7 +245,7 @@ class _Session:
 
     def _send(self, data):
         try:
-            self.client.sendall(data)
+            send_all(self.client, data)
         except OSError:
             return False
         self.sent_down += len(data)
