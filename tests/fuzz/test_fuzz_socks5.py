@@ -20,6 +20,7 @@ WELL_FORMED = [
     socks5.render_request(socks5.CMD_CONNECT, "10.0.0.1", 80),
     socks5.render_request(socks5.CMD_BIND, "2001:db8::1", 8080),
     socks5.render_reply(0, ("10.0.0.2", 4000)), socks5.render_reply(4),
+    socks5.render_udp_header("example.com", 53) + b"query", socks5.render_udp_header("::1", 443) + b"x",
 ]
 
 
@@ -61,3 +62,16 @@ def test_codec_gives_a_message_need_more_or_socks_error(parse, data):
 def test_render_then_parse_round_trips(host, port, command):
     request = socks5.parse_request(socks5.render_request(command, host, port))
     assert (request.command, request.host, request.port) == (command, host, port)
+
+
+@given(st.one_of(mutated(), st.binary(max_size=300)))
+def test_a_udp_datagram_parses_whole_or_is_a_socks_error(data):
+    # A UDP datagram is never "incomplete": it parses, header and payload, or is dropped.
+    try:
+        datagram = socks5.parse_udp_datagram(data)
+    except SocksError as e:
+        assert "\n" not in str(e)
+        return
+    assert data.endswith(datagram.payload)
+    header = data[:len(data) - len(datagram.payload)]
+    assert socks5.parse_udp_datagram(header + b"other") == datagram._replace(payload=b"other")
