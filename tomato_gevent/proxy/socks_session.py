@@ -220,23 +220,26 @@ class _Session:
                        "cannot open a UDP port: %s" % (e.strerror or e))
             return
         relay = _DatagramRelay(udp, Association(self.context.client, request.port), self.context, local_ip.version)
+        reason = None
         try:
-            if not self._send(socks5.render_reply(socks5.SUCCEEDED, udp.getsockname()[:2])):
-                return
-            # The association lives as long as the TCP connection (RFC 1928 7), which
-            # carries nothing more; or until the relay has been idle for the tunnel timeout.
-            datagrams = gevent.spawn(relay.run)
-            control = gevent.spawn(_wait_closed, self.client)
-            try:
-                gevent.wait([datagrams, control], count=1)
-            finally:
-                datagrams.kill()
-                control.kill()
+            if self._send(socks5.render_reply(socks5.SUCCEEDED, udp.getsockname()[:2])):
+                # The association lives as long as the TCP connection (RFC 1928 7), which
+                # carries nothing more; or until the relay has been idle for the tunnel timeout.
+                datagrams = gevent.spawn(relay.run)
+                control = gevent.spawn(_wait_closed, self.client)
+                try:
+                    gevent.wait([datagrams, control], count=1)
+                finally:
+                    datagrams.kill()
+                    control.kill()
+            else:
+                reason = "the client went away before our reply"
         finally:
             udp.close()
-        dropped = ", ".join("%d %s" % (count, why) for why, count in sorted(relay.dropped.items()))
+        if relay.dropped:
+            reason = "dropped " + ", ".join("%d %s" % (count, why) for why, count in sorted(relay.dropped.items()))
         self.context.finish("SOCKS5 UDP-ASSOCIATE", request.host, request.port, Action.DIRECT.value, 200,
-                            relay.up, relay.down, started, ("dropped " + dropped) if dropped else None)
+                            relay.up, relay.down, started, reason)
 
     def _fail(self, command, host, port, direction, code, started, why):
         self._send(socks5.render_reply(code))
@@ -250,7 +253,6 @@ class _Session:
             return False
         self.sent_down += len(data)
         return True
-
 
 
 def _wait_closed(sock):
