@@ -11,6 +11,7 @@ import os
 import re
 import signal
 import stat
+import subprocess
 from pathlib import Path
 
 from tomato_gevent.vpn.packet import OVERHEAD
@@ -229,3 +230,36 @@ def test_without_privileges_one_line(lab):
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 1 and len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
     assert "cannot open tun device tun0" in lines[0] and "CAP_NET_ADMIN" in lines[0]
+
+
+def epoll_waits_while_pinging(lab, procs, ns, address):
+    """epoll_wait calls of each process while `ns` pings `address` 10 times at 0.2 s (strace -c)."""
+    tracers = [subprocess.Popen(["strace", "-c", "-f", "-e", "trace=epoll_wait", "-p", str(proc.pid)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for proc in procs]
+    try:
+        assert ping(lab, ns, address, count=10)
+    finally:
+        for tracer in tracers:
+            tracer.send_signal(signal.SIGINT)
+    counts = []
+    for tracer in tracers:
+        summary = tracer.communicate(timeout=10)[1]
+        match = re.search(r"^\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)\s+(?:\d+\s+)?epoll_wait$", summary, re.M)
+        counts.append(int(match.group(1)) if match else 0)
+    return counts
+
+
+def test_keep_warm_0_waits_in_the_hub_under_light_traffic(lab, pair):
+    # The default keeps waking every 2 ms for 2 s after each packet (lower RTT, some CPU);
+    # --keep-warm 0 only wakes for packets and timers.
+    a, b = pair
+    cold = start_vpn(lab, a, "-la", ":%d" % PORT, "-lp", "pwd1", "-pa", "10.9.0.2:%d" % PORT, "-pp", "pwd2",
+                     "--keep-warm", "0", "--control", control(lab, "a"))
+    warm = start_vpn(lab, b, "-la", ":%d" % PORT, "-lp", "pwd2", "-pa", "10.9.0.1:%d" % PORT, "-pp", "pwd1",
+                     "--control", control(lab, "b"))
+    ping_eventually(lab, b, "10.0.1.1")
+    cold_waits, warm_waits = epoll_waits_while_pinging(lab, [cold, warm], b, "10.0.1.1")
+    assert warm_waits > 300, (cold_waits, warm_waits)      # ~500 a second for the 2 s of pings
+    assert cold_waits < warm_waits / 5, (cold_waits, warm_waits)
+    for proc in (cold, warm):
+        assert_clean_stop(lab, proc)

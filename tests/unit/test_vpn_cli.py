@@ -23,15 +23,18 @@ def test_seed_command_line_parses():
     args = build_parser().parse_args("-la :5000 -lp pwd1 -pa 192.168.8.131:5000 -pp pwd2 -v".split())
     assert args.la == ("", 5000) and args.pa == ("192.168.8.131", 5000)
     assert (args.lp, args.pp, args.I, args.pvt, args.avt, args.verbose) == ("pwd1", "pwd2", "tun0", 10.0, 60.0, 1)
+    assert args.keep_warm == 2.0
     dynamic = build_parser().parse_args("-la :5000 -lp pwd1 -d -pp pwd2 -v".split())
     assert dynamic.d and dynamic.pa is None
 
 
 def test_extras_parse():
     args = build_parser().parse_args(["-la", "[::1]:5000", "-d", "-I", "tomato1", "-pvt", "5", "-avt", "30",
-                                      "--addr", "10.0.1.1/30", "--mtu", "1400", "--keepalive", "0"])
+                                      "--addr", "10.0.1.1/30", "--mtu", "1400", "--keepalive", "0",
+                                      "--keep-warm", "0"])
     assert args.la == ("::1", 5000) and args.I == "tomato1" and (args.pvt, args.avt) == (5.0, 30.0)
     assert [str(a) for a in args.addr] == ["10.0.1.1/30"] and args.mtu == 1400 and args.keepalive == 0
+    assert args.keep_warm == 0
 
 
 @pytest.mark.parametrize("argv", [
@@ -45,6 +48,7 @@ def test_extras_parse():
     ["-la", ":5000", "-lp", "a", "-d", "-pp", "b", "--addr", "10.0.1.1"],
     ["-la", ":5000", "-lp", "a", "-d", "-pp", "b", "-I", "a-name-that-is-too-long"],
     ["-la", ":5000", "-lp", "a", "-d", "-pp", "b", "--keepalive", "-1"],
+    ["-la", ":5000", "-lp", "a", "-d", "-pp", "b", "--keep-warm", "-1"],
     ["-la", ":5000", "-lp", "a", "-d", "-pp", "b", "--bogus"],
     ["-la", "[fe80::1:5000", "-lp", "a", "-d", "-pp", "b"],
 ])

@@ -24,7 +24,7 @@ from gevent.event import Event
 from ..errors import TomatoError
 from .packet import OVERHEAD, TIMESTAMP_SIZE, CounterExhausted
 from .report import LinkReport
-from .scheduler import Scheduler
+from .scheduler import WARM_AFTER_TRAFFIC_SECONDS, Scheduler
 from .status import build_status, format_status_line, silence_threshold
 
 log = logging.getLogger(__name__)
@@ -55,7 +55,8 @@ class SendSession:
 
 class Link:
     def __init__(self, tun, transport, sending, receiver, endpoint, keepalive=KEEPALIVE_SECONDS,
-                 clock=SYSTEM_CLOCK, stop_event=None, silent_after=None, peer_host=None):
+                 clock=SYSTEM_CLOCK, stop_event=None, silent_after=None, peer_host=None,
+                 keep_warm=WARM_AFTER_TRAFFIC_SECONDS):
         self.tun = tun
         self.transport = transport
         self.sending = sending
@@ -71,7 +72,7 @@ class Link:
         self.report = LinkReport(tun.name, endpoint, receiver.pvt_seconds, silent_after, transport.describe,
                                  self.started, clock.wall)
         self.scheduler = Scheduler(tun, transport, sending, receiver, endpoint, self.drops, self.report,
-                                   clock.wall, clock.mono, announce=self.send_keepalive)
+                                   clock.wall, clock.mono, announce=self.send_keepalive, keep_warm=keep_warm)
         self._stopped = Event() if stop_event is None else stop_event
         self._greenlets = []
         self._error = None

@@ -54,7 +54,7 @@ class Scheduler:
     """
 
     def __init__(self, tun, transport, sending, receiver, endpoint, drops, report, wall=time.time,
-                 mono=time.monotonic, announce=None):
+                 mono=time.monotonic, announce=None, keep_warm=WARM_AFTER_TRAFFIC_SECONDS):
         self.tun = tun
         self.transport = transport
         self.sending = sending
@@ -65,6 +65,7 @@ class Scheduler:
         self.announce = announce    # announce(): tell the peer our session (a keepalive)
         self.warn = RateLimitedWarnings(log)
         self.wall, self.mono = wall, mono
+        self.keep_warm = keep_warm  # seconds after traffic spent in the warm epoll loop (0: none)
         self.received = 0
         self.received_bytes = 0     # accepted datagrams' bytes, counted per drain
         self._coalescer = None
@@ -79,7 +80,7 @@ class Scheduler:
     def run(self):
         """Move packets both ways; the only greenlet that touches the tun and the data buffers.
 
-        Idle (no packet for WARM_AFTER_TRAFFIC_SECONDS), it waits in the gevent hub like
+        Idle (no packet for keep_warm seconds, default WARM_AFTER_TRAFFIC_SECONDS), it waits in the gevent hub like
         any greenlet and costs nothing. While packets flow it waits instead in a native
         epoll on the two fds, at most WARM_INTERVAL_SECONDS at a time, and lets the hub
         run between waits (timers, signals, the housekeeping greenlet). Why: each packet
@@ -100,6 +101,7 @@ class Scheduler:
         poll, mono, sleep = epoll.poll, time.monotonic, gevent.sleep
         net_ready = tun_ready = True            # drain whatever arrived before the start
         busy_until = hub_due = 0.0
+        keep_warm = self.keep_warm
         try:
             while True:
                 if net_ready:
@@ -114,14 +116,14 @@ class Scheduler:
                 if now >= busy_until:
                     ready = self._wait_idle()
                     net_ready, tun_ready = ready == _NET_READY, ready == _TUN_READY
-                    busy_until = mono() + WARM_AFTER_TRAFFIC_SECONDS
+                    busy_until = mono() + keep_warm
                     continue
                 events = poll(WARM_INTERVAL_SECONDS)    # blocks the whole process: bounded
                 if not events:
                     warm()
                     net_ready = tun_ready = True    # run the drains' code too: keeps it warm
                     continue
-                busy_until = now + WARM_AFTER_TRAFFIC_SECONDS
+                busy_until = now + keep_warm
                 for fd, _ in events:
                     if fd == net_fd:
                         net_ready = True
