@@ -103,7 +103,7 @@ class _Session:
         if request.command != socks5.CMD_CONNECT:
             name = socks5.COMMAND_NAMES[request.command]
             self._fail(name, request.host, request.port, "-", socks5.COMMAND_NOT_SUPPORTED, started,
-                       "%s is not supported (CONNECT only)" % name)
+                       "%s is not supported (CONNECT and UDP ASSOCIATE only)" % name)
             return
         self._connect(request, started)
 
