@@ -72,6 +72,15 @@ class Site:
         assert out.returncode == 0, out.stderr
         return out.stdout.splitlines()
 
+    def fetch_many(self, count, parallel, *args, proxy=PROXY):
+        """curl fetches /blob/1000, /blob/1001, ... (count of them), `parallel` at a time,
+        through proxy; its run: stdout holds one HTTP status per line."""
+        config = self.tmp / "many.curl"
+        config.write_text("".join('url = "%s"\noutput = "/dev/null"\n' % url("/blob/%d" % (1000 + i))
+                                  for i in range(count)))
+        return self.lab.run(self.ns, CURL + ["-Z", "--parallel-max", str(parallel), "-w", "%{http_code}\\n",
+                                             "-x", proxy, "-K", config, *args])
+
     def close(self):
         self.etc.remove()
 

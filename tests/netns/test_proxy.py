@@ -225,11 +225,7 @@ def test_stalled_client_does_not_hold_up_200_concurrent_requests(site):
                                         "GET http://origin.test:8080/ HTTP/1.1\r\nX-Slow: ", 0.5])
     site.lab.wait_log(staller, "STALLING")
     site.lab.wait_log(trickler, "STALLING")
-    config = site.tmp / "many.curl"
-    config.write_text("".join('url = "%s"\noutput = "/dev/null"\n' % url("/blob/%d" % (1000 + i))
-                              for i in range(200)))
-    out = site.lab.run(site.ns, CURL + ["-Z", "--parallel-max", "100", "-w", "%{http_code}\\n",
-                                        "-x", PROXY, "-K", config])
+    out = site.fetch_many(200, 100)
     assert out.stdout.split() == ["200"] * 200, out.stderr
     # The staller is dropped after the idle timeout, without an answer.
     wait_for(lambda: staller.poll() is not None, timeout=15, what="stalled client to be dropped")

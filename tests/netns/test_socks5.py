@@ -128,12 +128,8 @@ def test_200_concurrent_socks_connections_with_a_stalled_handshake(site):
     # A greeting announcing two methods and sending one: the proxy waits for the second.
     staller = site.lab.spawn(site.ns, [sys.executable, SUPPORT, "stall", "127.0.0.1", PROXY_PORT, "\x05\x02\x02"])
     site.lab.wait_log(staller, "STALLING")
-    config = site.tmp / "many.curl"
-    config.write_text("".join('url = "%s"\noutput = "/dev/null"\n' % url("/blob/%d" % (1000 + i))
-                              for i in range(200)))
     # Connection: close, so that every request is its own SOCKS session, 200 at a time.
-    out = site.lab.run(site.ns, CURL + ["-Z", "--parallel-max", "200", "-H", "Connection: close",
-                                        "-w", "%{http_code}\\n", "-x", SOCKS, "-K", config])
+    out = site.fetch_many(200, 200, "-H", "Connection: close", proxy=SOCKS)
     assert out.stdout.split() == ["200"] * 200, out.stderr
     # The stalled handshakes are dropped after the idle timeout, like a stalled HTTP head.
     wait_for(lambda: staller.poll() is not None, timeout=15, what="stalled greeting to be dropped")
