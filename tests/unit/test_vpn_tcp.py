@@ -49,6 +49,20 @@ def test_garbage_connection_closed_at_first_bad_frame(tcp_pair):
     assert b.transport.rules.current is not None and b.transport.connection_count == 1
 
 
+def test_a_frame_that_does_not_open_leaves_the_dialled_connection_open(tcp_pair):
+    # A dialled B: its connection became the current one when it opened, and has carried
+    # authenticated datagrams since. One that does not open (stale, forged) is dropped; the
+    # connection stays, as it does on B's side.
+    a, b = tcp_pair
+    dialled = a.transport.rules.current
+    assert dialled.outgoing and dialled.authenticated
+    dropped = sum(a.link.drops.values())
+    b.transport.rules.current.sock.sendall(frame(bytes(100)))
+    wait_for(lambda: sum(a.link.drops.values()) > dropped, what="A dropping the datagram")
+    round_trip(a, b, b"still")
+    assert a.transport.rules.current is dialled and a.transport.connections_opened == 1
+
+
 def test_idle_connections_closed_after_the_untrusted_time(tcp_pair):
     a, b = tcp_pair
     b.transport.rules.untrusted_seconds = 0.3

@@ -191,8 +191,8 @@ class TcpTransport(DatagramTransport):
                     try:
                         for datagram in splitter.frames():
                             if deliver(datagram, conn, now_ms, now_mono):
-                                if rules.current is conn:
-                                    conn.last_authenticated = now_mono
+                                if conn.authenticated and rules.current is conn:
+                                    conn.last_authenticated = now_mono      # the usual case, cheaply
                                 else:
                                     self._authenticated(conn, now_mono)
                             elif rules.refused(conn):
