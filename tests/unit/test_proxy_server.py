@@ -240,6 +240,16 @@ def test_block_is_403_and_keeps_a_bodyless_connection(origins, proxies):
     assert client.response("CONNECT")[0].status == 403
 
 
+def test_a_zone_on_an_ip_literal_does_not_get_past_a_cidr_block(origins, proxies):
+    origin = origins()
+    proxy = proxies("block\tcidr:127.0.0.0/8")
+    client = Client(proxy)
+    client.send(b"GET http://127.0.0.1%%1:%d/ HTTP/1.1\r\n\r\n" % origin.port)
+    resp, body = client.response()
+    assert resp.status == 403 and b"blocked by proxy rule" in body
+    assert origin.requests == []
+
+
 def test_block_with_a_body_closes_the_connection(proxies):
     proxy = proxies("block\tads.test")
     client = Client(proxy)

@@ -231,3 +231,11 @@ def test_an_unscreenable_rule_runs_on_every_name_of_its_group():
     assert matcher.screens["com"](".www.site.com") is not None
     assert matcher.match("xa1.com") is BLOCK and matcher.match("q1.com") is DIRECT
     assert matcher.match("www.site.com") is None
+
+
+def test_cidr_rules_see_an_ip_literal_as_the_resolver_does_zone_and_all():
+    # The resolver connects "10.0.0.1%1" to 10.0.0.1 (ip_literal drops a zone): so must the
+    # rules decide on 10.0.0.1, or the zone is a way past a cidr rule.
+    rs = rules("block\tcidr:10.0.0.0/8\nblock\tcidr:fe80::/10\n")
+    for host in ["10.0.0.1%1", "10.0.0.1%1:443", "fe80::1%eth0", "[fe80::1%eth0]:443"]:
+        assert rs.lookup(host) is BLOCK, host

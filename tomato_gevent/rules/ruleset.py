@@ -147,10 +147,9 @@ def _ip_of_host(host: str):
         host = host[1:close]
     elif host.count(":") == 1:
         host = host.partition(":")[0]
-    try:
-        return ipaddress.ip_address(host)
-    except ValueError:
-        return None
+    # The parse the resolver uses too (a zone dropped): the address the rules decide on is
+    # the one connected to ("10.0.0.1%1" must not slip past cidr:10.0.0.0/8).
+    return ip_literal(host)
 
 
 class RuleSet:
