@@ -51,7 +51,8 @@ def test_ipv4_fast_path_accepts_only_what_ip_address_accepts():
     assert exchange._IPV4.fullmatch("255.255.255.255") and exchange._IPV4.fullmatch("0.0.0.0")
 
 
-@pytest.mark.parametrize("host", ["bad..name", "a" * 64 + ".test", "a" * 300 + ".test"])
+@pytest.mark.parametrize("host", ["bad..name", "a" * 64 + ".test", "a" * 300 + ".test",
+                                  "ab:80"])          # CONNECT [ab:80]:443: no IPv6 literal, no name either
 def test_edge_host_refuses_what_normalisation_refuses_with_400(host):
     with pytest.raises(RemoteProtocolError) as e:
         exchange.edge_host(host)

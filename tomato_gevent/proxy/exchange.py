@@ -24,7 +24,7 @@ import re
 
 from ..errors import RemoteProtocolError
 from ..netutil import ip_literal
-from ..rules import normalize_host
+from ..rules import normalize_name
 from . import http
 from .http import Framing
 
@@ -60,7 +60,7 @@ def edge_host(host):
     """
     if _is_literal(host):
         return host
-    name = normalize_host(host)
+    name = normalize_name(host)     # the request parser has split the port off already
     if name is None:
         raise RemoteProtocolError("invalid host name %r" % host[:80], 400)
     return name
