@@ -237,7 +237,6 @@ def _run(args):
     from gevent.event import Event
 
     from .packet import derive_password_key
-    from .status import format_status_line
     from .tun import TunDevice
 
     local_password = read_secret(args.lp, args.local_password_file, "TOMATO_LOCAL_PASSWORD", "local password")
@@ -253,7 +252,7 @@ def _run(args):
 
     def log_status(prefix):
         if link is not None:
-            log.info("%s%s", prefix, format_status_line(link.status()))
+            log.info("%s%s", prefix, link.stats())
 
     def on_hangup():
         if link is not None and peer_name is not None:

@@ -35,7 +35,6 @@ class LinkReport:
         self.describe = describe            # sockaddr -> text
         self.watch = PeerWatch(silent_after, now)
         self.throttle = LogThrottle(throttle_seconds)
-        self.wall = wall
         self._mono_to_wall = wall() - now
 
     # -- events from the data path -------------------------------------------------

@@ -101,7 +101,6 @@ class TcpTransport(DatagramTransport):
 
     name = "tcp"
     max_batch_bytes = 256 * 1024
-    max_batch_count = 64
 
     def __init__(self, listener, peer_address=None, mono=time.monotonic, http_proxy=None, connect_target=None):
         """http_proxy: sockaddr of an HTTP proxy to dial through (CONNECT connect_target,
