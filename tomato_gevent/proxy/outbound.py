@@ -146,8 +146,6 @@ class Outbound:
                 raise NextHopError("upstream proxy connection failed: %s" % reason_of(e), 502) from None
             buf = bytearray()
             response = read_response_head(sock, "CONNECT", buf, time.monotonic() + self.idle_timeout)
-            if response is None:
-                raise NextHopError("upstream proxy closed the connection without answering", 502)
             if not 200 <= response.status < 300:
                 raise UpstreamRefused(response, buf, sock)
         except UpstreamRefused:

@@ -34,7 +34,7 @@ from gevent.server import StreamServer
 from ..errors import ConfigError, NextHopError, RemoteProtocolError, TomatoError
 from ..netutil import format_address, send_all
 from ..rules import Action
-from . import exchange, http
+from . import exchange, http, socks5
 from .auth import proxy_authenticate_header
 from .http import Framing
 from .outbound import (CONNECT_TIMEOUT_SECONDS, IDLE_TIMEOUT_SECONDS, RECV_BYTES, RELAY_RECV_BYTES,
@@ -43,9 +43,6 @@ from .outbound import (CONNECT_TIMEOUT_SECONDS, IDLE_TIMEOUT_SECONDS, RECV_BYTES
 from .stats import Stats
 
 log = logging.getLogger(__name__)
-
-# -- wire ----------------------------------------------------------------------------
-SOCKS5_VERSION = 0x05               # first byte of a SOCKS5 greeting (RFC 1928 3)
 
 # -- implementation constants ----------------------------------------------------
 DEFAULT_MAX_CLIENTS = 2048          # open client connections (tunnels included)
@@ -164,7 +161,7 @@ class ProxyServer(StreamServer):
             if not first:
                 return
             try:
-                if first[0] == SOCKS5_VERSION:
+                if first[0] == socks5.VERSION:       # a SOCKS5 greeting (RFC 1928 3)
                     if self.socks5_handler is None:
                         log.debug("%s: SOCKS5 greeting, but SOCKS5 is not enabled: closing", context.peer)
                         return

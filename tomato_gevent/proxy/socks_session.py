@@ -37,7 +37,7 @@ from ..errors import NextHopError, Refused, TomatoError
 from ..netutil import send_all
 from ..rules import Action, BadHost, canonical_host
 from . import exchange, socks5
-from .outbound import RECV_BYTES, UpstreamRefused
+from .outbound import RECV_BYTES, UpstreamRefused, reason_of
 from .socks5 import SocksError
 from .udp_association import Association
 
@@ -183,7 +183,7 @@ class _Session:
                 e.sock.close()
             direction = self.outbound.decide(host).value     # for the log line only
             self._fail("CONNECT", host, port, direction, reply_for(e), started,
-                       getattr(e, "strerror", None) or str(e))
+                       reason_of(e))
             return
         direction = action.value
         try:
