@@ -33,8 +33,7 @@ from benchlib import (HIGHER, LOWER, BenchLab, Figure, Unavailable, best, log, l
                       na_reason, tool_argv, run_rounds)
 
 VETH_A, VETH_B = "10.9.0.1", "10.9.0.2"
-TOMATO_A, TOMATO_B = "10.0.1.1", "10.0.1.2"
-OPENVPN_A, OPENVPN_B = "10.0.2.1", "10.0.2.2"
+TOMATO_A, OPENVPN_A = "10.0.1.1", "10.0.2.1"
 IDLE_SETTLE_SECONDS = 3     # > the keep-warm window of tomato_gevent/vpn/scheduler.py
 TUN_MTU = 1400
 SOCKET_BUFFER_BYTES = 4 * 1024 * 1024
@@ -56,6 +55,11 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 # TCP payload per full-size segment inside a 1400-byte tun MTU: IPv4 20 + TCP 20 + timestamps 12.
 TCP_MSS_BYTES = TUN_MTU - 20 - 20 - 12
 
+
+
+def b_side(system):
+    """B's tun address of a system: TARGET's .2 twin."""
+    return TARGET[system][:-1] + "2"
 
 class VpnLab:
     """The two namespaces and the tunnels between them; `up` maps system -> True or n/a reason.
@@ -125,7 +129,7 @@ class VpnLab:
             lab = self.lab
             transport, port = TUNNEL[system]
             dev, addr_a = TUN_DEVICE[system], TARGET[system]
-            addr_b = addr_a[:-1] + "2"
+            addr_b = b_side(system)
             lab.tun(self.a, dev, addr_a + "/30", mtu=TUN_MTU)
             lab.tun(self.b, dev, addr_b + "/30", mtu=TUN_MTU)
             extra = ["--transport", transport] if transport != "udp" else []
@@ -269,7 +273,7 @@ def write_openvpn_configs(lab, directory, system=OPENVPN, wan_a=VETH_A, wan_b=VE
     proto, port = TUNNEL[system]
     protos = ("tcp-server", "tcp-client") if proto == "tcp" else ("udp", "udp")
     addr_a = TARGET[system]
-    addr_b = addr_a[:-1] + "2"
+    addr_b = b_side(system)
     paths = []
     for side, peer, role, proto, local, remote, addr, peer_addr in (
             ("a", "b", "tls-server\ndh none", protos[0], wan_a, wan_b, addr_a, addr_b),

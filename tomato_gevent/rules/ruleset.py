@@ -83,7 +83,6 @@ class Action(enum.Enum):
 # Rule kinds; the rule-file prefix is the kind + ":" (none for DOMAIN).
 DOMAIN, FULL, KEYWORD, REGEXP, CIDR = "domain", "full", "keyword", "regexp", "cidr"
 KINDS = (DOMAIN, FULL, KEYWORD, REGEXP, CIDR)
-EXACT_PREFIX = FULL + ":"       # rule-file spelling of an exact-match rule
 
 
 class Rule(NamedTuple):
