@@ -56,10 +56,10 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 TCP_MSS_BYTES = TUN_MTU - 20 - 20 - 12
 
 
-
 def b_side(system):
     """B's tun address of a system: TARGET's .2 twin."""
     return TARGET[system][:-1] + "2"
+
 
 class VpnLab:
     """The two namespaces and the tunnels between them; `up` maps system -> True or n/a reason.
