@@ -697,7 +697,7 @@ def test_connect_failure_is_a_typed_error_for_other_front_ends(proxies):
     port = dead.getsockname()[1]
     dead.close()
     with pytest.raises(NextHopError) as e:
-        proxy.outbound.open_tunnel("gone.test", port, LOOPBACK)
+        proxy.outbound.open_tunnel(Action.DIRECT, "gone.test", port, LOOPBACK)
     assert e.value.status_hint == 502
 
 

@@ -9,8 +9,9 @@ front end (HTTP today, SOCKS5 through the same port).
     Outbound.tunnel_via_upstream(host, port) -> (socket, early bytes)
                                              CONNECT through the -f proxy; its refusal is
                                              UpstreamRefused (with its answer, for HTTP clients)
-    Outbound.open_tunnel(host, port, client) -> (Action, socket, early bytes)
-                                             all of the above for a tunnel to host:port
+    Outbound.open_tunnel(action, host, port, client) -> (socket, early bytes)
+                                             all of the above for a tunnel to host:port,
+                                             as decide(host) said
     relay(a, b, idle_timeout) -> (a->b bytes, b->a bytes)
                                              both directions until both ended or nothing
                                              moved either way for idle_timeout
@@ -155,16 +156,14 @@ class Outbound:
             raise
         return sock, bytes(buf)
 
-    def open_tunnel(self, host, port, client, request=None):
-        """(action, socket, early bytes) of a tunnel to host:port as the rules say;
+    def open_tunnel(self, action, host, port, client):
+        """(socket, early bytes) of a tunnel to host:port for action (decide(host));
         Refused(403) for a block rule."""
-        action = self.decide(host)
         if action is Action.BLOCK:
             raise Refused("blocked by proxy rule: %s" % host, 403)
         if action is Action.FORWARD:
-            sock, early = self.tunnel_via_upstream(host, port, request)
-            return action, sock, early
-        return action, self.connect_direct(host, port, client), b""
+            return self.tunnel_via_upstream(host, port)
+        return self.connect_direct(host, port, client), b""
 
 
 # -- reading an answer -------------------------------------------------------------------

@@ -176,16 +176,15 @@ class _Session:
         except BadHost as e:
             self._fail("CONNECT", request.host[:80], port, "-", socks5.HOST_UNREACHABLE, started, str(e))
             return
+        action = self.outbound.decide(host)
+        direction = action.value
         try:
-            action, upstream, early = self.outbound.open_tunnel(host, port, self.context.client)
+            upstream, early = self.outbound.open_tunnel(action, host, port, self.context.client)
         except (TomatoError, OSError) as e:
             if isinstance(e, UpstreamRefused):
                 e.sock.close()
-            direction = self.outbound.decide(host).value     # for the log line only
-            self._fail("CONNECT", host, port, direction, reply_for(e), started,
-                       reason_of(e))
+            self._fail("CONNECT", host, port, direction, reply_for(e), started, reason_of(e))
             return
-        direction = action.value
         try:
             try:
                 bound = upstream.getsockname()[:2]
