@@ -89,11 +89,11 @@ def missing_requirement():
 def run_checkout_tool(tool, script):
     """bin/<tool>: run the checkout's code with an interpreter that has the dependencies.
 
-    script is the launcher's __file__; the checkout is the folder above bin/.
+    script is the launcher's __file__; the checkout is the folder above bin/ (the launcher
+    has put it first on sys.path, to import this module from it).
     """
     interrupt_exits_quietly()
     checkout = os.path.dirname(os.path.dirname(os.path.realpath(script)))
-    sys.path.insert(0, checkout)  # this checkout's tomato_gevent, whatever else is installed
     missing = missing_requirement()
     if missing is not None:
         venv = os.path.join(checkout, VENV_DIR)

@@ -27,12 +27,14 @@ class NetworkTable:
     def add(self, network, action) -> bool:
         """Add a rule for network (ipaddress network); False if that network has one already."""
         by_length = self._tables[network.version]
-        table = by_length.setdefault(network.prefixlen, {})
+        table = by_length.get(network.prefixlen)
+        if table is None:
+            table = by_length[network.prefixlen] = {}
+            self._lengths[network.version] = sorted(by_length, reverse=True)
         key = int(network.network_address) >> (network.max_prefixlen - network.prefixlen)
         if key in table:
             return False
         table[key] = action
-        self._lengths[network.version] = sorted(by_length, reverse=True)
         self._count += 1
         return True
 
