@@ -34,7 +34,7 @@ def echo():
 def socks_proxy(proxies, rules="", users=None, **kwargs):
     authenticator = parse_auth_lines(users, "users") if users else None
     return proxies(rules, resolver=kwargs.pop("resolver", FakeResolver({"echo.test", "blocked.test"})),
-                   socks5_handler=socks_session.make_handler(authenticator), authenticator=authenticator,
+                   socks5_handler=socks_session.handle, authenticator=authenticator,
                    **kwargs)
 
 

@@ -91,7 +91,7 @@ def main(argv=None):
                              connect_timeout=args.connect_timeout,
                              tunnel_idle_timeout=args.tunnel_idle_timeout,
                              allow_private=args.allow_private, max_clients=args.max_clients,
-                             socks5_handler=socks_session.make_handler(authenticator),
+                             socks5_handler=socks_session.handle,
                              authenticator=authenticator)
 
         def reload_rules():

@@ -74,19 +74,18 @@ def reply_for(error):
     return socks5.GENERAL_FAILURE
 
 
-def make_handler(authenticator=None):
-    """The socks5_handler for ProxyServer; authenticator (auth.Authenticator) or None."""
-    def handle(sock, first_bytes, context):
-        _Session(sock, first_bytes, context, authenticator).serve()
-    return handle
+def handle(sock, first_bytes, context):
+    """The socks5_handler for ProxyServer: one SOCKS5 client (context.authenticator, from
+    --auth-file, or None)."""
+    _Session(sock, first_bytes, context).serve()
 
 
 class _Session:
-    def __init__(self, sock, first_bytes, context, authenticator):
+    def __init__(self, sock, first_bytes, context):
         self.client = sock
         self.context = context
         self.outbound = context.outbound
-        self.authenticator = authenticator
+        self.authenticator = context.authenticator
         self.buffer = bytearray(first_bytes)
         self.deadline = time.monotonic() + context.idle_timeout
         self.sent_down = 0
