@@ -34,6 +34,7 @@ import gevent
 from gevent import get_hub
 from gevent.event import Event
 from gevent.monkey import get_original
+from gevent.socket import wait_read, wait_write
 
 from ..errors import BadPacket, RemoteProtocolError
 from ..netutil import format_address
@@ -60,7 +61,7 @@ PROXY_REPLY_CHUNK = 4096
 LOG_INTERVAL_SECONDS = 10.0             # connected/lost/reconnecting lines: at most LOG_BURST
 LOG_BURST = 6                           # of them per peer host in this interval (then DEBUG)
 
-_READ, _WRITE = 1, 2                    # libev io watcher events
+_WRITE = 2                              # libev io watcher event
 _EPOLLIN = select.EPOLLIN
 
 
@@ -401,13 +402,13 @@ class TcpTransport(DatagramTransport):
                     try:
                         request = request[sock.send(request):]
                     except BlockingIOError:
-                        self._wait(sock, _WRITE)
+                        wait_write(sock.fileno())
                 reply = bytearray()
                 while True:
                     try:
                         chunk = sock.recv(PROXY_REPLY_CHUNK)
                     except BlockingIOError:
-                        self._wait(sock, _READ)
+                        wait_read(sock.fileno())
                         continue
                     if not chunk:
                         raise OSError(errno.ECONNRESET, "the HTTP proxy closed the connection")
@@ -423,14 +424,6 @@ class TcpTransport(DatagramTransport):
             raise
         return sock
 
-    @staticmethod
-    def _wait(sock, event):
-        watcher = get_hub().loop.io(sock.fileno(), event)
-        try:
-            get_hub().wait(watcher)
-        finally:
-            watcher.close()
-
     def _connect(self, address):
         family = _socket.AF_INET6 if len(address) == 4 else _socket.AF_INET
         sock = _socket.socket(family, _socket.SOCK_STREAM)
@@ -440,7 +433,7 @@ class TcpTransport(DatagramTransport):
             err = sock.connect_ex(address)
             if err == errno.EINPROGRESS:
                 with gevent.Timeout(CONNECT_TIMEOUT_SECONDS, OSError(errno.ETIMEDOUT, "connection timed out")):
-                    self._wait(sock, _WRITE)
+                    wait_write(sock.fileno())
                 err = sock.getsockopt(_socket.SOL_SOCKET, _socket.SO_ERROR)
             if err:
                 raise OSError(err, os.strerror(err))
