@@ -345,3 +345,17 @@ def test_lookup_of_idn_host_matches_punycode_rule():
 def test_ip_literals_and_invalid_hosts_match_no_rule(host):
     rs = rules("direct\tcom\nblock\tb.com\n")
     assert rs.lookup(host) is None
+
+
+@pytest.mark.parametrize("host, action", [
+    ("a" * 57 + ".b.com", BLOCK),                           # 63 characters: the fast pattern's limit
+    ("a" * 58 + ".b.com", BLOCK),                           # 64: the full path, the same answer
+    ("A" * 58 + ".B.COM.:443", BLOCK),
+    ("x" * 63 + "." + "y" * 63 + ".b.com", BLOCK),
+    ("x." * 124 + "b.com", BLOCK),                          # 253 characters
+    ("x" * 64 + ".b.com", None),                            # a label of 64
+    ("x." * 125 + "b.com", None),                           # 255 characters
+])
+def test_long_names_get_the_answer_of_the_full_normalisation(host, action):
+    rs = rules("direct\tcom\nblock\tb.com\n")
+    assert rs.lookup(host) is action

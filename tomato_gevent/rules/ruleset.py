@@ -91,24 +91,14 @@ class Rule(NamedTuple):
     value: str                  # normalised name, keyword, pattern source, or network text
 
 
-# The common case on the hot path: already lower case, last character not a
-# digit, maybe a trailing dot, maybe a :port (CONNECT). Such a host is valid
-# iff it matches this (and is short enough); group 1 is then the normalised
-# name. Upper case is tried again after lower(); anything else (IDN, IP
-# literals, junk) takes the full normalize_host path.
-# Possessive (Python >= 3.11, ~10 % faster): a valid host splits one way only, so
-# backtracking could never find another match. CPython before 3.11.5 (Debian 12's
-# python3 is 3.11.2) gets possessive groups wrong: it put the trailing dot of
-# "name.:port" into group 1, so such a host matched no rule (a block rule bypassed
-# by writing CONNECT blocked.example.:443). Those get the plain pattern.
-try:
-    _match_plain_host = re.compile(
-        r"([a-z0-9_-]{1,63}+(?:\.[a-z0-9_-]{1,63}+)*+)(?<![0-9])\.?(?::[0-9]{1,5})?").fullmatch
-    if _match_plain_host("a.b.:1").group(1) != "a.b":
-        raise re.error("possessive quantifiers broken in this Python")
-except re.error:                        # pragma: no cover - Python 3.9 / 3.10 / 3.11.0-3.11.4
-    _match_plain_host = re.compile(
-        r"([a-z0-9_-]{1,63}(?:\.[a-z0-9_-]{1,63})*)(?<![0-9])\.?(?::[0-9]{1,5})?").fullmatch
+# The common case on the hot path: a name of at most 63 characters, already lower case,
+# last character a letter, "-" or "_" (so neither an IP literal nor a dot), maybe a
+# trailing dot, maybe a :port (CONNECT). Such a host is a valid name iff it matches this
+# and has no empty label (".."): no label can be longer than 63 then, and group 1 is the
+# normalised name. One character class repeated is ~40 % cheaper for the engine than
+# labels as nested groups. Upper case is tried again after lower(); anything else (longer
+# names, IDN, IP literals, junk) takes the full normalize_host path.
+_match_plain_host = re.compile(r"([a-z0-9_-][a-z0-9_.-]{0,62}(?<![0-9.]))\.?(?::[0-9]{1,5})?").fullmatch
 _is_keyword = re.compile(r"[a-z0-9_.-]+").fullmatch
 
 _ACTIONS_BY_NAME = {action.value: action for action in Action}
@@ -198,7 +188,7 @@ class RuleSet:
         plain = _match_plain_host(host)
         if plain is None and host.isascii():
             plain = _match_plain_host(host.lower())     # upper case (or an IP literal, for nothing)
-        if plain is not None and len(host) <= MAX_NAME_LENGTH:
+        if plain is not None and ".." not in host:
             name = plain[1]     # already normalised, maybe with :port; spares the full path
         else:
             name = normalize_host(host)
