@@ -14,6 +14,11 @@ Prints one JSON object to stdout (progress goes nowhere; errors to stderr):
                          ~9 % odd spellings (4 % upper case, 3 % trailing dot,
                          0.1 % Unicode IDN, 2 % IPv4 literals)
   lookups_per_s_plain    the same for already-normalised plain names only
+  lookups_per_s_without_patterns
+                         lookups_per_s of the same file without its keyword and
+                         regexp rules, timed in the same process right after:
+                         what the pattern pass costs, as a ratio this machine's
+                         speed swings do not move
   memory_mib             tracemalloc: bytes held by the loaded RuleSet
   dlmerge_s              best wall time of the whole converter (read DATA_DIR,
                          parse, resolve, merge, render, write) in-process
@@ -38,7 +43,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from tomato_gevent.dlmerge import cli as dlmerge_cli  # noqa: E402
-from tomato_gevent.rules import load_rule_files  # noqa: E402
+from tomato_gevent.rules import RuleSet, load_rule_files  # noqa: E402
+from tomato_gevent.rules.ruleset import KEYWORD, REGEXP, parse_rules  # noqa: E402
 
 DEFAULT_RULES = REPO / "rules" / "dlc.txt"
 DEFAULT_DATA = REPO.parent / "shared" / "domain-list-community" / "data"
@@ -111,6 +117,12 @@ def lookups_per_s(rule_set, hosts, rounds):
     return len(hosts) / best_of(rounds, run)
 
 
+def without_patterns(rules_path):
+    """The file's rules minus keyword: and regexp: ones."""
+    with open(rules_path, encoding="utf-8") as f:
+        return RuleSet(rule for rule in parse_rules(f) if rule.kind not in (KEYWORD, REGEXP))
+
+
 def memory_mib(rules_path):
     gc.collect()
     tracemalloc.start()
@@ -153,6 +165,7 @@ def main(argv=None):
     mixed, plain = host_mix(rule_domains(args.rules), host_count)
     result["lookups_per_s"] = round(lookups_per_s(rule_set, mixed, rounds))
     result["lookups_per_s_plain"] = round(lookups_per_s(rule_set, plain, rounds))
+    result["lookups_per_s_without_patterns"] = round(lookups_per_s(without_patterns(args.rules), mixed, rounds))
     result["memory_mib"] = round(memory_mib(args.rules), 2)
     if args.data.is_dir():
         result["dlmerge_s"] = round(dlmerge_seconds(args.data, 3 if args.quick else 5), 3)
