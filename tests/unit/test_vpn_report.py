@@ -5,8 +5,8 @@ import pytest
 
 from tomato_gevent.errors import BadPacket
 from tomato_gevent.netutil import format_address
-from tomato_gevent.vpn.packet import PROTOCOL
-from tomato_gevent.vpn.report import LinkReport
+from tomato_gevent.vpn.packet import AUTHENTICATION_FAILED, PROTOCOL
+from tomato_gevent.vpn.report import LinkReport, diagnosed
 from tomato_gevent.vpn.session import PeerEndpoint, TimestampRefused
 
 PEER = ("10.9.0.2", 5000)
@@ -104,3 +104,11 @@ def test_clock_skew_names_the_difference_and_pvt(caplog_info):
     r.refused(TimestampRefused(45_000, "session starts in the future"), PEER, 1.0)    # same cause: held back
     assert [line.split(" (")[0] for line in lines(caplog_info)] == [
         "datagrams from 10.9.0.2:5000 refused: peer clock differs by -30 s; -pvt is 10 s"]
+
+
+def test_only_authentication_and_clock_refusals_are_diagnosed():
+    assert diagnosed(BadPacket(AUTHENTICATION_FAILED))
+    assert diagnosed(TimestampRefused(30_000))
+    assert diagnosed(TimestampRefused(60_000, "session starts in the future"))
+    assert not diagnosed(BadPacket("replayed"))
+    assert not diagnosed(BadPacket("too short"))

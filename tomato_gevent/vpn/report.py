@@ -23,7 +23,10 @@ from .status import THROTTLE_SECONDS, LogThrottle, PeerWatch, clock_skew_message
 
 log = logging.getLogger(__name__)
 
-DIAGNOSED_REASONS = frozenset((AUTHENTICATION_FAILED, "timestamp outside -pvt", "session starts in the future"))
+
+def diagnosed(error):
+    """True for the refusals LinkReport.refused explains: failed authentication, a refused clock."""
+    return error.reason == AUTHENTICATION_FAILED or isinstance(error, TimestampRefused)
 
 
 class LinkReport:
@@ -48,7 +51,7 @@ class LinkReport:
                      format_duration(now - self._silent_from))
 
     def refused(self, error, source, now):
-        """A refusal whose reason is in DIAGNOSED_REASONS."""
+        """A refusal that diagnosed(error) accepts."""
         if not self._from_peer(source):
             return          # noise from elsewhere (scanners, an old peer address): counters only
         if error.reason == AUTHENTICATION_FAILED:
@@ -99,4 +102,4 @@ class LinkReport:
         log.log(logging.INFO if cause == "address" else logging.WARNING, msg, *args)
 
 
-__all__ = ["LinkReport", "DIAGNOSED_REASONS"]
+__all__ = ["LinkReport", "diagnosed"]

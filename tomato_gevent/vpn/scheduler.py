@@ -28,7 +28,7 @@ from gevent.monkey import get_original
 from ..errors import BadPacket, TomatoError
 from .coalesce import TcpCoalescer
 from .packet import HEADER_SIZE, MAX_DATAGRAM_SIZE, OVERHEAD, TAG_SIZE, TIMESTAMP_SIZE, CounterExhausted
-from .report import DIAGNOSED_REASONS
+from .report import diagnosed
 from .session import Receiver, new_sealer
 from .transport import RateLimitedWarnings
 from .vnet import VNET_HDR_SIZE, is_offloaded
@@ -244,7 +244,7 @@ class Scheduler:
                 drops[e.reason] += 1
                 if debug:
                     log.debug("dropped %d-byte datagram from %s: %s", len(datagram), describe(source), e.reason)
-                if e.reason in DIAGNOSED_REASONS:
+                if diagnosed(e):
                     report.refused(e, source, now_mono)
                 return False
             accepted += 1
