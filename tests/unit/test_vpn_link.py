@@ -124,6 +124,19 @@ def linked_pair(sides, offloads=True, b_peer_key=KEY_A, keepalive=25.0, transpor
 TRANSPORTS = pytest.mark.parametrize("transport", ["udp", "tcp"])
 
 
+@TRANSPORTS
+def test_move_peer_points_the_endpoint_and_a_dialling_transport_elsewhere(transport):
+    side = Side(KEY_A, KEY_B, peer=("127.0.0.1", 5001), thread=False, transport=transport)
+    side.build()
+    try:
+        side.link.move_peer(("127.0.0.1", 5002))
+        assert side.link.endpoint.address == ("127.0.0.1", 5002)
+        assert getattr(side.transport, "peer_address", ("127.0.0.1", 5002)) == ("127.0.0.1", 5002)
+    finally:
+        side.transport.close()
+        side.tun.close()
+
+
 @pytest.mark.parametrize("transport,offloads", [("udp", True), ("udp", False), ("tcp", False)],
                          ids=["udp-offloads", "udp-plain", "tcp"])
 def test_packets_round_trip(sides, transport, offloads):

@@ -21,7 +21,7 @@ import time
 from ..cli_common import (OneLineParser, hostport_arg, number_arg, positive_float, program_name, read_secret, run_cli,
                           setup_logging)
 from ..errors import ConfigError
-from ..netutil import format_address
+from ..netutil import format_address, ip_literal
 from .packet import OVERHEAD
 
 log = logging.getLogger(__name__)
@@ -377,11 +377,7 @@ class PeerName:
     def __init__(self, hostport, bind):
         self.host, self.port = hostport
         self.bind = bind            # the local sockaddr: decides how an IPv4 peer is written
-        try:
-            ipaddress.ip_address(self.host)
-            self.numeric = True
-        except ValueError:
-            self.numeric = False
+        self.numeric = ip_literal(self.host) is not None       # a literal is never resolved again
 
     def refresh(self, link):
         """Resolve again; point the link at the new address if it moved."""
@@ -395,9 +391,7 @@ class PeerName:
         if fresh != link.endpoint.address:
             log.info("peer %s now resolves to %s (was %s)", self.host, _format_peer(fresh),
                      _format_peer(link.endpoint.address))
-            link.endpoint.address = fresh
-            if getattr(link.transport, "peer_address", None) is not None:
-                link.transport.peer_address = fresh         # TCP: dial the new address from now on
+            link.move_peer(fresh)
 
     def refresh_while_silent(self, link):
         import gevent

@@ -118,6 +118,11 @@ class Link:
         self._error = TomatoError("link failed: %r" % (e,))
         self._stopped.set()
 
+    def move_peer(self, address):
+        """The peer's fixed address changed (its -pa name resolves elsewhere now)."""
+        self.endpoint.address = address
+        self.transport.peer_moved(address)
+
     @property
     def watch(self):
         """status.PeerWatch: when the peer was last heard, whether it is silent."""

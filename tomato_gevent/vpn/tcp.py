@@ -146,6 +146,10 @@ class TcpTransport(DatagramTransport):
             self._greenlets.append(gevent.spawn(self._dial_forever))
         self._greenlets.append(gevent.spawn(self._housekeeping))
 
+    def peer_moved(self, address):
+        if self.peer_address is not None:       # a dialling side dials the new address from now on
+            self.peer_address = address
+
     def close(self):
         gevent.killall(self._greenlets)
         for conn in list(self._by_fd.values()):

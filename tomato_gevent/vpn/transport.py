@@ -105,6 +105,9 @@ class DatagramTransport:
     def start(self, announce):
         """Called once from the running link (greenlets may be spawned here)."""
 
+    def peer_moved(self, address):
+        """The peer's fixed address is now address (datagrams carry their destination)."""
+
     def close(self):
         raise NotImplementedError
 
