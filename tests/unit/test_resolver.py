@@ -106,6 +106,23 @@ def test_dns_answers_are_cached_for_their_ttl(tmp_path):
     assert len(fake.calls) == 4                     # expired: asked again
 
 
+def test_a_full_cache_forgets_its_oldest_answers_and_keeps_the_recent_ones(tmp_path, monkeypatch):
+    monkeypatch.setattr(resolver_mod, "MAX_CACHE_ENTRIES", 8)
+    names = ["n%d.test" % i for i in range(9)]
+    r, clock, fake, _ = make_resolver(tmp_path, {(name, "A"): (["192.0.2.%d" % i], 300)
+                                                 for i, name in enumerate(names)})
+    for name in names:                              # the ninth answer finds the cache full
+        r.resolve(name)
+        clock.now += 1
+    asked = len(fake.calls)
+    for name in names[2:]:
+        r.resolve(name)
+    assert len(fake.calls) == asked                 # the recent answers are still cached
+    r.resolve(names[0])
+    r.resolve(names[1])
+    assert len(fake.calls) == asked + 4             # the two oldest made room: asked again (A, AAAA)
+
+
 def test_ttl_zero_is_cached_briefly_and_huge_ttl_is_capped(tmp_path):
     r, clock, fake, _ = make_resolver(tmp_path, {("a.test", "A"): (["192.0.2.1"], 0),
                                                  ("b.test", "A"): (["192.0.2.2"], 10 ** 9)})

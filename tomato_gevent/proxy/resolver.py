@@ -17,6 +17,7 @@ Without gevent's monkey-patching dnspython blocks; with it (bin/proxy) every loo
 only blocks its own greenlet, and concurrent lookups of one name share one query.
 """
 import ipaddress
+import itertools
 import os
 import time
 
@@ -203,10 +204,21 @@ class Resolver:
             self._pending.pop(name, None)
 
     def _remember(self, name, expires, addresses, error):
+        self._cache.pop(name, None)         # to the end: the dict's order is the order of answers
         if len(self._cache) >= MAX_CACHE_ENTRIES:
-            now = self._clock()
-            for key in [k for k, v in self._cache.items() if v[0] <= now]:
-                del self._cache[key]
-            if len(self._cache) >= MAX_CACHE_ENTRIES:
-                self._cache.clear()
+            self._make_room()
         self._cache[name] = (expires, tuple(addresses), error)
+
+    def _make_room(self):
+        """Forget the expired answers, then the oldest until a quarter of the cache is free.
+
+        So the next scan is at least MAX_CACHE_ENTRIES / 4 answers away, whatever the TTLs
+        (answers expiring one by one used to cost a scan of the whole cache each), and the
+        recent answers stay (clearing everything sent every busy name back to DNS at once).
+        """
+        now = self._clock()
+        for key in [k for k, v in self._cache.items() if v[0] <= now]:
+            del self._cache[key]
+        excess = len(self._cache) - MAX_CACHE_ENTRIES * 3 // 4
+        for key in list(itertools.islice(self._cache, max(excess, 0))):
+            del self._cache[key]
