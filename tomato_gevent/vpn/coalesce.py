@@ -83,6 +83,7 @@ def pseudo_header_sum6(header, tcp_length):
 # folds bring a segment of up to 1536 bytes under 400 bits: 1.9 instead of 3.1 us in all.
 _FOLDS = tuple((shift, (1 << shift) - 1) for shift in (6144, 3072, 1536, 768, 384))
 _FOLD_ABOVE_BYTES = 384
+_IPV4_HEADER_BITS = (1 << 8 * IPV4_HEADER_SIZE) - 1
 
 
 def segment_checksums_ok(packet, ipv6):
@@ -96,16 +97,19 @@ def segment_checksums_ok(packet, ipv6):
     Data with a correct checksum sums to 0 modulo 0xFFFF.
     """
     if ipv6:
-        tcp = packet[IPV6_HEADER_SIZE:]
+        tcp_length = len(packet) - IPV6_HEADER_SIZE
+        total = int.from_bytes(packet[IPV6_HEADER_SIZE:], "little")
         pseudo = sum(_ADDRESSES6.unpack_from(packet, 8))
     else:
-        if sum(_IPV4_WORDS.unpack_from(packet)) % 0xFFFF:
+        # One integer for the whole packet: its low 20 bytes are the IPv4 header, which
+        # must sum to 0 on its own, and then the whole sums like the TCP part alone.
+        tcp_length = len(packet) - IPV4_HEADER_SIZE
+        total = int.from_bytes(packet, "little")
+        if (total & _IPV4_HEADER_BITS) % 0xFFFF:
             return False
-        tcp = packet[IPV4_HEADER_SIZE:]
         pseudo = sum(_ADDRESSES4.unpack_from(packet, 12))
-    pseudo += 6 + len(tcp)                  # protocol TCP, TCP length
-    total = int.from_bytes(tcp, "little") + (pseudo << 8)
-    if len(tcp) > _FOLD_ABOVE_BYTES:
+    total += (pseudo + 6 + tcp_length) << 8         # protocol TCP, TCP length
+    if tcp_length > _FOLD_ABOVE_BYTES:
         for shift, mask in _FOLDS:
             total = (total >> shift) + (total & mask)
     return total % 0xFFFF == 0
