@@ -24,9 +24,15 @@ A rule file is UTF-8 text, one rule per line: ``direction<TAB>target``.
   invalid domain, a bad pattern or network) raises
   ``ConfigError("file:line: why: 'line'")``: the proxy refuses to start rather than guess.
 
-Lookup (``RuleSet.lookup(host)``) normalises the host (rules/names.py) and
-returns the action of the rule that decides it, or ``None`` when no rule
-matches (the caller applies its default direction). Precedence for a name:
+Lookup (``RuleSet.lookup(host)``) takes a host as a request names it (any
+case, trailing dots, ``:port``, Unicode, IP literals), brings it to the one
+spelling of rules/names.py and returns the action of the rule that decides
+it, or ``None`` when no rule matches (the caller applies its default
+direction). It does not validate: the proxy's edge (``normalize_host``,
+``canonical_host``) refuses a host that is neither a name nor an IP literal
+before any rule is asked, so that work is not done twice; a lower-case string
+that is no valid name (``a..b.com``, a 64-character label) gets the answer of
+its dot-separated suffixes. Precedence for a name:
 
 1. an exact (``full:``) rule for the name;
 2. the suffix rule for the name itself, then those of its parents, nearest
@@ -55,10 +61,11 @@ run only when neither decides, and only when the screen of the name's last
 label (where the walk ends) lets the name through; cidr rules (networks.py)
 only for IP literals.
 
-Cost of a lookup: one regular-expression match that proves the host is
-already normalised (lower case, valid; ``:port`` or a trailing dot are cut
-off by the same match), then the probes. Upper case takes the same match
-after lower(); anything else (IDN, IP literals) goes through ``normalize_host``.
+Cost of a lookup: for a lower-case ASCII host with a letter (every name as
+the edge passes it on, and most as clients write them) three C calls
+(``isascii``, ``islower``, ``partition`` for a ``:port``), then the probes;
+upper case the same after ``lower()``; anything else (trailing dots, IDN,
+IP literals) goes through ``normalize_host``.
 
 Pure: no I/O except ``load_rule_files``, which only reads the named files; no logging.
 """
@@ -91,14 +98,6 @@ class Rule(NamedTuple):
     value: str                  # normalised name, keyword, pattern source, or network text
 
 
-# The common case on the hot path: a name of at most 63 characters, already lower case,
-# last character a letter, "-" or "_" (so neither an IP literal nor a dot), maybe a
-# trailing dot, maybe a :port (CONNECT). Such a host is a valid name iff it matches this
-# and has no empty label (".."): no label can be longer than 63 then, and group 1 is the
-# normalised name. One character class repeated is ~40 % cheaper for the engine than
-# labels as nested groups. Upper case is tried again after lower(); anything else (longer
-# names, IDN, IP literals, junk) takes the full normalize_host path.
-_match_plain_host = re.compile(r"([a-z0-9_-][a-z0-9_.-]{0,62}(?<![0-9.]))\.?(?::[0-9]{1,5})?").fullmatch
 _is_keyword = re.compile(r"[a-z0-9_.-]+").fullmatch
 
 _ACTIONS_BY_NAME = {action.value: action for action in Action}
@@ -185,12 +184,18 @@ class RuleSet:
 
     def lookup(self, host: str) -> Optional[Action]:
         """Action of the rule that decides host (name, name:port or IP literal), None if none."""
-        plain = _match_plain_host(host)
-        if plain is None and host.isascii():
-            plain = _match_plain_host(host.lower())     # upper case (or an IP literal, for nothing)
-        if plain is not None and ".." not in host:
-            name = plain[1]     # already normalised, maybe with :port; spares the full path
-        else:
+        name = None
+        if host.isascii():
+            spelled = host
+            if not spelled.islower():       # upper case, or no letter at all (an IP literal)
+                spelled = host.lower()
+                if not spelled.islower():
+                    spelled = None
+            if spelled is not None:
+                name, colon, port = spelled.partition(":")     # the port is not looked at
+                if name[-1:] == "." or (colon and ":" in port):
+                    name = None             # a trailing dot, or an IPv6 literal: the full path
+        if name is None:
             name = normalize_host(host)
             if name is None:
                 if len(self._networks):
