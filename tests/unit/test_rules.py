@@ -4,8 +4,8 @@ from pathlib import Path
 import pytest
 
 from tomato_gevent.errors import ConfigError
-from tomato_gevent.rules import (Action, RuleSet, load_rule_files, normalize_name, normalize_host,
-                                       parse_rules)
+from tomato_gevent.rules import (Action, BadHost, RuleSet, canonical_host, load_rule_files, normalize_host,
+                                  normalize_name, parse_rules)
 
 BLOCK, DIRECT, FORWARD = Action.BLOCK, Action.DIRECT, Action.FORWARD
 
@@ -362,3 +362,12 @@ def test_valid_names_in_any_spelling_and_length_get_the_answer_of_their_normal_f
     rs = rules("direct\tc0m\nblock\tb.com\n")
     assert rs.lookup(host) is action
     assert rs.lookup(normalize_host(host)) is action
+
+
+@pytest.mark.parametrize("host", ["a..b.com", "x" * 64 + ".b.com", "exa*mple.b.com", "a b.b.com:443"])
+def test_lookup_leaves_validation_to_the_edge(host):
+    """The edge refuses these before any rule is asked; lookup answers by the suffixes."""
+    assert normalize_host(host) is None
+    with pytest.raises(BadHost):
+        canonical_host(host.partition(":")[0])
+    assert rules("direct\tcom\nblock\tb.com\n").lookup(host) is BLOCK
