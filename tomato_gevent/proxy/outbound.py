@@ -91,10 +91,14 @@ class Outbound:
         return action
 
     # -- connecting ------------------------------------------------------------------
+    def allowed_destinations(self, addresses, client):
+        """The addresses client may reach through us (exchange.destination_allowed, --allow-private)."""
+        return [a for a in addresses if exchange.destination_allowed(client, a, self.allow_private)]
+
     def connect_direct(self, host, port, client):
         """Connected socket to host:port; Refused(403) if every address is forbidden for client."""
         addresses = self.resolver.resolve(host)
-        allowed = [a for a in addresses if exchange.destination_allowed(client, a, self.allow_private)]
+        allowed = self.allowed_destinations(addresses, client)
         if not allowed:
             raise Refused("destination %s is a loopback or link-local address of the proxy host"
                           % addresses[0], 403)

@@ -289,8 +289,8 @@ class _DatagramRelay:
             if association.is_client(ip, port):
                 self._send_on(data)
             elif association.answers(ip, port):
-                self._send(socks5.render_udp_header(str(ip), port) + data, association.client_address,
-                           len(data), "down")
+                if self._send(socks5.render_udp_header(str(ip), port) + data, association.client_address):
+                    self.down += len(data)
             else:
                 self.dropped["from strangers"] += 1
 
@@ -302,8 +302,8 @@ class _DatagramRelay:
             self.dropped["malformed"] += 1
             return
         target = self._target(datagram.host)
-        if target is not None and self._send(datagram.payload, (str(target), datagram.port),
-                                             len(datagram.payload), "up"):
+        if target is not None and self._send(datagram.payload, (str(target), datagram.port)):
+            self.up += len(datagram.payload)
             self.association.sent_to(target, datagram.port)
 
     def _target(self, host):
@@ -323,21 +323,16 @@ class _DatagramRelay:
         except TomatoError:
             self.dropped["unresolved"] += 1
             return None
-        for address in addresses:
-            if address.version == self.ip_version and exchange.destination_allowed(
-                    self.context.client, address, self.outbound.allow_private):
+        for address in self.outbound.allowed_destinations(addresses, self.context.client):
+            if address.version == self.ip_version:
                 return address
         self.dropped["no allowed address"] += 1
         return None
 
-    def _send(self, data, address, payload_bytes, direction):
+    def _send(self, data, address):
         try:
             self.udp.sendto(data, address)
         except OSError:
             self.dropped["send failed"] += 1
             return False
-        if direction == "up":
-            self.up += payload_bytes
-        else:
-            self.down += payload_bytes
         return True
