@@ -10,8 +10,9 @@ VPY        = $(VENV)/bin/python
 SYSTEM_PYTHON ?= /usr/bin/python3
 COV_VENV  ?= .venv-nobody
 FUZZ_MINUTES ?= 5
-# Debian packages the tests drive as real clients/servers (command:package).
-TEST_APT   = ip:iproute2 ping:iputils-ping iperf3:iperf3 curl:curl tinyproxy:tinyproxy ss:iproute2 sysctl:procps ethtool:ethtool nft:nftables faketime:faketime setpriv:util-linux strace:strace
+# Debian packages the tests drive as real clients/servers (command:package), and libraries the
+# package loads at run time (lib:NAME:package: libsodium for pysodium, the handshake's group).
+TEST_APT   = lib:sodium:libsodium23 ip:iproute2 ping:iputils-ping iperf3:iperf3 curl:curl tinyproxy:tinyproxy ss:iproute2 sysctl:procps ethtool:ethtool nft:nftables faketime:faketime setpriv:util-linux strace:strace
 BENCH_APT  = $(TEST_APT) openvpn:openvpn wrk:wrk nginx:nginx-light openssl:openssl tc:iproute2 microsocks:microsocks
 
 .PHONY: all venv test unit fuzz coverage demo bench rules install uninstall clean
