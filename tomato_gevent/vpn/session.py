@@ -1,10 +1,12 @@
 """Session rules of the tomato VPN (pure: clocks and randomness are passed in).
 
-Sending (new_sealer): each start picks a session id = start time in ms << 16 |
-16 random bits; counters start at 0. A session that used up its counters is
-followed by a strictly newer one.
+Sending (new_sealer): each start picks a session id = start time in
+ms << 16 | 16 random bits; counters start at 0. A session that used up its counters
+is followed by a strictly newer one.
 
-Receiving (Receiver.open_into), in this order -- authenticate before you remember:
+Receiving (Receiver.open_into, the one decoder of packet.py's layout: the tunnel, the
+tests and bench/crypto_bench.py all open datagrams with it), in this order --
+authenticate before you remember:
   1. framing: 36 .. 65535 bytes, else BadPacket.
   2. a session id other than the current one is refused before any crypto if it
      is our own send session id (a datagram of ours reflected back: refused even
@@ -31,17 +33,21 @@ Every refusal is BadPacket(reason) and leaves the state unchanged.
 PeerEndpoint: where to send. Fixed (-pa) or learned (-d) from packets that
 passed all of the above; forgotten after -avt seconds without one.
 """
-import struct
-
 from ..errors import BadPacket
-from .packet import (AUTHENTICATION_FAILED, DEFAULT_BACKEND, HEADER_SIZE, MAX_DATAGRAM_SIZE, MIN_DATAGRAM_SIZE,
-                     OVERHEAD, SESSION_RANDOM_BITS, TAG_SIZE, Sealer, make_session_id)
+from .packet import (DEFAULT_BACKEND, HEADER, HEADER_SIZE, MAX_DATAGRAM_SIZE, MIN_DATAGRAM_SIZE, OVERHEAD,
+                     REJECT_AFTER_MESSAGES, SESSION_RANDOM_BITS, TAG_SIZE, TIMESTAMP, Sealer, make_session_id,
+                     session_start_ms)
 from .replay import ReplayWindow
 
-_HEADER = struct.Struct(">QI")
-_U64 = struct.Struct(">Q")
-
 FORGET_SESSION_PVT_FACTOR = 2   # escape hatch after 2 * pvt of silence (see docstring)
+
+# BadPacket reasons of Receiver.open_into (the drop counters' keys)
+SHORT_DATAGRAM = "short datagram"
+OVERSIZED_DATAGRAM = "oversized datagram"
+OWN_SESSION = "own session id (reflected datagram)"
+NOT_NEWER_SESSION = "not a newer session"
+AUTHENTICATION_FAILED = "authentication failed"     # wrong password or protocol
+REPLAYED = "replayed or too old counter"
 
 
 class TimestampRefused(BadPacket):
@@ -54,11 +60,11 @@ class TimestampRefused(BadPacket):
         self.skew_ms = skew_ms
 
 
-def new_sealer(password_key, now_ms, random16, backend=DEFAULT_BACKEND, after=None, limit=None):
+def new_sealer(password_key, now_ms, random16, backend=DEFAULT_BACKEND, after=None, limit=REJECT_AFTER_MESSAGES):
     """Sealer of a new session started at now_ms; strictly newer than session id `after`."""
     start_ms = now_ms
     if after is not None:
-        start_ms = max(start_ms, (after >> SESSION_RANDOM_BITS) + 1)
+        start_ms = max(start_ms, session_start_ms(after) + 1)
     return Sealer(password_key, make_session_id(start_ms, random16), backend, limit=limit)
 
 
@@ -88,14 +94,14 @@ class Receiver:
         """
         size = len(datagram)
         if size < MIN_DATAGRAM_SIZE:
-            raise BadPacket("short datagram")
+            raise BadPacket(SHORT_DATAGRAM)
         if size > MAX_DATAGRAM_SIZE:
-            raise BadPacket("oversized datagram")
+            raise BadPacket(OVERSIZED_DATAGRAM)
         if type(datagram) is not memoryview:
             datagram = memoryview(datagram)
         if type(out) is not memoryview:
             out = memoryview(out)
-        session_id, counter = _HEADER.unpack_from(datagram)
+        session_id, counter = HEADER.unpack_from(datagram)
         current = session_id == self.session_id
         if not current:
             self._check_other_session(session_id, now_ms, now_mono)
@@ -104,12 +110,12 @@ class Receiver:
             self._decrypt_into(header, datagram[HEADER_SIZE:], header, out[:size - HEADER_SIZE - TAG_SIZE])
         except self._authentication_failed:
             raise BadPacket(AUTHENTICATION_FAILED) from None
-        timestamp_ms = _U64.unpack_from(out)[0]
+        timestamp_ms = TIMESTAMP.unpack_from(out)[0]
         if not -self._pvt_ms <= now_ms - timestamp_ms <= self._pvt_ms:
             raise TimestampRefused(timestamp_ms - now_ms)
-        window = self._window if current else ReplayWindow()
+        window = self._window if current else ReplayWindow(REJECT_AFTER_MESSAGES)
         if not window.accept(counter):
-            raise BadPacket("replayed or too old counter")
+            raise BadPacket(REPLAYED)
         if not current:
             # Commit: this authenticated, fresh, newer session replaces the current one.
             self.session_id = session_id
@@ -120,13 +126,13 @@ class Receiver:
     def _check_other_session(self, session_id, now_ms, now_mono):
         """The checks before any crypto for a datagram that is not of the current session."""
         if session_id == self.own_session_id:
-            raise BadPacket("own session id (reflected datagram)")
+            raise BadPacket(OWN_SESSION)
         start_ms = session_id >> SESSION_RANDOM_BITS
         if start_ms > now_ms + self._pvt_ms:
             raise TimestampRefused(start_ms - now_ms, "session starts in the future")
         if (self.session_id is not None and start_ms <= self.session_id >> SESSION_RANDOM_BITS
                 and now_mono - self._last_accept <= self._forget_after):
-            raise BadPacket("not a newer session")
+            raise BadPacket(NOT_NEWER_SESSION)
 
 
 class PeerEndpoint:
