@@ -84,7 +84,7 @@ def measure(backend_name, quick=False):
     def open_():
         nonlocal receiver, position
         if position == iterations:      # a new loop: a receiver that has seen none of them
-            receiver, position = session.Receiver(key, PVT_SECONDS, backend), 0
+            receiver, position = session.Receiver(key, PVT_SECONDS, None, backend), 0
         receiver.open_into(sealed[position], opened, NOW_MS, 0.0)
         position += 1
 

@@ -25,7 +25,7 @@ ANY_TIME_SECONDS = 2 ** 65 / 1000       # a -pvt wider than any 64-bit timestamp
 
 def open_datagram(datagram, key=PASSWORD_KEY, backend=DEFAULT_BACKEND):
     """(session id, counter, timestamp, payload) of one datagram, opened by a fresh Receiver."""
-    receiver = Receiver(key, ANY_TIME_SECONDS, backend)
+    receiver = Receiver(key, ANY_TIME_SECONDS, None, backend)
     out = bytearray(max(len(datagram), OVERHEAD))
     size = receiver.open_into(datagram, out, 0, 0.0)
     _, counter = struct.unpack_from(">QI", datagram)

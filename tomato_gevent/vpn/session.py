@@ -1,6 +1,6 @@
 """Session rules of the tomato VPN (pure: clocks and randomness are passed in).
 
-Sending (new_sealer): each start picks a session id = start time in
+Sending (new_sealer, SendSession): each start picks a session id = start time in
 ms << 16 | 16 random bits; counters start at 0. A session that used up its counters
 is followed by a strictly newer one.
 
@@ -30,13 +30,18 @@ authenticate before you remember:
      the -pvt check whenever the clocks agree within -pvt.
 Every refusal is BadPacket(reason) and leaves the state unchanged.
 
+Crossed connections (connections.py, the TCP transport): when both sides dialled,
+the side whose sending session is newer than the peer's keeps the connection it
+dialled, the other the one it accepted -- the same connection, since both sides
+know both session ids once a datagram has opened (Receiver.keeps_outgoing).
+
 PeerEndpoint: where to send. Fixed (-pa) or learned (-d) from packets that
 passed all of the above; forgotten after -avt seconds without one.
 """
 from ..errors import BadPacket
 from .packet import (DEFAULT_BACKEND, HEADER, HEADER_SIZE, MAX_DATAGRAM_SIZE, MIN_DATAGRAM_SIZE, OVERHEAD,
-                     REJECT_AFTER_MESSAGES, SESSION_RANDOM_BITS, TAG_SIZE, TIMESTAMP, Sealer, make_session_id,
-                     session_start_ms)
+                     REJECT_AFTER_MESSAGES, SESSION_RANDOM_BITS, TAG_SIZE, TIMESTAMP, CounterExhausted, Sealer,
+                     make_session_id, session_start_ms)
 from .replay import ReplayWindow
 
 FORGET_SESSION_PVT_FACTOR = 2   # escape hatch after 2 * pvt of silence (see docstring)
@@ -68,21 +73,38 @@ def new_sealer(password_key, now_ms, random16, backend=DEFAULT_BACKEND, after=No
     return Sealer(password_key, make_session_id(start_ms, random16), backend, limit=limit)
 
 
+class SendSession:
+    """Our current sending session: new_sealer(after) -> Sealer makes the first one and,
+    when a session's counter is exhausted, a strictly newer one (after = the old id)."""
+
+    def __init__(self, new_sealer):
+        self._new_sealer = new_sealer
+        self.sealer = new_sealer(None)
+
+    def seal_into(self, out, plain, timestamp_ms):
+        try:
+            return self.sealer.seal_into(out, plain, timestamp_ms)
+        except CounterExhausted:
+            self.sealer = self._new_sealer(self.sealer.session_id)
+            return self.sealer.seal_into(out, plain, timestamp_ms)
+
+
 class Receiver:
     """The peer's current session as we see it; opens and filters incoming datagrams.
 
-    own_session_id: the session id this host currently sends with; whoever
-    starts a sealer sets it (a datagram carrying it is a reflection of ours).
+    sending: this host's SendSession; a datagram carrying its current session id is a
+    reflection of ours (refused). None for a receiver that opens what its own host
+    seals (the scheduler's warmer).
     """
 
-    def __init__(self, password_key, pvt_seconds, backend=DEFAULT_BACKEND):
+    def __init__(self, password_key, pvt_seconds, sending, backend=DEFAULT_BACKEND):
         aead = backend(password_key)
         self._decrypt_into, self._authentication_failed = aead.decrypt_into, aead.AuthenticationFailed
         self.pvt_seconds = pvt_seconds
         self._pvt_ms = int(pvt_seconds * 1000)
         self._forget_after = FORGET_SESSION_PVT_FACTOR * pvt_seconds
+        self._sending = sending
         self.session_id = None          # current session of the peer, None before the first
-        self.own_session_id = None
         self._window = None
         self._last_accept = None        # monotonic seconds of the last accepted packet
 
@@ -125,7 +147,7 @@ class Receiver:
 
     def _check_other_session(self, session_id, now_ms, now_mono):
         """The checks before any crypto for a datagram that is not of the current session."""
-        if session_id == self.own_session_id:
+        if self._sending is not None and session_id == self._sending.sealer.session_id:
             raise BadPacket(OWN_SESSION)
         start_ms = session_id >> SESSION_RANDOM_BITS
         if start_ms > now_ms + self._pvt_ms:
@@ -133,6 +155,12 @@ class Receiver:
         if (self.session_id is not None and start_ms <= self.session_id >> SESSION_RANDOM_BITS
                 and now_mono - self._last_accept <= self._forget_after):
             raise BadPacket(NOT_NEWER_SESSION)
+
+
+    def keeps_outgoing(self):
+        """The crossed-connection tie-break (see the module docstring): True when our
+        sending session is newer than the peer's, or no datagram of the peer opened yet."""
+        return self._sending.sealer.session_id > (self.session_id or 0)
 
 
 class PeerEndpoint:
@@ -162,4 +190,4 @@ class PeerEndpoint:
         return False
 
 
-__all__ = ["new_sealer", "Receiver", "PeerEndpoint", "TimestampRefused"]
+__all__ = ["new_sealer", "SendSession", "Receiver", "PeerEndpoint", "TimestampRefused"]
