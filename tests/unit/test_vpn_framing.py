@@ -5,7 +5,8 @@ import pytest
 
 from tomato_gevent.errors import BadPacket
 from tomato_gevent.vpn.framing import FRAME_HEADER_SIZE, FrameSplitter, frame, frame_header, frame_iovecs
-from tomato_gevent.vpn.packet import MAX_DATAGRAM_SIZE, MIN_DATAGRAM_SIZE
+from tomato_gevent.vpn.keypair import MAX_DATAGRAM_SIZE
+from tomato_gevent.vpn.messages import SMALLEST_MESSAGE
 
 RND = random.Random(12)
 DATAGRAMS = [RND.randbytes(n) for n in (40, 41, 100, 1452, 40, 9000, 65535, 77)]
@@ -60,7 +61,7 @@ def test_frames_are_views_into_the_buffer_not_copies():
     assert frames[0].obj is frames[1].obj
 
 
-@pytest.mark.parametrize("length", [0, 1, MIN_DATAGRAM_SIZE - 1])
+@pytest.mark.parametrize("length", [0, 1, SMALLEST_MESSAGE - 1])
 def test_short_and_zero_lengths_refused(length):
     splitter = FrameSplitter()
     with pytest.raises(BadPacket, match="bad frame length"):

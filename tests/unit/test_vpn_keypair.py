@@ -70,7 +70,7 @@ def test_unknown_index_and_wrong_type_cost_no_aead():
         kb.open(bytes([0x30, 0, 0, 0]) + (12345).to_bytes(4, "big") + bytes(24), 1.0)
     with pytest.raises(BadPacket, match="not a data"):
         kb.open(bytes([0x31]) + bytes(40), 1.0)
-    with pytest.raises(BadPacket, match="length"):
+    with pytest.raises(BadPacket, match="short"):
         kb.open(bytes(31), 1.0)
 
 
@@ -148,6 +148,8 @@ def test_foreign_versions_are_named():
     v2 = struct.pack(">QI", (now_ms - 5000) << 16 | 0xBEEF, 0) + bytes(24)
     assert messages.foreign_version(v2, now_ms) == 2
     assert messages.foreign_version(bytes([0x41]) + bytes(50), now_ms) == 4
+    assert messages.foreign_version(bytes([0x78]) + bytes(50), now_ms) is None, "no message type of ours"
+    assert messages.foreign_version(bytes([0x41]) + bytes(10), now_ms) is None, "shorter than any message"
     assert messages.foreign_version(bytes([0x31]) + bytes(50), now_ms) is None
     assert messages.foreign_version(bytes(36), now_ms) is None, "a start time of 1970 is no v2 session"
     assert messages.foreign_version(b"", now_ms) is None

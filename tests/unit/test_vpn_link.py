@@ -11,7 +11,7 @@ import pytest
 
 from tomato_gevent.errors import TomatoError
 from tomato_gevent.vpn import link as link_module
-from tomato_gevent.vpn.assembly import build_link, build_sessions, offloads_wanted, open_transport
+from tomato_gevent.vpn.assembly import build_endpoint, build_handshake, build_link, offloads_wanted, open_transport
 from tomato_gevent.vpn.cli import build_parser
 from tomato_gevent.vpn.packet import OVERHEAD
 from tests.netns.nsutil import wait_for
@@ -64,12 +64,13 @@ class Side:
             assert self._ready.wait(5), "link did not start"
 
     def build(self):
-        """Sessions, transport and Link, in the calling thread's hub."""
-        sending, receiver = build_sessions(*self._keys, self._args.pvt)
+        """Handshake, transport and Link, in the calling thread's hub."""
+        handshake = build_handshake(*self._keys, self._args.pvt, build_endpoint(self._peer, self._args.avt),
+                                    self._args.keepalive)
         drops = collections.Counter()
-        self.transport = open_transport(self.kind, self._bind, self._peer, self._offloads, receiver, drops,
+        self.transport = open_transport(self.kind, self._bind, self._peer, self._offloads, handshake, drops,
                                         self._http_proxy, self._peer)
-        self.link = build_link(self._args, self._peer, self.tun, self.transport, sending, receiver, drops)
+        self.link = build_link(self._args, self.tun, self.transport, handshake, drops)
         self.address = self.transport.local_address()
         self._hub = gevent.get_hub()
 
@@ -119,7 +120,7 @@ def sides():
 
 
 def linked_pair(sides, offloads=True, b_peer_key=KEY_A, keepalive=25.0, transport="udp"):
-    """B dynamic (learns A from A's first keepalive), A fixed on B's address."""
+    """B dynamic (learns A from the handshake A starts), A fixed on B's address."""
     b = sides(KEY_B, b_peer_key, offloads=offloads, keepalive=keepalive, transport=transport)
     a = sides(KEY_A, KEY_B, peer=b.address, offloads=offloads, keepalive=keepalive, transport=transport)
     return a, b
@@ -145,7 +146,7 @@ def test_move_peer_points_the_endpoint_and_a_dialling_transport_elsewhere(transp
                          ids=["udp-offloads", "udp-plain", "tcp"])
 def test_packets_round_trip(sides, transport, offloads):
     a, b = linked_pair(sides, offloads, transport=transport)
-    wait_for(lambda: b.link.endpoint.address is not None, what="B learning A from its first keepalive")
+    wait_for(lambda: b.link.endpoint.address is not None, what="B learning A from the handshake")
     if transport == "udp":
         assert b.link.endpoint.address[1] == a.address[1]
     a.tun.host.send(b"ping from A")
@@ -162,11 +163,12 @@ def test_packets_round_trip(sides, transport, offloads):
     received = [b.tun.host.recv(65536) for _ in packets]
     assert received == packets
     assert b.link.drops == {}
-    # received is counted at the end of each receive batch, after the tun writes
-    wait_for(lambda: b.link.received >= len(packets) + 2, what="B's count of accepted datagrams")
-    # A counts a batch once all of it is sent: it may be waiting for room mid-batch while B reads
-    wait_for(lambda: a.link.sent >= len(packets) + 2, what="A's count of sent datagrams")
-    # (over TCP, A's keepalive at start precedes its connection: "no connection")
+    # received (data datagrams) is counted at the end of each receive batch, after the tun writes
+    wait_for(lambda: b.link.received >= len(packets) + 1, what="B's count of accepted datagrams")
+    # A counts a batch once all of it is sent: it may be waiting for room mid-batch while B reads;
+    # it sent an initiation and a confirmation too
+    wait_for(lambda: a.link.sent >= len(packets) + 3, what="A's count of sent datagrams")
+    # (over TCP, A's initiation at start precedes its connection: "no connection")
     assert set(a.link.drops) <= {"no connection"} and a.link.drops["no connection"] <= 1
 
 
@@ -184,28 +186,33 @@ def test_keepalives_sent_while_idle(sides, monkeypatch, transport):
 
 
 @TRANSPORTS
-def test_wrong_key_dropped_and_counted(sides, transport):
+def test_wrong_key_gives_no_session_and_a_line_on_both_sides(sides, transport, caplog):
     a, b = linked_pair(sides, b_peer_key=KEY_WRONG, transport=transport)
+    wait_for(lambda: b.link.drops["handshake confirmation does not authenticate"] >= 1,
+             what="B refusing A's confirmation")
+    assert a.link.drops["handshake response does not authenticate"] >= 1
+    lines = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len([line for line in lines if "the passwords do not match" in line]) == 2, lines
     a.tun.host.send(b"secret")
-    wait_for(lambda: b.link.drops["authentication failed"] >= 2, what="B refusing A's keepalive and packet")
+    wait_for(lambda: a.link.drops["no session"] == 1, what="A dropping what it has no keys for")
     assert b.link.received == 0 and b.link.endpoint.address is None
+    assert a.link.keypairs.current is None and b.link.keypairs.current is None
     b.tun.host.settimeout(0.2)
     with pytest.raises(socket.timeout):
         b.tun.host.recv(65536)
     # B has learned no address, so what its tun sends is dropped, not sent anywhere.
     b.tun.host.send(b"to nobody")
     wait_for(lambda: b.link.drops["no peer address"] == 1, what="no peer address drop")
-    assert b.link.sent == 0
 
 
 def test_garbage_datagrams_dropped(sides):
     a, b = linked_pair(sides)
-    wait_for(lambda: b.link.received >= 1, what="A's first keepalive")
+    wait_for(lambda: b.link.received >= 1 or a.link.keypairs.current is not None, what="the handshake")
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as attacker:
         for junk in (b"", b"x" * (OVERHEAD - 1), bytes(OVERHEAD), b"y" * 1400):
             attacker.sendto(junk, b.address)
     wait_for(lambda: sum(b.link.drops.values()) >= 4, what="4 drops")
-    assert b.link.drops["short datagram"] == 2
+    assert b.link.drops["short datagram"] == 1 and b.link.drops["unknown message type"] == 3
     assert b.link.endpoint.address[1] == a.address[1]      # garbage does not move the peer
     a.tun.host.send(b"still works")
     assert b.tun.host.recv(65536) == b"still works"
@@ -213,9 +220,10 @@ def test_garbage_datagrams_dropped(sides):
 
 def test_send_errors_counted_warned_once_not_fatal(sides, caplog):
     a = sides(KEY_A, KEY_B, peer=("127.0.0.1", 0))     # the kernel refuses port 0: EINVAL
+    wait_for(lambda: a.link.drops["send error"] >= 1, what="the initiation refused")
     for _ in range(3):
         a.tun.host.send(b"into the void")
-    wait_for(lambda: a.link.drops["send error"] >= 4, what="keepalive + 3 packets refused")
+    wait_for(lambda: a.link.drops["no session"] >= 3, what="3 packets without keys")
     assert a.link.sent == 0 and a.running
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and "cannot send to 127.0.0.1:0" in warnings[0].getMessage()

@@ -1,16 +1,17 @@
 """The link's status and announcements over loopback (no root): two Links as in test_vpn_link."""
 from tests.netns.nsutil import wait_for
 from tests.unit.test_vpn_link import TRANSPORTS, linked_pair, sides  # noqa: F401  (fixture)
-from tomato_gevent.vpn.packet import OVERHEAD
+from tomato_gevent.vpn.keypair import OVERHEAD
 
 
 @TRANSPORTS
-def test_a_new_peer_session_is_answered_at_once(sides, transport):  # noqa: F811
-    """B (dynamic, keepalive 25 s) answers A's first keepalive with one of its own, so A's
-    tunnel is up at once instead of at B's next keepalive."""
+def test_the_tunnel_is_up_on_both_sides_after_the_handshake(sides, transport):  # noqa: F811
+    """A initiates at start; B (dynamic, keepalive 25 s) answers; both are up without waiting
+    for a keepalive: the authenticated response and confirmation count as heard from the peer."""
     a, b = linked_pair(sides, transport=transport)
-    wait_for(lambda: a.link.received >= 1, timeout=5, what="B's announcement")
-    assert a.link.watch.last_received is not None and a.link.receiver.session_id is not None
+    wait_for(lambda: b.link.keypairs.current is not None, timeout=5, what="B's session")
+    assert a.link.watch.last_received is not None and b.link.watch.last_received is not None
+    assert a.link.keypairs.current.remote_index == b.link.keypairs.current.local_index
 
 
 @TRANSPORTS
@@ -28,8 +29,8 @@ def test_status_counts_packets_and_bytes_both_ways(sides, transport):  # noqa: F
     # A counts a batch once all of it is sent (it may wait for room mid-batch while B reads)
     wait_for(lambda: a.link.status()["tx_bytes"] >= payload, what="A counting its sent bytes")
     a_status, b_status = a.link.status(), b.link.status()
-    assert b_status["rx_packets"] >= len(packets) + 1
-    assert a_status["tx_packets"] >= len(packets) + 1                  # + the keepalive at start
+    assert b_status["rx_packets"] >= len(packets)                      # data datagrams
+    assert a_status["tx_packets"] >= len(packets) + 2                  # + the initiation and confirmation
     assert b_status["dynamic"] and b_status["peer_learned"] and not a_status["dynamic"]
     assert b_status["last_received_seconds_ago"] is not None and b_status["peer_session"] is not None
     assert "authentication failed" not in a_status["drops"] and "authentication failed" not in b_status["drops"]

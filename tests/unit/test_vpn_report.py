@@ -5,11 +5,17 @@ import pytest
 
 from tomato_gevent.errors import BadPacket
 from tomato_gevent.netutil import format_address
-from tomato_gevent.vpn.packet import PROTOCOL
+from tomato_gevent.vpn.handshake import HandshakeTimestampRefused, PasswordMismatch
+from tomato_gevent.vpn.messages import VersionMismatch
 from tomato_gevent.vpn.report import LinkReport, diagnosed
-from tomato_gevent.vpn.session import AUTHENTICATION_FAILED, PeerEndpoint, TimestampRefused
+from tomato_gevent.vpn.session import PeerEndpoint
 
 PEER = ("10.9.0.2", 5000)
+MISMATCH = PasswordMismatch("handshake confirmation does not authenticate")
+
+
+class Keypair:
+    local_index = 0xABC
 
 
 @pytest.fixture
@@ -35,16 +41,16 @@ def test_tunnel_up_on_the_first_datagram_then_silent_and_back(caplog_info):
     r = report()
     r.tick(30.0)
     assert lines(caplog_info) == []
-    r.received(PEER, 0xABC, 31.0)
-    r.received(PEER, 0xABC, 32.0)
+    r.received(PEER, Keypair, 31.0)
+    r.received(PEER, Keypair, 32.0)
     assert lines(caplog_info) == ["tunnel tun0 up: first authenticated datagram from 10.9.0.2:5000 "
-                                  "(peer session 0000000000000abc)"]
+                                  "(session 00000abc)"]
     r.tick(91.9)
     r.tick(92.0)
     r.tick(93.0)
     silent = lines(caplog_info, logging.WARNING)
     assert len(silent) == 1 and silent[0].startswith("peer silent since ") and "(1 min)" in silent[0]
-    r.received(PEER, 0xABC, 152.0)
+    r.received(PEER, Keypair, 152.0)
     assert lines(caplog_info)[-1] == "peer 10.9.0.2:5000 back after 2 min of silence"
 
 
@@ -54,23 +60,34 @@ def test_never_heard_is_reported_as_silent_since_the_start(caplog_info):
     assert lines(caplog_info) == ["peer silent since the start (1 min): no authenticated datagram yet"]
 
 
-def test_authentication_failures_from_the_peer_are_throttled(caplog_info):
+def test_password_mismatches_from_the_peer_are_throttled(caplog_info):
     r = report()
-    failed = BadPacket("authentication failed")
     for second in range(0, 60):
-        r.refused(failed, ("10.9.0.2", 40000), float(second))     # any port: NAT may change it
-    r.refused(failed, PEER, 60.0)
-    hint = ("fail authentication: check the passwords, that -pp here matches -lp there, and that both ends run "
-            "the same protocol version (%s)" % PROTOCOL)
+        r.refused(MISMATCH, ("10.9.0.2", 40000), float(second))     # any port: NAT may change it
+    r.refused(MISMATCH, PEER, 60.0)
+    hint = "failed: the passwords do not match (-pp here must be -lp there, and the other way round)"
     warned = lines(caplog_info, logging.WARNING)
-    assert warned == ["datagrams from 10.9.0.2:40000 " + hint,
-                      "datagrams from 10.9.0.2:5000 " + hint + " (59 more like this in the last 1 min)"]
+    assert warned == ["handshake with 10.9.0.2:40000 " + hint,
+                      "handshake with 10.9.0.2:5000 " + hint + " (59 more like this in the last 1 min)"]
+
+
+def test_another_protocol_version_is_named_with_ours(caplog_info):
+    report().refused(VersionMismatch(2), PEER, 0.0)
+    assert lines(caplog_info, logging.WARNING) == [
+        "10.9.0.2:5000 speaks tomato-vpn v2, this end speaks tomato-vpn v3: run the same version on both ends"]
+
+
+def test_the_first_handshake_is_told_rekeys_are_not(caplog_info):
+    r = report()
+    r.established(PEER, Keypair, True, 1.0)
+    r.established(PEER, Keypair, False, 121.0)
+    assert lines(caplog_info) == ["handshake with 10.9.0.2:5000 complete (we initiated, session 00000abc)"]
 
 
 def test_refusals_from_elsewhere_are_not_diagnosed(caplog_info):
     r = report()
-    r.refused(BadPacket("authentication failed"), ("203.0.113.9", 5000), 0.0)
-    r.refused(TimestampRefused(30_000), ("203.0.113.9", 5000), 0.0)
+    r.refused(MISMATCH, ("203.0.113.9", 5000), 0.0)
+    r.refused(HandshakeTimestampRefused(30_000), ("203.0.113.9", 5000), 0.0)
     assert lines(caplog_info) == []
 
 
@@ -79,20 +96,20 @@ def test_stream_sources_are_judged_by_their_remote_address(caplog_info):
     from types import SimpleNamespace
 
     r = report()
-    r.refused(BadPacket("authentication failed"), SimpleNamespace(peer=("203.0.113.9", 5000)), 0.0)
+    r.refused(MISMATCH, SimpleNamespace(peer=("203.0.113.9", 5000)), 0.0)
     assert lines(caplog_info) == []
-    r.refused(BadPacket("authentication failed"), SimpleNamespace(peer=("10.9.0.2", 41000)), 0.0)
+    r.refused(MISMATCH, SimpleNamespace(peer=("10.9.0.2", 41000)), 0.0)
     assert len(lines(caplog_info, logging.WARNING)) == 1
 
 
 def test_dynamic_mode_diagnoses_anyone_until_a_peer_is_known(caplog_info):
     endpoint = PeerEndpoint(forget_after=60.0)
     r = report(endpoint)
-    r.refused(BadPacket("authentication failed"), ("10.9.0.7", 1234), 0.0)
+    r.refused(MISMATCH, ("10.9.0.7", 1234), 0.0)
     assert len(lines(caplog_info, logging.WARNING)) == 1
     endpoint.learn(PEER, 1.0)
     r.learned(PEER, 1.0)
-    r.refused(BadPacket("authentication failed"), ("10.9.0.7", 1234), 100.0)   # not the peer now
+    r.refused(MISMATCH, ("10.9.0.7", 1234), 100.0)   # not the peer now
     assert lines(caplog_info)[1:] == ["peer address is now 10.9.0.2:5000"]
     r.forgot(PEER, 70.0)
     assert lines(caplog_info)[-1] == "forgot peer address 10.9.0.2:5000: nothing authentic for 60 s"
@@ -100,15 +117,16 @@ def test_dynamic_mode_diagnoses_anyone_until_a_peer_is_known(caplog_info):
 
 def test_clock_skew_names_the_difference_and_pvt(caplog_info):
     r = report()
-    r.refused(TimestampRefused(-30_200), PEER, 0.0)
-    r.refused(TimestampRefused(45_000, "session starts in the future"), PEER, 1.0)    # same cause: held back
+    r.refused(HandshakeTimestampRefused(-30_200), PEER, 0.0)
+    r.refused(HandshakeTimestampRefused(45_000), PEER, 1.0)    # same cause: held back
     assert [line.split(" (")[0] for line in lines(caplog_info)] == [
-        "datagrams from 10.9.0.2:5000 refused: peer clock differs by -30 s; -pvt is 10 s"]
+        "handshake from 10.9.0.2:5000 refused: peer clock differs by -30 s; -pvt is 10 s"]
 
 
-def test_only_authentication_and_clock_refusals_are_diagnosed():
-    assert diagnosed(BadPacket(AUTHENTICATION_FAILED))
-    assert diagnosed(TimestampRefused(30_000))
-    assert diagnosed(TimestampRefused(60_000, "session starts in the future"))
+def test_only_password_clock_and_version_refusals_are_diagnosed():
+    assert diagnosed(MISMATCH)
+    assert diagnosed(HandshakeTimestampRefused(30_000))
+    assert diagnosed(VersionMismatch(2))
+    assert not diagnosed(BadPacket("authentication failed"))    # data: a forgery, not a password
     assert not diagnosed(BadPacket("replayed"))
     assert not diagnosed(BadPacket("too short"))

@@ -7,7 +7,12 @@ import pytest
 from tomato_gevent.vpn.status import (LogThrottle, PeerWatch, build_status, clock_skew_message, format_bytes,
                                       format_duration, format_status, format_status_line, silence_threshold)
 
-SESSION = (1_700_000_000_000 << 16) | 0xBEEF        # started at 1_700_000_000.000 s (peer's clock)
+class Keypair:
+    """What the status reads of the current keypair (keypair.Keypair)."""
+    remote_index, local_index, created = 0x0A0B0C0D, 0xBEEF, 58.0        # 42 s before now=100
+
+
+SESSION = 0x0A0B0C0D0000BEEF                        # the peer's index, then ours
 
 CONTRACT_KEYS = {"interface", "peer_address", "last_received_seconds_ago", "rx_packets", "rx_bytes",
                  "tx_packets", "tx_bytes", "drops", "uptime_seconds"}
@@ -15,7 +20,7 @@ CONTRACT_KEYS = {"interface", "peer_address", "last_received_seconds_ago", "rx_p
 
 def status(**overrides):
     values = dict(interface="tun0", listen_address="0.0.0.0:5000", peer_address="10.9.0.2:5000", peer_host=None,
-                  dynamic=False, session_id=SESSION, last_received=95.0, started=0.0, now=100.0,
+                  dynamic=False, session=Keypair(), last_received=95.0, started=0.0, now=100.0,
                   now_ms=1_700_000_042_000, rx_packets=12, rx_bytes=3456, tx_packets=15, tx_bytes=2_000_000,
                   drops=collections.Counter({"short datagram": 1, "authentication failed": 3}))
     values.update(overrides)
@@ -34,7 +39,7 @@ def test_json_contract_keys_and_values():
 
 
 def test_unknown_values_are_null():
-    s = status(peer_address=None, dynamic=True, session_id=None, last_received=None, drops={})
+    s = status(peer_address=None, dynamic=True, session=None, last_received=None, drops={})
     assert s["peer_address"] is None and s["last_received_seconds_ago"] is None
     assert s["peer_session"] is None and s["peer_session_age_seconds"] is None
     assert s["peer_learned"] is False and s["drops"] == {}
@@ -50,7 +55,7 @@ def test_human_view_is_formatted_from_the_json():
     assert "3.38 KiB received (12 packets), 1.91 MiB sent (15 packets)" in text
     assert "drops: authentication failed: 3, short datagram: 1" in text
     assert "uptime: 1 min 40 s" in text
-    fresh = format_status(status(peer_address=None, dynamic=True, session_id=None, last_received=None, drops={}))
+    fresh = format_status(status(peer_address=None, dynamic=True, session=None, last_received=None, drops={}))
     assert "peer: none known (dynamic mode" in fresh and "peer session: none yet" in fresh
     assert "latest authenticated datagram: never" in fresh and "drops: none" in fresh
     unresolved = format_status(status(peer_address=None, peer_host="vpn.example.org"))

@@ -1,12 +1,14 @@
 """tcp.py without root: two Links over TCP on 127.0.0.1 (tun stand-ins from test_vpn_link),
 hostile and idle connections to the port, a peer restart, both sides dialling."""
 import socket
+import time
 
 import pytest
 
 from tests.netns.nsutil import wait_for
 from tests.unit.test_vpn_link import KEY_A, KEY_B, Side, linked_pair, sides  # noqa: F401 (fixture)
 from tomato_gevent.vpn.framing import frame, frame_header
+from tomato_gevent.vpn.keypair import Keypair
 
 
 def free_port():
@@ -144,6 +146,8 @@ def test_a_peer_that_stops_reading_fills_the_queue_then_is_dropped(sides, monkey
         listener.listen()
         a = sides(KEY_A, KEY_B, peer=listener.getsockname(), transport="tcp")
         stuck, _ = listener.accept()            # accepts, never reads
+        # No handshake can complete here: give A keys as if one had (sealing needs them).
+        a.link.keypairs.install(Keypair(1, 2, KEY_A, KEY_B, True, time.monotonic()))
         with stuck:
             packet = bytes(1400)
             for _ in range(50000):

@@ -5,8 +5,8 @@
         [--transport udp|tcp] [-v]
     vpn show [-I IFACE | --control PATH] [--json]
 
-Each side seals what it sends with its local password (-lp) and opens what it
-receives with the peer's password (-pp); host B mirrors host A.
+The two passwords (this side's -lp is the peer's -pp) key a handshake (CPace) that gives
+fresh keys, one per direction, every two minutes; host B mirrors host A.
 """
 import argparse
 import collections
@@ -26,12 +26,13 @@ from ..cli_common import (OneLineParser, hostport_arg, number_arg, positive_floa
 from ..errors import ConfigError
 from ..netutil import format_address
 from ..sdnotify import notify
-from .assembly import build_link, build_sessions, offloads_wanted, open_transport
+from .assembly import build_endpoint, build_handshake, build_link, offloads_wanted, open_transport
 from .control import ControlError, ControlServer, default_path, query
 from .endpoints import PeerResolver, resolve_endpoints, resolve_endpoints_patiently, sockaddr
 from .hooks import HookFailed, hook_environment, run_hook
 from .link import KEEPALIVE_SECONDS
-from .packet import OVERHEAD, derive_password_key
+from .keypair import OVERHEAD, REKEY_AFTER_SECONDS
+from .keyschedule import derive_password_key
 from .scheduler import WARM_AFTER_TRAFFIC_SECONDS
 from .status import format_status
 from .tun import TunDevice, device_addresses
@@ -66,8 +67,8 @@ def build_parser():
     p = OneLineParser(
         prog=program_name("vpn"), allow_abbrev=False,
         description="Point-to-point encrypted VPN over UDP (or TCP) between two tun devices (AES-256-GCM). "
-                    "Each side encrypts what it sends with its local password and decrypts what it "
-                    "receives with the peer's password.",
+                    "Both passwords (this side's -lp is the peer's -pp) key a handshake that gives fresh "
+                    "keys, one per direction, every two minutes.",
         epilog="example (host A; host B mirrors it with -lp pwd2 -pp pwd1): "
                "%(prog)s -la :5000 -lp pwd1 -pa 192.168.8.131:5000 -pp pwd2 -v. "
                "The running vpn's state: %(prog)s show [-I IFACE] [--json] (see %(prog)s show --help). "
@@ -120,6 +121,9 @@ def build_parser():
                         "or throttle UDP; both sides must use it)")
     p.add_argument("--http-proxy", metavar="HOST:PORT", type=hostport_arg,
                    help="with --transport tcp and -pa: reach the peer through this HTTP proxy (CONNECT)")
+    # For the tests only (several rekeys within a test run): not in --help.
+    p.add_argument("--rekey-after", metavar="SEC", type=positive_float, default=REKEY_AFTER_SECONDS,
+                   help=argparse.SUPPRESS)
     p.add_argument("-v", "--verbose", action="count", default=0,
                    help="debug log: session changes, address updates, dropped datagrams")
     return p
@@ -173,15 +177,16 @@ def _run(args, silent_after=None):
             bind, _ = resolve_endpoints(args.la, None)
             peer_address = args.pa
         offloads = offloads_wanted(os.environ)
-        sending, receiver = build_sessions(derive_password_key(local_password), derive_password_key(peer_password),
-                                           args.pvt)
+        handshake = build_handshake(derive_password_key(local_password), derive_password_key(peer_password),
+                                    args.pvt, build_endpoint(peer_address, args.avt), args.keepalive,
+                                    rekey_after=args.rekey_after)
         drops = collections.Counter()
-        transport = open_transport(args.transport, bind, peer_address, offloads, receiver, drops, http_proxy, args.pa)
+        transport = open_transport(args.transport, bind, peer_address, offloads, handshake, drops, http_proxy,
+                                   args.pa)
         try:
             with TunDevice(args.I, addrs=args.addr, mtu=args.mtu, vnet_hdr=offloads,
                            created_mtu=CREATED_DEVICE_MTU) as tun:
-                link = build_link(args, peer_address, tun, transport, sending, receiver, drops, stop_requested,
-                                  silent_after=silent_after)
+                link = build_link(args, tun, transport, handshake, drops, stop_requested, silent_after=silent_after)
                 if args.pa is not None and http_proxy is None:
                     peer_name = PeerResolver(args.pa, bind)
                 return _serve(args, link, peer_name, stop_requested, http_proxy)

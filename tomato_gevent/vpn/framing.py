@@ -1,14 +1,15 @@
 """Stream framing of the TCP transport (pure, no I/O).
 
-On a TCP connection each sealed datagram (packet.py, unchanged) is preceded by its
-length, 2 bytes big-endian:
+On a TCP connection each datagram (a handshake message, messages.py, or a data
+datagram, keypair.py, byte for byte as over UDP) is preceded by its length, 2 bytes
+big-endian:
 
     +--------+----------------------------------------+--------+-----------
-    | length | sealed datagram (length bytes)         | length | ...
-    |  (2)   | session id, counter, ciphertext, tag   |  (2)   |
+    | length | datagram (length bytes)                | length | ...
+    |  (2)   | type, ...                              |  (2)   |
     +--------+----------------------------------------+--------+-----------
 
-A length below MIN_DATAGRAM_SIZE (a datagram cannot be shorter: 0 included) or
+A length below SMALLEST_MESSAGE (no message is shorter: 0 included) or
 above max_size is refused: BadPacket("bad frame length"), and the stream cannot be
 resynchronised, so the caller closes the connection.
 
@@ -21,7 +22,8 @@ out for one sendmsg of a whole batch.
 import struct
 
 from ..errors import BadPacket
-from .packet import MAX_DATAGRAM_SIZE, MIN_DATAGRAM_SIZE
+from .keypair import MAX_DATAGRAM_SIZE
+from .messages import SMALLEST_MESSAGE
 
 FRAME_HEADER_SIZE = 2
 _LENGTH = struct.Struct(">H")
@@ -56,7 +58,7 @@ def frame_iovecs(view, size, segment):
 class FrameSplitter:
     """Receive buffer of one connection; splits it into datagrams without copying them."""
 
-    def __init__(self, capacity=256 * 1024, min_size=MIN_DATAGRAM_SIZE, max_size=MAX_DATAGRAM_SIZE):
+    def __init__(self, capacity=256 * 1024, min_size=SMALLEST_MESSAGE, max_size=MAX_DATAGRAM_SIZE):
         if capacity < FRAME_HEADER_SIZE + max_size:
             raise ValueError("capacity below one frame of max_size")
         self._buf = bytearray(capacity)

@@ -45,11 +45,14 @@ KEEPALIVE_TIMEOUT_SECONDS = 10.0                 # answer data with a keepalive 
 NEW_HANDSHAKE_AFTER_SECONDS = KEEPALIVE_TIMEOUT_SECONDS + REKEY_TIMEOUT_SECONDS
 RESPONSE_LIFETIME_SECONDS = 2 * REKEY_TIMEOUT_SECONDS   # an answered initiation waits this long for its confirmation
 MAX_PENDING_RESPONSES = 64
+CROSSED_RESEND_SECONDS = 1.0                            # our initiation sent again on a crossed one, at most
+MAX_COOKIES_KEPT = 4096
 OWN_SIDS_KEPT = 16                                      # our last initiations, recognised when reflected
 COOKIE_SECRET_SECONDS = 120.0
 COOKIE_VALID_SECONDS = COOKIE_SECRET_SECONDS - 10.0     # an initiator stops using a cookie before it can go stale
 
 _INDEX = struct.Struct(">I")
+CROSSED = "crossed initiation: ours proceeds"
 
 
 class PasswordMismatch(BadPacket):
@@ -61,6 +64,24 @@ class PasswordMismatch(BadPacket):
         self.reply, self.destination = reply, destination
 
 
+class CookieRequired(BadPacket):
+    """Under load, an initiation without a valid mac2 is dropped and answered by a cookie
+    reply (reply, destination) that the caller sends."""
+
+    def __init__(self, reply, destination):
+        super().__init__("cookie required")
+        self.reply, self.destination = reply, destination
+
+
+class CrossedInitiation(BadPacket):
+    """The peer's initiation crossed ours, and ours has the larger sid: it is dropped, and
+    ours is sent again (reply, destination) in case the peer never got it."""
+
+    def __init__(self, reply, destination):
+        super().__init__(CROSSED)
+        self.reply, self.destination = reply, destination
+
+
 class HandshakeTimestampRefused(BadPacket):
     """An initiation whose timestamp is more than -pvt from our clock; skew_ms = its time - ours."""
 
@@ -69,16 +90,25 @@ class HandshakeTimestampRefused(BadPacket):
         self.skew_ms = skew_ms
 
 
-Send = collections.namedtuple("Send", "message destination")
+# reply: destination is the source of the message answered (a TCP connection, say), else the
+# peer's address as the link knows it (an initiation).
+Send = collections.namedtuple("Send", "message destination reply")
 Established = collections.namedtuple("Established", "keypair source initiator")
 SendKeepalive = collections.namedtuple("SendKeepalive", "")
 
-_Pending = collections.namedtuple("_Pending", "index sid scalar share ad mac1 destination retry_at cookie_resent")
+_Pending = collections.namedtuple("_Pending", "index sid scalar share ad mac1 message destination retry_at "
+                                              "cookie_resent")
 _Answered = collections.namedtuple("_Answered", "key response keypair expected_tag timestamp_ms created")
 
 
 def default_source_bytes(source):
+    """What a cookie is bound to: the source's text (a UDP sockaddr, or a TCP connection)."""
     return repr(source).encode()
+
+
+class _Address:
+    def __init__(self, address):
+        self.address = address
 
 
 class Handshake:
@@ -87,7 +117,7 @@ class Handshake:
     def __init__(self, local_key, peer_key, pvt_seconds, random_bytes, keypairs=None, *, gate=None,
                  backend=DEFAULT_BACKEND, rekey_after=REKEY_AFTER_SECONDS, rekey_after_messages=REKEY_AFTER_MESSAGES,
                  reject_after=REJECT_AFTER_SECONDS, rekey_timeout=REKEY_TIMEOUT_SECONDS, silence_rehandshake=None,
-                 source_bytes=default_source_bytes, peer_address=None):
+                 source_bytes=default_source_bytes, peer_address=None, endpoint=None):
         if local_key == peer_key:
             raise ValueError("the two password keys must differ")
         self._prs_initiator = keyschedule.password_related_string(local_key, peer_key)
@@ -101,8 +131,9 @@ class Handshake:
         self.rekey_timeout = rekey_timeout
         self.silence_rehandshake = silence_rehandshake
         self._source_bytes = source_bytes
-        self.peer_address = peer_address        # where initiations go: fixed (-pa) or learned; None: wait
-        self.cookie_replies_sent = 0
+        # Where initiations go: endpoint.address (session.PeerEndpoint: fixed -pa, or learned in
+        # dynamic mode, None until then), or peer_address without an endpoint.
+        self.endpoint = _Address(peer_address) if endpoint is None else endpoint
         self._pending = None                    # our initiation in flight
         self._answered = {}                     # our index -> _Answered (responses waiting for confirmation)
         self._answered_by_key = {}              # initiation ADa + Ya -> our index: duplicates
@@ -111,7 +142,9 @@ class Handshake:
         self._own_sids = collections.deque(maxlen=OWN_SIDS_KEPT)     # our recent initiations: reflections
         self._cookie = None                     # (cookie, received at): the peer wants mac2
         self._secret, self._secret_at = None, None
+        self._cookies = {}                      # source bytes -> cookie under the current secret
         self._keepalive_at = self._new_handshake_at = None
+        self._crossed_resent_at = None
         self._last_received = None
 
     # -- initiating ---------------------------------------------------------------------
@@ -130,9 +163,9 @@ class Handshake:
         message = messages.encode_initiation(ad, share, cookie)
         jitter = int.from_bytes(self._random(2), "big") / 65536 * REKEY_JITTER_SECONDS
         mac1 = message[messages.INITIATION_MAC1_OFFSET:messages.INITIATION_MAC2_OFFSET]
-        self._pending = _Pending(index, sid, scalar, share, ad, mac1, self.peer_address,
+        self._pending = _Pending(index, sid, scalar, share, ad, mac1, message, self.peer_address,
                                  now + self.rekey_timeout + jitter, False)
-        return [Send(message, self.peer_address)]
+        return [Send(message, self.peer_address, False)]
 
     def _new_index(self):
         taken = self.keypairs.local_indices() | set(self._answered)
@@ -146,7 +179,9 @@ class Handshake:
     # -- receiving ------------------------------------------------------------------------
     def receive(self, datagram, source, now, wall_ms):
         """A non-data datagram: returns actions (Send, Established); raises BadPacket on refusal."""
-        kind = messages.message_type(datagram)
+        if len(datagram) < messages.SMALLEST_MESSAGE:
+            raise BadPacket("short datagram")
+        kind = datagram[0]
         if kind == messages.INITIATION:
             return self._on_initiation(datagram, source, now, wall_ms)
         if kind == messages.RESPONSE:
@@ -172,17 +207,21 @@ class Handshake:
         key = init.ad + init.share
         index = self._answered_by_key.get(key)
         if index is not None:
-            return [Send(self._answered[index].response, source)]   # a duplicate, or our response was lost
+            return [Send(self._answered[index].response, source, True)]   # a duplicate, or our response was lost
         if pending is not None and init.sid < pending.sid:
-            raise BadPacket("crossed initiation: ours proceeds")
+            # Ours proceeds. The peer may never have seen it (lost, or sent before the peer
+            # restarted): send it again, to where the peer's came from, at most once a second.
+            if self._crossed_resent_at is None or now - self._crossed_resent_at >= CROSSED_RESEND_SECONDS:
+                self._crossed_resent_at = now
+                raise CrossedInitiation(pending.message, source)
+            raise BadPacket(CROSSED)
         source_bytes = self._source_bytes(source)
         cookie_valid = False
         if self.gate.under_load(now):
-            cookie_valid = messages.initiation_mac2_valid(datagram, self._make_cookie(source_bytes, now))
+            cookie = self._cookie_for(source_bytes, now)
+            cookie_valid = messages.initiation_mac2_valid(datagram, cookie)
             if not cookie_valid:
-                self.cookie_replies_sent += 1
-                reply = messages.encode_cookie_reply(init.sender, init.mac1, self._make_cookie(source_bytes, now))
-                return [Send(reply, source)]
+                raise CookieRequired(messages.encode_cookie_reply(init.sender, init.mac1, cookie), source)
         if not self.gate.admit(source_bytes, now, cookie_valid):
             raise BadPacket("handshake rate limit")
         return self._answer(init, key, source, now)
@@ -206,7 +245,7 @@ class Handshake:
         self._answered[index] = _Answered(key, response, keypair, ta, init.timestamp_ms, now)
         self._answered_by_key[key] = index
         self.keypairs.unconfirmed[index] = keypair
-        return [Send(response, source)]
+        return [Send(response, source, True)]
 
     def _on_response(self, datagram, source, now):
         response = messages.parse_response(datagram)
@@ -227,7 +266,7 @@ class Handshake:
         self._pending = None
         self.keypairs.install(keypair)
         self._established(now)
-        return [Send(confirmation, source), Established(keypair, source, True)]
+        return [Send(confirmation, source, True), Established(keypair, source, True)]
 
     def _on_confirmation(self, datagram, source, now):
         confirmation = messages.parse_confirmation(datagram)
@@ -265,12 +304,20 @@ class Handshake:
         if pending.cookie_resent:
             return []               # once per initiation: a replayed reply triggers nothing more
         self._pending = pending._replace(cookie_resent=True)
-        return [Send(messages.encode_initiation(pending.ad, pending.share, reply.cookie), pending.destination)]
+        return [Send(messages.encode_initiation(pending.ad, pending.share, reply.cookie), pending.destination, False)]
 
-    def _make_cookie(self, source_bytes, now):
+    def _cookie_for(self, source_bytes, now):
+        """The cookie of a source under the current secret (a new secret every
+        COOKIE_SECRET_SECONDS); remembered, as a flood repeats one source."""
         if self._secret is None or now - self._secret_at >= COOKIE_SECRET_SECONDS:
             self._secret, self._secret_at = self._random(32), now
-        return keyschedule.make_cookie(self._secret, source_bytes)
+            self._cookies.clear()
+        cookie = self._cookies.get(source_bytes)
+        if cookie is None:
+            if len(self._cookies) >= MAX_COOKIES_KEPT:
+                self._cookies.clear()
+            cookie = self._cookies[source_bytes] = keyschedule.make_cookie(self._secret, source_bytes)
+        return cookie
 
     # -- timers -------------------------------------------------------------------------------
     def _established(self, now):
@@ -332,9 +379,25 @@ class Handshake:
         self.keypairs.unconfirmed.pop(index, None)
 
     @property
+    def peer_address(self):
+        return self.endpoint.address
+
+    @peer_address.setter
+    def peer_address(self, address):
+        self.endpoint.address = address
+
+    def keeps_outgoing(self):
+        """The crossed-connection tie-break of the TCP transport (connections.py), a rule both
+        sides evaluate alike: the initiator of the current keypair keeps the connection it
+        dialled, the responder the one it accepted -- the same connection."""
+        current = self.keypairs.current
+        return current is None or current.initiator
+
+    @property
     def pending(self):
         """True while an initiation of ours waits for its response."""
         return self._pending is not None
 
 
-__all__ = ["Handshake", "Send", "Established", "SendKeepalive", "PasswordMismatch", "HandshakeTimestampRefused"]
+__all__ = ["Handshake", "Send", "Established", "SendKeepalive", "PasswordMismatch", "HandshakeTimestampRefused",
+           "CookieRequired"]

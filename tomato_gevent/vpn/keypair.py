@@ -137,8 +137,10 @@ class Keypairs:
         current. BadPacket, with no state changed, for anything that does not open.
         """
         size = len(datagram)
-        if size < OVERHEAD or size > MAX_DATAGRAM_SIZE:
-            raise BadPacket("bad data length")
+        if size < OVERHEAD:
+            raise BadPacket("short datagram")
+        if size > MAX_DATAGRAM_SIZE:
+            raise BadPacket("oversized datagram")
         if type(datagram) is not memoryview:
             datagram = memoryview(datagram)
         kind, flags, index, counter = _HEADER.unpack_from(datagram)

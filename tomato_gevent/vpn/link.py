@@ -1,16 +1,19 @@
 """The running link: composes a tun, a datagram transport and the scheduler; housekeeping, shutdown.
 
-  Link(tun, transport, sending, receiver, endpoint, drops, ...) -- everything is built
-  by the caller (assembly.py): the transport (udp.py, with or without offloads), the
-  send session (session.SendSession: a sealer factory drawing the session id from the
-  caller's clock and randomness), the Receiver, the PeerEndpoint, the drop counter
-  the transport counts into too, and the clock.
+  Link(tun, transport, handshake, endpoint, drops, ...) -- everything is built by the
+  caller (assembly.py): the transport (udp.py, with or without offloads), the handshake
+  (handshake.py: the pure v3 state machine, holding the keypairs the data path seals and
+  opens with), the PeerEndpoint it sends initiations to, the drop counter the transport
+  counts into too, and the clock.
+  Link.apply(actions) carries out what the handshake asks for (send a message, a session
+  is up, send a keepalive); the scheduler calls it for handshake messages it received.
   Link.status() is the status dict of status.py (`vpn show`, SIGUSR1, the stop line);
   Link.report (report.py) says what is worth a log line.
 Greenlets:
   Scheduler.run   moves packets both ways (scheduler.py)
-  _housekeeping   once a second: forget a stale dynamic address, send keepalives,
-                  notice a silent peer
+  _housekeeping   at start and once a second: the handshake's timers (initiate, rekey,
+                  retry, keepalive after received data), forget a stale dynamic address,
+                  send keepalives while idle, notice a silent peer
 A TomatoError in either (a tun that fails, say) stops the link and is raised from
 serve_forever() for the CLI to log as one line; anything else is a bug and keeps its
 traceback.
@@ -23,7 +26,8 @@ import gevent
 from gevent.event import Event
 
 from ..errors import TomatoError
-from .packet import OVERHEAD, TIMESTAMP_SIZE
+from .handshake import Established, Send, SendKeepalive
+from .keypair import OVERHEAD
 from .report import LinkReport
 from .scheduler import WARM_AFTER_TRAFFIC_SECONDS, Scheduler
 from .status import build_status, format_status_line, silence_threshold
@@ -38,13 +42,13 @@ SYSTEM_CLOCK = Clock(time.time, time.monotonic)
 
 
 class Link:
-    def __init__(self, tun, transport, sending, receiver, endpoint, drops, keepalive=KEEPALIVE_SECONDS,
+    def __init__(self, tun, transport, handshake, endpoint, drops, keepalive=KEEPALIVE_SECONDS,
                  clock=SYSTEM_CLOCK, stop_event=None, silent_after=None, peer_host=None,
                  keep_warm=WARM_AFTER_TRAFFIC_SECONDS):
         self.tun = tun
         self.transport = transport
-        self.sending = sending
-        self.receiver = receiver
+        self.handshake = handshake
+        self.keypairs = handshake.keypairs
         self.endpoint = endpoint
         self.keepalive = keepalive
         self.clock = clock
@@ -53,10 +57,10 @@ class Link:
         self.started = clock.mono()
         if silent_after is None:
             silent_after = silence_threshold(keepalive)
-        self.report = LinkReport(tun.name, endpoint, receiver.pvt_seconds, silent_after, transport.describe,
+        self.report = LinkReport(tun.name, endpoint, handshake.pvt_ms / 1000.0, silent_after, transport.describe,
                                  self.started, clock.wall)
-        self.scheduler = Scheduler(tun, transport, sending, receiver, endpoint, self.drops, self.report,
-                                   clock.wall, clock.mono, announce=self.send_keepalive, keep_warm=keep_warm)
+        self.scheduler = Scheduler(tun, transport, handshake, endpoint, self.drops, self.report,
+                                   clock.wall, clock.mono, apply=self.apply, keep_warm=keep_warm)
         self._stopped = Event() if stop_event is None else stop_event
         self._greenlets = []
         self._error = None
@@ -72,7 +76,7 @@ class Link:
     # -- lifecycle ------------------------------------------------------------------
     def serve_forever(self):
         """Run until stop() or a fatal device error (raised as TomatoError)."""
-        self.transport.start(self.send_keepalive)
+        self.transport.start(self.announce)
         for loop in (self.scheduler.run, self._housekeeping):
             g = gevent.spawn(self._guarded, loop)
             g.link_exception(self._crashed)
@@ -107,6 +111,32 @@ class Link:
         self.endpoint.address = address
         self.transport.peer_moved(address)
 
+    # -- the handshake's actions ---------------------------------------------------------
+    def apply(self, actions):
+        """Carry out what the handshake returned: messages to send, sessions that are up."""
+        for action in actions:
+            if type(action) is Send:
+                view = memoryview(action.message)
+                if action.reply:
+                    self.transport.reply(view, action.destination)
+                elif action.destination is not None:
+                    self.transport.send(view, action.destination)
+            elif type(action) is Established:
+                now = self.clock.mono()
+                if self.endpoint.dynamic and self.endpoint.learn(action.source, now):
+                    self.report.learned(action.source, now)
+                self.report.established(action.source, action.keypair, action.initiator, now)
+                self.report.received(action.source, action.keypair, now)   # heard from the peer: tunnel up
+            elif type(action) is SendKeepalive:
+                self.send_keepalive()
+
+    def announce(self):
+        """A connection to the peer opened (the TCP transport calls it): start a handshake on
+        it at once (one in flight went out on no connection, or on the old one). The peer may
+        have restarted (a lost connection is how a TCP peer's restart shows), and its keys
+        would be gone; if it did not, the handshake is an early rekey."""
+        self.apply(self.handshake.initiate(self.clock.mono(), int(self.clock.wall() * 1000)))
+
     @property
     def watch(self):
         """status.PeerWatch: when the peer was last heard, whether it is silent."""
@@ -118,7 +148,7 @@ class Link:
         return build_status(
             interface=self.tun.name, listen_address=describe(self.transport.local_address()),
             peer_address=describe(address) if address is not None else None, peer_host=self.peer_host,
-            dynamic=self.endpoint.dynamic, session_id=self.receiver.session_id,
+            dynamic=self.endpoint.dynamic, session=self.keypairs.current,
             last_received=self.watch.last_received, started=self.started, now=self.clock.mono(),
             now_ms=int(self.clock.wall() * 1000), rx_packets=self.received, rx_bytes=self.scheduler.received_bytes,
             tx_packets=self.sent, tx_bytes=self.transport.sent_bytes, drops=self.drops)
@@ -129,17 +159,21 @@ class Link:
 
     # -- housekeeping ------------------------------------------------------------------
     def send_keepalive(self):
+        """An empty data datagram under the current keypair (none without one: the
+        handshake's timers start one)."""
         address = self.endpoint.address
-        if address is None:
+        keypair = self.keypairs.sending(self.clock.mono())
+        if address is None or keypair is None:
             return
         out = bytearray(OVERHEAD)
-        size = self.sending.seal_into(out, bytearray(TIMESTAMP_SIZE), int(self.clock.wall() * 1000))
+        size = keypair.seal_into(out, b"")
+        self.handshake.data_sent(self.clock.mono(), False)
         self.transport.send(memoryview(out)[:size], address)
 
     def _housekeeping(self):
-        self.send_keepalive()     # announce our (new) session right away: a restarted peer recovers
-        last_counter = self.sending.sealer.counter
-        mono = self.clock.mono
+        mono, wall = self.clock.mono, self.clock.wall
+        self.apply(self.handshake.tick(mono(), int(wall() * 1000)))    # at once: a restarted side is back fast
+        last_sent = self.transport.sent
         idle_since = mono()
         while True:
             gevent.sleep(HOUSEKEEPING_SECONDS)
@@ -148,10 +182,11 @@ class Link:
             if self.endpoint.expire(now):
                 self.report.forgot(address, now)
             self.report.tick(now)
-            if self.sending.sealer.counter != last_counter:
-                last_counter = self.sending.sealer.counter
+            self.apply(self.handshake.tick(now, int(wall() * 1000)))
+            if self.transport.sent != last_sent:
+                last_sent = self.transport.sent
                 idle_since = now
             elif self.keepalive and now - idle_since >= self.keepalive:
                 self.send_keepalive()
-                last_counter = self.sending.sealer.counter
+                last_sent = self.transport.sent
                 idle_since = now

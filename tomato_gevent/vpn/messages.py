@@ -15,7 +15,8 @@ them; reserved bytes are sent as zero and a message whose reserved bytes are not
 refused. A datagram of another layout or length is refused by parse_* with BadPacket.
 A datagram of another version is named by foreign_version(): a v2 datagram starts with a
 session id whose top 48 bits are its sender's start time in ms (first byte 0x00 or 0x01
-until 2039), anything with a type byte 0xN? for N >= 4 is version N.
+until 2039); a datagram of at least 24 bytes whose type byte is 0xN0 .. 0xN4 for N >= 4 is
+version N (later versions keep the version in the high four bits).
 """
 import collections
 import struct
@@ -39,6 +40,7 @@ TIMESTAMP_SIZE = 8
 _INITIATION_HEAD = struct.Struct(">B3xIQ16s")           # type, sender, timestamp, sid: ADa
 _RESPONSE_HEAD = struct.Struct(">B3xII")                 # type, sender, receiver: ADb
 _SHORT_HEAD = struct.Struct(">B3xI")                     # type, receiver
+_INITIATION_FIXED = struct.Struct(">IIQ")                # type and reserved, sender, timestamp
 INITIATION_AD_SIZE = _INITIATION_HEAD.size               # 32
 RESPONSE_AD_SIZE = _RESPONSE_HEAD.size                   # 12
 INITIATION_SIZE = INITIATION_AD_SIZE + POINT_SIZE + 2 * MAC_SIZE          # 96
@@ -75,8 +77,8 @@ def foreign_version(datagram, now_ms):
     """The protocol version another implementation's datagram speaks, or None if it does not look like one."""
     if not len(datagram):
         return None
-    version = datagram[0] >> 4
-    if version > keyschedule.PROTOCOL_VERSION:
+    version, kind = datagram[0] >> 4, datagram[0] & 0x0F
+    if version > keyschedule.PROTOCOL_VERSION and kind <= COOKIE_REPLY & 0x0F and len(datagram) >= SMALLEST_MESSAGE:
         return version
     if datagram[0] <= 1 and len(datagram) >= _V2_MIN_SIZE:
         start_ms = int.from_bytes(bytes(datagram[:6]), "big")
@@ -123,14 +125,19 @@ def _check(datagram, size, kind):
 
 
 def parse_initiation(datagram):
-    """Initiation fields; BadPacket for a bad length or mac1 (mac2 is the caller's: it needs the cookie)."""
+    """Initiation fields; BadPacket for a bad length, reserved bytes or mac1 (mac2 is the
+    caller's: it needs the cookie). Lean: it runs for every initiation a flood sends."""
+    if len(datagram) != INITIATION_SIZE:
+        raise BadPacket("bad initiation length")
     datagram = bytes(datagram)
-    _check(datagram, INITIATION_SIZE, "initiation")
-    if keyschedule.mac1(datagram[:INITIATION_MAC1_OFFSET]) != datagram[INITIATION_MAC1_OFFSET:INITIATION_MAC2_OFFSET]:
+    head, sender, timestamp_ms = _INITIATION_FIXED.unpack_from(datagram)
+    if head != INITIATION << 24:
+        raise BadPacket("bad initiation reserved bytes")
+    mac1 = datagram[INITIATION_MAC1_OFFSET:INITIATION_MAC2_OFFSET]
+    if keyschedule.mac1(datagram[:INITIATION_MAC1_OFFSET]) != mac1:
         raise BadPacket("bad initiation mac1")
-    _, sender, timestamp_ms, sid = _INITIATION_HEAD.unpack_from(datagram)
-    return Initiation(sender, timestamp_ms, sid, datagram[INITIATION_AD_SIZE:INITIATION_MAC1_OFFSET],
-                      datagram[:INITIATION_AD_SIZE], datagram[INITIATION_MAC1_OFFSET:INITIATION_MAC2_OFFSET],
+    return Initiation(sender, timestamp_ms, datagram[16:INITIATION_AD_SIZE],
+                      datagram[INITIATION_AD_SIZE:INITIATION_MAC1_OFFSET], datagram[:INITIATION_AD_SIZE], mac1,
                       datagram[INITIATION_MAC2_OFFSET:])
 
 

@@ -2,13 +2,16 @@
 
 The data path calls it with what it saw; it decides, with PeerWatch and LogThrottle,
 whether that is worth a line:
-  received(source, session_id, now)   once per drain that accepted something:
+  received(source, keypair, now)      once per drain that accepted something:
                                       "tunnel IFACE up" on the first authenticated
                                       datagram, "peer ... back" after a silence
-  refused(error, source, now)         an authentication failure or a refused clock
-                                      from the peer's address: a throttled warning
-                                      naming the likely mistake (other refusals stay
-                                      DEBUG lines and counters)
+  established(source, keypair, initiator, now)   a handshake completed: the first one
+                                      at INFO, rekeys at DEBUG
+  refused(error, source, now)         a handshake whose passwords do not match, a
+                                      refused clock, another protocol version, from the
+                                      peer's address: a throttled warning naming the
+                                      likely mistake (other refusals stay DEBUG lines
+                                      and counters)
   learned(address, now) / forgot(address, now)   dynamic mode's address changes
   tick(now)                           once a second: "peer silent since ..."
 Each cause is throttled to one line per THROTTLE_SECONDS; the lines held back are
@@ -17,16 +20,17 @@ counted in the next one. `now` is monotonic seconds; wall() converts for the log
 import logging
 import time
 
-from .packet import PROTOCOL
-from .session import AUTHENTICATION_FAILED, TimestampRefused
+from .handshake import HandshakeTimestampRefused, PasswordMismatch
+from .keyschedule import PROTOCOL
+from .messages import VersionMismatch
 from .status import THROTTLE_SECONDS, LogThrottle, PeerWatch, clock_skew_message, format_duration
 
 log = logging.getLogger(__name__)
 
 
 def diagnosed(error):
-    """True for the refusals LinkReport.refused explains: failed authentication, a refused clock."""
-    return error.reason == AUTHENTICATION_FAILED or isinstance(error, TimestampRefused)
+    """True for the refusals LinkReport.refused explains: passwords, clock, version."""
+    return isinstance(error, (PasswordMismatch, HandshakeTimestampRefused, VersionMismatch))
 
 
 class LinkReport:
@@ -39,28 +43,37 @@ class LinkReport:
         self.watch = PeerWatch(silent_after, now)
         self.throttle = LogThrottle(throttle_seconds)
         self._mono_to_wall = wall() - now
+        self._handshakes = 0
 
     # -- events from the data path -------------------------------------------------
-    def received(self, source, session_id, now):
+    def received(self, source, keypair, now):
         event = self.watch.received(now)
         if event == PeerWatch.UP:
-            log.info("tunnel %s up: first authenticated datagram from %s (peer session %016x)",
-                     self.interface, self.describe(source), session_id)
+            log.info("tunnel %s up: first authenticated datagram from %s (session %08x)",
+                     self.interface, self.describe(source), keypair.local_index)
         elif event == PeerWatch.BACK:
             log.info("peer %s back after %s of silence", self.describe(source),
                      format_duration(now - self._silent_from))
+
+    def established(self, source, keypair, initiator, now):
+        first = not self._handshakes
+        self._handshakes += 1
+        log.log(logging.INFO if first else logging.DEBUG, "handshake with %s complete (%s, session %08x)",
+                self.describe(source), "we initiated" if initiator else "the peer initiated", keypair.local_index)
 
     def refused(self, error, source, now):
         """A refusal that diagnosed(error) accepts."""
         if not self._from_peer(source):
             return          # noise from elsewhere (scanners, an old peer address): counters only
-        if error.reason == AUTHENTICATION_FAILED:
-            self._throttled("auth", now, "datagrams from %s fail authentication: check the passwords, that -pp "
-                                         "here matches -lp there, and that both ends run the same protocol version "
-                                         "(%s)", self.describe(source), PROTOCOL)
-        elif isinstance(error, TimestampRefused):
-            self._throttled("clock", now, "datagrams from %s refused: %s", self.describe(source),
+        if isinstance(error, PasswordMismatch):
+            self._throttled("auth", now, "handshake with %s failed: the passwords do not match (-pp here must be "
+                                         "-lp there, and the other way round)", self.describe(source))
+        elif isinstance(error, HandshakeTimestampRefused):
+            self._throttled("clock", now, "handshake from %s refused: %s", self.describe(source),
                             clock_skew_message(error.skew_ms, self.pvt_seconds))
+        elif isinstance(error, VersionMismatch):
+            self._throttled("version", now, "%s speaks tomato-vpn v%d, this end speaks %s: run the same version on "
+                                            "both ends", self.describe(source), error.version, PROTOCOL)
 
     def learned(self, address, now):
         self._throttled("address", now, "peer address is now %s", self.describe(address))

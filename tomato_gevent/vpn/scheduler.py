@@ -2,17 +2,19 @@
 
 One greenlet (Scheduler.run) drains whichever side is readable:
   drain_tun   read the tun until EAGAIN (bounded batch), seal each packet straight
-              into a batch buffer, hand the batch to the transport (one send per
-              run of equal-size datagrams where it can batch)
-  drain_net   let the transport receive until drained (bounded); open each datagram
-              (Receiver.open_into: auth, -pvt, replay, session), learn the peer
-              (dynamic mode), write the payload to the tun -- with a vnet header,
+              into a batch buffer with the current keypair, hand the batch to the
+              transport (one send per run of equal-size datagrams where it can batch)
+  drain_net   let the transport receive until drained (bounded); open each data
+              datagram (Keypairs.open_into: index, one AEAD call, replay window),
+              hand any other message to the handshake (handshake.py; the link carries
+              out what it returns), learn the peer (dynamic mode), write the payload
+              to the tun -- with a vnet header,
               through TcpCoalescer, which writes consecutive TCP segments as one GSO
               packet -- then drain_tun at once: the answer to what was written is
               often already there
 It waits in the gevent hub while the link is idle and in a native epoll_wait (at
 most WARM_INTERVAL_SECONDS, warming the path on each timeout) while packets flow:
-see run() for why. Protocol decisions are made in session.py / packet.py; a refused
+see run() for why. Protocol decisions are made in keypair.py / handshake.py; a refused
 datagram is counted by reason, logged at DEBUG and never answered.
 """
 import errno
@@ -27,9 +29,10 @@ from gevent.monkey import get_original
 
 from ..errors import BadPacket, TomatoError
 from .coalesce import TcpCoalescer
-from .packet import HEADER_SIZE, MAX_DATAGRAM_SIZE, OVERHEAD, TAG_SIZE, TIMESTAMP_SIZE, CounterExhausted
+from .handshake import Established
+from .keypair import DATA_TYPE, MAX_DATAGRAM_SIZE, OVERHEAD, Keypair, Keypairs
+from .messages import SMALLEST_MESSAGE
 from .report import diagnosed
-from .session import Receiver, new_sealer
 from .transport import RateLimitedWarnings
 from .vnet import VNET_HDR_SIZE, is_offloaded
 
@@ -46,23 +49,23 @@ _NET_READY, _TUN_READY = 1, 2
 
 
 class Scheduler:
-    """The data path of one link. Shares with the Link: the send session (sealer), the
-    receiver, the endpoint and the drop counters.
+    """The data path of one link. Shares with the Link: the handshake and its keypairs,
+    the endpoint and the drop counters; apply(actions) is the link's (handshake messages).
 
     wall/mono are the clock of the protocol (timestamps, -pvt, address expiry); the
     waiting itself always uses time.monotonic: it is about CPU wakeups, not the peer.
     """
 
-    def __init__(self, tun, transport, sending, receiver, endpoint, drops, report, wall=time.time,
-                 mono=time.monotonic, announce=None, keep_warm=WARM_AFTER_TRAFFIC_SECONDS):
+    def __init__(self, tun, transport, handshake, endpoint, drops, report, wall=time.time,
+                 mono=time.monotonic, apply=None, keep_warm=WARM_AFTER_TRAFFIC_SECONDS):
         self.tun = tun
         self.transport = transport
-        self.sending = sending
-        self.receiver = receiver
+        self.handshake = handshake
+        self.keypairs = handshake.keypairs
         self.endpoint = endpoint
         self.drops = drops
         self.report = report        # report.LinkReport: what is worth a log line
-        self.announce = announce    # announce(): tell the peer our session (a keepalive)
+        self.apply = apply          # apply(actions): the link carries out the handshake's actions
         self.warn = RateLimitedWarnings(log)
         self.wall, self.mono = wall, mono
         self.keep_warm = keep_warm  # seconds after traffic spent in the warm epoll loop (0: none)
@@ -149,9 +152,9 @@ class Scheduler:
         batch buffer and send it; True when the tun was drained. Waits only for room in
         the transport's send buffer."""
         tun_fd = self.tun.fd
-        plain = bytearray(MAX_DATAGRAM_SIZE)        # [timestamp slot][IP packet read from the tun]
+        plain = bytearray(MAX_DATAGRAM_SIZE)        # the IP packet read from the tun
         plain_view = memoryview(plain)
-        read_into = [plain_view[TIMESTAMP_SIZE:MAX_DATAGRAM_SIZE - HEADER_SIZE - TAG_SIZE]]
+        read_into = [plain_view[:MAX_DATAGRAM_SIZE - OVERHEAD]]
         vnet_hdr = self.tun.vnet_hdr
         if vnet_hdr:
             # Without TUNSETOFFLOAD the kernel hands over whole packets: the header is
@@ -161,16 +164,19 @@ class Scheduler:
         max_batch_bytes, max_batch_count = self.transport.max_batch_bytes, self.transport.max_batch_count
         batch = bytearray(max_batch_bytes + MAX_DATAGRAM_SIZE)   # sealed datagrams back to back
         batch_view = memoryview(batch)
-        readv, wall = os.readv, self.wall
-        endpoint, drops, sending = self.endpoint, self.drops, self.sending
+        readv, mono = os.readv, self.mono
+        endpoint, drops, keypairs, handshake = self.endpoint, self.drops, self.keypairs, self.handshake
         send, send_batch = self.transport.send, self.transport.send_batch
         trickle = True          # the last drain read at most one packet
 
         def drain_tun():
             nonlocal trickle
             address = endpoint.address
-            seal_into = sending.sealer.seal_into    # looked up per batch: a new session replaces it
-            now_ms = int(wall() * 1000)
+            now = mono()
+            keypair = keypairs.sending(now)         # looked up per batch: a rekey replaces it
+            if keypair is not None:
+                seal_into = keypair.seal_into
+            sealed_count = 0
             size = count = segment = 0
             drained = False
             first = trickle
@@ -191,6 +197,9 @@ class Scheduler:
                 if address is None:
                     drops["no peer address"] += 1
                     continue
+                if keypair is None:
+                    drops["no session"] += 1       # the handshake's timers start one
+                    continue
                 sealed = n + OVERHEAD
                 if count and (sealed > segment or size + sealed > max_batch_bytes or count == max_batch_count):
                     send_batch(batch_view, size, segment, count, address)
@@ -198,9 +207,12 @@ class Scheduler:
                 if not count:
                     segment = sealed
                 try:
-                    seal_into(batch_view[size:], plain_view[:TIMESTAMP_SIZE + n], now_ms)
-                except CounterExhausted:
-                    sending.seal_into(batch_view[size:], plain_view[:TIMESTAMP_SIZE + n], now_ms)
+                    seal_into(batch_view[size:], plain_view[:n])
+                except ValueError:                  # the keypair's counter is used up (2^64 - 2^13)
+                    drops["no session"] += 1
+                    keypair = None
+                    continue
+                sealed_count += 1
                 if first:
                     # While packets come one at a time (ping, keystrokes), the first goes
                     # out at once, before the read that finds out whether more are queued.
@@ -215,6 +227,8 @@ class Scheduler:
                     size = count = 0
             if count:
                 send_batch(batch_view, size, segment, count, address)
+            if sealed_count:
+                handshake.data_sent(now, True)
             trickle = reads <= 1           # reads counts the packets before EAGAIN
             return drained
 
@@ -225,41 +239,63 @@ class Scheduler:
         True when the transport was drained. Then forwards what the tun already holds:
         see the end of drain_net."""
         tun_fd = self.tun.fd
-        plain_view = memoryview(bytearray(MAX_DATAGRAM_SIZE))     # timestamp + payload of one packet
-        receiver, endpoint, drops, report = self.receiver, self.endpoint, self.drops, self.report
+        plain_view = memoryview(bytearray(MAX_DATAGRAM_SIZE))     # the payload of one datagram
+        keypairs, handshake, endpoint, drops, report = self.keypairs, self.handshake, self.endpoint, self.drops, \
+            self.report
+        open_into, apply = keypairs.open_into, self.apply
         write, describe = os.write, self.transport.describe
         debug = log.isEnabledFor(logging.DEBUG)
-        payload_start = TIMESTAMP_SIZE
         coalescer = self.coalescer
         dynamic = endpoint.dynamic
-        accepted = accepted_bytes = 0
-        accepted_from = None
+        replies = []                # (destination, message) the refusals of one drain answer
+        accepted = accepted_bytes = payloads = 0
+        accepted_from = accepted_keypair = None
+
+        def refused(e, datagram, source, now_mono):
+            drops[e.reason] += 1
+            if debug:
+                log.debug("dropped %d-byte datagram from %s: %s", len(datagram), describe(source), e.reason)
+            if diagnosed(e):
+                report.refused(e, source, now_mono)
+            reply = getattr(e, "reply", None)       # a cookie reply, our crossed initiation again, a confirmation
+            if reply is not None:
+                replies.append((e.destination, reply))
+
+        def shake(datagram, source, now_ms, now_mono):
+            """A handshake message: True if it completed a handshake (authenticated), None if it
+            was taken in or refused as a handshake message of ours (an initiation, a crossed or
+            stale one: a TCP connection carrying it stays), False if it is none (not v3)."""
+            try:
+                actions = handshake.receive(datagram, source, now_mono, now_ms)
+            except BadPacket as e:
+                refused(e, datagram, source, now_mono)
+                return None if len(datagram) >= SMALLEST_MESSAGE and datagram[0] >> 4 == 3 else False
+            apply(actions)
+            return True if any(type(a) is Established for a in actions) else None
 
         def deliver(datagram, source, now_ms, now_mono):
-            nonlocal accepted, accepted_bytes, accepted_from
-            if debug:
-                session_before = receiver.session_id
+            nonlocal accepted, accepted_bytes, accepted_from, accepted_keypair, payloads
+            if not len(datagram) or datagram[0] != DATA_TYPE:
+                return shake(datagram, source, now_ms, now_mono)
             try:
-                n = receiver.open_into(datagram, plain_view, now_ms, now_mono)
+                n, flags, keypair, confirmed = open_into(datagram, plain_view, now_mono)
             except BadPacket as e:
-                drops[e.reason] += 1
-                if debug:
-                    log.debug("dropped %d-byte datagram from %s: %s", len(datagram), describe(source), e.reason)
-                if diagnosed(e):
-                    report.refused(e, source, now_mono)
+                refused(e, datagram, source, now_mono)
                 return False
+            if confirmed:
+                apply(handshake.confirmed_by_data(keypair, source, now_mono))
             accepted += 1
             accepted_bytes += n
-            accepted_from = source
-            if debug and receiver.session_id != session_before:
-                log.debug("peer session %016x accepted (from %s)", receiver.session_id, describe(source))
+            accepted_from, accepted_keypair = source, keypair
             if dynamic and endpoint.learn(source, now_mono):
                 report.learned(source, now_mono)
             if n and coalescer is not None:
-                coalescer.add(plain_view[payload_start:payload_start + n])
+                payloads += 1
+                coalescer.add(plain_view[:n])
             elif n:
+                payloads += 1
                 try:
-                    write(tun_fd, plain_view[payload_start:payload_start + n])
+                    write(tun_fd, plain_view[:n])
                 except BlockingIOError:
                     drops["tun full"] += 1
                 except OSError as e:
@@ -270,22 +306,18 @@ class Scheduler:
 
         receive = self.transport.receiver(deliver, self.wall, self.mono)
 
-        peer_session = None
-
         def drain_net():
-            nonlocal accepted, accepted_bytes, peer_session
-            accepted = accepted_bytes = 0
+            nonlocal accepted, accepted_bytes, payloads
+            accepted = accepted_bytes = payloads = 0
             drained = receive()
+            if replies:
+                self._send_replies(replies)
             if accepted:
+                now = self.mono()
                 self.received += accepted
                 self.received_bytes += accepted_bytes + accepted * OVERHEAD
-                report.received(accepted_from, receiver.session_id, self.mono())
-                if receiver.session_id != peer_session:
-                    # A peer that (re)started hears from us at once, not at our next
-                    # keepalive: its tunnel is up as soon as ours.
-                    peer_session = receiver.session_id
-                    if self.announce is not None:
-                        self.announce()
+                report.received(accepted_from, accepted_keypair, now)
+                handshake.data_received(now, payloads > 0)
             if coalescer is not None:
                 coalescer.flush()
             if accepted:
@@ -296,6 +328,24 @@ class Scheduler:
             return drained
 
         return drain_net
+
+    def _send_replies(self, replies):
+        """Send what refusals answered (under a flood of initiations: a cookie reply each),
+        runs of equal size to one destination in one batch (one GSO send over UDP)."""
+        start = 0
+        while start < len(replies):
+            destination, first = replies[start]
+            end = start + 1
+            while (end < len(replies) and end - start < self.transport.max_batch_count
+                   and replies[end][0] == destination and len(replies[end][1]) == len(first)):
+                end += 1
+            if end - start == 1:
+                self.transport.reply(memoryview(first), destination)
+            else:
+                batch = b"".join(message for _, message in replies[start:end])
+                self.transport.reply_batch(memoryview(batch), len(batch), len(first), end - start, destination)
+            start = end
+        replies.clear()
 
     def _write_frame(self, vnet_header, packet):
         """Write one frame (virtio_net_hdr + packet) to a tun opened with IFF_VNET_HDR."""
@@ -320,18 +370,20 @@ class Scheduler:
         the caches, and the ~25 Python and C steps of seal/open then cost several
         times their warm price."""
         key = bytes(32)
-        wall, mono = time.time, time.monotonic
-        sealer = new_sealer(key, int(wall() * 1000), 0)
-        receiver = Receiver(key, 3600.0, None)     # no send session: it opens what it seals
-        plain = bytearray(TIMESTAMP_SIZE + 64)
-        sealed = memoryview(bytearray(len(plain) + HEADER_SIZE + TAG_SIZE))
+        mono = time.monotonic
+        plain = bytearray(64)
+        sealed = memoryview(bytearray(len(plain) + OVERHEAD))
         opened = bytearray(len(plain))
+        keypairs = None
 
         def warm():
-            nonlocal sealer
-            if sealer.counter >= sealer.limit - 1:
-                sealer = new_sealer(key, int(wall() * 1000), 0, after=sealer.session_id)
-            size = sealer.seal_into(sealed, plain, int(wall() * 1000))
-            receiver.open_into(sealed[:size], opened, int(wall() * 1000), mono())
+            nonlocal keypairs
+            now = mono()
+            if keypairs is None or keypairs.sending(now) is None:
+                # A keypair that seals to itself: local and remote index alike, one key.
+                keypairs = Keypairs()
+                keypairs.install(Keypair(0, 0, key, key, True, now))
+            size = keypairs.current.seal_into(sealed, plain)
+            keypairs.open_into(sealed[:size], opened, now)
 
         return warm

@@ -13,13 +13,12 @@
 JSON keys (all present; null where unknown):
   interface, listen_address, peer_address, peer_host (the -pa host as given),
   dynamic (true: the peer's address is learned), peer_learned (a learned address is known),
-  peer_session (16 hex digits), peer_session_age_seconds (by the session id's start time),
+  peer_session (16 hex digits: the current keypair's two indices, the peer's then ours),
+  peer_session_age_seconds (since that handshake completed),
   last_received_seconds_ago, rx_packets, rx_bytes, tx_packets, tx_bytes (datagram bytes on
   the wire, overhead included), drops (reason -> count), uptime_seconds.
 """
 import collections
-
-from .packet import session_start_ms
 
 THROTTLE_SECONDS = 60.0                 # at most one diagnostic line per cause per minute
 SILENT_MIN_SECONDS = 60.0               # silence_threshold's floor
@@ -35,13 +34,15 @@ def _round(seconds):
     return None if seconds is None else round(max(0.0, seconds), 1)
 
 
-def build_status(*, interface, listen_address, peer_address, peer_host, dynamic, session_id,
+def build_status(*, interface, listen_address, peer_address, peer_host, dynamic, session,
                  last_received, started, now, now_ms, rx_packets, rx_bytes, tx_packets, tx_bytes, drops):
-    """The status dict. last_received/started/now are monotonic seconds, now_ms wall-clock ms;
-    addresses are already formatted strings (or None)."""
-    session_age = None
-    if session_id is not None:
-        session_age = (now_ms - session_start_ms(session_id)) / 1000.0
+    """The status dict. session: the current keypair (keypair.Keypair) or None.
+    last_received/started/now are monotonic seconds, now_ms wall-clock ms; addresses are
+    already formatted strings (or None)."""
+    session_id = session_age = None
+    if session is not None:
+        session_id = session.remote_index << 32 | session.local_index
+        session_age = now - session.created
     return {
         "interface": interface,
         "listen_address": listen_address,
@@ -194,7 +195,7 @@ class PeerWatch:
 
 def clock_skew_message(skew_ms, pvt_seconds):
     """skew_ms = the datagram's timestamp minus our clock."""
-    return "peer clock differs by %+.0f s; -pvt is %g s (datagrams outside it are refused: sync the clocks, " \
+    return "peer clock differs by %+.0f s; -pvt is %g s (handshakes outside it are refused: sync the clocks, " \
            "e.g. with NTP)" % (skew_ms / 1000.0, pvt_seconds)
 
 

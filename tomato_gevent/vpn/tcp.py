@@ -195,12 +195,13 @@ class TcpTransport(DatagramTransport):
                     now_ms = int(wall() * 1000)
                     try:
                         for datagram in splitter.frames():
-                            if deliver(datagram, conn, now_ms, now_mono):
+                            result = deliver(datagram, conn, now_ms, now_mono)
+                            if result:
                                 if conn.authenticated and rules.current is conn:
                                     conn.last_authenticated = now_mono      # the usual case, cheaply
                                 else:
                                     self._authenticated(conn, now_mono)
-                            elif rules.refused(conn):
+                            elif result is False and rules.refused(conn):
                                 drops["untrusted connection"] += 1
                                 self._close(conn, "a datagram that does not open")
                                 break
@@ -260,6 +261,14 @@ class TcpTransport(DatagramTransport):
             self.drops["no connection"] += 1
             return
         self._write(conn, [frame_header(len(view)), view], len(view) + FRAME_HEADER_SIZE, 1)
+
+    def reply(self, view, source):
+        """A handshake message on the connection it answers (an initiation arrives on a new,
+        untrusted connection: the response goes back on it)."""
+        if source.closed.is_set():
+            self.drops["no connection"] += 1
+            return
+        self._write(source, [frame_header(len(view)), view], len(view) + FRAME_HEADER_SIZE, 1)
 
     def send_batch(self, view, size, segment, count, destination):
         conn = self.rules.current

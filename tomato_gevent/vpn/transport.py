@@ -10,9 +10,16 @@ connections). A transport provides:
   receiver(deliver) -> receive(): take in what arrived until the fd is drained
                     (returns True) or a batch limit is reached (returns False), and
                     call deliver(datagram, source, now_ms, now_mono) for each
-                    datagram; deliver returns True when the datagram was authentic.
+                    datagram; deliver returns True when the datagram was authentic,
+                    None for a handshake message taken in but not (yet) authentic
+                    (an initiation), False when it was refused.
                     source is whatever send() accepts as destination.
   send(view, destination)
+  reply(view, source)
+                    a handshake message back to exactly where a message came from
+                    (UDP: that address; TCP: that connection, trusted or not)
+  reply_batch(view, size, segment, count, source)
+                    count such messages, laid out as for send_batch (UDP: one GSO send)
   send_batch(view, size, segment, count, destination)
                     count sealed datagrams back to back in view[:size], each
                     segment bytes long except possibly the last. Never waits for
@@ -96,6 +103,13 @@ class DatagramTransport:
 
     def send_batch(self, view, size, segment, count, destination):
         raise NotImplementedError
+
+    def reply(self, view, source):
+        self.send(view, source)
+
+    def reply_batch(self, view, size, segment, count, source):
+        for offset in range(0, size, segment):
+            self.reply(view[offset:offset + segment], source)
 
     def describe(self, source):
         raise NotImplementedError

@@ -21,7 +21,7 @@ import time
 from gevent import get_hub
 
 from ..netutil import format_address
-from .packet import MAX_DATAGRAM_SIZE
+from .keypair import MAX_DATAGRAM_SIZE
 from .transport import DatagramTransport, open_bound_socket
 
 log = logging.getLogger(__name__)
@@ -137,6 +137,9 @@ class UdpTransport(DatagramTransport):
                     break
         for offset in range(0, size, segment):
             self.send(view[offset:min(offset + segment, size)], address)
+
+    def reply_batch(self, view, size, segment, count, source):
+        self.send_batch(view, size, segment, count, source)
 
     # -- receive ---------------------------------------------------------------------
     def receiver(self, deliver, wall=time.time, mono=time.monotonic):
