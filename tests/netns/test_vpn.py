@@ -157,7 +157,9 @@ def test_wrong_password_gets_nothing_through(lab, pair):
     vpn_a, vpn_b = seed_link(lab, pair, b_peer_password="not-pwd1")
     assert not ping(lab, a, "10.0.1.2", count=3)
     assert not ping(lab, b, "10.0.1.1", count=1)
-    assert "authentication failed" in vpn_b.output()
+    for proc in (vpn_a, vpn_b):         # both sides say why, once
+        assert proc.output().count("failed: the passwords do not match") == 1, proc.output()
+        assert "tunnel tun0 up" not in proc.output()
     assert_clean_stop(lab, vpn_a, secrets=("pwd1", "pwd2", "not-pwd1"))
     assert_clean_stop(lab, vpn_b, secrets=("pwd1", "pwd2", "not-pwd1"))
 
@@ -243,9 +245,9 @@ def test_peer_restart_recovers(lab, pair):
     ping_eventually(lab, a, "10.0.1.2")
     assert_clean_stop(lab, vpn_b)
     vpn_b = start_vpn(lab, b, "-la", ":%d" % PORT, "-lp", "pwd2", "-pa", "10.9.0.1:%d" % PORT, "-pp", "pwd1", "-v")
-    # Well inside -pvt (10 s): the new session is accepted because it is newer, not because the old one expired.
+    # The restarted B initiates at start; A answers at once, its old keypair still valid.
     ping_eventually(lab, a, "10.0.1.2", timeout=3)
-    assert "peer session" in vpn_a.output()
+    assert vpn_a.output().count("handshake with 10.9.0.2:%d complete" % PORT) >= 2
     assert_clean_stop(lab, vpn_a)
 
 
