@@ -7,6 +7,7 @@ import stat
 import sys
 
 from . import __version__
+from .environment import forget_environment
 from .errors import ConfigError, TomatoError
 
 log = logging.getLogger(__name__)
@@ -143,7 +144,13 @@ def read_secret(value, path, env_name, what):
     """A password from the command line, a file (first line) or the environment, in that order.
 
     A file that every user may read still works, with a warning (the password is not secret).
+    $env_name is removed from the environment in every case (environment.py), so that
+    no child (--up/--down hooks) inherits it.
     """
+    from_environment = os.environ.get(env_name)
+    if from_environment is not None and not forget_environment([env_name]):
+        log.warning("$%s could not be erased from /proc/%d/environ (readable by root and this user)",
+                    env_name, os.getpid())
     if value is not None:
         return value
     if path is not None:
@@ -158,9 +165,8 @@ def read_secret(value, path, env_name, what):
         if not secret:
             raise ConfigError("%s file %s is empty" % (what, path))
         return secret
-    secret = os.environ.get(env_name)
-    if secret:
-        return secret
+    if from_environment:
+        return from_environment
     raise ConfigError("no %s given (use the flag, its -file variant or $%s)" % (what, env_name))
 
 
