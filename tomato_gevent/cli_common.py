@@ -229,6 +229,24 @@ def read_secret(value, path, env_name, what):
     raise ConfigError("no %s given (use the flag, its -file variant or $%s)" % (what, env_name))
 
 
+BROKEN_PIPE_STATUS = 141       # 128 + SIGPIPE: what a shell reports for `cat | head`'s cat
+
+
+def print_output(text):
+    """Print text and a newline on stdout; 0, or BROKEN_PIPE_STATUS when the reader left
+    (`vpn show | head -1`): quietly, where print() ends in a BrokenPipeError traceback
+    and Python's last flush at exit in a second one."""
+    try:
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())       # what is still buffered goes nowhere at exit
+        os.close(devnull)
+        return BROKEN_PIPE_STATUS
+    return 0
+
+
 def run_cli(body, prog):
     """Call body() and map every expected failure to one log line and an exit status.
 

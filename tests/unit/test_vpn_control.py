@@ -12,9 +12,17 @@ import gevent
 import pytest
 
 from tomato_gevent.vpn import control
-from tomato_gevent.vpn.control import ControlError, ControlServer, answer, query
+from tomato_gevent.vpn.control import MAX_REQUEST_BYTES, ControlError, ControlServer, answer, query
+from tomato_gevent.vpn.status import build_status
 
 STATUS = {"interface": "tun0", "rx_packets": 3, "drops": {"short datagram": 1}}
+
+
+def full_status():
+    """A complete status, as a running vpn answers it (what the human view formats)."""
+    return build_status(interface="tun0", listen_address="0.0.0.0:5000", peer_address="10.9.0.2:5000",
+                        peer_host=None, dynamic=False, session_id=None, last_received=None, started=0.0, now=1.0,
+                        now_ms=1_700_000_000_000, rx_packets=0, rx_bytes=0, tx_packets=0, tx_bytes=0, drops={})
 
 
 def ask(path, command="show"):
@@ -118,7 +126,6 @@ def test_vpn_show_prints_the_human_view_or_one_line(tmp_path, capsys):
     """bin/vpn show's main path against a server in this process (a status of another version
     cannot be formatted: one line, exit 1, --json still works)."""
     from tomato_gevent.vpn.cli import main
-    from tests.unit.test_vpn_status import status as full_status
 
     path = str(tmp_path / "vpn-tun0.sock")
     replies = iter([full_status(), {"interface": "tun0"}, {"interface": "tun0"}])
@@ -165,3 +172,53 @@ def test_leftover_removed_by_a_concurrent_vpn_first_is_no_error(tmp_path, monkey
         assert stat.S_ISSOCK(os.lstat(path).st_mode)
     finally:
         server.close()
+
+
+def drip(path, pace=0.05):
+    """A client that sends its request one byte at a time, `pace` apart, and never the
+    newline: ("closed", bytes sent) when the server hung up, ("answered", reply) if it
+    answered (after MAX_REQUEST_BYTES bytes it would: an unknown command)."""
+    import select
+
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.connect(path)
+        for sent in range(MAX_REQUEST_BYTES + 2):
+            try:
+                sock.send(b"s" if sent == 0 else b" ")
+            except (BrokenPipeError, ConnectionResetError):
+                return "closed", sent
+            if select.select([sock], [], [], pace)[0]:      # pacing only: the outcome decides
+                reply = sock.recv(4096)
+                return ("answered", reply) if reply else ("closed", sent + 1)
+        return "still open", MAX_REQUEST_BYTES + 2
+
+
+def test_a_dripping_client_is_dropped_at_the_deadline(tmp_path):
+    """Issue 23 item 8: one byte every few seconds kept a slot for ~17 minutes. Each exchange
+    now has a total deadline (here 0.3 s; the byte pace makes 257 bytes take > 12 s)."""
+    path = str(tmp_path / "vpn-tun0.sock")
+    with ControlServer(path, lambda: STATUS, deadline=0.3):
+        outcome, detail = gevent.get_hub().threadpool.apply(drip, (path,))
+        assert outcome == "closed" and detail < MAX_REQUEST_BYTES, (outcome, detail)
+        assert ask(path) == STATUS                          # the slot is free again
+
+
+@pytest.mark.parametrize("flags", [[], ["--json"]])
+def test_vpn_show_into_a_closed_pipe_is_quiet(tmp_path, flags):
+    """`vpn show | head -1`: the reader is gone before vpn writes. No traceback (print's
+    BrokenPipeError, or the one of Python's flush at exit), the status of a SIGPIPE death."""
+    import subprocess
+    import sys
+
+    path = str(tmp_path / "vpn-tun0.sock")
+    vpn = os.path.join(os.path.dirname(__file__), "..", "..", "bin", "vpn")
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        with ControlServer(path, full_status):
+            result = gevent.get_hub().threadpool.apply(subprocess.run, ([sys.executable, vpn, "show", "--control", path,
+                                                                          *flags],),
+                                                       dict(stdout=write_end, stderr=subprocess.PIPE, timeout=30))
+    finally:
+        os.close(write_end)
+    assert result.stderr == b"" and result.returncode == 141

@@ -424,6 +424,7 @@ def show(argv):
     """`vpn show`: print a running vpn's status; exit 1 with one line if none answers."""
     import json
 
+    from ..cli_common import print_output
     from .control import ControlError, default_path, query
     from .status import format_status
 
@@ -435,15 +436,13 @@ def show(argv):
         print("%s: %s" % (program_name("vpn"), e), file=sys.stderr)
         return e.exit_status
     if args.json:
-        print(json.dumps(status, indent=2))
-        return 0
+        return print_output(json.dumps(status, indent=2))
     try:
         text = format_status(status)
     except (KeyError, TypeError, ValueError):     # a vpn of another version: the JSON still works
         print("%s: %s answered a status this version cannot show; try --json" % (program_name("vpn"), path), file=sys.stderr)
         return 1
-    print(text)
-    return 0
+    return print_output(text)
 
 
 def main(argv=None):

@@ -6,6 +6,7 @@ Protocol, one exchange per connection:
   client -> server   one command line: b"show\\n" (at most MAX_REQUEST_BYTES)
   server -> client   one JSON object and b"\\n", then close: the status (status.py lists
                      the keys), or {"error": "..."} for an unknown command
+A client has REQUEST_DEADLINE_SECONDS for the whole exchange; MAX_CLIENTS are served at once.
 The JSON is the contract; `vpn show` formats its human view from it.
 
 ControlServer (gevent glue) binds the socket, replacing a stale one left by a killed
@@ -24,7 +25,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_DIRECTORY = "/run/tomato"
 MAX_REQUEST_BYTES = 256
-CLIENT_TIMEOUT_SECONDS = 5.0            # a client that does not send its command in time is dropped
+CLIENT_TIMEOUT_SECONDS = 5.0            # query()'s wait for the answer
+REQUEST_DEADLINE_SECONDS = 5.0          # one whole exchange, however the client paces its bytes
 MAX_CLIENTS = 4                         # served at once; more wait in the listen backlog
 LISTEN_BACKLOG = 16
 PROBE_TIMEOUT_SECONDS = 0.5             # is a socket left at our path still served?
@@ -116,9 +118,10 @@ def bind_control_socket(path):
 class ControlServer:
     """Answers control requests with status() while running; a context manager."""
 
-    def __init__(self, path, status):
+    def __init__(self, path, status, deadline=REQUEST_DEADLINE_SECONDS):
         self.path = path
         self.status = status
+        self.deadline = deadline    # seconds a client may hold one of the MAX_CLIENTS slots
         self._server = None
         self._identity = None       # (st_dev, st_ino) of the socket file we created
 
@@ -142,7 +145,13 @@ class ControlServer:
         return self
 
     def _handle(self, conn, _address):
-        conn.settimeout(CLIENT_TIMEOUT_SECONDS)
+        """One exchange, within self.deadline in all: a client sending a byte now and then
+        (each in time for a per-receive timeout) would otherwise hold its slot for
+        MAX_REQUEST_BYTES receives."""
+        import gevent
+
+        deadline = gevent.Timeout(self.deadline)
+        deadline.start()
         request = b""
         try:
             while b"\n" not in request and len(request) <= MAX_REQUEST_BYTES:
@@ -151,8 +160,14 @@ class ControlServer:
                     break
                 request += chunk
             conn.sendall(answer(request.split(b"\n", 1)[0][:MAX_REQUEST_BYTES], self.status))
-        except OSError as e:        # includes socket.timeout: a slow or vanished client
+        except OSError as e:        # a vanished client
             log.debug("control client dropped: %s", e)
+        except gevent.Timeout as e:
+            if e is not deadline:
+                raise
+            log.debug("control client dropped: no complete exchange within %g s", self.deadline)
+        finally:
+            deadline.close()
 
     def close(self):
         if self._server is None:
