@@ -5,6 +5,7 @@ uses it) runs in a native thread so that the hub keeps serving meanwhile.
 """
 import json
 import os
+import re
 import socket
 import stat
 
@@ -59,14 +60,104 @@ def test_show_over_the_socket_follows_the_status_and_socket_is_0600(tmp_path):
     assert not os.path.exists(path)                         # removed at close
 
 
-def test_default_directory_is_created_0700(tmp_path, monkeypatch):
+def test_a_path_in_the_tomato_directory_creates_it_0700(tmp_path, monkeypatch):
     directory = tmp_path / "run" / "tomato"
     monkeypatch.setattr(control, "DEFAULT_DIRECTORY", str(directory))
-    path = control.default_path("tun7")
-    assert path == str(directory / "vpn-tun7.sock")
+    path = str(directory / "vpn-tun7.sock")
     with ControlServer(path, lambda: STATUS):
         assert stat.S_IMODE(os.stat(directory).st_mode) == 0o700
         assert ask(path)["interface"] == "tun0"
+
+
+def abstract_name(tmp_path):
+    """An abstract name of this test alone (the default would be @tomato/vpn-IFACE)."""
+    return "@tomato-test/%s" % tmp_path.name + str(os.getpid())
+
+
+def test_default_is_an_abstract_name_per_interface(tmp_path):
+    assert control.default_path("tun7") == "@tomato/vpn-tun7"
+    name = abstract_name(tmp_path)
+    with ControlServer(name, lambda: STATUS):
+        assert ask(name) == STATUS
+        with pytest.raises(ControlError, match="^control socket %s is in use by process %d \\(uid 0\\) in this "
+                                               "network namespace" % (name, os.getpid())):
+            ControlServer(name, lambda: {}).start()
+        assert ask(name) == STATUS                          # the refused second one took nothing away
+    missing = ask(name)                                     # released with the socket: nothing left behind
+    assert isinstance(missing, ControlError)
+    assert str(missing) == "no vpn running for tun0: nothing listens on %s in this network namespace" % name
+
+
+def fork_as_nobody(body):
+    """Start body() in a forked child with uid/gid 65534; returns result(), which waits for
+    the child and returns what body returned (bytes). The child uses plain blocking
+    sockets only, never the parent's gevent hub."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(read_end)
+            os.setgroups([])
+            os.setgid(65534)
+            os.setuid(65534)
+            os.write(write_end, body())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+
+    def result():
+        try:
+            return gevent.get_hub().threadpool.apply(lambda: b"".join(iter(lambda: os.read(read_end, 4096), b"")))
+        finally:
+            os.close(read_end)
+            os.waitpid(pid, 0)
+    return result
+
+
+def test_an_abstract_socket_answers_root_and_its_own_user_only(tmp_path):
+    """No file permissions guard an abstract name: the server checks the caller's uid."""
+    name = abstract_name(tmp_path)
+
+    def ask_as_nobody():
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(10)
+        sock.connect(control.sockaddr(name))
+        sock.sendall(b"show\n")
+        return sock.recv(4096)
+    with ControlServer(name, lambda: STATUS):
+        reply = json.loads(fork_as_nobody(ask_as_nobody)())
+        assert reply == {"error": "permission denied: only root and uid 0 may ask"}
+        assert ask(name) == STATUS
+    assert control.trusted(0, own_uid=1000) and control.trusted(1000, own_uid=1000)
+    assert not control.trusted(1001, own_uid=1000)
+
+
+def test_the_client_asks_no_squatter(tmp_path):
+    """Another user took the name first (the vpn then serves none): `vpn show` as root
+    does not take that process's answer for the vpn's status."""
+    name = abstract_name(tmp_path)
+    ready_read, ready_write = os.pipe()
+
+    def squat():
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.bind(control.sockaddr(name))
+        sock.listen(1)
+        os.write(ready_write, b"x")
+        sock.settimeout(10)
+        conn, _ = sock.accept()
+        conn.sendall(json.dumps({"interface": "fake"}).encode() + b"\n")
+        return b""
+    squatter = fork_as_nobody(squat)
+    os.close(ready_write)                   # the child's copy alone: its exit ends the read below
+    try:
+        assert gevent.get_hub().threadpool.apply(os.read, (ready_read, 1)) == b"x"
+        error = ask(name)
+    finally:
+        os.close(ready_read)
+        squatter()
+    assert isinstance(error, ControlError)
+    assert re.fullmatch("%s is served by process \\d+ of uid 65534, neither root nor you: not asked" % name,
+                        str(error)), str(error)
 
 
 def test_no_instance_is_one_clear_error(tmp_path):

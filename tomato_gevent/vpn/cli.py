@@ -104,7 +104,8 @@ def build_parser():
     p.add_argument("--down", metavar="CMD", help="shell command run at stop, before the device is restored or removed "
                                                 "(same environment)")
     p.add_argument("--control", metavar="PATH",
-                   help="control socket for vpn show (default /run/tomato/vpn-IFACE.sock)")
+                   help="control socket for vpn show: a file, or @NAME for an abstract socket (default "
+                        "@tomato/vpn-IFACE, an abstract socket of this network namespace)")
     p.add_argument("--keepalive", metavar="SEC", type=_seconds_or_zero, default=KEEPALIVE_SECONDS,
                    help="send an empty authenticated packet after SEC idle (0 = off, default %g)" % KEEPALIVE_SECONDS)
     p.add_argument("--keep-warm", metavar="SEC", type=_seconds_or_zero, default=WARM_AFTER_TRAFFIC_SECONDS,
@@ -415,7 +416,8 @@ def build_show_parser():
     where = p.add_mutually_exclusive_group()
     where.add_argument("-I", metavar="IFACE", type=_interface_name, default="tun0",
                        help="the vpn serving this tun device (default tun0)")
-    where.add_argument("--control", metavar="PATH", help="the vpn serving this control socket (its --control)")
+    where.add_argument("--control", metavar="PATH", help="the vpn serving this control socket (its --control; "
+                                                         "the default, @tomato/vpn-IFACE, is per network namespace)")
     p.add_argument("--json", action="store_true", help="machine-readable: the JSON object the vpn answers")
     return p
 
@@ -445,10 +447,28 @@ def show(argv):
     return print_output(text)
 
 
+def show_arguments(argv):
+    """show's arguments when argv asks for `vpn show`: "show" first (the seed's command line
+    always starts with a flag), or after show's own options (`vpn --control PATH show`)."""
+    i = 0
+    while i < len(argv):
+        word = argv[i]
+        if word == "show":
+            return argv[:i] + argv[i + 1:]
+        if word in ("-I", "--control"):
+            i += 2
+        elif word == "--json" or word.startswith("--control=") or (word.startswith("-I") and len(word) > 2):
+            i += 1
+        else:
+            return None
+    return None
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ["show"]:        # a subcommand: the seed's command line always starts with a flag
-        return show(argv[1:])
+    show_argv = show_arguments(argv)
+    if show_argv is not None:
+        return show(show_argv)
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose)
     return run_cli(lambda: _run(args), __name__)

@@ -16,6 +16,7 @@ traceback.
 """
 import collections
 import logging
+import os
 import time
 
 import gevent
@@ -137,7 +138,7 @@ class Link:
             dynamic=self.endpoint.dynamic, session_id=self.receiver.session_id,
             last_received=self.watch.last_received, started=self.started, now=self.clock.mono(),
             now_ms=int(self.clock.wall() * 1000), rx_packets=self.received, rx_bytes=self.scheduler.received_bytes,
-            tx_packets=self.sent, tx_bytes=self.transport.sent_bytes, drops=self.drops)
+            tx_packets=self.sent, tx_bytes=self.transport.sent_bytes, drops=self.drops, pid=os.getpid())
 
     def stats(self):
         """The status in one line."""
