@@ -1,8 +1,9 @@
 """bin/vpn run as an administrator runs it: secrets kept from hooks, status per network
 namespace, the dynamic mode's address and restart lines, MSS fixing through the tunnel."""
+import re
 from pathlib import Path
 
-from .vpn_support import PORT, assert_clean_stop, show_json, start_vpn
+from .vpn_support import PORT, assert_clean_stop, ping_eventually, show_json, start_vpn
 
 LOCAL, PEER = "local-secret-x7", "peer-secret-y8"
 
@@ -44,3 +45,21 @@ def test_two_vpns_for_tun0_in_two_namespaces_each_show_their_own(lab):
     for proc in vpns.values():
         assert "vpn show will not reach" not in assert_clean_stop(lab, proc)
 
+
+def test_dynamic_mode_logs_each_address_change_and_a_peer_restart(lab, pair):
+    """Issue 24 item 8: B restarts twice within a minute on new ports; A (dynamic) tells
+    each new session and each new address at the default level."""
+    a, b = pair
+    vpn_a = start_vpn(lab, a, "-la", ":%d" % PORT, "-lp", "pwd1", "-d", "-pp", "pwd2", "--control", lab.tmpdir / "a")
+    previous = None
+    for port in (6001, 6002, 6003):
+        vpn_b = start_vpn(lab, b, "-la", ":%d" % port, "-lp", "pwd2", "-pa", "10.9.0.1:%d" % PORT, "-pp", "pwd1",
+                          "--control", lab.tmpdir / "b")
+        ping_eventually(lab, b, "10.0.1.1")
+        line = "peer address is now 10.9.0.2:%d" % port
+        lab.wait_log(vpn_a, line + ("" if previous is None else " (was 10.9.0.2:%d)" % previous))
+        assert_clean_stop(lab, vpn_b)
+        previous = port
+    out = assert_clean_stop(lab, vpn_a)
+    assert len(re.findall(r"INFO .*peer 10\.9\.0\.2:600[23] started a new session [0-9a-f]{16} \(was [0-9a-f]{16}\): "
+                          r"it restarted", out)) == 2, out
