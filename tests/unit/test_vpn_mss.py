@@ -1,0 +1,232 @@
+"""mss.py: the MSS option of TCP SYNs lowered to fit the tunnel, checksum updated
+incrementally (RFC 1624) and checked here against a full recomputation."""
+import ipaddress
+import struct
+
+import pytest
+from hypothesis import given, strategies as st
+
+from tomato_gevent.vpn.mss import MIN_MSS, ceilings, clamp_mss, may_be_syn, update_checksum
+
+SRC4, DST4 = ipaddress.ip_address("10.0.1.1").packed, ipaddress.ip_address("10.0.1.2").packed
+SRC6, DST6 = ipaddress.ip_address("fd01::1").packed, ipaddress.ip_address("fd01::2").packed
+SYN, ACK = 0x02, 0x10
+MSS4, MSS6 = 1360, 1340             # ceilings(1400)
+
+LINUX_SYN_OPTIONS = bytes.fromhex("020405b4" "0402" "080a0000000100000000" "01" "030307")  # MSS 1460 first
+
+
+def mss_option(value):
+    return struct.pack(">BBH", 2, 4, value)
+
+
+def ones_complement_sum(data):
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(struct.unpack(">%dH" % (len(data) // 2), data))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return total
+
+
+def tcp_segment(options=b"", flags=SYN, payload=b"", data_offset=None):
+    options += b"\0" * (-len(options) % 4)
+    offset = data_offset if data_offset is not None else 5 + len(options) // 4
+    return struct.pack(">HHIIBBHHH", 40000, 443, 1, 0, offset << 4, flags, 64240, 0, 0) + options + payload
+
+
+def with_tcp_checksum(packet, tcp_start, pseudo):
+    packet = bytearray(packet)
+    packet[tcp_start + 16:tcp_start + 18] = b"\0\0"
+    checksum = ~ones_complement_sum(pseudo + bytes(packet[tcp_start:])) & 0xFFFF
+    struct.pack_into(">H", packet, tcp_start + 16, checksum)
+    return packet
+
+
+def ipv4(segment, protocol=6, ip_options=b"", fragment=0x4000, total=None):
+    header_size = 20 + len(ip_options)
+    header = struct.pack(">BBHHHBBH4s4s", 0x40 | header_size // 4, 0, total or header_size + len(segment), 1,
+                         fragment, 64, protocol, 0, SRC4, DST4) + ip_options
+    pseudo = SRC4 + DST4 + struct.pack(">BBH", 0, protocol, len(segment))
+    return with_tcp_checksum(header + segment, header_size, pseudo)
+
+
+def ipv6(segment, next_header=6):
+    header = struct.pack(">IHBB16s16s", 0x60000000, len(segment), next_header, 64, SRC6, DST6)
+    pseudo = SRC6 + DST6 + struct.pack(">II", len(segment), 6)
+    return with_tcp_checksum(header + segment, 40, pseudo)
+
+
+def tcp_checksum_ok(packet):
+    """Full recomputation over the pseudo header and the whole segment."""
+    packet = bytes(packet)
+    if packet[0] >> 4 == 4:
+        start = (packet[0] & 15) * 4
+        pseudo = packet[12:20] + struct.pack(">BBH", 0, 6, len(packet) - start)
+    else:
+        start = 40
+        pseudo = packet[8:40] + struct.pack(">II", len(packet) - 40, 6)
+    return ones_complement_sum(pseudo + packet[start:]) == 0xFFFF
+
+
+def mss_values(packet):
+    """Every MSS option value in packet's TCP header, up to the first malformed option."""
+    start = (packet[0] & 15) * 4 if packet[0] >> 4 == 4 else 40
+    end, i, found = min(start + (packet[start + 12] >> 4) * 4, len(packet)), start + 20, []
+    while i < end and packet[i] != 0:
+        if packet[i] == 1:
+            i += 1
+            continue
+        if i + 1 >= end or packet[i + 1] < 2 or i + packet[i + 1] > end:
+            break
+        if packet[i] == 2 and packet[i + 1] == 4:
+            found.append(struct.unpack_from(">H", packet, i + 2)[0])
+        i += packet[i + 1]
+    return found
+
+
+CHANGED = [
+    ("ipv4 only MSS", ipv4(tcp_segment(mss_option(1460))), [MSS4]),
+    ("ipv4 Linux SYN, MSS first", ipv4(tcp_segment(LINUX_SYN_OPTIONS)), [MSS4]),
+    ("ipv4 MSS after timestamps", ipv4(tcp_segment(bytes.fromhex("0101080a0000000100000000") + mss_option(1460))),
+     [MSS4]),
+    ("ipv4 MSS at an odd offset", ipv4(tcp_segment(b"\x01" + mss_option(1460) + b"\x01\x01\x01")), [MSS4]),
+    ("ipv4 SYN-ACK", ipv4(tcp_segment(mss_option(1460), flags=SYN | ACK)), [MSS4]),
+    ("ipv4 with IP options", ipv4(tcp_segment(mss_option(8960)), ip_options=b"\x01\x01\x01\x00"), [MSS4]),
+    ("ipv4 two MSS options", ipv4(tcp_segment(mss_option(1460) + mss_option(9000))), [MSS4, MSS4]),
+    ("ipv4 SYN with payload", ipv4(tcp_segment(mss_option(1460), payload=b"fast open")), [MSS4]),
+    ("ipv6 only MSS", ipv6(tcp_segment(mss_option(1440))), [MSS6]),
+    ("ipv6 odd offset, odd payload", ipv6(tcp_segment(b"\x01" + mss_option(65535), payload=b"x")), [MSS6]),
+]
+
+UNCHANGED = [
+    ("MSS below the ceiling: never raised", ipv4(tcp_segment(mss_option(1200))), [1200]),
+    ("MSS at the ceiling", ipv4(tcp_segment(mss_option(MSS4))), [MSS4]),
+    ("ipv6 below", ipv6(tcp_segment(mss_option(1220))), [1220]),
+    ("no MSS option", ipv4(tcp_segment(bytes.fromhex("0402080a000000010000000001030307"))), []),
+    ("no options", ipv4(tcp_segment()), []),
+    ("not a SYN", ipv4(tcp_segment(mss_option(1460), flags=ACK)), [1460]),
+    ("MSS option of length 3", ipv4(tcp_segment(b"\x02\x03\x05\xb4")), []),
+    ("option after EOL", ipv4(tcp_segment(b"\x00" + mss_option(1460) + b"\0\0\0")), []),
+    ("ipv6 extension header", ipv6(tcp_segment(mss_option(1440)), next_header=0), [1440]),
+    ("ipv4 later fragment", ipv4(tcp_segment(mss_option(1460)), fragment=0x0010), [1460]),
+    ("ipv4 total length too short", ipv4(tcp_segment(mss_option(1460)), total=30), [1460]),
+    ("UDP", ipv4(tcp_segment(mss_option(1460)), protocol=17), [1460]),
+]
+
+
+@pytest.mark.parametrize("packet, expected", [case[1:] for case in CHANGED], ids=[case[0] for case in CHANGED])
+def test_mss_is_lowered_and_the_checksum_still_verifies(packet, expected):
+    assert tcp_checksum_ok(packet)
+    before = bytes(packet)
+    assert clamp_mss(packet, MSS4, MSS6) is True
+    assert mss_values(packet) == expected
+    assert tcp_checksum_ok(packet)
+    changed = [i for i in range(len(packet)) if packet[i] != before[i]]
+    assert len(changed) <= 4 * len(expected) + 2 and all(i >= 20 for i in changed)    # MSS and checksum only
+
+
+@pytest.mark.parametrize("packet, expected", [case[1:] for case in UNCHANGED], ids=[case[0] for case in UNCHANGED])
+def test_other_packets_are_left_alone(packet, expected):
+    before = bytes(packet)
+    assert clamp_mss(packet, MSS4, MSS6) is False
+    assert bytes(packet) == before
+
+
+def test_without_checksum_fix_only_the_value_changes():
+    """A packet whose checksum field holds a partial sum (NEEDS_CSUM): the kernel completes it."""
+    packet = ipv4(tcp_segment(mss_option(1460)))
+    checksum = bytes(packet[36:38])
+    assert clamp_mss(packet, MSS4, MSS6, fix_checksum=False)
+    assert mss_values(packet) == [MSS4] and bytes(packet[36:38]) == checksum
+
+
+def test_a_memoryview_slice_of_a_larger_buffer_is_clamped_in_place():
+    """As the data path calls it: a view of the packet inside its read buffer."""
+    packet = ipv4(tcp_segment(mss_option(1460)))
+    buffer = bytearray(8) + packet + bytearray(100)
+    assert clamp_mss(memoryview(buffer)[8:8 + len(packet)], MSS4, MSS6)
+    assert mss_values(buffer[8:8 + len(packet)]) == [MSS4] and tcp_checksum_ok(buffer[8:8 + len(packet)])
+
+
+@pytest.mark.parametrize("options", [
+    b"\x02",                            # kind, no length
+    b"\x02\x00\x05\xb4",                # length 0: would loop forever
+    b"\x02\x01\x05\xb4",                # length 1
+    b"\x08\x28\x00\x00",                # length past the header
+    b"\x01\x01\x01\x02",                # MSS kind as the last byte
+])
+def test_malformed_options_never_crash_or_loop(options):
+    packet = ipv4(tcp_segment(options))
+    assert clamp_mss(packet, MSS4, MSS6) is False
+
+
+@pytest.mark.parametrize("data_offset", [0, 4, 15])
+def test_data_offset_outside_the_packet(data_offset):
+    packet = ipv4(tcp_segment(mss_option(1460), data_offset=data_offset))
+    assert clamp_mss(packet, MSS4, MSS6) is False
+
+
+def test_every_truncation_is_refused():
+    for whole in (ipv4(tcp_segment(LINUX_SYN_OPTIONS)), ipv6(tcp_segment(LINUX_SYN_OPTIONS))):
+        for size in range(len(whole)):
+            assert clamp_mss(bytearray(whole[:size]), MSS4, MSS6) is False
+
+
+def test_checksum_update_at_the_edges():
+    for checksum in (0x0000, 0x0001, 0xFFFE, 0xFFFF):
+        for old, new in ((0x05B4, 0x0550), (0xFFFF, 0x0000), (0x0000, 0xFFFF), (0x1234, 0x1234)):
+            data = bytearray(struct.pack(">HH", 0xBEEF, old))
+            # a checksum field making the words verify: sum(words) + checksum == 0xFFFF
+            field = ~ones_complement_sum(bytes(data)) & 0xFFFF
+            struct.pack_into(">H", data, 2, new)
+            assert ones_complement_sum(bytes(data) + struct.pack(">H", update_checksum(field, old, new))) == 0xFFFF
+    assert update_checksum(0x1234, 0x0001, 0x0001) == 0x1234
+
+
+@given(st.sampled_from([case[1] for case in CHANGED + UNCHANGED]),
+       st.lists(st.tuples(st.integers(0, 200), st.integers(0, 255)), max_size=4),
+       st.integers(0, 80))
+def test_mutated_and_cut_packets_never_crash_and_keep_a_valid_checksum_valid(packet, flips, cut):
+    """Fuzz (bounded by the profile in tests/conftest.py): random bytes changed, the end cut.
+    clamp_mss never raises; when it changes a packet, a checksum that verified still does."""
+    packet = bytearray(packet)
+    for position, value in flips:
+        if position < len(packet):
+            packet[position] = value
+    if cut:
+        del packet[-cut:]
+    valid_before = len(packet) >= 40 and packet[0] >> 4 in (4, 6) and tcp_checksum_ok(packet)
+    values_before = mss_values(packet) if valid_before else None
+    changed = clamp_mss(packet, MSS4, MSS6)
+    if changed and valid_before:
+        assert tcp_checksum_ok(packet)
+        assert all(after <= before for before, after in zip(values_before, mss_values(packet)))
+
+
+@given(st.binary(max_size=120))
+def test_random_bytes_never_crash(data):
+    assert clamp_mss(bytearray(data), MSS4, MSS6) in (True, False)
+    if data:
+        assert may_be_syn(data) in (True, False)
+
+
+def test_ceilings_follow_the_packet_size():
+    assert ceilings(1400) == (MSS4, MSS6)
+    assert ceilings(1500) == (1460, 1440)
+    assert ceilings(68) == (MIN_MSS, MIN_MSS)
+
+
+@pytest.mark.parametrize("packet, maybe", [
+    (ipv4(tcp_segment(mss_option(1460))), True),
+    (ipv4(tcp_segment(mss_option(1460), flags=ACK)), False),        # the bulk of TCP traffic: one byte read
+    (ipv6(tcp_segment(mss_option(1440))), True),
+    (ipv6(tcp_segment(flags=ACK)), False),
+    (ipv4(tcp_segment(mss_option(1460)), ip_options=b"\x01\x01\x01\x00"), True),
+    (b"\x45" + bytes(10), False),                                    # too short to hold TCP flags
+    (b"\x00" * 60, False),
+])
+def test_may_be_syn_is_a_cheap_prefilter(packet, maybe):
+    assert may_be_syn(packet) is maybe
+    if clamp_mss(bytearray(packet), MSS4, MSS6):
+        assert maybe                                                # never False for a SYN it would change
