@@ -20,8 +20,8 @@ back are counted in the next one. `now` is monotonic seconds; wall() converts fo
 import logging
 import time
 
-from .packet import AUTHENTICATION_FAILED, PROTOCOL
-from .session import TimestampRefused
+from .packet import PROTOCOL
+from .session import AUTHENTICATION_FAILED, TimestampRefused
 from .status import THROTTLE_SECONDS, LogThrottle, PeerWatch, clock_skew_message, format_duration
 
 log = logging.getLogger(__name__)
