@@ -31,6 +31,7 @@ from .control import ControlError, ControlServer, default_path, query
 from .endpoints import PeerResolver, resolve_endpoints, resolve_endpoints_patiently, sockaddr
 from .hooks import HookFailed, hook_environment, run_hook
 from .link import KEEPALIVE_SECONDS
+from .mss import MIN_MSS_FIX
 from .packet import OVERHEAD, derive_password_key
 from .scheduler import WARM_AFTER_TRAFFIC_SECONDS
 from .status import format_status
@@ -60,6 +61,8 @@ def _cidr(text):
 
 _mtu = number_arg(int, lambda value: 68 <= value <= MAX_DEVICE_MTU, "MTU {value} out of range 68-%d" % MAX_DEVICE_MTU)
 _seconds_or_zero = number_arg(float, lambda value: 0 <= value < float("inf"), "{text} must be 0 (off) or more seconds")
+_mss_fix = number_arg(int, lambda value: value == 0 or MIN_MSS_FIX <= value <= 65535,
+                      "{text} must be 0 (off) or a packet size %d-65535" % MIN_MSS_FIX)
 
 
 def build_parser():
@@ -115,6 +118,10 @@ def build_parser():
                    help="after traffic, wait SEC in a 2 ms wake-up loop that keeps the data path warm: "
                         "lower round-trip times under light traffic for some CPU (0 = never, default %g)"
                         % WARM_AFTER_TRAFFIC_SECONDS)
+    p.add_argument("--mss-fix", metavar="BYTES", type=_mss_fix,
+                   help="lower the MSS option of TCP SYNs crossing the tunnel, both ways, so that segments fit "
+                        "BYTES-byte packets (MSS BYTES-40 for IPv4, BYTES-60 for IPv6), as OpenVPN's mssfix; "
+                        "default: the device MTU; 0 = off")
     p.add_argument("--transport", choices=("udp", "tcp"), default="udp",
                    help="udp (default): one UDP datagram per packet; tcp: the same sealed datagrams, "
                         "length-prefixed, over TCP connections on the same port (for networks that block "

@@ -41,7 +41,7 @@ SYSTEM_CLOCK = Clock(time.time, time.monotonic)
 class Link:
     def __init__(self, tun, transport, sending, receiver, endpoint, drops, keepalive=KEEPALIVE_SECONDS,
                  clock=SYSTEM_CLOCK, stop_event=None, silent_after=None, peer_host=None,
-                 keep_warm=WARM_AFTER_TRAFFIC_SECONDS):
+                 keep_warm=WARM_AFTER_TRAFFIC_SECONDS, mss=None):
         self.tun = tun
         self.transport = transport
         self.sending = sending
@@ -57,7 +57,8 @@ class Link:
         self.report = LinkReport(tun.name, endpoint, receiver.pvt_seconds, silent_after, transport.describe,
                                  self.started, clock.wall)
         self.scheduler = Scheduler(tun, transport, sending, receiver, endpoint, self.drops, self.report,
-                                   clock.wall, clock.mono, announce=self.send_keepalive, keep_warm=keep_warm)
+                                   clock.wall, clock.mono, announce=self.send_keepalive, keep_warm=keep_warm,
+                                   mss=mss)
         self._stopped = Event() if stop_event is None else stop_event
         self._greenlets = []
         self._error = None

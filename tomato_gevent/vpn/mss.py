@@ -7,7 +7,9 @@ break. Lowering the MSS option of every SYN and SYN-ACK that crosses the tunnel 
 both ends send segments that fit from the start.
 
   ceilings(packet_size) -> (mss4, mss6)   the largest MSS for an IPv4 / IPv6 packet of
-                                          packet_size bytes (the device MTU, or --mss-fix N)
+                                          packet_size bytes
+  ceilings_for(mss_fix, device_mtu)       those of --mss-fix: None (the default) the
+                                          device's MTU, 0 off (None), N packets of N bytes
   clamp_mss(packet, mss4, mss6) -> bool   lower the MSS option of a TCP SYN in place
 
 What is touched: an IPv4 packet (any header length, first fragment only) or an IPv6
@@ -36,6 +38,7 @@ TCP_CHECKSUM_OFFSET = 16
 OPTION_END, OPTION_NOP, OPTION_MSS = 0, 1, 2
 OPTION_MSS_SIZE = 4
 MIN_MSS = 48                    # Linux's tcp_min_snd_mss: a lower ceiling would be raised again anyway
+MIN_MSS_FIX = MIN_MSS + IPV4_TCP_OVERHEAD   # the smallest --mss-fix N that means something
 FRAGMENT_OFFSET_MASK = 0x1FFF
 
 # Offsets of the SYN test for the common case, an IPv4 header without options:
@@ -49,6 +52,14 @@ _U16 = struct.Struct(">H")
 def ceilings(packet_size):
     """(IPv4 MSS, IPv6 MSS) for TCP packets of at most packet_size bytes, at least MIN_MSS."""
     return max(packet_size - IPV4_TCP_OVERHEAD, MIN_MSS), max(packet_size - IPV6_TCP_OVERHEAD, MIN_MSS)
+
+
+def ceilings_for(mss_fix, device_mtu):
+    """The ceilings of --mss-fix: None = the device MTU's, 0 = no clamping (None), N = N's.
+    device_mtu() is asked only when needed."""
+    if mss_fix == 0:
+        return None
+    return ceilings(device_mtu() if mss_fix is None else mss_fix)
 
 
 def may_be_syn(packet):
@@ -136,4 +147,4 @@ def clamp_mss(packet, mss4, mss6, fix_checksum=True):
     return changed
 
 
-__all__ = ["ceilings", "clamp_mss", "may_be_syn", "update_checksum", "MIN_MSS"]
+__all__ = ["ceilings", "ceilings_for", "clamp_mss", "may_be_syn", "update_checksum", "MIN_MSS"]
