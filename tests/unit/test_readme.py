@@ -67,3 +67,40 @@ def test_relative_links_lead_somewhere(page):
         if not linked.exists() or (anchor and anchor not in anchors(linked)):
             broken.append(target)
     assert broken == []
+
+
+# -- proxy examples never forward to themselves (issue 24 item 1) ----------------------------
+EXAMPLES = sorted((REPO / "contrib" / "examples").glob("*.conf"))
+PROXY_COMMAND = re.compile(r"(?:bin/proxy|tomato-proxy|PROXY_ARGS=)([^`\n]*)")
+
+
+def proxy_addresses(text):
+    """(-a, -f) of every proxy command line in text, where -f is a real address."""
+    found = []
+    for args in PROXY_COMMAND.findall(text):
+        words = args.split()
+        options = dict(zip(words, words[1:]))
+        forward = options.get("-f", "")
+        if re.fullmatch(r"[\w.\[\]:-]+:\d+", forward) and not forward.isupper():
+            found.append((options.get("-a", "127.0.0.1:1080"), forward))
+    return found
+
+
+def test_proxy_examples_forward_to_the_other_host():
+    """The docs show the demo's setup: A's proxy forwards to B's (10.0.1.2:1080), never to an
+    address of its own (the README's old `-f 10.0.1.1:1080` on host A looped)."""
+    pairs = [pair for path in PAGES + EXAMPLES + [REPO / "rules" / "example.txt"]
+             for pair in proxy_addresses(path.read_text())]
+    assert pairs and all(listen != forward for listen, forward in pairs), pairs
+    assert {forward for _, forward in pairs} == {"10.0.1.2:1080"}
+
+
+def test_example_configs_pair_up():
+    """The installed examples are one host: its proxy's -f is the peer's end of its tunnel."""
+    import ipaddress
+
+    vpn = (REPO / "contrib" / "examples" / "vpn-example.conf").read_text()
+    own = ipaddress.ip_interface(re.search(r"--addr (\S+)", vpn).group(1))
+    peer = next(host for host in own.network.hosts() if host != own.ip)
+    [(listen, forward)] = proxy_addresses((REPO / "contrib" / "examples" / "proxy-example.conf").read_text())
+    assert forward.rpartition(":")[0] == str(peer) != str(own.ip)
