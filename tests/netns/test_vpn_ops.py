@@ -6,7 +6,6 @@ about the default path (then the interface has a name unique to this test run), 
 parallel runs never ask each other's vpn.
 """
 import glob
-import json
 import os
 import re
 import signal
@@ -16,19 +15,13 @@ from pathlib import Path
 
 from tomato_gevent.vpn.packet import OVERHEAD
 from tests.netns.nsutil import wait_for
-from tests.netns.test_vpn import PORT, assert_clean_stop, ping, ping_eventually, start_vpn
+from tests.netns.vpn_support import PORT, assert_clean_stop, ping, ping_eventually, show_json, start_vpn
 
 CONTRACT_KEYS = {"interface", "peer_address", "last_received_seconds_ago", "rx_packets", "rx_bytes",
                  "tx_packets", "tx_bytes", "drops", "uptime_seconds"}
 ECHO_BYTES = 84 + OVERHEAD      # a default ping's IP packet + the tunnel's overhead
 SAFE_MTU = 1500 - 40 - 8 - OVERHEAD     # README "MTU": what a device vpn creates gets
 QUICK_SILENCE = Path(__file__).with_name("vpn_quick_silence.py")
-
-
-def show_json(lab, ns, *where):
-    result = lab.run(ns, lab.tool("vpn", "show", "--json", *where))
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)
 
 
 def clock_shifted(offset):
