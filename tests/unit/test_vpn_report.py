@@ -15,7 +15,11 @@ MISMATCH = PasswordMismatch("handshake confirmation does not authenticate")
 
 
 class Keypair:
-    local_index = 0xABC
+    local_index, remote_index = 0xABC, 0xDEF
+
+
+def keypair(local, remote):
+    return type("Keypair", (), {"local_index": local, "remote_index": remote})
 
 
 @pytest.fixture
@@ -130,3 +134,41 @@ def test_only_password_clock_and_version_refusals_are_diagnosed():
     assert not diagnosed(BadPacket("authentication failed"))    # data: a forgery, not a password
     assert not diagnosed(BadPacket("replayed"))
     assert not diagnosed(BadPacket("too short"))
+
+
+def test_every_change_of_the_peers_address_is_logged(caplog_info):
+    """Issue 24 item 8: a roaming peer's second change within a minute was a DEBUG line."""
+    endpoint = PeerEndpoint(forget_after=60.0)
+    r = report(endpoint)
+    for second, address in enumerate([PEER, ("10.9.0.3", 5000), ("10.9.0.3", 6000)]):
+        endpoint.learn(address, float(second))
+        r.learned(address, float(second))
+    assert lines(caplog_info) == ["peer address is now 10.9.0.2:5000",
+                                  "peer address is now 10.9.0.3:5000 (was 10.9.0.2:5000)",
+                                  "peer address is now 10.9.0.3:6000 (was 10.9.0.3:5000)"]
+
+
+def test_a_peer_flapping_between_addresses_is_counted_beyond_a_burst(caplog_info):
+    from tomato_gevent.vpn.report import ADDRESS_LINES_PER_INTERVAL
+
+    r = report(PeerEndpoint(forget_after=60.0))
+    addresses = [PEER, ("10.9.0.3", 5000)]
+    for change in range(ADDRESS_LINES_PER_INTERVAL + 5):
+        r.learned(addresses[change % 2], change / 10.0)
+    assert len(lines(caplog_info)) == ADDRESS_LINES_PER_INTERVAL
+    r.learned(PEER, 60.0)
+    assert lines(caplog_info)[-1] == "peer address is now 10.9.0.2:5000 (was 10.9.0.3:5000) (5 more changes in the " \
+                                     "last 1 min)"
+
+
+def test_a_peer_restart_is_logged_every_time(caplog_info):
+    """Issue 24 item 8: the peer restarting was a DEBUG line only. In v3 it shows as a handshake
+    the peer starts before a rekey was due (its rekeys come REKEY_AFTER after the last one)."""
+    r = report()
+    r.established(PEER, keypair(0xA, 0x1), True, 1.0)
+    r.established(PEER, keypair(0xB, 0x2), False, 3.0)                  # 2 s later: a restart
+    r.established(("10.9.0.2", 5001), keypair(0xC, 0x3), False, 4.0)    # ... and again
+    r.established(PEER, keypair(0xD, 0x4), False, 4.0 + 121.0)          # a rekey: not told
+    assert lines(caplog_info)[1:] == [
+        "peer 10.9.0.2:5000 started a new session 000000020000000b (was 000000010000000a): it restarted",
+        "peer 10.9.0.2:5001 started a new session 000000030000000c (was 000000020000000b): it restarted"]

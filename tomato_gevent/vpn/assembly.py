@@ -17,6 +17,7 @@ import os
 from .handshake import NEW_HANDSHAKE_AFTER_SECONDS, Handshake
 from .keypair import REKEY_AFTER_SECONDS
 from .link import SYSTEM_CLOCK, Link
+from .mss import ceilings_for
 from .session import PeerEndpoint
 from .tcp import TcpTransport, open_tcp_listener
 from .udp import UdpTransport, open_udp_socket
@@ -55,7 +56,8 @@ def open_transport(kind, bind, peer_address, offloads, handshake, drops, http_pr
 
 
 def build_link(args, tun, transport, handshake, drops, stop_event=None, clock=SYSTEM_CLOCK, silent_after=None):
-    """The Link over the parts built above."""
+    """The Link over the parts built above, with the MSS ceilings (--mss-fix, by default from
+    the device's MTU)."""
     return Link(tun, transport, handshake, handshake.endpoint, drops, keepalive=args.keepalive, clock=clock,
                 stop_event=stop_event, silent_after=silent_after, peer_host=args.pa[0] if args.pa else None,
-                keep_warm=args.keep_warm)
+                keep_warm=args.keep_warm, mss=ceilings_for(args.mss_fix, tun.current_mtu))

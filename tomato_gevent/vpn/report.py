@@ -6,26 +6,32 @@ whether that is worth a line:
                                       "tunnel IFACE up" on the first authenticated
                                       datagram, "peer ... back" after a silence
   established(source, keypair, initiator, now)   a handshake completed: the first one
-                                      at INFO, rekeys at DEBUG
+                                      at INFO, rekeys at DEBUG; one the peer started
+                                      before a rekey was due at INFO (it restarted)
   refused(error, source, now)         a handshake whose passwords do not match, a
                                       refused clock, another protocol version, from the
                                       peer's address: a throttled warning naming the
                                       likely mistake (other refusals stay DEBUG lines
                                       and counters)
-  learned(address, now) / forgot(address, now)   dynamic mode's address changes
+  learned(address, now) / forgot(address, now)   dynamic mode's address changes: each
+                                      one (a peer flapping between addresses is cut
+                                      at ADDRESS_LINES_PER_INTERVAL lines a minute)
   tick(now)                           once a second: "peer silent since ..."
-Each cause is throttled to one line per THROTTLE_SECONDS; the lines held back are
-counted in the next one. `now` is monotonic seconds; wall() converts for the log.
+Each diagnostic cause is throttled to one line per THROTTLE_SECONDS; the lines held
+back are counted in the next one. `now` is monotonic seconds; wall() converts for the log.
 """
 import logging
 import time
 
 from .handshake import HandshakeTimestampRefused, PasswordMismatch
+from .keypair import REKEY_AFTER_SECONDS
 from .keyschedule import PROTOCOL
 from .messages import VersionMismatch
 from .status import THROTTLE_SECONDS, LogThrottle, PeerWatch, clock_skew_message, format_duration
 
 log = logging.getLogger(__name__)
+
+ADDRESS_LINES_PER_INTERVAL = 10         # address changes told per THROTTLE_SECONDS; more are counted
 
 
 def diagnosed(error):
@@ -42,8 +48,11 @@ class LinkReport:
         self.describe = describe            # sockaddr -> text
         self.watch = PeerWatch(silent_after, now)
         self.throttle = LogThrottle(throttle_seconds)
+        self.address_throttle = LogThrottle(throttle_seconds, burst=ADDRESS_LINES_PER_INTERVAL)
         self._mono_to_wall = wall() - now
         self._handshakes = 0
+        self._session = None                # (session id, when) of the last completed handshake
+        self._told_address = None           # the learned address in the last "peer address" line
 
     # -- events from the data path -------------------------------------------------
     def received(self, source, keypair, now):
@@ -60,6 +69,13 @@ class LinkReport:
         self._handshakes += 1
         log.log(logging.INFO if first else logging.DEBUG, "handshake with %s complete (%s, session %08x)",
                 self.describe(source), "we initiated" if initiator else "the peer initiated", keypair.local_index)
+        session = keypair.remote_index << 32 | keypair.local_index
+        if not initiator and self._session is not None and now - self._session[1] < REKEY_AFTER_SECONDS:
+            # Only the peer's passwords complete a handshake: the peer started one before a
+            # rekey was due -- it restarted (or, over TCP, lost its connection).
+            log.info("peer %s started a new session %016x (was %016x): it restarted", self.describe(source),
+                     session, self._session[0])
+        self._session = (session, now)
 
     def refused(self, error, source, now):
         """A refusal that diagnosed(error) accepts."""
@@ -76,7 +92,15 @@ class LinkReport:
                                             "both ends", self.describe(source), error.version, PROTOCOL)
 
     def learned(self, address, now):
-        self._throttled("address", now, "peer address is now %s", self.describe(address))
+        held = self.address_throttle.admit("address", now)
+        if held is None:
+            log.debug("peer address is now %s", self.describe(address))
+            return
+        was = "" if self._told_address is None else " (was %s)" % self.describe(self._told_address)
+        more = "" if not held else " (%d more changes in the last %s)" % (
+            held, format_duration(self.address_throttle.interval))
+        log.info("peer address is now %s%s%s", self.describe(address), was, more)
+        self._told_address = address
 
     def forgot(self, address, now):
         log.info("forgot peer address %s: nothing authentic for %g s", self.describe(address),
@@ -112,7 +136,7 @@ class LinkReport:
         if held:
             msg += " (%d more like this in the last %s)"
             args += (held, format_duration(self.throttle.interval))
-        log.log(logging.INFO if cause == "address" else logging.WARNING, msg, *args)
+        log.warning(msg, *args)
 
 
 __all__ = ["LinkReport", "diagnosed"]

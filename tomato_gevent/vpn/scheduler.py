@@ -1,14 +1,15 @@
 """The packet scheduler: moves packets between the tun and the transport, decides when to wait.
 
 One greenlet (Scheduler.run) drains whichever side is readable:
-  drain_tun   read the tun until EAGAIN (bounded batch), seal each packet straight
-              into a batch buffer with the current keypair, hand the batch to the
-              transport (one send per run of equal-size datagrams where it can batch)
+  drain_tun   read the tun until EAGAIN (bounded batch), lower the MSS of a TCP SYN
+              (mss.py), seal each packet straight into a batch buffer with the
+              current keypair, hand the batch to the transport (one send per run of
+              equal-size datagrams where it can batch)
   drain_net   let the transport receive until drained (bounded); open each data
               datagram (Keypairs.open_into: index, one AEAD call, replay window),
               hand any other message to the handshake (handshake.py; the link carries
-              out what it returns), learn the peer (dynamic mode), write the payload
-              to the tun -- with a vnet header,
+              out what it returns), learn the peer (dynamic mode), lower the MSS of a
+              TCP SYN, write the payload to the tun -- with a vnet header,
               through TcpCoalescer, which writes consecutive TCP segments as one GSO
               packet -- then drain_tun at once: the answer to what was written is
               often already there
@@ -32,6 +33,7 @@ from .coalesce import TcpCoalescer
 from .handshake import Established
 from .keypair import DATA_TYPE, MAX_DATAGRAM_SIZE, OVERHEAD, Keypair, Keypairs
 from .messages import SMALLEST_MESSAGE
+from .mss import SYN_FLAGS_OFFSET_IPV4, SYN_FLAGS_OFFSET_IPV6, TCP_SYN, clamp_mss
 from .report import diagnosed
 from .transport import RateLimitedWarnings
 from .vnet import VNET_HDR_SIZE, is_offloaded
@@ -57,7 +59,7 @@ class Scheduler:
     """
 
     def __init__(self, tun, transport, handshake, endpoint, drops, report, wall=time.time,
-                 mono=time.monotonic, apply=None, keep_warm=WARM_AFTER_TRAFFIC_SECONDS):
+                 mono=time.monotonic, apply=None, keep_warm=WARM_AFTER_TRAFFIC_SECONDS, mss=None):
         self.tun = tun
         self.transport = transport
         self.handshake = handshake
@@ -69,6 +71,7 @@ class Scheduler:
         self.warn = RateLimitedWarnings(log)
         self.wall, self.mono = wall, mono
         self.keep_warm = keep_warm  # seconds after traffic spent in the warm epoll loop (0: none)
+        self.mss = mss              # (IPv4, IPv6) MSS ceilings of TCP SYNs both ways, None: untouched
         self.received = 0
         self.received_bytes = 0     # accepted datagrams' bytes, counted per drain
         # With a vnet header, accepted TCP segments go to the tun through the coalescer.
@@ -167,6 +170,10 @@ class Scheduler:
         readv, mono = os.readv, self.mono
         endpoint, drops, keypairs, handshake = self.endpoint, self.drops, self.keypairs, self.handshake
         send, send_batch = self.transport.send, self.transport.send_batch
+        mss = self.mss
+        mss4, mss6 = mss or (0, 0)
+        packet_start = 0                        # the packet is read to the start of plain
+        syn4, syn6 = packet_start + SYN_FLAGS_OFFSET_IPV4, packet_start + SYN_FLAGS_OFFSET_IPV6
         trickle = True          # the last drain read at most one packet
 
         def drain_tun():
@@ -200,6 +207,13 @@ class Scheduler:
                 if keypair is None:
                     drops["no session"] += 1       # the handshake's timers start one
                     continue
+                if mss is not None:
+                    # mss.may_be_syn, inlined (a call per packet would cost more than the test): the
+                    # TCP flags byte at its offset for IPv4 without options (the common case) or IPv6.
+                    version = plain[packet_start]
+                    if (plain[syn4] & TCP_SYN if version == 0x45 else plain[syn6] & TCP_SYN if version >> 4 == 6
+                            else version >> 4 == 4):
+                        clamp_mss(plain_view[packet_start:packet_start + n], mss4, mss6)
                 sealed = n + OVERHEAD
                 if count and (sealed > segment or size + sealed > max_batch_bytes or count == max_batch_count):
                     send_batch(batch_view, size, segment, count, address)
@@ -239,7 +253,8 @@ class Scheduler:
         True when the transport was drained. Then forwards what the tun already holds:
         see the end of drain_net."""
         tun_fd = self.tun.fd
-        plain_view = memoryview(bytearray(MAX_DATAGRAM_SIZE))     # the payload of one datagram
+        plain = bytearray(MAX_DATAGRAM_SIZE)      # the payload of one datagram
+        plain_view = memoryview(plain)
         keypairs, handshake, endpoint, drops, report = self.keypairs, self.handshake, self.endpoint, self.drops, \
             self.report
         open_into, apply = keypairs.open_into, self.apply
@@ -247,6 +262,9 @@ class Scheduler:
         debug = log.isEnabledFor(logging.DEBUG)
         coalescer = self.coalescer
         dynamic = endpoint.dynamic
+        mss = self.mss
+        mss4, mss6 = mss or (0, 0)
+        syn4, syn6 = SYN_FLAGS_OFFSET_IPV4, SYN_FLAGS_OFFSET_IPV6      # the payload starts at 0
         replies = []                # (destination, message) the refusals of one drain answer
         accepted = accepted_bytes = payloads = 0
         accepted_from = accepted_keypair = None
@@ -289,6 +307,11 @@ class Scheduler:
             accepted_from, accepted_keypair = source, keypair
             if dynamic and endpoint.learn(source, now_mono):
                 report.learned(source, now_mono)
+            if mss is not None and n:
+                version = plain[0]                  # the same cheap test as in drain_tun
+                if (plain[syn4] & TCP_SYN if version == 0x45 else plain[syn6] & TCP_SYN if version >> 4 == 6
+                        else version >> 4 == 4):
+                    clamp_mss(plain_view[:n], mss4, mss6)
             if n and coalescer is not None:
                 payloads += 1
                 coalescer.add(plain_view[:n])
