@@ -1,16 +1,19 @@
-"""The VPN protocol implemented from docs/protocol.md alone: no tomato_gevent code.
+"""The VPN protocol (v3) implemented from docs/protocol.md alone: no tomato_gevent code.
 
 If this peer and a real bin/vpn understand each other, the page says enough to write another
-implementation. Used by tests/unit/test_protocol_doc.py (the page's test vectors) and, run as
-a program inside a network namespace, by tests/netns/test_protocol_doc.py:
+implementation. Libraries only for the primitives the page names: pysodium (libsodium's
+ristretto255), cryptography (HKDF-SHA-512, AES-256-GCM), hashlib (SHA-512, BLAKE2s, scrypt).
+Used by tests/unit/test_protocol_doc.py (the page's test vectors) and, run as a program inside
+a network namespace, by tests/netns/test_protocol_doc.py:
 
     python -m tests.protocol_from_docs udp|tcp VPN_HOST:PORT OWN_HOST:PORT OWN_PASSWORD VPN_PASSWORD
 
-It plays the peer of a bin/vpn whose tunnel address is 10.0.1.1 (ours: 10.0.1.2): sends a
-keepalive and ICMP echo requests into the tunnel, and prints one JSON line with what came
+It plays the initiator towards a bin/vpn whose tunnel address is 10.0.1.1 (ours: 10.0.1.2):
+a handshake, then ICMP echo requests into the tunnel; it prints one JSON line with what came
 back once the echo reply arrived (exit 0), or after 20 s without it (exit 1).
 """
 import hashlib
+import hmac
 import json
 import os
 import re
@@ -21,38 +24,80 @@ import sys
 import time
 from pathlib import Path
 
+import pysodium
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "protocol.md"
-HEADER = struct.Struct(">QI")           # session id (8), counter (4): nonce and associated data
-TIMESTAMP = struct.Struct(">Q")
-TAG_SIZE = 16
-OVERHEAD = HEADER.size + TIMESTAMP.size + TAG_SIZE
-LENGTH = struct.Struct(">H")            # TCP framing
+INITIATION, RESPONSE, CONFIRMATION, DATA = 0x31, 0x32, 0x33, 0x30
+LABEL = b"tomato-vpn v3"
+MAC1_KEY = hashlib.blake2s(LABEL + b" mac1").digest()
+DATA_HEADER = struct.Struct(">BB2xIQ")      # type, flags, reserved, receiver index, counter
+LENGTH = struct.Struct(">H")                # TCP framing
 
 
 def derive_key(password):
-    return hashlib.scrypt(password.encode("utf-8"), salt=b"tomato-vpn v2 password", n=2 ** 15, r=8, p=1,
+    """Kp: scrypt of the password (UTF-8)."""
+    return hashlib.scrypt(password.encode("utf-8"), salt=LABEL + b" password", n=2 ** 15, r=8, p=1,
                           maxmem=64 * 2 ** 20, dklen=32)
 
 
-def session_id(start_ms, random16):
-    return start_ms << 16 | random16
+def prepend_len(data):
+    length, out = len(data), b""
+    while True:
+        low, length = length & 0x7F, length >> 7
+        out += bytes([low | 0x80 if length else low])
+        if not length:
+            return out + data
 
 
-def seal(key, session, counter, timestamp_ms, packet=b""):
-    header = HEADER.pack(session, counter)
-    return header + AESGCM(key).encrypt(header, TIMESTAMP.pack(timestamp_ms) + packet, header)
+def lv_cat(*parts):
+    return b"".join(prepend_len(p) for p in parts)
 
 
-def open_datagram(key, datagram):
-    """(session id, counter, timestamp_ms, packet); raises ValueError or InvalidTag."""
-    if not OVERHEAD <= len(datagram) <= 65535:
-        raise ValueError("bad size %d" % len(datagram))
-    header = datagram[:HEADER.size]
-    plain = AESGCM(key).decrypt(header, datagram[HEADER.size:], header)
-    session, counter = HEADER.unpack(header)
-    return session, counter, TIMESTAMP.unpack_from(plain)[0], plain[TIMESTAMP.size:]
+def mac(key, data):
+    return hashlib.blake2s(data, digest_size=16, key=key).digest()
+
+
+def generator(prs, sid):
+    dsi = b"CPaceRistretto255"
+    zpad = max(0, 128 - 1 - len(prepend_len(prs)) - len(prepend_len(dsi)))
+    return pysodium.crypto_core_ristretto255_from_hash(hashlib.sha512(lv_cat(dsi, prs, bytes(zpad), LABEL, sid)).digest())
+
+
+def initiation(index, timestamp_ms, sid, share):
+    body = struct.pack(">B3xIQ", INITIATION, index, timestamp_ms) + sid + share
+    body += mac(MAC1_KEY, body)
+    return body + bytes(16)                 # mac2: no cookie
+
+
+def handshake_keys(sid, k, ya, ada, yb, adb):
+    """(ISK, Ta, Tb, key_i2r, key_r2i)."""
+    isk = hashlib.sha512(lv_cat(b"CPaceRistretto255_ISK", sid, k) + lv_cat(ya, ada) + lv_cat(yb, adb)).digest()
+    mac_key = hashlib.sha512(b"CPaceMac" + sid + isk).digest()
+    ta = hmac.digest(mac_key, lv_cat(ya, ada), "sha512")[:16]
+    tb = hmac.digest(mac_key, lv_cat(yb, adb), "sha512")[:16]
+    keys = [HKDF(hashes.SHA512(), 32, LABEL, label).derive(isk)
+            for label in (b"initiator to responder", b"responder to initiator")]
+    return isk, ta, tb, keys[0], keys[1]
+
+
+def confirmation(receiver, ta):
+    return struct.pack(">B3xI", CONFIRMATION, receiver) + ta
+
+
+def seal(key, receiver, counter, payload=b"", flags=0):
+    header = DATA_HEADER.pack(DATA, flags, receiver, counter)
+    return header + AESGCM(key).encrypt(header[4:], payload, header)
+
+
+def open_data(key, datagram):
+    """(receiver index, counter, payload); raises ValueError or InvalidTag."""
+    if not 32 <= len(datagram) <= 65535 or datagram[0] != DATA:
+        raise ValueError("not a data datagram")
+    _, _, receiver, counter = DATA_HEADER.unpack_from(datagram)
+    return receiver, counter, AESGCM(key).decrypt(datagram[4:16], datagram[16:], datagram[:16])
 
 
 def frame(datagram):
@@ -99,10 +144,7 @@ def address(text):
 
 
 def run_peer(mode, vpn, own, own_password, vpn_password):
-    seal_key, open_key = derive_key(own_password), derive_key(vpn_password)
-    now_ms = lambda: int(time.time() * 1000)                                  # noqa: E731
-    session = session_id(now_ms(), int.from_bytes(os.urandom(2), "big"))
-    counter = 0
+    prs = lv_cat(derive_key(own_password), derive_key(vpn_password))      # we initiate: our -lp first
     if mode == "udp":
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         sock.bind(own)
@@ -110,7 +152,7 @@ def run_peer(mode, vpn, own, own_password, vpn_password):
     else:
         sock = socket.create_connection(vpn, timeout=10)
         send = lambda datagram: sock.sendall(frame(datagram))                 # noqa: E731
-    seen = {"keepalives": 0, "packets": 0, "sessions": [], "counters": [], "echo_reply": False}
+    seen = {"handshake": False, "keepalives": 0, "packets": 0, "counters": [], "echo_reply": False}
     stream = b""
 
     def datagrams():
@@ -127,25 +169,42 @@ def run_peer(mode, vpn, own, own_password, vpn_password):
             yield stream[LENGTH.size:LENGTH.size + size]
             stream = stream[LENGTH.size + size:]
 
-    send(seal(seal_key, session, counter, now_ms()))                        # a keepalive first
-    counter += 1
+    index, sid = int.from_bytes(os.urandom(4), "big"), os.urandom(16)
+    scalar = bytearray(os.urandom(32))
+    scalar[31] &= 0x0F
+    scalar = bytes(scalar)
+    ya = pysodium.crypto_scalarmult_ristretto255(scalar, generator(prs, sid))
+    message = initiation(index, int(time.time() * 1000), sid, ya)
+    send(message)
+    keys = None
+    counter = 0
     deadline, next_request, seq = time.monotonic() + 20, 0.0, 0
     while time.monotonic() < deadline and not seen["echo_reply"]:
-        if time.monotonic() >= next_request:
+        if keys is not None and time.monotonic() >= next_request:
             seq += 1
-            send(seal(seal_key, session, counter, now_ms(), echo_request(seq)))
+            send(seal(keys["send"], keys["receiver"], counter, echo_request(seq)))
             counter += 1
             next_request = time.monotonic() + 0.5
         if not select.select([sock], [], [], 0.1)[0]:
             continue
         for datagram in datagrams():
-            their_session, their_counter, timestamp_ms, packet = open_datagram(open_key, datagram)
-            assert abs(timestamp_ms - now_ms()) < 10000, "timestamp outside 10 s"
-            if their_session not in seen["sessions"]:
-                seen["sessions"].append(their_session)
-            seen["counters"].append(their_counter)
-            seen["keepalives" if not packet else "packets"] += 1
-            seen["echo_reply"] = seen["echo_reply"] or is_echo_reply(packet)
+            if datagram[0] == RESPONSE and keys is None and len(datagram) == 76:
+                assert mac(MAC1_KEY, datagram[:60]) == datagram[60:], "response mac1"
+                sender, receiver = struct.unpack_from(">II", datagram, 4)
+                assert receiver == index
+                yb, tb = datagram[12:44], datagram[44:60]
+                k = pysodium.crypto_scalarmult_ristretto255(scalar, yb)
+                _, ta, expected_tb, i2r, r2i = handshake_keys(sid, k, ya, message[:32], yb, datagram[:12])
+                send(confirmation(sender, ta))
+                assert hmac.compare_digest(tb, expected_tb), "the passwords do not match"
+                keys = {"send": i2r, "open": r2i, "receiver": sender}
+                seen["handshake"] = True
+            elif datagram[0] == DATA and keys is not None:
+                receiver, their_counter, packet = open_data(keys["open"], datagram)
+                assert receiver == index
+                seen["counters"].append(their_counter)
+                seen["keepalives" if not packet else "packets"] += 1
+                seen["echo_reply"] = seen["echo_reply"] or is_echo_reply(packet)
     print(json.dumps(seen))
     return 0 if seen["echo_reply"] else 1
 
