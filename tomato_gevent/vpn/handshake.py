@@ -204,7 +204,7 @@ class Handshake:
             raise HandshakeTimestampRefused(init.timestamp_ms - wall_ms)
         if self._last_peer_timestamp is not None and init.timestamp_ms <= self._last_peer_timestamp:
             raise BadPacket("initiation not newer than the last handshake")
-        key = init.ad + init.share
+        key = init.raw[:messages.INITIATION_MAC1_OFFSET]          # ADa and Ya
         index = self._answered_by_key.get(key)
         if index is not None:
             return [Send(self._answered[index].response, source, True)]   # a duplicate, or our response was lost
@@ -219,7 +219,7 @@ class Handshake:
         cookie_valid = False
         if self.gate.under_load(now):
             cookie = self._cookie_for(source_bytes, now)
-            cookie_valid = messages.initiation_mac2_valid(datagram, cookie)
+            cookie_valid = messages.initiation_mac2_valid(init.raw, cookie)
             if not cookie_valid:
                 raise CookieRequired(messages.encode_cookie_reply(init.sender, init.mac1, cookie), source)
         if not self.gate.admit(source_bytes, now, cookie_valid):

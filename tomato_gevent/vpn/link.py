@@ -128,6 +128,7 @@ class Link:
                     self.report.learned(action.source, now)
                 self.report.established(action.source, action.keypair, action.initiator, now)
                 self.report.received(action.source, action.keypair, now)   # heard from the peer: tunnel up
+                self.scheduler.send_staged()
             elif type(action) is SendKeepalive:
                 self.send_keepalive()
 

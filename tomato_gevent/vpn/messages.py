@@ -55,7 +55,7 @@ SMALLEST_MESSAGE = CONFIRMATION_SIZE
 _V2_MIN_SIZE = 36
 _V2_PLAUSIBLE_MS = 10 * 365 * 86400 * 1000               # a v2 session id's start time within 10 years of ours
 
-Initiation = collections.namedtuple("Initiation", "sender timestamp_ms sid share ad mac1 mac2")
+Initiation = collections.namedtuple("Initiation", "sender timestamp_ms sid share ad mac1 mac2 raw")
 Response = collections.namedtuple("Response", "sender receiver share tag ad")
 Confirmation = collections.namedtuple("Confirmation", "receiver tag")
 CookieReply = collections.namedtuple("CookieReply", "receiver mac1 cookie")
@@ -138,11 +138,12 @@ def parse_initiation(datagram):
         raise BadPacket("bad initiation mac1")
     return Initiation(sender, timestamp_ms, datagram[16:INITIATION_AD_SIZE],
                       datagram[INITIATION_AD_SIZE:INITIATION_MAC1_OFFSET], datagram[:INITIATION_AD_SIZE], mac1,
-                      datagram[INITIATION_MAC2_OFFSET:])
+                      datagram[INITIATION_MAC2_OFFSET:], datagram)
 
 
 def initiation_mac2_valid(datagram, cookie):
-    datagram = bytes(datagram)
+    if type(datagram) is not bytes:
+        datagram = bytes(datagram)
     return keyschedule.mac2(cookie, datagram[:INITIATION_MAC2_OFFSET]) == datagram[INITIATION_MAC2_OFFSET:]
 
 

@@ -18,6 +18,7 @@ most WARM_INTERVAL_SECONDS, warming the path on each timeout) while packets flow
 see run() for why. Protocol decisions are made in keypair.py / handshake.py; a refused
 datagram is counted by reason, logged at DEBUG and never answered.
 """
+import collections
 import errno
 import logging
 import os
@@ -41,6 +42,7 @@ from .vnet import VNET_HDR_SIZE, is_offloaded
 log = logging.getLogger(__name__)
 
 DRAIN_BATCH = 64                        # tun packets per wakeup before yielding to the other direction
+STAGED_PACKETS = 64                     # packets kept while a handshake is due (the oldest beyond go)
 WARM_INTERVAL_SECONDS = 0.002           # see run()
 WARM_AFTER_TRAFFIC_SECONDS = 2.0
 HUB_INTERVAL_SECONDS = 0.01             # while traffic flows, other greenlets wait at most this
@@ -76,9 +78,24 @@ class Scheduler:
         self.received_bytes = 0     # accepted datagrams' bytes, counted per drain
         # With a vnet header, accepted TCP segments go to the tun through the coalescer.
         self.coalescer = TcpCoalescer(self._write_frame) if tun.vnet_hdr else None
+        # Packets read while no keypair can seal them, sent once a handshake completes (as
+        # WireGuard stages them): the first packet after a start or restart is not lost.
+        self.staged = collections.deque(maxlen=STAGED_PACKETS)
         loop = get_hub().loop
         self._net_read = loop.io(transport.fileno(), _READ)
         self._tun_read = loop.io(tun.fd, _READ)
+
+    def send_staged(self):
+        """Seal and send what waited for a handshake (the link calls it when one completes)."""
+        keypair, address = self.keypairs.sending(self.mono()), self.endpoint.address
+        if keypair is None or address is None or not self.staged:
+            return
+        send, out = self.transport.send, bytearray(MAX_DATAGRAM_SIZE)
+        while self.staged:
+            packet = self.staged.popleft()
+            size = keypair.seal_into(out, packet)
+            send(memoryview(out)[:size], address)
+        self.handshake.data_sent(self.mono(), True)
 
     def close(self):
         for watcher in (self._net_read, self._tun_read):
@@ -175,6 +192,7 @@ class Scheduler:
         packet_start = 0                        # the packet is read to the start of plain
         syn4, syn6 = packet_start + SYN_FLAGS_OFFSET_IPV4, packet_start + SYN_FLAGS_OFFSET_IPV6
         trickle = True          # the last drain read at most one packet
+        staged = self.staged
 
         def drain_tun():
             nonlocal trickle
@@ -204,9 +222,6 @@ class Scheduler:
                 if address is None:
                     drops["no peer address"] += 1
                     continue
-                if keypair is None:
-                    drops["no session"] += 1       # the handshake's timers start one
-                    continue
                 if mss is not None:
                     # mss.may_be_syn, inlined (a call per packet would cost more than the test): the
                     # TCP flags byte at its offset for IPv4 without options (the common case) or IPv6.
@@ -214,6 +229,11 @@ class Scheduler:
                     if (plain[syn4] & TCP_SYN if version == 0x45 else plain[syn6] & TCP_SYN if version >> 4 == 6
                             else version >> 4 == 4):
                         clamp_mss(plain_view[packet_start:packet_start + n], mss4, mss6)
+                if keypair is None:                 # waits for the handshake (its timers start one)
+                    if len(staged) == STAGED_PACKETS:
+                        drops["no session"] += 1
+                    staged.append(bytes(plain_view[:n]))
+                    continue
                 sealed = n + OVERHEAD
                 if count and (sealed > segment or size + sealed > max_batch_bytes or count == max_batch_count):
                     send_batch(batch_view, size, segment, count, address)
