@@ -3,7 +3,7 @@
 Contract: ReplayWindow(limit).accept(counter) -> bool. True the first time a
 counter is seen, if it is not older than WINDOW_SIZE behind the highest counter
 seen and below the limit; False for a replay, a too-old counter, or counter >= limit.
-The limit is the caller's (packet.REJECT_AFTER_MESSAGES in the tunnel): this
+The limit is the caller's (keypair.REJECT_AFTER_MESSAGES in the tunnel): this
 module depends on nothing, as wireguard-go's replay package.
 A replay is an expected event on the hot path, so it is a bool, not an exception.
 

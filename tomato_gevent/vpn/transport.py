@@ -1,6 +1,6 @@
 """The datagram transport interface: what the link needs from the network side.
 
-A transport carries sealed datagrams (packet.py) between the two hosts; the link
+A transport carries datagrams (messages.py, keypair.py) between the two hosts; the link
 never looks inside it. udp.py is the first implementation (one datagram per UDP
 datagram, GSO/GRO batching), tcp.py the second (length-prefixed frames on TCP
 connections). A transport provides:
