@@ -118,10 +118,10 @@ def test_client_framing_and_keep_alive(req, resp, framing, keep):
 def test_upstream_is_reused_only_after_a_complete_clean_answer():
     kept = response("HTTP/1.1 200 OK\nContent-Length: 3\n")
     closing = response("HTTP/1.1 200 OK\nContent-Length: 3\nConnection: close\n")
-    assert exchange.keep_upstream(kept, body_complete=True, leftover=False)
-    assert not exchange.keep_upstream(kept, body_complete=False, leftover=False)
-    assert not exchange.keep_upstream(kept, body_complete=True, leftover=True)
-    assert not exchange.keep_upstream(closing, body_complete=True, leftover=False)
+    assert exchange.keep_upstream(kept, leftover=False)
+    assert not exchange.keep_upstream(kept, leftover=True)
+    assert not exchange.keep_upstream(closing, leftover=False)
+    assert not exchange.keep_upstream(response("HTTP/1.1 200 OK\n"), leftover=False)   # until close
 
 
 A = ipaddress.ip_address

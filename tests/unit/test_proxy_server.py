@@ -1,4 +1,4 @@
-"""proxy/server.py and outbound.py without root: the proxy on 127.0.0.1:0, names resolved by
+"""proxy/server.py, http_session.py, bodies.py and outbound.py without root: the proxy on 127.0.0.1:0, names resolved by
 an injected resolver to origins that are small gevent servers in this process.
 
 Each origin is a script: it reads requests and answers them as the test says (including

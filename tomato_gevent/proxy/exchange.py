@@ -1,8 +1,9 @@
 """The proxy's exchange policy: every decision about one request/response exchange,
 as pure functions of parsed heads (no sockets, no clock, no logging).
 
-server.py moves bytes and asks this module what they mean (h11's Connection is the
-model: the protocol rules live apart from the I/O).
+The front ends (http_session.py, socks_session.py) move bytes and ask this module what
+they mean; exchange_state.py puts these decisions in the order of one HTTP exchange (h11's
+Connection is the model: the protocol rules live apart from the I/O).
 
     request head  --edge_host-->            the one normalised host (rules, resolver, request)
                   --keep_client_after_block-->  may a 403 keep the connection?
@@ -120,10 +121,10 @@ def keep_client(request, framing):
     return request.keep_alive and framing is not Framing.UNTIL_CLOSE
 
 
-def keep_upstream(response, body_complete, leftover):
-    """May the upstream connection carry the next request? Only after a complete answer
-    from a server that allows it, with nothing unexplained behind that answer."""
-    return response.keep_alive and body_complete and not leftover
+def keep_upstream(response, leftover):
+    """May the upstream connection carry the next request (its answer's body relayed in
+    full)? Only if the server allows it and nothing unexplained came behind that answer."""
+    return response.keep_alive and not leftover
 
 
 def _unwrap(address):
