@@ -101,6 +101,34 @@ def test_field_values_keep_tabs_and_obs_text():
     assert head.headers == ((b"X", b"a\tb \xe9"),)
 
 
+def test_field_values_lose_their_surrounding_whitespace_only():
+    head = parse_request_head(b"GET http://a.test/ HTTP/1.1\r\nX: \t a  b \t \r\nY:\r\n\r\n")
+    assert head.headers == ((b"X", b"a  b"), (b"Y", b""))
+
+
+# A 64 KiB head whose values are runs of spaces: the lazy value regexp that matched a field line
+# backtracked over each run once per character (about 15 s of CPU for this head); parsed
+# linearly it takes milliseconds. Run in a child limited to 5 s of CPU (a bound, not a timing).
+_SPACES_PROGRAM = """
+from tomato_gevent.proxy.http import MAX_HEAD_BYTES, parse_request_head, parse_response_head
+filler = b"X: a" + b" " * (MAX_HEAD_BYTES - 200) + b"b\\r\\n"
+assert parse_request_head(b"GET http://a.test/ HTTP/1.1\\r\\n" + filler + b"\\r\\n").headers[0][1][-1:] == b"b"
+assert parse_response_head(b"HTTP/1.1 200 OK\\r\\n" + filler + b"\\r\\n", "GET").status == 200
+"""
+
+
+def test_long_runs_of_spaces_in_values_cost_linear_time():
+    import resource
+    import subprocess
+    import sys
+
+    def limit_cpu():
+        resource.setrlimit(resource.RLIMIT_CPU, (5, 5))
+    result = subprocess.run([sys.executable, "-c", _SPACES_PROGRAM], preexec_fn=limit_cpu,
+                            capture_output=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-500:]
+
+
 def test_response_status_100_is_the_lowest_accepted():
     assert parse_response_head(b"HTTP/1.1 100 Continue\r\n\r\n", "GET").status == 100
 

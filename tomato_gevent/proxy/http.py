@@ -89,7 +89,9 @@ class ResponseHead:
 _TOKEN = rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
 _REQUEST_LINE = re.compile(rb"(" + _TOKEN + rb") ([^ \x00-\x1f\x7f]+) HTTP/(\d)\.(\d)")
 _STATUS_LINE = re.compile(rb"HTTP/(\d)\.(\d) ([0-9]{3})(?: ([^\x00-\x08\x0a-\x1f\x7f]*))?")
-_FIELD_LINE = re.compile(rb"(" + _TOKEN + rb"):[ \t]*([^\x00-\x08\x0a-\x1f\x7f]*?)[ \t]*")
+# The value is matched greedily and its trailing OWS stripped afterwards: a lazy value followed
+# by [ \t]* backtracks over every run of spaces, quadratic in the line (seconds for 64 KiB).
+_FIELD_LINE = re.compile(rb"(" + _TOKEN + rb"):[ \t]*([^\x00-\x08\x0a-\x1f\x7f]*)")
 _REG_NAME = re.compile(rb"[A-Za-z0-9._~!$&'()*+,;=%-]+")
 _PORT = re.compile(rb"[0-9]{1,5}")
 _CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,16})[ \t]*(?:;.*)?")
@@ -167,6 +169,7 @@ def _parse_fields(lines, bad):
                 raise bad("obsolete line folding in header section")
             raise bad("malformed header line %r" % line[:80])
         name, value = match.groups()
+        value = value.rstrip(b" \t")
         lname = name.lower()
         fields.append((name, value, lname))
         if lname in _FRAMING_FIELDS:
