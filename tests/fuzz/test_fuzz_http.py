@@ -21,7 +21,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tomato_gevent.errors import RemoteProtocolError
-from tomato_gevent.proxy import http
+from tomato_gevent.proxy import chunked, http
 from tomato_gevent.proxy.server import ProxyServer
 from tomato_gevent.rules import RuleSet, parse_rules
 
@@ -115,7 +115,7 @@ def test_response_head_parser_answers_or_refuses_with_502(data, method):
        st.lists(st.integers(1, 20), max_size=8))
 def test_chunked_decoder_is_the_same_in_any_split(data, cuts):
     def decode(pieces):
-        decoder = http.ChunkedDecoder()
+        decoder = chunked.ChunkedDecoder()
         out = b""
         try:
             for piece in pieces:

@@ -1,12 +1,13 @@
-"""proxy/http.py: request/response heads, hop-by-hop handling, chunked framing."""
+"""proxy/http.py and chunked.py: request/response heads, hop-by-hop handling, chunked framing."""
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tomato_gevent.errors import RemoteProtocolError
-from tomato_gevent.proxy import http
+from tomato_gevent.proxy import chunked, http
+from tomato_gevent.proxy.chunked import ChunkedDecoder, encode_chunk
 from tomato_gevent.proxy.http import (
-    MAX_HEAD_BYTES, ChunkedDecoder, Framing, encode_chunk, parse_request_head,
+    MAX_HEAD_BYTES, Framing, parse_request_head,
     parse_response_head, render_request_head, render_response_head, render_simple_response)
 
 GET = (b"GET http://Example.COM:8080/a/b?c=d HTTP/1.1\r\n"
@@ -433,7 +434,7 @@ def test_chunked_accepts_bare_lf_and_upper_case_hex():
     b"5\r\nhelloX\r\n",
     b"-1\r\n",
     b"11111111111111111\r\n",        # 17 hex digits
-    b"5" + b" " * (http.MAX_CHUNK_LINE_BYTES + 1),
+    b"5" + b" " * (chunked.MAX_CHUNK_LINE_BYTES + 1),
 ])
 def test_chunked_errors(raw):
     decoder = ChunkedDecoder(status_hint=502)
@@ -445,14 +446,14 @@ def test_chunked_errors(raw):
 def test_chunked_trailer_section_is_bounded():
     decoder = ChunkedDecoder()
     with pytest.raises(RemoteProtocolError):
-        decode_all(decoder, b"0\r\n" + b"X: y\r\n" * (http.MAX_TRAILER_BYTES // 6 + 1), 4096)
+        decode_all(decoder, b"0\r\n" + b"X: y\r\n" * (chunked.MAX_TRAILER_BYTES // 6 + 1), 4096)
 
 
 @settings(max_examples=200, deadline=None)
 @given(pieces=st.lists(st.binary(max_size=300), max_size=8),
        cuts=st.lists(st.integers(min_value=1, max_value=50), min_size=1, max_size=20))
 def test_chunked_round_trip_any_split(pieces, cuts):
-    wire = b"".join(encode_chunk(p) for p in pieces) + http.LAST_CHUNK + b"tail"
+    wire = b"".join(encode_chunk(p) for p in pieces) + chunked.LAST_CHUNK + b"tail"
     decoder = ChunkedDecoder()
     out = bytearray()
     pos, i = 0, 0

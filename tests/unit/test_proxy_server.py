@@ -13,7 +13,7 @@ from gevent import socket
 from gevent.server import StreamServer
 
 from tomato_gevent.errors import NextHopError
-from tomato_gevent.proxy import http, server as server_mod
+from tomato_gevent.proxy import chunked, http, server as server_mod
 from tomato_gevent.proxy.http import Framing
 from tomato_gevent.rules import Action
 
@@ -36,7 +36,7 @@ def read_head(sock, buf):
 def read_body(sock, buf, head):
     lower = head.lower()
     if b"transfer-encoding: chunked" in lower:
-        decoder = http.ChunkedDecoder()
+        decoder = chunked.ChunkedDecoder()
         body = b""
         data = bytes(buf)
         buf.clear()
@@ -159,7 +159,7 @@ class Client:
             body = bytes(self.buf[:resp.content_length])
             del self.buf[:resp.content_length]
         elif resp.framing is Framing.CHUNKED:
-            decoder = http.ChunkedDecoder()
+            decoder = chunked.ChunkedDecoder()
             body, data = b"", bytes(self.buf)
             self.buf.clear()
             while True:

@@ -13,7 +13,7 @@ knows which side went away. Every recv is at most RELAY_RECV_BYTES, allocated pe
 slow body holds no buffer while it waits. Each returns the bytes it sent.
 """
 from ..netutil import send_all
-from . import http
+from . import chunked
 from .http import Framing
 from .outbound import RELAY_RECV_BYTES
 
@@ -63,7 +63,7 @@ def relay_length(src, pending, length, dst):
 def relay_chunked(src, pending, dst, encode, status_hint):
     """Copy a chunked body, re-encoded as chunks (encode) or as raw payload; bytes
     beyond its end are left in pending."""
-    decoder = http.ChunkedDecoder(status_hint)
+    decoder = chunked.ChunkedDecoder(status_hint)
     data = bytes(pending)
     pending.clear()
     sent = 0
@@ -71,13 +71,13 @@ def relay_chunked(src, pending, dst, encode, status_hint):
         if data:
             pieces = decoder.feed(data)
             if pieces:
-                out = b"".join(http.encode_chunk(p) for p in pieces) if encode else b"".join(pieces)
+                out = b"".join(chunked.encode_chunk(p) for p in pieces) if encode else b"".join(pieces)
             else:
                 out = b""
             del pieces
             if decoder.done:
                 if encode:
-                    out += http.LAST_CHUNK
+                    out += chunked.LAST_CHUNK
                 pending += decoder.unused
             if out:
                 _send(dst, out)
@@ -95,17 +95,17 @@ def relay_until_close(src, pending, dst, encode):
     if pending:
         data = bytes(pending)
         pending.clear()
-        out = http.encode_chunk(data) if encode else data
+        out = chunked.encode_chunk(data) if encode else data
         _send(dst, out)
         sent += len(out)
     while True:
         data = src.recv(RELAY_RECV_BYTES)
         if not data:
             break
-        out = http.encode_chunk(data) if encode else data
+        out = chunked.encode_chunk(data) if encode else data
         _send(dst, out)
         sent += len(out)
     if encode:
-        _send(dst, http.LAST_CHUNK)
-        sent += len(http.LAST_CHUNK)
+        _send(dst, chunked.LAST_CHUNK)
+        sent += len(chunked.LAST_CHUNK)
     return sent

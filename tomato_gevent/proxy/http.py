@@ -10,8 +10,11 @@ Strategy (h11 `_readers.py` style):
     bytes from upstream --parse_response_head(buf, method)--> None | ResponseHead
                                                    | RemoteProtocolError (caller answers 502)
     ResponseHead --render_response_head(resp, framing, keep_alive)--> bytes for the client
-    chunked body --ChunkedDecoder.feed(data)--> payload pieces; .done, .unused
-    payload piece --encode_chunk(piece)--> chunked framing; LAST_CHUNK ends it
+    (chunked bodies: chunked.py)
+
+Both parsers open a head the same way (_open_head: find its end, match the start line, parse
+the field lines) and share the keep-alive rule (_keep_alive); what differs is the request
+target (_request_target) and the body framing (_request_framing, _response_framing).
 
 What it refuses (RFC 9112): request heads over MAX_HEAD_BYTES (431); bad request line,
 header syntax, obs-fold, bad or conflicting Content-Length, Transfer-Encoding whose final
@@ -36,8 +39,6 @@ from ..errors import RemoteProtocolError
 
 # -- implementation limits ------------------------------------------------------
 MAX_HEAD_BYTES = 64 * 1024          # request/response head incl. the blank line (431 above it)
-MAX_CHUNK_LINE_BYTES = 4 * 1024     # one chunk-size line incl. extensions
-MAX_TRAILER_BYTES = MAX_HEAD_BYTES  # trailer section of a chunked body (discarded)
 VIA = b"tomato"                     # received-by pseudonym in our Via entries
 
 Headers = Tuple[Tuple[bytes, bytes], ...]  # (name as received, value without OWS)
@@ -87,14 +88,14 @@ class ResponseHead:
 
 # -- lexical pieces (RFC 9110 5.6.2 token, 5.5 field values) ----------------------
 _TOKEN = rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
-_REQUEST_LINE = re.compile(rb"(" + _TOKEN + rb") ([^ \x00-\x1f\x7f]+) HTTP/(\d)\.(\d)")
-_STATUS_LINE = re.compile(rb"HTTP/(\d)\.(\d) ([0-9]{3})(?: ([^\x00-\x08\x0a-\x1f\x7f]*))?")
+_REQUEST_LINE = re.compile(rb"(" + _TOKEN + rb") ([^ \x00-\x1f\x7f]+) HTTP/(?P<major>\d)\.(?P<minor>\d)")
+_STATUS_LINE = re.compile(
+    rb"HTTP/(?P<major>\d)\.(?P<minor>\d) ([0-9]{3})(?: ([^\x00-\x08\x0a-\x1f\x7f]*))?")
 # The value is matched greedily and its trailing OWS stripped afterwards: a lazy value followed
 # by [ \t]* backtracks over every run of spaces, quadratic in the line (seconds for 64 KiB).
 _FIELD_LINE = re.compile(rb"(" + _TOKEN + rb"):[ \t]*([^\x00-\x08\x0a-\x1f\x7f]*)")
 _REG_NAME = re.compile(rb"[A-Za-z0-9._~!$&'()*+,;=%-]+")
 _PORT = re.compile(rb"[0-9]{1,5}")
-_CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,16})[ \t]*(?:;.*)?")
 
 # Always hop-by-hop, whatever Connection says (RFC 9110 7.6.1, 11.7.1, 11.7.2; RFC 9112 7).
 HOP_BY_HOP = frozenset({
@@ -250,54 +251,67 @@ def _bad_request(msg):
     return RemoteProtocolError(msg, 400)
 
 
-def parse_request_head(buf, start=0):
-    """Parse one request head at the start of buf (bytes or bytearray).
+def _bad_response(msg):
+    return RemoteProtocolError(msg, 502)
 
-    Returns None while the head is incomplete, or a RequestHead whose .length says how
-    many bytes of buf it used; the body (if any) follows. `start` is an optional hint:
-    how much of buf was already searched by an earlier call that returned None.
-    Raises RemoteProtocolError with status_hint 400, 431 or 505.
-    """
-    split = _split_head(buf, start, 431, "request")
+
+def _open_head(buf, start, start_line, what, too_big_hint, bad):
+    """How both parsers open a head: None while it is incomplete, else (start-line match,
+    version, fields, special, tokens, head length), the fields as _parse_fields gives them
+    and tokens as _token_lists does. Raises RemoteProtocolError: too_big_hint over
+    MAX_HEAD_BYTES, bad(msg) for a malformed start line or field line."""
+    split = _split_head(buf, start, too_big_hint, what)
     if split is None:
         return None
-    request_line, field_lines, length = split
-    match = _REQUEST_LINE.fullmatch(request_line)
+    first, field_lines, length = split
+    match = start_line.fullmatch(first)
     if match is None:
-        raise _bad_request("malformed request line %r" % request_line[:80])
-    method_bytes, target, major, minor = match.groups()
-    version = (int(major), int(minor))
-    if version[0] != 1:
-        raise RemoteProtocolError("HTTP version %d.%d not supported" % version, 505)
-    method = method_bytes.decode("ascii")
-    fields, special = _parse_fields(field_lines, _bad_request)
+        raise bad("malformed %s line %r" % ("request" if what == "request" else "status", first[:80]))
+    major, minor = match.group("major", "minor")
+    fields, special = _parse_fields(field_lines, bad)
+    return match, (int(major), int(minor)), fields, special, _token_lists(special), length
 
+
+def _keep_alive(version, tokens):
+    """(does the sender let the connection persist, its Connection tokens) (RFC 9112 9.3):
+    HTTP/1.1 unless "close", HTTP/1.0 only with "keep-alive"; Proxy-Connection, which clients
+    send to proxies, counts as Connection."""
+    connection = tokens.get(b"connection", []) + tokens.get(b"proxy-connection", [])
+    if version >= (1, 1):
+        return b"close" not in connection, connection
+    return b"keep-alive" in connection and b"close" not in connection, connection
+
+
+def _request_target(method, target):
+    """(host, port, authority, path) of a request target (RFC 9112 3.2): authority-form for
+    CONNECT (path b""), else absolute-form http:// without userinfo (path from its "/")."""
     if method == "CONNECT":
-        authority, path = target, b""
-        host, port = _split_authority(authority, None, _bad_request)
-    else:
-        if target[:7].lower() != b"http://":
-            if target.startswith(b"/") or target == b"*":
-                raise _bad_request("this is a proxy: the request target must be absolute "
-                                   "(http://host/path)")
-            raise _bad_request("unsupported request target %r" % target[:80])
-        rest = target[7:]
-        cut = len(rest)
-        for sep in (b"/", b"?", b"#"):
-            i = rest.find(sep)
-            if 0 <= i < cut:
-                cut = i
-        authority, path = rest[:cut], rest[cut:]
-        if b"@" in authority:
-            raise _bad_request("userinfo in the request target is not allowed")
-        host, port = _split_authority(authority, 80, _bad_request)
-        path = path.split(b"#", 1)[0]
-        if not path.startswith(b"/"):
-            path = b"/" + path
-    if len(special.get(b"host", ())) > 1:
-        raise _bad_request("more than one Host header")
+        host, port = _split_authority(target, None, _bad_request)
+        return host, port, target, b""
+    if target[:7].lower() != b"http://":
+        if target.startswith(b"/") or target == b"*":
+            raise _bad_request("this is a proxy: the request target must be absolute "
+                               "(http://host/path)")
+        raise _bad_request("unsupported request target %r" % target[:80])
+    rest = target[7:]
+    cut = len(rest)
+    for sep in (b"/", b"?", b"#"):
+        i = rest.find(sep)
+        if 0 <= i < cut:
+            cut = i
+    authority, path = rest[:cut], rest[cut:]
+    if b"@" in authority:
+        raise _bad_request("userinfo in the request target is not allowed")
+    host, port = _split_authority(authority, 80, _bad_request)
+    path = path.split(b"#", 1)[0]
+    if not path.startswith(b"/"):
+        path = b"/" + path
+    return host, port, authority, path
 
-    tokens = _token_lists(special)
+
+def _request_framing(version, tokens, special):
+    """(framing, content length) of a request body (RFC 9112 6.1-6.3); only "chunked" alone
+    as Transfer-Encoding, never with Content-Length or on HTTP/1.0 (smuggling, RFC 9112 6.3)."""
     transfer_codings = tokens.get(b"transfer-encoding", ())
     content_length = _content_length(special, _bad_request)
     if transfer_codings:
@@ -310,23 +324,61 @@ def parse_request_head(buf, start=0):
         if len(transfer_codings) > 1:
             # We would have to forward the inner codings as Transfer-Encoding; no client does this.
             raise _bad_request("transfer codings other than chunked are not supported")
-        framing = Framing.CHUNKED
-    elif content_length:
-        framing = Framing.LENGTH
-    else:
-        framing = Framing.NONE
+        return Framing.CHUNKED, 0
+    if content_length:
+        return Framing.LENGTH, content_length
+    return Framing.NONE, 0
 
-    connection = tokens.get(b"connection", []) + tokens.get(b"proxy-connection", [])
-    if version >= (1, 1):
-        keep_alive = b"close" not in connection
-    else:
-        keep_alive = b"keep-alive" in connection and b"close" not in connection
-    expect_continue = b"100-continue" in tokens.get(b"expect", ())
+
+def _response_framing(status, request_method, tokens, special):
+    """(framing, content length) of a response body (RFC 9112 6.3): HEAD/1xx/204/304 and
+    CONNECT 2xx -> NONE (the length kept: it describes the GET answer); chunked -> CHUNKED,
+    any other coding refused; Content-Length -> LENGTH (NONE for 0); else UNTIL_CLOSE."""
+    transfer_codings = tokens.get(b"transfer-encoding")
+    content_length = None if transfer_codings else _content_length(special, _bad_response)
+    if response_has_no_body(status, request_method):
+        if transfer_codings:
+            try:
+                content_length = _content_length(special, _bad_response)
+            except RemoteProtocolError:
+                pass
+        return Framing.NONE, content_length or 0
+    if transfer_codings:
+        if transfer_codings != [b"chunked"]:
+            # The proxy removes the chunked coding; any other one would stay on the body
+            # while Transfer-Encoding (hop-by-hop) is not passed on: mislabelled bytes.
+            raise _bad_response("unsupported transfer coding %r" % b", ".join(transfer_codings)[:60])
+        return Framing.CHUNKED, 0
+    if content_length is not None:
+        return (Framing.LENGTH if content_length else Framing.NONE), content_length
+    return Framing.UNTIL_CLOSE, 0
+
+
+def parse_request_head(buf, start=0):
+    """Parse one request head at the start of buf (bytes or bytearray).
+
+    Returns None while the head is incomplete, or a RequestHead whose .length says how
+    many bytes of buf it used; the body (if any) follows. `start` is an optional hint:
+    how much of buf was already searched by an earlier call that returned None.
+    Raises RemoteProtocolError with status_hint 400, 431 or 505.
+    """
+    opened = _open_head(buf, start, _REQUEST_LINE, "request", 431, _bad_request)
+    if opened is None:
+        return None
+    match, version, fields, special, tokens, length = opened
+    if version[0] != 1:
+        raise RemoteProtocolError("HTTP version %d.%d not supported" % version, 505)
+    method = match.group(1).decode("ascii")
+    host, port, authority, path = _request_target(method, match.group(2))
+    if len(special.get(b"host", ())) > 1:
+        raise _bad_request("more than one Host header")
+    framing, content_length = _request_framing(version, tokens, special)
+    keep_alive, connection = _keep_alive(version, tokens)
     return RequestHead(
         method=method, version=version, host=host, port=port, authority=authority,
         path=path, headers=_end_to_end(fields, connection), framing=framing,
-        content_length=content_length or 0, keep_alive=keep_alive,
-        expect_continue=expect_continue, length=length,
+        content_length=content_length, keep_alive=keep_alive,
+        expect_continue=b"100-continue" in tokens.get(b"expect", ()), length=length,
         proxy_authorization=special.get(b"proxy-authorization", (None,))[0])
 
 
@@ -376,10 +428,6 @@ class RequestReader:
         return head
 
 
-def _bad_response(msg):
-    return RemoteProtocolError(msg, 502)
-
-
 def response_has_no_body(status, request_method):
     """RFC 9112 6.3 rules 1-2: HEAD answers, 1xx, 204, 304 and CONNECT 2xx carry no body."""
     return (request_method == "HEAD" or status < 200 or status in (204, 304)
@@ -389,56 +437,25 @@ def response_has_no_body(status, request_method):
 def parse_response_head(buf, request_method, start=0):
     """Parse one response head at the start of buf; None while incomplete.
 
-    Framing follows RFC 9112 6.3 (HEAD/1xx/204/304 -> NONE; chunked -> CHUNKED; any
-    other transfer coding is refused; Content-Length -> LENGTH; else UNTIL_CLOSE).
-    Raises RemoteProtocolError(status_hint=502) for anything malformed or oversized.
+    Framing as _response_framing says. Raises RemoteProtocolError(status_hint=502) for
+    anything malformed or oversized.
     """
-    split = _split_head(buf, start, 502, "response")
-    if split is None:
+    opened = _open_head(buf, start, _STATUS_LINE, "response", 502, _bad_response)
+    if opened is None:
         return None
-    status_line, field_lines, length = split
-    match = _STATUS_LINE.fullmatch(status_line)
-    if match is None:
-        raise _bad_response("malformed status line %r" % status_line[:80])
-    major, minor, status_text, reason = match.groups()
-    version = (int(major), int(minor))
+    match, version, fields, special, tokens, length = opened
     if version[0] != 1:
         raise _bad_response("upstream answered with HTTP version %d.%d" % version)
-    status = int(status_text)
+    status = int(match.group(3))
     if status < 100:
         raise _bad_response("status code %d below 100" % status)
-    fields, special = _parse_fields(field_lines, _bad_response)
-    tokens = _token_lists(special)
-    transfer_codings = tokens.get(b"transfer-encoding")
-    content_length = None if transfer_codings else _content_length(special, _bad_response)
-    if response_has_no_body(status, request_method):
-        framing = Framing.NONE
-        # Keep the representation's length for HEAD / 304 (describes the GET answer).
-        try:
-            content_length = _content_length(special, _bad_response) or 0
-        except RemoteProtocolError:
-            content_length = 0
-    elif transfer_codings:
-        if transfer_codings != [b"chunked"]:
-            # The proxy removes the chunked coding; any other one would stay on the body
-            # while Transfer-Encoding (hop-by-hop) is not passed on: mislabelled bytes.
-            raise _bad_response("unsupported transfer coding %r" % b", ".join(transfer_codings)[:60])
-        framing = Framing.CHUNKED
-    elif content_length is not None:
-        framing = Framing.LENGTH if content_length else Framing.NONE
-    else:
-        framing = Framing.UNTIL_CLOSE
-    connection = tokens.get(b"connection", []) + tokens.get(b"proxy-connection", [])
-    if version >= (1, 1):
-        keep_alive = b"close" not in connection
-    else:
-        keep_alive = b"keep-alive" in connection and b"close" not in connection
-    if framing is Framing.UNTIL_CLOSE:
-        keep_alive = False
+    framing, content_length = _response_framing(status, request_method, tokens, special)
+    keep_alive, connection = _keep_alive(version, tokens)
     return ResponseHead(
-        status=status, reason=reason or b"", version=version,
+        status=status, reason=match.group(4) or b"", version=version,
         headers=_end_to_end(fields, connection), framing=framing,
-        content_length=content_length or 0, keep_alive=keep_alive, length=length)
+        content_length=content_length,
+        keep_alive=keep_alive and framing is not Framing.UNTIL_CLOSE, length=length)
 
 
 def _via(version):
@@ -542,108 +559,3 @@ def render_connect_established():
 
 
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
-LAST_CHUNK = b"0\r\n\r\n"
-
-
-def encode_chunk(piece):
-    """One chunk of the chunked coding; empty pieces are skipped (they would end the body)."""
-    n = len(piece)
-    if not n:
-        return b""
-    return b"%x\r\n%s\r\n" % (n, piece)
-
-
-class ChunkedDecoder:
-    """Incremental decoder of the chunked transfer coding (RFC 9112 7.1).
-
-    feed(data) returns the payload pieces found in data (memoryview slices of it, so
-    use them before the next recv into the same buffer); .done turns True after the
-    last chunk and the trailer section, which is discarded; .unused then holds the
-    bytes of data past the end (the next message on a persistent connection).
-    Raises RemoteProtocolError(status_hint) on bad syntax or oversized lines.
-    """
-
-    _SIZE, _DATA, _DATA_END, _TRAILER, _DONE = range(5)
-
-    def __init__(self, status_hint=400):
-        self._state = self._SIZE
-        self._remaining = 0
-        self._line = bytearray()     # partial size / CRLF / trailer line
-        self._trailer_bytes = 0
-        self._status_hint = status_hint
-        self.unused = b""
-
-    @property
-    def done(self):
-        return self._state == self._DONE
-
-    def _bad(self, msg):
-        return RemoteProtocolError("bad chunked body: " + msg, self._status_hint)
-
-    def _take_line(self, view, pos, limit):
-        """Collect one line (at most `limit` bytes before CRLF) into self._line.
-
-        Returns (line without CRLF, position after its LF), or (None, end of view) when
-        the line continues in the next feed.
-        """
-        room = limit + 1 - len(self._line)          # + 1 for a CR
-        window = bytes(view[pos:pos + room + 1])    # bounded copy: never the whole buffer
-        end = window.find(b"\n")
-        if end < 0:
-            if len(window) > room:
-                raise self._bad("line longer than %d bytes" % limit)
-            self._line += window
-            return None, len(view)
-        self._line += window[:end]
-        line = bytes(self._line)
-        self._line.clear()
-        if line.endswith(b"\r"):
-            line = line[:-1]
-        if len(line) > limit:
-            raise self._bad("line longer than %d bytes" % limit)
-        return line, pos + end + 1
-
-    def feed(self, data):
-        view = memoryview(data)
-        n = len(view)
-        pos = 0
-        pieces = []
-        while pos < n:
-            state = self._state
-            if state == self._DATA:
-                take = min(self._remaining, n - pos)
-                pieces.append(view[pos:pos + take])
-                pos += take
-                self._remaining -= take
-                if not self._remaining:
-                    self._state = self._DATA_END
-            elif state == self._SIZE:
-                line, pos = self._take_line(view, pos, MAX_CHUNK_LINE_BYTES)
-                if line is None:
-                    break
-                match = _CHUNK_SIZE.fullmatch(line)
-                if match is None:
-                    raise self._bad("malformed chunk size line %r" % line[:40])
-                self._remaining = int(match.group(1), 16)
-                self._state = self._DATA if self._remaining else self._TRAILER
-            elif state == self._DATA_END:
-                line, pos = self._take_line(view, pos, 0)
-                if line is None:
-                    break
-                if line:
-                    raise self._bad("chunk data not followed by CRLF")
-                self._state = self._SIZE
-            elif state == self._TRAILER:
-                line, pos = self._take_line(view, pos, MAX_TRAILER_BYTES)
-                if line is None:
-                    break
-                self._trailer_bytes += len(line) + 2
-                if self._trailer_bytes > MAX_TRAILER_BYTES:
-                    raise self._bad("trailer section too large")
-                if not line:
-                    self._state = self._DONE
-            else:  # _DONE
-                break
-        if self._state == self._DONE:
-            self.unused = bytes(view[pos:])
-        return pieces
