@@ -246,8 +246,20 @@ def test_a_zone_on_an_ip_literal_does_not_get_past_a_cidr_block(origins, proxies
     client = Client(proxy)
     client.send(b"GET http://127.0.0.1%%1:%d/ HTTP/1.1\r\n\r\n" % origin.port)
     resp, body = client.response()
-    assert resp.status == 403 and b"blocked by proxy rule" in body
+    # IPv4 has no zones: canonical_host refuses the host (as SOCKS5 does), so no rule is asked.
+    assert resp.status == 400 and b"bad host name" in body
     assert origin.requests == []
+
+
+def test_http_asks_for_the_canonical_spelling_of_a_literal(proxies):
+    # canonical_host at both edges (test_socks_session has the SOCKS5 twin): 0:0::1 is ::1
+    # for the resolver, the rules and Host.
+    resolver = FakeResolver()
+    proxy = proxies(resolver=resolver)
+    client = Client(proxy)
+    client.send(b"GET http://[0:0::1]:80/ HTTP/1.1\r\n\r\n")
+    assert client.response()[0].status == 502
+    assert resolver.asked == ["::1"]
 
 
 def test_block_with_a_body_closes_the_connection(proxies):

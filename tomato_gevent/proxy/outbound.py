@@ -19,7 +19,7 @@ front end (HTTP today, SOCKS5 through the same port).
 
 Failures are typed (errors.py): Refused 403 (block rule, destination), ResolveError and
 NextHopError 502 (unreachable) / 504 (timed out), RemoteProtocolError 502 (bad answer).
-`host` is always the normalised host (exchange.edge_host); `client` an ip_address.
+`host` is always the normalised host (rules.canonical_host); `client` an ip_address.
 """
 import logging
 import time
