@@ -4,7 +4,7 @@ door hands it over), a sequence of requests (keep-alive) or one CONNECT tunnel. 
     HttpSession.serve       requests on one connection, each:
       _read_request_head    recv, feed the RequestReader, retry (400 / 431 on bad input;
                             a stalled or idle client is closed after idle_timeout)
-      _exchange             auth (407) -> canonical_host -> rule -> block (403) | direct | forward (-f)
+      _exchange             auth (407) -> Outbound.route (canonical host, rule, cached) -> block (403) | direct | forward (-f)
         _relay_request      plain HTTP: the order is an ExchangeState's (exchange_state.py:
                             retry, 1xx, 100-continue); this file sends head + body to the next
                             hop, reads answer heads until the final one, relays the body
@@ -28,7 +28,7 @@ from gevent import socket
 
 from ..errors import NextHopError, RemoteProtocolError, TomatoError
 from ..netutil import format_address, send_all
-from ..rules import Action, canonical_host
+from ..rules import Action
 from . import exchange, http
 from .auth import proxy_authenticate_header
 from .bodies import SendFailed, relay_chunked, relay_length, relay_response_body
@@ -125,8 +125,7 @@ class HttpSession:
                          "no or wrong Proxy-Authorization")
             return keep
         try:
-            host = canonical_host(head.host)
-            action = self.outbound.decide(host)
+            host, action = self.outbound.route(head.host)
             direction = action.value
             if action is Action.BLOCK:
                 keep = exchange.keep_client_after_block(head)

@@ -2,6 +2,9 @@
 front end (HTTP today, SOCKS5 through the same port).
 
     Outbound.decide(name) -> Action          the rules, else the default; forward without -f = direct
+    Outbound.route(host) -> (name, Action)   canonical_host + decide, cached per host as the
+                                             request names it (ROUTE_CACHE_ENTRIES at most,
+                                             emptied by set_rules); BadHost for a bad host
     Outbound.connect_direct(host, port, client) -> socket
                                              every address in turn (IPv6 first, RFC 8305);
                                              loopback / link-local refused for remote clients
@@ -29,7 +32,7 @@ from gevent import socket
 
 from ..errors import NextHopError, Refused
 from ..netutil import format_address, send_all
-from ..rules import Action
+from ..rules import Action, canonical_host
 from . import exchange, http
 from .resolver import Resolver
 
@@ -44,6 +47,10 @@ RELAY_RECV_BYTES = 256 * 1024
 IDLE_TIMEOUT_SECONDS = 60.0         # client between/inside requests; upstream silence
 CONNECT_TIMEOUT_SECONDS = 10.0      # per address tried
 TUNNEL_IDLE_TIMEOUT_SECONDS = 600.0  # tinyproxy's Timeout default
+# Routing decisions remembered (host as requested -> (canonical host, Action)): the same few
+# hosts come back on every request. Full = emptied: a flood of new names costs one clear()
+# per this many hosts, and memory stays bounded (a host is at most 253 characters).
+ROUTE_CACHE_ENTRIES = 4096
 
 
 class UpstreamRefused(NextHopError):
@@ -77,9 +84,26 @@ class Outbound:
         self.connect_timeout = connect_timeout
         self.tunnel_idle_timeout = tunnel_idle_timeout
         self.allow_private = allow_private
+        self._routes = {}
 
     def set_rules(self, rules):
+        """Replace the rules (SIGHUP); no cached decision of the old ones survives."""
         self.rules = rules
+        self._routes = {}
+
+    def route(self, host):
+        """(canonical host, Action) for a host as the request names it (BadHost if it is
+        neither a name nor an IP literal). The decision of the current rules, cached."""
+        routes = self._routes
+        cached = routes.get(host)
+        if cached is not None:
+            return cached
+        name = canonical_host(host)
+        decided = (name, self.decide(name))
+        if len(routes) >= ROUTE_CACHE_ENTRIES:
+            routes.clear()
+        routes[host] = decided
+        return decided
 
     def decide(self, name):
         """The Action for a normalised host: the rule's, else the default."""
