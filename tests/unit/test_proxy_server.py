@@ -660,6 +660,21 @@ def test_a_timeout_notice_on_a_kept_connection_is_not_the_answer(proxies, tcp_se
     assert seen == [b"GET", b"GET", b"POST"]
 
 
+@pytest.mark.parametrize("status", [200, 302, 404])
+def test_an_empty_answer_keeps_its_content_length(origins, proxies, status):
+    # Without "Content-Length: 0" a keep-alive client cannot tell where the answer ends and
+    # waits for a close; the proxy keeps the connection for the next request: both wait.
+    origin = origins(lambda head, body: b"HTTP/1.1 %d X\r\nContent-Length: 0\r\n\r\n" % status)
+    proxy = proxies(resolver=FakeResolver({"www.test"}))
+    sock = connect(proxy)
+    sock.sendall(get("www.test", origin.port))
+    head = read_head(sock, bytearray())
+    assert b"\r\ncontent-length: 0\r\n" in head.lower(), head
+    sock.sendall(get("www.test", origin.port))         # and the connection serves the next one
+    assert read_head(sock, bytearray()).startswith(b"HTTP/1.1 %d " % status)
+    sock.close()
+
+
 @pytest.mark.parametrize("answer", [
     b"HTTP/1.1 099 Odd\r\nContent-Length: 0\r\n\r\n",
     b"HTTP/1.1 200 OK\r\nContent-Length: \x0b4\r\n\r\nbody",

@@ -222,7 +222,7 @@ def _request_framing(version, tokens, special):
 def _response_framing(status, request_method, tokens, special):
     """(framing, content length) of a response body (RFC 9112 6.3): HEAD/1xx/204/304 and
     CONNECT 2xx -> NONE (the length kept: it describes the GET answer); chunked -> CHUNKED,
-    any other coding refused; Content-Length -> LENGTH (NONE for 0); else UNTIL_CLOSE."""
+    any other coding refused; Content-Length -> LENGTH (0 too); else UNTIL_CLOSE."""
     transfer_codings = tokens.get(b"transfer-encoding")
     content_length = None if transfer_codings else fields.content_length(special, _bad_response)
     if response_has_no_body(status, request_method):
@@ -239,7 +239,9 @@ def _response_framing(status, request_method, tokens, special):
             raise _bad_response("unsupported transfer coding %r" % b", ".join(transfer_codings)[:60])
         return Framing.CHUNKED, 0
     if content_length is not None:
-        return (Framing.LENGTH if content_length else Framing.NONE), content_length
+        # Content-Length: 0 stays LENGTH: passed on as such, so the client knows the (empty)
+        # body's end; without it a keep-alive client would wait for a close that never comes.
+        return Framing.LENGTH, content_length
     return Framing.UNTIL_CLOSE, 0
 
 
