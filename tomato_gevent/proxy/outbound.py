@@ -25,10 +25,12 @@ NextHopError 502 (unreachable) / 504 (timed out), RemoteProtocolError 502 (bad a
 `host` is always the normalised host (rules.canonical_host); `client` an ip_address.
 """
 import logging
+import os
 import time
 
 import gevent
 from gevent import socket
+from gevent.socket import wait_write
 
 from ..errors import NextHopError, Refused
 from ..netutil import format_address, send_all
@@ -142,9 +144,8 @@ class Outbound:
             except OSError as e:            # EMFILE: answer this client, keep serving
                 last_error = e
                 continue
-            sock.settimeout(self.connect_timeout)
             try:
-                sock.connect((str(address), port))
+                _connect_within(sock, (str(address), port), self.connect_timeout)
             except socket.timeout:
                 sock.close()
                 continue
@@ -193,6 +194,22 @@ class Outbound:
         if action is Action.FORWARD:
             return self.tunnel_via_upstream(host, port)
         return self.connect_direct(host, port, client), b""
+
+
+def _connect_within(sock, address, timeout):
+    """Connect sock to a numeric address within timeout (socket.timeout after it, OSError if
+    refused or unreachable): one connect() and, when it is in progress, one getsockopt() for
+    its outcome, where gevent's connect() costs two of each."""
+    sock.settimeout(0.0)
+    try:
+        sock.connect(address)
+        return
+    except BlockingIOError:
+        pass
+    wait_write(sock.fileno(), timeout)
+    error = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+    if error:
+        raise OSError(error, os.strerror(error))
 
 
 # -- reading an answer -------------------------------------------------------------------
@@ -248,23 +265,34 @@ def read_response_head(sock, method, buf, deadline, stale_ok=False):
 # -- tunnels -----------------------------------------------------------------------------
 def relay(a, b, idle_timeout):
     """Copy a -> b and b -> a until both directions are done (EOF is passed on as a
-    half-close) or nothing moved either way for idle_timeout seconds (then both are shut;
-    the check runs when a direction's own wait times out, so the end comes between one
-    and two idle_timeouts after the last byte). Returns (bytes a->b, bytes b->a).
+    half-close) or nothing moved either way for idle_timeout seconds (then both are shut).
+    Returns (bytes a->b, bytes b->a).
 
-    One direction runs in a helper greenlet, the other in the caller's: an idle tunnel
-    holds two greenlets, two sockets and no buffers.
+    One watchdog timer per tunnel, not a timeout per wait: every idle_timeout it compares
+    the bytes moved with what it saw last time, so the end comes between one and two
+    idle_timeouts after the last byte (a send stalled that long ends the tunnel too). One
+    direction runs in a helper greenlet, the other in the caller's: an idle tunnel holds two
+    greenlets, one timer, two sockets and no buffers.
     """
-    last_activity = [time.monotonic()]
     counts = [0, 0]
-    a.settimeout(idle_timeout)
-    b.settimeout(idle_timeout)
-    other = gevent.spawn(_pipe, b, a, idle_timeout, last_activity, counts, 1)
+    a.settimeout(None)
+    b.settimeout(None)
+    seen = [0]
+
+    def check():
+        moved = counts[0] + counts[1]
+        if moved == seen[0]:
+            _shut(a, b)             # wakes both directions: their recv sees the end
+        seen[0] = moved
+    watchdog = gevent.get_hub().loop.timer(idle_timeout, idle_timeout)
+    watchdog.start(check)
+    other = gevent.spawn(_pipe, b, a, counts, 1)
     try:
-        _pipe(a, b, idle_timeout, last_activity, counts, 0)
+        _pipe(a, b, counts, 0)
         other.join()
     finally:
         other.kill()
+        watchdog.close()
     return counts[0], counts[1]
 
 
@@ -276,27 +304,19 @@ def _shut(*socks):
             pass
 
 
-def _pipe(src, dst, idle_timeout, last_activity, counts, index):
+def _pipe(src, dst, counts, index):
     recv = src.recv
     try:
         while True:
-            try:
-                data = recv(RELAY_RECV_BYTES)
-            except socket.timeout:
-                if time.monotonic() - last_activity[0] < idle_timeout:
-                    continue                # the other direction is busy: not idle
-                _shut(src, dst)
-                return
+            data = recv(RELAY_RECV_BYTES)
             if not data:
                 break
             send_all(dst, data)
             counts[index] += len(data)
-            last_activity[0] = time.monotonic()
         try:
             dst.shutdown(socket.SHUT_WR)
         except OSError:
             pass
     except OSError:
-        # Reset, closed, or a send that stalled for idle_timeout: the whole tunnel is
-        # over; wake the other direction.
+        # Reset or closed: the whole tunnel is over; wake the other direction.
         _shut(src, dst)

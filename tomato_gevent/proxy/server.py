@@ -74,12 +74,17 @@ class ClientContext:
     """
 
     def __init__(self, server, address):
-        self.peer = format_address(address)
+        self.address = address
         self.client = exchange.client_ip(address)
         self.authenticator = server.authenticator
         self.outbound = server.outbound
         self.stats = server.stats
         self.idle_timeout = server.outbound.idle_timeout
+
+    @property
+    def peer(self):
+        """The client's address as text, made when a log line needs it."""
+        return format_address(self.address)
 
     def relay(self, a, b):
         return relay(a, b, self.outbound.tunnel_idle_timeout)
