@@ -19,7 +19,7 @@ import sys
 import tempfile
 import time
 
-CONNS = 4
+CONNS = int(os.environ.get("CONNS", "4"))      # client connections at once
 WARMUP = 200
 
 
