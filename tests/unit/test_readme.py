@@ -104,3 +104,14 @@ def test_example_configs_pair_up():
     peer = next(host for host in own.network.hosts() if host != own.ip)
     [(listen, forward)] = proxy_addresses((REPO / "contrib" / "examples" / "proxy-example.conf").read_text())
     assert forward.rpartition(":")[0] == str(peer) != str(own.ip)
+
+
+def test_proxy_help_example_forwards_to_the_other_host():
+    """`proxy --help`'s example is host A's proxy forwarding to B's, as the docs' (it said
+    `-f 10.0.1.1:1080`, A's own tunnel address)."""
+    from tomato_gevent.proxy.cli import build_parser
+
+    example = build_parser().epilog.split("%(prog)s", 1)[1]
+    [(listen, forward)] = proxy_addresses("bin/proxy" + example)
+    assert forward == "10.0.1.2:1080" != listen
+
