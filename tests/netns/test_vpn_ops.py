@@ -17,7 +17,7 @@ from pathlib import Path
 
 from tomato_gevent.vpn.packet import OVERHEAD
 from tests.netns.nsutil import wait_for
-from tests.netns.test_vpn import PORT, assert_clean_stop, ping, ping_eventually, start_vpn
+from tests.netns.vpn_support import PORT, assert_clean_stop, ping, ping_eventually, start_vpn
 
 CONTRACT_KEYS = {"interface", "peer_address", "last_received_seconds_ago", "rx_packets", "rx_bytes",
                  "tx_packets", "tx_bytes", "drops", "uptime_seconds"}

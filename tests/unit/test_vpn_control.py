@@ -118,7 +118,7 @@ def test_vpn_show_prints_the_human_view_or_one_line(tmp_path, capsys):
     """bin/vpn show's main path against a server in this process (a status of another version
     cannot be formatted: one line, exit 1, --json still works)."""
     from tomato_gevent.vpn.cli import main
-    from tests.unit.test_vpn_status import status as full_status
+    from tests.unit.vpn_doubles import status as full_status
 
     path = str(tmp_path / "vpn-tun0.sock")
     replies = iter([full_status(), {"interface": "tun0"}, {"interface": "tun0"}])
