@@ -1,6 +1,6 @@
 """Helpers shared by the VPN's netns tests (test_vpn*.py): starting bin/vpn as the seed's
-command lines do, ping through the tunnel, clean stops, and the helper programs of
-programs/probe.py (TCP transfer, UDP sink, capture, injection)."""
+command lines do, its status (show --json), ping through the tunnel, clean stops, and the
+helper programs of programs/probe.py (TCP transfer, UDP sink, capture, injection)."""
 import json
 
 from tests.netns.nsutil import program
@@ -15,9 +15,16 @@ def probe(*args):
 
 
 def start_vpn(lab, ns, *args, env=None):
+    """bin/vpn in ns; returns once it logged its "tunnel ..." line."""
     proc = lab.spawn(ns, lab.tool("vpn", *args), env=env)
     lab.wait_log(proc, "tunnel ")
     return proc
+
+
+def show_json(lab, ns, *where):
+    result = lab.run(ns, lab.tool("vpn", "show", "--json", *where))
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
 
 
 def ping(lab, ns, address, count=1, wait=1):
@@ -31,6 +38,7 @@ def ping_eventually(lab, ns, address, timeout=10):
 
 
 def assert_clean_stop(lab, proc, secrets=("pwd1", "pwd2")):
+    """SIGTERM: exit status 0, no traceback, no password in the log; returns the log."""
     assert lab.stop(proc, timeout=3) == 0, proc.output()
     out = proc.output()
     assert "Traceback" not in out

@@ -30,6 +30,9 @@ class SocketTun:
         self.fd = self._device.fileno()
         self.host.settimeout(5)
 
+    def current_mtu(self):
+        return 1400
+
     def close(self):
         self.host.close()
         self._device.close()
