@@ -7,21 +7,15 @@ tun0 10.0.1.1/30 <-> 10.0.1.2/30, -lp pwd1 / -pp pwd2 and the mirror image.
 """
 import hashlib
 import json
-import signal
-import struct
-import sys
-import time
-from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
-from tests.netns.nsutil import wait_for
-from tests.netns.test_vpn import PORT, assert_clean_stop, ping, ping_eventually, probe, start_vpn
+from tests.netns.nsutil import program, wait_for
+from tests.netns.vpn_support import PORT, assert_clean_stop, ping, ping_eventually, probe, start_vpn
 from tomato_gevent.vpn import cpace, keyschedule, messages
 
-RECORDER = Path(__file__).with_name("vpn_recorder.py")
 MARKER = "marker-through-the-tunnel"
 A_ARGS = ("-la", ":%d" % PORT, "-lp", "pwd1", "-pa", "10.9.0.2:%d" % PORT, "-pp", "pwd2")
 B_ARGS = ("-la", ":%d" % PORT, "-lp", "pwd2", "-pa", "10.9.0.1:%d" % PORT, "-pp", "pwd1")
@@ -64,7 +58,7 @@ def opens(key, datagram):
 def test_a_recording_of_a_whole_session_does_not_open_with_both_passwords(lab, pair):
     a, b = pair
     recording = lab.tmpdir / "session.hex"
-    recorder = lab.spawn(b, [sys.executable, str(RECORDER), "veth0", PORT, recording])
+    recorder = lab.spawn(b, program("recorder.py", "veth0", PORT, recording))
     lab.wait_log(recorder, "recording")
     vpn_a, vpn_b = start_vpn(lab, a, *A_ARGS), start_vpn(lab, b, *B_ARGS)
     ping_eventually(lab, a, "10.0.1.2")
@@ -112,27 +106,12 @@ def test_iperf3_runs_across_several_rekeys_without_a_stall(lab, pair):
         assert reason not in stop_line, stop_line
 
 
-V2_PEER = r'''
-import socket, struct, sys, time
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
-key = Scrypt(salt=b"tomato-vpn v2 password", length=32, n=2 ** 15, r=8, p=1).derive(b"pwd2")
-session = int(time.time() * 1000) << 16 | 0xBEEF
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.bind(("10.9.0.2", int(sys.argv[1])))
-for counter in range(5):              # what a v2 end sends: keepalives (header = nonce = aad)
-    header = struct.pack(">QI", session, counter)
-    body = AESGCM(key).encrypt(header, struct.pack(">Q", int(time.time() * 1000)), header)
-    s.sendto(header + body, ("10.9.0.1", int(sys.argv[1])))
-    time.sleep(0.2)
-print("sent", flush=True)
-'''
 
 
 def test_an_end_of_protocol_v2_gets_one_line_naming_both_versions(lab, pair):
     a, b = pair
     vpn_a = start_vpn(lab, a, *A_ARGS)
-    lab.run(b, [sys.executable, "-c", V2_PEER, PORT], check=True)
+    lab.run(b, program("v2_peer.py", PORT), check=True)
     lab.wait_log(vpn_a, "10.9.0.2:%d speaks tomato-vpn v2, this end speaks tomato-vpn v3: run the same version "
                         "on both ends" % PORT)
     out = assert_clean_stop(lab, vpn_a)

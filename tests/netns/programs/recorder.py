@@ -1,6 +1,6 @@
 """Record every UDP payload to or from a port on an interface, both directions, until SIGTERM.
 
-    python vpn_recorder.py IFACE PORT OUTFILE
+    python recorder.py IFACE PORT OUTFILE   (test_vpn_handshake.py)
 
 One line per datagram, hex, in the order seen (AF_PACKET with ETH_P_ALL sees both
 directions, before any checksum check, as a sniffer on the wire would). Prints "recording" when it listens and
