@@ -59,8 +59,9 @@ class _SendFailed(Exception):
     """A relay could not write to its destination (which went away); __cause__ says why."""
 
 
-def make_listener(host, port):
-    """A listening TCP socket. host "" = all interfaces (dual-stack when IPv6 is there)."""
+def make_listener(host, port, reuse_port=False):
+    """A listening TCP socket. host "" = all interfaces (dual-stack when IPv6 is there).
+    reuse_port: SO_REUSEPORT, one of several sockets on the address (--workers)."""
     candidates = []
     if host == "":
         candidates = [(socket.AF_INET6, "::"), (socket.AF_INET, "0.0.0.0")]
@@ -75,6 +76,8 @@ def make_listener(host, port):
         sock = socket.socket(family, socket.SOCK_STREAM)
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if reuse_port:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             if family == socket.AF_INET6 and host == "":
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
             sock.bind((address, port))
