@@ -18,6 +18,7 @@ line before any fork, as with one worker; the parent closes its copy at once, so
 worker's socket leaves the SO_REUSEPORT group with it (new connections hash to the living
 workers instead of queueing for a dead one).
 """
+import gc
 import logging
 import os
 import signal
@@ -91,6 +92,10 @@ class Supervisor:
     def run(self):
         """Start every worker, supervise until SIGTERM/SIGINT; the exit status."""
         self._install_signals()
+        # What the parent built so far (modules, the rules) stays shared with the workers
+        # only while nobody writes to its pages: the collector would, by walking it in each
+        # worker (the gc docs' advice for fork: gc.freeze()).
+        gc.freeze()
         try:
             for slot in self.pool.slots:
                 self._start(slot, initial=True)
