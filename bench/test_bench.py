@@ -94,3 +94,35 @@ def test_machine_info_has_commit_and_tool_versions():
     args = SimpleNamespace(quick=True, rounds=None, sections=["crypto"])
     meta = report.machine_info("make bench", 0, 5, args)
     assert meta["commit"] and meta["duration_s"] == 5 and "openvpn" in meta["tools"]
+
+
+WRK_OUT = """Running 1s test @ http://127.0.0.1:1080/
+  1 threads and 50 connections
+  12345 requests in 1.00s, 1.50MB read
+  Socket errors: connect 0, read 5, write 0, timeout 0
+  Non-2xx or 3xx responses: %d
+Requests/sec:  12345.67
+Transfer/sec:      1.50MB
+"""
+
+
+def test_parse_wrk_reads_rate_requests_and_errors():
+    import proxy_bench
+    assert proxy_bench.parse_wrk(WRK_OUT % 3) == (
+        12345.67, 12345, ["3 non-2xx", "socket errors connect 0, read 5, write 0, timeout 0"])
+    with pytest.raises(Unavailable, match="most responses were errors"):
+        proxy_bench.parse_wrk(WRK_OUT % 9000)
+    with pytest.raises(Unavailable, match="unable to connect"):
+        proxy_bench.parse_wrk("unable to connect to 127.0.0.1:1080 Connection refused\n")
+
+
+def test_cpu_between_takes_schedstat_unless_threads_came_and_went():
+    from procstat import cpu_between, cpu_sample
+    before = {1: (frozenset({1}), 1_000_000_000, 1.0), 2: (frozenset({2, 3}), 0, 5.0), 7: (frozenset({7}), 0, 0.0)}
+    after = {1: (frozenset({1}), 1_500_000_000, 1.6),      # same thread: its nanoseconds (0.5 s)
+             2: (frozenset({2, 4}), 10, 7.0),              # thread 3 ended, 4 began: stat ticks (2 s)
+             9: (frozenset({9}), 5, 0.25)}                 # started in between: all of it; 7 ended: lost
+    assert cpu_between(before, after) == pytest.approx(0.5 + 2.0 + 0.25)
+    import os
+    sample = cpu_sample(os.getpid())
+    assert os.getpid() in sample and sample[os.getpid()][1] > 0
