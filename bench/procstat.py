@@ -8,8 +8,8 @@ Used by bench/proxy_bench.py for the proxies, whose process trees differ: tomato
 N (a parent and N workers), proxy.py (acceptor and worker processes), tinyproxy (a thread
 per connection), pproxy (one process).
 """
-import os
 import re
+import time
 from pathlib import Path
 
 
@@ -29,47 +29,30 @@ def process_tree(pid):
     return pids
 
 
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+def process_cpu_seconds(pid):
+    """CPU time of the whole process pid so far: the scheduler's nanosecond count
+    (sum_exec_runtime, schedstat's first field) over all its threads, those that have
+    ended included, read from its POSIX CPU-time clock (clock_getcpuclockid(3):
+    CPUCLOCK_SCHED of the process). /proc/PID/task/*/schedstat would miss ended threads,
+    and tinyproxy ends one per connection."""
+    return time.clock_gettime(((~pid) << 3) | 2)
 
 
 def cpu_sample(pid):
-    """{pid: (thread ids, schedstat ns of those threads, utime+stime s)} for pid's tree.
-
-    The scheduler's nanosecond counters (/proc/PID/task/*/schedstat, as the VPN bench)
-    exist only for live threads; utime+stime of /proc/PID/stat (clock ticks) keep the time
-    of threads that ended too. cpu_between uses the first where the threads stayed the
-    same, the second where they came and went (tinyproxy: a thread per connection).
-    """
+    """{pid: CPU seconds so far} for pid and its descendants."""
     sample = {}
     for current in process_tree(pid):
-        tids, ns = [], 0
         try:
-            for task in Path("/proc/%d/task" % current).iterdir():
-                try:
-                    ns += int((task / "schedstat").read_text().split()[0])
-                    tids.append(int(task.name))
-                except (OSError, ValueError, IndexError):
-                    pass
-            fields = Path("/proc/%d/stat" % current).read_text().rsplit(")", 1)[1].split()
+            sample[current] = process_cpu_seconds(current)
         except OSError:             # exited meanwhile
-            continue
-        sample[current] = (frozenset(tids), ns, (int(fields[11]) + int(fields[12])) / CLOCK_TICKS)
+            pass
     return sample
 
 
 def cpu_between(before, after):
-    """CPU seconds spent between two cpu_samples of one tree (processes that ended between
-    them are not counted; one that started counts from its start)."""
-    total = 0.0
-    for pid, (tids, ns, ticks) in after.items():
-        old = before.get(pid)
-        if old is None:
-            total += ticks
-        elif tids == old[0]:
-            total += (ns - old[1]) / 1e9
-        else:
-            total += ticks - old[2]
-    return total
+    """CPU seconds a process tree spent between two cpu_samples (a process that ended in
+    between is not counted; one that started counts from its start)."""
+    return sum(seconds - before.get(pid, 0.0) for pid, seconds in after.items())
 
 
 def process_tree_pss_kib(pid):

@@ -17,8 +17,8 @@ project's .venv.
 
 Figures: wrk requests/s with absolute-URI requests (`GET http://127.0.0.1:8080/1k`,
 keep-alive, 50 connections) through each proxy and to nginx directly, and the CPU time
-each proxy spent per request during that run (all its processes and threads, from the
-scheduler's nanosecond counters /proc/PID/task/*/schedstat, as the VPN bench); tomato with
+each proxy spent per request during that run (all its processes and threads, ended threads
+included: the scheduler's nanosecond count, as the VPN bench's schedstat; procstat.py); tomato with
 two workers against one; a 100 MB download through CONNECT (curl -p) in MB/s; resident
 memory of each proxy with 1 000 idle client connections open (measured first, on the
 freshly started proxies), then with 1 000 idle CONNECT tunnels to nginx open (the whole
@@ -31,7 +31,9 @@ Debian, on 127.0.0.1:1081: the 100 MB download through SOCKS5 CONNECT
 (curl -x socks5h://) in MB/s, and SOCKS5 sessions per second: curl fetching /1k
 over a fresh SOCKS connection each time (Connection: close), 20 at a time.
 """
+import os
 import re
+import resource
 import subprocess
 import sys
 import time
@@ -121,12 +123,27 @@ def parse_wrk(out):
     return float(match.group(1)), int(total.group(1)), errors
 
 
+def workers_model(cores, workers, proxy_us, client_us, origin_us):
+    """Requests/s the CPU allows: each request costs proxy_us in one of `workers`
+    single-threaded processes, client_us in wrk (one thread), origin_us in nginx (one
+    worker), all on `cores` cores. The least of: the workers' cores, the client's, the
+    origin's, and the machine's."""
+    return 1e6 * min(workers / proxy_us, 1 / client_us, 1 / origin_us,
+                     cores / (proxy_us + client_us + origin_us))
+
+
+def _children_cpu_seconds():
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 class ProxyLab:
     def __init__(self, lab: BenchLab, ref_bin=None, ref_error="no bench venv"):
         self.lab = lab
         self.ref_bin = ref_bin      # bin/ of the bench venv with proxy.py and pproxy (None: n/a,
         self.ref_error = ref_error  # for this reason)
         self.cpu_per_request = {}   # system -> [µs per request, one per wrk round]
+        self.client_origin_cpu = {}  # system -> [(wrk's, nginx's µs per request), one per round]
         self.ns = lab.netns()
         self.dir = lab.tmpdir / "proxy"
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -233,8 +250,11 @@ class ProxyLab:
         else:
             url = "http://127.0.0.1:%d%s" % (ORIGIN_PORT, SMALL_PATH)
         proc = self.procs.get(system) if system != ORIGIN else None
+        origin = self.procs[ORIGIN]
         cpu_before = cpu_sample(proc.pid) if proc else None
+        origin_before, wrk_before = cpu_sample(origin.pid), _children_cpu_seconds()
         done = self.lab.run(self.ns, argv + [url], timeout=seconds + 30)
+        wrk_after, origin_after = _children_cpu_seconds(), cpu_sample(origin.pid)
         cpu_after = cpu_sample(proc.pid) if proc else None
         if done.returncode != 0:
             raise Unavailable("wrk: %s" % ((done.stderr or done.stdout).strip().splitlines()[-1:]
@@ -242,6 +262,8 @@ class ProxyLab:
         rps, requests, errors = parse_wrk(done.stdout)
         if proc and requests:
             self.cpu_per_request.setdefault(system, []).append(cpu_between(cpu_before, cpu_after) / requests * 1e6)
+            self.client_origin_cpu.setdefault(system, []).append(
+                ((wrk_after - wrk_before) / requests * 1e6, cpu_between(origin_before, origin_after) / requests * 1e6))
         return rps, requests, errors
 
     def connect_mb_s(self, system):
@@ -420,10 +442,11 @@ def run(lab, quick=False, rounds=None, seconds=None):
     cpu_name = "CPU time per request, all the proxy's processes (wrk run)"
     for reference in (TINYPROXY, PROXYPY, PPROXY):
         fig = _figure(plab, cpu_name, "µs", LOWER, plab.cpu_per_request, errors, reference=reference)
-        fig.note = "CPU time during the wrk run / requests wrk completed; schedstat, or stat ticks where threads came and went"
+        fig.note = "CPU time of the proxy's processes during the wrk run / requests wrk completed"
         figures.append(fig)
     figures.append(_figure(plab, cpu_name + ", --workers 2", "µs", LOWER, plab.cpu_per_request, errors,
                            reference=TOMATO, system=TOMATO2))
+    figures.append(_model_figure(plab, values, errors))
 
     systems = [ORIGIN, TINYPROXY, TOMATO]
     log("proxy: 100 MB download through CONNECT x %d rounds per system", rounds)
@@ -432,6 +455,27 @@ def run(lab, quick=False, rounds=None, seconds=None):
                            "origin direct: %.0f MB/s"))
     figures.extend(run_socks(plab, quick, rounds))
     return figures
+
+
+def _model_figure(plab, values, errors):
+    """--workers 2 over --workers 1 as measured, against what the CPU per request predicts
+    (workers_model with the one-worker round's CPU figures, on the cores the bench may use)."""
+    cores = len(os.sched_getaffinity(0))
+    fig = Figure("Proxy", "--workers 2 / --workers 1 req/s: measured vs the CPU model", "x", HIGHER,
+                 reference_name="model, %d cores" % cores)
+    one, two = best(values.get(TOMATO, [])), best(values.get(TOMATO2, []))
+    fig.tomato = two / one if one and two else None
+    fig.tomato_na = "" if fig.tomato is not None else na_reason(plab, errors, TOMATO2) or "n/a"
+    costs = plab.cpu_per_request.get(TOMATO), plab.client_origin_cpu.get(TOMATO)
+    if costs[0] and costs[1]:
+        proxy_us, (client_us, origin_us) = min(costs[0]), min(costs[1])
+        fig.reference = workers_model(cores, 2, proxy_us, client_us, origin_us) / workers_model(
+            cores, 1, proxy_us, client_us, origin_us)
+        fig.note = ("per request: tomato %.0f µs, wrk %.0f µs, nginx %.0f µs of CPU; model = min(workers/proxy, "
+                    "1/wrk, 1/nginx, cores/sum) requests/s" % (proxy_us, client_us, origin_us))
+    else:
+        fig.reference_na = "n/a: no CPU figures for one worker"
+    return fig
 
 
 def _socks_figure(plab, name, unit, values, errors):

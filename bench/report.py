@@ -164,8 +164,8 @@ SETUPS = [
     "pproxy 2.7 (`pproxy -l http://127.0.0.1:8118`), both from PyPI in the bench's own venv "
     "(bench/out/ref-venv). `wrk -t1 -c50` with a Lua script making the request line "
     "`GET http://127.0.0.1:8080/1k HTTP/1.1`; CPU time per request = CPU time of the proxy's process "
-    "tree during the wrk run (schedstat; /proc/PID/stat ticks for a process whose threads came and went, "
-    "tinyproxy's thread per connection) / requests wrk completed; `curl -p -x` (CONNECT) for the 100 MB "
+    "tree during the wrk run (the scheduler's nanoseconds per process, ended threads included: tinyproxy "
+    "ends one per connection) / requests wrk completed; `curl -p -x` (CONNECT) for the 100 MB "
     "download; RSS (the proxy's process tree) before and with 1 000 idle TCP connections open, on fresh "
     "processes, and PSS for tomato with 2 workers (shared pages counted once).",
     "- **Rules**: `bench/rules_bench.py` (the rules' own script); the references are the issues' goals, and for"

@@ -1,5 +1,6 @@
 """Tests of the bench harness's pure parts (no root, no network): .venv/bin/python -m pytest -q bench"""
 import sys
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -116,13 +117,29 @@ def test_parse_wrk_reads_rate_requests_and_errors():
         proxy_bench.parse_wrk("unable to connect to 127.0.0.1:1080 Connection refused\n")
 
 
-def test_cpu_between_takes_schedstat_unless_threads_came_and_went():
-    from procstat import cpu_between, cpu_sample
-    before = {1: (frozenset({1}), 1_000_000_000, 1.0), 2: (frozenset({2, 3}), 0, 5.0), 7: (frozenset({7}), 0, 0.0)}
-    after = {1: (frozenset({1}), 1_500_000_000, 1.6),      # same thread: its nanoseconds (0.5 s)
-             2: (frozenset({2, 4}), 10, 7.0),              # thread 3 ended, 4 began: stat ticks (2 s)
-             9: (frozenset({9}), 5, 0.25)}                 # started in between: all of it; 7 ended: lost
-    assert cpu_between(before, after) == pytest.approx(0.5 + 2.0 + 0.25)
+def test_cpu_of_a_process_counts_its_ended_threads():
     import os
-    sample = cpu_sample(os.getpid())
-    assert os.getpid() in sample and sample[os.getpid()][1] > 0
+    import threading
+    from procstat import cpu_between, cpu_sample
+
+    def spin():
+        deadline = time.thread_time() + 0.2
+        while time.thread_time() < deadline:
+            pass
+    before = cpu_sample(os.getpid())
+    worker = threading.Thread(target=spin)
+    worker.start()
+    worker.join()                   # ended: gone from /proc/PID/task, its time is not
+    assert cpu_between(before, cpu_sample(os.getpid())) >= 0.2
+    assert cpu_between({1: 1.0}, {1: 1.5, 9: 0.25}) == pytest.approx(0.75)   # 9 started in between
+
+
+@pytest.mark.parametrize("cores, workers, proxy_us, rps", [
+    (2, 1, 100.0, 10_000),          # one worker: its core is the limit
+    (2, 2, 100.0, 2e6 / 120),       # two: the machine is (100 + 10 + 10 us per request on 2 cores)
+    (8, 2, 100.0, 20_000),          # plenty of cores: the two workers are
+    (8, 8, 10.0, 1e6 / 10),         # fast proxy: wrk's one thread (10 us) is
+])
+def test_workers_model(cores, workers, proxy_us, rps):
+    import proxy_bench
+    assert proxy_bench.workers_model(cores, workers, proxy_us, 10.0, 10.0) == pytest.approx(rps)
