@@ -74,6 +74,8 @@ def test_every_worker_listens_and_serves(proxy_with_workers):
     workers = proxy.workers()
     assert len(workers) == WORKERS
     assert all(len(listening_fds(pid, port)) == 1 for pid in workers)   # a socket each
+    # The parent ran no gevent loop: gevent's getaddrinfo would have left its threadpool's thread.
+    assert os.listdir("/proc/%d/task" % proxy.proc.pid) == [str(proxy.proc.pid)]
     clients, owners = serving(proxy, port)
     assert set(owners) == set(workers)      # the kernel spread the connections over both
     close_all(clients)

@@ -23,7 +23,7 @@ from . import socks_session
 from .auth import load_auth_file
 from .outbound import CONNECT_TIMEOUT_SECONDS, IDLE_TIMEOUT_SECONDS, TUNNEL_IDLE_TIMEOUT_SECONDS
 from .server import DEFAULT_MAX_CLIENTS, ProxyServer, make_listener
-from .supervisor import Supervisor, reuse_port_error
+from .supervisor import Supervisor, blocking_getaddrinfo, reuse_port_error
 from .workers import client_shares, plan_workers
 
 log = logging.getLogger(__name__)
@@ -194,9 +194,10 @@ def main(argv=None):
             return 0
         # A plain bind first: an address another process listens on is refused here, where
         # SO_REUSEPORT alone would let a stale proxy silently share the port with this one.
-        make_listener(host, port).close()
+        make_listener(host, port, getaddrinfo=blocking_getaddrinfo).close()
         return Supervisor(client_shares(args.max_clients, plan.count), rules,
-                          open_listener=lambda: make_listener(host, port, reuse_port=True),
+                          open_listener=lambda: make_listener(host, port, reuse_port=True,
+                                                              getaddrinfo=blocking_getaddrinfo),
                           serve=serve_here, check_rules=lambda: _check_rules(args.rule_files),
                           listening_line=line).run()
 

@@ -59,15 +59,16 @@ class _SendFailed(Exception):
     """A relay could not write to its destination (which went away); __cause__ says why."""
 
 
-def make_listener(host, port, reuse_port=False):
+def make_listener(host, port, reuse_port=False, getaddrinfo=None):
     """A listening TCP socket. host "" = all interfaces (dual-stack when IPv6 is there).
-    reuse_port: SO_REUSEPORT, one of several sockets on the address (--workers)."""
+    reuse_port: SO_REUSEPORT, one of several sockets on the address (--workers);
+    getaddrinfo: instead of gevent's (whose threadpool runs the hub: not in a parent that forks)."""
     candidates = []
     if host == "":
         candidates = [(socket.AF_INET6, "::"), (socket.AF_INET, "0.0.0.0")]
     else:
         try:
-            infos = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM, 0, socket.AI_PASSIVE)
+            infos = (getaddrinfo or socket.getaddrinfo)(host, port, 0, socket.SOCK_STREAM, 0, socket.AI_PASSIVE)
         except socket.gaierror as e:
             raise ConfigError("cannot listen on %s: %s" % (format_address((host, port)), e.strerror)) from None
         candidates = [(info[0], info[4][0]) for info in infos]

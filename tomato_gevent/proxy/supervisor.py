@@ -42,6 +42,8 @@ _poll = monkey.get_original("select", "poll")
 _signal = monkey.get_original("signal", "signal")
 _socketpair = monkey.get_original("socket", "socketpair")
 _POLLIN = monkey.get_original("select", "POLLIN")
+# For the parent's make_listener: gevent's getaddrinfo would start a threadpool and run the hub.
+blocking_getaddrinfo = monkey.get_original("socket", "getaddrinfo")
 
 # -- implementation constants ----------------------------------------------------
 SUMMARY_WAIT_SECONDS = 1.0          # SIGUSR1: how long the parent waits for the workers' counters
