@@ -131,9 +131,9 @@ class Supervisor:
             numbers = set(os.read(self.wake_r, 256))
         except BlockingIOError:
             return
-        # Not in order of arrival: a stop first, because when SIGINT reaches the whole
-        # process group (Ctrl-C) the workers' exits may be noted before the parent's own
-        # SIGINT (the kernel runs the handler of the highest-numbered pending signal first).
+        # A stop first, whatever the order in the pipe: when SIGINT reaches the whole process
+        # group (Ctrl-C), the workers' exits (SIGCHLD) can be written there before the parent's
+        # own SIGINT (seen here: [17, 2]), and they must not be taken for crashes.
         if numbers & {signal.SIGTERM, signal.SIGINT}:
             self._begin_stop()
         if signal.SIGCHLD in numbers:
