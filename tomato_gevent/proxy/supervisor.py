@@ -271,7 +271,7 @@ class Supervisor:
             slot.ready = True
             if self.forked_with[slot.number] is not self.rules:     # forked before a reload: catch up
                 self.reload_pending.add(slot.pid)
-                os.kill(slot.pid, signal.SIGHUP)
+                _kill(slot.pid, signal.SIGHUP)
             if self.announced:
                 log.info("worker %d listening again (pid %d)", slot.number, slot.pid)
             elif self.pool.all_ready():
@@ -303,7 +303,7 @@ class Supervisor:
         self.reload_description = description
         self.reload_pending = {slot.pid for slot in self.pool.running() if slot.ready}
         for pid in list(self.reload_pending):
-            os.kill(pid, signal.SIGHUP)
+            _kill(pid, signal.SIGHUP)
         self._reload_done(None)
 
     def _reload_done(self, pid):
@@ -316,7 +316,7 @@ class Supervisor:
         self.summary_pending = {slot.pid for slot in self.pool.running() if slot.ready}
         self.summary_deadline = time.monotonic() + SUMMARY_WAIT_SECONDS
         for pid in self.summary_pending:
-            os.kill(pid, signal.SIGUSR1)
+            _kill(pid, signal.SIGUSR1)
         if not self.summary_pending:
             self._log_summary()
 
