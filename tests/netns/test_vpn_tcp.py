@@ -40,6 +40,32 @@ print("garbage connections closed by the peer:", closed, flush=True)
 time.sleep(60)
 '''
 
+HOLD = r'''
+import socket, struct, sys
+# In the router: watch B's side for one big frame from B's TCP port to A (the router's
+# nftables drops it and its retransmissions meanwhile), then deliver it to A on a
+# connection of our own, keep that connection open and discard what A sends on it.
+iface, b_addr, port, a_addr = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+sniff = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(0x0800))
+sniff.bind((iface, 0))
+print("watching", flush=True)
+while True:
+    pkt, addr = sniff.recvfrom(65536)
+    if addr[2] == socket.PACKET_OUTGOING or pkt[9] != 6 or socket.inet_ntoa(pkt[12:16]) != b_addr:
+        continue
+    ihl = (pkt[0] & 15) * 4
+    sport, = struct.unpack_from("!H", pkt, ihl)
+    payload = pkt[ihl + (pkt[ihl + 12] >> 4) * 4:struct.unpack_from("!H", pkt, 2)[0]]
+    if sport == port and len(payload) > 1000 and struct.unpack_from("!H", payload)[0] == len(payload) - 2:
+        break
+attacker = socket.create_connection((a_addr, port), timeout=5)
+attacker.sendall(payload)
+print("delivered a held frame of", len(payload), "bytes", flush=True)
+attacker.settimeout(None)
+while attacker.recv(65536):
+    pass
+'''
+
 
 def nft(lab, ns, script):
     lab.run(ns, ["nft", "-f", "-"], input=script, check=True)
@@ -164,5 +190,33 @@ def test_through_an_http_proxy_when_nothing_else_is_forwarded(lab, routed):
     assert ping(lab, b, "10.0.1.1", count=2)
     assert "CONNECT %s:%d" % (B_WAN, PORT) in tinyproxy.output()
     assert "via the HTTP proxy 10.9.1.254:8888" in vpn_a.output()
+    assert_clean_stop(lab, vpn_a)
+    assert_clean_stop(lab, vpn_b)
+
+
+def test_a_held_frame_delivered_on_another_connection_does_not_take_over(lab, routed):
+    # Issue 23 item 1. A dials B, and A's session is the older one (A started first), the
+    # side that used to prefer an incoming connection. An on-path attacker in R holds back
+    # one frame from B (a ping reply) and delivers it to A on a connection of its own
+    # before anything newer arrives: A may follow it for a moment, but its data goes
+    # unanswered there, so A dials again and B follows. Before the fix A sent into the
+    # attacker's connection, closed the real one 5 s later and never dialled again.
+    a, r, b = routed
+    vpn_a = vpn(lab, a, "pwd1", "pwd2", "-pa", "%s:%d" % (B_WAN, PORT))
+    vpn_b = vpn(lab, b, "pwd2", "pwd1", "-d")
+    ping_eventually(lab, a, "10.0.1.2")
+    holder = lab.spawn(r, [*probe("unused")[:2], HOLD, "wb", B_WAN, PORT, A_WAN])
+    lab.wait_log(holder, "watching")
+    nft(lab, r, "table ip tomato_hold {\n"
+                "  chain forward { type filter hook forward priority -10;\n"
+                "    ip saddr %s tcp sport %d ip length > 1000 drop; }\n"
+                "}\n" % (B_WAN, PORT))
+    lab.run(a, ["ping", "-n", "-c", 1, "-s", 1000, "-W", 1, "10.0.1.2"])    # answered by the attacker
+    lab.wait_log(holder, "delivered a held frame")
+    lab.run(r, ["nft", "delete", "table", "ip", "tomato_hold"], check=True)
+    ping_eventually(lab, a, "10.0.1.2", timeout=20)
+    assert ping(lab, a, "10.0.1.2", count=5)
+    assert holder.poll() is None            # the attacker still holds its connection open
+    assert vpn_a.output().count("connected to %s:%d" % (B_WAN, PORT)) == 2     # A dialled again
     assert_clean_stop(lab, vpn_a)
     assert_clean_stop(lab, vpn_b)
