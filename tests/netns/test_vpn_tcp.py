@@ -66,6 +66,30 @@ while attacker.recv(65536):
     pass
 '''
 
+FLOOD = r'''
+import collections, socket, struct, sys, time
+# RATE connections a second to ADDR:PORT, never a byte sent; the oldest 512 kept open,
+# the rest reset (SO_LINGER 0: no TIME_WAIT, ports are reused).
+addr, port, rate = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+kept, made, failed = collections.deque(), 0, 0
+start = reported = time.monotonic()
+while True:
+    now = time.monotonic()
+    while made < (now - start) * rate:
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        s.setblocking(False)
+        failed += s.connect_ex((addr, port)) not in (0, 115)
+        made += 1
+        kept.append(s)
+        if len(kept) > 512:
+            kept.popleft().close()
+    if now - reported >= 1:
+        print("flooding: %d connections/s, %d failed" % (made / (now - start), failed), flush=True)
+        reported = now
+    time.sleep(0.001)
+'''
+
 
 def nft(lab, ns, script):
     lab.run(ns, ["nft", "-f", "-"], input=script, check=True)
@@ -218,5 +242,33 @@ def test_a_held_frame_delivered_on_another_connection_does_not_take_over(lab, ro
     assert ping(lab, a, "10.0.1.2", count=5)
     assert holder.poll() is None            # the attacker still holds its connection open
     assert vpn_a.output().count("connected to %s:%d" % (B_WAN, PORT)) == 2     # A dialled again
+    assert_clean_stop(lab, vpn_a)
+    assert_clean_stop(lab, vpn_b)
+
+
+def test_a_reconnect_gets_through_2000_hostile_connections_a_second(lab, routed):
+    # Issue 23 item 2. A listens (-d); something floods its port with 2 000 connections a
+    # second that never speak, so each connection that has not authenticated is evicted from
+    # the 64-slot untrusted cap after about 30 ms. B's connection is reset and B dials again
+    # while it keeps pinging: its keepalive must follow the SYN-ACK within those 30 ms. With
+    # the keep-warm loop starving the hub (each ping kept it running for 2 s) B's dialler saw
+    # the SYN-ACK ~0.5 s late, and every reconnect was evicted before its first frame.
+    a, r, b = routed
+    vpn_a = vpn(lab, a, "pwd1", "pwd2", "-d")
+    vpn_b = vpn(lab, b, "pwd2", "pwd1", "-pa", "%s:%d" % (A_WAN, PORT))
+    ping_eventually(lab, b, "10.0.1.1")
+    flood = lab.spawn(r, [*probe("unused")[:2], FLOOD, A_WAN, PORT, 2000])
+    lab.wait_log(flood, "flooding: ", timeout=10)
+    nft(lab, r, "table inet tomato_reset {\n"
+                "  chain forward { type filter hook forward priority -10;"
+                " ip saddr %s tcp dport %d reject with tcp reset; }\n"
+                "}\n" % (B_WAN, PORT))
+    assert not ping(lab, b, "10.0.1.1", count=2, wait=1)
+    lab.run(r, ["nft", "delete", "table", "inet", "tomato_reset"], check=True)
+    ping_eventually(lab, b, "10.0.1.1", timeout=20)
+    rates = [int(line.split()[1]) for line in flood.output().splitlines() if line.startswith("flooding: ")]
+    assert rates[-1] >= 1900, rates              # the flood kept its rate meanwhile
+    lab.stop(flood)
+    assert ping(lab, b, "10.0.1.1", count=3)
     assert_clean_stop(lab, vpn_a)
     assert_clean_stop(lab, vpn_b)
