@@ -193,6 +193,7 @@ def test_a_silent_listener_on_the_peers_port_is_dropped_and_redialled(sides):  #
     # deadline an accepted one gets, and A dials again -- and reaches the real peer once it
     # listens there.
     with socket.socket() as listener:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)     # B binds the port next
         listener.bind(("127.0.0.1", 0))
         listener.listen()
         listener.settimeout(5)

@@ -118,12 +118,13 @@ class Scheduler:
                 if tun_ready:
                     tun_ready = not drain_tun()
                 now = mono()
-                if now >= hub_due:
+                idle = not (net_ready or tun_ready) and now >= warm_until and now >= native_until
+                if now >= hub_due and not idle:     # (waiting idle is waiting in the hub)
                     wait(hub_turn)                  # one hub iteration: its epoll, due timers, callbacks
                     hub_due = now + HUB_INTERVAL_SECONDS
                 if net_ready or tun_ready:
                     continue                        # full batches: more is waiting
-                if now >= warm_until and now >= native_until:
+                if idle:
                     window = rhythm.window() if keep_warm else None
                     if window is not None and window[1] > now:
                         ready = self._wait_idle(window[0] - now)

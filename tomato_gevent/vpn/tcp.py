@@ -2,10 +2,10 @@
 that drop or throttle UDP.
 
   listening     every side accepts on -la (TCP, same port number as UDP would use)
-  dialling      a side with -pa also connects to the peer whenever it has no connection
-                to send on, or when the one it sends on is an incoming one that goes
-                unanswered (connections.py) (directly, or through an HTTP proxy's CONNECT tunnel,
-                --http-proxy: http_connect.py); after a failure or a lost connection it waits
+  dialling      a side with -pa also connects to the peer (directly, or through an HTTP
+                proxy's CONNECT tunnel, --http-proxy: http_connect.py) whenever it has no
+                connection to send on, or when the one it sends on is an incoming one that
+                goes unanswered (connections.py); after a failure or a lost connection it waits
                 BACKOFF_MIN_SECONDS, doubling up to BACKOFF_MAX_SECONDS, back to the
                 minimum once a connection has worked (carried an authenticated
                 datagram, or lasted BACKOFF_MAX_SECONDS). The side that accepts a
