@@ -1,6 +1,7 @@
 """The running link without root: a socketpair stands in for the tun (plain packets, no
 virtio header), two Links talk over UDP on 127.0.0.1:0 (udp.py, scheduler.py, link.py
-and the CLI's build_link, the one place both directions are built)."""
+and assembly.py, the one place both directions are built)."""
+import collections
 import logging
 import socket
 import threading
@@ -10,9 +11,12 @@ import pytest
 
 from tomato_gevent.errors import TomatoError
 from tomato_gevent.vpn import link as link_module
-from tomato_gevent.vpn.cli import build_link, build_parser, offloads_wanted, open_transport
+from tomato_gevent.vpn.assembly import build_link, build_sessions, offloads_wanted, open_transport
+from tomato_gevent.vpn.cli import build_parser
 from tomato_gevent.vpn.packet import OVERHEAD
 from tests.netns.nsutil import wait_for
+
+from .tcp_packets import ACK, LINUX_SYN_OPTIONS, SYN, ipv4, ipv6, mss_option, mss_values, tcp_checksum_ok, tcp_segment
 
 KEY_A, KEY_B, KEY_WRONG = bytes([1]) * 32, bytes([2]) * 32, bytes([3]) * 32   # password keys (no scrypt)
 LOOPBACK = ("127.0.0.1", 0)
@@ -31,13 +35,16 @@ class SocketTun:
         self.fd = self._device.fileno()
         self.host.settimeout(5)
 
+    def current_mtu(self):
+        return 1400
+
     def close(self):
         self.host.close()
         self._device.close()
 
 
 class Side:
-    """One running link: tun stand-in, UDP transport, Link built as the CLI builds it.
+    """One running link: tun stand-in, UDP transport, Link assembled as the CLI assembles it.
 
     Each side runs in its own thread with its own gevent hub, as each runs in its own
     process in real life: the link's busy-path epoll_wait blocks its whole hub (see
@@ -62,10 +69,12 @@ class Side:
             assert self._ready.wait(5), "link did not start"
 
     def build(self):
-        """Transport and Link, in the calling thread's hub."""
-        self.transport = open_transport(self.kind, self._bind, self._peer, self._offloads, self._http_proxy,
-                                        self._peer)
-        self.link = build_link(self._args, self._peer, self.tun, self.transport, *self._keys)
+        """Sessions, transport and Link, in the calling thread's hub."""
+        sending, receiver = build_sessions(*self._keys, self._args.pvt)
+        drops = collections.Counter()
+        self.transport = open_transport(self.kind, self._bind, self._peer, self._offloads, receiver, drops,
+                                        self._http_proxy, self._peer)
+        self.link = build_link(self._args, self._peer, self.tun, self.transport, sending, receiver, drops)
         self.address = self.transport.local_address()
         self._hub = gevent.get_hub()
 
@@ -135,6 +144,24 @@ def test_move_peer_points_the_endpoint_and_a_dialling_transport_elsewhere(transp
     finally:
         side.transport.close()
         side.tun.close()
+
+
+@pytest.mark.parametrize("offloads", [True, False], ids=["offloads", "plain"])
+def test_syns_crossing_the_link_get_an_mss_that_fits_its_mtu(sides, offloads):
+    """Both directions, IPv4 and IPv6: the MSS of a SYN is lowered to the device MTU's
+    (1400 here: 1360, 1340) with a valid checksum; other packets pass byte for byte."""
+    a, b = linked_pair(sides, offloads)
+    wait_for(lambda: b.link.endpoint.address is not None, what="B learning A from its first keepalive")
+    for sender, receiver in ((a, b), (b, a)):
+        for packet, expected in ((ipv4(tcp_segment(LINUX_SYN_OPTIONS)), [1360]),
+                                 (ipv6(tcp_segment(mss_option(1440), flags=SYN | ACK)), [1340]),
+                                 (ipv4(tcp_segment(mss_option(1200))), [1200])):
+            sender.tun.host.send(packet)
+            arrived = receiver.tun.host.recv(65536)
+            assert mss_values(arrived) == expected and tcp_checksum_ok(arrived)
+        bulk = ipv4(tcp_segment(mss_option(1460), flags=ACK, payload=b"data" * 300))
+        sender.tun.host.send(bulk)
+        assert receiver.tun.host.recv(65536) == bulk
 
 
 @pytest.mark.parametrize("transport,offloads", [("udp", True), ("udp", False), ("tcp", False)],

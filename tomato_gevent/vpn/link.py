@@ -1,9 +1,10 @@
 """The running link: composes a tun, a datagram transport and the scheduler; housekeeping, shutdown.
 
-  Link(tun, transport, sending, receiver, endpoint, ...) -- everything is built by
-  the caller (cli.py): the transport (udp.py, with or without offloads), the send
-  session (SendSession: a sealer factory drawing the session id from the caller's
-  clock and randomness), the Receiver, the PeerEndpoint and the clock.
+  Link(tun, transport, sending, receiver, endpoint, drops, ...) -- everything is built
+  by the caller (assembly.py): the transport (udp.py, with or without offloads), the
+  send session (session.SendSession: a sealer factory drawing the session id from the
+  caller's clock and randomness), the Receiver, the PeerEndpoint, the drop counter
+  the transport counts into too, and the clock.
   Link.status() is the status dict of status.py (`vpn show`, SIGUSR1, the stop line);
   Link.report (report.py) says what is worth a log line.
 Greenlets:
@@ -16,13 +17,14 @@ traceback.
 """
 import collections
 import logging
+import os
 import time
 
 import gevent
 from gevent.event import Event
 
 from ..errors import TomatoError
-from .packet import OVERHEAD, TIMESTAMP_SIZE, CounterExhausted
+from .packet import OVERHEAD, TIMESTAMP_SIZE
 from .report import LinkReport
 from .scheduler import WARM_AFTER_TRAFFIC_SECONDS, Scheduler
 from .status import build_status, format_status_line, silence_threshold
@@ -36,27 +38,10 @@ Clock = collections.namedtuple("Clock", "wall mono")    # seconds: time.time-lik
 SYSTEM_CLOCK = Clock(time.time, time.monotonic)
 
 
-class SendSession:
-    """Our current sending session: new_sealer(after) -> Sealer makes the first one and,
-    when a session's counter is exhausted, a strictly newer one."""
-
-    def __init__(self, new_sealer):
-        self._new_sealer = new_sealer
-        self.sealer = new_sealer(None)
-
-    def seal_into(self, out, plain, timestamp_ms):
-        try:
-            return self.sealer.seal_into(out, plain, timestamp_ms)
-        except CounterExhausted:
-            self.sealer = self._new_sealer(self.sealer.session_id)
-            log.info("counter exhausted, started a new session")
-            return self.sealer.seal_into(out, plain, timestamp_ms)
-
-
 class Link:
-    def __init__(self, tun, transport, sending, receiver, endpoint, keepalive=KEEPALIVE_SECONDS,
+    def __init__(self, tun, transport, sending, receiver, endpoint, drops, keepalive=KEEPALIVE_SECONDS,
                  clock=SYSTEM_CLOCK, stop_event=None, silent_after=None, peer_host=None,
-                 keep_warm=WARM_AFTER_TRAFFIC_SECONDS):
+                 keep_warm=WARM_AFTER_TRAFFIC_SECONDS, mss=None):
         self.tun = tun
         self.transport = transport
         self.sending = sending
@@ -64,7 +49,7 @@ class Link:
         self.endpoint = endpoint
         self.keepalive = keepalive
         self.clock = clock
-        self.drops = transport.drops            # reason -> count, one counter for the whole link
+        self.drops = drops          # collections.Counter, reason -> count: the transport counts into it too
         self.peer_host = peer_host              # the -pa host as given, for the status
         self.started = clock.mono()
         if silent_after is None:
@@ -72,7 +57,8 @@ class Link:
         self.report = LinkReport(tun.name, endpoint, receiver.pvt_seconds, silent_after, transport.describe,
                                  self.started, clock.wall)
         self.scheduler = Scheduler(tun, transport, sending, receiver, endpoint, self.drops, self.report,
-                                   clock.wall, clock.mono, announce=self.send_keepalive, keep_warm=keep_warm)
+                                   clock.wall, clock.mono, announce=self.send_keepalive, keep_warm=keep_warm,
+                                   mss=mss)
         self._stopped = Event() if stop_event is None else stop_event
         self._greenlets = []
         self._error = None
@@ -137,7 +123,7 @@ class Link:
             dynamic=self.endpoint.dynamic, session_id=self.receiver.session_id,
             last_received=self.watch.last_received, started=self.started, now=self.clock.mono(),
             now_ms=int(self.clock.wall() * 1000), rx_packets=self.received, rx_bytes=self.scheduler.received_bytes,
-            tx_packets=self.sent, tx_bytes=self.transport.sent_bytes, drops=self.drops)
+            tx_packets=self.sent, tx_bytes=self.transport.sent_bytes, drops=self.drops, pid=os.getpid())
 
     def stats(self):
         """The status in one line."""
