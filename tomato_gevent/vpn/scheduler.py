@@ -127,6 +127,10 @@ class Scheduler:
                 if now >= hub_due and not idle:     # (waiting idle is waiting in the hub)
                     wait(hub_turn)                  # one hub iteration: its epoll, due timers, callbacks
                     hub_due = now + HUB_INTERVAL_SECONDS
+                    if net_ready or tun_ready:
+                        # One side keeps filling its batches (a flood): try the other one too
+                        # now and then (an empty drain is one EAGAIN), else it waits for the end.
+                        net_ready = tun_ready = True
                 if net_ready or tun_ready:
                     continue                        # full batches: more is waiting
                 if idle:
