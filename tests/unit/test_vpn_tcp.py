@@ -184,3 +184,31 @@ def test_http_proxy_refusal_is_retried_with_backoff(sides, caplog):
     assert requests == [b"CONNECT peer.invalid:5000 HTTP/1.1\r\nHost: peer.invalid:5000\r\n\r\n"] * 2
     assert a.transport.connections_opened == 0 and a.running
     assert "the HTTP proxy answered 403 Forbidden" in caplog.text
+
+
+def test_a_silent_listener_on_the_peers_port_is_dropped_and_redialled(sides):  # noqa: F811
+    # Something accepts on the peer's port and never speaks: the dialled connection gets the
+    # deadline an accepted one gets, and A dials again -- and reaches the real peer once it
+    # listens there.
+    with socket.socket() as listener:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)     # B binds the port next
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        listener.settimeout(5)
+        port = listener.getsockname()[1]
+        a = sides(KEY_A, KEY_B, peer=("127.0.0.1", port), transport="tcp", hold=True)
+        a.transport.rules.untrusted_seconds = 0.3
+        a.release()
+        silent, _ = listener.accept()
+        with silent:
+            silent.settimeout(5)
+            while silent.recv(4096):        # A's keepalive, then the end
+                pass
+        again, _ = listener.accept()
+        again.close()
+    assert a.link.drops["untrusted connection"] >= 1
+    b = sides(KEY_B, KEY_A, transport="tcp", bind=("127.0.0.1", port))
+    wait_for(lambda: b.link.endpoint.address is not None, timeout=15, what="A reaching the real peer")
+    round_trip(a, b)
+    current = a.transport.rules.current
+    assert current.outgoing and current.authenticated      # B answered the new connection at once

@@ -38,7 +38,7 @@ Constructor arguments every transport takes (assembly.py passes them):
   drops             collections.Counter, reason -> count: refused datagrams and send
                     errors; the link's drop counter, given to the Link as well.
 The TCP transport also takes keep_outgoing: () -> bool, the crossed-connection
-tie-break (session.Receiver.keeps_outgoing, a rule both sides evaluate alike).
+tie-break (handshake.Handshake.keeps_outgoing, a rule both sides evaluate alike).
 """
 import _socket
 import collections
