@@ -13,13 +13,18 @@ without waiting for the other's, so with wrong passwords both sides see a tag fa
 say so (PasswordMismatch), and neither gets keys. The initiator is up after one round
 trip; the responder after the confirmation.
 
-Checks on an initiation, cheapest first, each refusal raising BadPacket and changing nothing:
-  layout and mac1; not our own initiation reflected back (its index or sid is our pending
-  one's); timestamp within -pvt of our clock; newer than the last confirmed initiation
-  from the peer (per-peer monotonic: a replay within -pvt costs nothing); a duplicate of
-  one we answered gets the same response again (no new work); crossed initiations (both
-  sides initiated): the one with the larger sid proceeds, the other side drops its own;
-  the gate (ratelimit.py): under load only with a valid cookie (else a cookie reply).
+Checks on an initiation, cheapest first, each refusal raising BadPacket and changing nothing
+(a refusal that answers carries the answer: CookieRequired, CrossedInitiation):
+  layout and mac1; not one of our own recent initiations reflected back (its sid);
+  timestamp within -pvt of our clock; newer than the last confirmed initiation from the
+  peer (per-peer monotonic: a replay within -pvt costs nothing); a duplicate of one we
+  answered gets the same response again (no new work); crossed initiations (both sides
+  initiated): the one with the larger sid proceeds -- a side whose own is larger drops the
+  peer's and sends its own again (at most once a second: the peer may not have it), and
+  only a confirmation ends an initiation of ours, never an initiation; the gate
+  (ratelimit.py): under load only with a valid cookie (else a cookie reply).
+Answering an initiation adds an "answered" entry (bounded, expiring): it cannot be
+authenticated before the work, but it changes nothing else until its confirmation.
 Timers (tick(), about once a second): a side with the peer's address initiates when it
 has no usable keypair, when its current keypair is REKEY_AFTER old (the responder of
 that keypair waits RESPONDER_REKEY_DELAY longer, so the two rarely cross) or has sent
