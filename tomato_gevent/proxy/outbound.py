@@ -124,8 +124,8 @@ class Outbound:
         addresses = self.resolver.resolve(host)
         allowed = self.allowed_destinations(addresses, client)
         if not allowed:
-            raise Refused("destination %s is a loopback or link-local address of the proxy host"
-                          % addresses[0], 403)
+            raise Refused("destination %s is %s" % (addresses[0], exchange.refused_destination(addresses[0])),
+                          403)
         return self._connect(allowed, port, format_address((host, port)))
 
     def connect_upstream(self):
