@@ -1,8 +1,9 @@
 """proxy -a [HOST]:PORT [-f HOST:PORT] [-r RULEFILE]... [-d block|direct|forward] [-v]
 
 Rule-based HTTP and SOCKS5 proxy on one port (the seed's command line). SIGHUP reloads
-the rule files (a bad file keeps the rules in force); SIGUSR1 logs the one-line summary;
-SIGINT / SIGTERM stop it (and log the summary).
+the rule files (a bad file keeps the rules in force) and reopens --access-log; SIGUSR1 logs
+the one-line summary; SIGINT / SIGTERM stop it (and log the summary). One access line per
+request and per tunnel opened or closed (access_log.py), on stderr or in --access-log.
 """
 import logging
 import signal
@@ -11,10 +12,11 @@ import gevent
 
 from ..cli_common import OneLineParser, hostport_arg, positive_float, positive_int, program_name, run_cli, setup_logging
 from ..errors import ConfigError
-from ..netutil import format_address
+from ..netutil import format_address, ip_literal
 from ..rules import Action, RuleSet, load_rule_files
 from ..sdnotify import notify
-from . import socks_session
+from . import loop_guard, socks_session
+from .access_log import AccessLog
 from .auth import load_auth_file
 from .outbound import CONNECT_TIMEOUT_SECONDS, IDLE_TIMEOUT_SECONDS, TUNNEL_IDLE_TIMEOUT_SECONDS
 from .server import DEFAULT_MAX_CLIENTS, ProxyServer, make_listener
@@ -59,6 +61,9 @@ def build_parser():
     parser.add_argument("--auth-file", metavar="FILE", default=None,
                         help="require credentials, one 'user:password' per line: SOCKS5 "
                              "username/password (RFC 1929) and HTTP Proxy-Authorization: Basic (407)")
+    parser.add_argument("--access-log", metavar="PATH", default=None,
+                        help="write the access lines (one per request, tunnel opened and closed) to "
+                             "this file instead of stderr; SIGHUP reopens it (logrotate)")
     parser.add_argument("-v", dest="verbose", action="count", default=0,
                         help="debug logging: one line per request")
     return parser
@@ -75,6 +80,18 @@ def _load(paths):
     return load_rule_files(paths) if paths else RuleSet()
 
 
+def _refuse_forward_to_self(forward, listener):
+    """ConfigError if -f is one of our own listen addresses (the request would come back to
+    us, round and round until every client slot is taken)."""
+    bound = listener.getsockname()
+    addresses = loop_guard.resolve_all(*forward)
+    if loop_guard.forward_is_self(addresses, forward[1], ip_literal(bound[0]), bound[1],
+                                  loop_guard.local_address):
+        listener.close()
+        raise ConfigError("-f %s is this proxy's own listen address %s: forwarding to itself would loop "
+                          "(give the other proxy's address)" % (format_address(forward), format_address(bound)))
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose)
@@ -85,14 +102,17 @@ def main(argv=None):
         rules = _load(args.rule_files)
         authenticator = load_auth_file(args.auth_file) if args.auth_file else None
         host, port = args.listen or DEFAULT_LISTEN
+        access_log = AccessLog(args.access_log)
         listener = make_listener(host, port)
+        if args.forward is not None:
+            _refuse_forward_to_self(args.forward, listener)
         server = ProxyServer(listener, rules, default_action=Action(args.default),
                              upstream=args.forward, idle_timeout=args.idle_timeout,
                              connect_timeout=args.connect_timeout,
                              tunnel_idle_timeout=args.tunnel_idle_timeout,
                              allow_private=args.allow_private, max_clients=args.max_clients,
                              socks5_handler=socks_session.handle,
-                             authenticator=authenticator)
+                             authenticator=authenticator, access_log=access_log)
 
         def reload_rules():
             try:
@@ -103,7 +123,11 @@ def main(argv=None):
             server.set_rules(new_rules)
             log.info("rules reloaded: %s", describe_rules(args.rule_files, new_rules))
 
-        gevent.signal_handler(signal.SIGHUP, reload_rules)
+        def reload():
+            reload_rules()
+            access_log.reopen()
+
+        gevent.signal_handler(signal.SIGHUP, reload)
         gevent.signal_handler(signal.SIGUSR1, server.log_summary)
         gevent.signal_handler(signal.SIGTERM, server.stop)
         gevent.signal_handler(signal.SIGINT, server.stop)
@@ -113,11 +137,13 @@ def main(argv=None):
                  args.default,
                  "forward to %s" % format_address(args.forward) if args.forward else "no upstream (forward = direct)",
                  describe_rules(args.rule_files, rules))
+        access_log.start()
         notify("READY=1", "STATUS=listening on %s" % format_address(bound))
         server.serve_forever()
         notify("STOPPING=1")
         server.log_summary()
         log.info("stopped")
+        access_log.stop()
         return 0
 
     return run_cli(body, __name__)

@@ -68,6 +68,7 @@ class RequestHead:
     expect_continue: bool      # "Expect: 100-continue" (removed from headers)
     length: int                # bytes of buf the head occupied (incl. leading blank lines)
     proxy_authorization: Optional[bytes] = None     # for --auth-file; never forwarded (hop-by-hop)
+    via: Optional[list] = None # the Via values received (also kept in headers): loop_guard's
 
     @property
     def is_connect(self):
@@ -154,7 +155,7 @@ def _split_head(buf, start, status_hint_too_big, what):
 
 # Fields whose values the parser itself needs (lower-case names).
 _FRAMING_FIELDS = frozenset({b"connection", b"proxy-connection", b"transfer-encoding",
-                             b"content-length", b"host", b"expect", b"proxy-authorization"})
+                             b"content-length", b"host", b"expect", b"proxy-authorization", b"via"})
 
 
 def _parse_fields(lines, bad):
@@ -379,7 +380,8 @@ def parse_request_head(buf, start=0):
         path=path, headers=_end_to_end(fields, connection), framing=framing,
         content_length=content_length, keep_alive=keep_alive,
         expect_continue=b"100-continue" in tokens.get(b"expect", ()), length=length,
-        proxy_authorization=special.get(b"proxy-authorization", (None,))[0])
+        proxy_authorization=special.get(b"proxy-authorization", (None,))[0],
+        via=special[b"via"] if b"via" in special else None)
 
 
 class RequestReader:
@@ -458,8 +460,8 @@ def parse_response_head(buf, request_method, start=0):
         keep_alive=keep_alive and framing is not Framing.UNTIL_CLOSE, length=length)
 
 
-def _via(version):
-    return b"Via: %d.%d %s\r\n" % (version[0], version[1], VIA)
+def _via(version, pseudonym=VIA):
+    return b"Via: %d.%d %s\r\n" % (version[0], version[1], pseudonym)
 
 
 def _framing_field(framing, content_length):
@@ -470,8 +472,10 @@ def _framing_field(framing, content_length):
     return b""
 
 
-def render_request_head(head, absolute_form):
-    """The head to send to the next hop, always as HTTP/1.1.
+def render_request_head(head, absolute_form, via=VIA, extra=b""):
+    """The head to send to the next hop, always as HTTP/1.1, with our Via entry (`via`:
+    our pseudonym, the loop guard's token) behind the client's; `extra`: field lines for
+    the next hop only (the -f proxy's Proxy-Authorization).
 
     absolute_form=True for an upstream proxy ("GET http://host/path"), False for the
     origin ("GET /path"). CONNECT is rendered in authority form either way. The body
@@ -487,8 +491,9 @@ def render_request_head(head, absolute_form):
     for name, value in head.headers:
         parts += (name, b": ", value, b"\r\n")
     parts.append(_framing_field(head.framing, head.content_length))
-    if not head.is_connect:
-        parts.append(_via(head.version))
+    parts.append(_via(head.version, via))
+    if extra:
+        parts.append(extra)
     parts.append(b"\r\n")
     return b"".join(parts)
 
@@ -549,9 +554,11 @@ def render_simple_response(status, text, keep_alive=False, extra_headers=()):
     return b"".join(parts)
 
 
-def render_connect_request(authority):
-    """The minimal CONNECT request for authority (bytes, host:port as it goes on the wire)."""
-    return b"CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n" % (authority, authority)
+def render_connect_request(authority, headers=()):
+    """The minimal CONNECT request for authority (bytes, host:port as it goes on the wire),
+    with headers ((name, value) pairs: Via, Proxy-Authorization) after Host."""
+    fields = b"".join(b"%s: %s\r\n" % field for field in headers)
+    return b"CONNECT %s HTTP/1.1\r\nHost: %s\r\n%s\r\n" % (authority, authority, fields)
 
 
 def render_connect_established():

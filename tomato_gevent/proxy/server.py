@@ -23,6 +23,8 @@ from ..rules import Action
 from . import exchange, http, http_session, socks5
 from .outbound import (CONNECT_TIMEOUT_SECONDS, IDLE_TIMEOUT_SECONDS, RECV_BYTES,
                        TUNNEL_IDLE_TIMEOUT_SECONDS, Outbound, relay)
+from .access_log import access_line
+from .loop_guard import new_via_token
 from .stats import Stats
 
 log = logging.getLogger(__name__)
@@ -70,7 +72,9 @@ class ClientContext:
 
     peer (text for logs), client (ip_address), outbound (decide, connect_direct,
     tunnel_via_upstream, open_tunnel), idle_timeout, relay(a, b) -> (up, down) with the
-    tunnel idle timeout, finish(...) = the one log line + the counters of a request.
+    tunnel idle timeout, user (the front end sets it once a login succeeded),
+    opened(...) = the access line of a tunnel that opens, finish(...) = the one line
+    (the access log's, else a log line) + the counters of a request or closed tunnel.
     """
 
     def __init__(self, server, address):
@@ -80,19 +84,52 @@ class ClientContext:
         self.outbound = server.outbound
         self.stats = server.stats
         self.idle_timeout = server.outbound.idle_timeout
+        self.access_log = server.access_log
+        self.user = None
+        self._tunnel_open = False
 
     def relay(self, a, b):
         return relay(a, b, self.outbound.tunnel_idle_timeout)
 
-    def finish(self, method, host, port, direction, status, up, down, started, reason=None):
-        """Count a finished request and log it: errors the proxy answered itself are
-        visible without -v (INFO), the rest is -v detail."""
+    def opened(self, method, host, port, direction, started):
+        """A tunnel is open (CONNECT answered 200, SOCKS5 succeeded): its first access line."""
+        if self.access_log is not None:
+            self._tunnel_open = True
+            self._access(method, host, port, None, direction, 200, 0, 0, started, "open", None)
+
+    def finish(self, method, host, port, direction, status, up, down, started, reason=None, path=None):
+        """Count a finished request and log it: the access log's line, or without one, errors
+        the proxy answered itself visible without -v (INFO), the rest as -v detail."""
         self.stats.record(direction, status, up, down)
+        access_log = self.access_log
+        if access_log is not None:          # _access inlined: this runs on every request
+            event = None
+            if self._tunnel_open:
+                self._tunnel_open = False
+                event = "closed"
+            outbound = self.outbound
+            access_log.write(access_line(
+                self.peer, self.user, method, host, port, path, direction,
+                "-" if direction == "-" else outbound.origins.get(host) or outbound.rule_origin(host),
+                outbound.upstream_text if direction == "forward" else "-", status, up, down,
+                time.monotonic() - started, event, reason))
+            return
         level = logging.INFO if reason is not None else logging.DEBUG
         if log.isEnabledFor(level):
             log.log(level, "%s %s %s:%s %s %d up=%d down=%d %.1fms%s", self.peer, method, host, port,
                     direction, status, up, down, (time.monotonic() - started) * 1000.0,
                     (" (%s)" % reason) if reason else "")
+
+    def _access(self, method, host, port, path, direction, status, up, down, started, event, reason):
+        outbound = self.outbound
+        if direction == "-":
+            rule = "-"
+        else:
+            rule = outbound.origins.get(host) or outbound.rule_origin(host)
+        self.access_log.write(access_line(
+            self.peer, self.user, method, host, port, path, direction, rule,
+            outbound.upstream_text if direction == "forward" else "-", status, up, down,
+            time.monotonic() - started, event, reason))
 
 
 class ProxyServer(StreamServer):
@@ -110,11 +147,14 @@ class ProxyServer(StreamServer):
                  resolver=None, idle_timeout=IDLE_TIMEOUT_SECONDS,
                  connect_timeout=CONNECT_TIMEOUT_SECONDS,
                  tunnel_idle_timeout=TUNNEL_IDLE_TIMEOUT_SECONDS, allow_private=False,
-                 max_clients=DEFAULT_MAX_CLIENTS, socks5_handler=None, authenticator=None):
+                 max_clients=DEFAULT_MAX_CLIENTS, socks5_handler=None, authenticator=None,
+                 via_token=None, upstream_authorization=None, access_log=None):
         super().__init__(listener)
         self.authenticator = authenticator
+        self.access_log = access_log
         self.outbound = Outbound(rules, default_action, upstream, resolver, idle_timeout,
-                                 connect_timeout, tunnel_idle_timeout, allow_private)
+                                 connect_timeout, tunnel_idle_timeout, allow_private,
+                                 via_token or new_via_token(), upstream_authorization)
         self.max_clients = max_clients
         self.socks5_handler = socks5_handler
         self.stats = Stats()

@@ -37,6 +37,7 @@ from ..errors import NextHopError, Refused, TomatoError
 from ..netutil import send_all
 from ..rules import Action, BadHost
 from . import exchange, socks5
+from .auth import display_name
 from .outbound import RECV_BYTES, UpstreamRefused, reason_of
 from .socks5 import SocksError
 from .udp_association import Association
@@ -160,9 +161,11 @@ class _Session:
             self._send(socks5.render_auth_reply(ok))
             if not ok:
                 log.info("%s: SOCKS5: authentication failed for user %r", self.context.peer,
-                         credentials.username.decode("utf-8", "replace")[:64])
+                         display_name(credentials.username))
                 self.context.stats.record("-", 407)
                 raise _Closed()
+            if self.authenticator is not None:
+                self.context.user = self.authenticator.name_of(credentials.username)
         request = self._read(socks5.parse_request)
         self.client.settimeout(self.context.idle_timeout)
         return request
@@ -192,6 +195,7 @@ class _Session:
                 self.context.finish("SOCKS5 CONNECT", host, port, direction, 200, 0, 0, started,
                                     "the client went away before our reply")
                 return
+            self.context.opened("SOCKS5 CONNECT", host, port, direction, started)
             up = 0
             if self.buffer:                 # the client did not wait for our reply
                 send_all(upstream, self.buffer)
@@ -220,6 +224,8 @@ class _Session:
         reason = None
         try:
             if self._send(socks5.render_reply(socks5.SUCCEEDED, udp.getsockname()[:2])):
+                self.context.opened("SOCKS5 UDP-ASSOCIATE", request.host, request.port, Action.DIRECT.value,
+                                    started)
                 # The association lives as long as the TCP connection (RFC 1928 7), which
                 # carries nothing more; or until the relay has been idle for the tunnel timeout.
                 datagrams = gevent.spawn(relay.run)
