@@ -19,7 +19,7 @@ import sys
 import tempfile
 import time
 
-CONNS = 4
+CONNS = int(os.environ.get("CONNS", "4"))      # client connections at once
 WARMUP = 200
 
 
@@ -35,9 +35,11 @@ def serve(tree, kind, port_file, prof_file):
     from tomato_gevent.proxy.server import ProxyServer
     from tomato_gevent.rules import RuleSet, parse_rules
 
-    class Resolver:
+    loopback = [ipaddress.ip_address("127.0.0.1")]
+
+    class Resolver:                     # a cached answer, as the real resolver gives for literals
         def resolve(self, host):
-            return [ipaddress.ip_address("127.0.0.1")]
+            return loopback
 
     proxy = ProxyServer(("127.0.0.1", 0), RuleSet(parse_rules([])), resolver=Resolver(),
                         allow_private=True, socks5_handler=socks_session.handle)
@@ -193,9 +195,10 @@ def main():
             if fields and fields[-1] == "total":
                 total_calls = int(fields[3])
         rows.sort(reverse=True)
+        print("profile: %s" % prof_file if kind != "microsocks" else "")
         print("%s syscalls per %s: %.2f  (%s)" % (
             kind, "request" if kind == "http" else "session", total_calls / n,
-            ", ".join("%s %.2f" % (name, calls / n) for calls, name in rows[:8])))
+            ", ".join("%s %.2f" % (name, calls / n) for calls, name in rows if calls / n >= 0.005)))
     finally:
         child.terminate()
         child.wait()

@@ -299,7 +299,7 @@ def test_http10_request_is_sent_as_11_with_its_via():
 # -- responses -------------------------------------------------------------------------------
 @pytest.mark.parametrize("method,status_line,fields,framing,keep", [
     ("GET", b"HTTP/1.1 200 OK", b"Content-Length: 5\r\n", Framing.LENGTH, True),
-    ("GET", b"HTTP/1.1 200 OK", b"Content-Length: 0\r\n", Framing.NONE, True),
+    ("GET", b"HTTP/1.1 200 OK", b"Content-Length: 0\r\n", Framing.LENGTH, True),
     ("GET", b"HTTP/1.1 200 OK", b"Transfer-Encoding: chunked\r\nContent-Length: 5\r\n", Framing.CHUNKED, True),
     ("GET", b"HTTP/1.1 200 OK", b"", Framing.UNTIL_CLOSE, False),
     ("GET", b"HTTP/1.0 200 OK", b"Content-Length: 5\r\n", Framing.LENGTH, False),

@@ -4,7 +4,7 @@ import pytest
 
 from tomato_gevent.errors import NextHopError, ProtocolError
 from tomato_gevent.proxy import http
-from tomato_gevent.proxy.exchange_state import FINAL, INTERIM, ExchangeState
+from tomato_gevent.proxy.exchange_state import FINAL, INTERIM, RETRY, ExchangeState
 from tomato_gevent.proxy.http import Framing, parse_request_head, parse_response_head
 
 
@@ -25,7 +25,7 @@ OK = "HTTP/1.1 200 OK\nContent-Length: 3\n"
 OK_CLOSE = "HTTP/1.1 200 OK\nContent-Length: 3\nConnection: close\n"
 HINTS = "HTTP/1.1 103 Early Hints\nLink: </s>\n"
 CONTINUE = "HTTP/1.1 100 Continue\n"
-RETRY = "retry"
+TIMEOUT_NOTICE = "HTTP/1.1 408 Request Timeout\nConnection: close\nContent-Length: 0\n"
 RESET = ConnectionResetError(104, "Connection reset by peer")
 
 # (request, [(event, argument, expected)]): expected is what the call returns; for lost()
@@ -84,6 +84,23 @@ CASES = {
         ("response", HINTS, (INTERIM, None)),
         ("response", OK, (FINAL, b"HTTP/1.1 200 OK\r\n")),
         ("finished", False, True)]),
+    "a 408 on a reused connection is its close notice: GET retried": (GET, [
+        ("connected", True, None),
+        ("response", TIMEOUT_NOTICE, (RETRY, None)),
+        ("connected", False, None),
+        ("response", OK, (FINAL, b"HTTP/1.1 200 OK\r\n"))]),
+    "a 408 on a fresh connection is the answer": (GET, [
+        ("connected", False, None),
+        ("response", TIMEOUT_NOTICE, (FINAL, b"HTTP/1.1 408 Request Timeout\r\n")),
+        ("finished", False, False)]),
+    "a 408 after a retry is the answer": (GET, [
+        ("connected", True, None),
+        ("lost", None, RETRY),
+        ("connected", True, None),
+        ("response", TIMEOUT_NOTICE, (FINAL, b"HTTP/1.1 408 "))]),
+    "a 408 to a POST on a reused connection is the answer": (POST, [
+        ("connected", True, None),
+        ("response", TIMEOUT_NOTICE, (FINAL, b"HTTP/1.1 408 "))]),
     "101 is never asked for: 502": (GET, [
         ("connected", False, None),
         ("response", "HTTP/1.1 101 Switching Protocols\nUpgrade: x\n", 502)]),
@@ -123,6 +140,14 @@ def run(request_text, steps, forward=False):
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_exchange_order(name):
     run(*CASES[name])
+
+
+@pytest.mark.parametrize("request_text,check", [(GET, False), (GET10, False), (POST, True),
+                                                ("DELETE http://a.test/ HTTP/1.1\n", False),
+                                                ("PATCH http://a.test/ HTTP/1.1\n", True),
+                                                (PUT_CONTINUE, True)])
+def test_kept_connections_are_peeked_only_where_a_retry_is_not_allowed(request_text, check):
+    assert ExchangeState(request(request_text), False).check_kept is check
 
 
 @pytest.mark.parametrize("forward,first_line", [

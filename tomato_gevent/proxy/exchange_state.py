@@ -4,9 +4,12 @@ what comes next (h11's Connection is the model: the state lives apart from the s
 No sockets, no clock, no logging; the decisions themselves are exchange.py's.
 
     ExchangeState(request, forward, via, extra)   request: RequestHead with the edge host;
-                                      forward: via -f; via: our Via pseudonym; extra: field
-                                      lines for -f (its Proxy-Authorization)
+                                      forward: via -f; via: http.via_lines(our pseudonym);
+                                      extra: field lines for -f (its Proxy-Authorization)
         .request_bytes                the head for the next hop (absolute-form for -f)
+        .check_kept                   must a kept connection be checked (peeked) before use?
+                                      Only where a stale one could not be retried: for the
+                                      others a retry is cheaper than a peek on every request
 
     CONNECTING --connected(reused)--> EXCHANGING     returns bytes for the client first: our
                                                      own 100 Continue, once per exchange
@@ -17,6 +20,13 @@ No sockets, no clock, no logging; the decisions themselves are exchange.py's.
     EXCHANGING --response(head)-----> EXCHANGING     (INTERIM, bytes)  a 1xx for the client
                                                      (INTERIM, None)   a 1xx swallowed (100s,
                                                                        HTTP/1.0 clients)
+                                      CONNECTING     (RETRY, None)     a 408 on a reused
+                                                                       connection, retryable
+                                                                       as for lost(): the
+                                                                       server's notice that it
+                                                                       closed the idle
+                                                                       connection, not our
+                                                                       answer (as browsers do)
                                       RELAYING       (FINAL, head)     the answer: .final,
                                                                        .framing, .keep_client
     RELAYING   --finished(leftover)-> DONE           returns whether the upstream connection
@@ -29,31 +39,31 @@ from . import exchange, http
 from .http import Framing
 
 CONNECTING, EXCHANGING, RELAYING, DONE = "CONNECTING", "EXCHANGING", "RELAYING", "DONE"
-INTERIM, FINAL = "INTERIM", "FINAL"
+INTERIM, RETRY, FINAL = "INTERIM", "RETRY", "FINAL"
 MAX_RETRIES = 1             # a retry runs on a fresh connection, which is never stale
 
 
 class ExchangeState:
-    __slots__ = ("request", "request_bytes", "state", "reused", "retries",
+    __slots__ = ("request", "request_bytes", "check_kept", "state", "reused", "retries",
                  "_continue_sent", "final", "framing", "keep_client")
 
-    def __init__(self, request, forward, via=http.VIA, extra=b""):
+    def __init__(self, request, forward, via=http._VIA, extra=b""):
         self.request = request
-        self.request_bytes = http.render_request_head(request, absolute_form=forward, via=via,
-                                                      extra=extra if forward else b"")
+        self.request_bytes = http.render_request_head(request, forward, via, extra if forward else b"")
+        self.check_kept = not exchange.may_retry(request, True)
         self.state = CONNECTING
         self.reused = False
         self.retries = 0
         self._continue_sent = False
         self.final = self.framing = self.keep_client = None
 
-    def _expect(self, state, event):
-        if self.state is not state:
-            raise RuntimeError("%s in state %s" % (event, self.state))
+    def _out_of_order(self, event):
+        return RuntimeError("%s in state %s" % (event, self.state))
 
     def connected(self, reused):
         """A connection to the next hop is ours; the bytes to send the client first, or None."""
-        self._expect(CONNECTING, "connected")
+        if self.state is not CONNECTING:
+            raise self._out_of_order("connected")
         self.state = EXCHANGING
         self.reused = reused
         if not self._continue_sent and exchange.answer_continue(self.request):
@@ -64,7 +74,8 @@ class ExchangeState:
     def lost(self, error=None):
         """The connection failed (error: the OSError, None: closed without a byte) before an
         answer head. Returns if the exchange starts again; raises NextHopError(502) if not."""
-        self._expect(EXCHANGING, "lost")
+        if self.state is not EXCHANGING:
+            raise self._out_of_order("lost")
         if self._may_retry():
             self.retries += 1
             self.state = CONNECTING
@@ -79,11 +90,17 @@ class ExchangeState:
         return self.retries < MAX_RETRIES and exchange.may_retry(self.request, self.reused)
 
     def response(self, head):
-        """An answer head arrived: (INTERIM, bytes | None) or (FINAL, head bytes)."""
-        self._expect(EXCHANGING, "response")
+        """An answer head arrived: (INTERIM, bytes | None), (RETRY, None) or (FINAL, head bytes)."""
+        if self.state is not EXCHANGING:
+            raise self._out_of_order("response")
         request = self.request
-        if head.status < 200:
+        status = head.status
+        if status < 200:
             return INTERIM, exchange.informational(request, head)
+        if status == 408 and self._may_retry():
+            self.retries += 1
+            self.state = CONNECTING
+            return RETRY, None
         self.state = RELAYING
         self.final = head
         framing = self.framing = exchange.client_framing(request, head)
@@ -98,6 +115,7 @@ class ExchangeState:
 
     def finished(self, leftover):
         """The answer's body is through; leftover: bytes after it. May the connection be kept?"""
-        self._expect(RELAYING, "finished")
+        if self.state is not RELAYING:
+            raise self._out_of_order("finished")
         self.state = DONE
         return exchange.keep_upstream(self.final, leftover)

@@ -20,7 +20,6 @@ that exchange ends, its `finally` hands the socket back to HttpSession._kept (th
 ExchangeState said so) or closes it; _kept is taken by the next exchange to the same next
 hop, and closed when the client connection ends.
 """
-import dataclasses
 import logging
 import time
 
@@ -32,12 +31,14 @@ from ..rules import Action
 from . import exchange, http
 from .auth import claimed_user, proxy_authenticate_header
 from .bodies import SendFailed, relay_chunked, relay_length, relay_response_body
-from .exchange_state import FINAL, ExchangeState
+from .exchange_state import INTERIM, RETRY, ExchangeState
 from .http import Framing
 from .loop_guard import carries_token
 from .outbound import RECV_BYTES, UpstreamRefused, read_response_head, reason_of
 
 log = logging.getLogger(__name__)
+
+_DIRECTION = {action: action.value for action in Action}     # for the log line and the stats
 
 
 def handle(sock, first_bytes, context):
@@ -77,19 +78,16 @@ class HttpSession:
         idle_timeout bounds both the wait for a request and, from its first byte, the
         time to receive all of its head, so a client trickling bytes is dropped too.
         """
-        deadline = None
+        reader = self.reader
         client = self.client
+        deadline = None
         try:
-            while True:
-                try:
-                    head = self.reader.next_head()
-                except TomatoError as e:
-                    self.up = self.down = 0
-                    self._answer_error("-", "-", "-", "-", e, time.monotonic())
-                    return None
-                if head is not None:
-                    return head
-                if self.reader.started:
+            # Bytes already here: the first recv, or what a client pipelined. An empty buffer
+            # means no blank lines are pending either (a head was just taken), so nothing started.
+            started = bool(reader.buffer)
+            head = reader.next_head() if started else None
+            while head is None:
+                if started:
                     if deadline is None:
                         deadline = time.monotonic() + self.idle_timeout
                     remaining = deadline - time.monotonic()
@@ -99,9 +97,15 @@ class HttpSession:
                 data = client.recv(RECV_BYTES)
                 if not data:
                     return None
-                self.reader.feed(data)
+                head = reader.receive(data)
+                started = True
+            return head
+        except TomatoError as e:
+            self.up = self.down = 0
+            self._answer_error("-", "-", "-", "-", e, time.monotonic())
+            return None
         except socket.timeout:
-            if self.reader.started:
+            if reader.started:
                 log.debug("%s: closing, request head incomplete after %.0fs",
                           self.context.peer, self.idle_timeout)
             return None
@@ -117,7 +121,7 @@ class HttpSession:
         self.started = started = time.monotonic()
         self.up = self.down = 0
         host, direction = head.host, "-"
-        if head.via is not None and carries_token(head.via, self.outbound.via):
+        if self.outbound.via in head.fields and carries_token(head.fields, self.outbound.via):
             return self._refuse_loop(head, started)
         authenticator = self.context.authenticator
         if authenticator is not None:
@@ -127,7 +131,7 @@ class HttpSession:
             self.context.user = user
         try:
             host, action = self.outbound.route(head.host)
-            direction = action.value
+            direction = _DIRECTION[action]
             if action is Action.BLOCK:
                 keep = exchange.keep_client_after_block(head)
                 self._send_client(http.render_simple_response(
@@ -137,15 +141,16 @@ class HttpSession:
             authority = exchange.authority_for(host, head.port, head.authority)
             request = head
             if host != head.host or authority != head.authority:
-                request = dataclasses.replace(head, host=host, authority=authority)
-            if head.is_connect:
+                request = head._replace(host=host, authority=authority)
+            if head.method == "CONNECT":
                 status, keep = self._tunnel(request, action), False
             else:
                 status, keep = self._relay_request(request, action)
         except TomatoError as e:
             self._answer_error(head.method, host, head.port, direction, e, started, head.path)
             return False
-        self._finish(head.method, host, head.port, direction, status, started, None, head.path)
+        self.context.finish(head.method, host, head.port, direction, status, self.up, self.down, started,
+                            None, head.path)
         return keep
 
     def _refuse_login(self, head, started):
@@ -190,14 +195,16 @@ class HttpSession:
         return _peek(self.client, self.idle_timeout) == b""
 
     # -- next hop --------------------------------------------------------------------
-    def _take_upstream(self, next_hop, forward):
+    def _take_upstream(self, next_hop, forward, check):
         """(socket, reused): the kept connection if it goes to next_hop, else a new one.
+        check: peek first whether the kept one is still good (ExchangeState.check_kept).
         The caller owns the socket from here on."""
-        kept, self._kept = self._kept, None
+        kept = self._kept
         if kept is not None:
+            self._kept = None
             # A kept connection the far end closed meanwhile (or that has bytes nobody
-            # asked for) is not worth a request: most stale connections never meet one.
-            if kept[0] == next_hop and _peek(kept[1], self.idle_timeout) is None:
+            # asked for) is not worth a request that could not be retried on a fresh one.
+            if kept[0] == next_hop and (not check or _peek(kept[1], self.idle_timeout) is None):
                 return kept[1], True
             kept[1].close()
         if forward:
@@ -209,9 +216,9 @@ class HttpSession:
         """Send head + body to the next hop, relay the answer; returns (status, keep client)."""
         forward = action is Action.FORWARD
         next_hop = self.outbound.upstream if forward else (head.host, head.port)
-        state = ExchangeState(head, forward, self.outbound.via, self.outbound.upstream_fields)
+        state = ExchangeState(head, forward, self.outbound.via_lines, self.outbound.upstream_fields)
         while True:
-            upstream, reused = self._take_upstream(next_hop, forward)
+            upstream, reused = self._take_upstream(next_hop, forward, state.check_kept)
             keep_upstream = False
             try:
                 early = state.connected(reused)
@@ -230,17 +237,17 @@ class HttpSession:
                 if response is None:
                     state.lost(None)
                     continue
-                while True:
-                    kind, data = state.response(response)
-                    if kind is FINAL:
-                        break
+                kind, data = state.response(response)
+                while kind is INTERIM:
                     if data is not None:
                         if not self._send_client(data):
                             return response.status, False
                     elif self._client_gone():
                         return response.status, False
                     response = read_response_head(upstream, head.method, buf, deadline)
-                upstream.settimeout(self.idle_timeout)
+                    kind, data = state.response(response)
+                if kind is RETRY:
+                    continue
                 if not self._relay_response(state, data, upstream, buf):
                     return response.status, False
                 keep_upstream = state.finished(bool(buf))
@@ -312,7 +319,7 @@ class HttpSession:
     # -- CONNECT -----------------------------------------------------------------------
     def _tunnel(self, head, action):
         if action is Action.FORWARD:
-            request = http.render_request_head(head, absolute_form=True, via=self.outbound.via,
+            request = http.render_request_head(head, absolute_form=True, via=self.outbound.via_lines,
                                                extra=self.outbound.upstream_fields)
             try:
                 upstream, early = self.outbound.tunnel_via_upstream(head.host, head.port, request)

@@ -78,7 +78,7 @@ class ClientContext:
     """
 
     def __init__(self, server, address):
-        self.peer = format_address(address)
+        self.address = address
         self.client = exchange.client_ip(address)
         self.authenticator = server.authenticator
         self.outbound = server.outbound
@@ -87,6 +87,11 @@ class ClientContext:
         self.access_log = server.access_log
         self.user = None
         self._tunnel_open = False
+
+    @property
+    def peer(self):
+        """The client's address as text, made when a log line needs it."""
+        return format_address(self.address)
 
     def relay(self, a, b):
         return relay(a, b, self.outbound.tunnel_idle_timeout)

@@ -91,6 +91,10 @@ class Action(enum.Enum):
     DIRECT = "direct"
     FORWARD = "forward"
 
+    # Members are singletons compared by identity: hash them as objects, in C (Enum's own
+    # __hash__ is Python code, run on every dict lookup keyed by an action).
+    __hash__ = object.__hash__
+
 
 # Rule kinds; the rule-file prefix is the kind + ":" (none for DOMAIN).
 DOMAIN, FULL, KEYWORD, REGEXP, CIDR = "domain", "full", "keyword", "regexp", "cidr"
