@@ -19,17 +19,18 @@ from .proxy_process import REPO, free_port
 A = ipaddress.ip_address
 
 
-@pytest.mark.parametrize("values,found", [
-    ([b"1.1 tomato-0a1b2c3d"], True),
-    ([b"1.0 squid, 1.1 tomato-0a1b2c3d (comment)"], True),
-    ([b"HTTP/1.1 other", b"1.1  tomato-0a1b2c3d"], True),
-    ([b"1.1 tomato-0a1b2c3e"], False),             # another tomato
-    ([b"1.1 tomato-0a1b2c3d0"], False),            # a longer pseudonym
-    ([b"1.1 x tomato-0a1b2c3d"], False),           # in a comment position
-    ([b""], False),
+@pytest.mark.parametrize("fields,found", [
+    (b"Via: 1.1 tomato-0a1b2c3d\r\n", True),
+    (b"Accept: */*\r\nVIA: 1.0 squid, 1.1 tomato-0a1b2c3d (comment)\r\n", True),
+    (b"via: HTTP/1.1 other\r\nVia: 1.1  tomato-0a1b2c3d\r\n", True),
+    (b"Via: 1.1 tomato-0a1b2c3e\r\n", False),             # another tomato
+    (b"Via: 1.1 tomato-0a1b2c3d0\r\n", False),            # a longer pseudonym
+    (b"Via: 1.1 x tomato-0a1b2c3d\r\n", False),           # in a comment position
+    (b"X-Via: 1.1 tomato-0a1b2c3d\r\n", False),           # another field
+    (b"", False),
 ])
-def test_carries_token_reads_the_received_by_of_each_entry(values, found):
-    assert loop_guard.carries_token(values, b"tomato-0a1b2c3d") is found
+def test_carries_token_reads_the_received_by_of_each_via_entry(fields, found):
+    assert loop_guard.carries_token(fields, b"tomato-0a1b2c3d") is found
 
 
 def test_each_server_has_its_own_token():

@@ -3,8 +3,9 @@
     new_via_token() -> bytes          "tomato-" + 8 random hex digits: this proxy's Via
                                       pseudonym (RFC 9110 7.6.3), one per ProxyServer, made
                                       before --workers fork, so all workers share it
-    carries_token(via_values, token)  does a request's Via (every field line's values) name
-                                      us? Then it has been through this proxy before: 508
+    carries_token(fields, token)      does a request's Via (in its end-to-end field lines)
+                                      name us? Then it came through this proxy before: 508.
+                                      The caller tests `token in fields` first (no call)
     forward_is_self(forward_addresses, forward_port, listen_address, listen_port, is_local)
                                       would -f reach our own listener? (checked at start)
 
@@ -18,14 +19,18 @@ import ipaddress
 import os
 import socket
 
+from .fields import pairs
+
 
 def new_via_token():
     return b"tomato-" + os.urandom(4).hex().encode("ascii")
 
 
-def carries_token(via_values, token):
-    """via_values: the Via field values of one request (bytes each, as received)."""
-    for value in via_values:
+def carries_token(field_lines, token):
+    """field_lines: a request's end-to-end field lines (CRLF each, as RequestHead.fields)."""
+    for name, value in pairs(field_lines):
+        if name.lower() != b"via":
+            continue
         for entry in value.split(b","):
             # entry = protocol received-by [comment]
             parts = entry.split()

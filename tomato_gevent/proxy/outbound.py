@@ -89,6 +89,7 @@ class Outbound:
         self.tunnel_idle_timeout = tunnel_idle_timeout
         self.allow_private = allow_private
         self.via = via                      # our Via pseudonym, the loop guard's token
+        self.via_lines = http.via_lines(via)
         self.upstream_authorization = upstream_authorization
         # Field lines for the -f proxy only: its credentials (-f user:password@host:port).
         self.upstream_fields = (b"Proxy-Authorization: %s\r\n" % upstream_authorization

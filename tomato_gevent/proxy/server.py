@@ -87,11 +87,14 @@ class ClientContext:
         self.access_log = server.access_log
         self.user = None
         self._tunnel_open = False
+        self._peer = None
 
     @property
     def peer(self):
-        """The client's address as text, made when a log line needs it."""
-        return format_address(self.address)
+        """The client's address as text, made when a log line first needs it."""
+        if self._peer is None:
+            self._peer = format_address(self.address)
+        return self._peer
 
     def relay(self, a, b):
         return relay(a, b, self.outbound.tunnel_idle_timeout)
@@ -114,7 +117,7 @@ class ClientContext:
                 event = "closed"
             outbound = self.outbound
             access_log.write(access_line(
-                self.peer, self.user, method, host, port, path, direction,
+                self._peer or self.peer, self.user, method, host, port, path, direction,
                 "-" if direction == "-" else outbound.origins.get(host) or outbound.rule_origin(host),
                 outbound.upstream_text if direction == "forward" else "-", status, up, down,
                 time.monotonic() - started, event, reason))
