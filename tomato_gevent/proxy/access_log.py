@@ -72,7 +72,7 @@ class AccessLog:
                 self._tag = LOG_FORMAT.split("%(asctime)s", 1)[1] % {"levelname": "INFO", "name": LOGGER_NAME,
                                                                       "message": ""}
                 self._stamped = True
-            self._emit = self._write_stream
+            self._emit = self._file.write
         else:
             self._fd = _open(path)
             self._tag = " "
@@ -87,13 +87,11 @@ class AccessLog:
             if second != self._second:
                 self._second = second
                 self._stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(second))
-            self._emit("%s,%03d%s%s\n" % (self._stamp, (now - second) * 1000, self._tag, line))
+            line = "%s,%03d%s%s\n" % (self._stamp, (now - second) * 1000, self._tag, line)
         else:
-            self._emit(self._tag + line + "\n")
-
-    def _write_stream(self, text):
+            line = self._tag + line + "\n"
         try:
-            self._file.write(text)
+            self._emit(line)
         except (OSError, ValueError):      # a full disk, a closed stream: never the request's problem
             pass
 
