@@ -5,6 +5,7 @@ the rule files (a bad file keeps the rules in force) and reopens --access-log; S
 the one-line summary; SIGINT / SIGTERM stop it (and log the summary). One access line per
 request and per tunnel opened or closed (access_log.py), on stderr or in --access-log.
 """
+import argparse
 import logging
 import signal
 
@@ -15,7 +16,7 @@ from ..errors import ConfigError
 from ..netutil import format_address, ip_literal
 from ..rules import Action, RuleSet, load_rule_files
 from ..sdnotify import notify
-from . import loop_guard, socks_session
+from . import client_policy, interfaces, loop_guard, socks_session
 from .access_log import AccessLog
 from .auth import load_auth_file
 from .outbound import CONNECT_TIMEOUT_SECONDS, IDLE_TIMEOUT_SECONDS, TUNNEL_IDLE_TIMEOUT_SECONDS
@@ -61,12 +62,38 @@ def build_parser():
     parser.add_argument("--auth-file", metavar="FILE", default=None,
                         help="require credentials, one 'user:password' per line: SOCKS5 "
                              "username/password (RFC 1929) and HTTP Proxy-Authorization: Basic (407)")
+    parser.add_argument("--allow", metavar="CIDR", action="append", type=_allow_arg, default=[],
+                        help="clients that may use the proxy; repeat for more (default: loopback, plus "
+                             "the listen address's network when it is a private address; everyone when "
+                             "listening on a public address or on all interfaces)")
     parser.add_argument("--access-log", metavar="PATH", default=None,
                         help="write the access lines (one per request, tunnel opened and closed) to "
                              "this file instead of stderr; SIGHUP reopens it (logrotate)")
     parser.add_argument("-v", dest="verbose", action="count", default=0,
                         help="debug logging: one line per request")
     return parser
+
+
+def _allow_arg(text):
+    try:
+        return client_policy.parse_allow(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _client_networks(allow, bound, auth_file):
+    """--allow's networks, else the default for the address we listen on (None: everyone,
+    with a warning unless --auth-file asks every client for credentials)."""
+    if allow:
+        return client_policy.ClientNetworks(allow)
+    listen = ip_literal(bound[0])
+    networks = client_policy.default_networks(listen, interfaces.local_networks())
+    if networks is None:
+        if auth_file is None:
+            log.warning("listening on %s without --allow or --auth-file: the proxy is open to every client "
+                        "that reaches this port (the internet, on a public address)", format_address(bound))
+        return None
+    return client_policy.ClientNetworks(networks)
 
 
 def describe_rules(paths, rules):
@@ -106,13 +133,14 @@ def main(argv=None):
         listener = make_listener(host, port)
         if args.forward is not None:
             _refuse_forward_to_self(args.forward, listener)
+        allowed = _client_networks(args.allow, listener.getsockname(), args.auth_file)
         server = ProxyServer(listener, rules, default_action=Action(args.default),
                              upstream=args.forward, idle_timeout=args.idle_timeout,
                              connect_timeout=args.connect_timeout,
                              tunnel_idle_timeout=args.tunnel_idle_timeout,
                              allow_private=args.allow_private, max_clients=args.max_clients,
                              socks5_handler=socks_session.handle,
-                             authenticator=authenticator, access_log=access_log)
+                             authenticator=authenticator, access_log=access_log, allowed_clients=allowed)
 
         def reload_rules():
             try:
@@ -132,8 +160,9 @@ def main(argv=None):
         gevent.signal_handler(signal.SIGTERM, server.stop)
         gevent.signal_handler(signal.SIGINT, server.stop)
         bound = listener.getsockname()
-        log.info("listening on %s (HTTP and SOCKS5%s), default %s, %s; rules: %s", format_address(bound),
+        log.info("listening on %s (HTTP and SOCKS5%s%s), default %s, %s; rules: %s", format_address(bound),
                  ", %d users in %s" % (len(authenticator), args.auth_file) if authenticator else "",
+                 ", clients from %s" % allowed if allowed is not None else "",
                  args.default,
                  "forward to %s" % format_address(args.forward) if args.forward else "no upstream (forward = direct)",
                  describe_rules(args.rule_files, rules))

@@ -149,6 +149,9 @@ class ProxyServer(StreamServer):
     front end for connections whose first byte is 0x05 (None: such connections are closed).
     authenticator (auth.Authenticator, --auth-file) or None: HTTP requests then need
     Proxy-Authorization: Basic (407 otherwise); the SOCKS5 front end checks it itself.
+    allowed_clients (client_policy.ClientNetworks, --allow) or None for everyone: others
+    get 403 (HTTP) or "no acceptable method" (SOCKS5). access_log (access_log.AccessLog)
+    or None: then requests are log lines (INFO for errors, DEBUG for the rest).
     """
 
     def __init__(self, listener, rules, default_action=Action.DIRECT, upstream=None,
@@ -156,10 +159,11 @@ class ProxyServer(StreamServer):
                  connect_timeout=CONNECT_TIMEOUT_SECONDS,
                  tunnel_idle_timeout=TUNNEL_IDLE_TIMEOUT_SECONDS, allow_private=False,
                  max_clients=DEFAULT_MAX_CLIENTS, socks5_handler=None, authenticator=None,
-                 via_token=None, upstream_authorization=None, access_log=None):
+                 via_token=None, upstream_authorization=None, access_log=None, allowed_clients=None):
         super().__init__(listener)
         self.authenticator = authenticator
         self.access_log = access_log
+        self.allowed_clients = allowed_clients
         self.outbound = Outbound(rules, default_action, upstream, resolver, idle_timeout,
                                  connect_timeout, tunnel_idle_timeout, allow_private,
                                  via_token or new_via_token(), upstream_authorization)
@@ -187,6 +191,9 @@ class ProxyServer(StreamServer):
             first = self._first_bytes(sock)
             if not first:
                 return
+            if self.allowed_clients is not None and not self.allowed_clients.allows(context.client):
+                self._refuse_client(sock, first, context)
+                return
             try:
                 if first[0] == socks5.VERSION:       # a SOCKS5 greeting (RFC 1928 3)
                     if self.socks5_handler is None:
@@ -213,6 +220,19 @@ class ProxyServer(StreamServer):
             return sock.recv(RECV_BYTES)
         except OSError:                     # timeout, reset
             return b""
+
+    def _refuse_client(self, sock, first, context):
+        """A client outside --allow: the refusal its protocol has, then close."""
+        started = time.monotonic()
+        socks = first[0] == socks5.VERSION
+        answer = (socks5.render_method_choice(socks5.METHOD_NONE_ACCEPTABLE) if socks else
+                  http.render_simple_response(403, "your address may not use this proxy"))
+        try:
+            sock.sendall(answer)
+        except OSError:
+            pass
+        context.finish("SOCKS5" if socks else "HTTP", "-", "-", "-", 403, 0, len(answer), started,
+                       "client address not allowed (--allow)")
 
     def _refuse_full(self, sock):
         if not self._full_logged:
