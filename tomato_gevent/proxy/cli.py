@@ -1,12 +1,18 @@
 """proxy -a [HOST]:PORT [-f HOST:PORT] [-r RULEFILE]... [-d block|direct|forward] [-v]
 
 Rule-based HTTP and SOCKS5 proxy on one port (the seed's command line). SIGHUP reloads
-the rule files (a bad file keeps the rules in force) and reopens --access-log; SIGUSR1 logs
-the one-line summary; SIGINT / SIGTERM stop it (and log the summary). One access line per
-request and per tunnel opened or closed (access_log.py), on stderr or in --access-log.
+the rule files (a bad file keeps the rules in force), re-reads --auth-file and reopens
+--access-log; SIGUSR1 logs the one-line summary; SIGINT / SIGTERM stop it (and log the
+summary). One access line per request and per tunnel opened or closed (access_log.py), on
+stderr or in --access-log. With --workers N > 1 the process that
+receives those signals is the parent of N workers (supervisor.py), and serve() below runs
+in each worker; its host object is where the two cases differ: one process logs and tells
+systemd itself, a worker tells its parent.
 """
 import argparse
+import functools
 import logging
+import os
 import signal
 
 import gevent
@@ -21,6 +27,8 @@ from .access_log import AccessLog
 from .auth import load_auth_file
 from .outbound import CONNECT_TIMEOUT_SECONDS, IDLE_TIMEOUT_SECONDS, TUNNEL_IDLE_TIMEOUT_SECONDS
 from .server import DEFAULT_MAX_CLIENTS, ProxyServer, make_listener
+from .supervisor import Supervisor, blocking_getaddrinfo, reuse_port_error
+from .workers import client_shares, plan_workers
 
 log = logging.getLogger(__name__)
 
@@ -69,9 +77,24 @@ def build_parser():
     parser.add_argument("--access-log", metavar="PATH", default=None,
                         help="write the access lines (one per request, tunnel opened and closed) to "
                              "this file instead of stderr; SIGHUP reopens it (logrotate)")
+    parser.add_argument("--workers", metavar="N", type=positive_int, default=None,
+                        help="processes serving the port, each with its own event loop and its own "
+                             "listening socket (SO_REUSEPORT: the kernel spreads new connections over "
+                             "them); default: one per CPU this process may use (%d here); 1 = one "
+                             "process, no supervisor. --max-clients counts for the whole proxy: each "
+                             "worker takes an equal share of it and answers 503 beyond its share"
+                             % available_cpus())
     parser.add_argument("-v", dest="verbose", action="count", default=0,
                         help="debug logging: one line per request")
     return parser
+
+
+def available_cpus():
+    """The CPUs this process may run on (its affinity mask: taskset, systemd's CPUAffinity=)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 def _allow_arg(text):
@@ -96,6 +119,18 @@ def _client_networks(allow, bound, auth_file):
     return client_policy.ClientNetworks(networks)
 
 
+def _refuse_forward_to_self(forward, listener):
+    """ConfigError if -f is one of our own listen addresses (the request would come back to
+    us, round and round until every client slot is taken)."""
+    bound = listener.getsockname()
+    addresses = loop_guard.resolve_all(*forward, getaddrinfo=blocking_getaddrinfo)
+    if loop_guard.forward_is_self(addresses, forward[1], ip_literal(bound[0]), bound[1],
+                                  loop_guard.local_address):
+        listener.close()
+        raise ConfigError("-f %s is this proxy's own listen address %s: forwarding to itself would loop "
+                          "(give the other proxy's address)" % (format_address(forward), format_address(bound)))
+
+
 def describe_rules(paths, rules):
     if not paths:
         return "no rule files"
@@ -107,16 +142,113 @@ def _load(paths):
     return load_rule_files(paths) if paths else RuleSet()
 
 
-def _refuse_forward_to_self(forward, listener):
-    """ConfigError if -f is one of our own listen addresses (the request would come back to
-    us, round and round until every client slot is taken)."""
-    bound = listener.getsockname()
-    addresses = loop_guard.resolve_all(*forward)
-    if loop_guard.forward_is_self(addresses, forward[1], ip_literal(bound[0]), bound[1],
-                                  loop_guard.local_address):
-        listener.close()
-        raise ConfigError("-f %s is this proxy's own listen address %s: forwarding to itself would loop "
-                          "(give the other proxy's address)" % (format_address(forward), format_address(bound)))
+def _check_rules(paths):
+    """The rule files loaded and described (ConfigError if one is bad)."""
+    rules = _load(paths)
+    return rules, describe_rules(paths, rules)
+
+
+def listening_line(args, authenticator, allowed, rules, workers, bound):
+    """The INFO line once the proxy listens (every worker, when there are several)."""
+    return "listening on %s (HTTP and SOCKS5%s%s)%s, default %s, %s; rules: %s" % (
+        format_address(bound),
+        ", %d users in %s" % (len(authenticator), args.auth_file) if authenticator else "",
+        ", clients from %s" % allowed if allowed is not None else "",
+        ", %d workers" % workers if workers > 1 else "", args.default,
+        "forward to %s" % format_address(args.forward) if args.forward else "no upstream (forward = direct)",
+        describe_rules(args.rule_files, rules))
+
+
+def serve(args, shared, listener, max_clients, rules, host_events):
+    """Serve on listener until SIGTERM/SIGINT: the one process, or one worker of several.
+
+    shared: what main() made before any fork (_Shared: users, allowed clients, access log,
+    Via token). host_events is told what happens (ready, reloaded, reload_failed, summary,
+    stopped): _OneProcess logs it, a worker's supervisor.WorkerHost tells its parent.
+    """
+    access_log = shared.access_log
+    server = ProxyServer(listener, rules, default_action=Action(args.default),
+                         upstream=args.forward, idle_timeout=args.idle_timeout,
+                         connect_timeout=args.connect_timeout,
+                         tunnel_idle_timeout=args.tunnel_idle_timeout,
+                         allow_private=args.allow_private, max_clients=max_clients,
+                         socks5_handler=socks_session.handle,
+                         authenticator=shared.authenticator, access_log=access_log,
+                         allowed_clients=shared.allowed, via_token=shared.via_token)
+
+    def reload_rules():
+        try:
+            new_rules = _load(args.rule_files)
+        except ConfigError as e:
+            host_events.reload_failed(e)
+            return
+        server.set_rules(new_rules)
+        host_events.reloaded(new_rules)
+
+    def reload():
+        reload_rules()
+        if args.auth_file:
+            reload_users(args.auth_file, shared.authenticator)
+        access_log.reopen()
+
+    gevent.signal_handler(signal.SIGHUP, reload)
+    gevent.signal_handler(signal.SIGUSR1, lambda: host_events.summary(server.stats))
+    gevent.signal_handler(signal.SIGTERM, server.stop)
+    gevent.signal_handler(signal.SIGINT, server.stop)
+    server.start()
+    access_log.start()
+    host_events.ready(server)
+    server.serve_forever()
+    host_events.stopped(server.stats)
+    access_log.stop()
+
+
+def reload_users(path, authenticator):
+    """SIGHUP: the users of --auth-file again, in place (a revoked user is refused at its
+    next request; open tunnels stay); a bad file keeps the users in force."""
+    try:
+        authenticator.replace(load_auth_file(path))
+    except ConfigError as e:
+        log.error("auth file reload failed, keeping the old users: %s", e)
+        return
+    log.info("users reloaded: %d in %s", len(authenticator), path)
+
+
+class _Shared:
+    """What every worker gets from main(), made before any fork."""
+
+    def __init__(self, authenticator, allowed, access_log, via_token):
+        self.authenticator = authenticator
+        self.allowed = allowed
+        self.access_log = access_log
+        self.via_token = via_token
+
+
+class _OneProcess:
+    """serve()'s host when the proxy is a single process: it logs and tells systemd itself."""
+
+    def __init__(self, listening_line, rule_files):
+        self.listening_line = listening_line
+        self.rule_files = rule_files
+
+    def ready(self, server):
+        bound = server.socket.getsockname()
+        log.info("%s", self.listening_line(bound))
+        notify("READY=1", "STATUS=listening on %s" % format_address(bound))
+
+    def reloaded(self, rules):
+        log.info("rules reloaded: %s", describe_rules(self.rule_files, rules))
+
+    def reload_failed(self, error):
+        log.error("rule reload failed, keeping the old rules: %s", error)
+
+    def summary(self, stats):
+        log.info("summary: %s", stats.summary())
+
+    def stopped(self, stats):
+        notify("STOPPING=1")
+        self.summary(stats)
+        log.info("stopped")
 
 
 def main(argv=None):
@@ -130,49 +262,27 @@ def main(argv=None):
         authenticator = load_auth_file(args.auth_file) if args.auth_file else None
         host, port = args.listen or DEFAULT_LISTEN
         access_log = AccessLog(args.access_log)
-        listener = make_listener(host, port)
+        plan = plan_workers(args.workers, available_cpus(), args.max_clients,
+                            None if args.workers == 1 else reuse_port_error())
+        for note in plan.notes:
+            log.warning("%s", note)
+        # A plain bind first: an address another process listens on is refused here, where
+        # SO_REUSEPORT alone would let a stale proxy silently share the port with this one.
+        listener = make_listener(host, port, getaddrinfo=blocking_getaddrinfo)
         if args.forward is not None:
             _refuse_forward_to_self(args.forward, listener)
         allowed = _client_networks(args.allow, listener.getsockname(), args.auth_file)
-        server = ProxyServer(listener, rules, default_action=Action(args.default),
-                             upstream=args.forward, idle_timeout=args.idle_timeout,
-                             connect_timeout=args.connect_timeout,
-                             tunnel_idle_timeout=args.tunnel_idle_timeout,
-                             allow_private=args.allow_private, max_clients=args.max_clients,
-                             socks5_handler=socks_session.handle,
-                             authenticator=authenticator, access_log=access_log, allowed_clients=allowed)
-
-        def reload_rules():
-            try:
-                new_rules = _load(args.rule_files)
-            except ConfigError as e:
-                log.error("rule reload failed, keeping the old rules: %s", e)
-                return
-            server.set_rules(new_rules)
-            log.info("rules reloaded: %s", describe_rules(args.rule_files, new_rules))
-
-        def reload():
-            reload_rules()
-            access_log.reopen()
-
-        gevent.signal_handler(signal.SIGHUP, reload)
-        gevent.signal_handler(signal.SIGUSR1, server.log_summary)
-        gevent.signal_handler(signal.SIGTERM, server.stop)
-        gevent.signal_handler(signal.SIGINT, server.stop)
-        bound = listener.getsockname()
-        log.info("listening on %s (HTTP and SOCKS5%s%s), default %s, %s; rules: %s", format_address(bound),
-                 ", %d users in %s" % (len(authenticator), args.auth_file) if authenticator else "",
-                 ", clients from %s" % allowed if allowed is not None else "",
-                 args.default,
-                 "forward to %s" % format_address(args.forward) if args.forward else "no upstream (forward = direct)",
-                 describe_rules(args.rule_files, rules))
-        access_log.start()
-        notify("READY=1", "STATUS=listening on %s" % format_address(bound))
-        server.serve_forever()
-        notify("STOPPING=1")
-        server.log_summary()
-        log.info("stopped")
-        access_log.stop()
-        return 0
+        shared = _Shared(authenticator, allowed, access_log, loop_guard.new_via_token())
+        line = functools.partial(listening_line, args, authenticator, allowed, rules, plan.count)
+        serve_here = functools.partial(serve, args, shared)
+        if plan.count == 1:
+            serve_here(listener, args.max_clients, rules, _OneProcess(line, args.rule_files))
+            return 0
+        listener.close()
+        return Supervisor(client_shares(args.max_clients, plan.count), rules,
+                          open_listener=lambda: make_listener(host, port, reuse_port=True,
+                                                              getaddrinfo=blocking_getaddrinfo),
+                          serve=serve_here, check_rules=lambda: _check_rules(args.rule_files),
+                          listening_line=line).run()
 
     return run_cli(body, __name__)
