@@ -17,12 +17,13 @@ import signal
 
 import gevent
 
-from ..cli_common import OneLineParser, hostport_arg, positive_float, positive_int, program_name, run_cli, setup_logging
+from ..cli_common import (OneLineParser, hostport_arg, parse_hostport, positive_float, positive_int, program_name,
+                          run_cli, setup_logging)
 from ..errors import ConfigError
 from ..netutil import format_address, ip_literal
 from ..rules import Action, RuleSet, load_rule_files
 from ..sdnotify import notify
-from . import client_policy, interfaces, loop_guard, socks_session
+from . import client_policy, interfaces, loop_guard, socks_session, upstream_auth
 from .access_log import AccessLog
 from .auth import load_auth_file
 from .outbound import CONNECT_TIMEOUT_SECONDS, IDLE_TIMEOUT_SECONDS, TUNNEL_IDLE_TIMEOUT_SECONDS
@@ -46,8 +47,12 @@ def build_parser():
                "Example: %(prog)s -a :1080 -f 10.0.1.1:1080 -r rule.txt -v")
     parser.add_argument("-a", dest="listen", metavar="[HOST]:PORT", type=hostport_arg, default=None,
                         help="listen address (default 127.0.0.1:1080; ':PORT' = all interfaces)")
-    parser.add_argument("-f", dest="forward", metavar="HOST:PORT", type=hostport_arg, default=None,
-                        help="upstream HTTP proxy for 'forward' (without it, forward acts as direct)")
+    parser.add_argument("-f", dest="forward", metavar="[USER:PASSWORD@]HOST:PORT", type=_forward_arg, default=None,
+                        help="upstream HTTP proxy for 'forward' (without it, forward acts as direct); "
+                             "with credentials, sent to it as Proxy-Authorization (Basic)")
+    parser.add_argument("--forward-auth-file", metavar="FILE", default=None,
+                        help="the -f proxy's credentials, 'user:password' on the first line "
+                             "(instead of in -f, which ps shows)")
     parser.add_argument("-r", dest="rule_files", metavar="RULEFILE", action="append", default=[],
                         help="rule file; repeat for more (earlier files win)")
     parser.add_argument("-d", dest="default", choices=[a.value for a in Action], default="direct",
@@ -95,6 +100,42 @@ def available_cpus():
         return len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         return os.cpu_count() or 1
+
+
+def _forward_arg(text):
+    try:
+        userinfo, hostport = upstream_auth.split_userinfo(text)
+        return parse_hostport(hostport) + (userinfo,)
+    except (ValueError, ConfigError) as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _forward_authorization(args):
+    """Proxy-Authorization for the -f proxy (None without credentials); leaves args.forward
+    as (host, port)."""
+    if args.forward is None:
+        if args.forward_auth_file is not None:
+            raise ConfigError("--forward-auth-file needs -f")
+        return None
+    args.forward, userinfo = args.forward[:2], args.forward[2]
+    if args.forward_auth_file is not None:
+        if userinfo is not None:
+            raise ConfigError("-f has credentials and --forward-auth-file gives them too: give one")
+        userinfo = upstream_auth.read_userinfo(args.forward_auth_file, "upstream proxy credentials")
+    return upstream_auth.basic_authorization(userinfo) if userinfo is not None else None
+
+
+CREDENTIAL_USERS = "proxy-users"        # LoadCredential=proxy-users:/etc/tomato/proxy-NAME.users
+
+
+def _credential_auth_file(environ):
+    """The users file systemd passes with LoadCredential= (for DynamicUser=, which cannot
+    read a root-owned 0600 file itself), None if there is none."""
+    directory = environ.get("CREDENTIALS_DIRECTORY")
+    if not directory:
+        return None
+    path = os.path.join(directory, CREDENTIAL_USERS)
+    return path if os.path.exists(path) else None
 
 
 def _allow_arg(text):
@@ -174,7 +215,8 @@ def serve(args, shared, listener, max_clients, rules, host_events):
                          allow_private=args.allow_private, max_clients=max_clients,
                          socks5_handler=socks_session.handle,
                          authenticator=shared.authenticator, access_log=access_log,
-                         allowed_clients=shared.allowed, via_token=shared.via_token)
+                         allowed_clients=shared.allowed, via_token=shared.via_token,
+                         upstream_authorization=shared.upstream_authorization)
 
     def reload_rules():
         try:
@@ -217,7 +259,8 @@ def reload_users(path, authenticator):
 class _Shared:
     """What every worker gets from main(), made before any fork."""
 
-    def __init__(self, authenticator, allowed, access_log, via_token):
+    def __init__(self, authenticator, allowed, access_log, via_token, upstream_authorization):
+        self.upstream_authorization = upstream_authorization
         self.authenticator = authenticator
         self.allowed = allowed
         self.access_log = access_log
@@ -258,7 +301,10 @@ def main(argv=None):
     def body():
         if args.forward is not None and not args.forward[0]:
             raise ConfigError("-f needs a host: HOST:PORT of the upstream proxy")
+        forward_authorization = _forward_authorization(args)
         rules = _load(args.rule_files)
+        if args.auth_file is None:
+            args.auth_file = _credential_auth_file(os.environ)
         authenticator = load_auth_file(args.auth_file) if args.auth_file else None
         host, port = args.listen or DEFAULT_LISTEN
         access_log = AccessLog(args.access_log)
@@ -272,7 +318,7 @@ def main(argv=None):
         if args.forward is not None:
             _refuse_forward_to_self(args.forward, listener)
         allowed = _client_networks(args.allow, listener.getsockname(), args.auth_file)
-        shared = _Shared(authenticator, allowed, access_log, loop_guard.new_via_token())
+        shared = _Shared(authenticator, allowed, access_log, loop_guard.new_via_token(), forward_authorization)
         line = functools.partial(listening_line, args, authenticator, allowed, rules, plan.count)
         serve_here = functools.partial(serve, args, shared)
         if plan.count == 1:

@@ -10,6 +10,7 @@ pid 4), ifaddrmsg (family 1, prefixlen 1, flags 1, scope 1, index 4), then rtatt
 type 2, data, padded to 4). IFA_LOCAL is the interface's own address where IFA_ADDRESS is a
 point-to-point peer (tun devices), so it is preferred.
 """
+import _socket          # the C module: never monkey-patched, so no gevent hub in a parent that forks
 import ipaddress
 import socket
 import struct
@@ -58,7 +59,7 @@ def parse_addresses(data):
 def local_networks():
     """Every address of this host's interfaces with its prefix; [] where netlink is missing."""
     try:
-        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
+        sock = _socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
     except (AttributeError, OSError):
         return []
     try:

@@ -76,10 +76,11 @@ def local_address(address):
         probe.close()
 
 
-def resolve_all(host, port):
-    """Every address host:port names (ipaddress objects), [] if it does not resolve."""
+def resolve_all(host, port, getaddrinfo=socket.getaddrinfo):
+    """Every address host:port names (ipaddress objects), [] if it does not resolve.
+    getaddrinfo: the unpatched one in a parent that forks workers (supervisor.py)."""
     try:
-        infos = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)
+        infos = getaddrinfo(host, port, 0, socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError):
         return []
     return [ipaddress.ip_address(info[4][0].split("%", 1)[0]) for info in infos]
