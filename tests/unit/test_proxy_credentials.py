@@ -227,8 +227,9 @@ def test_sighup_rereads_the_auth_file_revoked_users_go_open_tunnels_stay(tmp_pat
         assert bob.response()[0].status == 200
         tunnel.send(b"after")                               # the open tunnel stays
         assert tunnel.sock.recv(100) == b"echo:after"
-        proxy.wait_line(lambda line: "wrong password or unknown user 'alice'" in line, "the 407 line naming alice")
-        proxy.wait_line(lambda line: "authentication failed for user 'alice'" in line, "the SOCKS5 line")
+        line = proxy.wait_line(lambda line: "wrong password or unknown user 'alice'" in line, "the 407 naming alice")
+        assert " - GET 127.0.0.1:%d/ - rule=- upstream=- 407 " % echo_port in line
+        # The SOCKS5 refusal is the address's second failure: counted for the next report line.
     finally:
         proxy.stop()
     assert SECRET not in "\n".join(proxy.lines)

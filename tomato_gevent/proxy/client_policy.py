@@ -1,4 +1,5 @@
-"""Who may use the proxy: --allow CIDR (repeatable), and the default without it. Pure.
+"""Who may use the proxy: --allow CIDR (repeatable), and the default without it; which
+connections have not been admitted yet (Admission, for --max-clients). Pure.
 
     ClientNetworks(networks).allows(ip) -> bool     ip in any of networks (longest-prefix
                                                     table; IPv4-mapped IPv6 as IPv4)
@@ -55,3 +56,47 @@ def parse_allow(text):
         return ipaddress.ip_network(text.strip(), strict=False)
     except ValueError:
         raise ValueError("%r is not a network (CIDR like 10.0.0.0/8) or an address" % text) from None
+
+
+class Admission:
+    """Client connections not admitted yet: no login yet (--auth-file). Keys are whatever
+    the caller uses (its sockets), oldest first.
+
+        arrived(key, now) / admitted(key) / left(key)
+        oldest() -> key | None          the one to reclaim when every client slot is taken,
+                                        so idle never-authenticating connections cannot keep
+                                        out a client that would log in
+        overdue(now, deadline) -> [key] those waiting longer than deadline (then forgotten)
+    """
+
+    __slots__ = ("_since",)
+
+    def __init__(self):
+        self._since = {}                # key -> arrival time; dicts keep insertion order
+
+    def __len__(self):
+        return len(self._since)
+
+    def arrived(self, key, now):
+        self._since[key] = now
+
+    def admitted(self, key):
+        self._since.pop(key, None)
+
+    left = admitted
+
+    def oldest(self):
+        for key in self._since:
+            del self._since[key]
+            return key
+        return None
+
+    def overdue(self, now, deadline):
+        due = []
+        for key, since in self._since.items():
+            if now - since < deadline:
+                break
+            due.append(key)
+        for key in due:
+            del self._since[key]
+        return due

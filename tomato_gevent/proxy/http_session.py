@@ -23,6 +23,7 @@ hop, and closed when the client connection ends.
 import logging
 import time
 
+import gevent
 from gevent import socket
 
 from ..errors import NextHopError, RemoteProtocolError, TomatoError
@@ -123,12 +124,21 @@ class HttpSession:
         host, direction = head.host, "-"
         if self.outbound.via in head.fields and carries_token(head.fields, self.outbound.via):
             return self._refuse_loop(head, started)
-        authenticator = self.context.authenticator
+        context = self.context
+        authenticator = context.authenticator
         if authenticator is not None:
+            throttle = context.throttle
+            penalised = throttle.clients and context.client in throttle.clients   # failed logins before
+            if penalised and not self._await_turn(head):
+                return False
             user = authenticator.basic_user(head.proxy_authorization)
             if user is None:
                 return self._refuse_login(head, started)
-            self.context.user = user
+            context.user = user
+            if penalised:
+                throttle.succeeded(context.client, head.proxy_authorization)
+            if context.pending:
+                context.admit()
         try:
             host, action = self.outbound.route(head.host)
             direction = _DIRECTION[action]
@@ -153,13 +163,36 @@ class HttpSession:
                             None, head.path)
         return keep
 
+    def _await_turn(self, head):
+        """A client with failed logins: wait for its turn (guess_throttle.py) before the
+        credentials are checked; False if its turn is too far off (the connection closes)."""
+        context = self.context
+        wait = context.throttle.turn(context.client, head.proxy_authorization, time.monotonic())
+        if wait is None:
+            context.stats.record("-", 429)
+            return False
+        if wait:
+            gevent.sleep(wait)
+        return True
+
     def _refuse_login(self, head, started):
-        """407: no credentials (a client's first try), or wrong ones (named in the line)."""
+        """407: no credentials (a client's first try), or wrong ones (named in the line; after
+        a few from one address the connection is closed and the lines are counted instead)."""
         keep = exchange.keep_client_after_block(head)
+        tried = claimed_user(head.proxy_authorization)
+        self.context.user = None            # not the user of an earlier request on this connection
+        logged = True
+        if head.proxy_authorization is not None:
+            context = self.context
+            logged = context.throttle.failed(context.client, tried, time.monotonic())
+            if context.throttle.penalised(context.client):
+                keep = False
         self._send_client(http.render_simple_response(
             407, "proxy authentication required", keep_alive=keep,
             extra_headers=(proxy_authenticate_header(),)))
-        tried = claimed_user(head.proxy_authorization)
+        if not logged:
+            self.context.stats.record("-", 407, self.up, self.down)
+            return keep
         self._finish(head.method, head.host, head.port, "-", 407, started,
                      "no Proxy-Authorization" if head.proxy_authorization is None else
                      "wrong password or unknown user %r" % tried if tried is not None else

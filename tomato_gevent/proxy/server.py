@@ -2,8 +2,13 @@
 
     make_listener        the listening socket (dual-stack for "")
     ClientContext        what a front end gets for one client: peer, outbound, relay, finish
-    ProxyServer.handle   --max-clients (503 beyond it), first bytes; 0x05 -> the SOCKS5
-                         front end (socks_session.py), else HTTP (http_session.py)
+    ProxyServer.handle   --max-clients (503 beyond it; with --auth-file, a connection not
+                         logged in yet is reclaimed first: client_policy.Admission), --allow,
+                         first bytes;
+                         0x05 -> the SOCKS5 front end (socks_session.py), else HTTP
+                         (http_session.py)
+    ProxyServer._housekeeping   with --auth-file, once a second: cuts connections that did
+                         not log in within login_deadline; logs the guess_throttle's counts
     ProxyServer.do_read  the accept loop survives EMFILE & co. (pause, one warning)
 
 The front ends own their protocols; connecting and relaying is outbound.py's. A broken
@@ -24,6 +29,8 @@ from . import exchange, http, http_session, socks5
 from .outbound import (CONNECT_TIMEOUT_SECONDS, IDLE_TIMEOUT_SECONDS, RECV_BYTES,
                        TUNNEL_IDLE_TIMEOUT_SECONDS, Outbound, relay)
 from .access_log import access_line
+from .client_policy import Admission
+from .guess_throttle import GuessThrottle
 from .loop_guard import new_via_token
 from .stats import Stats
 
@@ -35,6 +42,8 @@ LISTEN_BACKLOG = 1024
 ACCEPT_BACKOFF_SECONDS = 0.5        # pause accepting after EMFILE & co.
 ACCEPT_WARN_INTERVAL_SECONDS = 10.0
 STOP_TIMEOUT_SECONDS = 2.0          # running connections get this long on SIGTERM
+LOGIN_DEADLINE_SECONDS = 10.0       # --auth-file: a connection not logged in by then is cut
+HOUSEKEEPING_SECONDS = 1.0
 
 _ACCEPT_RESOURCE_ERRORS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 _ACCEPT_TRANSIENT_ERRORS = (errno.ECONNABORTED, errno.EPROTO, errno.EPERM, errno.EINTR)
@@ -81,8 +90,12 @@ class ClientContext:
     (the access log's, else a log line) + the counters of a request or closed tunnel.
     """
 
-    def __init__(self, server, address):
+    def __init__(self, server, address, sock=None):
         self.address = address
+        self.throttle = server.throttle
+        self.pending = server.authenticator is not None     # not logged in yet (reclaimable)
+        self._admission = server.admission
+        self._sock = sock
         self.client = exchange.client_ip(address)
         self.authenticator = server.authenticator
         self.outbound = server.outbound
@@ -102,6 +115,11 @@ class ClientContext:
 
     def relay(self, a, b):
         return relay(a, b, self.outbound.tunnel_idle_timeout)
+
+    def admit(self):
+        """Logged in: the connection is no longer reclaimable."""
+        self.pending = False
+        self._admission.admitted(self._sock)
 
     def opened(self, method, host, port, direction, started):
         """A tunnel is open (CONNECT answered 200, SOCKS5 succeeded): its first access line."""
@@ -163,9 +181,15 @@ class ProxyServer(StreamServer):
                  connect_timeout=CONNECT_TIMEOUT_SECONDS,
                  tunnel_idle_timeout=TUNNEL_IDLE_TIMEOUT_SECONDS, allow_private=False,
                  max_clients=DEFAULT_MAX_CLIENTS, socks5_handler=None, authenticator=None,
-                 via_token=None, upstream_authorization=None, access_log=None, allowed_clients=None):
+                 via_token=None, upstream_authorization=None, access_log=None, allowed_clients=None,
+                 throttle=None, login_deadline=LOGIN_DEADLINE_SECONDS):
         super().__init__(listener)
         self.authenticator = authenticator
+        self.throttle = throttle if throttle is not None else GuessThrottle()
+        self.admission = Admission()
+        self.login_deadline = min(login_deadline, idle_timeout)
+        self.reclaimed = 0                  # connections cut to make room (Admission.oldest)
+        self._housekeeper = None
         self.access_log = access_log
         self.allowed_clients = allowed_clients
         self.outbound = Outbound(rules, default_action, upstream, resolver, idle_timeout,
@@ -184,14 +208,50 @@ class ProxyServer(StreamServer):
     def log_summary(self):
         log.info("summary: %s", self.stats.summary())
 
+    def start(self):
+        super().start()
+        if self.authenticator is not None and self._housekeeper is None:
+            self._housekeeper = gevent.spawn(self._housekeeping)
+
+    def stop(self, timeout=None):
+        if self._housekeeper is not None:
+            self._housekeeper.kill()
+            self._housekeeper = None
+        super().stop(timeout)
+
+    def _housekeeping(self):
+        throttle = self.throttle
+        while True:
+            gevent.sleep(HOUSEKEEPING_SECONDS)
+            now = time.monotonic()
+            for sock in self.admission.overdue(now, self.login_deadline):
+                log.debug("closing a connection that did not log in within %gs", self.login_deadline)
+                _cut(sock)
+            for client, count, users in throttle.report(now):
+                log.warning("%s: %d more failed logins in the last %.0fs%s", client, count, throttle.report_every,
+                            " (users tried: %s)" % ", ".join(repr(user) for user in users) if users else "")
+
+    def _reclaim(self):
+        """Every slot is taken: cut the oldest connection not admitted yet; False if none."""
+        victim = self.admission.oldest()
+        if victim is None:
+            return False
+        self.reclaimed += 1
+        log.debug("all %d client slots taken: closing the oldest connection not logged in yet", self.max_clients)
+        _cut(victim)
+        return True
+
     # -- the front door ----------------------------------------------------------------
     def handle(self, sock, address):
         self.stats.opened()
+        admission = self.admission
         try:
-            if self.stats.open_connections > self.max_clients:
+            if self.stats.open_connections > self.max_clients and not self._reclaim():
                 self._refuse_full(sock)
                 return
-            context = ClientContext(self, address)
+            if self.authenticator is not None:
+                admission.arrived(sock, time.monotonic())
+            context = ClientContext(self, address, sock)
             first = self._first_bytes(sock)
             if not first:
                 return
@@ -209,6 +269,7 @@ class ProxyServer(StreamServer):
             except TomatoError as e:        # a front end's typed error that reached us: one line
                 log.info("%s: %s", context.peer, e)
         finally:
+            admission.left(sock)
             self.stats.closed()
             if self.stats.open_connections < self.max_clients:
                 self._full_logged = False
@@ -272,3 +333,11 @@ class ProxyServer(StreamServer):
     def _resume_accepting(self):
         if self.started and not self.closed:
             self.start_accepting()
+
+
+def _cut(sock):
+    """End a connection another greenlet serves: its blocked recv returns b"" at once."""
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass

@@ -156,19 +156,40 @@ class _Session:
             raise _Closed()
         if method == socks5.METHOD_USERNAME_PASSWORD:
             credentials = self._read(socks5.parse_credentials)
-            ok = self.authenticator is None or self.authenticator.check(credentials.username,
-                                                                        credentials.password)
-            self._send(socks5.render_auth_reply(ok))
-            if not ok:
-                log.info("%s: SOCKS5: authentication failed for user %r", self.context.peer,
-                         display_name(credentials.username))
-                self.context.stats.record("-", 407)
-                raise _Closed()
             if self.authenticator is not None:
-                self.context.user = self.authenticator.name_of(credentials.username)
+                self._login(credentials)
         request = self._read(socks5.parse_request)
         self.client.settimeout(self.context.idle_timeout)
+        if self.context.pending:
+            self.context.admit()
         return request
+
+    def _login(self, credentials):
+        """RFC 1929: the check, in the client address's turn when it failed before
+        (guess_throttle.py); _Closed on a refusal (logged at once, or counted)."""
+        context = self.context
+        throttle = context.throttle
+        key = credentials.username + b"\0" + credentials.password
+        penalised = context.client in throttle.clients
+        if penalised:
+            wait = throttle.turn(context.client, key, time.monotonic())
+            if wait is None:
+                self._send(socks5.render_auth_reply(False))
+                context.stats.record("-", 429)
+                raise _Closed()
+            if wait:
+                gevent.sleep(wait)
+        ok = self.authenticator.check(credentials.username, credentials.password)
+        self._send(socks5.render_auth_reply(ok))
+        if not ok:
+            tried = display_name(credentials.username)
+            if throttle.failed(context.client, tried, time.monotonic()):
+                log.info("%s: SOCKS5: authentication failed for user %r", context.peer, tried)
+            context.stats.record("-", 407)
+            raise _Closed()
+        context.user = self.authenticator.name_of(credentials.username)
+        if penalised:
+            throttle.succeeded(context.client, key)
 
     # -- CONNECT ---------------------------------------------------------------------------
     def _connect(self, request, started):
