@@ -109,12 +109,23 @@ def test_field_values_lose_their_surrounding_whitespace_only():
 
 # A 64 KiB head whose values are runs of spaces: the lazy value regexp that matched a field line
 # backtracked over each run once per character (about 15 s of CPU for this head); parsed
-# linearly it takes milliseconds. Run in a child limited to 5 s of CPU (a bound, not a timing).
+# linearly it takes milliseconds. And a bad line after many blank values: a field-section
+# regexp in which a blank value matches in several ways tries all their combinations (twelve
+# lines took 19 s). Run in a child limited to 5 s of CPU (a bound, not a timing).
 _SPACES_PROGRAM = """
 from tomato_gevent.proxy.http import MAX_HEAD_BYTES, parse_request_head, parse_response_head
 filler = b"X: a" + b" " * (MAX_HEAD_BYTES - 200) + b"b\\r\\n"
 assert parse_request_head(b"GET http://a.test/ HTTP/1.1\\r\\n" + filler + b"\\r\\n").headers[0][1][-1:] == b"b"
 assert parse_response_head(b"HTTP/1.1 200 OK\\r\\n" + filler + b"\\r\\n", "GET").status == 200
+from tomato_gevent.errors import RemoteProtocolError
+blanks = b"a:   \\r\\n" * 2000 + b"b: \\x01\\r\\n\\r\\n"     # a bad line after many blank values
+for head in (b"GET http://a.test/ HTTP/1.1\\r\\n" + blanks, b"HTTP/1.1 200 OK\\r\\n" + blanks):
+    try:
+        parse_request_head(head) if head.startswith(b"GET") else parse_response_head(head, "GET")
+    except RemoteProtocolError:
+        pass
+    else:
+        raise SystemExit("accepted a control character")
 """
 
 

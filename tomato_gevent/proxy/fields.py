@@ -23,9 +23,13 @@ import re
 
 _TOKEN = rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
 _VISIBLE = rb"[^\x00-\x20\x7f]"         # VCHAR and obs-text
-_VALUE = rb"(?:" + _VISIBLE + rb"+(?:[ \t]+" + _VISIBLE + rb"+)*)?"
-_BLOCK = re.compile(rb"(?:" + _TOKEN + rb":[ \t]*" + _VALUE + rb"[ \t]*\r\n)*")
-_PAIRS = re.compile(rb"(" + _TOKEN + rb"):[ \t]*(" + _VALUE + rb")[ \t]*\r\n")
+_VALUE = _VISIBLE + rb"+(?:[ \t]+" + _VISIBLE + rb"+)*"
+# Each line matches one way only: the blanks after ":" all belong to the leading OWS and the
+# trailing OWS exists only after a value. (With an optional value between two [ \t]* a line
+# of blanks matches in as many ways as it has blanks, and a bad line after n such lines made
+# the engine try all their combinations: exponential in n.)
+_BLOCK = re.compile(rb"(?:" + _TOKEN + rb":[ \t]*(?:" + _VALUE + rb"[ \t]*)?\r\n)*")
+_PAIRS = re.compile(rb"(" + _TOKEN + rb"):[ \t]*(" + _VALUE + rb")?[ \t]*\r\n")
 
 # Always hop-by-hop, whatever Connection says (RFC 9110 7.6.1, 11.7.1, 11.7.2; RFC 9112 7).
 HOP_BY_HOP = frozenset({
@@ -65,7 +69,7 @@ def scan(block, bad):
 
 def _line_error(block, bad):
     """The error for the first malformed line of a block that did not validate."""
-    line_ok = re.compile(rb"" + _TOKEN + rb":[ \t]*" + _VALUE + rb"[ \t]*").fullmatch
+    line_ok = re.compile(_TOKEN + rb":[ \t]*(?:" + _VALUE + rb"[ \t]*)?").fullmatch
     for line in block.split(b"\r\n"):
         if line_ok(line) is None:
             if line[:1] in (b" ", b"\t"):

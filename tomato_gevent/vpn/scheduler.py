@@ -1,12 +1,14 @@
 """The packet scheduler: moves packets between the tun and the transport, decides when to wait.
 
 One greenlet (Scheduler.run) drains whichever side is readable:
-  drain_tun   read the tun until EAGAIN (bounded batch), seal each packet straight
-              into a batch buffer, hand the batch to the transport (one send per
-              run of equal-size datagrams where it can batch)
+  drain_tun   read the tun until EAGAIN (bounded batch), lower the MSS of a TCP SYN
+              (mss.py), seal each packet straight into a batch buffer, hand the
+              batch to the transport (one send per run of equal-size datagrams
+              where it can batch)
   drain_net   let the transport receive until drained (bounded); open each datagram
               (Receiver.open_into: auth, -pvt, replay, session), learn the peer
-              (dynamic mode), write the payload to the tun -- with a vnet header,
+              (dynamic mode), lower the MSS of a TCP SYN, write the payload to the
+              tun -- with a vnet header,
               through TcpCoalescer, which writes consecutive TCP segments as one GSO
               packet -- then drain_tun at once: the answer to what was written is
               often already there
@@ -27,6 +29,7 @@ from gevent.monkey import get_original
 
 from ..errors import BadPacket, TomatoError
 from .coalesce import TcpCoalescer
+from .mss import SYN_FLAGS_OFFSET_IPV4, SYN_FLAGS_OFFSET_IPV6, TCP_SYN, clamp_mss
 from .packet import HEADER_SIZE, MAX_DATAGRAM_SIZE, OVERHEAD, TAG_SIZE, TIMESTAMP_SIZE, CounterExhausted
 from .report import diagnosed
 from .session import Receiver, new_sealer
@@ -54,7 +57,7 @@ class Scheduler:
     """
 
     def __init__(self, tun, transport, sending, receiver, endpoint, drops, report, wall=time.time,
-                 mono=time.monotonic, announce=None, keep_warm=WARM_AFTER_TRAFFIC_SECONDS):
+                 mono=time.monotonic, announce=None, keep_warm=WARM_AFTER_TRAFFIC_SECONDS, mss=None):
         self.tun = tun
         self.transport = transport
         self.sending = sending
@@ -66,6 +69,7 @@ class Scheduler:
         self.warn = RateLimitedWarnings(log)
         self.wall, self.mono = wall, mono
         self.keep_warm = keep_warm  # seconds after traffic spent in the warm epoll loop (0: none)
+        self.mss = mss              # (IPv4, IPv6) MSS ceilings of TCP SYNs both ways, None: untouched
         self.received = 0
         self.received_bytes = 0     # accepted datagrams' bytes, counted per drain
         # With a vnet header, accepted TCP segments go to the tun through the coalescer.
@@ -164,6 +168,10 @@ class Scheduler:
         readv, wall = os.readv, self.wall
         endpoint, drops, sending = self.endpoint, self.drops, self.sending
         send, send_batch = self.transport.send, self.transport.send_batch
+        mss = self.mss
+        mss4, mss6 = mss or (0, 0)
+        packet_start = TIMESTAMP_SIZE
+        syn4, syn6 = packet_start + SYN_FLAGS_OFFSET_IPV4, packet_start + SYN_FLAGS_OFFSET_IPV6
         trickle = True          # the last drain read at most one packet
 
         def drain_tun():
@@ -191,6 +199,13 @@ class Scheduler:
                 if address is None:
                     drops["no peer address"] += 1
                     continue
+                if mss is not None:
+                    # mss.may_be_syn, inlined (a call per packet would cost more than the test): the
+                    # TCP flags byte at its offset for IPv4 without options (the common case) or IPv6.
+                    version = plain[packet_start]
+                    if (plain[syn4] & TCP_SYN if version == 0x45 else plain[syn6] & TCP_SYN if version >> 4 == 6
+                            else version >> 4 == 4):
+                        clamp_mss(plain_view[packet_start:packet_start + n], mss4, mss6)
                 sealed = n + OVERHEAD
                 if count and (sealed > segment or size + sealed > max_batch_bytes or count == max_batch_count):
                     send_batch(batch_view, size, segment, count, address)
@@ -225,13 +240,17 @@ class Scheduler:
         True when the transport was drained. Then forwards what the tun already holds:
         see the end of drain_net."""
         tun_fd = self.tun.fd
-        plain_view = memoryview(bytearray(MAX_DATAGRAM_SIZE))     # timestamp + payload of one packet
+        plain = bytearray(MAX_DATAGRAM_SIZE)      # timestamp + payload of one packet
+        plain_view = memoryview(plain)
         receiver, endpoint, drops, report = self.receiver, self.endpoint, self.drops, self.report
         write, describe = os.write, self.transport.describe
         debug = log.isEnabledFor(logging.DEBUG)
         payload_start = TIMESTAMP_SIZE
         coalescer = self.coalescer
         dynamic = endpoint.dynamic
+        mss = self.mss
+        mss4, mss6 = mss or (0, 0)
+        syn4, syn6 = payload_start + SYN_FLAGS_OFFSET_IPV4, payload_start + SYN_FLAGS_OFFSET_IPV6
         accepted = accepted_bytes = 0
         accepted_from = None
 
@@ -255,6 +274,11 @@ class Scheduler:
                 log.debug("peer session %016x accepted (from %s)", receiver.session_id, describe(source))
             if dynamic and endpoint.learn(source, now_mono):
                 report.learned(source, now_mono)
+            if mss is not None and n:
+                version = plain[payload_start]      # the same cheap test as in drain_tun
+                if (plain[syn4] & TCP_SYN if version == 0x45 else plain[syn6] & TCP_SYN if version >> 4 == 6
+                        else version >> 4 == 4):
+                    clamp_mss(plain_view[payload_start:payload_start + n], mss4, mss6)
             if n and coalescer is not None:
                 coalescer.add(plain_view[payload_start:payload_start + n])
             elif n:
