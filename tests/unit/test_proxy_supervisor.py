@@ -125,3 +125,9 @@ def test_one_summary_over_every_worker(parent, caplog):
             sup._on_message(slot, encode(STATS, **stats_fields(stats)))
     (line,) = [r.getMessage() for r in caplog.records if "summary:" in r.getMessage()]
     assert line == "summary: requests direct 2xx=1, block 4xx=1; bytes up=20 down=200; open connections 0"
+
+
+def test_reuse_port_probe_names_what_is_missing(monkeypatch):
+    assert supervisor_module.reuse_port_error() is None            # Linux >= 3.9 has it
+    monkeypatch.delattr(supervisor_module.gsocket, "SO_REUSEPORT")
+    assert supervisor_module.reuse_port_error() == "this Python has no SO_REUSEPORT"

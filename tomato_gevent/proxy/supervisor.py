@@ -131,9 +131,9 @@ class Supervisor:
             numbers = set(os.read(self.wake_r, 256))
         except BlockingIOError:
             return
-        # Not in order of arrival: a stop first, because when SIGINT reaches the whole
-        # process group (Ctrl-C) the workers' exits may be noted before the parent's own
-        # SIGINT (the kernel runs the handler of the highest-numbered pending signal first).
+        # A stop first, whatever the order in the pipe: when SIGINT reaches the whole process
+        # group (Ctrl-C), the workers' exits (SIGCHLD) can be written there before the parent's
+        # own SIGINT (seen here: [17, 2]), and they must not be taken for crashes.
         if numbers & {signal.SIGTERM, signal.SIGINT}:
             self._begin_stop()
         if signal.SIGCHLD in numbers:
@@ -271,7 +271,7 @@ class Supervisor:
             slot.ready = True
             if self.forked_with[slot.number] is not self.rules:     # forked before a reload: catch up
                 self.reload_pending.add(slot.pid)
-                os.kill(slot.pid, signal.SIGHUP)
+                _kill(slot.pid, signal.SIGHUP)
             if self.announced:
                 log.info("worker %d listening again (pid %d)", slot.number, slot.pid)
             elif self.pool.all_ready():
@@ -303,7 +303,7 @@ class Supervisor:
         self.reload_description = description
         self.reload_pending = {slot.pid for slot in self.pool.running() if slot.ready}
         for pid in list(self.reload_pending):
-            os.kill(pid, signal.SIGHUP)
+            _kill(pid, signal.SIGHUP)
         self._reload_done(None)
 
     def _reload_done(self, pid):
@@ -316,7 +316,7 @@ class Supervisor:
         self.summary_pending = {slot.pid for slot in self.pool.running() if slot.ready}
         self.summary_deadline = time.monotonic() + SUMMARY_WAIT_SECONDS
         for pid in self.summary_pending:
-            os.kill(pid, signal.SIGUSR1)
+            _kill(pid, signal.SIGUSR1)
         if not self.summary_pending:
             self._log_summary()
 
