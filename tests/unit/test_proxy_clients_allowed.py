@@ -123,9 +123,9 @@ def test_clients_outside_allow_get_403_or_no_method_and_a_line(allowing_proxy):
     assert serve_as(allowing_proxy, ("::ffff:192.168.0.3", 4000, 0, 0), b"\x05\x01\x00") == b"\x05\xff"
     lines = allowing_proxy.lines()
     assert len(lines) == 2
-    assert " 10.0.2.9:4000 - HTTP - - rule=- upstream=- 403 " in lines[0]
-    assert lines[0].endswith("(client address not allowed (--allow))")
-    assert " SOCKS5 - - rule=- upstream=- 403 " in lines[1]
+    assert " 10.0.2.9:4000 - HTTP - - 403 " in lines[0]
+    assert lines[0].endswith(" rule=- upstream=- (client address not allowed (--allow))")
+    assert " SOCKS5 - - 403 " in lines[1]
 
 
 def test_clients_inside_allow_are_served(allowing_proxy):

@@ -1,6 +1,6 @@
 """The proxy's access log: one line per request, per tunnel opened and per tunnel closed.
 
-    CLIENT USER METHOD TARGET DECISION rule=ORIGIN upstream=HOP STATUS up=N down=N MSms [EVENT] [(REASON)]
+    CLIENT USER METHOD TARGET DECISION STATUS up=N down=N MSms rule=ORIGIN upstream=HOP [EVENT] [(REASON)]
 
     CLIENT    the client's address:port
     USER      the authenticated user (--auth-file), "-" if none; a refused login names the
@@ -42,8 +42,8 @@ def access_line(client, user, method, host, port, path, decision, rule, upstream
         if b"?" in path:
             path = path.partition(b"?")[0]
         target += path.decode("latin-1")
-    line = "%s %s %s %s %s rule=%s upstream=%s %d up=%d down=%d %.1fms" % (
-        client, user or "-", method, target, decision, rule, upstream, status, up, down, seconds * 1000.0)
+    line = "%s %s %s %s %s %d up=%d down=%d %.1fms rule=%s upstream=%s" % (
+        client, user or "-", method, target, decision, status, up, down, seconds * 1000.0, rule, upstream)
     if event:
         line += " " + event
     if reason:
