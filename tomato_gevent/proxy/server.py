@@ -269,7 +269,8 @@ class ProxyServer(StreamServer):
             except TomatoError as e:        # a front end's typed error that reached us: one line
                 log.info("%s: %s", context.peer, e)
         finally:
-            admission.left(sock)
+            if self.authenticator is not None:
+                admission.left(sock)
             self.stats.closed()
             if self.stats.open_connections < self.max_clients:
                 self._full_logged = False
