@@ -7,9 +7,7 @@ import io
 import ipaddress
 import logging
 
-import gevent
 import pytest
-from gevent import socket
 
 from tomato_gevent.proxy import server as server_mod, socks5, socks_session
 from tomato_gevent.proxy.access_log import AccessLog
