@@ -54,6 +54,7 @@ def test_reopen_follows_a_rotated_file(tmp_path):
     path = tmp_path / "access.log"
     log = AccessLog(str(path))
     log.write("first")
+    log.flush()                                 # (the flusher's tick: the file is open now)
     os.rename(path, tmp_path / "access.log.1")
     log.write("second")                         # still the open file, now access.log.1
     log.reopen()                                # flushes both lines there first

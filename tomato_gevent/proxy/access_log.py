@@ -55,7 +55,9 @@ class AccessLog:
     """Writes access lines. path None: to `stream` (default stderr) at once, in the format of
     the other log lines. Else to the file `path` (appended, created 0640), buffered: the lines
     of up to FLUSH_SECONDS go out in one write() of whole lines (start() runs that timer; so
-    workers appending to one file never split a line), and reopen() starts a new file."""
+    workers appending to one file never split a line), and reopen() starts a new file. The
+    file is checked here but opened at the first write out, in the process that writes: a
+    --workers parent, which never writes, holds no descriptor of a file logrotate moved."""
 
     def __init__(self, path=None, stream=None, clock=time.time):
         self.path = path
@@ -74,7 +76,8 @@ class AccessLog:
                 self._stamped = True
             self._emit = self._file.write
         else:
-            self._fd = _open(path)
+            os.close(_open(path))           # a path that cannot be opened: one line at start
+            self._fd = None
             self._tag = " "
             self._stamped = True
             self._lines = []
@@ -102,8 +105,12 @@ class AccessLog:
         data = "".join(self._lines).encode("utf-8", "backslashreplace")
         self._lines.clear()
         try:
+            if self._fd is None:
+                self._fd = _open(self.path)
             while data:
                 data = data[os.write(self._fd, data):]
+        except ConfigError as e:
+            log.warning("%s; lines lost", e)
         except OSError as e:
             log.warning("access log %s: %s; lines lost", self.path, e.strerror or e)
 
@@ -129,7 +136,8 @@ class AccessLog:
             log.error("%s; access lines still go to the old file", e)
             return
         old, self._fd = self._fd, new
-        os.close(old)
+        if old is not None:
+            os.close(old)
         log.info("access log %s reopened", self.path)
 
     def stop(self):
@@ -138,7 +146,8 @@ class AccessLog:
             self._flusher = None
         if self.path is not None:
             self.flush()
-            os.close(self._fd)
+            if self._fd is not None:
+                os.close(self._fd)
             self.path = None
             self._emit = _drop
 
