@@ -20,7 +20,7 @@ from tests.netns.vpn_support import PORT, assert_clean_stop, ping, ping_eventual
 CONTRACT_KEYS = {"interface", "peer_address", "last_received_seconds_ago", "rx_packets", "rx_bytes",
                  "tx_packets", "tx_bytes", "drops", "uptime_seconds"}
 ECHO_BYTES = 84 + OVERHEAD      # a default ping's IP packet + the tunnel's overhead
-SAFE_MTU = 1500 - 40 - 8 - OVERHEAD     # README "MTU": what a device vpn creates gets
+SAFE_MTU = 1500 - 40 - 8 - OVERHEAD     # docs/operations.md#mtu: what a device vpn creates gets
 QUICK_SILENCE = Path(__file__).with_name("vpn_quick_silence.py")
 
 

@@ -8,37 +8,11 @@ fail) deletes the tables with it.
 """
 import pytest
 
-from tests.netns.nsutil import wait_for
-from tests.netns.test_vpn import (assert_clean_stop, ping, ping_eventually, probe, start_vpn,  # noqa: F401
-                                  tcp_transfer)
+from tests.netns.nsutil import program, wait_for
+from tests.netns.vpn_support import assert_clean_stop, ping, ping_eventually, start_vpn, tcp_transfer
 
 PORT = 5000
 A_WAN, B_WAN = "10.9.1.1", "10.9.2.1"
-
-JUNK = r'''
-import random, socket, sys, time
-addr, port = sys.argv[1], int(sys.argv[2])
-idle = [socket.create_connection((addr, port), timeout=5) for _ in range(20)]
-rnd = random.Random(9)
-garbage = [
-    b"\x00\x05" + rnd.randbytes(5),             # a length no datagram has
-    b"\x00\x64" + rnd.randbytes(100),           # a frame that does not open
-    b"\xff\xff" + rnd.randbytes(70000),         # over the untrusted byte budget
-]
-closed = 0
-for data in garbage:
-    s = socket.create_connection((addr, port), timeout=5)
-    try:
-        s.sendall(data)
-        closed += s.recv(1) == b""
-    except (ConnectionResetError, BrokenPipeError):
-        closed += 1
-    except socket.timeout:
-        pass
-    s.close()
-print("garbage connections closed by the peer:", closed, flush=True)
-time.sleep(60)
-'''
 
 
 def nft(lab, ns, script):
@@ -106,7 +80,7 @@ def test_dynamic_side_behind_nat_with_garbage_and_idle_connections(lab, routed):
     assert ping(lab, a, "10.0.1.2", count=2)         # A answers on the learned connection
     assert "peer connected from 10.9.1.254" in vpn_a.output()
 
-    junk = lab.spawn(r, [*probe("unused")[:2], JUNK, A_WAN, PORT])
+    junk = lab.spawn(r, program("tcp_junk.py", A_WAN, PORT))
     lab.wait_log(junk, "garbage connections closed by the peer", timeout=20)
     assert "closed by the peer: 3" in junk.output()
     assert ping(lab, b, "10.0.1.1", count=3)          # 20 idle connections still open

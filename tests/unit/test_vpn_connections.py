@@ -51,8 +51,10 @@ def test_authenticated_connections_do_not_count_against_the_cap():
     peer = inc()
     rules.opened(peer)
     rules.authenticated(peer, 0.0)
-    assert rules.opened(inc()) == [] and rules.opened(inc()) == []
-    assert rules.opened(inc()) != [peer]
+    oldest, newer = inc(), inc()
+    assert rules.opened(oldest) == [] and rules.opened(newer) == []
+    assert rules.opened(inc()) == [oldest]          # the oldest untrusted one, never the peer
+    assert rules.current is peer and peer in rules.connections
 
 
 def test_untrusted_byte_budget():

@@ -1,11 +1,11 @@
-"""The link's status and announcements over loopback (no root): two Links as in test_vpn_link."""
-from tests.netns.nsutil import wait_for
-from tests.unit.test_vpn_link import TRANSPORTS, linked_pair, sides  # noqa: F401  (fixture)
+"""The link's status and announcements over loopback (no root): two Links as in test_vpn_link (vpn_doubles)."""
+from tests.support import wait_for
+from tests.unit.vpn_doubles import TRANSPORTS, linked_pair
 from tomato_gevent.vpn.packet import OVERHEAD
 
 
 @TRANSPORTS
-def test_a_new_peer_session_is_answered_at_once(sides, transport):  # noqa: F811
+def test_a_new_peer_session_is_answered_at_once(sides, transport):
     """B (dynamic, keepalive 25 s) answers A's first keepalive with one of its own, so A's
     tunnel is up at once instead of at B's next keepalive."""
     a, b = linked_pair(sides, transport=transport)
@@ -14,7 +14,7 @@ def test_a_new_peer_session_is_answered_at_once(sides, transport):  # noqa: F811
 
 
 @TRANSPORTS
-def test_status_counts_packets_and_bytes_both_ways(sides, transport):  # noqa: F811
+def test_status_counts_packets_and_bytes_both_ways(sides, transport):
     a, b = linked_pair(sides, transport=transport)
     wait_for(lambda: b.link.endpoint.address is not None, what="B learning A")
     packets = [b"x" * 100, b"y" * 1000, b"z" * 300]

@@ -33,7 +33,7 @@ def open_datagram(datagram, key=PASSWORD_KEY, backend=DEFAULT_BACKEND):
     return receiver.session_id, counter, timestamp, bytes(out[TIMESTAMP_SIZE:TIMESTAMP_SIZE + size])
 
 # Pinned datagrams (protocol v2): the protocol must not change silently (both backends must
-# produce these, and test_layout_matches_plain_aes_gcm rebuilds them from the README's description).
+# produce these, and test_layout_matches_plain_aes_gcm rebuilds them from docs/protocol.md's "The datagram").
 VECTORS = [
     (0, 1700000000123, b"",
      "018bcfe56800beef00000000bd649c2ac021225026215ddcfbd59c06c8d27ae3303c6e3c"),
@@ -63,7 +63,7 @@ def test_password_key_is_scrypt_with_documented_parameters():
 
 
 def test_layout_matches_plain_aes_gcm():
-    """The README's description, written out with a one-shot AES-GCM call, as an independent reference."""
+    """docs/protocol.md's datagram layout, written out with a one-shot AES-GCM call, as an independent reference."""
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
     for counter, timestamp, payload, expected in VECTORS:

@@ -44,7 +44,7 @@ def build_parser():
         epilog="Rule file lines: 'block|direct|forward<TAB>TARGET', TARGET = domain (suffix match), "
                "full:domain, keyword:WORD, regexp:RE or cidr:NETWORK (first occurrence wins, "
                "'#' comments). SIGHUP reloads the rule files. "
-               "Example: %(prog)s -a :1080 -f 10.0.1.1:1080 -r rule.txt -v")
+               "Example (host A, B's proxy at 10.0.1.2): %(prog)s -a 127.0.0.1:1080 -f 10.0.1.2:1080 -r rule.txt -v")
     parser.add_argument("-a", dest="listen", metavar="[HOST]:PORT", type=hostport_arg, default=None,
                         help="listen address (default 127.0.0.1:1080; ':PORT' = all interfaces)")
     parser.add_argument("-f", dest="forward", metavar="[USER:PASSWORD@]HOST:PORT", type=_forward_arg, default=None,

@@ -40,7 +40,7 @@ from .tun import TunDevice, device_addresses
 
 log = logging.getLogger(__name__)
 
-CREATED_DEVICE_MTU = 1500 - 40 - 8 - OVERHEAD   # README "MTU": fits any 1500-byte path, IPv4 or IPv6
+CREATED_DEVICE_MTU = 1500 - 40 - 8 - OVERHEAD   # docs/operations.md#mtu: fits any 1500-byte path, IPv4 or IPv6
 MAX_DEVICE_MTU = 65535 - 40 - 8 - OVERHEAD      # a sealed full-size packet still fits one UDP datagram
 
 
