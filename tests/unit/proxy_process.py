@@ -2,21 +2,16 @@
 refusals): its stderr lines collected by a thread, waited for with a deadline."""
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
 
+from tests.support import free_port  # noqa: F401 (the operations tests take it from here)
+
 REPO = Path(__file__).resolve().parents[2]
 DEADLINE_SECONDS = 15.0
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_until(predicate, what):
