@@ -110,3 +110,29 @@ def test_junk_costs_no_work():
             assert a.state() == before and not wire.queue
     assert all(isinstance(e, BadPacket) for e in a.refusals)
     assert not a.handshake._answered
+
+
+def test_forged_crossing_initiations_do_not_use_up_sending_ours_again():
+    """A's initiation is lost; a flood of forged initiations with smaller sids than A's (all
+    'crossed') must not keep A from sending it again when the real peer's crossed one comes:
+    crossing is judged after the gate, so the forgeries get cookie replies instead."""
+    def first_sid(seed):
+        rng = random.Random(seed)
+        rng.randbytes(4)
+        return rng.randbytes(16)
+
+    b_seed = next(seed for seed in range(2, 200) if first_sid(seed) < first_sid(1))
+    a, b, wire, clock = make_pair(a_options={"gate": HandshakeGate(load_threshold=2)}, b_seed=b_seed)
+    wire.tick(a)
+    wire.take()                                 # A's initiation is lost
+    rng = random.Random(9)
+    for _ in range(20):                         # forged, from B's address, crossing A's (smaller sid)
+        sid = bytes(1) + rng.randbytes(15)
+        share = cpace.scalar_mult(cpace.sample_scalar(rng.randbytes),
+                                  cpace.calculate_generator(b"a guess", keyschedule.CHANNEL_ID, sid))
+        forged = messages.encode_initiation(messages.initiation_ad(rng.getrandbits(32), a.wall_ms, sid), share)
+        wire.deliver_one(forged, B_ADDRESS, A_ADDRESS)
+    wire.take()
+    wire.tick(b)                                # the real B initiates: its sid is smaller than A's too
+    wire.deliver()
+    assert same_session(a, b), [r.reason for r in a.refusals[-5:]]

@@ -19,10 +19,10 @@ Checks on an initiation, cheapest first, each refusal raising BadPacket and chan
   timestamp within -pvt of our clock; newer than the last confirmed initiation from the
   peer (per-peer monotonic: a replay within -pvt costs nothing); a duplicate of one we
   answered gets the same response again (no new work); crossed initiations (both sides
-  initiated): the one with the larger sid proceeds -- a side whose own is larger drops the
-  peer's and sends its own again (at most once a second: the peer may not have it), and
-  only a confirmation ends an initiation of ours, never an initiation; the gate
-  (ratelimit.py): under load only with a valid cookie (else a cookie reply).
+  initiated): checked after the gate (ratelimit.py: under load only with a valid cookie,
+  else a cookie reply), the one with the larger sid proceeds -- a side whose own is larger
+  drops the peer's and sends its own again (the peer may not have it), and only a
+  confirmation ends an initiation of ours, never an initiation.
 Answering an initiation adds an "answered" entry (bounded, expiring): it cannot be
 authenticated before the work, but it changes nothing else until its confirmation.
 Timers (tick(), about once a second): a side with the peer's address initiates when it
@@ -50,7 +50,6 @@ KEEPALIVE_TIMEOUT_SECONDS = 10.0                 # answer data with a keepalive 
 NEW_HANDSHAKE_AFTER_SECONDS = KEEPALIVE_TIMEOUT_SECONDS + REKEY_TIMEOUT_SECONDS
 RESPONSE_LIFETIME_SECONDS = 2 * REKEY_TIMEOUT_SECONDS   # an answered initiation waits this long for its confirmation
 MAX_PENDING_RESPONSES = 64
-CROSSED_RESEND_SECONDS = 1.0                            # our initiation sent again on a crossed one, at most
 MAX_COOKIES_KEPT = 4096
 OWN_SIDS_KEPT = 16                                      # our last initiations, recognised when reflected
 COOKIE_SECRET_SECONDS = 120.0
@@ -149,7 +148,6 @@ class Handshake:
         self._secret, self._secret_at = None, None
         self._cookies = {}                      # source bytes -> cookie under the current secret
         self._keepalive_at = self._new_handshake_at = None
-        self._crossed_resent_at = None
         self._last_received = None
 
     # -- initiating ---------------------------------------------------------------------
@@ -213,13 +211,6 @@ class Handshake:
         index = self._answered_by_key.get(key)
         if index is not None:
             return [Send(self._answered[index].response, source, True)]   # a duplicate, or our response was lost
-        if pending is not None and init.sid < pending.sid:
-            # Ours proceeds. The peer may never have seen it (lost, or sent before the peer
-            # restarted): send it again, to where the peer's came from, at most once a second.
-            if self._crossed_resent_at is None or now - self._crossed_resent_at >= CROSSED_RESEND_SECONDS:
-                self._crossed_resent_at = now
-                raise CrossedInitiation(pending.message, source)
-            raise BadPacket(CROSSED)
         source_bytes = self._source_bytes(source)
         cookie_valid = False
         if self.gate.under_load(now):
@@ -229,6 +220,12 @@ class Handshake:
                 raise CookieRequired(messages.encode_cookie_reply(init.sender, init.mac1, cookie), source)
         if not self.gate.admit(source_bytes, now, cookie_valid):
             raise BadPacket("handshake rate limit")
+        if pending is not None and init.sid < pending.sid:
+            # Crossed, and ours proceeds. The peer may never have seen ours (lost, or sent
+            # before it restarted): send it again, to where theirs came from. After the gate,
+            # as if it were work: a flood of forged crossing initiations gets cookie replies,
+            # it cannot use up this answer nor make us send more than the gate admits.
+            raise CrossedInitiation(pending.message, source)
         return self._answer(init, key, source, now)
 
     def _answer(self, init, key, source, now):
