@@ -72,12 +72,12 @@ class LinkReport:
         if not self._from_peer(source):
             return          # noise from elsewhere (scanners, an old peer address): counters only
         if error.reason == AUTHENTICATION_FAILED:
-            self.throttle("auth", "datagrams from %s fail authentication: check the passwords, that -pp "
-                                  "here matches -lp there, and that both ends run the same protocol version "
-                                  "(%s)", self.describe(source), PROTOCOL, now=now)
+            self._throttled("auth", now, "datagrams from %s fail authentication: check the passwords, that -pp "
+                                         "here matches -lp there, and that both ends run the same protocol version "
+                                         "(%s)", self.describe(source), PROTOCOL)
         elif isinstance(error, TimestampRefused):
-            self.throttle("clock", "datagrams from %s refused: %s", self.describe(source),
-                          clock_skew_message(error.skew_ms, self.pvt_seconds), now=now)
+            self._throttled("clock", now, "datagrams from %s refused: %s", self.describe(source),
+                            clock_skew_message(error.skew_ms, self.pvt_seconds))
 
     def learned(self, address, now):
         held = self.address_throttle.admit("address", now)
@@ -115,6 +115,9 @@ class LinkReport:
             return self.endpoint.dynamic
         source, known = getattr(source, "peer", source), getattr(known, "peer", known)   # TCP: its sockaddr
         return source[0] == known[0]
+
+    def _throttled(self, cause, now, msg, *args):
+        self.throttle(cause, msg, *args, now=now)
 
 
 __all__ = ["LinkReport", "diagnosed"]

@@ -32,8 +32,6 @@ Constructor arguments every transport takes (assembly.py passes them):
                     errors; the link's drop counter, given to the Link as well.
 The TCP transport also takes keep_outgoing: () -> bool, the crossed-connection
 tie-break (session.Receiver.keeps_outgoing, a rule both sides evaluate alike).
-Their sockets come from sockets.open_bound_socket; their repeating errors go through
-throttle.LogThrottle (self.warn).
 """
 import collections
 
