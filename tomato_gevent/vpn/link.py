@@ -25,9 +25,10 @@ from gevent.event import Event
 
 from ..errors import TomatoError
 from .packet import OVERHEAD, TIMESTAMP_SIZE
+from .peerwatch import silence_threshold
 from .report import LinkReport
 from .scheduler import WARM_AFTER_TRAFFIC_SECONDS, Scheduler
-from .status import build_status, format_status_line, silence_threshold
+from .status import build_status, format_status_line
 
 log = logging.getLogger(__name__)
 

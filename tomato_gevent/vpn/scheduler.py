@@ -32,7 +32,7 @@ from .mss import SYN_FLAGS_OFFSET_IPV4, SYN_FLAGS_OFFSET_IPV6, TCP_SYN, clamp_ms
 from .packet import HEADER_SIZE, MAX_DATAGRAM_SIZE, OVERHEAD, TAG_SIZE, TIMESTAMP_SIZE, CounterExhausted
 from .report import diagnosed
 from .session import Receiver, new_sealer
-from .transport import RateLimitedWarnings
+from .throttle import LogThrottle as RateLimitedWarnings
 from .vnet import VNET_HDR_SIZE, is_offloaded
 from .warmth import (HUB_INTERVAL_SECONDS, LINGER_SECONDS, WARM_AFTER_TRAFFIC_SECONDS, WARM_INTERVAL_SECONDS,
                      Density, Rhythm)

@@ -48,7 +48,9 @@ from .connections import ConnectionRules, ConnectionState
 from .framing import FRAME_HEADER_SIZE, FrameSplitter, frame_header, frame_iovecs
 from .http_connect import ProxyAuthRequired, connect_request, parse_connect_reply
 from .packet import MIN_DATAGRAM_SIZE
-from .transport import DatagramTransport, RateLimitedWarnings, open_bound_socket
+from .sockets import open_bound_socket
+from .throttle import LogThrottle as RateLimitedWarnings
+from .transport import DatagramTransport
 
 log = logging.getLogger(__name__)
 
