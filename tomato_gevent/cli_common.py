@@ -9,6 +9,7 @@ import sys
 from . import __version__
 from .environment import forget_environment
 from .errors import ConfigError, TomatoError
+from .textfile import decode_text
 
 log = logging.getLogger(__name__)
 
@@ -149,8 +150,9 @@ def read_private_file(path, what, max_bytes):
     """The UTF-8 text of a small regular file holding secrets (a password file, the proxy's
     --auth-file). Refused with one ConfigError line: anything but a regular file (a named
     pipe would block the start, /dev/zero never ends), a file over max_bytes, text that is
-    not UTF-8. A file that other users may read still works, with a warning: readable by
-    every user, or by the members of its group.
+    not UTF-8 (textfile.decode_text; a byte order mark is dropped). A file that other users
+    may read still works, with a warning: readable by every user, or by the members of its
+    group.
     """
     try:
         # O_NONBLOCK: opening a named pipe returns at once instead of waiting for a writer.
@@ -175,10 +177,7 @@ def read_private_file(path, what, max_bytes):
         os.close(fd)
     if size > max_bytes:
         raise ConfigError("%s file %s is larger than %d bytes: is it the right file?" % (what, path, max_bytes))
-    try:
-        text = b"".join(chunks).decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise ConfigError("%s file %s is not UTF-8 text (byte %d)" % (what, path, e.start)) from None
+    text = decode_text(b"".join(chunks), path, what)
     if status.st_mode & stat.S_IROTH:
         log.warning("%s file %s is readable by every user: chmod 600 %s", what, path, path)
     elif status.st_mode & stat.S_IRGRP:

@@ -79,7 +79,11 @@ def test_file_that_is_not_utf8(tmp_path):
     path = password_file(tmp_path, NOT_UTF8 + b"\n")
     with pytest.raises(ConfigError) as info:
         read_file(path)
-    assert str(info.value) == "local password file %s is not UTF-8 text (byte 3)" % path
+    assert str(info.value) == "local password file %s is not UTF-8 text (line 1, byte offset 3)" % path
+
+
+def test_byte_order_mark_is_not_part_of_the_password(tmp_path):
+    assert read_file(password_file(tmp_path, b"\xef\xbb\xbfs3cret\r\n")) == "s3cret"     # as Notepad saves it
 
 
 def test_argument_and_environment_that_are_not_utf8(monkeypatch):

@@ -189,7 +189,7 @@ def test_offload_choice_from_environment():
 
 
 def test_rate_limited_log_lines():
-    from tomato_gevent.vpn.transport import RateLimitedWarnings
+    from tomato_gevent.vpn.throttle import LogThrottle as RateLimitedWarnings
 
     class Recorder:
         def __init__(self):

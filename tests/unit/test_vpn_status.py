@@ -1,10 +1,10 @@
-"""vpn status: the JSON contract, its human views, the log throttle and the peer watch (pure)."""
+"""vpn status: the JSON contract and its human views (pure)."""
 import json
 
 import pytest
 
-from tomato_gevent.vpn.status import (LogThrottle, PeerWatch, clock_skew_message, format_bytes, format_duration,
-                                      format_status, format_status_line, silence_threshold)
+from tomato_gevent.vpn.status import (clock_skew_message, format_bytes, format_duration, format_status,
+                                      format_status_line)
 from tests.unit.vpn_doubles import SESSION, status
 
 CONTRACT_KEYS = {"interface", "peer_address", "last_received_seconds_ago", "rx_packets", "rx_bytes",
@@ -66,45 +66,6 @@ def test_format_duration(seconds, text):
                                          (5 * 1024 ** 3, "5.00 GiB"), (3 * 1024 ** 5, "3072.00 TiB")])
 def test_format_bytes(count, text):
     assert format_bytes(count) == text
-
-
-def test_throttle_one_line_per_cause_per_interval_and_counts_the_rest():
-    throttle = LogThrottle(60.0)
-    assert throttle.admit("auth", 0.0) == 0
-    assert throttle.admit("auth", 1.0) is None
-    assert throttle.admit("auth", 59.9) is None
-    assert throttle.admit("skew", 2.0) == 0                 # causes are independent
-    assert throttle.admit("auth", 60.0) == 2                # two held back since the last line
-    assert throttle.admit("auth", 119.0) is None
-    assert throttle.admit("auth", 200.0) == 1
-
-
-def test_throttle_burst_admits_that_many_lines_within_any_interval():
-    throttle = LogThrottle(10.0, burst=2)
-    assert throttle.admit("link", 0.0) == 0                 # lost
-    assert throttle.admit("link", 0.5) == 0                 # connected again: told in full
-    assert throttle.admit("link", 1.0) is None              # a third within 10 s is held
-    assert throttle.admit("link", 10.0) == 1                # 10 s after the first: one more
-    assert throttle.admit("link", 10.4) is None             # 0.5 s still inside the window
-    assert throttle.admit("link", 10.5) == 1
-
-
-def test_silence_threshold():
-    assert silence_threshold(25) == 75 and silence_threshold(5) == 60 and silence_threshold(0) == 60
-
-
-def test_peer_watch_up_silent_back():
-    watch = PeerWatch(silent_after=60.0, now=0.0)
-    assert watch.check(59.0) is None
-    assert watch.check(60.0) == PeerWatch.SILENT            # never heard since the start
-    assert watch.check(61.0) is None                        # said once
-    assert watch.received(70.0) == PeerWatch.UP             # the first datagram is "up", not "back"
-    assert watch.received(80.0) is None
-    assert watch.check(139.0) is None
-    assert watch.check(140.0) == PeerWatch.SILENT and watch.silent_since == 80.0
-    assert watch.check(500.0) is None
-    assert watch.received(501.0) == PeerWatch.BACK and not watch.silent
-    assert watch.received(502.0) is None
 
 
 def test_clock_skew_message():

@@ -12,6 +12,7 @@ import tempfile
 from ..cli_common import OneLineParser, program_name, run_cli, setup_logging
 from ..errors import ConfigError
 from ..rules import Action
+from ..textfile import read_text
 from .data import parse_lists, resolve_many
 from .merge import DEFAULT_BLOCK, DEFAULT_DIRECT, DEFAULT_FORWARD, merge, render
 
@@ -54,13 +55,7 @@ def read_data_dir(data_dir):
         path = os.path.join(data_dir, name)
         if not os.path.isfile(path) or name.startswith("."):
             continue
-        try:
-            with open(path, encoding="utf-8") as f:
-                files[name] = f.read().splitlines()
-        except OSError as e:
-            raise ConfigError("cannot read %s: %s" % (path, e.strerror or e)) from None
-        except UnicodeDecodeError as e:
-            raise ConfigError("%s is not UTF-8 text (byte %d)" % (path, e.start)) from None
+        files[name] = read_text(path, "list").splitlines()
     if not files:
         raise ConfigError("data directory %s holds no list files: %s" % (data_dir, EXPECTED))
     return files

@@ -90,7 +90,7 @@ def build_parser():
                              "worker takes an equal share of it and answers 503 beyond its share"
                              % available_cpus())
     parser.add_argument("-v", dest="verbose", action="count", default=0,
-                        help="debug logging: one line per request")
+                        help="debug logging (the access lines are written without it)")
     return parser
 
 

@@ -75,12 +75,14 @@ on those (the proxy asks once per host and caches the answer with the decision).
 Pure: no I/O except ``load_rule_files``, which only reads the named files; no logging.
 """
 import enum
+import io
 import ipaddress
 import re
 from typing import Dict, Iterable, List, NamedTuple, Optional, Sequence
 
 from ..errors import ConfigError
 from ..netutil import ip_literal
+from ..textfile import read_text
 from .names import MAX_NAME_LENGTH, normalize_host, normalize_name
 from .networks import NetworkTable, parse_network
 from .patterns import PatternMatcher
@@ -369,11 +371,6 @@ def load_rule_files(paths: Sequence[str]) -> RuleSet:
     rules: List[Rule] = []
     origins: List[str] = []
     for path in paths:
-        try:
-            with open(path, encoding="utf-8-sig") as f:     # a BOM (Windows editors) is not part of a rule
-                rules.extend(parse_rules(f, source=path, origins=origins))
-        except OSError as e:
-            raise ConfigError("cannot read rule file %s: %s" % (path, e.strerror or e)) from None
-        except UnicodeDecodeError as e:
-            raise ConfigError("rule file %s is not UTF-8 text (byte %d)" % (path, e.start)) from None
+        lines = io.StringIO(read_text(path, "rule"), newline=None)    # lines end at \n, \r\n or \r
+        rules.extend(parse_rules(lines, source=path, origins=origins))
     return RuleSet(rules, origins)

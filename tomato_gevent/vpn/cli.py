@@ -346,7 +346,7 @@ def show_arguments(argv):
 
 def main(argv=None, silent_after=None):
     """silent_after: seconds without an authenticated datagram before the peer counts as
-    silent (default status.silence_threshold(--keepalive), at least 60 s): a program that
+    silent (default peerwatch.silence_threshold(--keepalive), at least 60 s): a program that
     runs the vpn may shorten it (the netns tests, tests/netns/vpn_quick_silence.py)."""
     argv = sys.argv[1:] if argv is None else list(argv)
     show_argv = show_arguments(argv)

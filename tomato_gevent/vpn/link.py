@@ -29,9 +29,10 @@ from gevent.event import Event
 from ..errors import TomatoError
 from .handshake import Established, Send, SendKeepalive
 from .keypair import OVERHEAD
+from .peerwatch import silence_threshold
 from .report import LinkReport
 from .scheduler import WARM_AFTER_TRAFFIC_SECONDS, Scheduler
-from .status import build_status, format_status_line, silence_threshold
+from .status import build_status, format_status_line
 
 log = logging.getLogger(__name__)
 
@@ -132,11 +133,16 @@ class Link:
             elif type(action) is SendKeepalive:
                 self.send_keepalive()
 
-    def announce(self):
-        """A connection to the peer opened (the TCP transport calls it): start a handshake on
-        it at once (one in flight went out on no connection, or on the old one). The peer may
-        have restarted (a lost connection is how a TCP peer's restart shows), and its keys
-        would be gone; if it did not, the handshake is an early rekey."""
+    def announce(self, dialled=True):
+        """The TCP transport calls it. A connection to the peer opened (dialled): start a
+        handshake on it at once -- one in flight went out on no connection or the old one, and
+        the peer may have restarted (a lost connection is how a TCP peer's restart shows), its
+        keys gone; if it did not, this is an early rekey. A connection the peer dialled became
+        the current one (not dialled): a keepalive on it, if we have keys, so the dialler trusts
+        it at once."""
+        if not dialled and self.keypairs.sending(self.clock.mono()) is not None:
+            self.send_keepalive()
+            return
         self.apply(self.handshake.initiate(self.clock.mono(), int(self.clock.wall() * 1000)))
 
     @property

@@ -1,6 +1,6 @@
-"""What a running link says at the default log level (glue over status.py's pure parts).
+"""What a running link says at the default log level (glue over peerwatch.py and status.py).
 
-The data path calls it with what it saw; it decides, with PeerWatch and LogThrottle,
+The data path calls it with what it saw; it decides, with PeerWatch and throttle.LogThrottle,
 whether that is worth a line:
   received(source, keypair, now)      once per drain that accepted something:
                                       "tunnel IFACE up" on the first authenticated
@@ -27,10 +27,13 @@ from .handshake import HandshakeTimestampRefused, PasswordMismatch
 from .keypair import REKEY_AFTER_SECONDS
 from .keyschedule import PROTOCOL
 from .messages import VersionMismatch
-from .status import THROTTLE_SECONDS, LogThrottle, PeerWatch, clock_skew_message, format_duration
+from .peerwatch import PeerWatch
+from .status import clock_skew_message, format_duration
+from .throttle import LogThrottle
 
 log = logging.getLogger(__name__)
 
+THROTTLE_SECONDS = 60.0                 # at most one diagnostic line per cause per minute
 ADDRESS_LINES_PER_INTERVAL = 10         # address changes told per THROTTLE_SECONDS; more are counted
 
 
@@ -47,8 +50,8 @@ class LinkReport:
         self.pvt_seconds = pvt_seconds
         self.describe = describe            # sockaddr -> text
         self.watch = PeerWatch(silent_after, now)
-        self.throttle = LogThrottle(throttle_seconds)
-        self.address_throttle = LogThrottle(throttle_seconds, burst=ADDRESS_LINES_PER_INTERVAL)
+        self.throttle = LogThrottle(log, throttle_seconds)      # diagnostics, as warnings
+        self.address_throttle = LogThrottle(log, throttle_seconds, burst=ADDRESS_LINES_PER_INTERVAL)
         self._mono_to_wall = wall() - now
         self._handshakes = 0
         self._session = None                # (session id, when) of the last completed handshake
@@ -129,14 +132,7 @@ class LinkReport:
         return source[0] == known[0]
 
     def _throttled(self, cause, now, msg, *args):
-        held = self.throttle.admit(cause, now)
-        if held is None:
-            log.debug(msg, *args)
-            return
-        if held:
-            msg += " (%d more like this in the last %s)"
-            args += (held, format_duration(self.throttle.interval))
-        log.warning(msg, *args)
+        self.throttle(cause, msg, *args, now=now)
 
 
 __all__ = ["LinkReport", "diagnosed"]

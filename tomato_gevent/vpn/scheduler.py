@@ -36,7 +36,7 @@ from .keypair import DATA_TYPE, MAX_DATAGRAM_SIZE, OVERHEAD, Keypair, Keypairs
 from .messages import SMALLEST_MESSAGE
 from .mss import SYN_FLAGS_OFFSET_IPV4, SYN_FLAGS_OFFSET_IPV6, TCP_SYN, clamp_mss
 from .report import diagnosed
-from .transport import RateLimitedWarnings
+from .throttle import LogThrottle as RateLimitedWarnings
 from .vnet import VNET_HDR_SIZE, is_offloaded
 from .warmth import (HUB_INTERVAL_SECONDS, LINGER_SECONDS, WARM_AFTER_TRAFFIC_SECONDS, WARM_INTERVAL_SECONDS,
                      Density, Rhythm)

@@ -1,13 +1,9 @@
-"""What the running vpn reports and when it speaks up (pure: clocks are passed in).
+"""What the running vpn reports (pure: clocks are passed in).
 
   build_status(...)      the status as a dict: the JSON contract of `vpn show --json`
                          (keys below), also the source of every human-readable view
   format_status(status)  the multi-line view of `vpn show` (like `wg show`)
   format_status_line(status)  the same in one line: SIGUSR1, SIGHUP and the stop line
-  LogThrottle            at most one log line (or a small burst) per cause per interval
-                         (default 60 s), counting what it held back
-  PeerWatch              tunnel up (first authenticated datagram), peer silent (nothing
-                         authenticated for silence_threshold(keepalive)), peer back
   clock_skew_message     the wording of the timestamp diagnostic
 
 JSON keys (all present; null where unknown):
@@ -19,16 +15,6 @@ JSON keys (all present; null where unknown):
   the wire, overhead included), drops (reason -> count), uptime_seconds, pid (the vpn's
   process id: which process answered, e.g. in which network namespace).
 """
-import collections
-
-THROTTLE_SECONDS = 60.0                 # at most one diagnostic line per cause per minute
-SILENT_MIN_SECONDS = 60.0               # silence_threshold's floor
-SILENT_KEEPALIVES = 3                   # ... or this many keepalive intervals, whichever is longer
-
-
-def silence_threshold(keepalive_seconds):
-    """Seconds without an authenticated datagram after which the peer counts as silent."""
-    return max(SILENT_KEEPALIVES * keepalive_seconds, SILENT_MIN_SECONDS)
 
 
 def _round(seconds):
@@ -131,72 +117,6 @@ def format_status_line(status):
                 _drops_text(status["drops"]), format_duration(status["uptime_seconds"])))
 
 
-class LogThrottle:
-    """At most `burst` lines per cause within any `interval`; admit() says whether to log now.
-
-    burst 1 for diagnostics that repeat (one line a minute); a small burst for events that
-    come in sequences (a connection lost and made again is told in full, not cut after
-    "lost").
-    """
-
-    def __init__(self, interval=THROTTLE_SECONDS, burst=1):
-        self.interval = interval
-        self.burst = burst
-        self._recent = {}       # cause -> deque of the monotonic seconds of its last `burst` lines
-        self._held = {}         # cause -> lines held back since
-
-    def admit(self, cause, now):
-        """None: hold this one back. Otherwise the number held back since the last line."""
-        recent = self._recent.get(cause)
-        if recent is None:
-            recent = self._recent[cause] = collections.deque(maxlen=self.burst)
-        if len(recent) == self.burst and now - recent[0] < self.interval:
-            self._held[cause] = self._held.get(cause, 0) + 1
-            return None
-        recent.append(now)
-        return self._held.pop(cause, 0)
-
-
-class PeerWatch:
-    """Is the peer talking? Fed with authenticated receptions and the clock.
-
-    received(now) -> "up" on the very first authenticated datagram, "back" on the
-    first after a silence, else None. check(now) -> "silent" once when nothing
-    authenticated came for `silent_after` seconds (counted from the start before
-    the first), else None.
-    """
-
-    UP, SILENT, BACK = "up", "silent", "back"
-
-    def __init__(self, silent_after, now):
-        self.silent_after = silent_after
-        self.started = now
-        self.last_received = None
-        self.silent_since = None        # last_received (or start) when the silence was noticed
-
-    @property
-    def silent(self):
-        return self.silent_since is not None
-
-    def received(self, now):
-        first = self.last_received is None
-        self.last_received = now
-        if first:
-            self.silent_since = None
-            return self.UP
-        if self.silent_since is not None:
-            self.silent_since = None
-            return self.BACK
-        return None
-
-    def check(self, now):
-        since = self.started if self.last_received is None else self.last_received
-        if self.silent_since is None and now - since >= self.silent_after:
-            self.silent_since = since
-            return self.SILENT
-        return None
-
-
 def clock_skew_message(skew_ms, pvt_seconds):
     """skew_ms = the datagram's timestamp minus our clock."""
     return "peer clock differs by %+.0f s; -pvt is %g s (handshakes outside it are refused: sync the clocks, " \
@@ -204,4 +124,4 @@ def clock_skew_message(skew_ms, pvt_seconds):
 
 
 __all__ = ["build_status", "format_status", "format_status_line", "format_duration", "format_bytes",
-           "LogThrottle", "PeerWatch", "silence_threshold", "clock_skew_message"]
+           "clock_skew_message"]

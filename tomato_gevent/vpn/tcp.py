@@ -48,7 +48,9 @@ from .connections import ConnectionRules, ConnectionState
 from .framing import FRAME_HEADER_SIZE, FrameSplitter, frame_header, frame_iovecs
 from .http_connect import ProxyAuthRequired, connect_request, parse_connect_reply
 from .keypair import DATA_TYPE, OVERHEAD
-from .transport import DatagramTransport, RateLimitedWarnings, open_bound_socket
+from .sockets import open_bound_socket
+from .throttle import LogThrottle as RateLimitedWarnings
+from .transport import DatagramTransport
 
 log = logging.getLogger(__name__)
 
@@ -275,7 +277,7 @@ class TcpTransport(DatagramTransport):
         if self.rules.current is not before:
             log.debug("sending on %r from now on", self.rules.current)
             if first and self.rules.current is conn and self._announce is not None:
-                self._announce()        # the dialler's connection is answered (and trusted) at once
+                self._announce(dialled=False)   # the dialler's connection is answered (and trusted) at once
 
     # -- send ------------------------------------------------------------------------------
     def send(self, view, destination):

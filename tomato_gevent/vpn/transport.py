@@ -40,44 +40,9 @@ Constructor arguments every transport takes (assembly.py passes them):
 The TCP transport also takes keep_outgoing: () -> bool, the crossed-connection
 tie-break (handshake.Handshake.keeps_outgoing, a rule both sides evaluate alike).
 """
-import _socket
 import collections
-import logging
-import time
 
-from ..errors import TomatoError
-from ..netutil import format_address
-from .status import LogThrottle
-
-
-WARN_INTERVAL_SECONDS = 10.0
-
-
-def open_bound_socket(address, sock_type, describe, options=(), listen_backlog=None):
-    """Non-blocking socket of sock_type bound to a sockaddr tuple (IPv4, or dual-stack IPv6).
-
-    options: (level, name, value, required) set before bind; an optional one the kernel
-    refuses keeps its default. listen_backlog: listen() after bind. An OSError on the way
-    closes the socket and becomes a TomatoError "cannot <describe> <address>: <reason>"."""
-    family = _socket.AF_INET6 if len(address) == 4 else _socket.AF_INET
-    sock = _socket.socket(family, sock_type)
-    try:
-        if family == _socket.AF_INET6:
-            sock.setsockopt(_socket.IPPROTO_IPV6, _socket.IPV6_V6ONLY, 0)
-        for level, name, value, required in options:
-            try:
-                sock.setsockopt(level, name, value)
-            except OSError:
-                if required:
-                    raise
-        sock.bind(address)
-        if listen_backlog is not None:
-            sock.listen(listen_backlog)
-    except OSError as e:
-        sock.close()
-        raise TomatoError("cannot %s %s: %s" % (describe, format_address(address), e.strerror)) from None
-    sock.setblocking(False)
-    return sock
+from .throttle import LogThrottle
 
 
 class DatagramTransport:
@@ -88,7 +53,7 @@ class DatagramTransport:
 
     def __init__(self, logger, drops=None):
         self.drops = collections.Counter() if drops is None else drops
-        self.warn = RateLimitedWarnings(logger)
+        self.warn = LogThrottle(logger)      # warn(cause, msg, *args): repeating errors
         self.sent = 0
         self.sent_bytes = 0
 
@@ -123,26 +88,3 @@ class DatagramTransport:
     def close(self):
         raise NotImplementedError
 
-
-class RateLimitedWarnings:
-    """warn(key, msg, *args): at most `burst` WARNINGs (or `level`) per key within any
-    WARN_INTERVAL_SECONDS (status.LogThrottle decides), DEBUG beyond that.
-
-    For errors that repeat per packet (send failures, tun write errors: burst 1) and for
-    events that can flap (a connection lost and made again: a small burst, so that one
-    "lost, reconnecting, connected" sequence is told in full): the log says that it
-    happens without saying it a thousand times a second.
-    """
-
-    def __init__(self, logger, monotonic=time.monotonic, interval=WARN_INTERVAL_SECONDS, level=logging.WARNING,
-                 burst=1):
-        self._log = logger
-        self._monotonic = monotonic
-        self._level = level
-        self._throttle = LogThrottle(interval, burst)
-
-    def __call__(self, key, msg, *args):
-        if self._throttle.admit(key, self._monotonic()) is None:
-            self._log.debug(msg, *args)
-        else:
-            self._log.log(self._level, msg, *args)

@@ -22,7 +22,8 @@ from gevent import get_hub
 
 from ..netutil import format_address
 from .keypair import MAX_DATAGRAM_SIZE
-from .transport import DatagramTransport, open_bound_socket
+from .sockets import open_bound_socket
+from .transport import DatagramTransport
 
 log = logging.getLogger(__name__)
 
