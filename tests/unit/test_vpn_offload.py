@@ -122,30 +122,75 @@ def test_room_for_the_prefix_is_required():
         cut(bytearray(packet), 0, len(packet), 4, 20, PREFIX)
 
 
+def merge(packets):
+    """What coalesce.py writes for (packet, trusted) pairs: [(vnet header, body)]."""
+    frames = []
+    coalescer = TcpCoalescer(lambda header, body: frames.append((bytes(header), bytes(body))))
+    for packet, trusted in packets:
+        coalescer.add(memoryview(bytearray(packet)), trusted)
+    coalescer.flush()
+    return frames
+
+
 @settings(max_examples=200, deadline=None)
 @given(size=st.integers(1, 60000), mss=st.integers(1, 1460), ipv6=st.booleans(), push=st.booleans(),
-       seq=st.integers(0, 2 ** 32 - 1), ident=st.integers(0, 0xFFFF), options=st.sampled_from([b"", TIMESTAMPS]))
-def test_split_then_merge_is_the_identity(size, mss, ipv6, push, seq, ident, options):
+       seq=st.integers(0, 2 ** 32 - 1), ident=st.integers(0, 0xFFFF), options=st.sampled_from([b"", TIMESTAMPS]),
+       trust=st.sampled_from(["all", "none", "mixed"]))
+def test_split_then_merge_is_the_identity(size, mss, ipv6, push, seq, ident, options, trust):
     """coalesce.py merges what cut() made back into the super-packet the kernel handed over,
-    with the same vnet header (gso_size, type, partial checksum at the same place)."""
+    with the same vnet header (gso_size, type, partial checksum at the same place). Trusted
+    segments join as they are (partial checksum); the others have their checksum completed
+    first, as a segment forwarded from elsewhere arrives, and are verified."""
     flags = TCP_ACK | (TCP_PSH if push else 0)
     packet = tcp_packet(payload_of(size), seq, flags, ipv6=ipv6, options=options, ident=ident, partial=True)
     if len(packet) > 65535:
         return
-    frames = []
-    coalescer = TcpCoalescer(lambda header, body: frames.append((bytes(header), bytes(body))))
     ip_size, tcp_size = layout(packet)
-    segments = cut_all(packet, mss)
-    for segment in segments:
-        complete = bytearray(segment)
-        finish_checksum(complete, ip_size, 16)          # the merger verifies complete checksums
-        coalescer.add(memoryview(complete))
-    coalescer.flush()
-    if len(segments) == 1:
-        assert frames == [(bytes(10), complete_checksum(packet))]
+    given_packets = []
+    for i, segment in enumerate(cut_all(packet, mss)):
+        trusted = trust == "all" or trust == "mixed" and i % 2 == 0
+        if not trusted:
+            segment = complete_checksum(segment)
+        given_packets.append((segment, trusted))
+    frames = merge(given_packets)
+    if len(given_packets) == 1:
+        trusted = given_packets[0][1]
+        assert frames == [(partial_header(ip_size, 16), packet) if trusted else (bytes(10), complete_checksum(packet))]
         return
     assert frames == [(VNET_HDR.pack(VIRTIO_NET_HDR_F_NEEDS_CSUM, 4 if ipv6 else 1, ip_size + tcp_size, mss, ip_size,
                                      16), packet)]
+
+
+def test_trusted_segments_are_merged_without_a_check_untrusted_ones_are_checked():
+    """A trusted segment's partial checksum would fail verification: merging it shows that
+    nothing was computed. An untrusted corrupt segment among them stays out, unchanged."""
+    segments = cut_all(tcp_packet(payload_of(5000), 1, partial=True), 1000)
+    bad = bytearray(complete_checksum(segments[2]))
+    bad[-1] ^= 0x40
+    frames = merge([(segments[0], True), (segments[1], True), (bytes(bad), False), (segments[3], True),
+                    (complete_checksum(segments[4]), False)])
+    assert [len(body) for _, body in frames] == [52 + 2000, len(bad), 52 + 2000]
+    assert frames[1] == (bytes(10), bytes(bad))
+    assert frames[0][0][0] == frames[2][0][0] == VIRTIO_NET_HDR_F_NEEDS_CSUM
+
+
+def test_a_trusted_first_segment_is_not_checked_when_an_untrusted_one_joins():
+    segments = cut_all(tcp_packet(payload_of(2000), 1, partial=True), 1000)
+    frames = merge([(segments[0], True), (complete_checksum(segments[1]), False)])
+    assert len(frames) == 1 and frames[0][0][1] == 1
+
+
+@pytest.mark.parametrize("packet, header", [
+    (tcp_packet(payload_of(10), 1, partial=True), partial_header(20, 16)),
+    (tcp_packet(b"", 1, TCP_ACK | 2, partial=True), partial_header(20, 16)),              # SYN: never merged
+    (tcp_packet(payload_of(10), 1, ipv6=True, partial=True), partial_header(40, 16)),
+    (tcp_packet(payload_of(10), 1, ip_options=ROUTER_ALERT, partial=True), partial_header(24, 16)),
+    (udp_packet(payload_of(10), partial=True), partial_header(20, 6)),
+    (udp_packet(payload_of(10), ipv6=True, partial=True), partial_header(40, 6)),
+    (bytes.fromhex("4500001c0001400040010000") + bytes(16), bytes(10)),                  # ICMP: nowhere to put it
+], ids=["tcp4", "syn", "tcp6", "tcp4-options", "udp4", "udp6", "icmp"])
+def test_a_trusted_packet_alone_is_written_with_needs_csum(packet, header):
+    assert merge([(packet, True)]) == [(header, packet)]
 
 
 # -- finishing partial checksums, and where they are ---------------------------------------

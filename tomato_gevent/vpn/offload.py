@@ -30,7 +30,7 @@ done with when it asks for the next. So no payload byte is copied; only headers 
 import struct
 
 from ..errors import TomatoError
-from .vnet import VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_TCPV4, VIRTIO_NET_HDR_GSO_TCPV6, VNET_HDR
+from .vnet import VIRTIO_NET_HDR_F_NEEDS_CSUM, VNET_HDR
 
 # -- kernel constants (include/uapi/linux/if_tun.h, virtio_net.h) ---------------
 TUNSETOFFLOAD = 0x400454D0                      # _IOW('T', 208, unsigned int)
