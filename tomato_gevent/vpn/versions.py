@@ -1,0 +1,57 @@
+"""Which protocol version a datagram that failed authentication speaks (pure).
+
+Versions derive different keys from the same password, so a datagram of another
+version fails authentication like one sealed with a wrong password. To say which it
+is in the log, a datagram that failed is tried once more under the key the older
+version derives from the peer's password -- at most once per interval (one more AEAD
+call: a flood gains nothing), and only for datagrams from the peer's address (the
+caller decides). The older key is derived on the first try (scrypt: ~0.1 s, once).
+
+    probe = VersionProbe(lambda: derive_old_key(peer_password))
+    probe.older_version(datagram, now_mono)  ->  "tomato-vpn v2" or None
+
+The older layouts differ after the header only, so one AEAD call over the datagram
+as it came decides: header (12) = nonce = associated data, then ciphertext and tag.
+"""
+from .packet import DEFAULT_BACKEND, HEADER_SIZE, KEY_SIZE, SCRYPT_N, SCRYPT_P, SCRYPT_R, TAG_SIZE
+
+OLD_PROTOCOL = "tomato-vpn v2"
+OLD_SCRYPT_SALT = OLD_PROTOCOL.encode() + b" password"
+PROBE_INTERVAL_SECONDS = 10.0
+
+
+def derive_old_key(password):
+    """The key the older version derives from a password (str or bytes)."""
+    from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
+
+    if isinstance(password, str):
+        password = password.encode("utf-8")
+    return Scrypt(salt=OLD_SCRYPT_SALT, length=KEY_SIZE, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P).derive(password)
+
+
+class VersionProbe:
+    def __init__(self, derive_old_key, interval=PROBE_INTERVAL_SECONDS, backend=DEFAULT_BACKEND):
+        self._derive_old_key = derive_old_key
+        self.interval = interval
+        self._backend = backend
+        self._aead = None
+        self._next_try = None       # monotonic seconds
+
+    def older_version(self, datagram, now_mono):
+        """The older protocol's name if datagram authenticates under its key, else None
+        (also when the last try was less than interval ago)."""
+        if self._next_try is not None and now_mono < self._next_try:
+            return None
+        self._next_try = now_mono + self.interval
+        if len(datagram) < HEADER_SIZE + TAG_SIZE:
+            return None
+        if self._aead is None:
+            self._aead = self._backend(self._derive_old_key())
+        datagram = memoryview(datagram)
+        header = datagram[:HEADER_SIZE]
+        out = bytearray(len(datagram) - HEADER_SIZE - TAG_SIZE)
+        try:
+            self._aead.decrypt_into(header, datagram[HEADER_SIZE:], header, out)
+        except self._aead.AuthenticationFailed:
+            return None
+        return OLD_PROTOCOL
