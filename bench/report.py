@@ -153,8 +153,8 @@ SETUPS = [
     "(the proxy's process tree) before and with 1 000 idle TCP connections open, on fresh processes.",
     "- **Rules**: `bench/rules_bench.py` (the rules' own script); the references are the issues' goals, and for"
     " the pattern pass the same list without its keyword/regexp rules, timed in the same process.",
-    "- **Crypto**: `Sealer.seal_into` and `parse_header` + `Opener.open_into` of "
-    "tomato_gevent/vpn/packet.py on a 1400-byte payload, best of 7 loops; the reference is the bare "
+    "- **Crypto**: `Sealer.seal_into` of tomato_gevent/vpn/packet.py and the tunnel's decoder "
+    "`Receiver.open_into` of session.py on a 1400-byte payload, best of 7 loops; the reference is the bare "
     "AES-256-GCM call of the same library on the same buffers.",
     "",
 ]

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from tomato_gevent.errors import BadPacket
 from tomato_gevent.vpn.packet import HEADER_SIZE, MAX_DATAGRAM_SIZE, OVERHEAD, TIMESTAMP_SIZE, make_session_id
-from tomato_gevent.vpn.session import PeerEndpoint, Receiver, new_sealer
+from tomato_gevent.vpn.session import PeerEndpoint, Receiver, SendSession, new_sealer
 
 PEER_KEY, OWN_KEY = bytes(range(32)), bytes(range(1, 33))
 T0 = 1_700_000_000_000
@@ -28,8 +28,8 @@ class Host:
 
     def __init__(self):
         self.peer = new_sealer(PEER_KEY, T0 - 1000, 0x1234)
-        self.receiver = Receiver(PEER_KEY, PVT)
-        self.receiver.own_session_id = new_sealer(OWN_KEY, T0 - 500, 0x4321).session_id
+        self.sending = SendSession(lambda after: new_sealer(OWN_KEY, T0 - 500, 0x4321, after=after))
+        self.receiver = Receiver(PEER_KEY, PVT, self.sending)
         self.endpoint = PeerEndpoint(fixed=None, forget_after=60.0)
         self.out = bytearray(MAX_DATAGRAM_SIZE)
         self.delivered = [self.peer.seal(b"packet %d" % i, T0) for i in range(5)]
@@ -77,7 +77,7 @@ def crafted(draw):
     start = draw(st.sampled_from(["current", "newer", "future", "older", "own", "any"]))
     session_id = {
         "current": host.peer.session_id,
-        "own": host.receiver.own_session_id,
+        "own": host.sending.sealer.session_id,
         "newer": make_session_id(T0 + draw(st.integers(0, 9_999)), draw(st.integers(0, 0xFFFF))),
         "future": make_session_id(T0 + draw(st.integers(10_001, 10 ** 9)), draw(st.integers(0, 0xFFFF))),
         "older": make_session_id(T0 - draw(st.integers(1_001, 10 ** 9)), draw(st.integers(0, 0xFFFF))),

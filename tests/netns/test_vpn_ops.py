@@ -12,6 +12,7 @@ import re
 import signal
 import stat
 import subprocess
+import sys
 from pathlib import Path
 
 from tomato_gevent.vpn.packet import OVERHEAD
@@ -22,6 +23,7 @@ CONTRACT_KEYS = {"interface", "peer_address", "last_received_seconds_ago", "rx_p
                  "tx_packets", "tx_bytes", "drops", "uptime_seconds"}
 ECHO_BYTES = 84 + OVERHEAD      # a default ping's IP packet + the tunnel's overhead
 SAFE_MTU = 1500 - 40 - 8 - OVERHEAD     # README "MTU": what a device vpn creates gets
+QUICK_SILENCE = Path(__file__).with_name("vpn_quick_silence.py")
 
 
 def show_json(lab, ns, *where):
@@ -141,19 +143,23 @@ def test_wrong_password_and_clock_skew_are_diagnosed_without_v(lab, pair):
 def test_peer_name_retried_at_boot_silent_peer_re_resolved_and_back(lab, pair):
     """The peer's name: unknown at start (retried, not fatal), moved while the peer is
     silent (re-resolved), moved again and SIGHUP (re-resolved at once). The silence
-    threshold is shortened to 2 s through TOMATO_VPN_SILENT_AFTER (tests only)."""
+    threshold is shortened to 2 s (vpn_quick_silence.py: cli.main's silent_after)."""
     a, b = pair
     lab.hosts(a, "")
-    fast = {"TOMATO_VPN_SILENT_AFTER": "2"}
+
+    def quick_silence_vpn(*args):
+        return [sys.executable, str(QUICK_SILENCE), "2", *args]
+
     ctl_a = control(lab, "a")
-    vpn_a = lab.spawn(a, lab.tool("vpn", "-la", ":%d" % PORT, "-lp", "pwd1", "-pa", "peerhost.test:%d" % PORT,
-                                  "-pp", "pwd2", "--keepalive", "1", "--control", ctl_a), env=fast)
+    vpn_a = lab.spawn(a, quick_silence_vpn("-la", ":%d" % PORT, "-lp", "pwd1", "-pa", "peerhost.test:%d" % PORT,
+                                           "-pp", "pwd2", "--keepalive", "1", "--control", ctl_a))
     lab.wait_log(vpn_a, "cannot resolve peerhost.test")
     assert "retrying every" in vpn_a.output() and vpn_a.poll() is None
     lab.hosts(a, "10.9.0.2 peerhost.test\n")
     lab.wait_log(vpn_a, "tunnel tun0: listening on")
-    vpn_b = start_vpn(lab, b, "-la", ":%d" % PORT, "-lp", "pwd2", "-pa", "10.9.0.1:%d" % PORT, "-pp", "pwd1",
-                      "--keepalive", "1", "--control", control(lab, "b"), env=fast)
+    vpn_b = lab.spawn(b, quick_silence_vpn("-la", ":%d" % PORT, "-lp", "pwd2", "-pa", "10.9.0.1:%d" % PORT,
+                                           "-pp", "pwd1", "--keepalive", "1", "--control", control(lab, "b")))
+    lab.wait_log(vpn_b, "tunnel ")
     lab.wait_log(vpn_a, "tunnel tun0 up")
     ping_eventually(lab, a, "10.0.1.2")
 

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from tomato_gevent.errors import ConfigError
-from tomato_gevent.vpn.cli import build_parser, resolve_endpoints
+from tomato_gevent.vpn.cli import build_parser
+from tomato_gevent.vpn.endpoints import resolve_endpoints
 
 VPN = Path(__file__).resolve().parents[2] / "bin" / "vpn"
 
@@ -154,7 +155,8 @@ def test_unresolvable_peer_is_retried_until_it_resolves_or_a_stop(monkeypatch, c
 
     import gevent.event
 
-    from tomato_gevent.vpn import cli
+    from tomato_gevent import peername
+    from tomato_gevent.vpn import endpoints
 
     answers = iter([socket_module.gaierror(-2, "Name or service not known")] * 3 + [[(2, 2, 17, "", ("10.9.0.2", 5000))]])
 
@@ -164,11 +166,11 @@ def test_unresolvable_peer_is_retried_until_it_resolves_or_a_stop(monkeypatch, c
             raise answer
         return answer
 
-    monkeypatch.setattr(cli.socket, "getaddrinfo", fake_getaddrinfo)
-    monkeypatch.setattr(cli, "RESOLVE_RETRY_SECONDS", 0.01)
+    monkeypatch.setattr(peername.socket, "getaddrinfo", fake_getaddrinfo)
+    monkeypatch.setattr(endpoints, "RESOLVE_RETRY_SECONDS", 0.01)
     stop = gevent.event.Event()
-    with caplog.at_level("INFO", logger="tomato_gevent.vpn.cli"):
-        assert cli.resolve_endpoints_patiently(("", 5000), ("peer.test", 5000), stop) == (
+    with caplog.at_level("INFO", logger="tomato_gevent.vpn.endpoints"):
+        assert endpoints.resolve_endpoints_patiently(("", 5000), ("peer.test", 5000), stop) == (
             ("0.0.0.0", 5000), ("10.9.0.2", 5000))
     messages = [r.getMessage() for r in caplog.records]
     assert messages[0] == "cannot resolve peer.test: Name or service not known; retrying every 0.01 s"
@@ -177,35 +179,35 @@ def test_unresolvable_peer_is_retried_until_it_resolves_or_a_stop(monkeypatch, c
     def never_resolves(*args):
         raise socket_module.gaierror(-3, "Temporary failure in name resolution")
 
-    monkeypatch.setattr(cli.socket, "getaddrinfo", never_resolves)
+    monkeypatch.setattr(peername.socket, "getaddrinfo", never_resolves)
     stop.set()                                              # SIGTERM while waiting for the name
-    assert cli.resolve_endpoints_patiently(("", 5000), ("peer.test", 5000), stop) is None
+    assert endpoints.resolve_endpoints_patiently(("", 5000), ("peer.test", 5000), stop) is None
 
 
 def test_peer_name_refresh_moves_the_endpoint_and_keeps_it_on_failure(monkeypatch):
     from types import SimpleNamespace
 
-    from tomato_gevent.vpn import cli
+    from tomato_gevent.vpn import endpoints
 
     link = SimpleNamespace(endpoint=SimpleNamespace(address=("10.9.0.2", 5000)), moves=[])
     link.move_peer = lambda address: (setattr(link.endpoint, "address", address), link.moves.append(address))
     resolved = {"peer.test": ("10.9.0.3", 5000)}
 
-    def fake_resolve(host, port, family=0, error=ConfigError):
+    def fake_sockaddr(host, port):
         if host not in resolved:
-            raise error("cannot resolve %s: gone" % host)
+            raise ConfigError("cannot resolve %s: gone" % host)
         return resolved[host]
 
-    monkeypatch.setattr(cli, "_resolve", fake_resolve)
-    name = cli.PeerName(("peer.test", 5000), ("::", 5000, 0, 0))       # a dual-stack socket
+    monkeypatch.setattr(endpoints, "sockaddr", fake_sockaddr)
+    name = endpoints.PeerResolver(("peer.test", 5000), ("::", 5000, 0, 0))       # a dual-stack socket
     name.refresh(link)
     assert link.moves == [("::ffff:10.9.0.3", 5000, 0, 0)]
     name.refresh(link)                                                  # the same address: no move
     del resolved["peer.test"]
     name.refresh(link)
-    numeric = cli.PeerName(("10.9.0.9", 5000), ("0.0.0.0", 5000))
+    numeric = endpoints.PeerResolver(("10.9.0.9", 5000), ("0.0.0.0", 5000))
     numeric.refresh(link)                                               # literal: never resolved again
-    assert numeric.numeric and link.moves == [("::ffff:10.9.0.3", 5000, 0, 0)]
+    assert numeric.name.numeric and link.moves == [("::ffff:10.9.0.3", 5000, 0, 0)]
 
 
 @pytest.mark.parametrize("argv", [

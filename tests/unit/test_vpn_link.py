@@ -1,6 +1,7 @@
 """The running link without root: a socketpair stands in for the tun (plain packets, no
 virtio header), two Links talk over UDP on 127.0.0.1:0 (udp.py, scheduler.py, link.py
-and the CLI's build_link, the one place both directions are built)."""
+and assembly.py, the one place both directions are built)."""
+import collections
 import logging
 import socket
 import threading
@@ -10,7 +11,8 @@ import pytest
 
 from tomato_gevent.errors import TomatoError
 from tomato_gevent.vpn import link as link_module
-from tomato_gevent.vpn.cli import build_link, build_parser, offloads_wanted, open_transport
+from tomato_gevent.vpn.assembly import build_link, build_sessions, offloads_wanted, open_transport
+from tomato_gevent.vpn.cli import build_parser
 from tomato_gevent.vpn.packet import OVERHEAD
 from tests.netns.nsutil import wait_for
 
@@ -37,7 +39,7 @@ class SocketTun:
 
 
 class Side:
-    """One running link: tun stand-in, UDP transport, Link built as the CLI builds it.
+    """One running link: tun stand-in, UDP transport, Link assembled as the CLI assembles it.
 
     Each side runs in its own thread with its own gevent hub, as each runs in its own
     process in real life: the link's busy-path epoll_wait blocks its whole hub (see
@@ -62,10 +64,12 @@ class Side:
             assert self._ready.wait(5), "link did not start"
 
     def build(self):
-        """Transport and Link, in the calling thread's hub."""
-        self.transport = open_transport(self.kind, self._bind, self._peer, self._offloads, self._http_proxy,
-                                        self._peer)
-        self.link = build_link(self._args, self._peer, self.tun, self.transport, *self._keys)
+        """Sessions, transport and Link, in the calling thread's hub."""
+        sending, receiver = build_sessions(*self._keys, self._args.pvt)
+        drops = collections.Counter()
+        self.transport = open_transport(self.kind, self._bind, self._peer, self._offloads, receiver, drops,
+                                        self._http_proxy, self._peer)
+        self.link = build_link(self._args, self._peer, self.tun, self.transport, sending, receiver, drops)
         self.address = self.transport.local_address()
         self._hub = gevent.get_hub()
 

@@ -65,9 +65,9 @@ class Reflector:
 
 
 def test_own_datagrams_reflected_back_are_refused(sides):  # noqa: F811
-    """Even with one key for both directions (the CLI refuses equal passwords; build_link
-    takes keys) a host never opens its own datagrams: build_link tells the receiver the
-    session id it sends with."""
+    """Even with one key for both directions (the CLI refuses equal passwords; build_sessions
+    takes keys) a host never opens its own datagrams: the receiver is built with the send
+    session, whose current id it refuses."""
     reflector = Reflector()
     try:
         a = sides(KEY_A, KEY_A, peer=reflector.address)

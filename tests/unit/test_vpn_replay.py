@@ -63,21 +63,21 @@ def test_bulk(sweep):
 
 
 def test_reordered_within_window_accepted_once():
-    window = ReplayWindow()
+    window = ReplayWindow(limit=REJECT_AFTER_MESSAGES)
     order = [5, 3, 4, 1, 2, 0, 100, 50, 99]
     assert all(window.accept(c) for c in order)
     assert not any(window.accept(c) for c in order)
 
 
 def test_too_old_rejected():
-    window = ReplayWindow()
+    window = ReplayWindow(limit=REJECT_AFTER_MESSAGES)
     assert window.accept(WINDOW_SIZE + 10)
     assert not window.accept(9)            # 8129 behind: outside the window
     assert window.accept(10)               # exactly WINDOW_SIZE behind: still inside
 
 
 def test_reset_forgets():
-    window = ReplayWindow()
+    window = ReplayWindow(limit=REJECT_AFTER_MESSAGES)
     assert window.accept(3)
     window.reset()
     assert window.accept(3)

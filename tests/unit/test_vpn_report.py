@@ -5,9 +5,9 @@ import pytest
 
 from tomato_gevent.errors import BadPacket
 from tomato_gevent.netutil import format_address
-from tomato_gevent.vpn.packet import AUTHENTICATION_FAILED, PROTOCOL
+from tomato_gevent.vpn.packet import PROTOCOL
 from tomato_gevent.vpn.report import LinkReport, diagnosed
-from tomato_gevent.vpn.session import PeerEndpoint, TimestampRefused
+from tomato_gevent.vpn.session import AUTHENTICATION_FAILED, PeerEndpoint, TimestampRefused
 
 PEER = ("10.9.0.2", 5000)
 

@@ -10,7 +10,7 @@ from tomato_gevent.errors import BadPacket
 from tomato_gevent.vpn.packet import (DEFAULT_BACKEND, HEADER_SIZE, MAX_DATAGRAM_SIZE, OVERHEAD, TIMESTAMP_SIZE,
                                       make_session_id, session_start_ms)
 from tomato_gevent.vpn.replay import WINDOW_SIZE
-from tomato_gevent.vpn.session import PeerEndpoint, Receiver, TimestampRefused, new_sealer
+from tomato_gevent.vpn.session import PeerEndpoint, Receiver, SendSession, TimestampRefused, new_sealer
 
 PEER_KEY = bytes(range(32))
 OTHER_KEY = bytes(32)
@@ -30,8 +30,8 @@ class Peer:
 
 
 class Me:
-    def __init__(self, backend=DEFAULT_BACKEND):
-        self.receiver = Receiver(PEER_KEY, PVT, backend)
+    def __init__(self, backend=DEFAULT_BACKEND, sending=None):
+        self.receiver = Receiver(PEER_KEY, PVT, sending, backend)
         self.out = bytearray(MAX_DATAGRAM_SIZE)
 
     def open(self, datagram, now_ms=T0, now_mono=100.0):
@@ -245,12 +245,16 @@ def test_flood_of_forged_newer_sessions_never_delays_a_restarted_peer():
 def test_own_session_id_refused_even_if_it_authenticates():
     """Item 10.2: with equal passwords a host could open its own datagrams; one reflected
     back at it must not switch it to its own session."""
-    me = Me()
+    mine = SendSession(lambda after: new_sealer(PEER_KEY, T0, 3, after=after, limit=1))   # the receiver's key
+    me = Me(sending=mine)
     peer = Peer(T0 - 1000)
     assert me.open(peer.packet(b"peer")) == b"peer"
-    mine = new_sealer(PEER_KEY, T0, 3)          # sealed with the key this receiver opens with
-    me.receiver.own_session_id = mine.session_id
-    me.refuses(mine.seal(b"mine", T0), "own session id (reflected datagram)")
+    first = mine.sealer.session_id
+    me.refuses(mine.sealer.seal(b"mine", T0), "own session id (reflected datagram)")
+    out = bytearray(100)
+    size = mine.seal_into(out, bytearray(TIMESTAMP_SIZE + 4), T0)       # counter exhausted: a newer session
+    assert mine.sealer.session_id > first
+    me.refuses(bytes(out[:size]), "own session id (reflected datagram)")     # the new id is refused as well
     assert me.receiver.session_id == peer.session_id
     assert me.open(peer.packet(b"still the peer")) == b"still the peer"
 

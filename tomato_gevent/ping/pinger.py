@@ -12,8 +12,8 @@ older than the timeout, and returns when the count is done and nothing is outsta
 when stop() was called (SIGINT/SIGTERM). `_receive_loop` runs in its own greenlet: it waits
 for the socket, drains it, parses (icmp.py), matches (tracker.py) and logs.
 """
+import dataclasses
 import errno
-import ipaddress
 import logging
 import random
 import socket
@@ -26,6 +26,7 @@ import gevent.socket
 
 from ..errors import BadPacket, ConfigError
 from ..netutil import ip_literal
+from ..peername import PeerName, Unresolved, getaddrinfo
 from . import icmp
 from .tracker import DifferentAddress, Duplicate, EchoTracker, Failed, Late, Lost, Reply
 
@@ -55,44 +56,35 @@ WILDCARD = {4: "0.0.0.0", 6: "::"}
 
 
 # -- resolution ----------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
 class Target:
     """What we ping: the name as given, its address (ipaddress object) and the sockaddr to send to."""
 
-    def __init__(self, host, address, sockaddr):
-        self.host = host
-        self.address = address
-        self.sockaddr = sockaddr
-        self.version = address.version
-        self.numeric = _is_numeric(host)
+    host: str
+    address: object
+    sockaddr: tuple
 
+    @property
+    def version(self):
+        return self.address.version
 
-def _is_numeric(host):
-    try:
-        ipaddress.ip_address(host.split("%", 1)[0])
-        return True
-    except ValueError:
-        return False
+    @property
+    def numeric(self):
+        return ip_literal(self.host) is not None
 
 
 def resolve(host, version=None):
     """HOST (address or name) -> Target; version 4/6 restricts the family. ConfigError if impossible."""
     family = {None: socket.AF_UNSPEC, 4: socket.AF_INET, 6: socket.AF_INET6}[version]
-    flags = socket.AI_NUMERICHOST if _is_numeric(host) else 0
-    if flags and version is not None:
-        literal = ipaddress.ip_address(host.split("%", 1)[0])
-        if literal.version != version:
-            raise ConfigError("%s is an IPv%d address, but -%d was given" % (host, literal.version, version))
-    try:
-        infos = socket.getaddrinfo(host, None, family, socket.SOCK_DGRAM, 0, flags)
-    except socket.gaierror as e:
-        raise ConfigError("cannot resolve %s: %s" % (host, e.strerror)) from None
-    except UnicodeError:
-        raise ConfigError("cannot resolve %s: not a valid host name" % host) from None
+    literal = ip_literal(host)
+    if literal is not None and version is not None and literal.version != version:
+        raise ConfigError("%s is an IPv%d address, but -%d was given" % (host, literal.version, version))
+    infos = getaddrinfo(host, None, family, socket.AI_NUMERICHOST if literal is not None else 0)
     for info_family, _, _, _, sockaddr in infos:
         if info_family in (socket.AF_INET, socket.AF_INET6):
             address = ip_literal(sockaddr[0])
             return Target(host, address, (sockaddr[0], 0) + tuple(sockaddr[2:]))
-    raise ConfigError("cannot resolve %s: no IPv%s address" % (host, version or "4/IPv6"))
+    raise Unresolved("cannot resolve %s: no IPv%s address" % (host, version or "4/IPv6"))
 
 
 # -- the socket ----------------------------------------------------------------
@@ -252,6 +244,8 @@ class Pinger:
     def __init__(self, icmp_socket, target, interval, count=None, timeout=10.0, payload_size=56):
         self.icmp_socket = icmp_socket
         self.target = target
+        # Resolved again after a loss or an error (resolve looked up at each call: tests replace it).
+        self.name = PeerName(target.host, lambda host: resolve(host, target.version))
         self.interval = interval
         self.count = count
         self.timeout = timeout
@@ -318,11 +312,11 @@ class Pinger:
     def _re_resolve(self):
         """After a failure, a name may point elsewhere now (dynamic DNS, a moved peer)."""
         try:
-            fresh = resolve(self.target.host, self.target.version)
+            fresh = self.name.moved(self.target)
         except ConfigError as e:
             log.warning("%s; still using %s", e, self.target.address)
             return
-        if fresh.address != self.target.address:
+        if fresh is not None:
             log.info("%s now resolves to %s (was %s)", self.target.host, fresh.address, self.target.address)
             self.target = fresh
 

@@ -9,27 +9,37 @@ Each side seals what it sends with its local password (-lp) and opens what it
 receives with the peer's password (-pp); host B mirrors host A.
 """
 import argparse
+import collections
 import contextlib
 import ipaddress
+import json
 import logging
 import os
 import signal
-import socket
 import sys
-import time
+
+import gevent
+from gevent.event import Event
 
 from ..cli_common import (OneLineParser, hostport_arg, number_arg, positive_float, program_name, read_secret, run_cli,
                           setup_logging)
 from ..errors import ConfigError
-from ..netutil import format_address, ip_literal
-from .packet import OVERHEAD
+from ..netutil import format_address
+from ..sdnotify import notify
+from .assembly import build_link, build_sessions, offloads_wanted, open_transport
+from .control import ControlError, ControlServer, default_path, query
+from .endpoints import PeerResolver, resolve_endpoints, resolve_endpoints_patiently, sockaddr
+from .hooks import HookFailed, hook_environment, run_hook
+from .link import KEEPALIVE_SECONDS
+from .packet import OVERHEAD, derive_password_key
+from .scheduler import WARM_AFTER_TRAFFIC_SECONDS
+from .status import format_status
+from .tun import TunDevice, device_addresses
 
 log = logging.getLogger(__name__)
 
 CREATED_DEVICE_MTU = 1500 - 40 - 8 - OVERHEAD   # README "MTU": fits any 1500-byte path, IPv4 or IPv6
 MAX_DEVICE_MTU = 65535 - 40 - 8 - OVERHEAD      # a sealed full-size packet still fits one UDP datagram
-RESOLVE_RETRY_SECONDS = 5.0                     # a -pa name that does not resolve at start
-RERESOLVE_SILENT_SECONDS = 30.0                 # how often a silent peer's -pa name is resolved again
 
 
 def _interface_name(text):
@@ -48,18 +58,11 @@ def _cidr(text):
     return interface
 
 
-class PeerUnresolved(ConfigError):
-    """The -pa host name does not resolve (at start: retried, not fatal)."""
-
-
 _mtu = number_arg(int, lambda value: 68 <= value <= MAX_DEVICE_MTU, "MTU {value} out of range 68-%d" % MAX_DEVICE_MTU)
 _seconds_or_zero = number_arg(float, lambda value: 0 <= value < float("inf"), "{text} must be 0 (off) or more seconds")
 
 
 def build_parser():
-    from .link import KEEPALIVE_SECONDS
-    from .scheduler import WARM_AFTER_TRAFFIC_SECONDS
-
     p = OneLineParser(
         prog=program_name("vpn"), allow_abbrev=False,
         description="Point-to-point encrypted VPN over UDP (or TCP) between two tun devices (AES-256-GCM). "
@@ -122,61 +125,6 @@ def build_parser():
     return p
 
 
-def _resolve(host, port, family=0, error=ConfigError):
-    try:
-        infos = socket.getaddrinfo(host, port, family, socket.SOCK_DGRAM)
-    except (socket.gaierror, UnicodeError) as e:
-        raise error("cannot resolve %s: %s" % (host, getattr(e, "strerror", e))) from None
-    return infos[0][4]
-
-
-def peer_for_socket(peer_addr, bind):
-    """The peer's sockaddr as a socket bound to `bind` sends to it: IPv4 peers of a
-    dual-stack IPv6 socket as ::ffff:a.b.c.d."""
-    if len(bind) == len(peer_addr):
-        return peer_addr
-    if len(bind) == 4:
-        return ("::ffff:" + peer_addr[0], peer_addr[1], 0, 0)
-    raise ConfigError("local address %s is IPv4 but the peer %s is IPv6" % (bind[0], peer_addr[0]))
-
-
-def resolve_endpoints(local, peer):
-    """(bind sockaddr, peer sockaddr or None) with matching families.
-
-    An empty local host binds IPv4 unless the peer is IPv6; `[::]:PORT` binds a
-    dual-stack socket that also reaches IPv4 peers (as ::ffff:a.b.c.d).
-    Raises PeerUnresolved if the peer's name does not resolve.
-    """
-    peer_addr = _resolve(peer[0], peer[1], error=PeerUnresolved) if peer is not None else None
-    local_host, local_port = local
-    if local_host:
-        bind = _resolve(local_host, local_port)
-    elif peer_addr is not None and len(peer_addr) == 4:
-        bind = ("::", local_port, 0, 0)
-    else:
-        bind = ("0.0.0.0", local_port)
-    return bind, peer_for_socket(peer_addr, bind) if peer_addr is not None else None
-
-
-def resolve_endpoints_patiently(local, peer, stop_event):
-    """resolve_endpoints, retrying every RESOLVE_RETRY_SECONDS while the peer's name does
-    not resolve (no network yet at boot); None if a stop came first."""
-    waiting_since = None
-    while True:
-        try:
-            endpoints = resolve_endpoints(local, peer)
-        except PeerUnresolved as e:
-            if waiting_since is None:
-                waiting_since = time.monotonic()
-                log.warning("%s; retrying every %g s", e, RESOLVE_RETRY_SECONDS)
-            if stop_event.wait(RESOLVE_RETRY_SECONDS):
-                return None
-            continue
-        if waiting_since is not None:
-            log.info("%s resolved after %.0f s", peer[0], time.monotonic() - waiting_since)
-        return endpoints
-
-
 def check_passwords(local_password, peer_password):
     """Refuse an empty password, and one password for both directions: nothing in a datagram
     says which way it travels, so with equal passwords a host opens its own datagrams
@@ -188,57 +136,7 @@ def check_passwords(local_password, peer_password):
         raise ConfigError("the local and peer passwords are equal: each direction needs its own password")
 
 
-def offloads_wanted(environ):
-    """False when TOMATO_VPN_OFFLOAD=0: one system call per packet everywhere (no GSO/GRO,
-    no virtio header on the tun)."""
-    return environ.get("TOMATO_VPN_OFFLOAD", "1") != "0"
-
-
-def build_link(args, peer_address, tun, transport, local_key, peer_key, stop_event=None, clock=None, random16=None,
-               silent_after=None):
-    """The Link with both directions built here: the send session (session ids from
-    clock and randomness), the receiver (-pvt) and the peer endpoint (-pa/-d, -avt)."""
-    from .link import SYSTEM_CLOCK, Link, SendSession
-    from .session import PeerEndpoint, Receiver, new_sealer
-
-    clock = SYSTEM_CLOCK if clock is None else clock
-    random16 = (lambda: int.from_bytes(os.urandom(2), "big")) if random16 is None else random16
-
-    receiver = Receiver(peer_key, args.pvt)
-
-    def new_session_sealer(after):
-        sealer = new_sealer(local_key, int(clock.wall() * 1000), random16(), after=after)
-        receiver.own_session_id = sealer.session_id     # refused on receive: a reflection of ours
-        return sealer
-
-    sending = SendSession(new_session_sealer)
-    # Both sides know both session ids once a datagram has opened: a rule they evaluate alike.
-    transport.keep_outgoing = lambda: sending.sealer.session_id > (receiver.session_id or 0)
-    endpoint = PeerEndpoint(fixed=peer_address, forget_after=args.avt)
-    return Link(tun, transport, sending, receiver, endpoint, keepalive=args.keepalive, clock=clock,
-                stop_event=stop_event, silent_after=silent_after, peer_host=args.pa[0] if args.pa else None,
-                keep_warm=args.keep_warm)
-
-
-def open_transport(kind, bind, peer_address, offloads, http_proxy=None, connect_target=None):
-    """The datagram transport of --transport, bound/listening on bind."""
-    if kind == "tcp":
-        from .tcp import TcpTransport, open_tcp_listener
-
-        return TcpTransport(open_tcp_listener(bind), peer_address, http_proxy=http_proxy,
-                            connect_target=connect_target)
-    from .udp import UdpTransport, open_udp_socket
-
-    return UdpTransport(open_udp_socket(bind), offloads=offloads)
-
-
-def _run(args):
-    import gevent
-    from gevent.event import Event
-
-    from .packet import derive_password_key
-    from .tun import TunDevice
-
+def _run(args, silent_after=None):
     local_password = read_secret(args.lp, args.local_password_file, "TOMATO_LOCAL_PASSWORD", "local password")
     peer_password = read_secret(args.pp, args.peer_password_file, "TOMATO_PEER_PASSWORD", "peer password")
     check_passwords(local_password, peer_password)
@@ -271,20 +169,21 @@ def _run(args):
             bind, peer_address = endpoints
         else:
             # The proxy resolves the peer's name (it may not resolve here): -pa stays as written.
-            http_proxy = _resolve(*args.http_proxy)
+            http_proxy = sockaddr(*args.http_proxy)
             bind, _ = resolve_endpoints(args.la, None)
             peer_address = args.pa
         offloads = offloads_wanted(os.environ)
-        local_key = derive_password_key(local_password)
-        peer_key = derive_password_key(peer_password)
-        transport = open_transport(args.transport, bind, peer_address, offloads, http_proxy, args.pa)
+        sending, receiver = build_sessions(derive_password_key(local_password), derive_password_key(peer_password),
+                                           args.pvt)
+        drops = collections.Counter()
+        transport = open_transport(args.transport, bind, peer_address, offloads, receiver, drops, http_proxy, args.pa)
         try:
             with TunDevice(args.I, addrs=args.addr, mtu=args.mtu, vnet_hdr=offloads,
                            created_mtu=CREATED_DEVICE_MTU) as tun:
-                link = build_link(args, peer_address, tun, transport, local_key, peer_key, stop_requested,
-                                  silent_after=_silent_after_override())
+                link = build_link(args, peer_address, tun, transport, sending, receiver, drops, stop_requested,
+                                  silent_after=silent_after)
                 if args.pa is not None and http_proxy is None:
-                    peer_name = PeerName(args.pa, bind)
+                    peer_name = PeerResolver(args.pa, bind)
                 return _serve(args, link, peer_name, stop_requested, http_proxy)
         finally:
             transport.close()
@@ -296,12 +195,6 @@ def _run(args):
 def _serve(args, link, peer_name, stop_requested, http_proxy=None):
     """Run a built link on its configured device: --up, the control socket, the link
     until a stop, the stop line, --down."""
-    import gevent
-
-    from ..sdnotify import notify
-    from .control import default_path
-    from .hooks import HookFailed
-
     tun = link.tun
     if args.up:
         status = _hook("up", args.up, tun, stop_requested)
@@ -339,26 +232,14 @@ def _serve(args, link, peer_name, stop_requested, http_proxy=None):
 
 def _hook(script_type, command, tun, stop_requested):
     """Run --up/--down with the device's name, MTU and addresses in the environment."""
-    from .hooks import hook_environment, run_hook
-    from .tun import device_addresses
-
     env = hook_environment(script_type, tun.name, tun.current_mtu(), device_addresses(tun.name), base=os.environ)
     return run_hook("--" + script_type, command, env, stop_requested)
-
-
-def _silent_after_override():
-    """Seconds of silence before "peer silent" when $TOMATO_VPN_SILENT_AFTER is set: for
-    the tests only (the real threshold, max(3 x keepalive, 60 s), is too long to wait for)."""
-    value = os.environ.get("TOMATO_VPN_SILENT_AFTER")
-    return float(value) if value else None
 
 
 @contextlib.contextmanager
 def _control_server(path, status):
     """The control socket while the link runs, or (with a warning) none: `vpn show`
     is a convenience the tunnel itself does not depend on."""
-    from .control import ControlError, ControlServer
-
     try:
         server = ControlServer(path, status).start()
     except ControlError as e:
@@ -369,43 +250,6 @@ def _control_server(path, status):
         yield server
     finally:
         server.close()
-
-
-class PeerName:
-    """The -pa host, re-resolved on SIGHUP and while the peer is silent (dynamic DNS)."""
-
-    def __init__(self, hostport, bind):
-        self.host, self.port = hostport
-        self.bind = bind            # the local sockaddr: decides how an IPv4 peer is written
-        self.numeric = ip_literal(self.host) is not None       # a literal is never resolved again
-
-    def refresh(self, link):
-        """Resolve again; point the link at the new address if it moved."""
-        if self.numeric:
-            return
-        try:
-            fresh = peer_for_socket(_resolve(self.host, self.port, error=PeerUnresolved), self.bind)
-        except ConfigError as e:
-            log.warning("%s; keeping %s", e, _format_peer(link.endpoint.address))
-            return
-        if fresh != link.endpoint.address:
-            log.info("peer %s now resolves to %s (was %s)", self.host, _format_peer(fresh),
-                     _format_peer(link.endpoint.address))
-            link.move_peer(fresh)
-
-    def refresh_while_silent(self, link):
-        import gevent
-
-        if self.numeric:
-            return
-        while True:
-            gevent.sleep(min(RERESOLVE_SILENT_SECONDS, link.watch.silent_after))
-            if link.watch.silent:
-                self.refresh(link)
-
-
-def _format_peer(address):
-    return format_address(address) if address is not None else "none"
 
 
 def build_show_parser():
@@ -422,11 +266,6 @@ def build_show_parser():
 
 def show(argv):
     """`vpn show`: print a running vpn's status; exit 1 with one line if none answers."""
-    import json
-
-    from .control import ControlError, default_path, query
-    from .status import format_status
-
     args = build_show_parser().parse_args(argv)
     path = args.control or default_path(args.I)
     try:
@@ -446,13 +285,16 @@ def show(argv):
     return 0
 
 
-def main(argv=None):
+def main(argv=None, silent_after=None):
+    """silent_after: seconds without an authenticated datagram before the peer counts as
+    silent (default status.silence_threshold(--keepalive), at least 60 s): a program that
+    runs the vpn may shorten it (the netns tests, tests/netns/vpn_quick_silence.py)."""
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["show"]:        # a subcommand: the seed's command line always starts with a flag
         return show(argv[1:])
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose)
-    return run_cli(lambda: _run(args), __name__)
+    return run_cli(lambda: _run(args, silent_after), __name__)
 
 
 if __name__ == "__main__":

@@ -1,9 +1,10 @@
 """The running link: composes a tun, a datagram transport and the scheduler; housekeeping, shutdown.
 
-  Link(tun, transport, sending, receiver, endpoint, ...) -- everything is built by
-  the caller (cli.py): the transport (udp.py, with or without offloads), the send
-  session (SendSession: a sealer factory drawing the session id from the caller's
-  clock and randomness), the Receiver, the PeerEndpoint and the clock.
+  Link(tun, transport, sending, receiver, endpoint, drops, ...) -- everything is built
+  by the caller (assembly.py): the transport (udp.py, with or without offloads), the
+  send session (session.SendSession: a sealer factory drawing the session id from the
+  caller's clock and randomness), the Receiver, the PeerEndpoint, the drop counter
+  the transport counts into too, and the clock.
   Link.status() is the status dict of status.py (`vpn show`, SIGUSR1, the stop line);
   Link.report (report.py) says what is worth a log line.
 Greenlets:
@@ -22,7 +23,7 @@ import gevent
 from gevent.event import Event
 
 from ..errors import TomatoError
-from .packet import OVERHEAD, TIMESTAMP_SIZE, CounterExhausted
+from .packet import OVERHEAD, TIMESTAMP_SIZE
 from .report import LinkReport
 from .scheduler import WARM_AFTER_TRAFFIC_SECONDS, Scheduler
 from .status import build_status, format_status_line, silence_threshold
@@ -36,25 +37,8 @@ Clock = collections.namedtuple("Clock", "wall mono")    # seconds: time.time-lik
 SYSTEM_CLOCK = Clock(time.time, time.monotonic)
 
 
-class SendSession:
-    """Our current sending session: new_sealer(after) -> Sealer makes the first one and,
-    when a session's counter is exhausted, a strictly newer one."""
-
-    def __init__(self, new_sealer):
-        self._new_sealer = new_sealer
-        self.sealer = new_sealer(None)
-
-    def seal_into(self, out, plain, timestamp_ms):
-        try:
-            return self.sealer.seal_into(out, plain, timestamp_ms)
-        except CounterExhausted:
-            self.sealer = self._new_sealer(self.sealer.session_id)
-            log.info("counter exhausted, started a new session")
-            return self.sealer.seal_into(out, plain, timestamp_ms)
-
-
 class Link:
-    def __init__(self, tun, transport, sending, receiver, endpoint, keepalive=KEEPALIVE_SECONDS,
+    def __init__(self, tun, transport, sending, receiver, endpoint, drops, keepalive=KEEPALIVE_SECONDS,
                  clock=SYSTEM_CLOCK, stop_event=None, silent_after=None, peer_host=None,
                  keep_warm=WARM_AFTER_TRAFFIC_SECONDS):
         self.tun = tun
@@ -64,7 +48,7 @@ class Link:
         self.endpoint = endpoint
         self.keepalive = keepalive
         self.clock = clock
-        self.drops = transport.drops            # reason -> count, one counter for the whole link
+        self.drops = drops          # collections.Counter, reason -> count: the transport counts into it too
         self.peer_host = peer_host              # the -pa host as given, for the status
         self.started = clock.mono()
         if silent_after is None:

@@ -24,14 +24,14 @@ Why one key and no per-session derivation: a datagram of a session the
 receiver has not seen yet is checked with one AEAD call, exactly what any
 datagram costs, so a flood of forged "new session" datagrams has nothing
 expensive to trigger (v1 spent an HKDF on each, under a budget a flood could
-use up). Sealer.seal*/Opener.open* do exactly one AEAD call. Opener raises
-BadPacket for anything that is not a well-formed authentic datagram; replay,
-timestamp and session policy live in session.py. Two AEAD backends share one
-interface: `cryptography` (fast, the data path) and pycryptodome (reference, tests).
+use up). Sealer.seal* does exactly one AEAD call. The one decoder is
+session.Receiver.open_into (framing, session rules, this layout's AEAD call,
+timestamp, replay), used by the tunnel, the tests and bench/crypto_bench.py alike:
+it reads the header with HEADER and the timestamp with TIMESTAMP below. Two AEAD
+backends share one interface: `cryptography` (fast, the data path) and pycryptodome
+(reference, tests).
 """
 import struct
-
-from ..errors import BadPacket
 
 # -- wire constants -----------------------------------------------------------
 NONCE_SIZE = 12                                 # AES-GCM's standard nonce
@@ -47,15 +47,16 @@ MIN_DATAGRAM_SIZE = OVERHEAD                    # a keepalive: empty payload
 MAX_DATAGRAM_SIZE = 65535
 SESSION_RANDOM_BITS = 16
 SESSION_START_BITS = SESSION_ID_SIZE * 8 - SESSION_RANDOM_BITS   # ms fit until year 10889
+# A session stops short of counter wrap-around by about the replay window (WireGuard's
+# margin, replay.WINDOW_SIZE), and the sender then starts a newer session.
+REJECT_AFTER_MESSAGES = (1 << 8 * COUNTER_SIZE) - (1 << 13) - 1
 
 PROTOCOL = "tomato-vpn v2"                      # the label: v1 and v2 keys differ, so they refuse each other
 SCRYPT_SALT = PROTOCOL.encode() + b" password"
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2 ** 15, 8, 1    # ~32 MiB and ~0.1 s: deliberately slow
 
-_HEADER = struct.Struct(">QI")
-_U64 = struct.Struct(">Q")
-
-AUTHENTICATION_FAILED = "authentication failed"     # BadPacket reason: wrong password or protocol
+HEADER = struct.Struct(">QI")                  # session id, counter
+TIMESTAMP = struct.Struct(">Q")                 # the first TIMESTAMP_SIZE bytes of the plaintext
 
 
 # -- keys -------------------------------------------------------------------------
@@ -76,16 +77,8 @@ def make_session_id(start_ms, random16):
 
 
 def session_start_ms(session_id):
+    """The start time (ms) a session id carries: what "newer session" compares."""
     return session_id >> SESSION_RANDOM_BITS
-
-
-def parse_header(datagram):
-    """(session_id, counter) of a datagram; BadPacket if it cannot be one of ours."""
-    if len(datagram) < MIN_DATAGRAM_SIZE:
-        raise BadPacket("short datagram")
-    if len(datagram) > MAX_DATAGRAM_SIZE:
-        raise BadPacket("oversized datagram")
-    return _HEADER.unpack_from(datagram)
 
 
 # -- AEAD backends: same interface, byte-identical output -------------------------
@@ -160,12 +153,10 @@ class CounterExhausted(Exception):
 class Sealer:
     """Seals outgoing payloads for one session; the counter only goes up."""
 
-    def __init__(self, password_key, session_id, backend=DEFAULT_BACKEND, counter=0, limit=None):
-        from .replay import REJECT_AFTER_MESSAGES
-
+    def __init__(self, password_key, session_id, backend=DEFAULT_BACKEND, counter=0, limit=REJECT_AFTER_MESSAGES):
         self.session_id = session_id
         self.counter = counter
-        self.limit = REJECT_AFTER_MESSAGES if limit is None else limit
+        self.limit = limit
         self._encrypt_into = backend(password_key).encrypt_into
 
     def seal_into(self, out, plain, timestamp_ms):
@@ -179,8 +170,8 @@ class Sealer:
         if counter >= self.limit:
             raise CounterExhausted()
         self.counter = counter + 1
-        _U64.pack_into(plain, 0, timestamp_ms)
-        _HEADER.pack_into(out, 0, self.session_id, counter)
+        TIMESTAMP.pack_into(plain, 0, timestamp_ms)
+        HEADER.pack_into(out, 0, self.session_id, counter)
         end = HEADER_SIZE + len(plain) + TAG_SIZE
         if type(out) is not memoryview:
             out = memoryview(out)
@@ -196,34 +187,3 @@ class Sealer:
         self.seal_into(out, plain, timestamp_ms)
         return bytes(out)
 
-
-class Opener:
-    """Authenticates and decrypts datagrams of any session sealed with one password
-    (no replay or session policy here: see session.Receiver)."""
-
-    def __init__(self, password_key, backend=DEFAULT_BACKEND):
-        aead = backend(password_key)
-        self.decrypt_into = aead.decrypt_into          # raw: raises self.AuthenticationFailed
-        self.AuthenticationFailed = aead.AuthenticationFailed
-
-    def open_into(self, datagram, out):
-        """Decrypt datagram (framing already checked) into out.
-
-        out receives timestamp + payload (len(datagram) - HEADER_SIZE - TAG_SIZE
-        bytes). Returns the timestamp in ms; BadPacket if authentication fails.
-        """
-        datagram = memoryview(datagram)
-        header = datagram[:HEADER_SIZE]
-        try:
-            self.decrypt_into(header, datagram[HEADER_SIZE:], header,
-                              memoryview(out)[:len(datagram) - HEADER_SIZE - TAG_SIZE])
-        except self.AuthenticationFailed:
-            raise BadPacket(AUTHENTICATION_FAILED) from None
-        return _U64.unpack_from(out)[0]
-
-    def open(self, datagram):
-        """Convenience: (session_id, counter, timestamp_ms, payload bytes) of a datagram."""
-        session_id, counter = parse_header(datagram)
-        out = bytearray(len(datagram) - HEADER_SIZE - TAG_SIZE)
-        timestamp_ms = self.open_into(datagram, out)
-        return session_id, counter, timestamp_ms, bytes(out[TIMESTAMP_SIZE:])

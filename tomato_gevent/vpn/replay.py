@@ -1,16 +1,16 @@
 """Sliding-window anti-replay filter (RFC 6479, as WireGuard's replay package).
 
-Contract: ReplayWindow.accept(counter) -> bool. True the first time a counter
-is seen, if it is not older than WINDOW_SIZE behind the highest counter seen
-and below the limit; False for a replay, a too-old counter, or counter >= limit.
+Contract: ReplayWindow(limit).accept(counter) -> bool. True the first time a
+counter is seen, if it is not older than WINDOW_SIZE behind the highest counter
+seen and below the limit; False for a replay, a too-old counter, or counter >= limit.
+The limit is the caller's (packet.REJECT_AFTER_MESSAGES in the tunnel): this
+module depends on nothing, as wireguard-go's replay package.
 A replay is an expected event on the hot path, so it is a bool, not an exception.
 
 The window is a ring of RING_BLOCKS 64-bit blocks; moving forward clears only
 the blocks that slide out, so accept() costs O(1) amortised, and a reordered
 packet (arriving after higher counters) is still accepted once.
 """
-from .packet import COUNTER_SIZE
-
 BLOCK_BIT_LOG = 6                       # 64 bits per block
 BLOCK_BITS = 1 << BLOCK_BIT_LOG
 RING_BLOCKS = 1 << 7                    # power of two, so the ring index is a mask
@@ -18,17 +18,13 @@ WINDOW_SIZE = (RING_BLOCKS - 1) * BLOCK_BITS   # 8128 counters behind the newest
 BLOCK_MASK = RING_BLOCKS - 1
 BIT_MASK = BLOCK_BITS - 1
 
-# Counters are COUNTER_SIZE bytes on the wire; a session stops short of wrap-around
-# by about the window (WireGuard's margin), and the sender then starts a newer session.
-REJECT_AFTER_MESSAGES = (1 << 8 * COUNTER_SIZE) - (1 << 13) - 1
-
 
 class ReplayWindow:
     """Per-session receive window. Not thread-safe (one greenlet owns it)."""
 
     __slots__ = ("last", "ring", "limit")
 
-    def __init__(self, limit=REJECT_AFTER_MESSAGES):
+    def __init__(self, limit):
         self.limit = limit
         self.reset()
 

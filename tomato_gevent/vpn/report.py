@@ -17,8 +17,8 @@ counted in the next one. `now` is monotonic seconds; wall() converts for the log
 import logging
 import time
 
-from .packet import AUTHENTICATION_FAILED, PROTOCOL
-from .session import TimestampRefused
+from .packet import PROTOCOL
+from .session import AUTHENTICATION_FAILED, TimestampRefused
 from .status import THROTTLE_SECONDS, LogThrottle, PeerWatch, clock_skew_message, format_duration
 
 log = logging.getLogger(__name__)

@@ -68,7 +68,8 @@ class Scheduler:
         self.keep_warm = keep_warm  # seconds after traffic spent in the warm epoll loop (0: none)
         self.received = 0
         self.received_bytes = 0     # accepted datagrams' bytes, counted per drain
-        self._coalescer = None
+        # With a vnet header, accepted TCP segments go to the tun through the coalescer.
+        self.coalescer = TcpCoalescer(self._write_frame) if tun.vnet_hdr else None
         loop = get_hub().loop
         self._net_read = loop.io(transport.fileno(), _READ)
         self._tun_read = loop.io(tun.fd, _READ)
@@ -229,7 +230,7 @@ class Scheduler:
         write, describe = os.write, self.transport.describe
         debug = log.isEnabledFor(logging.DEBUG)
         payload_start = TIMESTAMP_SIZE
-        coalescer = self._coalescer = TcpCoalescer(self._write_frame) if self.tun.vnet_hdr else None
+        coalescer = self.coalescer
         dynamic = endpoint.dynamic
         accepted = accepted_bytes = 0
         accepted_from = None
@@ -304,9 +305,9 @@ class Scheduler:
             self.drops["tun full"] += 1
         except OSError as e:
             self.drops["tun write error"] += 1
-            if vnet_header[1] and e.errno == errno.EINVAL and self._coalescer.merging:
+            if vnet_header[1] and e.errno == errno.EINVAL and self.coalescer.merging:
                 # A kernel that refuses merged packets: stop merging, TCP resends what was lost.
-                self._coalescer.merging = False
+                self.coalescer.merging = False
                 log.warning("%s refused a merged TCP packet: writing one packet at a time from now on",
                             self.tun.name)
                 return
@@ -321,7 +322,7 @@ class Scheduler:
         key = bytes(32)
         wall, mono = time.time, time.monotonic
         sealer = new_sealer(key, int(wall() * 1000), 0)
-        receiver = Receiver(key, 3600.0)
+        receiver = Receiver(key, 3600.0, None)     # no send session: it opens what it seals
         plain = bytearray(TIMESTAMP_SIZE + 64)
         sealed = memoryview(bytearray(len(plain) + HEADER_SIZE + TAG_SIZE))
         opened = bytearray(len(plain))

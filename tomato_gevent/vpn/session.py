@@ -1,10 +1,12 @@
 """Session rules of the tomato VPN (pure: clocks and randomness are passed in).
 
-Sending (new_sealer): each start picks a session id = start time in ms << 16 |
-16 random bits; counters start at 0. A session that used up its counters is
-followed by a strictly newer one.
+Sending (new_sealer, SendSession): each start picks a session id = start time in
+ms << 16 | 16 random bits; counters start at 0. A session that used up its counters
+is followed by a strictly newer one.
 
-Receiving (Receiver.open_into), in this order -- authenticate before you remember:
+Receiving (Receiver.open_into, the one decoder of packet.py's layout: the tunnel, the
+tests and bench/crypto_bench.py all open datagrams with it), in this order --
+authenticate before you remember:
   1. framing: 36 .. 65535 bytes, else BadPacket.
   2. a session id other than the current one is refused before any crypto if it
      is our own send session id (a datagram of ours reflected back: refused even
@@ -28,20 +30,29 @@ Receiving (Receiver.open_into), in this order -- authenticate before you remembe
      the -pvt check whenever the clocks agree within -pvt.
 Every refusal is BadPacket(reason) and leaves the state unchanged.
 
+Crossed connections (connections.py, the TCP transport): when both sides dialled,
+the side whose sending session is newer than the peer's keeps the connection it
+dialled, the other the one it accepted -- the same connection, since both sides
+know both session ids once a datagram has opened (Receiver.keeps_outgoing).
+
 PeerEndpoint: where to send. Fixed (-pa) or learned (-d) from packets that
 passed all of the above; forgotten after -avt seconds without one.
 """
-import struct
-
 from ..errors import BadPacket
-from .packet import (AUTHENTICATION_FAILED, DEFAULT_BACKEND, HEADER_SIZE, MAX_DATAGRAM_SIZE, MIN_DATAGRAM_SIZE,
-                     OVERHEAD, SESSION_RANDOM_BITS, TAG_SIZE, Sealer, make_session_id)
+from .packet import (DEFAULT_BACKEND, HEADER, HEADER_SIZE, MAX_DATAGRAM_SIZE, MIN_DATAGRAM_SIZE, OVERHEAD,
+                     REJECT_AFTER_MESSAGES, SESSION_RANDOM_BITS, TAG_SIZE, TIMESTAMP, CounterExhausted, Sealer,
+                     make_session_id, session_start_ms)
 from .replay import ReplayWindow
 
-_HEADER = struct.Struct(">QI")
-_U64 = struct.Struct(">Q")
-
 FORGET_SESSION_PVT_FACTOR = 2   # escape hatch after 2 * pvt of silence (see docstring)
+
+# BadPacket reasons of Receiver.open_into (the drop counters' keys)
+SHORT_DATAGRAM = "short datagram"
+OVERSIZED_DATAGRAM = "oversized datagram"
+OWN_SESSION = "own session id (reflected datagram)"
+NOT_NEWER_SESSION = "not a newer session"
+AUTHENTICATION_FAILED = "authentication failed"     # wrong password or protocol
+REPLAYED = "replayed or too old counter"
 
 
 class TimestampRefused(BadPacket):
@@ -54,29 +65,46 @@ class TimestampRefused(BadPacket):
         self.skew_ms = skew_ms
 
 
-def new_sealer(password_key, now_ms, random16, backend=DEFAULT_BACKEND, after=None, limit=None):
+def new_sealer(password_key, now_ms, random16, backend=DEFAULT_BACKEND, after=None, limit=REJECT_AFTER_MESSAGES):
     """Sealer of a new session started at now_ms; strictly newer than session id `after`."""
     start_ms = now_ms
     if after is not None:
-        start_ms = max(start_ms, (after >> SESSION_RANDOM_BITS) + 1)
+        start_ms = max(start_ms, session_start_ms(after) + 1)
     return Sealer(password_key, make_session_id(start_ms, random16), backend, limit=limit)
+
+
+class SendSession:
+    """Our current sending session: new_sealer(after) -> Sealer makes the first one and,
+    when a session's counter is exhausted, a strictly newer one (after = the old id)."""
+
+    def __init__(self, new_sealer):
+        self._new_sealer = new_sealer
+        self.sealer = new_sealer(None)
+
+    def seal_into(self, out, plain, timestamp_ms):
+        try:
+            return self.sealer.seal_into(out, plain, timestamp_ms)
+        except CounterExhausted:
+            self.sealer = self._new_sealer(self.sealer.session_id)
+            return self.sealer.seal_into(out, plain, timestamp_ms)
 
 
 class Receiver:
     """The peer's current session as we see it; opens and filters incoming datagrams.
 
-    own_session_id: the session id this host currently sends with; whoever
-    starts a sealer sets it (a datagram carrying it is a reflection of ours).
+    sending: this host's SendSession; a datagram carrying its current session id is a
+    reflection of ours (refused). None for a receiver that opens what its own host
+    seals (the scheduler's warmer).
     """
 
-    def __init__(self, password_key, pvt_seconds, backend=DEFAULT_BACKEND):
+    def __init__(self, password_key, pvt_seconds, sending, backend=DEFAULT_BACKEND):
         aead = backend(password_key)
         self._decrypt_into, self._authentication_failed = aead.decrypt_into, aead.AuthenticationFailed
         self.pvt_seconds = pvt_seconds
         self._pvt_ms = int(pvt_seconds * 1000)
         self._forget_after = FORGET_SESSION_PVT_FACTOR * pvt_seconds
+        self._sending = sending
         self.session_id = None          # current session of the peer, None before the first
-        self.own_session_id = None
         self._window = None
         self._last_accept = None        # monotonic seconds of the last accepted packet
 
@@ -88,14 +116,14 @@ class Receiver:
         """
         size = len(datagram)
         if size < MIN_DATAGRAM_SIZE:
-            raise BadPacket("short datagram")
+            raise BadPacket(SHORT_DATAGRAM)
         if size > MAX_DATAGRAM_SIZE:
-            raise BadPacket("oversized datagram")
+            raise BadPacket(OVERSIZED_DATAGRAM)
         if type(datagram) is not memoryview:
             datagram = memoryview(datagram)
         if type(out) is not memoryview:
             out = memoryview(out)
-        session_id, counter = _HEADER.unpack_from(datagram)
+        session_id, counter = HEADER.unpack_from(datagram)
         current = session_id == self.session_id
         if not current:
             self._check_other_session(session_id, now_ms, now_mono)
@@ -104,12 +132,12 @@ class Receiver:
             self._decrypt_into(header, datagram[HEADER_SIZE:], header, out[:size - HEADER_SIZE - TAG_SIZE])
         except self._authentication_failed:
             raise BadPacket(AUTHENTICATION_FAILED) from None
-        timestamp_ms = _U64.unpack_from(out)[0]
+        timestamp_ms = TIMESTAMP.unpack_from(out)[0]
         if not -self._pvt_ms <= now_ms - timestamp_ms <= self._pvt_ms:
             raise TimestampRefused(timestamp_ms - now_ms)
-        window = self._window if current else ReplayWindow()
+        window = self._window if current else ReplayWindow(REJECT_AFTER_MESSAGES)
         if not window.accept(counter):
-            raise BadPacket("replayed or too old counter")
+            raise BadPacket(REPLAYED)
         if not current:
             # Commit: this authenticated, fresh, newer session replaces the current one.
             self.session_id = session_id
@@ -119,14 +147,20 @@ class Receiver:
 
     def _check_other_session(self, session_id, now_ms, now_mono):
         """The checks before any crypto for a datagram that is not of the current session."""
-        if session_id == self.own_session_id:
-            raise BadPacket("own session id (reflected datagram)")
+        if self._sending is not None and session_id == self._sending.sealer.session_id:
+            raise BadPacket(OWN_SESSION)
         start_ms = session_id >> SESSION_RANDOM_BITS
         if start_ms > now_ms + self._pvt_ms:
             raise TimestampRefused(start_ms - now_ms, "session starts in the future")
         if (self.session_id is not None and start_ms <= self.session_id >> SESSION_RANDOM_BITS
                 and now_mono - self._last_accept <= self._forget_after):
-            raise BadPacket("not a newer session")
+            raise BadPacket(NOT_NEWER_SESSION)
+
+
+    def keeps_outgoing(self):
+        """The crossed-connection tie-break (see the module docstring): True when our
+        sending session is newer than the peer's, or no datagram of the peer opened yet."""
+        return self._sending.sealer.session_id > (self.session_id or 0)
 
 
 class PeerEndpoint:
@@ -156,4 +190,4 @@ class PeerEndpoint:
         return False
 
 
-__all__ = ["new_sealer", "Receiver", "PeerEndpoint", "TimestampRefused"]
+__all__ = ["new_sealer", "SendSession", "Receiver", "PeerEndpoint", "TimestampRefused"]

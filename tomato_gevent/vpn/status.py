@@ -19,7 +19,7 @@ JSON keys (all present; null where unknown):
 """
 import collections
 
-from .packet import SESSION_RANDOM_BITS
+from .packet import session_start_ms
 
 THROTTLE_SECONDS = 60.0                 # at most one diagnostic line per cause per minute
 SILENT_MIN_SECONDS = 60.0               # silence_threshold's floor
@@ -41,7 +41,7 @@ def build_status(*, interface, listen_address, peer_address, peer_host, dynamic,
     addresses are already formatted strings (or None)."""
     session_age = None
     if session_id is not None:
-        session_age = (now_ms - (session_id >> SESSION_RANDOM_BITS)) / 1000.0
+        session_age = (now_ms - session_start_ms(session_id)) / 1000.0
     return {
         "interface": interface,
         "listen_address": listen_address,

@@ -103,17 +103,18 @@ class TcpTransport(DatagramTransport):
     name = "tcp"
     max_batch_bytes = 256 * 1024
 
-    def __init__(self, listener, peer_address=None, mono=time.monotonic, http_proxy=None, connect_target=None):
+    def __init__(self, listener, peer_address=None, mono=time.monotonic, http_proxy=None, connect_target=None,
+                 keep_outgoing=lambda: True, drops=None):
         """http_proxy: sockaddr of an HTTP proxy to dial through (CONNECT connect_target,
-        the peer's (host, port) as the user wrote it: the proxy resolves names)."""
-        super().__init__(log)
+        the peer's (host, port) as the user wrote it: the proxy resolves names).
+        keep_outgoing: the crossed-connection tie-break (connections.py)."""
+        super().__init__(log, drops)
         self.listener = listener
         self.peer_address = peer_address
         self.http_proxy = http_proxy
         self.connect_target = connect_target
         self.mono = mono
-        self.rules = ConnectionRules(keep_outgoing=lambda: self.keep_outgoing())
-        self.keep_outgoing = lambda: True
+        self.rules = ConnectionRules(keep_outgoing=keep_outgoing)
         self._by_fd = {}
         self.connections_opened = 0
         self._epoll = get_original("select", "epoll")()
@@ -361,7 +362,7 @@ class TcpTransport(DatagramTransport):
         failures = 0                # connection attempts failed in a row
         via = "" if self.http_proxy is None else " via the HTTP proxy %s" % format_address(self.http_proxy)
         while True:
-            peer = self.peer_address            # may change: a re-resolved -pa name (cli.PeerName)
+            peer = self.peer_address            # may change: a re-resolved -pa name (endpoints.PeerResolver)
             while self.rules.current is not None:       # a trusted connection exists (maybe incoming)
                 self._changed.clear()
                 self._changed.wait()

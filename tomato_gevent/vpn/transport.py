@@ -24,15 +24,14 @@ connections). A transport provides:
   start(announce)   called once by the running link; announce() sends a keepalive (a
                     transport that opens a connection calls it, so the peer learns
                     the connection at once). close(): once, after the link stopped.
-  keep_outgoing     set by the caller when sessions exist: () -> bool, True when our
-                    sending session is newer than the peer's (a rule both sides
-                    evaluate alike; the TCP transport resolves crossed connections
-                    with it).
   sent              datagrams handed to the kernel so far.
   sent_bytes        their bytes (whole sealed datagrams), counted per send or batch.
 
+Constructor arguments every transport takes (assembly.py passes them):
   drops             collections.Counter, reason -> count: refused datagrams and send
-                    errors. It is the link's drop counter (Link.drops is this object).
+                    errors; the link's drop counter, given to the Link as well.
+The TCP transport also takes keep_outgoing: () -> bool, the crossed-connection
+tie-break (session.Receiver.keeps_outgoing, a rule both sides evaluate alike).
 """
 import _socket
 import collections
@@ -79,10 +78,9 @@ class DatagramTransport:
 
     max_batch_bytes = 65000
     max_batch_count = 64
-    keep_outgoing = None
 
-    def __init__(self, logger):
-        self.drops = collections.Counter()
+    def __init__(self, logger, drops=None):
+        self.drops = collections.Counter() if drops is None else drops
         self.warn = RateLimitedWarnings(logger)
         self.sent = 0
         self.sent_bytes = 0

@@ -73,8 +73,8 @@ class UdpTransport(DatagramTransport):
     max_batch_bytes = GSO_MAX_BYTES
     max_batch_count = GSO_MAX_SEGMENTS
 
-    def __init__(self, sock, offloads=True):
-        super().__init__(log)
+    def __init__(self, sock, offloads=True, drops=None):
+        super().__init__(log, drops)
         self.sock = sock
         self.gso, self.gro = enable_offloads(sock) if offloads else (False, False)
         self._writable = get_hub().loop.io(sock.fileno(), _WRITE)
