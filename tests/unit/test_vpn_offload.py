@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from tomato_gevent.vpn.coalesce import TcpCoalescer
 from tomato_gevent.vpn.offload import (TUN_F_TSO_ECN, TUN_OFFLOADS, TUNSETOFFLOAD, OffloadError, checksum_layout, cut,
-                                       finish_checksum, ones_sum, parse_header, partial_header)
+                                       finish_checksum, ones_sum, parse_header, partial_header, split)
 from tomato_gevent.vpn.tun import set_offloads
 from tomato_gevent.vpn.vnet import VIRTIO_NET_HDR_F_NEEDS_CSUM, VNET_HDR
 
@@ -282,3 +282,56 @@ def test_no_offloads_wanted_clears_what_a_predecessor_left():
     ioctl = FakeIoctl(lambda flags: True)
     assert set_offloads(7, 0, ioctl) == 0
     assert ioctl.calls == [0]
+
+
+# -- split: what to seal of one read ---------------------------------------------------------------
+PARTIAL, COMPLETE = b"P" * 9, b"C" * 9
+
+
+def split_all(packet, header):
+    buf = bytearray(9) + bytearray(packet)
+    return [(bytes(buf[s:s + 9]), bytes(buf[s + 9:e])) for s, e in split(buf, 9, len(buf), header, PARTIAL, COMPLETE)]
+
+
+def vnet(flags=0, gso_type=0, gso_size=0, csum_start=0, csum_offset=0):
+    return VNET_HDR.pack(flags, gso_type, 0, gso_size, csum_start, csum_offset)
+
+
+@pytest.mark.parametrize("ipv6", [False, True])
+def test_split_a_super_packet_into_partial_segments(ipv6):
+    packet = tcp_packet(payload_of(4000), 10, TCP_ACK | TCP_PSH, ipv6=ipv6, partial=True)
+    ip_size = 40 if ipv6 else 20
+    pieces = split_all(packet, vnet(1, 4 if ipv6 else 1, 1300, ip_size, 16))
+    assert [p for p, _ in pieces] == [PARTIAL] * 4
+    assert [complete_checksum(s) for _, s in pieces] == kernel_segments(packet, 1300)
+
+
+def test_split_needs_csum_without_gso_keeps_it_partial():
+    for packet, start, offset in ((tcp_packet(b"abc", 1, partial=True), 20, 16),
+                                  (udp_packet(b"abc", ipv6=True, partial=True), 40, 6)):
+        assert split_all(packet, vnet(1, 0, 0, start, offset)) == [(PARTIAL, packet)]
+
+
+@pytest.mark.parametrize("header", [vnet(), vnet(2)], ids=["plain", "data-valid"])
+def test_split_a_complete_packet_is_sealed_as_it_is(header):
+    packet = tcp_packet(b"abc", 1)
+    assert split_all(packet, header) == [(COMPLETE, packet)]
+
+
+def test_split_completes_what_a_receiver_could_not_locate():
+    """A partial checksum the receiver would look for elsewhere (here: the kernel says it
+    starts 4 bytes further than the IP header) is completed here and sent complete."""
+    packet = udp_packet(b"abcdefgh", partial=True)
+    inner = packet[:20] + b"\0" * 4 + packet[20:]       # pretend 4 bytes of extension header
+    inner = inner[:2] + struct.pack(">H", len(inner)) + inner[4:]
+    (prefix, got), = split_all(inner, vnet(1, 0, 0, 24, 6))
+    assert prefix == COMPLETE
+    assert got[24:] == udp_packet(b"abcdefgh")[20:]       # the UDP datagram with its checksum complete
+
+
+@pytest.mark.parametrize("header", [vnet(0, 1, 1300, 20, 16), vnet(1, 3, 1300, 20, 16), vnet(1, 4, 1300, 20, 16),
+                                    vnet(1, 1, 1300, 20, 6)], ids=["gso-no-csum", "gso-udp", "v6-type-v4-packet",
+                                                                  "wrong-offset"])
+def test_split_refuses_what_it_cannot_cut(header):
+    with pytest.raises(OffloadError):
+        split_all(tcp_packet(payload_of(3000), 1, partial=True), header)

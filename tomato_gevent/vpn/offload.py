@@ -17,6 +17,13 @@ hdr_len is the length of the skb's linear part, a hint (virtio_net_hdr_from_skb)
 header length is csum_start + the TCP data offset (wireguard-go tun_linux.go does the
 same). Malformed headers raise OffloadError; the caller drops the read.
 
+split(buf, start, end, header, partial_prefix, complete_prefix) says what to seal of
+one read: (piece_start, piece_end) pairs over buf, each piece = a prefix + one packet.
+Packets whose checksum field holds the partial sum where checksum_layout finds it (so
+the receiver can find it too) get partial_prefix; anything else gets its checksum
+completed here (per byte: only for what a receiver could not locate, e.g. IPv6
+extension headers) and complete_prefix.
+
 cut(buf, start, end, gso_size, csum_start, prefix) cuts the super-packet buf[start:end]
 in place, the way tcp_gso_segment / inet_gso_segment / ipv6_gso_segment do: every
 segment gets the headers with IPv4 total length, id (+1 per segment) and header
@@ -30,7 +37,8 @@ done with when it asks for the next. So no payload byte is copied; only headers 
 import struct
 
 from ..errors import TomatoError
-from .vnet import VIRTIO_NET_HDR_F_NEEDS_CSUM, VNET_HDR
+from .vnet import (VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_NONE, VIRTIO_NET_HDR_GSO_TCPV4,
+                   VIRTIO_NET_HDR_GSO_TCPV6, VNET_HDR)
 
 # -- kernel constants (include/uapi/linux/if_tun.h, virtio_net.h) ---------------
 TUNSETOFFLOAD = 0x400454D0                      # _IOW('T', 208, unsigned int)
@@ -46,7 +54,6 @@ MAX_SEGMENTS = 65535                            # a gso_size of 1 on a 64 KiB pa
 
 _U16 = struct.Struct(">H")
 _U32 = struct.Struct(">I")
-_ID_TO_CHECKSUM = struct.Struct(">H4sH")        # IPv4 id, flags/fragment/TTL/protocol, header checksum
 
 
 class OffloadError(TomatoError):
@@ -114,6 +121,48 @@ def finish_checksum(packet, csum_start, csum_offset):
     if value == 0 and csum_offset == UDP_CHECKSUM_OFFSET:
         value = 0xFFFF
     _U16.pack_into(packet, at, value)
+
+
+def complete_partial(packet):
+    """Complete the checksum of a packet received with a partial one, where checksum_layout
+    finds it (a receiver whose tun cannot take NEEDS_CSUM); a packet without one is left."""
+    layout = checksum_layout(packet)
+    if layout is not None:
+        finish_checksum(packet, *layout)
+
+
+def split(buf, start, end, header, partial_prefix, complete_prefix):
+    """The pieces to seal of the packet buf[start:end] read behind the vnet header
+    `header` (see the module docstring); start must be >= the prefixes' length."""
+    flags, gso_type, _ecn, gso_size, csum_start, csum_offset = parse_header(header)
+    pre = len(partial_prefix)
+    if not flags & VIRTIO_NET_HDR_F_NEEDS_CSUM:
+        if gso_type != VIRTIO_NET_HDR_GSO_NONE:
+            raise OffloadError("super-packet without a partial checksum")
+        buf[start - pre:start] = complete_prefix
+        return ((start - pre, end),)
+    partial = checksum_layout(memoryview(buf)[start:end]) == (csum_start, csum_offset)
+    if gso_type == VIRTIO_NET_HDR_GSO_NONE:
+        if partial:
+            buf[start - pre:start] = partial_prefix
+        else:
+            finish_checksum(memoryview(buf)[start:end], csum_start, csum_offset)
+            buf[start - pre:start] = complete_prefix
+        return ((start - pre, end),)
+    if gso_type not in (VIRTIO_NET_HDR_GSO_TCPV4, VIRTIO_NET_HDR_GSO_TCPV6) or csum_offset != TCP_CHECKSUM_OFFSET:
+        raise OffloadError("super-packet of gso_type %d" % gso_type)
+    if (gso_type == VIRTIO_NET_HDR_GSO_TCPV6) != (buf[start] >> 4 == 6):
+        raise OffloadError("gso_type %d for an IPv%d packet" % (gso_type, buf[start] >> 4))
+    if partial:
+        return cut(buf, start, end, gso_size, csum_start, partial_prefix)
+    return _completed(buf, cut(buf, start, end, gso_size, csum_start, complete_prefix), pre, csum_start)
+
+
+def _completed(buf, pieces, pre, csum_start):
+    view = memoryview(buf)
+    for piece_start, piece_end in pieces:
+        finish_checksum(view[piece_start + pre:piece_end], csum_start, TCP_CHECKSUM_OFFSET)
+        yield piece_start, piece_end
 
 
 def _fold(total):
@@ -191,7 +240,7 @@ def _segments(buf, start, end, gso_size, csum_start, header_size, ipv6, prefix):
             ip_sum = 0
         else:
             _U16.pack_into(head, pre + 2, header_size + segment_payload)
-            ip_sum = sum(struct.unpack_from(">%dH" % (csum_start // 2), head, pre))
+            ip_sum = _fold(sum(struct.unpack_from(">%dH" % (csum_start // 2), head, pre)))
         head[tcp + 13] = tcp_flags
         _U16.pack_into(head, tcp + TCP_CHECKSUM_OFFSET, _fold(address_sum + IPPROTO_TCP + tcp_length))
         return bytes(head), ip_sum
@@ -202,22 +251,34 @@ def _segments(buf, start, end, gso_size, csum_start, header_size, ipv6, prefix):
     last_payload = payload - last * gso_size
     last_head, last_sum = headers(last_payload, flags & ~TCP_CWR)
     head_size = pre + header_size
-    seq_at = tcp + 4
-    id_at = pre + 4
-    pack_seq, pack_id = _U32.pack_into, _ID_TO_CHECKSUM.pack_into
     payload_at = start + header_size
+    if ipv6:
+        seq_at = tcp + 4
+        pack_seq = _U32.pack_into
+        for i in range(last + 1):
+            at = payload_at - head_size
+            buf[at:payload_at] = first_head if i == 0 else middle_head if i < last else last_head
+            pack_seq(buf, at + seq_at, (seq + i * gso_size) & 0xFFFFFFFF)
+            payload_at += gso_size
+            yield at, payload_at if i < last else end
+        return
+    # IPv4: one pack per segment, from the IP id to the TCP sequence number; what lies
+    # between (flags/fragment/TTL/protocol, the checksum's neighbours) is constant.
+    id_at = pre + 4
+    between = bytes(template[pre + 12:tcp + 4])         # addresses, IP options, ports
+    pack_ids = struct.Struct(">H4sH%dsI" % len(between)).pack_into
     for i in range(last + 1):
         at = payload_at - head_size
         if i == 0:
             head, ip_sum = first_head, first_sum
-        elif i == last:
-            head, ip_sum = last_head, last_sum
-        else:
+        elif i < last:
             head, ip_sum = middle_head, middle_sum
+        else:
+            head, ip_sum = last_head, last_sum
         buf[at:payload_at] = head
-        pack_seq(buf, at + seq_at, (seq + i * gso_size) & 0xFFFFFFFF)
-        if not ipv6:
-            segment_id = (ident + i) & 0xFFFF
-            pack_id(buf, at + id_at, segment_id, middle_bytes, ~_fold(ip_sum + segment_id) & 0xFFFF)
+        segment_id = (ident + i) & 0xFFFF
+        total = ip_sum + segment_id                     # both below 2**16: one fold is enough
+        pack_ids(buf, at + id_at, segment_id, middle_bytes, ~((total & 0xFFFF) + (total >> 16)) & 0xFFFF, between,
+                 (seq + i * gso_size) & 0xFFFFFFFF)
         payload_at += gso_size
         yield at, payload_at if i < last else end
