@@ -93,4 +93,4 @@ def test_nothing_authenticates_hint_logged(sides, caplog):  # noqa: F811
     wait_for(lambda: any("same protocol version" in r.getMessage() for r in caplog.records),
              what="the hint in the log")
     hints = [r.getMessage() for r in caplog.records if "same protocol version" in r.getMessage()]
-    assert len(hints) == 1 and "tomato-vpn v2" in hints[0] and "check the passwords" in hints[0]
+    assert len(hints) == 1 and "tomato-vpn v3" in hints[0] and "check the passwords" in hints[0]

@@ -56,3 +56,11 @@ def test_the_old_key_is_version_2s_scrypt():
 
     expected = Scrypt(salt=b"tomato-vpn v2 password", length=32, n=2 ** 15, r=8, p=1).derive(b"pwd1")
     assert derive_old_key("pwd1") == expected
+
+
+def test_nothing_is_said_while_the_old_key_is_not_ready():
+    ready = []
+    probe = VersionProbe(lambda: OLD_KEY if ready else None, interval=10.0)
+    assert probe.older_version(old_datagram(), now_mono=1.0) is None
+    ready.append(True)
+    assert probe.older_version(old_datagram(counter=1), now_mono=1.5) == OLD_PROTOCOL   # no try was made before

@@ -5,9 +5,10 @@ version fails authentication like one sealed with a wrong password. To say which
 is in the log, a datagram that failed is tried once more under the key the older
 version derives from the peer's password -- at most once per interval (one more AEAD
 call: a flood gains nothing), and only for datagrams from the peer's address (the
-caller decides). The older key is derived on the first try (scrypt: ~0.1 s, once).
+caller decides). The older key (scrypt: ~0.1 s) comes from old_key(), which returns
+None while it is not ready: the CLI derives it in a thread, off the data path.
 
-    probe = VersionProbe(lambda: derive_old_key(peer_password))
+    probe = VersionProbe(old_key)
     probe.older_version(datagram, now_mono)  ->  "tomato-vpn v2" or None
 
 The older layouts differ after the header only, so one AEAD call over the datagram
@@ -30,8 +31,8 @@ def derive_old_key(password):
 
 
 class VersionProbe:
-    def __init__(self, derive_old_key, interval=PROBE_INTERVAL_SECONDS, backend=DEFAULT_BACKEND):
-        self._derive_old_key = derive_old_key
+    def __init__(self, old_key, interval=PROBE_INTERVAL_SECONDS, backend=DEFAULT_BACKEND):
+        self._old_key = old_key
         self.interval = interval
         self._backend = backend
         self._aead = None
@@ -39,14 +40,17 @@ class VersionProbe:
 
     def older_version(self, datagram, now_mono):
         """The older protocol's name if datagram authenticates under its key, else None
-        (also when the last try was less than interval ago)."""
+        (also when the last try was less than interval ago, or the old key is not ready)."""
         if self._next_try is not None and now_mono < self._next_try:
             return None
+        if self._aead is None:
+            key = self._old_key()
+            if key is None:
+                return None             # not ready: the next datagram asks again (no AEAD call yet)
+            self._aead = self._backend(key)
         self._next_try = now_mono + self.interval
         if len(datagram) < HEADER_SIZE + TAG_SIZE:
             return None
-        if self._aead is None:
-            self._aead = self._backend(self._derive_old_key())
         datagram = memoryview(datagram)
         header = datagram[:HEADER_SIZE]
         out = bytearray(len(datagram) - HEADER_SIZE - TAG_SIZE)
