@@ -155,3 +155,10 @@ def test_seal_into_writes_in_place_without_copying_the_payload():
     size = Sealer(PASSWORD_KEY, SESSION_ID).seal_into(out, memoryview(plain), 42)
     assert size == len(plain) + HEADER_SIZE + TAG_SIZE
     assert open_datagram(bytes(out[:size])) == (SESSION_ID, 0, 42, b"ip packet")
+
+
+def test_seal_into_without_a_timestamp_seals_the_one_plain_holds():
+    plain = bytearray(struct.pack(">QB", 777, FLAG_CHECKSUM_PARTIAL) + b"segment")
+    out = bytearray(100)
+    size = Sealer(PASSWORD_KEY, SESSION_ID).seal_into(out, memoryview(plain))
+    assert open_datagram(bytes(out[:size]), with_flags=True) == (SESSION_ID, 0, 777, b"segment", FLAG_CHECKSUM_PARTIAL)

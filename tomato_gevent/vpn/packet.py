@@ -168,19 +168,21 @@ class Sealer:
         self.limit = limit
         self._encrypt_into = backend(password_key).encrypt_into
 
-    def seal_into(self, out, plain, timestamp_ms):
+    def seal_into(self, out, plain, timestamp_ms=None):
         """Seal plain = [8 bytes for the timestamp][flags][payload] into out; returns the
         datagram length.
 
         plain's first TIMESTAMP_SIZE bytes are overwritten with timestamp_ms, so a
-        packet read from the tun at offset PAYLOAD_OFFSET is sealed without a copy.
+        packet read from the tun at offset PAYLOAD_OFFSET is sealed without a copy;
+        None: they already hold it (the scheduler writes it once per batch).
         out must hold len(plain) + HEADER_SIZE + TAG_SIZE bytes and not overlap plain.
         """
         counter = self.counter
         if counter >= self.limit:
             raise CounterExhausted()
         self.counter = counter + 1
-        TIMESTAMP.pack_into(plain, 0, timestamp_ms)
+        if timestamp_ms is not None:
+            TIMESTAMP.pack_into(plain, 0, timestamp_ms)
         HEADER.pack_into(out, 0, self.session_id, counter)
         end = HEADER_SIZE + len(plain) + TAG_SIZE
         if type(out) is not memoryview:

@@ -33,7 +33,7 @@ from ..errors import BadPacket, TomatoError
 from .coalesce import TcpCoalescer
 from .offload import OffloadError, complete_partial, split
 from .packet import (FLAG_CHECKSUM_PARTIAL, FLAGS_OFFSET, HEADER_SIZE, MAX_DATAGRAM_SIZE, OVERHEAD, PAYLOAD_OFFSET,
-                     TAG_SIZE, TIMESTAMP_SIZE, CounterExhausted)
+                     TAG_SIZE, TIMESTAMP, TIMESTAMP_SIZE, CounterExhausted)
 from .report import diagnosed
 from .session import Receiver, new_sealer
 from .transport import RateLimitedWarnings
@@ -43,9 +43,8 @@ log = logging.getLogger(__name__)
 
 DRAIN_BATCH = 64                        # tun reads per wakeup before yielding to the other direction
 MAX_TUN_READ = 65536 + 64               # a super-packet (the tun's gso_max_size), with room to spare
-# What goes in front of each packet sealed: the timestamp slot (the sealer fills it) and the flags.
-PARTIAL_PREFIX = bytes(TIMESTAMP_SIZE) + bytes([FLAG_CHECKSUM_PARTIAL])
-COMPLETE_PREFIX = bytes(PAYLOAD_OFFSET)
+# What goes in front of each packet sealed: the timestamp (packed once per drain) and the flags.
+PARTIAL_FLAGS, COMPLETE_FLAGS = bytes([FLAG_CHECKSUM_PARTIAL]), bytes([0])
 WARM_INTERVAL_SECONDS = 0.002           # see run()
 WARM_AFTER_TRAFFIC_SECONDS = 2.0
 HUB_INTERVAL_SECONDS = 0.01             # while traffic flows, other greenlets wait at most this
@@ -181,7 +180,8 @@ class Scheduler:
             nonlocal trickle
             address = endpoint.address
             seal_into = sending.sealer.seal_into    # looked up per batch: a new session replaces it
-            now_ms = int(wall() * 1000)
+            stamp = TIMESTAMP.pack(int(wall() * 1000))     # every packet of this drain carries it
+            partial_prefix, complete_prefix = stamp + PARTIAL_FLAGS, stamp + COMPLETE_FLAGS
             size = count = segment = sealed_count = 0
             drained = False
             first = trickle
@@ -197,15 +197,16 @@ class Scheduler:
                     n -= VNET_HDR_SIZE
                     if vnet_header[0] & VIRTIO_NET_HDR_F_NEEDS_CSUM or vnet_header[1]:
                         try:
-                            pieces = split(plain, PAYLOAD_OFFSET, PAYLOAD_OFFSET + n, vnet_header, PARTIAL_PREFIX,
-                                           COMPLETE_PREFIX)
+                            pieces = split(plain, PAYLOAD_OFFSET, PAYLOAD_OFFSET + n, vnet_header, partial_prefix,
+                                           complete_prefix)
                         except OffloadError:
                             drops["offloaded packet from tun"] += 1
                             continue
                     else:
-                        plain[FLAGS_OFFSET] = 0
+                        plain[:PAYLOAD_OFFSET] = complete_prefix
                         pieces = ((0, PAYLOAD_OFFSET + n),)
                 else:
+                    plain[:PAYLOAD_OFFSET] = complete_prefix
                     pieces = ((0, PAYLOAD_OFFSET + n),)
                 if address is None:
                     drops["no peer address"] += 1
@@ -223,9 +224,9 @@ class Scheduler:
                     if not count:
                         segment = sealed
                     try:
-                        seal_into(batch_view[size:], plain_view[start:end], now_ms)
+                        seal_into(batch_view[size:], plain_view[start:end])
                     except CounterExhausted:
-                        sending.seal_into(batch_view[size:], plain_view[start:end], now_ms)
+                        sending.seal_into(batch_view[size:], plain_view[start:end])
                         seal_into = sending.sealer.seal_into
                     sealed_count += 1
                     if first:

@@ -81,7 +81,7 @@ class SendSession:
         self._new_sealer = new_sealer
         self.sealer = new_sealer(None)
 
-    def seal_into(self, out, plain, timestamp_ms):
+    def seal_into(self, out, plain, timestamp_ms=None):
         try:
             return self.sealer.seal_into(out, plain, timestamp_ms)
         except CounterExhausted:
