@@ -2,7 +2,7 @@
 PYTHON    ?= python3
 VENV      ?= .venv
 PREFIX    ?= /usr/local
-DLC_DATA  ?= ../shared/domain-list-community/data
+DLC_DATA  ?= third_party/domain-list-community/data
 VPY        = $(VENV)/bin/python
 # `make coverage` runs as nobody, and `make install` serves every user and units with
 # ProtectHome=: neither can use a venv built from a Python under /root or a home (pyenv),

@@ -47,7 +47,7 @@ from tomato_gevent.rules import RuleSet, load_rule_files  # noqa: E402
 from tomato_gevent.rules.ruleset import KEYWORD, REGEXP, parse_rules  # noqa: E402
 
 DEFAULT_RULES = REPO / "rules" / "dlc.txt"
-DEFAULT_DATA = REPO.parent / "shared" / "domain-list-community" / "data"
+DEFAULT_DATA = REPO / "third_party" / "domain-list-community" / "data"
 
 SUBDOMAINS = ("www", "api", "cdn", "img.cdn", "static", "m", "mail", "a1.edge.static")
 UNKNOWN_TLDS = ("com", "net", "org", "io", "de", "jp", "co.uk", "xyz")
@@ -151,7 +151,7 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="fewer rounds and hosts")
     parser.add_argument("--rules", type=Path, default=DEFAULT_RULES, help="rule file (default rules/dlc.txt)")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA,
-                        help="domain-list-community data/ (default ../shared/domain-list-community/data)")
+                        help="domain-list-community data/ (default third_party/domain-list-community/data)")
     args = parser.parse_args(argv)
     rounds = 3 if args.quick else 15     # best of many: noise on a shared box only adds time
     host_count = 50_000 if args.quick else 100_000

@@ -2,22 +2,24 @@
 # make demo: two hosts (network namespaces) joined by a veth, an encrypted
 # tomato tunnel between them exactly as the README's basic example, then a
 # ping and a TCP transfer through it, and a rule-based proxy on each side.
-# Everything it creates is removed on exit, Ctrl-C included.
+# Everything it creates is removed on exit, Ctrl-C included, and nothing else: its
+# namespaces are named after its own temporary folder, and its veth is created inside
+# them, so a parallel run or one killed midway never collides with this one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 [ "$(id -u)" = 0 ] || { echo "make demo needs root (network namespaces, tun devices)" >&2; exit 1; }
 
-A=tomato-demo-a-$$ B=tomato-demo-b-$$
-PIDS=()
-WORK=$(mktemp -d)
+PIDS=() OURS=()
+WORK=$(mktemp -d /tmp/tomato-demo.XXXXXXXX)      # unique while it exists, even after a kill -9
+A=tomato-demo-a-${WORK##*.} B=tomato-demo-b-${WORK##*.}
 
 cleanup() {
     set +e
     for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null; done
     for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null; done
-    ip netns del "$A" 2>/dev/null; ip netns del "$B" 2>/dev/null
-    rm -rf "/etc/netns/$A" "/etc/netns/$B" "$WORK"
+    for ns in "${OURS[@]}"; do ip netns del "$ns"; rm -rf "/etc/netns/$ns"; done
+    rm -rf "$WORK"
     echo "== cleaned up: namespaces, devices and processes removed"
 }
 trap cleanup EXIT
@@ -42,9 +44,8 @@ wait_tunnel_up() {  # LOG: until that vpn says its tunnel is up (at most 10 s)
 bg() { local ns=$1 log=$2; shift 2; ip netns exec "$ns" "$@" >"$WORK/$log" 2>&1 & PIDS+=($!); }
 
 step "two hosts: $A (192.168.8.130) and $B (192.168.8.131), joined by a veth"
-ip netns add "$A"; ip netns add "$B"
-ip link add demo-a type veth peer name demo-b
-ip link set demo-a netns "$A"; ip link set demo-b netns "$B"
+for ns in "$A" "$B"; do ip netns add "$ns" || exit 1; OURS+=("$ns"); done
+ip -n "$A" link add demo-a type veth peer name demo-b netns "$B"   # never in the root namespace
 for ns in "$A" "$B"; do
     ip netns exec "$ns" ip link set lo up
     ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1

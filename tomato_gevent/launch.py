@@ -7,7 +7,9 @@ Two rules hold from the first instruction to the last:
 
 bin/* may be started by any python3 from any working directory: when that interpreter lacks
 the dependencies, the launcher re-executes the script with the checkout's .venv python, or
-says in one line that `make` has to build it first.
+says in one line that `make` has to build it first -- or, when the venv is there but behind a
+folder this user may not enter (a venv built from a Python under /root, run by another user),
+that this user cannot run it.
 """
 import importlib
 import os
@@ -86,6 +88,29 @@ def missing_requirement():
     return None
 
 
+def user_name():
+    import pwd
+
+    try:
+        return pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:
+        return "uid %d" % os.getuid()
+
+
+def closed_folder(path):
+    """The first existing folder on the way to path, or to where its links lead, that this user
+    may not enter; None if there is none (then path is reachable, or simply absent)."""
+    for candidate in (os.path.abspath(path), os.path.realpath(path)):
+        folder = os.sep
+        for part in candidate.split(os.sep)[1:-1]:
+            folder = os.path.join(folder, part)
+            if not os.path.lexists(folder):
+                break
+            if not os.access(folder, os.X_OK):
+                return folder
+    return None
+
+
 def run_checkout_tool(tool, script):
     """bin/<tool>: run the checkout's code with an interpreter that has the dependencies.
 
@@ -99,6 +124,11 @@ def run_checkout_tool(tool, script):
         venv = os.path.join(checkout, VENV_DIR)
         venv_python = os.path.join(venv, "bin", "python")
         running_in_venv = os.path.realpath(sys.prefix) == os.path.realpath(venv)
+        closed = None if running_in_venv else closed_folder(venv_python)
+        if closed is not None:
+            sys.stderr.write("%s: cannot run %s as %s: %s is closed to this user (`make install` "
+                             "installs the tools for every user)\n" % (started_as(), venv_python, user_name(), closed))
+            return 1
         if os.path.exists(venv_python) and not running_in_venv:
             try:
                 os.execv(venv_python, [venv_python, sys.argv[0]] + sys.argv[1:])

@@ -1,5 +1,6 @@
 """dlmerge on the real domain-list-community snapshot, and the real bin/dlmerge script."""
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,11 +14,9 @@ from tomato_gevent.rules import Action, RuleSet, load_rule_files, parse_rules
 
 BLOCK, DIRECT, FORWARD = Action.BLOCK, Action.DIRECT, Action.FORWARD
 REPO = Path(__file__).resolve().parents[2]
-DATA = REPO.parent / "shared" / "domain-list-community" / "data"
+DATA = REPO / "third_party" / "domain-list-community" / "data"     # the project carries it
 DLMERGE = REPO / "bin" / "dlmerge"
 FIXTURE = REPO / "tests" / "fixtures" / "dlc" / "data"
-
-needs_data = pytest.mark.skipif(not DATA.is_dir(), reason="no domain-list-community snapshot at %s" % DATA)
 
 EXPECTED = {
     "baidu.com": DIRECT, "www.baidu.com": DIRECT, "qq.com": DIRECT, "weixin.qq.com": DIRECT,
@@ -43,7 +42,6 @@ def real_output(tmp_path_factory):
     return out.read_text(encoding="utf-8")
 
 
-@needs_data
 def test_real_data_well_known_names(real_output):
     rule_set = RuleSet(parse_rules(real_output.splitlines(True), source="dlc.txt"))
     assert {host: rule_set.lookup(host) for host in EXPECTED} == EXPECTED
@@ -51,7 +49,6 @@ def test_real_data_well_known_names(real_output):
     assert all(count > 0 for count in rule_set.counts.values())
 
 
-@needs_data
 def test_real_data_every_line_parses_and_no_rule_repeats(real_output):
     lines = real_output.splitlines(True)
     rules = parse_rules(lines, source="dlc.txt")
@@ -59,14 +56,13 @@ def test_real_data_every_line_parses_and_no_rule_repeats(real_output):
     assert len({(kind, value) for _, kind, value in rules}) == len(rules)
 
 
-@needs_data
 def test_real_data_header_names_source_and_counts(real_output):
     header = [line for line in real_output.splitlines() if line.startswith("# ")][:8]
     rules = parse_rules(real_output.splitlines(True))
     counts = {action: sum(1 for a, _, _ in rules if a is action) for action in Action}
     text = "\n".join(header)
-    assert "source: %s" % DATA in text
-    assert "commit c975ccef9c19f005a3bfa7a33255d1b406deea64" in text
+    assert "source: https://github.com/v2fly/domain-list-community commit c975ccef9c19f005a3bfa7a33255d1b406deea64, " in text
+    assert str(REPO) not in real_output and "third_party" not in real_output
     assert "rules: %d (block %d, direct %d, forward %d; " % (
         len(rules), counts[BLOCK], counts[DIRECT], counts[FORWARD]) in text
     regexps = sum(1 for _, kind, _ in rules if kind == "regexp")
@@ -74,14 +70,12 @@ def test_real_data_header_names_source_and_counts(real_output):
     assert "skipped: 0 bad entries" in text
 
 
-@needs_data
 def test_real_data_output_is_stable(real_output, tmp_path):
     again = tmp_path / "again.txt"
     assert cli.main([str(DATA), "-o", str(again), "-q"]) == 0
     assert again.read_text(encoding="utf-8") == real_output
 
 
-@needs_data
 def test_real_data_merge_matches_unpruned_answers():
     """Leaving out redundant rules must not change any answer: compare against all entries."""
     lists = parse_lists(cli.read_data_dir(str(DATA)))
@@ -110,10 +104,9 @@ def test_real_data_merge_matches_unpruned_answers():
     assert differences == []
 
 
-@needs_data
 def test_shipped_dlc_rules_are_current():
     """rules/dlc.txt is committed; it must be what `make rules` produces from the snapshot."""
-    result = run_dlmerge("../shared/domain-list-community/data")
+    result = run_dlmerge("third_party/domain-list-community/data")     # what `make rules` runs
     assert result.returncode == 0, result.stderr
     shipped = (REPO / "rules" / "dlc.txt").read_text(encoding="utf-8")
     assert result.stdout == shipped, "rules/dlc.txt is stale: run make rules"
@@ -159,6 +152,33 @@ def test_script_errors_are_one_line_exit_2(args, message):
     assert len(lines) == 1, result.stderr
     assert "ERROR" in lines[0] and message in lines[0]
     assert "Traceback" not in result.stderr
+
+
+def test_a_missing_list_is_named_not_the_folder(tmp_path):
+    """A data folder that lacks one list the conversion needs: the line names that list and
+    what asked for it, and does not send the user looking for another folder."""
+    data = tmp_path / "data"
+    shutil.copytree(FIXTURE, data)
+    (data / "geolocation-!cn").unlink()
+    for args, expected in [([], "no list 'geolocation-!cn' in %s (the default of --forward): "
+                                "a list is the file of that name" % data),
+                           (["--block", "category-nope"], "no list 'category-nope' in %s (asked for by --block): "
+                                                          "a list is the file of that name" % FIXTURE)]:
+        result = run_dlmerge(data if not args else FIXTURE, *args)
+        assert result.returncode == 2
+        assert result.stderr.rstrip().endswith(expected), result.stderr
+        assert "expected the data/ folder" not in result.stderr
+
+
+def test_the_same_input_gives_the_same_file_anywhere(tmp_path):
+    """The snapshot copied elsewhere, named by an absolute path: byte for byte rules/dlc.txt
+    (the header names the upstream commit, not the folder)."""
+    elsewhere = tmp_path / "somewhere" / "else"
+    shutil.copytree(DATA.parent, elsewhere)
+    out = tmp_path / "dlc.txt"
+    result = run_dlmerge(elsewhere / "data", "-o", out, "-q")
+    assert result.returncode == 0, result.stderr
+    assert out.read_bytes() == (REPO / "rules" / "dlc.txt").read_bytes()
 
 
 def test_script_usage_errors_exit_2():

@@ -6,6 +6,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -93,6 +94,75 @@ def test_unrunnable_venv_one_line(tmp_path):
     result = run([SYSTEM_PYTHON, tmp_path / "bin" / "ping", "--help"])
     assert result.returncode == 1
     assert result.stderr.splitlines() == ["ping: cannot run %s/.venv/bin/python: Permission denied" % tmp_path]
+
+
+# -- a user who may not read the checkout, or its venv (issue 24 item 10) ------------------
+needs_root_for_nobody = pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"),
+                                           reason="runs a launcher as nobody: needs root and setpriv")
+AS_NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+
+
+@pytest.fixture
+def open_dir():
+    """A folder every user may enter (pytest's tmp_path lies under a 0700 folder of root's)."""
+    path = Path(tempfile.mkdtemp(prefix="tomato-launch-"))
+    path.chmod(0o755)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path)
+
+
+def checkout_copy(root, tool):
+    """A checkout in root: bin/<tool> and the package (a link to this one's)."""
+    (root / "bin").mkdir()
+    (root / "bin").chmod(0o755)
+    shutil.copy(BIN / tool, root / "bin" / tool)
+    (root / "tomato_gevent").symlink_to(REPO / "tomato_gevent")
+    return root / "bin" / tool
+
+
+@needs_root_for_nobody
+@needs_system_python
+@pytest.mark.parametrize("closed", ["python's folder", "venv folder"])
+def test_venv_closed_to_this_user_says_so(open_dir, closed):
+    """A venv built from a Python under /root (or a .venv made 0700), started by another user:
+    the venv is there, so "run `make` first" would send the user the wrong way."""
+    if not system_python_lacks_gevent():
+        pytest.skip("the system python3 has gevent: nothing is missing")
+    script = checkout_copy(open_dir, "ping")
+    venv, venv_bin = open_dir / ".venv", open_dir / ".venv" / "bin"
+    venv_bin.mkdir(parents=True)
+    venv.chmod(0o755)
+    venv_bin.chmod(0o755)
+    if closed == "python's folder":
+        blocked = open_dir / "root-home"
+        blocked.mkdir(mode=0o700)
+        (blocked / "python3").symlink_to(sys.executable)
+        (venv_bin / "python").symlink_to(blocked / "python3")
+    else:
+        blocked = venv
+        (venv_bin / "python").symlink_to(sys.executable)
+        venv.chmod(0o700)
+    result = run(AS_NOBODY + [SYSTEM_PYTHON, script, "--help"])
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        "ping: cannot run %s/.venv/bin/python as nobody: %s is closed to this user "
+        "(`make install` installs the tools for every user)" % (open_dir, blocked)]
+
+
+@needs_root_for_nobody
+@needs_system_python
+def test_checkout_closed_to_this_user_says_so(open_dir):
+    """The launcher is readable but the package is not: one line, not an ImportError traceback."""
+    script = checkout_copy(open_dir, "vpn")
+    (open_dir / "tomato_gevent").unlink()
+    (open_dir / "tomato_gevent").mkdir(mode=0o700)
+    result = run(AS_NOBODY + [SYSTEM_PYTHON, script, "--help"])
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        "vpn: cannot read %s/tomato_gevent as nobody: the checkout is closed to this user "
+        "(`make install` installs the tools for every user)" % open_dir]
 
 
 @pytest.mark.parametrize("tool", TOOLS)
