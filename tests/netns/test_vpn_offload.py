@@ -18,14 +18,14 @@ from .nsutil import REPO, wait_for
 PORT = 5000
 
 
-def start_link(lab, a, b, env=None):
+def start_link(lab, a, b, env=None, target="10.0.1.2"):
     procs = []
     for ns, lp, pp, peer in ((a, "pwd1", "pwd2", "10.9.0.2"), (b, "pwd2", "pwd1", "10.9.0.1")):
         procs.append(lab.spawn(ns, lab.tool("vpn", "-la", ":%d" % PORT, "-lp", lp, "-pa", "%s:%d" % (peer, PORT),
                                             "-pp", pp, "-v"), env=env))
     for proc in procs:
         lab.wait_log(proc, "tunnel ")
-    wait_for(lambda: lab.run(a, ["ping", "-n", "-c", "1", "-W", "1", "10.0.1.2"]).returncode == 0, timeout=10,
+    wait_for(lambda: lab.run(a, ["ping", "-n", "-c", "1", "-W", "1", target]).returncode == 0, timeout=10,
              interval=0.1, what="the link up")
     return procs
 
@@ -72,6 +72,21 @@ def test_a_precreated_device_gets_the_offloads_and_is_left_as_it_was(lab, pair):
         assert lab.stop(proc) == 0
     assert offloads_of(lab, a) == before
     assert "vnet_hdr off" in lab.sh(a, "ip -d link show dev tun0").stdout
+
+
+def test_tcp_over_ipv6_inside_the_tunnel_is_cut_and_merged_intact(lab):
+    """TSO6: IPv6 super-packets read from the tun, cut, sealed, merged again on the far side."""
+    a, b = lab.netns(ipv6=True), lab.netns(ipv6=True)
+    lab.veth(a, "10.9.0.1/24", b, "10.9.0.2/24")
+    for ns, addr in ((a, "fd00:1::1/64"), (b, "fd00:1::2/64")):
+        lab.tun(ns, "tun0", None)
+        lab.sh(ns, "ip addr add %s dev tun0 nodad" % addr)
+    vpn_a, vpn_b = start_link(lab, a, b, target="fd00:1::2")
+    sent, received = corruption.transfer(lab, a, b, "fd00:1::2", 8000, 3_000_000)
+    assert received == sent and sent["bytes"] == 3_000_000
+    assert offloads_of(lab, a)["tcp-segmentation-offload"] == "on"
+    for proc in (vpn_a, vpn_b):
+        assert lab.stop(proc) == 0 and "Traceback" not in proc.output()
 
 
 REFUSING_TUN = r'''
