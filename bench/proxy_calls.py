@@ -8,7 +8,9 @@ ProxyServer, a loopback origin and the clients all in this one process.
 
 TREE is a checkout (this one: .; an older commit: git archive REV | tar -x -C /tmp/old).
 Calls per request include the clients' and origin's (identical across trees), so compare
-trees, not absolute values. Wall-clock rates belong to `make bench`.
+trees, not absolute values; bench/proxy_counts.py counts the proxy process alone (Python
+calls and syscalls, HTTP requests and SOCKS5 sessions, microsocks beside it). Wall-clock
+rates belong to `make bench`.
 """
 import os
 import sys

@@ -7,6 +7,7 @@ import stat
 import sys
 
 from . import __version__
+from .environment import forget_environment
 from .errors import ConfigError, TomatoError
 
 log = logging.getLogger(__name__)
@@ -139,29 +140,111 @@ positive_float = number_arg(float, lambda value: value > 0, "{text} must be grea
 positive_int = number_arg(int, lambda value: value > 0, "{text} must be greater than 0")
 
 
+MAX_PASSWORD_FILE_BYTES = 4096         # a password file holds one line
+_FILE_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a named pipe"), (stat.S_ISCHR, "a device"),
+               (stat.S_ISBLK, "a device"), (stat.S_ISSOCK, "a socket"))
+
+
+def read_private_file(path, what, max_bytes):
+    """The UTF-8 text of a small regular file holding secrets (a password file, the proxy's
+    --auth-file). Refused with one ConfigError line: anything but a regular file (a named
+    pipe would block the start, /dev/zero never ends), a file over max_bytes, text that is
+    not UTF-8. A file that other users may read still works, with a warning: readable by
+    every user, or by the members of its group.
+    """
+    try:
+        # O_NONBLOCK: opening a named pipe returns at once instead of waiting for a writer.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError as e:
+        raise ConfigError("cannot read %s file %s: %s" % (what, path, e.strerror)) from None
+    try:
+        status = os.fstat(fd)
+        if not stat.S_ISREG(status.st_mode):
+            kind = next((name for test, name in _FILE_KINDS if test(status.st_mode)), "a special file")
+            raise ConfigError("%s file %s is %s, not a regular file" % (what, path, kind))
+        chunks, size = [], 0
+        while size <= max_bytes:
+            chunk = os.read(fd, max_bytes + 1 - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    except OSError as e:
+        raise ConfigError("cannot read %s file %s: %s" % (what, path, e.strerror)) from None
+    finally:
+        os.close(fd)
+    if size > max_bytes:
+        raise ConfigError("%s file %s is larger than %d bytes: is it the right file?" % (what, path, max_bytes))
+    try:
+        text = b"".join(chunks).decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError("%s file %s is not UTF-8 text (byte %d)" % (what, path, e.start)) from None
+    if status.st_mode & stat.S_IROTH:
+        log.warning("%s file %s is readable by every user: chmod 600 %s", what, path, path)
+    elif status.st_mode & stat.S_IRGRP:
+        log.warning("%s file %s is readable by the members of group %s: chmod 600 %s unless they should know it",
+                    what, path, _group_name(status.st_gid), path)
+    return text
+
+
+def _group_name(gid):
+    try:
+        import grp
+
+        return grp.getgrgid(gid).gr_name
+    except (ImportError, KeyError):
+        return str(gid)
+
+
+def _utf8(secret, where):
+    """secret (str from argv or the environment, undecodable bytes as surrogates) if it is
+    UTF-8 text; else one ConfigError line naming where it came from, never the value."""
+    try:
+        secret.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ConfigError("%s is not UTF-8 text" % where) from None
+    return secret
+
+
 def read_secret(value, path, env_name, what):
     """A password from the command line, a file (first line) or the environment, in that order.
 
-    A file that every user may read still works, with a warning (the password is not secret).
+    A file: read_private_file's rules (a regular file of at most MAX_PASSWORD_FILE_BYTES,
+    UTF-8, a warning when others may read it). $env_name is removed from the environment
+    in every case (environment.py), so that no child (--up/--down hooks) inherits it.
     """
+    from_environment = os.environ.get(env_name)
+    if from_environment is not None and not forget_environment([env_name]):
+        log.warning("$%s could not be erased from /proc/%d/environ (readable by root and this user)",
+                    env_name, os.getpid())
     if value is not None:
-        return value
+        return _utf8(value, "the %s on the command line" % what)
     if path is not None:
-        try:
-            with open(path, encoding="utf-8") as f:
-                world_readable = os.fstat(f.fileno()).st_mode & stat.S_IROTH
-                secret = f.readline().rstrip("\r\n")
-        except OSError as e:
-            raise ConfigError("cannot read %s file %s: %s" % (what, path, e.strerror)) from None
-        if world_readable:
-            log.warning("%s file %s is readable by every user: chmod 600 %s", what, path, path)
+        secret = read_private_file(path, what, MAX_PASSWORD_FILE_BYTES).split("\n", 1)[0].rstrip("\r")
         if not secret:
             raise ConfigError("%s file %s is empty" % (what, path))
         return secret
-    secret = os.environ.get(env_name)
-    if secret:
-        return secret
+    if from_environment:
+        return _utf8(from_environment, "$%s" % env_name)
     raise ConfigError("no %s given (use the flag, its -file variant or $%s)" % (what, env_name))
+
+
+BROKEN_PIPE_STATUS = 141       # 128 + SIGPIPE: what a shell reports for `cat | head`'s cat
+
+
+def print_output(text):
+    """Print text and a newline on stdout; 0, or BROKEN_PIPE_STATUS when the reader left
+    (`vpn show | head -1`): quietly, where print() ends in a BrokenPipeError traceback
+    and Python's last flush at exit in a second one."""
+    try:
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())       # what is still buffered goes nowhere at exit
+        os.close(devnull)
+        return BROKEN_PIPE_STATUS
+    return 0
 
 
 def run_cli(body, prog):

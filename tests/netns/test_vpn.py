@@ -12,8 +12,7 @@ import sys
 
 
 from tests.netns.nsutil import wait_for
-
-PORT = 5000
+from tests.netns.vpn_support import PORT, assert_clean_stop, ping, ping_eventually, start_vpn  # noqa: F401 (shared)
 
 PROBE = r'''
 import hashlib, json, os, random, socket, struct, sys, time
@@ -88,31 +87,6 @@ elif cmd == "inject":                   # ADDR PORT FILE|garbage: replay payload
 
 def probe(*args):
     return [sys.executable, "-c", PROBE, *map(str, args)]
-
-
-def start_vpn(lab, ns, *args, env=None):
-    proc = lab.spawn(ns, lab.tool("vpn", *args), env=env)
-    lab.wait_log(proc, "tunnel ")
-    return proc
-
-
-def ping(lab, ns, address, count=1, wait=1):
-    """True if all `count` echo requests got replies."""
-    return lab.run(ns, ["ping", "-n", "-c", count, "-W", wait, "-i", "0.2", address]).returncode == 0
-
-
-def ping_eventually(lab, ns, address, timeout=10):
-    wait_for(lambda: ping(lab, ns, address), timeout=timeout, interval=0.1,
-             what="ping %s from %s" % (address, ns))
-
-
-def assert_clean_stop(lab, proc, secrets=("pwd1", "pwd2")):
-    assert lab.stop(proc, timeout=3) == 0, proc.output()
-    out = proc.output()
-    assert "Traceback" not in out
-    for secret in secrets:
-        assert secret not in out, "a password appeared in the log"
-    return out
 
 
 def tcp_transfer(lab, client_ns, server_ns, server_addr, port, nbytes):

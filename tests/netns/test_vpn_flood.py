@@ -14,7 +14,7 @@ import signal
 import sys
 
 from tests.netns.nsutil import wait_for
-from tests.netns.test_vpn import PORT, ping, start_vpn
+from tests.netns.vpn_support import PORT, ping, start_vpn
 
 FLOOD_RATE = 10_000         # datagrams per second
 RESTARTS = 3

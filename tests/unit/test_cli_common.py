@@ -43,7 +43,7 @@ def test_password_file_readable_by_everyone_warns(tmp_path, caplog):
 def test_private_password_file_stays_quiet(tmp_path, caplog):
     path = tmp_path / "secret"
     path.write_text("hunter2\n")
-    path.chmod(0o640)  # group-readable is a deliberate choice (a service group), not a leak to all
+    path.chmod(0o600)
     with caplog.at_level(logging.WARNING):
         assert read_secret(None, str(path), "TOMATO_NOPE", "local password") == "hunter2"
     assert caplog.records == []

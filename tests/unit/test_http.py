@@ -1,12 +1,13 @@
-"""proxy/http.py: request/response heads, hop-by-hop handling, chunked framing."""
+"""proxy/http.py and chunked.py: request/response heads, hop-by-hop handling, chunked framing."""
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tomato_gevent.errors import RemoteProtocolError
-from tomato_gevent.proxy import http
+from tomato_gevent.proxy import chunked, http
+from tomato_gevent.proxy.chunked import ChunkedDecoder, encode_chunk
 from tomato_gevent.proxy.http import (
-    MAX_HEAD_BYTES, ChunkedDecoder, Framing, encode_chunk, parse_request_head,
+    MAX_HEAD_BYTES, Framing, parse_request_head,
     parse_response_head, render_request_head, render_response_head, render_simple_response)
 
 GET = (b"GET http://Example.COM:8080/a/b?c=d HTTP/1.1\r\n"
@@ -99,6 +100,45 @@ def test_endless_blank_lines_hit_the_limit():
 def test_field_values_keep_tabs_and_obs_text():
     head = parse_request_head(b"GET http://a.test/ HTTP/1.1\r\nX: a\tb \xe9\r\n\r\n")
     assert head.headers == ((b"X", b"a\tb \xe9"),)
+
+
+def test_field_values_lose_their_surrounding_whitespace_only():
+    head = parse_request_head(b"GET http://a.test/ HTTP/1.1\r\nX: \t a  b \t \r\nY:\r\n\r\n")
+    assert head.headers == ((b"X", b"a  b"), (b"Y", b""))
+
+
+# A 64 KiB head whose values are runs of spaces: the lazy value regexp that matched a field line
+# backtracked over each run once per character (about 15 s of CPU for this head); parsed
+# linearly it takes milliseconds. And a bad line after many blank values: a field-section
+# regexp in which a blank value matches in several ways tries all their combinations (twelve
+# lines took 19 s). Run in a child limited to 5 s of CPU (a bound, not a timing).
+_SPACES_PROGRAM = """
+from tomato_gevent.proxy.http import MAX_HEAD_BYTES, parse_request_head, parse_response_head
+filler = b"X: a" + b" " * (MAX_HEAD_BYTES - 200) + b"b\\r\\n"
+assert parse_request_head(b"GET http://a.test/ HTTP/1.1\\r\\n" + filler + b"\\r\\n").headers[0][1][-1:] == b"b"
+assert parse_response_head(b"HTTP/1.1 200 OK\\r\\n" + filler + b"\\r\\n", "GET").status == 200
+from tomato_gevent.errors import RemoteProtocolError
+blanks = b"a:   \\r\\n" * 2000 + b"b: \\x01\\r\\n\\r\\n"     # a bad line after many blank values
+for head in (b"GET http://a.test/ HTTP/1.1\\r\\n" + blanks, b"HTTP/1.1 200 OK\\r\\n" + blanks):
+    try:
+        parse_request_head(head) if head.startswith(b"GET") else parse_response_head(head, "GET")
+    except RemoteProtocolError:
+        pass
+    else:
+        raise SystemExit("accepted a control character")
+"""
+
+
+def test_long_runs_of_spaces_in_values_cost_linear_time():
+    import resource
+    import subprocess
+    import sys
+
+    def limit_cpu():
+        resource.setrlimit(resource.RLIMIT_CPU, (5, 5))
+    result = subprocess.run([sys.executable, "-c", _SPACES_PROGRAM], preexec_fn=limit_cpu,
+                            capture_output=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-500:]
 
 
 def test_response_status_100_is_the_lowest_accepted():
@@ -270,7 +310,7 @@ def test_http10_request_is_sent_as_11_with_its_via():
 # -- responses -------------------------------------------------------------------------------
 @pytest.mark.parametrize("method,status_line,fields,framing,keep", [
     ("GET", b"HTTP/1.1 200 OK", b"Content-Length: 5\r\n", Framing.LENGTH, True),
-    ("GET", b"HTTP/1.1 200 OK", b"Content-Length: 0\r\n", Framing.NONE, True),
+    ("GET", b"HTTP/1.1 200 OK", b"Content-Length: 0\r\n", Framing.LENGTH, True),
     ("GET", b"HTTP/1.1 200 OK", b"Transfer-Encoding: chunked\r\nContent-Length: 5\r\n", Framing.CHUNKED, True),
     ("GET", b"HTTP/1.1 200 OK", b"", Framing.UNTIL_CLOSE, False),
     ("GET", b"HTTP/1.0 200 OK", b"Content-Length: 5\r\n", Framing.LENGTH, False),
@@ -405,7 +445,7 @@ def test_chunked_accepts_bare_lf_and_upper_case_hex():
     b"5\r\nhelloX\r\n",
     b"-1\r\n",
     b"11111111111111111\r\n",        # 17 hex digits
-    b"5" + b" " * (http.MAX_CHUNK_LINE_BYTES + 1),
+    b"5" + b" " * (chunked.MAX_CHUNK_LINE_BYTES + 1),
 ])
 def test_chunked_errors(raw):
     decoder = ChunkedDecoder(status_hint=502)
@@ -417,14 +457,14 @@ def test_chunked_errors(raw):
 def test_chunked_trailer_section_is_bounded():
     decoder = ChunkedDecoder()
     with pytest.raises(RemoteProtocolError):
-        decode_all(decoder, b"0\r\n" + b"X: y\r\n" * (http.MAX_TRAILER_BYTES // 6 + 1), 4096)
+        decode_all(decoder, b"0\r\n" + b"X: y\r\n" * (chunked.MAX_TRAILER_BYTES // 6 + 1), 4096)
 
 
 @settings(max_examples=200, deadline=None)
 @given(pieces=st.lists(st.binary(max_size=300), max_size=8),
        cuts=st.lists(st.integers(min_value=1, max_value=50), min_size=1, max_size=20))
 def test_chunked_round_trip_any_split(pieces, cuts):
-    wire = b"".join(encode_chunk(p) for p in pieces) + http.LAST_CHUNK + b"tail"
+    wire = b"".join(encode_chunk(p) for p in pieces) + chunked.LAST_CHUNK + b"tail"
     decoder = ChunkedDecoder()
     out = bytearray()
     pos, i = 0, 0

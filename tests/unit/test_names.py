@@ -1,7 +1,10 @@
 """rules/names.py: the one normalisation of host names (edge and rule files alike)."""
+import ipaddress
+
 import pytest
 
 from tomato_gevent.rules import BadHost, RuleSet, canonical_host, normalize_name, parse_rules
+from tomato_gevent.rules.names import is_plain_ipv4
 from tomato_gevent.rules.ruleset import Action
 
 
@@ -43,16 +46,40 @@ def test_normalize_name_refuses(text):
     ("10.0.0.1", "10.0.0.1"),
     ("2001:DB8:0::1", "2001:db8::1"),
     ("[2001:db8::1]", "2001:db8::1"),
+    ("0:0::1", "::1"),                  # one spelling for HTTP and SOCKS5 alike (issue 21)
+    ("[0:0::1]", "::1"),
+    ("::FFFF:10.0.0.1", "::ffff:a00:1"),
+    ("www.example.test", "www.example.test"),
+    ("WWW.Example.Test.", "www.example.test"),
 ])
 def test_canonical_host(host, canonical):
     assert canonical_host(host) == canonical
 
 
-@pytest.mark.parametrize("host", ["", "..", "a..b", "127.1", "10.0.0.300", "[10.0.0.1", "exa mple", "1.2.3.4."])
+@pytest.mark.parametrize("host", ["", "..", "a..b", "127.1", "10.0.0.300", "[10.0.0.1", "exa mple", "1.2.3.4.",
+                                  "a" * 64 + ".test", "a" * 300 + ".test",
+                                  "ab:80"])          # CONNECT [ab:80]:443: no IPv6 literal, no name either
 def test_canonical_host_refuses_with_400(host):
     with pytest.raises(BadHost) as info:
         canonical_host(host)
     assert info.value.status_hint == 400
+
+
+def test_ipv4_fast_path_accepts_only_what_ip_address_accepts_and_keeps_its_text():
+    """canonical_host's dotted-quad shortcut must never take a host ip_address refuses, and
+    what it takes is already ip_address's text."""
+    def ipv4_text(text):
+        try:
+            return str(ipaddress.IPv4Address(text))
+        except ValueError:
+            return None
+    octets = [str(n) for n in range(0, 300)] + ["00", "01", "007", "0255", "256", "1000", "\u0661", " 1"]
+    hosts = [template % o for o in octets for template in ("%s.0.0.1", "1.2.3.%s", "%s")]
+    hosts += ["1.2.3", "1.2.3.4.", "1.2.3.4.5", "127.0.0.1\n", "", "1..2.3"]
+    for host in hosts:
+        if is_plain_ipv4(host) is not None:
+            assert ipv4_text(host) == host, host
+    assert is_plain_ipv4("255.255.255.255") and is_plain_ipv4("0.0.0.0")
 
 
 def test_rule_files_and_requests_meet_on_the_same_name():

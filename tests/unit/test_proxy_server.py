@@ -1,4 +1,4 @@
-"""proxy/server.py and outbound.py without root: the proxy on 127.0.0.1:0, names resolved by
+"""proxy/server.py, http_session.py, bodies.py and outbound.py without root: the proxy on 127.0.0.1:0, names resolved by
 an injected resolver to origins that are small gevent servers in this process.
 
 Each origin is a script: it reads requests and answers them as the test says (including
@@ -8,12 +8,13 @@ import ipaddress
 import logging
 
 import gevent
+import gevent.event
 import pytest
 from gevent import socket
 from gevent.server import StreamServer
 
 from tomato_gevent.errors import NextHopError
-from tomato_gevent.proxy import http, server as server_mod
+from tomato_gevent.proxy import chunked, http, server as server_mod
 from tomato_gevent.proxy.http import Framing
 from tomato_gevent.rules import Action
 
@@ -36,7 +37,7 @@ def read_head(sock, buf):
 def read_body(sock, buf, head):
     lower = head.lower()
     if b"transfer-encoding: chunked" in lower:
-        decoder = http.ChunkedDecoder()
+        decoder = chunked.ChunkedDecoder()
         body = b""
         data = bytes(buf)
         buf.clear()
@@ -159,7 +160,7 @@ class Client:
             body = bytes(self.buf[:resp.content_length])
             del self.buf[:resp.content_length]
         elif resp.framing is Framing.CHUNKED:
-            decoder = http.ChunkedDecoder()
+            decoder = chunked.ChunkedDecoder()
             body, data = b"", bytes(self.buf)
             self.buf.clear()
             while True:
@@ -246,8 +247,20 @@ def test_a_zone_on_an_ip_literal_does_not_get_past_a_cidr_block(origins, proxies
     client = Client(proxy)
     client.send(b"GET http://127.0.0.1%%1:%d/ HTTP/1.1\r\n\r\n" % origin.port)
     resp, body = client.response()
-    assert resp.status == 403 and b"blocked by proxy rule" in body
+    # IPv4 has no zones: canonical_host refuses the host (as SOCKS5 does), so no rule is asked.
+    assert resp.status == 400 and b"bad host name" in body
     assert origin.requests == []
+
+
+def test_http_asks_for_the_canonical_spelling_of_a_literal(proxies):
+    # canonical_host at both edges (test_socks_session has the SOCKS5 twin): 0:0::1 is ::1
+    # for the resolver, the rules and Host.
+    resolver = FakeResolver()
+    proxy = proxies(resolver=resolver)
+    client = Client(proxy)
+    client.send(b"GET http://[0:0::1]:80/ HTTP/1.1\r\n\r\n")
+    assert client.response()[0].status == 502
+    assert resolver.asked == ["::1"]
 
 
 def test_block_with_a_body_closes_the_connection(proxies):
@@ -612,6 +625,54 @@ def test_a_kept_connection_the_origin_closed_is_not_used(proxies, tcp_servers):
     client.send(b"POST http://www.test:%d/ HTTP/1.1\r\nContent-Length: 1\r\n\r\nz" % port)
     assert client.response()[1] == b"answered"
     assert seen == [b"GET", b"POST"]
+
+
+def test_a_timeout_notice_on_a_kept_connection_is_not_the_answer(proxies, tcp_servers):
+    # Servers close idle connections with a 408 of their own. A GET meets it (kept
+    # connections are not peeked before an idempotent request: a retry is cheaper) and is
+    # repeated on a fresh connection; a POST, which could not be repeated, is only sent on a
+    # kept connection with nothing waiting in it, so it goes out on a fresh one.
+    seen, closed = [], []
+    answered = gevent.event.Event()
+
+    def origin(sock, address):
+        buf = bytearray()
+        head = read_head(sock, buf)
+        seen.append(head.split(b" ")[0])
+        body = read_body(sock, buf, head)
+        sock.sendall(ok(b"answered " + body))
+        answered.wait()                             # the connection is idle in the proxy now
+        answered.clear()
+        sock.sendall(b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
+        sock.shutdown(socket.SHUT_WR)
+        closed.append(True)
+        read_head(sock, buf)                        # what the proxy sends meets no reset
+    port = tcp_servers(origin)
+    proxy = proxies(resolver=FakeResolver({"www.test"}))
+    client = Client(proxy)
+    for n, request in enumerate([get("www.test", port), get("www.test", port),
+                                 b"POST http://www.test:%d/ HTTP/1.1\r\nContent-Length: 1\r\n\r\nz" % port]):
+        client.send(request)
+        resp, body = client.response()
+        assert (resp.status, body) == (200, b"answered " + (b"z" if n == 2 else b"")), n
+        answered.set()
+        wait_for(lambda: len(closed) == n + 1, "the origin's notice")
+    assert seen == [b"GET", b"GET", b"POST"]
+
+
+@pytest.mark.parametrize("status", [200, 302, 404])
+def test_an_empty_answer_keeps_its_content_length(origins, proxies, status):
+    # Without "Content-Length: 0" a keep-alive client cannot tell where the answer ends and
+    # waits for a close; the proxy keeps the connection for the next request: both wait.
+    origin = origins(lambda head, body: b"HTTP/1.1 %d X\r\nContent-Length: 0\r\n\r\n" % status)
+    proxy = proxies(resolver=FakeResolver({"www.test"}))
+    sock = connect(proxy)
+    sock.sendall(get("www.test", origin.port))
+    head = read_head(sock, bytearray())
+    assert b"\r\ncontent-length: 0\r\n" in head.lower(), head
+    sock.sendall(get("www.test", origin.port))         # and the connection serves the next one
+    assert read_head(sock, bytearray()).startswith(b"HTTP/1.1 %d " % status)
+    sock.close()
 
 
 @pytest.mark.parametrize("answer", [

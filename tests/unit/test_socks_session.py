@@ -191,6 +191,17 @@ def test_a_unicode_name_is_decided_and_resolved_as_its_idna_2008_a_label(proxies
     assert resolver.asked == ["xn--fa-hia.de"]
 
 
+def test_a_literal_spelled_as_a_name_is_asked_for_in_its_canonical_spelling(proxies):
+    # The HTTP twin is in test_proxy_server: both edges say ::1 for 0:0::1.
+    resolver = FakeResolver()
+    proxy = socks_proxy(proxies, resolver=resolver)
+    client = SocksClient(proxy)
+    client.method()
+    client.sock.sendall(b"\x05\x01\x00\x03\x060:0::1\x00\x50")     # ATYP domain name "0:0::1", port 80
+    assert client.read(socks5.parse_reply).code != socks5.SUCCEEDED
+    assert resolver.asked == ["::1"]
+
+
 # -- UDP ASSOCIATE --------------------------------------------------------------------------
 @pytest.fixture
 def udp_echo():

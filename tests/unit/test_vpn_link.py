@@ -16,6 +16,8 @@ from tomato_gevent.vpn.cli import build_parser
 from tomato_gevent.vpn.packet import OVERHEAD
 from tests.netns.nsutil import wait_for
 
+from .tcp_packets import ACK, LINUX_SYN_OPTIONS, SYN, ipv4, ipv6, mss_option, mss_values, tcp_checksum_ok, tcp_segment
+
 KEY_A, KEY_B, KEY_WRONG = bytes([1]) * 32, bytes([2]) * 32, bytes([3]) * 32   # password keys (no scrypt)
 LOOPBACK = ("127.0.0.1", 0)
 
@@ -32,6 +34,9 @@ class SocketTun:
         self._device.setblocking(False)
         self.fd = self._device.fileno()
         self.host.settimeout(5)
+
+    def current_mtu(self):
+        return 1400
 
     def close(self):
         self.host.close()
@@ -139,6 +144,24 @@ def test_move_peer_points_the_endpoint_and_a_dialling_transport_elsewhere(transp
     finally:
         side.transport.close()
         side.tun.close()
+
+
+@pytest.mark.parametrize("offloads", [True, False], ids=["offloads", "plain"])
+def test_syns_crossing_the_link_get_an_mss_that_fits_its_mtu(sides, offloads):
+    """Both directions, IPv4 and IPv6: the MSS of a SYN is lowered to the device MTU's
+    (1400 here: 1360, 1340) with a valid checksum; other packets pass byte for byte."""
+    a, b = linked_pair(sides, offloads)
+    wait_for(lambda: b.link.endpoint.address is not None, what="B learning A from its first keepalive")
+    for sender, receiver in ((a, b), (b, a)):
+        for packet, expected in ((ipv4(tcp_segment(LINUX_SYN_OPTIONS)), [1360]),
+                                 (ipv6(tcp_segment(mss_option(1440), flags=SYN | ACK)), [1340]),
+                                 (ipv4(tcp_segment(mss_option(1200))), [1200])):
+            sender.tun.host.send(packet)
+            arrived = receiver.tun.host.recv(65536)
+            assert mss_values(arrived) == expected and tcp_checksum_ok(arrived)
+        bulk = ipv4(tcp_segment(mss_option(1460), flags=ACK, payload=b"data" * 300))
+        sender.tun.host.send(bulk)
+        assert receiver.tun.host.recv(65536) == bulk
 
 
 @pytest.mark.parametrize("transport,offloads", [("udp", True), ("udp", False), ("tcp", False)],

@@ -157,3 +157,40 @@ def test_a_v2_keepalive_too_short_for_v3_is_recognised_and_other_short_ones_stay
     assert lines(caplog_info) == []
     r.refused(BadPacket(SHORT_DATAGRAM), PEER, 2.0, b"v2 keepalive")
     assert "are protocol tomato-vpn v2" in lines(caplog_info)[-1]
+
+
+def test_every_change_of_the_peers_address_is_logged(caplog_info):
+    """Issue 24 item 8: a roaming peer's second change within a minute was a DEBUG line."""
+    endpoint = PeerEndpoint(forget_after=60.0)
+    r = report(endpoint)
+    for second, address in enumerate([PEER, ("10.9.0.3", 5000), ("10.9.0.3", 6000)]):
+        endpoint.learn(address, float(second))
+        r.learned(address, float(second))
+    assert lines(caplog_info) == ["peer address is now 10.9.0.2:5000",
+                                  "peer address is now 10.9.0.3:5000 (was 10.9.0.2:5000)",
+                                  "peer address is now 10.9.0.3:6000 (was 10.9.0.3:5000)"]
+
+
+def test_a_peer_flapping_between_addresses_is_counted_beyond_a_burst(caplog_info):
+    from tomato_gevent.vpn.report import ADDRESS_LINES_PER_INTERVAL
+
+    r = report(PeerEndpoint(forget_after=60.0))
+    addresses = [PEER, ("10.9.0.3", 5000)]
+    for change in range(ADDRESS_LINES_PER_INTERVAL + 5):
+        r.learned(addresses[change % 2], change / 10.0)
+    assert len(lines(caplog_info)) == ADDRESS_LINES_PER_INTERVAL
+    r.learned(PEER, 60.0)
+    assert lines(caplog_info)[-1] == "peer address is now 10.9.0.2:5000 (was 10.9.0.3:5000) (5 more changes in the " \
+                                     "last 1 min)"
+
+
+def test_a_peer_restart_is_logged_every_time(caplog_info):
+    """Issue 24 item 8: a new peer session (the peer restarted) was a DEBUG line only."""
+    r = report()
+    r.received(PEER, 0xA0000, 1.0)
+    r.received(PEER, 0xA0000, 2.0)
+    r.received(PEER, 0xB0000, 3.0)
+    r.received(("10.9.0.2", 5001), 0xC0000, 4.0)
+    assert lines(caplog_info)[1:] == [
+        "peer 10.9.0.2:5000 started a new session 00000000000b0000 (was 00000000000a0000): it restarted",
+        "peer 10.9.0.2:5001 started a new session 00000000000c0000 (was 00000000000b0000): it restarted"]

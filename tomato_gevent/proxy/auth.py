@@ -10,7 +10,8 @@ line but never echo the line: it holds a password.
     Authenticator.check(username, password)    bytes, constant-time comparison
     Authenticator.check_basic(header_value)    b"Basic base64(user:password)" or None
 
-Pure except load_auth_file's read; nothing here logs.
+Pure except load_auth_file's read (whose warning about a file others may read is
+the only line logged from here).
 """
 import base64
 import binascii
@@ -18,9 +19,11 @@ import hashlib
 import hmac
 from typing import Dict, Iterable, Optional
 
+from ..cli_common import read_private_file
 from ..errors import ConfigError
 
 MAX_PART_BYTES = 255
+MAX_AUTH_FILE_BYTES = 1 << 20
 REALM = b"tomato proxy"
 
 
@@ -83,13 +86,10 @@ def parse_auth_lines(lines: Iterable[str], source: str) -> Authenticator:
 
 
 def load_auth_file(path: str) -> Authenticator:
-    try:
-        with open(path, encoding="utf-8-sig") as f:
-            return parse_auth_lines(f, path)
-    except OSError as e:
-        raise ConfigError("cannot read auth file %s: %s" % (path, e.strerror or e)) from None
-    except UnicodeDecodeError as e:
-        raise ConfigError("auth file %s is not UTF-8 text (byte %d)" % (path, e.start)) from None
+    """The file's users (cli_common.read_private_file's rules: a regular file of at most
+    MAX_AUTH_FILE_BYTES, UTF-8, a warning when others may read it)."""
+    text = read_private_file(path, "auth", MAX_AUTH_FILE_BYTES)
+    return parse_auth_lines(text.removeprefix("\ufeff").split("\n"), path)
 
 
 def proxy_authenticate_header():

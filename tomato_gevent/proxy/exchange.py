@@ -1,11 +1,11 @@
 """The proxy's exchange policy: every decision about one request/response exchange,
 as pure functions of parsed heads (no sockets, no clock, no logging).
 
-server.py moves bytes and asks this module what they mean (h11's Connection is the
-model: the protocol rules live apart from the I/O).
+The front ends (http_session.py, socks_session.py) move bytes and ask this module what
+they mean; exchange_state.py puts these decisions in the order of one HTTP exchange (h11's
+Connection is the model: the protocol rules live apart from the I/O).
 
-    request head  --edge_host-->            the one normalised host (rules, resolver, request)
-                  --keep_client_after_block-->  may a 403 keep the connection?
+    request head  --keep_client_after_block-->  may a 403 keep the connection?
                   --answer_continue-->      send our own 100 Continue first?
     upstream gone --may_retry-->            resend on a fresh connection? (RFC 9110 9.2.2)
     response head --informational-->        1xx: bytes for the client, or None to swallow
@@ -20,50 +20,13 @@ RemoteProtocolError from the client's head or body (400, 408, 431, 505), from th
 upstream's answer (502); Refused (403 block rule or destination, 503 no room);
 NextHopError and ResolveError (502 unreachable or failed, 504 timed out).
 """
-import re
-
 from ..errors import RemoteProtocolError
 from ..netutil import ip_literal
-from ..rules import normalize_name
 from . import http
 from .http import Framing
 
 # RFC 9110 9.2.2: a client or proxy may repeat these automatically after a failure.
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
-
-
-# A dotted-quad IPv4 literal exactly as ipaddress.ip_address accepts it (ASCII digits,
-# octets 0-255 without leading zeros): the common literal (127.0.0.1, 10.x) is recognised
-# by one C call instead of ip_address's ~17 Python calls per request.
-_IPV4 = re.compile(r"(?:(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\.){3}"
-                   r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])")
-
-
-def _literal(host):
-    """ip_address of an IP literal host (as parsed: IPv6 without brackets), else None.
-    Names (last character not a digit, no colon) skip the costly parse attempt."""
-    if ":" in host or host[-1:].isdigit():
-        return ip_literal(host)
-    return None
-
-
-def _is_literal(host):
-    """_literal(host) is not None, with a fast path for plain dotted-quad IPv4."""
-    return _IPV4.fullmatch(host) is not None or _literal(host) is not None
-
-
-def edge_host(host):
-    """The host as the rules, the resolver and the next hop all see it.
-
-    IP literals stay as they are; names go through the rules' normalisation (case,
-    trailing dots, IDNA). A name that normalisation refuses is a 400.
-    """
-    if _is_literal(host):
-        return host
-    name = normalize_name(host)     # the request parser has split the port off already
-    if name is None:
-        raise RemoteProtocolError("invalid host name %r" % host[:80], 400)
-    return name
 
 
 def authority_for(host, port, client_authority):
@@ -120,10 +83,10 @@ def keep_client(request, framing):
     return request.keep_alive and framing is not Framing.UNTIL_CLOSE
 
 
-def keep_upstream(response, body_complete, leftover):
-    """May the upstream connection carry the next request? Only after a complete answer
-    from a server that allows it, with nothing unexplained behind that answer."""
-    return response.keep_alive and body_complete and not leftover
+def keep_upstream(response, leftover):
+    """May the upstream connection carry the next request (its answer's body relayed in
+    full)? Only if the server allows it and nothing unexplained came behind that answer."""
+    return response.keep_alive and not leftover
 
 
 def _unwrap(address):

@@ -10,8 +10,11 @@ Strategy (h11 `_readers.py` style):
     bytes from upstream --parse_response_head(buf, method)--> None | ResponseHead
                                                    | RemoteProtocolError (caller answers 502)
     ResponseHead --render_response_head(resp, framing, keep_alive)--> bytes for the client
-    chunked body --ChunkedDecoder.feed(data)--> payload pieces; .done, .unused
-    payload piece --encode_chunk(piece)--> chunked framing; LAST_CHUNK ends it
+    (chunked bodies: chunked.py)
+
+Both parsers open a head the same way (_open_head: find its end, match the start line, parse
+the field lines) and share the keep-alive rule (_keep_alive); what differs is the request
+target (targets.py) and the body framing (_request_framing, _response_framing).
 
 What it refuses (RFC 9112): request heads over MAX_HEAD_BYTES (431); bad request line,
 header syntax, obs-fold, bad or conflicting Content-Length, Transfer-Encoding whose final
@@ -28,20 +31,15 @@ the body itself), Upgrade, Proxy-Authorization, Proxy-Authenticate. The proxy ad
 """
 import enum
 import re
-from dataclasses import dataclass
 from http import HTTPStatus
-from typing import Optional, Tuple
+from typing import NamedTuple, Optional, Tuple
 
 from ..errors import RemoteProtocolError
+from . import fields, targets
 
 # -- implementation limits ------------------------------------------------------
 MAX_HEAD_BYTES = 64 * 1024          # request/response head incl. the blank line (431 above it)
-MAX_CHUNK_LINE_BYTES = 4 * 1024     # one chunk-size line incl. extensions
-MAX_TRAILER_BYTES = MAX_HEAD_BYTES  # trailer section of a chunked body (discarded)
 VIA = b"tomato"                     # received-by pseudonym in our Via entries
-
-Headers = Tuple[Tuple[bytes, bytes], ...]  # (name as received, value without OWS)
-
 
 class Framing(enum.Enum):
     """How a message body is delimited (RFC 9112 6.3)."""
@@ -52,19 +50,20 @@ class Framing(enum.Enum):
     UNTIL_CLOSE = "close"      # response read until the connection closes
 
 
-@dataclass(frozen=True)
-class RequestHead:
+# Heads are named tuples: immutable values, made with one call (a frozen dataclass costs a
+# __setattr__ per field, twice per request).
+class RequestHead(NamedTuple):
     method: str                # "GET", "CONNECT", ...
     version: Tuple[int, int]   # (1, 1) or (1, 0)
     host: str                  # lower-case name or IP literal, IPv6 without brackets
     port: int
     authority: bytes           # host[:port] as the client wrote it (brackets kept), for Host
     path: bytes                # origin-form target ("/x?y"); b"" for CONNECT
-    headers: Headers           # end-to-end fields only (hop-by-hop, Host, framing removed)
+    fields: bytes              # end-to-end field lines as they go on (fields.py), CRLF each
     framing: Framing           # NONE, LENGTH or CHUNKED
     content_length: int        # for Framing.LENGTH, else 0
     keep_alive: bool           # client wants the connection kept after this exchange
-    expect_continue: bool      # "Expect: 100-continue" (removed from headers)
+    expect_continue: bool      # "Expect: 100-continue" (removed from the fields)
     length: int                # bytes of buf the head occupied (incl. leading blank lines)
     proxy_authorization: Optional[bytes] = None     # for --auth-file; never forwarded (hop-by-hop)
 
@@ -72,35 +71,33 @@ class RequestHead:
     def is_connect(self):
         return self.method == "CONNECT"
 
+    @property
+    def headers(self):
+        """The end-to-end fields as ((name, value), ...)."""
+        return fields.pairs(self.fields)
 
-@dataclass(frozen=True)
-class ResponseHead:
+
+class ResponseHead(NamedTuple):
     status: int
     reason: bytes
     version: Tuple[int, int]
-    headers: Headers           # end-to-end fields only (as RequestHead.headers)
+    fields: bytes              # end-to-end field lines (as RequestHead.fields)
     framing: Framing
     content_length: int        # for Framing.LENGTH; also kept for HEAD / 304 answers
     keep_alive: bool           # the server lets us reuse the connection
     length: int                # bytes of buf the head occupied
 
+    @property
+    def headers(self):
+        return fields.pairs(self.fields)
 
-# -- lexical pieces (RFC 9110 5.6.2 token, 5.5 field values) ----------------------
+
+# -- lexical pieces (RFC 9110 5.6.2 token; field lines: fields.py) ----------------
 _TOKEN = rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
-_REQUEST_LINE = re.compile(rb"(" + _TOKEN + rb") ([^ \x00-\x1f\x7f]+) HTTP/(\d)\.(\d)")
-_STATUS_LINE = re.compile(rb"HTTP/(\d)\.(\d) ([0-9]{3})(?: ([^\x00-\x08\x0a-\x1f\x7f]*))?")
-_FIELD_LINE = re.compile(rb"(" + _TOKEN + rb"):[ \t]*([^\x00-\x08\x0a-\x1f\x7f]*?)[ \t]*")
-_REG_NAME = re.compile(rb"[A-Za-z0-9._~!$&'()*+,;=%-]+")
-_PORT = re.compile(rb"[0-9]{1,5}")
-_CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,16})[ \t]*(?:;.*)?")
-
-# Always hop-by-hop, whatever Connection says (RFC 9110 7.6.1, 11.7.1, 11.7.2; RFC 9112 7).
-HOP_BY_HOP = frozenset({
-    b"connection", b"proxy-connection", b"keep-alive", b"te", b"trailer",
-    b"transfer-encoding", b"upgrade", b"proxy-authorization", b"proxy-authenticate",
-})
-# Fields the proxy regenerates itself rather than copying.
-_REGENERATED = HOP_BY_HOP | {b"host", b"content-length", b"expect"}
+_REQUEST_LINE = re.compile(rb"(" + _TOKEN + rb") ([^ \x00-\x1f\x7f]+) HTTP/(?P<major>\d)\.(?P<minor>\d)")
+_STATUS_LINE = re.compile(
+    rb"HTTP/(?P<major>\d)\.(?P<minor>\d) ([0-9]{3})(?: ([^\x00-\x08\x0a-\x1f\x7f]*))?")
+HOP_BY_HOP = fields.HOP_BY_HOP
 
 
 def _find_head_end(buf, start, first):
@@ -130,7 +127,16 @@ def _skip_blank_lines(buf):
 
 
 def _split_head(buf, start, status_hint_too_big, what):
-    """(first line, field lines, head length) or None; enforces MAX_HEAD_BYTES."""
+    """(first line, field block with CRLF line ends, head length) or None; enforces
+    MAX_HEAD_BYTES. A head with bare LF line ends (RFC 9112 2.2) is brought to CRLF."""
+    if not start and buf[:1] not in _CR_LF:
+        # The usual case: a head seen whole at the first look, CRLF throughout.
+        end = buf.find(b"\r\n\r\n")
+        if 0 < end <= MAX_HEAD_BYTES - 4:
+            head = bytes(buf[:end + 2])
+            if head.count(b"\n") == head.count(b"\r\n"):
+                line_end = head.find(b"\r\n")
+                return head[:line_end], head[line_end + 2:], end + 4
     skip = _skip_blank_lines(buf)
     if skip == len(buf):
         if skip > MAX_HEAD_BYTES:
@@ -143,160 +149,60 @@ def _split_head(buf, start, status_hint_too_big, what):
                                   status_hint_too_big)
     if end < 0:
         return None
-    lines = bytes(buf[skip:end]).split(b"\n")
+    head = bytes(buf[skip:end])
+    line_end = head.find(b"\n")
+    if head.count(b"\n") == head.count(b"\r\n"):      # CRLF throughout: the usual case
+        return head[:line_end - 1], head[line_end + 1:-2], end
     # The last two elements are the blank line's remains; strip CR of every line.
-    lines = [line[:-1] if line.endswith(b"\r") else line for line in lines[:-2]]
-    return lines[0], lines[1:], end
-
-
-# Fields whose values the parser itself needs (lower-case names).
-_FRAMING_FIELDS = frozenset({b"connection", b"proxy-connection", b"transfer-encoding",
-                             b"content-length", b"host", b"expect", b"proxy-authorization"})
-
-
-def _parse_fields(lines, bad):
-    """Field lines -> ([(name, value, lower-case name)], {lower name: [values]} for the
-    _FRAMING_FIELDS present); raises bad(msg) on syntax errors. One pass, one lower()."""
-    fields = []
-    special = {}
-    match_line = _FIELD_LINE.fullmatch
-    for line in lines:
-        match = match_line(line)
-        if match is None:
-            if line[:1] in (b" ", b"\t"):
-                raise bad("obsolete line folding in header section")
-            raise bad("malformed header line %r" % line[:80])
-        name, value = match.groups()
-        lname = name.lower()
-        fields.append((name, value, lname))
-        if lname in _FRAMING_FIELDS:
-            special.setdefault(lname, []).append(value)
-    return fields, special
-
-
-_TOKEN_LIST_FIELDS = (b"transfer-encoding", b"connection", b"proxy-connection", b"expect")
-
-
-def _token_lists(special):
-    """{field: its lower-case comma-separated tokens} for the token-list fields present
-    (all fields of a name together); one call per head, as most heads have few of them."""
-    tokens = {}
-    for name in _TOKEN_LIST_FIELDS:
-        values = special.get(name)
-        if values:
-            tokens[name] = [t.strip().lower() for value in values for t in value.split(b",") if t.strip()]
-    return tokens
-
-
-def _content_length(special, bad):
-    """None if absent; else the one value (identical duplicates allowed, RFC 9110 8.6)."""
-    values = set()
-    for value in special.get(b"content-length", ()):
-        for item in value.split(b","):
-            item = item.strip()
-            if not item.isdigit() or len(item) > 18:
-                raise bad("invalid Content-Length %r" % value[:40])
-            values.add(int(item))
-    if not values:
-        return None
-    if len(values) > 1:
-        raise bad("conflicting Content-Length values")
-    return values.pop()
-
-
-def _end_to_end(fields, connection_tokens):
-    """Drop hop-by-hop and regenerated fields, and every field Connection names."""
-    if connection_tokens:
-        drop = _REGENERATED.union(connection_tokens)
-    else:
-        drop = _REGENERATED
-    return tuple((n, v) for n, v, lname in fields if lname not in drop)
-
-
-def _split_authority(authority, default_port, bad):
-    """b"host[:port]" / b"[v6]:port" -> (host str lower-case, port int)."""
-    if authority.startswith(b"["):
-        close = authority.find(b"]")
-        if close < 0:
-            raise bad("unterminated IPv6 literal in %r" % authority[:80])
-        host = authority[1:close]
-        rest = authority[close + 1:]
-        if not re.fullmatch(rb"[0-9A-Fa-f:.]+", host):
-            raise bad("bad IPv6 literal in %r" % authority[:80])
-        if rest and not rest.startswith(b":"):
-            raise bad("bad authority %r" % authority[:80])
-        port_text = rest[1:] if rest else None
-    else:
-        host, colon, port_text = authority.rpartition(b":")
-        if not colon:
-            host, port_text = authority, None
-        if not host or not _REG_NAME.fullmatch(host):
-            raise bad("bad host in %r" % authority[:80])
-    if port_text is None or port_text == b"":
-        if default_port is None:
-            raise bad("missing port in %r" % authority[:80])
-        port = default_port
-    else:
-        if not _PORT.fullmatch(port_text) or not 0 < int(port_text) < 65536:
-            raise bad("bad port in %r" % authority[:80])
-        port = int(port_text)
-    return host.decode("ascii").lower(), port
+    lines = [line[:-1] if line.endswith(b"\r") else line for line in head.split(b"\n")[:-2]]
+    return lines[0], b"".join([line + b"\r\n" for line in lines[1:]]), end
 
 
 def _bad_request(msg):
     return RemoteProtocolError(msg, 400)
 
 
-def parse_request_head(buf, start=0):
-    """Parse one request head at the start of buf (bytes or bytearray).
+def _bad_response(msg):
+    return RemoteProtocolError(msg, 502)
 
-    Returns None while the head is incomplete, or a RequestHead whose .length says how
-    many bytes of buf it used; the body (if any) follows. `start` is an optional hint:
-    how much of buf was already searched by an earlier call that returned None.
-    Raises RemoteProtocolError with status_hint 400, 431 or 505.
-    """
-    split = _split_head(buf, start, 431, "request")
+
+def _open_head(buf, start, start_line, what, too_big_hint, bad):
+    """How both parsers open a head: None while it is incomplete, else (start-line match,
+    version, special, end-to-end fields, tokens, head length) as fields.scan and
+    fields.token_lists give them. Raises RemoteProtocolError: too_big_hint over
+    MAX_HEAD_BYTES, bad(msg) for a malformed start line or field line."""
+    split = _split_head(buf, start, too_big_hint, what)
     if split is None:
         return None
-    request_line, field_lines, length = split
-    match = _REQUEST_LINE.fullmatch(request_line)
+    first, block, length = split
+    match = start_line.fullmatch(first)
     if match is None:
-        raise _bad_request("malformed request line %r" % request_line[:80])
-    method_bytes, target, major, minor = match.groups()
-    version = (int(major), int(minor))
-    if version[0] != 1:
-        raise RemoteProtocolError("HTTP version %d.%d not supported" % version, 505)
-    method = method_bytes.decode("ascii")
-    fields, special = _parse_fields(field_lines, _bad_request)
+        raise bad("malformed %s line %r" % ("request" if what == "request" else "status", first[:80]))
+    major, minor = match.group("major", "minor")
+    special, end_to_end = fields.scan(block, bad)
+    tokens = fields.token_lists(special) if special else special
+    return match, (int(major), int(minor)), special, end_to_end, tokens, length
 
-    if method == "CONNECT":
-        authority, path = target, b""
-        host, port = _split_authority(authority, None, _bad_request)
-    else:
-        if target[:7].lower() != b"http://":
-            if target.startswith(b"/") or target == b"*":
-                raise _bad_request("this is a proxy: the request target must be absolute "
-                                   "(http://host/path)")
-            raise _bad_request("unsupported request target %r" % target[:80])
-        rest = target[7:]
-        cut = len(rest)
-        for sep in (b"/", b"?", b"#"):
-            i = rest.find(sep)
-            if 0 <= i < cut:
-                cut = i
-        authority, path = rest[:cut], rest[cut:]
-        if b"@" in authority:
-            raise _bad_request("userinfo in the request target is not allowed")
-        host, port = _split_authority(authority, 80, _bad_request)
-        path = path.split(b"#", 1)[0]
-        if not path.startswith(b"/"):
-            path = b"/" + path
-    if len(special.get(b"host", ())) > 1:
-        raise _bad_request("more than one Host header")
 
-    tokens = _token_lists(special)
+def _keep_alive(version, tokens, end_to_end):
+    """(does the sender let the connection persist, the fields that go on) (RFC 9112 9.3):
+    HTTP/1.1 unless "close", HTTP/1.0 only with "keep-alive"; Proxy-Connection, which clients
+    send to proxies, counts as Connection; a field Connection names does not go on."""
+    if not tokens:
+        return version >= (1, 1), end_to_end
+    connection = tokens.get(b"connection", []) + tokens.get(b"proxy-connection", [])
+    if not fields.REGENERATED.issuperset(connection):
+        end_to_end = fields.drop_named(end_to_end, connection)
+    if version >= (1, 1):
+        return b"close" not in connection, end_to_end
+    return b"keep-alive" in connection and b"close" not in connection, end_to_end
+
+
+def _request_framing(version, tokens, special):
+    """(framing, content length) of a request body (RFC 9112 6.1-6.3); only "chunked" alone
+    as Transfer-Encoding, never with Content-Length or on HTTP/1.0 (smuggling, RFC 9112 6.3)."""
     transfer_codings = tokens.get(b"transfer-encoding", ())
-    content_length = _content_length(special, _bad_request)
+    content_length = fields.content_length(special, _bad_request)
     if transfer_codings:
         if version < (1, 1):
             raise _bad_request("Transfer-Encoding in an HTTP/1.0 request")
@@ -307,29 +213,72 @@ def parse_request_head(buf, start=0):
         if len(transfer_codings) > 1:
             # We would have to forward the inner codings as Transfer-Encoding; no client does this.
             raise _bad_request("transfer codings other than chunked are not supported")
-        framing = Framing.CHUNKED
-    elif content_length:
-        framing = Framing.LENGTH
-    else:
-        framing = Framing.NONE
+        return Framing.CHUNKED, 0
+    if content_length:
+        return Framing.LENGTH, content_length
+    return Framing.NONE, 0
 
-    connection = tokens.get(b"connection", []) + tokens.get(b"proxy-connection", [])
-    if version >= (1, 1):
-        keep_alive = b"close" not in connection
-    else:
-        keep_alive = b"keep-alive" in connection and b"close" not in connection
-    expect_continue = b"100-continue" in tokens.get(b"expect", ())
+
+def _response_framing(status, request_method, tokens, special):
+    """(framing, content length) of a response body (RFC 9112 6.3): HEAD/1xx/204/304 and
+    CONNECT 2xx -> NONE (the length kept: it describes the GET answer); chunked -> CHUNKED,
+    any other coding refused; Content-Length -> LENGTH (0 too); else UNTIL_CLOSE."""
+    transfer_codings = tokens.get(b"transfer-encoding")
+    content_length = None if transfer_codings else fields.content_length(special, _bad_response)
+    if response_has_no_body(status, request_method):
+        if transfer_codings:
+            try:
+                content_length = fields.content_length(special, _bad_response)
+            except RemoteProtocolError:
+                pass
+        return Framing.NONE, content_length or 0
+    if transfer_codings:
+        if transfer_codings != [b"chunked"]:
+            # The proxy removes the chunked coding; any other one would stay on the body
+            # while Transfer-Encoding (hop-by-hop) is not passed on: mislabelled bytes.
+            raise _bad_response("unsupported transfer coding %r" % b", ".join(transfer_codings)[:60])
+        return Framing.CHUNKED, 0
+    if content_length is not None:
+        # Content-Length: 0 stays LENGTH: passed on as such, so the client knows the (empty)
+        # body's end; without it a keep-alive client would wait for a close that never comes.
+        return Framing.LENGTH, content_length
+    return Framing.UNTIL_CLOSE, 0
+
+
+def parse_request_head(buf, start=0):
+    """Parse one request head at the start of buf (bytes or bytearray).
+
+    Returns None while the head is incomplete, or a RequestHead whose .length says how
+    many bytes of buf it used; the body (if any) follows. `start` is an optional hint:
+    how much of buf was already searched by an earlier call that returned None.
+    Raises RemoteProtocolError with status_hint 400, 431 or 505.
+    """
+    opened = _open_head(buf, start, _REQUEST_LINE, "request", 431, _bad_request)
+    if opened is None:
+        return None
+    match, version, special, end_to_end, tokens, length = opened
+    if version[0] != 1:
+        raise RemoteProtocolError("HTTP version %d.%d not supported" % version, 505)
+    method_bytes, target = match.group(1, 2)
+    method = method_bytes.decode("ascii")
+    host, port, authority, path = targets.parse_target(method, target)
+    if len(special.get(b"host", ())) > 1:
+        raise _bad_request("more than one Host header")
+    if not tokens and b"content-length" not in special and b"proxy-authorization" not in special:
+        # No body, no Connection, no Expect (a GET, as most are): the defaults.
+        return RequestHead(method, version, host, port, authority, path, end_to_end,
+                           Framing.NONE, 0, version >= (1, 1), False, length)
+    framing, content_length = _request_framing(version, tokens, special)
+    keep_alive, end_to_end = _keep_alive(version, tokens, end_to_end)
     return RequestHead(
-        method=method, version=version, host=host, port=port, authority=authority,
-        path=path, headers=_end_to_end(fields, connection), framing=framing,
-        content_length=content_length or 0, keep_alive=keep_alive,
-        expect_continue=expect_continue, length=length,
-        proxy_authorization=special.get(b"proxy-authorization", (None,))[0])
+        method, version, host, port, authority, path, end_to_end, framing, content_length,
+        keep_alive, b"100-continue" in tokens.get(b"expect", ()), length,
+        special.get(b"proxy-authorization", (None,))[0])
 
 
 class RequestReader:
     """The request side of one client connection: feed() what recv() returned,
-    next_head() parses the next head out of it (None: need more bytes).
+    next_head() parses the next head out of it (None: need more bytes); receive() is both.
 
     .buffer holds the bytes not used yet (the start of a body, the next pipelined
     request, a tunnel's first bytes); the caller consumes bodies from it. Leading blank
@@ -350,6 +299,20 @@ class RequestReader:
 
     def feed(self, data):
         self.buffer += data
+
+    def receive(self, data):
+        """feed(data), then next_head(). The usual case (nothing buffered, data from one recv
+        holding a whole head) parses data as it is, without copying it into the buffer."""
+        if self.buffer or self._blank or data[:1] in _CR_LF:
+            self.buffer += data
+            return self.next_head()
+        head = parse_request_head(data)
+        if head is None:
+            self.buffer += data
+            self._searched = len(data)
+        elif head.length < len(data):
+            self.buffer += memoryview(data)[head.length:]
+        return head
 
     def next_head(self):
         buf = self.buffer
@@ -373,10 +336,6 @@ class RequestReader:
         return head
 
 
-def _bad_response(msg):
-    return RemoteProtocolError(msg, 502)
-
-
 def response_has_no_body(status, request_method):
     """RFC 9112 6.3 rules 1-2: HEAD answers, 1xx, 204, 304 and CONNECT 2xx carry no body."""
     return (request_method == "HEAD" or status < 200 or status in (204, 304)
@@ -386,60 +345,27 @@ def response_has_no_body(status, request_method):
 def parse_response_head(buf, request_method, start=0):
     """Parse one response head at the start of buf; None while incomplete.
 
-    Framing follows RFC 9112 6.3 (HEAD/1xx/204/304 -> NONE; chunked -> CHUNKED; any
-    other transfer coding is refused; Content-Length -> LENGTH; else UNTIL_CLOSE).
-    Raises RemoteProtocolError(status_hint=502) for anything malformed or oversized.
+    Framing as _response_framing says. Raises RemoteProtocolError(status_hint=502) for
+    anything malformed or oversized.
     """
-    split = _split_head(buf, start, 502, "response")
-    if split is None:
+    opened = _open_head(buf, start, _STATUS_LINE, "response", 502, _bad_response)
+    if opened is None:
         return None
-    status_line, field_lines, length = split
-    match = _STATUS_LINE.fullmatch(status_line)
-    if match is None:
-        raise _bad_response("malformed status line %r" % status_line[:80])
-    major, minor, status_text, reason = match.groups()
-    version = (int(major), int(minor))
+    match, version, special, end_to_end, tokens, length = opened
     if version[0] != 1:
         raise _bad_response("upstream answered with HTTP version %d.%d" % version)
+    status_text, reason = match.group(3, 4)
     status = int(status_text)
     if status < 100:
         raise _bad_response("status code %d below 100" % status)
-    fields, special = _parse_fields(field_lines, _bad_response)
-    tokens = _token_lists(special)
-    transfer_codings = tokens.get(b"transfer-encoding")
-    content_length = None if transfer_codings else _content_length(special, _bad_response)
-    if response_has_no_body(status, request_method):
-        framing = Framing.NONE
-        # Keep the representation's length for HEAD / 304 (describes the GET answer).
-        try:
-            content_length = _content_length(special, _bad_response) or 0
-        except RemoteProtocolError:
-            content_length = 0
-    elif transfer_codings:
-        if transfer_codings != [b"chunked"]:
-            # The proxy removes the chunked coding; any other one would stay on the body
-            # while Transfer-Encoding (hop-by-hop) is not passed on: mislabelled bytes.
-            raise _bad_response("unsupported transfer coding %r" % b", ".join(transfer_codings)[:60])
-        framing = Framing.CHUNKED
-    elif content_length is not None:
-        framing = Framing.LENGTH if content_length else Framing.NONE
-    else:
-        framing = Framing.UNTIL_CLOSE
-    connection = tokens.get(b"connection", []) + tokens.get(b"proxy-connection", [])
-    if version >= (1, 1):
-        keep_alive = b"close" not in connection
-    else:
-        keep_alive = b"keep-alive" in connection and b"close" not in connection
-    if framing is Framing.UNTIL_CLOSE:
-        keep_alive = False
-    return ResponseHead(
-        status=status, reason=reason or b"", version=version,
-        headers=_end_to_end(fields, connection), framing=framing,
-        content_length=content_length or 0, keep_alive=keep_alive, length=length)
+    framing, content_length = _response_framing(status, request_method, tokens, special)
+    keep_alive, end_to_end = _keep_alive(version, tokens, end_to_end)
+    return ResponseHead(status, reason or b"", version, end_to_end, framing, content_length,
+                        keep_alive and framing is not Framing.UNTIL_CLOSE, length)
 
 
-def _via(version):
-    return b"Via: %d.%d %s\r\n" % (version[0], version[1], VIA)
+# Our Via entry for each version a head may have (the parsers accept 1.0 to 1.9).
+_VIA = {(1, minor): b"Via: 1.%d %s\r\n" % (minor, VIA) for minor in range(10)}
 
 
 def _framing_field(framing, content_length):
@@ -457,20 +383,19 @@ def render_request_head(head, absolute_form):
     origin ("GET /path"). CONNECT is rendered in authority form either way. The body
     keeps its framing kind: Content-Length as is, chunked re-encoded by the caller.
     """
-    if head.is_connect:
-        target = head.authority
-    elif absolute_form:
-        target = b"http://" + head.authority + head.path
-    else:
-        target = head.path
-    parts = [head.method.encode("ascii"), b" ", target, b" HTTP/1.1\r\nHost: ", head.authority, b"\r\n"]
-    for name, value in head.headers:
-        parts += (name, b": ", value, b"\r\n")
-    parts.append(_framing_field(head.framing, head.content_length))
-    if not head.is_connect:
-        parts.append(_via(head.version))
-    parts.append(b"\r\n")
-    return b"".join(parts)
+    if head.method == "CONNECT":
+        return b"CONNECT %s HTTP/1.1\r\nHost: %s\r\n%s%s\r\n" % (
+            head.authority, head.authority, head.fields, _framing_field(head.framing, head.content_length))
+    target = b"http://" + head.authority + head.path if absolute_form else head.path
+    framing = head.framing
+    return b"%s %s HTTP/1.1\r\nHost: %s\r\n%s%s%s\r\n" % (
+        head.method.encode("ascii"), target, head.authority, head.fields,
+        b"" if framing is Framing.NONE else _framing_field(framing, head.content_length),
+        _VIA[head.version])
+
+
+_CLOSE = b"Connection: close\r\n"
+_KEEP_ALIVE = b"Connection: keep-alive\r\n"
 
 
 def render_response_head(resp, framing, keep_alive, client_version=(1, 1)):
@@ -480,31 +405,28 @@ def render_response_head(resp, framing, keep_alive, client_version=(1, 1)):
     UNTIL_CLOSE (raw, then close) or NONE. keep_alive says whether we keep the client
     connection; an HTTP/1.0 client is told so explicitly.
     """
-    parts = [b"HTTP/1.1 %d " % resp.status, resp.reason, b"\r\n"]
-    for name, value in resp.headers:
-        parts += (name, b": ", value, b"\r\n")
-    if framing is Framing.NONE:
+    if framing is Framing.LENGTH:
+        length = b"Content-Length: %d\r\n" % resp.content_length
+    elif framing is not Framing.NONE:
+        length = _framing_field(framing, resp.content_length)
+    elif resp.content_length and resp.status >= 200 and resp.status != 204:
         # HEAD and 304 answers may say how long the GET answer would be.
-        if resp.content_length and resp.status >= 200 and resp.status != 204:
-            parts.append(b"Content-Length: %d\r\n" % resp.content_length)
+        length = b"Content-Length: %d\r\n" % resp.content_length
     else:
-        parts.append(_framing_field(framing, resp.content_length))
-    parts.append(_via(resp.version))
+        length = b""
     if not keep_alive:
-        parts.append(b"Connection: close\r\n")
+        connection = _CLOSE
     elif client_version < (1, 1):
-        parts.append(b"Connection: keep-alive\r\n")
-    parts.append(b"\r\n")
-    return b"".join(parts)
+        connection = _KEEP_ALIVE
+    else:
+        connection = b""
+    return b"HTTP/1.1 %d %s\r\n%s%s%s%s\r\n" % (resp.status, resp.reason, resp.fields, length,
+                                                  _VIA[resp.version], connection)
 
 
 def render_informational(resp):
     """A 1xx answer passed on to an HTTP/1.1 client (RFC 9110 15.2), hop-by-hop fields removed."""
-    parts = [b"HTTP/1.1 %d " % resp.status, resp.reason, b"\r\n"]
-    for name, value in resp.headers:
-        parts += (name, b": ", value, b"\r\n")
-    parts.append(b"\r\n")
-    return b"".join(parts)
+    return b"HTTP/1.1 %d %s\r\n%s\r\n" % (resp.status, resp.reason, resp.fields)
 
 
 def reason_phrase(status):
@@ -539,108 +461,3 @@ def render_connect_established():
 
 
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
-LAST_CHUNK = b"0\r\n\r\n"
-
-
-def encode_chunk(piece):
-    """One chunk of the chunked coding; empty pieces are skipped (they would end the body)."""
-    n = len(piece)
-    if not n:
-        return b""
-    return b"%x\r\n%s\r\n" % (n, piece)
-
-
-class ChunkedDecoder:
-    """Incremental decoder of the chunked transfer coding (RFC 9112 7.1).
-
-    feed(data) returns the payload pieces found in data (memoryview slices of it, so
-    use them before the next recv into the same buffer); .done turns True after the
-    last chunk and the trailer section, which is discarded; .unused then holds the
-    bytes of data past the end (the next message on a persistent connection).
-    Raises RemoteProtocolError(status_hint) on bad syntax or oversized lines.
-    """
-
-    _SIZE, _DATA, _DATA_END, _TRAILER, _DONE = range(5)
-
-    def __init__(self, status_hint=400):
-        self._state = self._SIZE
-        self._remaining = 0
-        self._line = bytearray()     # partial size / CRLF / trailer line
-        self._trailer_bytes = 0
-        self._status_hint = status_hint
-        self.unused = b""
-
-    @property
-    def done(self):
-        return self._state == self._DONE
-
-    def _bad(self, msg):
-        return RemoteProtocolError("bad chunked body: " + msg, self._status_hint)
-
-    def _take_line(self, view, pos, limit):
-        """Collect one line (at most `limit` bytes before CRLF) into self._line.
-
-        Returns (line without CRLF, position after its LF), or (None, end of view) when
-        the line continues in the next feed.
-        """
-        room = limit + 1 - len(self._line)          # + 1 for a CR
-        window = bytes(view[pos:pos + room + 1])    # bounded copy: never the whole buffer
-        end = window.find(b"\n")
-        if end < 0:
-            if len(window) > room:
-                raise self._bad("line longer than %d bytes" % limit)
-            self._line += window
-            return None, len(view)
-        self._line += window[:end]
-        line = bytes(self._line)
-        self._line.clear()
-        if line.endswith(b"\r"):
-            line = line[:-1]
-        if len(line) > limit:
-            raise self._bad("line longer than %d bytes" % limit)
-        return line, pos + end + 1
-
-    def feed(self, data):
-        view = memoryview(data)
-        n = len(view)
-        pos = 0
-        pieces = []
-        while pos < n:
-            state = self._state
-            if state == self._DATA:
-                take = min(self._remaining, n - pos)
-                pieces.append(view[pos:pos + take])
-                pos += take
-                self._remaining -= take
-                if not self._remaining:
-                    self._state = self._DATA_END
-            elif state == self._SIZE:
-                line, pos = self._take_line(view, pos, MAX_CHUNK_LINE_BYTES)
-                if line is None:
-                    break
-                match = _CHUNK_SIZE.fullmatch(line)
-                if match is None:
-                    raise self._bad("malformed chunk size line %r" % line[:40])
-                self._remaining = int(match.group(1), 16)
-                self._state = self._DATA if self._remaining else self._TRAILER
-            elif state == self._DATA_END:
-                line, pos = self._take_line(view, pos, 0)
-                if line is None:
-                    break
-                if line:
-                    raise self._bad("chunk data not followed by CRLF")
-                self._state = self._SIZE
-            elif state == self._TRAILER:
-                line, pos = self._take_line(view, pos, MAX_TRAILER_BYTES)
-                if line is None:
-                    break
-                self._trailer_bytes += len(line) + 2
-                if self._trailer_bytes > MAX_TRAILER_BYTES:
-                    raise self._bad("trailer section too large")
-                if not line:
-                    self._state = self._DONE
-            else:  # _DONE
-                break
-        if self._state == self._DONE:
-            self.unused = bytes(view[pos:])
-        return pieces

@@ -2,6 +2,9 @@
 front end (HTTP today, SOCKS5 through the same port).
 
     Outbound.decide(name) -> Action          the rules, else the default; forward without -f = direct
+    Outbound.route(host) -> (name, Action)   canonical_host + decide, cached per host as the
+                                             request names it (ROUTE_CACHE_ENTRIES at most,
+                                             emptied by set_rules); BadHost for a bad host
     Outbound.connect_direct(host, port, client) -> socket
                                              every address in turn (IPv6 first, RFC 8305);
                                              loopback / link-local refused for remote clients
@@ -19,17 +22,19 @@ front end (HTTP today, SOCKS5 through the same port).
 
 Failures are typed (errors.py): Refused 403 (block rule, destination), ResolveError and
 NextHopError 502 (unreachable) / 504 (timed out), RemoteProtocolError 502 (bad answer).
-`host` is always the normalised host (exchange.edge_host); `client` an ip_address.
+`host` is always the normalised host (rules.canonical_host); `client` an ip_address.
 """
 import logging
+import os
 import time
 
 import gevent
 from gevent import socket
+from gevent.socket import wait_write
 
 from ..errors import NextHopError, Refused
 from ..netutil import format_address, send_all
-from ..rules import Action
+from ..rules import Action, canonical_host
 from . import exchange, http
 from .resolver import Resolver
 
@@ -44,6 +49,11 @@ RELAY_RECV_BYTES = 256 * 1024
 IDLE_TIMEOUT_SECONDS = 60.0         # client between/inside requests; upstream silence
 CONNECT_TIMEOUT_SECONDS = 10.0      # per address tried
 TUNNEL_IDLE_TIMEOUT_SECONDS = 600.0  # tinyproxy's Timeout default
+# Routing decisions remembered (host as requested -> (canonical host, Action)): the same few
+# hosts come back on every request. Full = emptied: a flood of new names costs one clear()
+# per this many hosts, and memory stays bounded (a host is at most 253 characters).
+ROUTE_CACHE_ENTRIES = 4096
+DEADLINE_SLACK_SECONDS = 0.05       # how late a wait for an answer head may end (read_response_head)
 
 
 class UpstreamRefused(NextHopError):
@@ -77,9 +87,26 @@ class Outbound:
         self.connect_timeout = connect_timeout
         self.tunnel_idle_timeout = tunnel_idle_timeout
         self.allow_private = allow_private
+        self._routes = {}
 
     def set_rules(self, rules):
+        """Replace the rules (SIGHUP); no cached decision of the old ones survives."""
         self.rules = rules
+        self._routes = {}
+
+    def route(self, host):
+        """(canonical host, Action) for a host as the request names it (BadHost if it is
+        neither a name nor an IP literal). The decision of the current rules, cached."""
+        routes = self._routes
+        cached = routes.get(host)
+        if cached is not None:
+            return cached
+        name = canonical_host(host)
+        decided = (name, self.decide(name))
+        if len(routes) >= ROUTE_CACHE_ENTRIES:
+            routes.clear()
+        routes[host] = decided
+        return decided
 
     def decide(self, name):
         """The Action for a normalised host: the rule's, else the default."""
@@ -117,9 +144,8 @@ class Outbound:
             except OSError as e:            # EMFILE: answer this client, keep serving
                 last_error = e
                 continue
-            sock.settimeout(self.connect_timeout)
             try:
-                sock.connect((str(address), port))
+                _connect_within(sock, (str(address), port), self.connect_timeout)
             except socket.timeout:
                 sock.close()
                 continue
@@ -170,65 +196,103 @@ class Outbound:
         return self.connect_direct(host, port, client), b""
 
 
+def _connect_within(sock, address, timeout):
+    """Connect sock to a numeric address within timeout (socket.timeout after it, OSError if
+    refused or unreachable): one connect() and, when it is in progress, one getsockopt() for
+    its outcome, where gevent's connect() costs two of each."""
+    sock.settimeout(0.0)
+    try:
+        sock.connect(address)
+        return
+    except BlockingIOError:
+        pass
+    wait_write(sock.fileno(), timeout)
+    error = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+    if error:
+        raise OSError(error, os.strerror(error))
+
+
 # -- reading an answer -------------------------------------------------------------------
 def read_response_head(sock, method, buf, deadline, stale_ok=False):
     """The next response head from sock (bytes already in buf are parsed first).
 
     The whole head, however many recvs it takes, must arrive before `deadline`
-    (time.monotonic()): NextHopError(504) after it. None only if stale_ok and the
-    connection closed before sending a byte (a stale kept-alive connection).
+    (time.monotonic()): NextHopError(504) after it. A wait keeps sock's own timeout while
+    that ends no more than DEADLINE_SLACK_SECONDS after the deadline (the usual first wait:
+    the caller's deadline is now + that timeout), else waits for what is left; sock has its
+    own timeout again on return. None only if stale_ok and the connection closed before
+    sending a byte (a stale kept-alive connection).
     Bad answers are RemoteProtocolError(502); a failed connection NextHopError(502).
     """
     searched = 0
     received = bool(buf)
-    while True:
-        if buf:
-            response = http.parse_response_head(buf, method, searched)
-            if response is not None:
-                del buf[:response.length]
-                return response
-            searched = len(buf)
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise NextHopError("no complete answer from upstream in time", 504)
-        sock.settimeout(remaining)
-        try:
-            data = sock.recv(RECV_BYTES)
-        except socket.timeout:
-            raise NextHopError("no complete answer from upstream in time", 504) from None
-        except OSError as e:
-            if stale_ok and not received:
-                return None
-            raise NextHopError("upstream connection failed: %s" % reason_of(e), 502) from None
-        if not data:
-            if stale_ok and not received:
-                return None
-            raise NextHopError("upstream closed the connection %s" % (
-                "in the middle of its answer" if received else "without answering"), 502)
-        received = True
-        buf += data
+    timeout = sock.timeout
+    changed = False
+    try:
+        while True:
+            if buf:
+                response = http.parse_response_head(buf, method, searched)
+                if response is not None:
+                    del buf[:response.length]
+                    return response
+                searched = len(buf)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise NextHopError("no complete answer from upstream in time", 504)
+            if timeout is None or remaining + DEADLINE_SLACK_SECONDS < timeout:
+                sock.settimeout(remaining)
+                changed = True
+            try:
+                data = sock.recv(RECV_BYTES)
+            except socket.timeout:
+                raise NextHopError("no complete answer from upstream in time", 504) from None
+            except OSError as e:
+                if stale_ok and not received:
+                    return None
+                raise NextHopError("upstream connection failed: %s" % reason_of(e), 502) from None
+            if not data:
+                if stale_ok and not received:
+                    return None
+                raise NextHopError("upstream closed the connection %s" % (
+                    "in the middle of its answer" if received else "without answering"), 502)
+            received = True
+            buf += data
+    finally:
+        if changed:
+            sock.settimeout(timeout)
 
 
 # -- tunnels -----------------------------------------------------------------------------
 def relay(a, b, idle_timeout):
     """Copy a -> b and b -> a until both directions are done (EOF is passed on as a
-    half-close) or nothing moved either way for idle_timeout seconds (then both are shut;
-    the check runs when a direction's own wait times out, so the end comes between one
-    and two idle_timeouts after the last byte). Returns (bytes a->b, bytes b->a).
+    half-close) or nothing moved either way for idle_timeout seconds (then both are shut).
+    Returns (bytes a->b, bytes b->a).
 
-    One direction runs in a helper greenlet, the other in the caller's: an idle tunnel
-    holds two greenlets, two sockets and no buffers.
+    One watchdog timer per tunnel, not a timeout per wait: every idle_timeout it compares
+    the bytes moved with what it saw last time, so the end comes between one and two
+    idle_timeouts after the last byte (a send stalled that long ends the tunnel too). One
+    direction runs in a helper greenlet, the other in the caller's: an idle tunnel holds two
+    greenlets, one timer, two sockets and no buffers.
     """
-    last_activity = [time.monotonic()]
     counts = [0, 0]
-    a.settimeout(idle_timeout)
-    b.settimeout(idle_timeout)
-    other = gevent.spawn(_pipe, b, a, idle_timeout, last_activity, counts, 1)
+    a.settimeout(None)
+    b.settimeout(None)
+    seen = [0]
+
+    def check():
+        moved = counts[0] + counts[1]
+        if moved == seen[0]:
+            _shut(a, b)             # wakes both directions: their recv sees the end
+        seen[0] = moved
+    watchdog = gevent.get_hub().loop.timer(idle_timeout, idle_timeout)
+    watchdog.start(check)
+    other = gevent.spawn(_pipe, b, a, counts, 1)
     try:
-        _pipe(a, b, idle_timeout, last_activity, counts, 0)
+        _pipe(a, b, counts, 0)
         other.join()
     finally:
         other.kill()
+        watchdog.close()
     return counts[0], counts[1]
 
 
@@ -240,27 +304,19 @@ def _shut(*socks):
             pass
 
 
-def _pipe(src, dst, idle_timeout, last_activity, counts, index):
+def _pipe(src, dst, counts, index):
     recv = src.recv
     try:
         while True:
-            try:
-                data = recv(RELAY_RECV_BYTES)
-            except socket.timeout:
-                if time.monotonic() - last_activity[0] < idle_timeout:
-                    continue                # the other direction is busy: not idle
-                _shut(src, dst)
-                return
+            data = recv(RELAY_RECV_BYTES)
             if not data:
                 break
             send_all(dst, data)
             counts[index] += len(data)
-            last_activity[0] = time.monotonic()
         try:
             dst.shutdown(socket.SHUT_WR)
         except OSError:
             pass
     except OSError:
-        # Reset, closed, or a send that stalled for idle_timeout: the whole tunnel is
-        # over; wake the other direction.
+        # Reset or closed: the whole tunnel is over; wake the other direction.
         _shut(src, dst)

@@ -8,7 +8,7 @@ Contract:
         DNS servers of resolv.conf (dnspython), A and AAAA at once,
         and cached for the answer's TTL. The list alternates families, IPv6 first
         (RFC 8305 4), and the caller tries every address before giving up.
-    Names are taken as they come (the caller normalised them: exchange.edge_host) and
+    Names are taken as they come (the caller normalised them: rules.canonical_host) and
     asked as absolute names: no search list, so "intranet" is never resolved as
     "intranet.search.domain" behind the rules' back.
     Failure -> ResolveError(reason) with a one-line reason for the 502 answer.

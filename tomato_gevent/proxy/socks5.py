@@ -20,6 +20,7 @@ before closing: the reply code for a bad request, None where SOCKS has no way
 to say it (a wrong version byte) - the caller then just closes. No I/O here.
 """
 import ipaddress
+import socket
 import struct
 from typing import FrozenSet, NamedTuple, Optional
 
@@ -176,7 +177,7 @@ def parse_request(buf) -> Optional[Request]:
         end = 4 + 4
         if len(buf) < end + 2:
             return None
-        host = str(ipaddress.IPv4Address(bytes(buf[4:end])))
+        host = socket.inet_ntop(socket.AF_INET, bytes(buf[4:end]))   # ipaddress's text, in C
     elif address_type == ATYP_IPV6:
         end = 4 + 16
         if len(buf) < end + 2:

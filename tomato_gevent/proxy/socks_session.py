@@ -4,7 +4,7 @@ relaying are outbound.py's, the same as for HTTP.
 
     greeting -> method choice (no auth; username/password when --auth-file is given)
     [RFC 1929 username/password -> success | failure and close]
-    request  -> CONNECT: canonical host -> rules -> block: reply 0x02
+    request  -> CONNECT: canonical host -> rules (Outbound.route) -> block: reply 0x02
                                                    direct: connect, reply 0x00, relay
                                                    forward: HTTP CONNECT via -f, reply 0x00, relay
                 UDP ASSOCIATE: a UDP port of ours on the address the client connected
@@ -35,7 +35,7 @@ from gevent import socket
 
 from ..errors import NextHopError, Refused, TomatoError
 from ..netutil import send_all
-from ..rules import Action, BadHost, canonical_host
+from ..rules import Action, BadHost
 from . import exchange, socks5
 from .outbound import RECV_BYTES, UpstreamRefused, reason_of
 from .socks5 import SocksError
@@ -171,11 +171,10 @@ class _Session:
     def _connect(self, request, started):
         port = request.port
         try:
-            host = canonical_host(request.host)
+            host, action = self.outbound.route(request.host)
         except BadHost as e:
             self._fail("CONNECT", request.host[:80], port, "-", socks5.HOST_UNREACHABLE, started, str(e))
             return
-        action = self.outbound.decide(host)
         direction = action.value
         try:
             upstream, early = self.outbound.open_tunnel(action, host, port, self.context.client)
@@ -309,11 +308,10 @@ class _DatagramRelay:
     def _target(self, host):
         """The address to send to, or None (counted in dropped) if the datagram may not go."""
         try:
-            host = canonical_host(host)
+            host, action = self.outbound.route(host)
         except BadHost:
             self.dropped["bad host"] += 1
             return None
-        action = self.outbound.decide(host)
         if action is not Action.DIRECT:
             # forward: an HTTP proxy (-f) has no way for UDP.
             self.dropped["blocked" if action is Action.BLOCK else "forward (no UDP through -f)"] += 1

@@ -11,6 +11,7 @@ Pure: no clock, no logging.
 from collections import Counter
 
 DIRECTIONS = ("direct", "forward", "block", "-")     # order in the summary
+_CLASSES = tuple("%dxx" % n for n in range(10))      # status // 100 -> "2xx": no formatting per request
 
 
 class Stats:
@@ -27,7 +28,7 @@ class Stats:
         self.open_connections -= 1
 
     def record(self, direction, status, up=0, down=0):
-        self.requests[direction, "%dxx" % (status // 100)] += 1
+        self.requests[direction, _CLASSES[status // 100]] += 1
         self.bytes_up += up
         self.bytes_down += down
 

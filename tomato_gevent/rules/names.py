@@ -16,13 +16,14 @@ not a usable name:
   ``_dmarc.x.com`` exist and DNS resolves them), 1-63 characters, 253 in all;
   the last label must not be all digits (``127.1`` is no name).
 
-``canonical_host(host) -> str`` is the edge's form of it (the SOCKS5 front
-end calls it on every requested host; HTTP's ``exchange.edge_host`` does the
-same with ``normalize_host``): an IP literal comes back as the ``ipaddress``
-text (brackets removed), a name as ``normalize_name`` gives it; anything else
-raises ``BadHost`` (a 400 for HTTP, reply 0x04 for SOCKS5). The string it
-returns is the one the rules decide on AND the one that is resolved and
-connected to.
+``canonical_host(host) -> str`` is the edge's form of it: both front ends
+(HTTP and SOCKS5) call it on every requested host, so one host has one spelling
+whichever way it came. An IP literal comes back as the ``ipaddress`` text
+(brackets removed, ``0:0::1`` -> ``::1``; a plain dotted quad is recognised by
+one regexp instead of ``ip_address``'s ~17 Python calls), a name as
+``normalize_name`` gives it; anything else raises ``BadHost`` (a 400 for HTTP,
+reply 0x04 for SOCKS5). The string it returns is the one the rules decide on
+AND the one that is resolved and connected to.
 
 ``normalize_host(host) -> str | None`` is the rules' helper for a host that
 may carry ``:port`` (a CONNECT authority): the name, or None for IP literals
@@ -100,9 +101,18 @@ def normalize_host(host: str) -> Optional[str]:
     return normalize_name(host)
 
 
+# A dotted-quad IPv4 literal exactly as ipaddress.ip_address accepts it (ASCII digits,
+# octets 0-255 without leading zeros), which is also its canonical text.
+_IPV4 = re.compile(r"(?:(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\.){3}"
+                   r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])")
+is_plain_ipv4 = _IPV4.fullmatch
+
+
 def canonical_host(host: str) -> str:
     """A request's host (no port; IPv6 with or without brackets) -> the string to decide on,
     resolve and connect to. Raises BadHost."""
+    if is_plain_ipv4(host) is not None:
+        return host
     literal = host[1:-1] if host[:1] == "[" and host[-1:] == "]" else host
     if ":" in literal or (literal[-1:].isdigit() and literal.isascii()):
         try:

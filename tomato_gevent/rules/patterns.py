@@ -66,6 +66,17 @@ STRONG_ANCHOR_LENGTH = 4
 _DOT = ord(".")
 
 
+def _parse(pattern: str):
+    """(top-level items, ignore case) of a pattern as the stdlib's regexp parser reads it, or
+    None if it cannot: that parser is internal, so any surprise means "nothing known" and the
+    rule is simply checked on every name."""
+    try:
+        parsed = _sre_parse.parse(pattern)
+        return list(parsed), bool(parsed.state.flags & re.IGNORECASE)
+    except Exception:
+        return None
+
+
 def _is_label_start(op, av) -> bool:
     """True if this parsed item matches only at the start of a label: ^, \\A, \\. or (^|\\.)."""
     if op is _sre.AT:
@@ -84,12 +95,10 @@ def literal_candidates(pattern: str) -> List[Tuple[str, bool]]:
     """[(literal, label_anchored)] every match of pattern contains, best filter first:
     label-anchored ones of STRONG_ANCHOR_LENGTH or more characters, then by length
     (anchoring counting LABEL_ANCHOR_BONUS characters more); [] if none is found."""
-    try:
-        parsed = _sre_parse.parse(pattern)
-        ignore_case = bool(parsed.state.flags & re.IGNORECASE)
-        items = list(parsed)
-    except Exception:       # the parser is internal: any surprise means "no literal known"
+    parsed = _parse(pattern)
+    if parsed is None:
         return []
+    items, ignore_case = parsed
     found = []
     index = 0
     while index < len(items):
@@ -174,12 +183,10 @@ def final_labels(pattern: str):
     contains a dot in every spelling: ``\.com$`` -> {com}, ``\.(co\.uk|net)$``
     -> {uk, net}. Keywords and patterns such as ``\..+$`` give None.
     """
-    try:
-        parsed = _sre_parse.parse(pattern)
-        ignore_case = bool(parsed.state.flags & re.IGNORECASE)
-        items = list(parsed)
-    except Exception:       # the parser is internal: any surprise means "not known"
+    parsed = _parse(pattern)
+    if parsed is None:
         return None
+    items, ignore_case = parsed
     if not items or items[-1] != (_sre.AT, _sre.AT_END):
         return None
     for start in range(len(items) - 2, -1, -1):
@@ -228,11 +235,14 @@ def label_start_rest(pattern: str):
             break
     else:
         return None
-    try:
-        items = list(_sre_parse.parse(pattern))
-        re.compile(rest)
-    except Exception:       # the parser is internal: any surprise means "not known"
+    parsed = _parse(pattern)
+    if parsed is None:
         return None
+    try:
+        re.compile(rest)        # it will be compiled inside the group's prefilter
+    except re.error:
+        return None
+    items = parsed[0]
     # One top-level sequence, so "|" in rest cannot reach back over the prefix.
     if not rest or not _is_label_start(*items[0]) or _not_portable(rest):
         return None

@@ -28,8 +28,8 @@ Lookup (``RuleSet.lookup(host)``) takes a host as a request names it (any
 case, trailing dots, ``:port``, Unicode, IP literals), brings it to the one
 spelling of rules/names.py and returns the action of the rule that decides
 it, or ``None`` when no rule matches (the caller applies its default
-direction). It does not validate: the proxy's edge (``normalize_host``,
-``canonical_host``) refuses a host that is neither a name nor an IP literal
+direction). It does not validate: the proxy's edge (``canonical_host``, which
+both front ends call) refuses a host that is neither a name nor an IP literal
 before any rule is asked, so that work is not done twice; a lower-case string
 that is no valid name (``a..b.com``, a 64-character label) gets the answer of
 its dot-separated suffixes. Precedence for a name:
@@ -85,6 +85,10 @@ class Action(enum.Enum):
     BLOCK = "block"
     DIRECT = "direct"
     FORWARD = "forward"
+
+    # Members are singletons compared by identity: hash them as objects, in C (Enum's own
+    # __hash__ is Python code, run on every dict lookup keyed by an action).
+    __hash__ = object.__hash__
 
 
 # Rule kinds; the rule-file prefix is the kind + ":" (none for DOMAIN).

@@ -21,8 +21,8 @@ import sys
 import gevent
 from gevent.event import Event
 
-from ..cli_common import (OneLineParser, hostport_arg, number_arg, positive_float, program_name, read_secret, run_cli,
-                          setup_logging)
+from ..cli_common import (OneLineParser, hostport_arg, number_arg, positive_float, print_output, program_name,
+                          read_secret, run_cli, setup_logging)
 from ..errors import ConfigError
 from ..netutil import format_address
 from ..sdnotify import notify
@@ -31,6 +31,7 @@ from .control import ControlError, ControlServer, default_path, query
 from .endpoints import PeerResolver, resolve_endpoints, resolve_endpoints_patiently, sockaddr
 from .hooks import HookFailed, hook_environment, run_hook
 from .link import KEEPALIVE_SECONDS
+from .mss import MIN_MSS_FIX
 from .packet import OVERHEAD, derive_password_key
 from .scheduler import WARM_AFTER_TRAFFIC_SECONDS
 from .status import format_status
@@ -61,6 +62,8 @@ def _cidr(text):
 
 _mtu = number_arg(int, lambda value: 68 <= value <= MAX_DEVICE_MTU, "MTU {value} out of range 68-%d" % MAX_DEVICE_MTU)
 _seconds_or_zero = number_arg(float, lambda value: 0 <= value < float("inf"), "{text} must be 0 (off) or more seconds")
+_mss_fix = number_arg(int, lambda value: value == 0 or MIN_MSS_FIX <= value <= 65535,
+                      "{text} must be 0 (off) or a packet size %d-65535" % MIN_MSS_FIX)
 
 
 def build_parser():
@@ -108,13 +111,18 @@ def build_parser():
     p.add_argument("--down", metavar="CMD", help="shell command run at stop, before the device is restored or removed "
                                                 "(same environment)")
     p.add_argument("--control", metavar="PATH",
-                   help="control socket for vpn show (default /run/tomato/vpn-IFACE.sock)")
+                   help="control socket for vpn show: a file, or @NAME for an abstract socket (default "
+                        "@tomato/vpn-IFACE, an abstract socket of this network namespace)")
     p.add_argument("--keepalive", metavar="SEC", type=_seconds_or_zero, default=KEEPALIVE_SECONDS,
                    help="send an empty authenticated packet after SEC idle (0 = off, default %g)" % KEEPALIVE_SECONDS)
     p.add_argument("--keep-warm", metavar="SEC", type=_seconds_or_zero, default=WARM_AFTER_TRAFFIC_SECONDS,
                    help="after traffic, wait SEC in a 2 ms wake-up loop that keeps the data path warm: "
                         "lower round-trip times under light traffic for some CPU (0 = never, default %g)"
                         % WARM_AFTER_TRAFFIC_SECONDS)
+    p.add_argument("--mss-fix", metavar="BYTES", type=_mss_fix,
+                   help="lower the MSS option of TCP SYNs crossing the tunnel, both ways, so that segments fit "
+                        "BYTES-byte packets (MSS BYTES-40 for IPv4, BYTES-60 for IPv6), as OpenVPN's mssfix; "
+                        "default: the device MTU; 0 = off")
     p.add_argument("--transport", choices=("udp", "tcp"), default="udp",
                    help="udp (default): one UDP datagram per packet; tcp: the same sealed datagrams, "
                         "length-prefixed, over TCP connections on the same port (for networks that block "
@@ -268,7 +276,8 @@ def build_show_parser():
     where = p.add_mutually_exclusive_group()
     where.add_argument("-I", metavar="IFACE", type=_interface_name, default="tun0",
                        help="the vpn serving this tun device (default tun0)")
-    where.add_argument("--control", metavar="PATH", help="the vpn serving this control socket (its --control)")
+    where.add_argument("--control", metavar="PATH", help="the vpn serving this control socket (its --control; "
+                                                         "the default, @tomato/vpn-IFACE, is per network namespace)")
     p.add_argument("--json", action="store_true", help="machine-readable: the JSON object the vpn answers")
     return p
 
@@ -283,15 +292,30 @@ def show(argv):
         print("%s: %s" % (program_name("vpn"), e), file=sys.stderr)
         return e.exit_status
     if args.json:
-        print(json.dumps(status, indent=2))
-        return 0
+        return print_output(json.dumps(status, indent=2))
     try:
         text = format_status(status)
     except (KeyError, TypeError, ValueError):     # a vpn of another version: the JSON still works
         print("%s: %s answered a status this version cannot show; try --json" % (program_name("vpn"), path), file=sys.stderr)
         return 1
-    print(text)
-    return 0
+    return print_output(text)
+
+
+def show_arguments(argv):
+    """show's arguments when argv asks for `vpn show`: "show" first (the seed's command line
+    always starts with a flag), or after show's own options (`vpn --control PATH show`)."""
+    i = 0
+    while i < len(argv):
+        word = argv[i]
+        if word == "show":
+            return argv[:i] + argv[i + 1:]
+        if word in ("-I", "--control"):
+            i += 2
+        elif word == "--json" or word.startswith("--control=") or (word.startswith("-I") and len(word) > 2):
+            i += 1
+        else:
+            return None
+    return None
 
 
 def main(argv=None, silent_after=None):
@@ -299,8 +323,9 @@ def main(argv=None, silent_after=None):
     silent (default status.silence_threshold(--keepalive), at least 60 s): a program that
     runs the vpn may shorten it (the netns tests, tests/netns/vpn_quick_silence.py)."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ["show"]:        # a subcommand: the seed's command line always starts with a flag
-        return show(argv[1:])
+    show_argv = show_arguments(argv)
+    if show_argv is not None:
+        return show(show_argv)
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose)
     return run_cli(lambda: _run(args, silent_after), __name__)

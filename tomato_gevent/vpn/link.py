@@ -17,6 +17,7 @@ traceback.
 """
 import collections
 import logging
+import os
 import time
 
 import gevent
@@ -40,7 +41,7 @@ SYSTEM_CLOCK = Clock(time.time, time.monotonic)
 class Link:
     def __init__(self, tun, transport, sending, receiver, endpoint, drops, keepalive=KEEPALIVE_SECONDS,
                  clock=SYSTEM_CLOCK, stop_event=None, silent_after=None, peer_host=None,
-                 keep_warm=WARM_AFTER_TRAFFIC_SECONDS, versions=None):
+                 keep_warm=WARM_AFTER_TRAFFIC_SECONDS, mss=None, versions=None):
         self.tun = tun
         self.transport = transport
         self.sending = sending
@@ -56,7 +57,8 @@ class Link:
         self.report = LinkReport(tun.name, endpoint, receiver.pvt_seconds, silent_after, transport.describe,
                                  self.started, clock.wall, versions=versions)
         self.scheduler = Scheduler(tun, transport, sending, receiver, endpoint, self.drops, self.report,
-                                   clock.wall, clock.mono, announce=self.send_keepalive, keep_warm=keep_warm)
+                                   clock.wall, clock.mono, announce=self.send_keepalive, keep_warm=keep_warm,
+                                   mss=mss)
         self._stopped = Event() if stop_event is None else stop_event
         self._greenlets = []
         self._error = None
@@ -121,7 +123,7 @@ class Link:
             dynamic=self.endpoint.dynamic, session_id=self.receiver.session_id,
             last_received=self.watch.last_received, started=self.started, now=self.clock.mono(),
             now_ms=int(self.clock.wall() * 1000), rx_packets=self.received, rx_bytes=self.scheduler.received_bytes,
-            tx_packets=self.sent, tx_bytes=self.transport.sent_bytes, drops=self.drops)
+            tx_packets=self.sent, tx_bytes=self.transport.sent_bytes, drops=self.drops, pid=os.getpid())
 
     def stats(self):
         """The status in one line."""

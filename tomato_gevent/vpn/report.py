@@ -4,7 +4,8 @@ The data path calls it with what it saw; it decides, with PeerWatch and LogThrot
 whether that is worth a line:
   received(source, session_id, now)   once per drain that accepted something:
                                       "tunnel IFACE up" on the first authenticated
-                                      datagram, "peer ... back" after a silence
+                                      datagram, "peer ... back" after a silence, a
+                                      new peer session (the peer restarted) every time
   refused(error, source, now, datagram)
                                       an authentication failure or a refused clock
                                       from the peer's address: a throttled warning
@@ -12,10 +13,12 @@ whether that is worth a line:
                                       protocol version when versions.VersionProbe
                                       recognises the datagram (other refusals stay
                                       DEBUG lines and counters)
-  learned(address, now) / forgot(address, now)   dynamic mode's address changes
+  learned(address, now) / forgot(address, now)   dynamic mode's address changes: each
+                                      one (a peer flapping between addresses is cut
+                                      at ADDRESS_LINES_PER_INTERVAL lines a minute)
   tick(now)                           once a second: "peer silent since ..."
-Each cause is throttled to one line per THROTTLE_SECONDS; the lines held back are
-counted in the next one. `now` is monotonic seconds; wall() converts for the log.
+Each diagnostic cause is throttled to one line per THROTTLE_SECONDS; the lines held
+back are counted in the next one. `now` is monotonic seconds; wall() converts for the log.
 """
 import logging
 import time
@@ -26,6 +29,8 @@ from .status import THROTTLE_SECONDS, LogThrottle, PeerWatch, clock_skew_message
 
 log = logging.getLogger(__name__)
 _DIAGNOSED = (AUTHENTICATION_FAILED, SHORT_DATAGRAM)
+
+ADDRESS_LINES_PER_INTERVAL = 10         # address changes told per THROTTLE_SECONDS; more are counted
 
 
 def diagnosed(error):
@@ -44,7 +49,10 @@ class LinkReport:
         self.describe = describe            # sockaddr -> text
         self.watch = PeerWatch(silent_after, now)
         self.throttle = LogThrottle(throttle_seconds)
+        self.address_throttle = LogThrottle(throttle_seconds, burst=ADDRESS_LINES_PER_INTERVAL)
         self._mono_to_wall = wall() - now
+        self._session = None                # the peer session of the last received() call
+        self._told_address = None           # the learned address in the last "peer address" line
 
     # -- events from the data path -------------------------------------------------
     def received(self, source, session_id, now):
@@ -55,6 +63,12 @@ class LinkReport:
         elif event == PeerWatch.BACK:
             log.info("peer %s back after %s of silence", self.describe(source),
                      format_duration(now - self._silent_from))
+        if self._session is not None and session_id != self._session:
+            # Only the peer's password makes a session that opens: this is the peer, restarted
+            # (or renewing its session when its counter ran out).
+            log.info("peer %s started a new session %016x (was %016x): it restarted", self.describe(source),
+                     session_id, self._session)
+        self._session = session_id
 
     def refused(self, error, source, now, datagram=None):
         """A refusal that diagnosed(error) accepts; datagram: the refused one, if at hand."""
@@ -75,7 +89,15 @@ class LinkReport:
                             clock_skew_message(error.skew_ms, self.pvt_seconds))
 
     def learned(self, address, now):
-        self._throttled("address", now, "peer address is now %s", self.describe(address))
+        held = self.address_throttle.admit("address", now)
+        if held is None:
+            log.debug("peer address is now %s", self.describe(address))
+            return
+        was = "" if self._told_address is None else " (was %s)" % self.describe(self._told_address)
+        more = "" if not held else " (%d more changes in the last %s)" % (
+            held, format_duration(self.address_throttle.interval))
+        log.info("peer address is now %s%s%s", self.describe(address), was, more)
+        self._told_address = address
 
     def forgot(self, address, now):
         log.info("forgot peer address %s: nothing authentic for %g s", self.describe(address),
@@ -111,7 +133,7 @@ class LinkReport:
         if held:
             msg += " (%d more like this in the last %s)"
             args += (held, format_duration(self.throttle.interval))
-        log.log(logging.INFO if cause == "address" else logging.WARNING, msg, *args)
+        log.warning(msg, *args)
 
 
 __all__ = ["LinkReport", "diagnosed"]

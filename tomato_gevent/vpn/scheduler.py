@@ -1,15 +1,17 @@
 """The packet scheduler: moves packets between the tun and the transport, decides when to wait.
 
 One greenlet (Scheduler.run) drains whichever side is readable:
-  drain_tun   read the tun until EAGAIN (bounded batch), seal each packet straight
-              into a batch buffer, hand the batch to the transport (one send per
-              run of equal-size datagrams where it can batch). With the tun's
-              offloads (tun.py, offload.py) a read may be a TCP super-packet: it is
-              cut into segments in place, each sealed with the "checksum partial"
-              flag, and a partial checksum on a single packet is kept and flagged too
+  drain_tun   read the tun until EAGAIN (bounded batch), lower the MSS of a TCP SYN
+              (mss.py), seal each packet straight into a batch buffer, hand the
+              batch to the transport (one send per run of equal-size datagrams
+              where it can batch). With the tun's offloads (tun.py, offload.py) a
+              read may be a TCP super-packet: it is cut into segments in place, each
+              sealed with the "checksum partial" flag, and a partial checksum on a
+              single packet is kept and flagged too
   drain_net   let the transport receive until drained (bounded); open each datagram
               (Receiver.open_into: auth, -pvt, replay, session), learn the peer
-              (dynamic mode), write the payload to the tun -- with a vnet header,
+              (dynamic mode), lower the MSS of a TCP SYN, write the payload to the
+              tun -- with a vnet header,
               through TcpCoalescer, which writes consecutive TCP segments as one GSO
               packet, trusting flagged segments and verifying the others -- then
               drain_tun at once: the answer to what was written is
@@ -31,6 +33,7 @@ from gevent.monkey import get_original
 
 from ..errors import BadPacket, TomatoError
 from .coalesce import TcpCoalescer
+from .mss import SYN_FLAGS_OFFSET_IPV4, SYN_FLAGS_OFFSET_IPV6, TCP_SYN, clamp_mss
 from .offload import OffloadError, complete_partial, split
 from .packet import (FLAG_CHECKSUM_PARTIAL, FLAGS_OFFSET, HEADER_SIZE, MAX_DATAGRAM_SIZE, OVERHEAD, PAYLOAD_OFFSET,
                      TAG_SIZE, TIMESTAMP, TIMESTAMP_SIZE, CounterExhausted)
@@ -63,7 +66,7 @@ class Scheduler:
     """
 
     def __init__(self, tun, transport, sending, receiver, endpoint, drops, report, wall=time.time,
-                 mono=time.monotonic, announce=None, keep_warm=WARM_AFTER_TRAFFIC_SECONDS):
+                 mono=time.monotonic, announce=None, keep_warm=WARM_AFTER_TRAFFIC_SECONDS, mss=None):
         self.tun = tun
         self.transport = transport
         self.sending = sending
@@ -75,6 +78,7 @@ class Scheduler:
         self.warn = RateLimitedWarnings(log)
         self.wall, self.mono = wall, mono
         self.keep_warm = keep_warm  # seconds after traffic spent in the warm epoll loop (0: none)
+        self.mss = mss              # (IPv4, IPv6) MSS ceilings of TCP SYNs both ways, None: untouched
         self.received = 0
         self.received_bytes = 0     # accepted datagrams' bytes, counted per drain
         # With a vnet header, accepted TCP segments go to the tun through the coalescer.
@@ -173,6 +177,10 @@ class Scheduler:
         readv, wall = os.readv, self.wall
         endpoint, drops, sending = self.endpoint, self.drops, self.sending
         send, send_batch = self.transport.send, self.transport.send_batch
+        mss = self.mss
+        mss4, mss6 = mss or (0, 0)
+        packet_start = PAYLOAD_OFFSET
+        syn4, syn6 = packet_start + SYN_FLAGS_OFFSET_IPV4, packet_start + SYN_FLAGS_OFFSET_IPV6
         trickle = True          # the last drain sealed at most one packet
         tag_header_size = HEADER_SIZE + TAG_SIZE
 
@@ -193,18 +201,26 @@ class Scheduler:
                     break
                 except OSError as e:
                     raise TomatoError("reading %s failed: %s" % (self.tun.name, e.strerror)) from None
+                partial = offloaded = 0
                 if vnet_hdr:
                     n -= VNET_HDR_SIZE
-                    if vnet_header[0] & VIRTIO_NET_HDR_F_NEEDS_CSUM or vnet_header[1]:
-                        try:
-                            pieces = split(plain, PAYLOAD_OFFSET, PAYLOAD_OFFSET + n, vnet_header, partial_prefix,
-                                           complete_prefix)
-                        except OffloadError:
-                            drops["offloaded packet from tun"] += 1
-                            continue
-                    else:
-                        plain[:PAYLOAD_OFFSET] = complete_prefix
-                        pieces = ((0, PAYLOAD_OFFSET + n),)
+                    partial = vnet_header[0] & VIRTIO_NET_HDR_F_NEEDS_CSUM
+                    offloaded = partial or vnet_header[1]
+                if mss is not None:
+                    # mss.may_be_syn, inlined (a call per packet would cost more than the test): the
+                    # TCP flags byte at its offset for IPv4 without options (the common case) or IPv6.
+                    # A partial checksum does not cover the option yet: only the value changes.
+                    version = plain[packet_start]
+                    if (plain[syn4] & TCP_SYN if version == 0x45 else plain[syn6] & TCP_SYN if version >> 4 == 6
+                            else version >> 4 == 4):
+                        clamp_mss(plain_view[packet_start:packet_start + n], mss4, mss6, not partial)
+                if offloaded:
+                    try:
+                        pieces = split(plain, PAYLOAD_OFFSET, PAYLOAD_OFFSET + n, vnet_header, partial_prefix,
+                                       complete_prefix)
+                    except OffloadError:
+                        drops["offloaded packet from tun"] += 1
+                        continue
                 else:
                     plain[:PAYLOAD_OFFSET] = complete_prefix
                     pieces = ((0, PAYLOAD_OFFSET + n),)
@@ -253,13 +269,17 @@ class Scheduler:
         True when the transport was drained. Then forwards what the tun already holds:
         see the end of drain_net."""
         tun_fd = self.tun.fd
-        plain_view = memoryview(bytearray(MAX_DATAGRAM_SIZE))     # timestamp + payload of one packet
+        plain = bytearray(MAX_DATAGRAM_SIZE)      # timestamp + payload of one packet
+        plain_view = memoryview(plain)
         receiver, endpoint, drops, report = self.receiver, self.endpoint, self.drops, self.report
         write, describe = os.write, self.transport.describe
         debug = log.isEnabledFor(logging.DEBUG)
         payload_start = PAYLOAD_OFFSET
         coalescer = self.coalescer
         dynamic = endpoint.dynamic
+        mss = self.mss
+        mss4, mss6 = mss or (0, 0)
+        syn4, syn6 = payload_start + SYN_FLAGS_OFFSET_IPV4, payload_start + SYN_FLAGS_OFFSET_IPV6
         accepted = accepted_bytes = 0
         accepted_from = None
 
@@ -283,6 +303,13 @@ class Scheduler:
                 log.debug("peer session %016x accepted (from %s)", receiver.session_id, describe(source))
             if dynamic and endpoint.learn(source, now_mono):
                 report.learned(source, now_mono)
+            if mss is not None and n:
+                version = plain[payload_start]      # the same cheap test as in drain_tun
+                if (plain[syn4] & TCP_SYN if version == 0x45 else plain[syn6] & TCP_SYN if version >> 4 == 6
+                        else version >> 4 == 4):
+                    # A segment flagged "checksum partial" carries the pseudo-header sum only.
+                    clamp_mss(plain_view[payload_start:payload_start + n], mss4, mss6,
+                              not plain_view[FLAGS_OFFSET] & FLAG_CHECKSUM_PARTIAL)
             if n and coalescer is not None:
                 coalescer.add(plain_view[payload_start:payload_start + n],
                               plain_view[FLAGS_OFFSET] & FLAG_CHECKSUM_PARTIAL)

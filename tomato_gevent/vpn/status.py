@@ -15,7 +15,8 @@ JSON keys (all present; null where unknown):
   dynamic (true: the peer's address is learned), peer_learned (a learned address is known),
   peer_session (16 hex digits), peer_session_age_seconds (by the session id's start time),
   last_received_seconds_ago, rx_packets, rx_bytes, tx_packets, tx_bytes (datagram bytes on
-  the wire, overhead included), drops (reason -> count), uptime_seconds.
+  the wire, overhead included), drops (reason -> count), uptime_seconds, pid (the vpn's
+  process id: which process answered, e.g. in which network namespace).
 """
 import collections
 
@@ -36,7 +37,7 @@ def _round(seconds):
 
 
 def build_status(*, interface, listen_address, peer_address, peer_host, dynamic, session_id,
-                 last_received, started, now, now_ms, rx_packets, rx_bytes, tx_packets, tx_bytes, drops):
+                 last_received, started, now, now_ms, rx_packets, rx_bytes, tx_packets, tx_bytes, drops, pid=None):
     """The status dict. last_received/started/now are monotonic seconds, now_ms wall-clock ms;
     addresses are already formatted strings (or None)."""
     session_age = None
@@ -58,6 +59,7 @@ def build_status(*, interface, listen_address, peer_address, peer_host, dynamic,
         "tx_bytes": tx_bytes,
         "drops": dict(sorted(drops.items())),
         "uptime_seconds": _round(now - started),
+        "pid": pid,
     }
 
 
@@ -113,6 +115,8 @@ def format_status(status):
         status["tx_packets"]))
     lines.append("  drops: %s" % _drops_text(status["drops"]))
     lines.append("  uptime: %s" % format_duration(status["uptime_seconds"]))
+    if status.get("pid") is not None:           # absent in the answer of an older vpn
+        lines.append("  process id: %d" % status["pid"])
     return "\n".join(lines)
 
 

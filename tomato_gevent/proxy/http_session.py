@@ -1,0 +1,351 @@
+"""The HTTP front end: one client connection whose first byte was not 0x05 (server.py's front
+door hands it over), a sequence of requests (keep-alive) or one CONNECT tunnel. gevent glue:
+
+    HttpSession.serve       requests on one connection, each:
+      _read_request_head    recv, feed the RequestReader, retry (400 / 431 on bad input;
+                            a stalled or idle client is closed after idle_timeout)
+      _exchange             auth (407) -> Outbound.route (canonical host, rule, cached) -> block (403) | direct | forward (-f)
+        _relay_request      plain HTTP: the order is an ExchangeState's (exchange_state.py:
+                            retry, 1xx, 100-continue); this file sends head + body to the next
+                            hop, reads answer heads until the final one, relays the body
+                            (bodies.py) re-framed to the client
+        _tunnel             CONNECT: 200, then outbound.relay until both sides are done or idle
+
+Every decision about the exchange is exchange.py's (or exchange_state.py's, for its order);
+connecting and relaying tunnels is outbound.py's; this file receives, feeds, sends and keeps
+time. A broken connection ends that connection only.
+
+Who owns the upstream connection: the exchange that uses it (a local in _relay_request). When
+that exchange ends, its `finally` hands the socket back to HttpSession._kept (the
+ExchangeState said so) or closes it; _kept is taken by the next exchange to the same next
+hop, and closed when the client connection ends.
+"""
+import logging
+import time
+
+from gevent import socket
+
+from ..errors import NextHopError, RemoteProtocolError, TomatoError
+from ..netutil import format_address, send_all
+from ..rules import Action
+from . import exchange, http
+from .auth import proxy_authenticate_header
+from .bodies import SendFailed, relay_chunked, relay_length, relay_response_body
+from .exchange_state import INTERIM, RETRY, ExchangeState
+from .http import Framing
+from .outbound import RECV_BYTES, UpstreamRefused, read_response_head, reason_of
+
+log = logging.getLogger(__name__)
+
+_DIRECTION = {action: action.value for action in Action}     # for the log line and the stats
+
+
+def handle(sock, first_bytes, context):
+    """The HTTP front end for ProxyServer: one client (server.ClientContext)."""
+    HttpSession(context, sock, first_bytes).serve()
+
+
+class HttpSession:
+    """One HTTP client connection: a sequence of requests (keep-alive) or one tunnel."""
+
+    def __init__(self, context, sock, first_bytes):
+        self.context = context
+        self.outbound = context.outbound
+        self.idle_timeout = context.idle_timeout
+        self.client = sock
+        self.reader = http.RequestReader()
+        self.reader.feed(first_bytes)
+        self._kept = None                   # (next hop, socket) kept alive between exchanges
+        self.up = 0                         # bytes of the current exchange, for its log line
+        self.down = 0
+
+    def serve(self):
+        try:
+            while True:
+                head = self._read_request_head()
+                if head is None or not self._exchange(head):
+                    return
+        finally:
+            if self._kept is not None:
+                self._kept[1].close()
+
+    # -- reading the request ---------------------------------------------------------
+    def _read_request_head(self):
+        """The next request head, or None when the connection is to be closed.
+
+        idle_timeout bounds both the wait for a request and, from its first byte, the
+        time to receive all of its head, so a client trickling bytes is dropped too.
+        """
+        reader = self.reader
+        client = self.client
+        deadline = None
+        try:
+            # Bytes already here: the first recv, or what a client pipelined. An empty buffer
+            # means no blank lines are pending either (a head was just taken), so nothing started.
+            started = bool(reader.buffer)
+            head = reader.next_head() if started else None
+            while head is None:
+                if started:
+                    if deadline is None:
+                        deadline = time.monotonic() + self.idle_timeout
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        raise socket.timeout()
+                    client.settimeout(remaining)
+                data = client.recv(RECV_BYTES)
+                if not data:
+                    return None
+                head = reader.receive(data)
+                started = True
+            return head
+        except TomatoError as e:
+            self.up = self.down = 0
+            self._answer_error("-", "-", "-", "-", e, time.monotonic())
+            return None
+        except socket.timeout:
+            if reader.started:
+                log.debug("%s: closing, request head incomplete after %.0fs",
+                          self.context.peer, self.idle_timeout)
+            return None
+        except OSError:
+            return None
+        finally:
+            if deadline is not None:
+                client.settimeout(self.idle_timeout)
+
+    # -- one request / response ----------------------------------------------------
+    def _exchange(self, head):
+        """Serve one request; True if the client connection stays open for another."""
+        started = time.monotonic()
+        self.up = self.down = 0
+        host, direction = head.host, "-"
+        authenticator = self.context.authenticator
+        if authenticator is not None and not authenticator.check_basic(head.proxy_authorization):
+            keep = exchange.keep_client_after_block(head)
+            self._send_client(http.render_simple_response(
+                407, "proxy authentication required", keep_alive=keep,
+                extra_headers=(proxy_authenticate_header(),)))
+            self._finish(head.method, host, head.port, direction, 407, started,
+                         "no or wrong Proxy-Authorization")
+            return keep
+        try:
+            host, action = self.outbound.route(head.host)
+            direction = _DIRECTION[action]
+            if action is Action.BLOCK:
+                keep = exchange.keep_client_after_block(head)
+                self._send_client(http.render_simple_response(
+                    403, "blocked by proxy rule: %s" % host, keep_alive=keep))
+                self._finish(head.method, host, head.port, direction, 403, started)
+                return keep
+            authority = exchange.authority_for(host, head.port, head.authority)
+            request = head
+            if host != head.host or authority != head.authority:
+                request = head._replace(host=host, authority=authority)
+            if head.method == "CONNECT":
+                status, keep = self._tunnel(request, action), False
+            else:
+                status, keep = self._relay_request(request, action)
+        except TomatoError as e:
+            self._answer_error(head.method, host, head.port, direction, e, started)
+            return False
+        self.context.finish(head.method, host, head.port, direction, status, self.up, self.down, started)
+        return keep
+
+    def _answer_error(self, method, host, port, direction, error, started):
+        status, text = exchange.rejection(error)
+        self._send_client(http.render_simple_response(status, text))
+        self._finish(method, host, port, direction, status, started, text)
+
+    def _finish(self, method, host, port, direction, status, started, reason=None):
+        self.context.finish(method, host, port, direction, status, self.up, self.down, started, reason)
+
+    def _send_client(self, data):
+        try:
+            send_all(self.client, data)
+            self.down += len(data)
+            return True
+        except OSError:
+            return False
+
+    def _client_gone(self):
+        """True if the client has closed its side; never blocks."""
+        return _peek(self.client, self.idle_timeout) == b""
+
+    # -- next hop --------------------------------------------------------------------
+    def _take_upstream(self, next_hop, forward, check):
+        """(socket, reused): the kept connection if it goes to next_hop, else a new one.
+        check: peek first whether the kept one is still good (ExchangeState.check_kept).
+        The caller owns the socket from here on."""
+        kept = self._kept
+        if kept is not None:
+            self._kept = None
+            # A kept connection the far end closed meanwhile (or that has bytes nobody
+            # asked for) is not worth a request that could not be retried on a fresh one.
+            if kept[0] == next_hop and (not check or _peek(kept[1], self.idle_timeout) is None):
+                return kept[1], True
+            kept[1].close()
+        if forward:
+            return self.outbound.connect_upstream(), False
+        return self.outbound.connect_direct(next_hop[0], next_hop[1], self.context.client), False
+
+    # -- plain HTTP ------------------------------------------------------------------
+    def _relay_request(self, head, action):
+        """Send head + body to the next hop, relay the answer; returns (status, keep client)."""
+        forward = action is Action.FORWARD
+        next_hop = self.outbound.upstream if forward else (head.host, head.port)
+        state = ExchangeState(head, forward)
+        while True:
+            upstream, reused = self._take_upstream(next_hop, forward, state.check_kept)
+            keep_upstream = False
+            try:
+                early = state.connected(reused)
+                if early is not None:
+                    self._send_client(early)
+                try:
+                    body_left = self._send_request_head(head, state.request_bytes, upstream)
+                except OSError as e:
+                    state.lost(e)
+                    continue
+                if head.framing is not Framing.NONE:
+                    self._relay_request_body(head, upstream, body_left)
+                buf = bytearray()
+                deadline = time.monotonic() + self.idle_timeout     # one for the whole answer head
+                response = read_response_head(upstream, head.method, buf, deadline, stale_ok=reused)
+                if response is None:
+                    state.lost(None)
+                    continue
+                kind, data = state.response(response)
+                while kind is INTERIM:
+                    if data is not None:
+                        if not self._send_client(data):
+                            return response.status, False
+                    elif self._client_gone():
+                        return response.status, False
+                    response = read_response_head(upstream, head.method, buf, deadline)
+                    kind, data = state.response(response)
+                if kind is RETRY:
+                    continue
+                if not self._relay_response(state, data, upstream, buf):
+                    return response.status, False
+                keep_upstream = state.finished(bool(buf))
+                return response.status, state.keep_client
+            finally:
+                if keep_upstream:
+                    self._kept = (next_hop, upstream)
+                else:
+                    upstream.close()
+
+    def _send_request_head(self, head, out_head, upstream):
+        """The head, with as much of a Content-Length body as already arrived; returns
+        how many body bytes are still to come."""
+        pending = self.reader.buffer
+        if head.framing is Framing.LENGTH and pending:
+            first = min(len(pending), head.content_length)
+            send_all(upstream, out_head + pending[:first])
+            del pending[:first]
+            self.up += len(out_head) + first
+            return head.content_length - first
+        send_all(upstream, out_head)
+        self.up += len(out_head)
+        return head.content_length
+
+    def _relay_request_body(self, head, upstream, body_left):
+        try:
+            if head.framing is Framing.LENGTH:
+                self.up += relay_length(self.client, None, body_left, upstream)
+            else:
+                self.up += relay_chunked(self.client, self.reader.buffer, upstream, encode=True,
+                                         status_hint=400)
+        except SendFailed as e:
+            raise NextHopError("upstream connection failed while sending the request body: %s"
+                               % reason_of(e.__cause__), 502) from None
+        except socket.timeout:
+            raise RemoteProtocolError("request body incomplete after %.0fs" % self.idle_timeout,
+                                      408) from None
+        except (OSError, EOFError) as e:
+            raise RemoteProtocolError("request body incomplete: %s" % reason_of(e), 400) from None
+
+    def _relay_response(self, state, response_head, upstream, buf):
+        """The final answer's head and body to the client; False if either side failed
+        (then neither connection is good for another exchange)."""
+        response = state.final
+        if state.whole_body_in(len(buf)):
+            # The whole answer is here already (small bodies): one send.
+            if state.framing is Framing.LENGTH:
+                body = bytes(buf[:response.content_length])
+                del buf[:len(body)]
+                response_head += body
+            return self._send_client(response_head)
+        if not self._send_client(response_head):
+            return False
+        try:
+            self.down += relay_response_body(response, state.framing, upstream, buf, self.client)
+        except SendFailed as e:
+            log.debug("%s: client went away during the answer: %s", self.context.peer,
+                      reason_of(e.__cause__))
+            return False
+        except (OSError, EOFError, RemoteProtocolError) as e:
+            # The head is out: all we can do is cut the connection so the client sees
+            # an incomplete body rather than a wrong one.
+            log.info("%s: %s %s answer cut short by upstream: %s", self.context.peer,
+                     state.request.method, format_address((state.request.host, state.request.port)),
+                     reason_of(e))
+            return False
+        return True
+
+    # -- CONNECT -----------------------------------------------------------------------
+    def _tunnel(self, head, action):
+        if action is Action.FORWARD:
+            request = http.render_request_head(head, absolute_form=True)
+            try:
+                upstream, early = self.outbound.tunnel_via_upstream(head.host, head.port, request)
+            except UpstreamRefused as refusal:
+                try:
+                    return self._relay_refusal(head, refusal)
+                finally:
+                    refusal.sock.close()
+            self.up += len(request)
+        else:
+            upstream = self.outbound.connect_direct(head.host, head.port, self.context.client)
+            early = b""
+        try:
+            if not self._send_client(http.render_connect_established() + early):
+                return 200
+            pending = self.reader.buffer
+            if pending:                     # e.g. a TLS ClientHello sent right behind CONNECT
+                send_all(upstream, pending)
+                self.up += len(pending)
+                pending.clear()
+            up, down = self.context.relay(self.client, upstream)
+            self.up += up
+            self.down += down
+            return 200
+        except OSError:
+            return 200
+        finally:
+            upstream.close()
+
+    def _relay_refusal(self, head, refusal):
+        """The -f proxy's non-2xx answer to CONNECT goes to the client as it is."""
+        response = refusal.response
+        out = exchange.client_framing(head, response)
+        self._send_client(http.render_response_head(response, out, False, head.version))
+        try:
+            self.down += relay_response_body(response, out, refusal.sock, refusal.buffer, self.client)
+        except (SendFailed, OSError, EOFError, RemoteProtocolError):
+            pass
+        return response.status
+
+
+def _peek(sock, timeout):
+    """Without blocking: None if nothing is waiting in sock, b"" if its peer closed (or
+    the connection failed), else the first byte waiting. Leaves sock at `timeout`."""
+    sock.settimeout(0.0)
+    try:
+        return sock.recv(1, socket.MSG_PEEK)
+    except BlockingIOError:
+        return None
+    except OSError:
+        return b""
+    finally:
+        sock.settimeout(timeout)
