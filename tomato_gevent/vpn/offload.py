@@ -50,7 +50,6 @@ IPPROTO_TCP, IPPROTO_UDP = 6, 17
 TCP_CHECKSUM_OFFSET, UDP_CHECKSUM_OFFSET = 16, 6
 IPV4_HEADER_SIZE, IPV6_HEADER_SIZE, TCP_HEADER_SIZE = 20, 40, 20
 TCP_FIN, TCP_PSH, TCP_CWR = 0x01, 0x08, 0x80
-MAX_SEGMENTS = 65535                            # a gso_size of 1 on a 64 KiB packet
 
 _U16 = struct.Struct(">H")
 _U32 = struct.Struct(">I")
