@@ -345,7 +345,11 @@ class Scheduler:
                     peer_session = receiver.session_id
                     if self.announce is not None:
                         self.announce()
-            if coalescer is not None:
+            if coalescer is not None and (drained or not accepted):
+                # Cut short by the datagram bound (udp.DRAIN_DATAGRAMS) while packets flow, the
+                # drain leaves the packet being merged open: the next drain, at once, goes on
+                # with it, and merges stay as large as when drains were long. A drain that
+                # accepted nothing (a flood of forged datagrams) closes it.
                 coalescer.flush()
             if accepted:
                 # What was just written to the tun is often answered at once: the kernel
