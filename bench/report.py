@@ -58,12 +58,23 @@ def machine_info(command, started, finished, args):
             "wrk": _first_line(["wrk", "--version"], r"wrk (\S+)"),
             "nginx": _first_line(["nginx", "-v"], r"nginx/(\S+)"),
             "tinyproxy": _first_line(["tinyproxy", "-v"], r"tinyproxy (\S+)"),
+            **_bench_venv_versions(),
             "gevent": _package_version("gevent"),
             "cryptography": _package_version("cryptography"),
             "pycryptodome": _package_version("pycryptodome"),
         },
         "python": sys.version.split()[0],
     }
+
+
+def _bench_venv_versions():
+    """proxy.py and pproxy as installed in the bench's own venv (refenv.py), if it exists."""
+    import refenv
+    try:
+        found = refenv.installed()
+    except (OSError, subprocess.SubprocessError, ValueError):
+        found = {}
+    return {name: found.get(name, "missing") for name in refenv.PACKAGES}
 
 
 def fmt_number(value):
@@ -148,9 +159,15 @@ SETUPS = [
     "forward chain where the kernel lacks sch_netem: the row's note says which).",
     "- **Proxy**: one namespace, everything on its loopback. nginx (1 worker, own temp prefix) serves "
     "/1k and a 100 MB file; tinyproxy with its own config (MaxClients 2000, LogLevel Error); "
-    "`bin/proxy -a 127.0.0.1:1080 -d direct`. `wrk -t1 -c50` with a Lua script making the request line "
-    "`GET http://127.0.0.1:8080/1k HTTP/1.1`; `curl -p -x` (CONNECT) for the 100 MB download; RSS "
-    "(the proxy's process tree) before and with 1 000 idle TCP connections open, on fresh processes.",
+    "`bin/proxy -a 127.0.0.1:1080 -d direct --workers 1`, and the same with `--workers 2` on port 1082; "
+    "proxy.py 2.4 (`proxy --log-level WARNING`, its defaults: acceptor and worker processes per CPU) and "
+    "pproxy 2.7 (`pproxy -l http://127.0.0.1:8118`), both from PyPI in the bench's own venv "
+    "(bench/out/ref-venv). `wrk -t1 -c50` with a Lua script making the request line "
+    "`GET http://127.0.0.1:8080/1k HTTP/1.1`; CPU time per request = CPU time of the proxy's process "
+    "tree during the wrk run (the scheduler's nanoseconds per process, ended threads included: tinyproxy "
+    "ends one per connection) / requests wrk completed; `curl -p -x` (CONNECT) for the 100 MB "
+    "download; RSS (the proxy's process tree) before and with 1 000 idle TCP connections open, on fresh "
+    "processes, and PSS for tomato with 2 workers (shared pages counted once).",
     "- **Rules**: `bench/rules_bench.py` (the rules' own script); the references are the issues' goals, and for"
     " the pattern pass the same list without its keyword/regexp rules, timed in the same process.",
     "- **Crypto**: `Sealer.seal_into` of tomato_gevent/vpn/packet.py and the tunnel's decoder "

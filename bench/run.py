@@ -4,15 +4,18 @@
     .venv/bin/python bench/run.py            # full run (root; about 5 minutes)
     .venv/bin/python bench/run.py --quick    # short runs, results in bench/out/
     .venv/bin/python bench/run.py --only vpn,crypto
+    .venv/bin/python bench/run.py --only proxy --quick --rounds 1 --seconds 1   # a smoke run
 
 Sections: vpn (iperf3/ping over raw veth, OpenVPN 2.6, tomato bin/vpn), vpn-tcp
 (tomato --transport tcp vs OpenVPN proto tcp, both transports under 1 % loss), proxy
-(wrk, CONNECT download, idle-connection memory vs tinyproxy and the origin),
+(wrk req/s and CPU time per request, CONNECT download, idle-connection memory vs tinyproxy,
+proxy.py, pproxy and the origin; tomato with 2 workers vs 1; SOCKS5 vs microsocks),
 rules (bench/rules_bench.py), crypto (seal/open per packet, both backends).
 Writes RESULTS.md and results.json (bench/ for a full run, bench/out/ for
 --quick unless --out is given). Every namespace, process and temp file it
 creates is removed on every path, Ctrl-C and SIGTERM included. It installs
-nothing: the Makefile's ensure-apt line does that.
+nothing system-wide (the Makefile's ensure-apt line does that); the proxy section puts
+proxy.py and pproxy into a venv of its own, bench/out/ref-venv (bench/refenv.py).
 """
 import argparse
 import json
@@ -38,6 +41,8 @@ def parse_args(argv):
     parser.add_argument("--only", default=",".join(SECTIONS),
                         help="comma-separated sections to run (default: all of %s)" % ",".join(SECTIONS))
     parser.add_argument("--rounds", type=int, default=None, help="rounds per system (default 3, --quick 2)")
+    parser.add_argument("--seconds", type=int, default=None,
+                        help="length of each timed run of the proxy section (wrk; default 10, --quick 3)")
     parser.add_argument("--out", type=Path, default=None, help="directory for RESULTS.md and results.json")
     args = parser.parse_args(argv)
     args.sections = [s.strip() for s in args.only.split(",") if s.strip()]
@@ -46,6 +51,8 @@ def parse_args(argv):
         parser.error("unknown section(s): %s (choose from %s)" % (", ".join(unknown), ", ".join(SECTIONS)))
     if args.rounds is not None and args.rounds < 1:
         parser.error("--rounds must be at least 1")
+    if args.seconds is not None and args.seconds < 1:
+        parser.error("--seconds must be at least 1")
     if args.out is None:
         args.out = REPO / "bench" / ("out" if args.quick else "")
     return args
@@ -120,7 +127,7 @@ def _run_section(section, lab, args):
         return vpn_bench.run_tcp_transport(lab, quick=args.quick, rounds=args.rounds)
     if section == "proxy":
         import proxy_bench
-        return proxy_bench.run(lab, quick=args.quick, rounds=args.rounds)
+        return proxy_bench.run(lab, quick=args.quick, rounds=args.rounds, seconds=args.seconds)
     if section == "rules":
         import rules_section
         return rules_section.run(quick=args.quick)

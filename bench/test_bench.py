@@ -1,5 +1,6 @@
 """Tests of the bench harness's pure parts (no root, no network): .venv/bin/python -m pytest -q bench"""
 import sys
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -94,3 +95,51 @@ def test_machine_info_has_commit_and_tool_versions():
     args = SimpleNamespace(quick=True, rounds=None, sections=["crypto"])
     meta = report.machine_info("make bench", 0, 5, args)
     assert meta["commit"] and meta["duration_s"] == 5 and "openvpn" in meta["tools"]
+
+
+WRK_OUT = """Running 1s test @ http://127.0.0.1:1080/
+  1 threads and 50 connections
+  12345 requests in 1.00s, 1.50MB read
+  Socket errors: connect 0, read 5, write 0, timeout 0
+  Non-2xx or 3xx responses: %d
+Requests/sec:  12345.67
+Transfer/sec:      1.50MB
+"""
+
+
+def test_parse_wrk_reads_rate_requests_and_errors():
+    import proxy_bench
+    assert proxy_bench.parse_wrk(WRK_OUT % 3) == (
+        12345.67, 12345, ["3 non-2xx", "socket errors connect 0, read 5, write 0, timeout 0"])
+    with pytest.raises(Unavailable, match="most responses were errors"):
+        proxy_bench.parse_wrk(WRK_OUT % 9000)
+    with pytest.raises(Unavailable, match="unable to connect"):
+        proxy_bench.parse_wrk("unable to connect to 127.0.0.1:1080 Connection refused\n")
+
+
+def test_cpu_of_a_process_counts_its_ended_threads():
+    import os
+    import threading
+    from procstat import cpu_between, cpu_sample
+
+    def spin():
+        deadline = time.thread_time() + 0.2
+        while time.thread_time() < deadline:
+            pass
+    before = cpu_sample(os.getpid())
+    worker = threading.Thread(target=spin)
+    worker.start()
+    worker.join()                   # ended: gone from /proc/PID/task, its time is not
+    assert cpu_between(before, cpu_sample(os.getpid())) >= 0.2
+    assert cpu_between({1: 1.0}, {1: 1.5, 9: 0.25}) == pytest.approx(0.75)   # 9 started in between
+
+
+@pytest.mark.parametrize("cores, workers, proxy_us, rps", [
+    (2, 1, 100.0, 10_000),          # one worker: its core is the limit
+    (2, 2, 100.0, 2e6 / 120),       # two: the machine is (100 + 10 + 10 us per request on 2 cores)
+    (8, 2, 100.0, 20_000),          # plenty of cores: the two workers are
+    (8, 8, 10.0, 1e6 / 10),         # fast proxy: wrk's one thread (10 us) is
+])
+def test_workers_model(cores, workers, proxy_us, rps):
+    import proxy_bench
+    assert proxy_bench.workers_model(cores, workers, proxy_us, 10.0, 10.0) == pytest.approx(rps)

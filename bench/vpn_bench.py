@@ -376,7 +376,7 @@ def run(lab, quick=False, rounds=None):
     light = figure("CPU during the ping run (5 pings/s), both processes", "% of a core", LOWER,
                    {VETH: [], TOMATO: vpn.cpu_during_ping.get(TOMATO, []),
                     OPENVPN: vpn.cpu_during_ping.get(OPENVPN, [])}, errors)
-    light.note = "light traffic keeps tomato's keep-warm timer running; CPU time / wall time"
+    light.note = "tomato warms its path once before each expected ping (warmth.py); CPU time / wall time"
 
     log("vpn: iperf3 UDP 64-byte payloads, unlimited rate, %d s x %d rounds per system", udp_seconds, rounds)
     loss = {}

@@ -16,15 +16,16 @@ import itertools
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+from tests.support import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = REPO / "bin"
+PROGRAMS = Path(__file__).with_name("programs")
 _counter = itertools.count()
 
 
@@ -33,16 +34,9 @@ def tool_argv(name, *args):
     return [sys.executable, str(BIN / name), *map(str, args)]
 
 
-def wait_for(predicate, timeout=5.0, interval=0.05, what="condition"):
-    """Poll predicate() until it returns a truthy value; raise AssertionError on timeout."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out after %.1fs waiting for %s" % (timeout, what))
-        time.sleep(interval)
+def program(name, *args):
+    """argv that runs the helper program tests/netns/programs/<name> with this interpreter."""
+    return [sys.executable, str(PROGRAMS / name), *map(str, args)]
 
 
 class Lab:
@@ -147,19 +141,19 @@ class Lab:
                 raise AssertionError("process exited (%s) before printing %r:\n%s"
                                      % (proc.returncode, text, proc.output()))
             return False
-        return wait_for(seen, timeout, what=repr(text))
+        return wait_for(seen, timeout=timeout, what=repr(text))
 
     def wait_udp_bound(self, ns, port, timeout=10):
         def bound():
             out = self.run(ns, ["ss", "-Hlun", "sport = :%d" % port]).stdout
             return out.strip() != ""
-        return wait_for(bound, timeout, what="UDP port %d in %s" % (port, ns))
+        return wait_for(bound, timeout=timeout, what="UDP port %d in %s" % (port, ns))
 
     def wait_tcp_listening(self, ns, port, timeout=10):
         def listening():
             out = self.run(ns, ["ss", "-Hltn", "sport = :%d" % port]).stdout
             return out.strip() != ""
-        return wait_for(listening, timeout, what="TCP port %d in %s" % (port, ns))
+        return wait_for(listening, timeout=timeout, what="TCP port %d in %s" % (port, ns))
 
     # -- cleanup ---------------------------------------------------------------
     def close(self):
@@ -187,9 +181,3 @@ class Lab:
             shutil.rmtree(directory, ignore_errors=True)
         self._etc_dirs.clear()
 
-
-def free_port(family=socket.AF_INET, kind=socket.SOCK_STREAM):
-    """A port that was free on loopback a moment ago (root namespace tests)."""
-    with socket.socket(family, kind) as s:
-        s.bind(("127.0.0.1" if family == socket.AF_INET else "::1", 0))
-        return s.getsockname()[1]

@@ -4,71 +4,18 @@ Both socket kinds are driven: raw sockets (root; a new namespace's ping_group_ra
 "1 0", so root falls back to raw) and unprivileged ICMP datagram sockets (the group is
 added to the namespace's ping_group_range and the tool runs as nobody via setpriv).
 Every run checks that the closing summary agrees with the reply/loss/error lines
-(PingLog.assert_summary_agrees). PingLog and netns_etc are reused by test_ping_through_vpn.py.
+(PingLog.assert_summary_agrees; PingLog is in ping_support.py, shared with test_ping_through_vpn.py).
 """
 import re
 import shutil
 import signal
-import sys
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ (?P<level>[A-Z]+)\s+(?P<logger>[\w.]+): (?P<text>.*)$")
-REPLY = re.compile(r"^(?P<size>\d+) bytes from (?P<source>\S+): icmp_seq=(?P<seq>\d+)(?: ttl=(?P<ttl>\d+))?"
-                   r" time=(?P<ms>\d+\.\d{3}) ms(?P<note>.*)$")
-LOST = re.compile(r"^no reply to icmp_seq=(?P<seq>\d+) within \S+s$")
-ICMP_ERROR = re.compile(r"^(?:From (?P<source>\S+) )?icmp_seq=(?P<seq>\d+) (?P<reason>.+)$")
-COUNTS = re.compile(r"^(?P<transmitted>\d+) packets transmitted, (?P<received>\d+) received"
-                    r"(?:, \+(?P<duplicates>\d+) duplicates)?(?:, \+(?P<errors>\d+) errors)?"
-                    r", (?P<loss>[\d.]+)% packet loss, time (?P<time>\d+)ms$")
-RTT = re.compile(r"^rtt min/avg/max/mdev = (?P<min>[\d.]+)/(?P<avg>[\d.]+)/(?P<max>[\d.]+)/(?P<mdev>[\d.]+) ms$")
-
-
-class PingLog:
-    def __init__(self, output):
-        self.output = output
-        self.lines = [m.groupdict() for m in map(LOG_LINE.match, output.splitlines()) if m]
-        texts = [line["text"] for line in self.lines]
-        self.replies = [m.groupdict() for m in map(REPLY.match, texts) if m and not m["note"]]
-        self.duplicates = [m.groupdict() for m in map(REPLY.match, texts) if m and "DUP!" in m["note"]]
-        self.lost = [int(m["seq"]) for m in map(LOST.match, texts) if m]
-        self.errors = [m.groupdict() for m in map(ICMP_ERROR.match, texts) if m]
-        counts = [m.groupdict() for m in map(COUNTS.match, texts) if m]
-        rtts = [m.groupdict() for m in map(RTT.match, texts) if m]
-        self.counts = counts[-1] if counts else None
-        self.rtt = {k: float(v) for k, v in rtts[-1].items()} if rtts else None
-
-    @property
-    def reply_seqs(self):
-        return [int(r["seq"]) for r in self.replies]
-
-    def at_level(self, level):
-        return [line["text"] for line in self.lines if line["level"] == level]
-
-    def assert_summary_agrees(self):
-        """The summary counts exactly the events logged above it, and its RTTs are theirs."""
-        assert self.counts is not None, "no summary in:\n" + self.output
-        transmitted, received = int(self.counts["transmitted"]), int(self.counts["received"])
-        errors = int(self.counts["errors"] or 0)
-        assert received == len(self.replies), self.output
-        assert errors == len(self.errors), self.output
-        assert int(self.counts["duplicates"] or 0) == len(self.duplicates), self.output
-        # Every request ends as one reply, loss or error line, except those still out at a signal.
-        accounted = len(self.replies) + len(self.lost) + len(self.errors)
-        assert accounted <= transmitted, self.output
-        assert float(self.counts["loss"]) == round((transmitted - received) * 100.0 / transmitted, 4), self.output
-        if not received:
-            assert self.rtt is None, self.output
-            return
-        times = [float(r["ms"]) for r in self.replies]
-        assert self.rtt["min"] == min(times), self.output
-        assert self.rtt["max"] == max(times), self.output
-        mean = sum(times) / len(times)
-        assert abs(self.rtt["avg"] - mean) <= 0.0015, self.output  # lines are rounded to 1 us
-        mdev = (sum(t * t for t in times) / len(times) - mean * mean) ** 0.5 if len(times) > 1 else 0.0
-        assert abs(self.rtt["mdev"] - mdev) <= 0.003, self.output
+from tests.netns.nsutil import program
+from tests.netns.ping_support import PingLog
 
 
 @contextmanager
@@ -262,56 +209,6 @@ def test_name_is_re_resolved_after_a_failure(lab):
     log.assert_summary_agrees()
 
 
-# The start of the packet-writing scripts below: an ICMP message with its checksum
-# (written out again rather than imported, so that the scripts test the codec, not use it).
-ICMP_SCRIPT = r'''
-import socket, struct, sys, time
-
-def checksum(data):
-    data += b"\0" * (len(data) % 2)
-    total = sum(struct.unpack("!%dH" % (len(data) // 2), data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
-
-def icmp(kind, code, rest, body=b"", good=True):
-    message = struct.pack("!BBHI", kind, code, 0, rest) + body
-    value = checksum(message) if good else checksum(message) ^ 0x5555
-    return message[:2] + struct.pack("!H", value) + message[4:]
-'''
-
-INJECTOR = ICMP_SCRIPT + r'''
-ident, seconds = int(sys.argv[1]), float(sys.argv[2])
-
-def quoted_request(req_ident, seq):
-    request = icmp(8, 0, (req_ident << 16) | seq, bytes(range(8)))
-    header = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(request), 0, 0, 64, 1, 0,
-                         socket.inet_aton("127.0.0.1"), socket.inet_aton("127.0.0.1"))
-    return header + request
-
-payload = bytes(i & 0xFF for i in range(56))
-other = ident ^ 0x5A5A
-s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
-deadline, rounds = time.monotonic() + seconds, 0
-while time.monotonic() < deadline:
-    for seq in range(1, 7):
-        for packet in (
-            icmp(0, 0, (other << 16) | seq, payload),               # someone else's replies
-            icmp(0, 0, (ident << 16) | (seq + 4000), payload),      # our identifier, never-sent sequence
-            icmp(0, 0, (ident << 16) | seq, payload, good=False),   # our request's reply, corrupted
-            icmp(0, 0, (ident << 16) | seq)[:5],                    # truncated
-            icmp(3, 1, 0, quoted_request(other, seq)),              # error about someone else's request
-            icmp(3, 1, 0, quoted_request(ident, seq + 4000)),       # error about a request never sent
-            icmp(3, 1, 0, quoted_request(ident, seq)[:24]),         # error with a cut-off quote
-            icmp(13, 0, 0, bytes(12)),                              # timestamp request
-        ):
-            s.sendto(packet, ("127.0.0.1", 0))
-    rounds += 1
-    time.sleep(0.01)
-print("rounds", rounds, flush=True)
-'''
-
-
 def test_raw_socket_ignores_foreign_icmp_traffic(lab):
     """While bin/ping runs on a raw socket, the namespace is flooded with ICMP that is not an
     answer to it (other identifiers, never-sent sequences, corrupted and truncated packets,
@@ -320,7 +217,7 @@ def test_raw_socket_ignores_foreign_icmp_traffic(lab):
     proc = lab.spawn(ns, lab.tool("ping", "-a", "127.0.0.1", "-c", 6, "-i", 0.25, "-W", 1, "-v"))
     lab.wait_log(proc, "raw ICMP socket, identifier")
     ident = int(re.search(r"raw ICMP socket, identifier (\d+)", proc.output()).group(1))
-    injector = lab.spawn(ns, [sys.executable, "-c", INJECTOR, ident, 2.5])
+    injector = lab.spawn(ns, program("icmp_injector.py", ident, 2.5))
     system_ping = lab.run(ns, ["ping", "-c", 3, "-i", 0.2, "127.0.0.1"])
     assert system_ping.returncode == 0, system_ping.stdout + system_ping.stderr
     assert proc.wait(30) == 0, proc.output()
@@ -338,30 +235,6 @@ def test_raw_socket_ignores_foreign_icmp_traffic(lab):
         assert reason in debug, reason
 
 
-FORGER = ICMP_SCRIPT + r'''
-pinger, target, elsewhere = sys.argv[1:4]
-
-sniffer = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(0x0800))
-sniffer.bind(("veth0", 0))
-sender = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
-print("forging", flush=True)
-while True:
-    packet = sniffer.recv(65535)
-    header_size = (packet[0] & 0x0F) * 4
-    request = packet[header_size:]
-    if packet[9] != 1 or packet[16:20] != socket.inet_aton(target) or request[0] != 8:
-        continue
-    ident, seq = struct.unpack_from("!HH", request, 4)
-    if seq % 2:  # an ICMP error quoting the request, as if it had gone elsewhere
-        quote = packet[:16] + socket.inet_aton(elsewhere) + packet[20:header_size] + request[:8]
-        forged = icmp(3, 1, 0, quote)
-    else:  # a reply with the request's identifier, sequence and payload
-        forged = icmp(0, 0, (ident << 16) | seq, request[8:])
-    sender.sendto(forged, (pinger, 0))
-    print("forged", "error" if seq % 2 else "reply", seq, flush=True)
-'''
-
-
 @SOCKET_KINDS
 def test_replies_and_errors_about_other_addresses_are_ignored(lab, socket_kind):
     """Issue 10.12: a host on the path sees every request and answers each at once from its
@@ -374,7 +247,7 @@ def test_replies_and_errors_about_other_addresses_are_ignored(lab, socket_kind):
     # Frames for the target go to a link-layer address nobody has: the forger's veth still
     # receives them (its packet socket sees them; its IP stack drops them).
     lab.sh(ns, "ip neigh replace 10.9.0.2 lladdr 02:00:00:00:00:02 dev veth0 nud permanent")
-    forger = lab.spawn(forger_ns, [sys.executable, "-c", FORGER, "10.9.0.1", "10.9.0.2", "10.9.0.99"])
+    forger = lab.spawn(forger_ns, program("icmp_forger.py", "10.9.0.1", "10.9.0.2", "10.9.0.99"))
     lab.wait_log(forger, "forging")
     status, log = ping(lab, ns, "-a", "10.9.0.2", "-c", 4, "-i", 0.2, "-W", 0.5, "-v",
                        unprivileged=socket_kind == "datagram")

@@ -6,15 +6,8 @@ the tunnel: plain replies; a dynamic-mode link kept alive by the heartbeat alone
 link that breaks and comes back, which the heartbeat's log shows as it happens.
 """
 from tests.netns.nsutil import wait_for
-from tests.netns.test_ping import PingLog
-
-PORT = 5000
-
-
-def start_vpn(lab, ns, *args):
-    proc = lab.spawn(ns, lab.tool("vpn", *args))
-    lab.wait_log(proc, "tunnel ")
-    return proc
+from tests.netns.ping_support import PingLog
+from tests.netns.vpn_support import PORT, start_vpn
 
 
 def vpn_a_seed(lab, a):

@@ -11,43 +11,13 @@ one of the 50 key derivations a second, and a restarted peer waited for a free o
 import datetime
 import re
 import signal
-import sys
 
-from tests.netns.nsutil import wait_for
+from tests.netns.nsutil import program, wait_for
 from tests.netns.vpn_support import PORT, ping, start_vpn
 
 FLOOD_RATE = 10_000         # datagrams per second
 RESTARTS = 3
 MAX_RESTART_SECONDS = 1.0   # from the restarted vpn's "tunnel up" to the first ping reply through it
-
-FLOODER = r'''
-import random, socket, struct, sys, time
-src, sport, dst, dport, rate = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
-s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)      # we write the IP header
-s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 22)
-rng = random.Random(5)
-ip_src, ip_dst = socket.inet_aton(src), socket.inet_aton(dst)
-bodies = [rng.randbytes(rng.randrange(28, 300)) for _ in range(512)]
-per_ms = rate // 1000
-sent, start = 0, time.monotonic()
-next_at = reported = start
-print("flooding", flush=True)
-while True:
-    ahead_ms = int(time.time() * 1000) + 5000
-    for _ in range(per_ms):
-        payload = struct.pack(">Q", ahead_ms << 16 | rng.randrange(1 << 16)) + bodies[sent & 511]
-        udp = struct.pack(">HHHH", sport, dport, 8 + len(payload), 0)       # checksum 0: none
-        ip = struct.pack(">BBHHHBBH4s4s", 0x45, 0, 28 + len(payload), 0, 0x4000, 64, 17, 0, ip_src, ip_dst)
-        s.sendto(ip + udp + payload, (dst, 0))
-        sent += 1
-    next_at += 0.001
-    delay = next_at - time.monotonic()
-    if delay > 0:
-        time.sleep(delay)
-    if next_at - reported >= 0.5:
-        reported = next_at
-        print("sent %d in %.3f s" % (sent, time.monotonic() - start), flush=True)
-'''
 
 
 def log_time(output, text):
@@ -77,7 +47,7 @@ def test_restarted_peer_gets_through_a_flood_from_its_own_address(lab, pair):
     vpn_b = start_vpn(lab, b, *vpn_args_b)
     wait_for(lambda: ping(lab, a, "10.0.1.2"), timeout=10, interval=0.1, what="the link up")
 
-    flooder = lab.spawn(b, [sys.executable, "-c", FLOODER, "10.9.0.2", PORT, "10.9.0.1", PORT, FLOOD_RATE])
+    flooder = lab.spawn(b, program("flooder.py", "10.9.0.2", PORT, "10.9.0.1", PORT, FLOOD_RATE))
     lab.wait_log(flooder, "sent ")
 
     # The running link under the flood.

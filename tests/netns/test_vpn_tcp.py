@@ -8,37 +8,11 @@ fail) deletes the tables with it.
 """
 import pytest
 
-from tests.netns.nsutil import wait_for
-from tests.netns.test_vpn import (assert_clean_stop, ping, ping_eventually, probe, start_vpn,  # noqa: F401
-                                  tcp_transfer)
+from tests.netns.nsutil import program, wait_for
+from tests.netns.vpn_support import assert_clean_stop, ping, ping_eventually, start_vpn, tcp_transfer
 
 PORT = 5000
 A_WAN, B_WAN = "10.9.1.1", "10.9.2.1"
-
-JUNK = r'''
-import random, socket, sys, time
-addr, port = sys.argv[1], int(sys.argv[2])
-idle = [socket.create_connection((addr, port), timeout=5) for _ in range(20)]
-rnd = random.Random(9)
-garbage = [
-    b"\x00\x05" + rnd.randbytes(5),             # a length no datagram has
-    b"\x00\x64" + rnd.randbytes(100),           # a frame that does not open
-    b"\xff\xff" + rnd.randbytes(70000),         # over the untrusted byte budget
-]
-closed = 0
-for data in garbage:
-    s = socket.create_connection((addr, port), timeout=5)
-    try:
-        s.sendall(data)
-        closed += s.recv(1) == b""
-    except (ConnectionResetError, BrokenPipeError):
-        closed += 1
-    except socket.timeout:
-        pass
-    s.close()
-print("garbage connections closed by the peer:", closed, flush=True)
-time.sleep(60)
-'''
 
 
 def nft(lab, ns, script):
@@ -106,7 +80,7 @@ def test_dynamic_side_behind_nat_with_garbage_and_idle_connections(lab, routed):
     assert ping(lab, a, "10.0.1.2", count=2)         # A answers on the learned connection
     assert "peer connected from 10.9.1.254" in vpn_a.output()
 
-    junk = lab.spawn(r, [*probe("unused")[:2], JUNK, A_WAN, PORT])
+    junk = lab.spawn(r, program("tcp_junk.py", A_WAN, PORT))
     lab.wait_log(junk, "garbage connections closed by the peer", timeout=20)
     assert "closed by the peer: 3" in junk.output()
     assert ping(lab, b, "10.0.1.1", count=3)          # 20 idle connections still open
@@ -164,5 +138,61 @@ def test_through_an_http_proxy_when_nothing_else_is_forwarded(lab, routed):
     assert ping(lab, b, "10.0.1.1", count=2)
     assert "CONNECT %s:%d" % (B_WAN, PORT) in tinyproxy.output()
     assert "via the HTTP proxy 10.9.1.254:8888" in vpn_a.output()
+    assert_clean_stop(lab, vpn_a)
+    assert_clean_stop(lab, vpn_b)
+
+
+def test_a_held_frame_delivered_on_another_connection_does_not_take_over(lab, routed):
+    # Issue 23 item 1. A dials B, and A's session is the older one (A started first), the
+    # side that used to prefer an incoming connection. An on-path attacker in R holds back
+    # one frame from B (a ping reply) and delivers it to A on a connection of its own
+    # before anything newer arrives: A may follow it for a moment, but its data goes
+    # unanswered there, so A dials again and B follows. Before the fix A sent into the
+    # attacker's connection, closed the real one 5 s later and never dialled again.
+    a, r, b = routed
+    vpn_a = vpn(lab, a, "pwd1", "pwd2", "-pa", "%s:%d" % (B_WAN, PORT))
+    vpn_b = vpn(lab, b, "pwd2", "pwd1", "-d")
+    ping_eventually(lab, a, "10.0.1.2")
+    holder = lab.spawn(r, program("hold_frame.py", "wb", B_WAN, PORT, A_WAN))
+    lab.wait_log(holder, "watching")
+    nft(lab, r, "table ip tomato_hold {\n"
+                "  chain forward { type filter hook forward priority -10;\n"
+                "    ip saddr %s tcp sport %d ip length > 1000 drop; }\n"
+                "}\n" % (B_WAN, PORT))
+    lab.run(a, ["ping", "-n", "-c", 1, "-s", 1000, "-W", 1, "10.0.1.2"])    # answered by the attacker
+    lab.wait_log(holder, "delivered a held frame")
+    lab.run(r, ["nft", "delete", "table", "ip", "tomato_hold"], check=True)
+    ping_eventually(lab, a, "10.0.1.2", timeout=20)
+    assert ping(lab, a, "10.0.1.2", count=5)
+    assert holder.poll() is None            # the attacker still holds its connection open
+    assert vpn_a.output().count("connected to %s:%d" % (B_WAN, PORT)) == 2     # A dialled again
+    assert_clean_stop(lab, vpn_a)
+    assert_clean_stop(lab, vpn_b)
+
+
+def test_a_reconnect_gets_through_2000_hostile_connections_a_second(lab, routed):
+    # Issue 23 item 2. A listens (-d); something floods its port with 2 000 connections a
+    # second that never speak, so each connection that has not authenticated is evicted from
+    # the 64-slot untrusted cap after about 30 ms. B's connection is reset and B dials again
+    # while it keeps pinging: its keepalive must follow the SYN-ACK within those 30 ms. With
+    # the keep-warm loop starving the hub (each ping kept it running for 2 s) B's dialler saw
+    # the SYN-ACK ~0.5 s late, and every reconnect was evicted before its first frame.
+    a, r, b = routed
+    vpn_a = vpn(lab, a, "pwd1", "pwd2", "-d")
+    vpn_b = vpn(lab, b, "pwd2", "pwd1", "-pa", "%s:%d" % (A_WAN, PORT))
+    ping_eventually(lab, b, "10.0.1.1")
+    flood = lab.spawn(r, program("connection_flood.py", A_WAN, PORT, 2000))
+    lab.wait_log(flood, "flooding: ", timeout=10)
+    nft(lab, r, "table inet tomato_reset {\n"
+                "  chain forward { type filter hook forward priority -10;"
+                " ip saddr %s tcp dport %d reject with tcp reset; }\n"
+                "}\n" % (B_WAN, PORT))
+    assert not ping(lab, b, "10.0.1.1", count=2, wait=1)
+    lab.run(r, ["nft", "delete", "table", "inet", "tomato_reset"], check=True)
+    ping_eventually(lab, b, "10.0.1.1", timeout=20)
+    rates = [int(line.split()[1]) for line in flood.output().splitlines() if line.startswith("flooding: ")]
+    assert rates[-1] >= 1900, rates              # the flood kept its rate meanwhile
+    lab.stop(flood)
+    assert ping(lab, b, "10.0.1.1", count=3)
     assert_clean_stop(lab, vpn_a)
     assert_clean_stop(lab, vpn_b)

@@ -13,7 +13,7 @@ The vpn before the fix dropped every such segment ("offloaded packet from tun") 
 transfer stalled.
 """
 from tests.netns.nsutil import wait_for
-from tests.netns.test_vpn import ping, seed_link, tcp_transfer
+from tests.netns.vpn_support import ping, seed_link, tcp_transfer
 
 
 def test_forwarded_checksum_verified_tcp_crosses_the_tunnel(lab, pair):

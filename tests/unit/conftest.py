@@ -4,6 +4,7 @@ from tomato_gevent.proxy.server import ProxyServer
 from tomato_gevent.rules import RuleSet, parse_rules
 
 from .proxy_doubles import FakeResolver
+from .vpn_doubles import Side
 
 
 @pytest.fixture
@@ -19,3 +20,18 @@ def proxies():
     yield make
     for proxy in made:
         proxy.stop(timeout=1)
+
+
+@pytest.fixture
+def sides():
+    """sides(local_key, peer_key, ...) starts a vpn_doubles.Side; all are stopped after the test."""
+    started = []
+
+    def start(*args, **kw):
+        side = Side(*args, **kw)
+        started.append(side)
+        return side
+
+    yield start
+    for side in started:
+        side.stop()

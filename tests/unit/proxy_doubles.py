@@ -1,10 +1,8 @@
 """Test doubles shared by the proxy's unit tests (test_proxy_server.py, test_socks_session.py)."""
 import ipaddress
-import time
-
-import gevent
 
 from tomato_gevent.proxy.resolver import ResolveError
+from tests.support import wait_for  # noqa: F401  (the tests import it from here)
 
 LOOPBACK = ipaddress.ip_address("127.0.0.1")
 DEADLINE_SECONDS = 5.0
@@ -29,11 +27,3 @@ class FakeResolver:
             return [LOOPBACK]
         raise ResolveError("unknown host %s" % host)
 
-
-def wait_for(predicate, what):
-    """Poll predicate (yielding to the proxy's greenlets) until true, or fail after DEADLINE_SECONDS."""
-    deadline = time.monotonic() + DEADLINE_SECONDS
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting for " + what)
-        gevent.sleep(0.01)

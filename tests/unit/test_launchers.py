@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.netns.nsutil import wait_for
+from tests.support import wait_for
 from tomato_gevent import __version__
 
 REPO = Path(__file__).resolve().parents[2]
@@ -181,16 +181,8 @@ def test_ctrl_c_during_imports(tool, tmp_path):
 def test_ctrl_c_in_the_event_loop_prints_no_hub_traceback():
     """A KeyboardInterrupt raised while gevent's hub runs reaches the main greenlet, and the
     hub prints nothing on the way."""
-    code = ("from gevent import monkey; monkey.patch_all()\n"
-            "import os, signal, gevent\n"
-            "from tomato_gevent.launch import quiet_hub_interrupts\n"
-            "quiet_hub_interrupts()\n"
-            "gevent.spawn(os.kill, os.getpid(), signal.SIGINT)\n"
-            "try:\n"
-            "    gevent.sleep(30)\n"
-            "except KeyboardInterrupt:\n"
-            "    print('main greenlet interrupted')\n")
-    result = run([sys.executable, "-c", code], env=dict(BARE_ENV, PYTHONPATH=str(REPO)))
+    program = Path(__file__).with_name("programs") / "hub_interrupt.py"
+    result = run([sys.executable, program], env=dict(BARE_ENV, PYTHONPATH=str(REPO)))
     assert (result.returncode, result.stdout, result.stderr) == (0, "main greenlet interrupted\n", "")
 
 

@@ -10,15 +10,10 @@ from pathlib import Path
 import pytest
 
 from tomato_gevent.proxy.cli import build_parser
+from tests.support import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 DEADLINE_SECONDS = 15.0
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Proxy:

@@ -104,3 +104,39 @@ def test_example_configs_pair_up():
     peer = next(host for host in own.network.hosts() if host != own.ip)
     [(listen, forward)] = proxy_addresses((REPO / "contrib" / "examples" / "proxy-example.conf").read_text())
     assert forward.rpartition(":")[0] == str(peer) != str(own.ip)
+
+
+def test_proxy_help_example_forwards_to_the_other_host():
+    """`proxy --help`'s example is host A's proxy forwarding to B's, as the docs' (it said
+    `-f 10.0.1.1:1080`, A's own tunnel address)."""
+    from tomato_gevent.proxy.cli import build_parser
+
+    example = build_parser().epilog.split("%(prog)s", 1)[1]
+    [(listen, forward)] = proxy_addresses("bin/proxy" + example)
+    assert forward == "10.0.1.2:1080" != listen
+
+
+def layout_modules():
+    """The modules docs/layout.md's tree names, as paths under tomato_gevent/."""
+    tree = (REPO / "docs" / "layout.md").read_text().split("```")[1]
+    inside = tree.split("\ntomato_gevent/\n", 1)[1]
+    named, package = set(), None
+    for line in inside.splitlines():
+        if not line.startswith(" "):
+            break                                       # the package's tree ends
+        entry = re.match(r"  (\w+)(/|\.py)\s", line)
+        if entry:
+            package = entry.group(1) if entry.group(2) == "/" else None
+            if package is None:
+                named.add(entry.group(1) + ".py")
+                continue
+        named.update((package + "/" if package else "") + name for name in re.findall(r"\b(\w+\.py)\b", line)
+                     if package or not entry)
+    return named
+
+
+def test_layout_names_every_module():
+    """docs/layout.md's tree lists the package as it is: no module missing, none gone."""
+    package = REPO / "tomato_gevent"
+    modules = {str(p.relative_to(package)) for p in package.rglob("*.py") if p.name != "__init__.py"}
+    assert layout_modules() == modules

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.netns.nsutil import free_port
+from tests.support import free_port
 from tomato_gevent.sdnotify import notify
 
 PROXY = Path(__file__).resolve().parents[2] / "bin" / "proxy"

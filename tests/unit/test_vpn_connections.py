@@ -1,8 +1,8 @@
 """connections.py: which TCP connections are trusted, kept and sent on (pure rules)."""
 import pytest
 
-from tomato_gevent.vpn.connections import (GRACE_SECONDS, MAX_UNTRUSTED, UNTRUSTED_BYTES, UNTRUSTED_SECONDS,
-                                           ConnectionRules, ConnectionState)
+from tomato_gevent.vpn.connections import (GRACE_SECONDS, MAX_UNTRUSTED, UNANSWERED_SECONDS, UNTRUSTED_BYTES,
+                                           UNTRUSTED_SECONDS, ConnectionRules, ConnectionState)
 
 
 def out(now=0.0):
@@ -51,8 +51,10 @@ def test_authenticated_connections_do_not_count_against_the_cap():
     peer = inc()
     rules.opened(peer)
     rules.authenticated(peer, 0.0)
-    assert rules.opened(inc()) == [] and rules.opened(inc()) == []
-    assert rules.opened(inc()) != [peer]
+    oldest, newer = inc(), inc()
+    assert rules.opened(oldest) == [] and rules.opened(newer) == []
+    assert rules.opened(inc()) == [oldest]          # the oldest untrusted one, never the peer
+    assert rules.current is peer and peer in rules.connections
 
 
 def test_untrusted_byte_budget():
@@ -140,33 +142,176 @@ def test_closing_current_falls_back_to_our_outgoing_connection():
 
 
 class Host:
-    """One side's view of two crossed connections: c1 dialled by A, c2 dialled by B."""
+    """One side of a simulated link: its rules, its connections by name (the other side
+    knows the same connection by the same name), its sending session and counter."""
 
-    def __init__(self, keep_outgoing, dialled_c1):
-        self.rules = ConnectionRules(keep_outgoing=lambda: keep_outgoing)
-        self.c1, self.c2 = (out(), inc()) if dialled_c1 else (inc(), out())
-        own = self.c1 if dialled_c1 else self.c2
-        self.rules.opened(own)
-        self.rules.opened(self.c2 if dialled_c1 else self.c1)
+    def __init__(self, newer, session):
+        self.rules = ConnectionRules(keep_outgoing=lambda: newer)
+        self.session, self.counter = session, 0
+        self.conns = {}
 
-    def kept(self):
-        return "c1" if self.rules.current is self.c1 else "c2"
+    def dial(self, name, now=0.0):
+        self.conns[name] = out(now)
+        return self.rules.opened(self.conns[name])
+
+    def accept(self, name, now=0.0):
+        self.conns[name] = inc(now)
+        return self.rules.opened(self.conns[name])
+
+    def send(self, data=True):
+        """A datagram on the current connection: (connection name, (session, counter))."""
+        self.counter += 1
+        current = self.rules.current
+        current.sent_data += data
+        return self.on(), (self.session, self.counter)
+
+    def receive(self, sent, now):
+        name, header = sent
+        self.rules.authenticated(self.conns[name], now, header)
+
+    def on(self):
+        return next(name for name, conn in self.conns.items() if conn is self.rules.current)
+
+
+def crossed(a_newer):
+    """A dialled c1, B dialled c2, each accepted the other's."""
+    a, b = Host(newer=a_newer, session=1), Host(newer=not a_newer, session=2)
+    a.dial("c1")
+    b.dial("c2")
+    a.accept("c2")
+    b.accept("c1")
+    return a, b
 
 
 @pytest.mark.parametrize("a_newer", [True, False])
 def test_crossed_connections_both_sides_keep_the_same_one(a_newer):
-    # Each side sends its first keepalive on its own outgoing connection, so A hears B
-    # on c2 and B hears A on c1, at about the same time.
-    a, b = Host(keep_outgoing=a_newer, dialled_c1=True), Host(keep_outgoing=not a_newer, dialled_c1=False)
-    a.rules.authenticated(a.c2, 0.01)
-    b.rules.authenticated(b.c1, 0.01)
-    assert a.kept() == b.kept() == ("c1" if a_newer else "c2")
-    # ... and what still arrives on the other one does not make anyone switch.
-    a.rules.authenticated(a.c2 if a_newer else a.c1, 0.02)
-    b.rules.authenticated(b.c2 if a_newer else b.c1, 0.02)
-    assert a.kept() == b.kept() == ("c1" if a_newer else "c2")
+    # Each side sends its first two datagrams on its own outgoing connection before it
+    # hears the other, so A hears B on c2 and B hears A on c1, at about the same time.
+    a, b = crossed(a_newer)
+    from_a, from_b = [a.send(), a.send()], [b.send(), b.send()]
+    a.receive(from_b[0], 0.01)
+    b.receive(from_a[0], 0.01)
+    kept = "c1" if a_newer else "c2"
+    assert a.on() == b.on() == kept
+    # ... what was still in flight on the other one does not make anyone switch,
+    a.receive(from_b[1], 0.02)
+    b.receive(from_a[1], 0.02)
+    assert a.on() == b.on() == kept
+    # ... nor does the traffic that follows: both send on the kept one now.
+    for i in range(3):
+        now = 0.03 + i
+        b.receive(a.send(), now)
+        a.receive(b.send(), now)
+        assert a.on() == b.on() == kept
     loser = "c2" if a_newer else "c1"
-    assert [getattr(a, loser)] == a.rules.expired(0.02 + GRACE_SECONDS)
+    assert a.rules.expired(0.02 + GRACE_SECONDS) == [a.conns[loser]]
+    assert b.rules.expired(0.02 + GRACE_SECONDS) == [b.conns[loser]]
+
+
+def attacked(a_newer):
+    """A dialled B (c1), they talk; the attacker can open c3 to A at any time."""
+    a, b = Host(newer=a_newer, session=1), Host(newer=not a_newer, session=2)
+    a.dial("c1")
+    b.accept("c1")
+    b.receive(a.send(), 0.1)
+    a.receive(b.send(), 0.1)
+    return a, b
+
+
+def test_a_held_datagram_delivered_late_moves_nothing():
+    a, b = attacked(a_newer=False)
+    held = b.send()                     # the attacker keeps it ...
+    a.receive(b.send(), 1.0)            # ... the next one arrives on c1
+    a.accept("c3", 1.5)
+    a.receive(("c3", held[1]), 1.5)     # and delivers it on its own connection
+    assert a.on() == "c1" and a.conns["c3"].authenticated
+    assert a.rules.expired(1.5 + GRACE_SECONDS) == [a.conns["c3"]]
+
+
+@pytest.mark.parametrize("a_newer", [True, False])
+def test_a_held_datagram_delivered_first_diverts_only_until_the_next_one(a_newer):
+    a, b = attacked(a_newer)
+    held = b.send()
+    a.accept("c3", 1.0)
+    a.receive(("c3", held[1]), 1.0)     # fresh: nothing newer has arrived yet
+    # The side with the newer session keeps the connection it dialled while it is alive;
+    # the older side follows the freshest datagram -- for one datagram only.
+    assert a.on() == ("c1" if a_newer else "c3")
+    a.receive(b.send(), 2.0)
+    assert a.on() == "c1" and a.conns["c1"].retire_at is None
+    assert a.rules.expired(2.0 + GRACE_SECONDS) == [a.conns["c3"]]
+
+
+def test_a_diversion_the_peer_never_corrects_ends_in_a_redial():
+    # B answers only what A sends, so after the diversion nothing arrives on c1: A's
+    # data goes unanswered on c3, A dials again, B follows the new connection.
+    a, b = attacked(a_newer=False)
+    held = b.send()
+    a.accept("c3", 1.0)
+    a.receive(("c3", held[1]), 1.0)
+    assert a.on() == "c3"
+    now = 1.0
+    while not a.rules.redial_wanted(now):
+        a.send()                        # lost: the attacker reads and discards it
+        now += 0.5
+        assert now < 1.0 + UNANSWERED_SECONDS + 1.5
+    assert a.dial("c4", now) == [] and a.on() == "c4"
+    b.accept("c4", now)
+    b.receive(a.send(data=False), now)  # the dialler's keepalive
+    assert b.on() == "c4"
+    a.receive(b.send(data=False), now)  # the acceptor's answer
+    assert a.conns["c4"].authenticated
+    assert set(a.rules.expired(now + GRACE_SECONDS)) == {a.conns["c1"], a.conns["c3"]}
+    assert b.rules.expired(now + GRACE_SECONDS) == [b.conns["c1"]]
+
+
+def test_no_redial_while_idle_answered_or_on_our_own_connection():
+    # Idle: keepalives only.
+    a, b = attacked(a_newer=False)
+    for i in range(10):
+        b.receive(a.send(data=False), 1.0 + i)
+        assert not a.rules.redial_wanted(1.0 + i + 0.5)
+    # Our own connection unanswered: dialling the same address again would give nothing new
+    # (a dead one is found by TCP; a silent listener by the untrusted deadline).
+    for i in range(10):
+        a.send()
+        assert not a.rules.redial_wanted(20.0 + i)
+    # An incoming connection that answers.
+    a, b = Host(newer=True, session=1), Host(newer=False, session=2)
+    b.dial("c1")
+    a.accept("c1")
+    a.receive(b.send(), 0.0)
+    for i in range(10):
+        b.receive(a.send(), 1.0 + i)
+        a.receive(b.send(), 1.0 + i + 0.1)
+        assert not a.rules.redial_wanted(1.0 + i + 0.5)
+
+
+def test_a_redial_that_completes_after_the_current_answered_again_is_closed():
+    a, b = attacked(a_newer=False)
+    a.accept("c3", 1.0)
+    a.receive(("c3", b.send()[1]), 1.0)
+    now = 1.0
+    while not a.rules.redial_wanted(now):
+        a.send()
+        now += 0.5
+    a.receive(("c3", b.send()[1]), now)     # c3 answers after all (it is the peer's)
+    late = out(now + 0.1)
+    assert a.rules.opened(late) == [late] and a.on() == "c3"
+
+
+def test_a_dialled_connection_that_never_authenticates_expires():
+    rules = ConnectionRules()
+    dialled = out(now=100.0)
+    rules.opened(dialled)
+    assert rules.expired(100.0 + UNTRUSTED_SECONDS - 0.1) == []
+    assert rules.expired(100.0 + UNTRUSTED_SECONDS) == [dialled]
+    rules.closed(dialled)
+    assert rules.current is None and rules.redial_wanted(100.0 + UNTRUSTED_SECONDS)
+    answered = out(now=200.0)
+    rules.opened(answered)
+    rules.authenticated(answered, 200.1)
+    assert rules.expired(1000.0) == []
 
 
 def test_a_stale_current_is_not_defended_by_the_crossing_rule():

@@ -1,12 +1,12 @@
-"""Hardening of the running link (issue 10), without root, with test_vpn_link's stand-ins:
+"""Hardening of the running link (issue 10), without root, with vpn_doubles' stand-ins:
 the tun read path with a virtio header (10.3), reflected datagrams (10.2), the hint
 logged when nothing authenticates (v1/v2 or wrong passwords)."""
 import logging
 import socket
 import threading
 
-from tests.netns.nsutil import wait_for
-from tests.unit.test_vpn_link import KEY_A, KEY_B, KEY_WRONG, SocketTun, sides  # noqa: F401  (sides: fixture)
+from tests.support import wait_for
+from tests.unit.vpn_doubles import KEY_A, KEY_B, KEY_WRONG, SocketTun
 from tomato_gevent.vpn.offload import partial_header
 from tomato_gevent.vpn.vnet import (PLAIN_VNET_HDR, VIRTIO_NET_HDR_F_DATA_VALID, VIRTIO_NET_HDR_F_NEEDS_CSUM,
                                     VIRTIO_NET_HDR_GSO_TCPV4, VNET_HDR)
@@ -20,7 +20,7 @@ def header(flags=0, gso_type=0, gso_size=0, csum_start=0, csum_offset=0):
     return VNET_HDR.pack(flags, gso_type, 0, gso_size, csum_start, csum_offset)
 
 
-def test_data_valid_packets_are_forwarded_malformed_offloaded_ones_dropped(sides):  # noqa: F811
+def test_data_valid_packets_are_forwarded_malformed_offloaded_ones_dropped(sides):
     """A SOCK_SEQPACKET stand-in for a tun opened with IFF_VNET_HDR carries header + packet
     per read, as the kernel hands them over. DATA_VALID (a forwarded packet whose checksum
     a NIC verified) is an ordinary packet; a partial checksum or a super-packet whose
@@ -38,7 +38,7 @@ def test_data_valid_packets_are_forwarded_malformed_offloaded_ones_dropped(sides
     assert a.link.drops["offloaded packet from tun"] == 2
 
 
-def test_a_super_packet_read_from_the_tun_reaches_a_plain_tun_as_the_kernels_segments(sides):  # noqa: F811
+def test_a_super_packet_read_from_the_tun_reaches_a_plain_tun_as_the_kernels_segments(sides):
     """Issue 19: A reads a 5 000-byte TCP super-packet (GSO, partial checksum); B, whose tun
     takes no virtio header, writes the five segments tcp_gso_segment would make, each with
     its checksum completed (A flagged them "checksum partial")."""
@@ -52,7 +52,7 @@ def test_a_super_packet_read_from_the_tun_reaches_a_plain_tun_as_the_kernels_seg
     assert [b.tun.host.recv(65536) for _ in range(5)] == kernel_segments(packet, 1000)
 
 
-def test_a_super_packet_is_merged_again_on_a_vnet_tun_without_a_check(sides):  # noqa: F811
+def test_a_super_packet_is_merged_again_on_a_vnet_tun_without_a_check(sides):
     """B's tun takes virtio headers: the flagged segments are merged as they are, into frames
     with NEEDS_CSUM whose payloads are the super-packet's (one frame when all five arrive in
     one receive); a partial-checksum SYN alone is written with NEEDS_CSUM at its checksum."""
@@ -105,7 +105,7 @@ class Reflector:
         self.sock.close()
 
 
-def test_own_datagrams_reflected_back_are_refused(sides):  # noqa: F811
+def test_own_datagrams_reflected_back_are_refused(sides):
     """Even with one key for both directions (the CLI refuses equal passwords; build_sessions
     takes keys) a host never opens its own datagrams: the receiver is built with the send
     session, whose current id it refuses."""
@@ -126,7 +126,7 @@ def test_own_datagrams_reflected_back_are_refused(sides):  # noqa: F811
         reflector.close()
 
 
-def test_nothing_authenticates_hint_logged(sides, caplog):  # noqa: F811
+def test_nothing_authenticates_hint_logged(sides, caplog):
     caplog.set_level(logging.WARNING, logger="tomato_gevent.vpn")
     b = sides(KEY_B, KEY_WRONG)
     sides(KEY_A, KEY_B, peer=b.address)

@@ -35,7 +35,7 @@ def open_datagram(datagram, key=PASSWORD_KEY, backend=DEFAULT_BACKEND, with_flag
     return opened + (out[FLAGS_OFFSET],) if with_flags else opened
 
 # Pinned datagrams (protocol v3): the protocol must not change silently (both backends must
-# produce these, and test_layout_matches_plain_aes_gcm rebuilds them from the README's description).
+# produce these, and test_layout_matches_plain_aes_gcm rebuilds them from docs/protocol.md's "The datagram").
 VECTORS = [     # counter, timestamp, flags, payload, datagram
     (0, 1700000000123, 0, b"",
      "018bcfe56800beef00000000bd649c2ac02122505a386e5076eb3c6b941d8d60af43f30d61"),
@@ -66,7 +66,7 @@ def test_password_key_is_scrypt_with_documented_parameters():
 
 
 def test_layout_matches_plain_aes_gcm():
-    """The README's description, written out with a one-shot AES-GCM call, as an independent reference."""
+    """docs/protocol.md's datagram layout, written out with a one-shot AES-GCM call, as an independent reference."""
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
     for counter, timestamp, flags, payload, expected in VECTORS:

@@ -1,25 +1,14 @@
 """vpn status: the JSON contract, its human views, the log throttle and the peer watch (pure)."""
-import collections
 import json
 
 import pytest
 
-from tomato_gevent.vpn.status import (LogThrottle, PeerWatch, build_status, clock_skew_message, format_bytes,
-                                      format_duration, format_status, format_status_line, silence_threshold)
-
-SESSION = (1_700_000_000_000 << 16) | 0xBEEF        # started at 1_700_000_000.000 s (peer's clock)
+from tomato_gevent.vpn.status import (LogThrottle, PeerWatch, clock_skew_message, format_bytes, format_duration,
+                                      format_status, format_status_line, silence_threshold)
+from tests.unit.vpn_doubles import SESSION, status
 
 CONTRACT_KEYS = {"interface", "peer_address", "last_received_seconds_ago", "rx_packets", "rx_bytes",
                  "tx_packets", "tx_bytes", "drops", "uptime_seconds"}
-
-
-def status(**overrides):
-    values = dict(interface="tun0", listen_address="0.0.0.0:5000", peer_address="10.9.0.2:5000", peer_host=None,
-                  dynamic=False, session_id=SESSION, last_received=95.0, started=0.0, now=100.0,
-                  now_ms=1_700_000_042_000, rx_packets=12, rx_bytes=3456, tx_packets=15, tx_bytes=2_000_000,
-                  drops=collections.Counter({"short datagram": 1, "authentication failed": 3}))
-    values.update(overrides)
-    return build_status(**values)
 
 
 def test_json_contract_keys_and_values():

@@ -1,18 +1,12 @@
-"""tcp.py without root: two Links over TCP on 127.0.0.1 (tun stand-ins from test_vpn_link),
+"""tcp.py without root: two Links over TCP on 127.0.0.1 (tun stand-ins from vpn_doubles),
 hostile and idle connections to the port, a peer restart, both sides dialling."""
 import socket
 
 import pytest
 
-from tests.netns.nsutil import wait_for
-from tests.unit.test_vpn_link import KEY_A, KEY_B, Side, linked_pair, sides  # noqa: F401 (fixture)
+from tests.support import free_port, wait_for
+from tests.unit.vpn_doubles import KEY_A, KEY_B, linked_pair
 from tomato_gevent.vpn.framing import frame, frame_header
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def round_trip(a, b, text=b"hello"):
@@ -31,7 +25,7 @@ def closed_by_peer(conn):
 
 
 @pytest.fixture
-def tcp_pair(sides):  # noqa: F811
+def tcp_pair(sides):
     a, b = linked_pair(sides, transport="tcp")
     wait_for(lambda: b.link.endpoint.address is not None, what="B learning A's connection")
     round_trip(a, b)
@@ -104,7 +98,7 @@ def test_untrusted_byte_budget(tcp_pair):
     round_trip(a, b, b"after the slow one")
 
 
-def test_peer_restart_reconnects(sides):  # noqa: F811
+def test_peer_restart_reconnects(sides):
     port = free_port()
     b = sides(KEY_B, KEY_A, transport="tcp", bind=("127.0.0.1", port))
     a = sides(KEY_A, KEY_B, peer=("127.0.0.1", port), transport="tcp")
@@ -117,7 +111,7 @@ def test_peer_restart_reconnects(sides):  # noqa: F811
     assert a.transport.connections_opened >= 2
 
 
-def test_both_sides_dialling_settle_on_one_connection(sides):  # noqa: F811
+def test_both_sides_dialling_settle_on_one_connection(sides):
     port_a, port_b = free_port(), free_port()
     a = sides(KEY_A, KEY_B, peer=("127.0.0.1", port_b), transport="tcp", bind=("127.0.0.1", port_a), hold=True)
     b = sides(KEY_B, KEY_A, peer=("127.0.0.1", port_a), transport="tcp", bind=("127.0.0.1", port_b), hold=True)
@@ -135,7 +129,7 @@ def test_both_sides_dialling_settle_on_one_connection(sides):  # noqa: F811
     assert a.transport.connections_opened + b.transport.connections_opened <= 4   # no redial loop
 
 
-def test_a_peer_that_stops_reading_fills_the_queue_then_is_dropped(sides, monkeypatch):  # noqa: F811
+def test_a_peer_that_stops_reading_fills_the_queue_then_is_dropped(sides, monkeypatch):
     from tomato_gevent.vpn import tcp
 
     monkeypatch.setattr(tcp, "STALL_SECONDS", 0.5)
@@ -158,7 +152,7 @@ def test_a_peer_that_stops_reading_fills_the_queue_then_is_dropped(sides, monkey
             assert a.running
 
 
-def test_http_proxy_refusal_is_retried_with_backoff(sides, caplog):  # noqa: F811
+def test_http_proxy_refusal_is_retried_with_backoff(sides, caplog):
     import logging
     import threading
 
@@ -186,3 +180,31 @@ def test_http_proxy_refusal_is_retried_with_backoff(sides, caplog):  # noqa: F81
     assert requests == [b"CONNECT peer.invalid:5000 HTTP/1.1\r\nHost: peer.invalid:5000\r\n\r\n"] * 2
     assert a.transport.connections_opened == 0 and a.running
     assert "the HTTP proxy answered 403 Forbidden" in caplog.text
+
+
+def test_a_silent_listener_on_the_peers_port_is_dropped_and_redialled(sides):  # noqa: F811
+    # Something accepts on the peer's port and never speaks: the dialled connection gets the
+    # deadline an accepted one gets, and A dials again -- and reaches the real peer once it
+    # listens there.
+    with socket.socket() as listener:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)     # B binds the port next
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        listener.settimeout(5)
+        port = listener.getsockname()[1]
+        a = sides(KEY_A, KEY_B, peer=("127.0.0.1", port), transport="tcp", hold=True)
+        a.transport.rules.untrusted_seconds = 0.3
+        a.release()
+        silent, _ = listener.accept()
+        with silent:
+            silent.settimeout(5)
+            while silent.recv(4096):        # A's keepalive, then the end
+                pass
+        again, _ = listener.accept()
+        again.close()
+    assert a.link.drops["untrusted connection"] >= 1
+    b = sides(KEY_B, KEY_A, transport="tcp", bind=("127.0.0.1", port))
+    wait_for(lambda: b.link.endpoint.address is not None, timeout=15, what="A reaching the real peer")
+    round_trip(a, b)
+    current = a.transport.rules.current
+    assert current.outgoing and current.authenticated      # B answered the new connection at once

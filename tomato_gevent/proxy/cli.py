@@ -2,9 +2,14 @@
 
 Rule-based HTTP and SOCKS5 proxy on one port (the seed's command line). SIGHUP reloads
 the rule files (a bad file keeps the rules in force); SIGUSR1 logs the one-line summary;
-SIGINT / SIGTERM stop it (and log the summary).
+SIGINT / SIGTERM stop it (and log the summary). With --workers N > 1 the process that
+receives those signals is the parent of N workers (supervisor.py), and serve() below runs
+in each worker; its host object is where the two cases differ: one process logs and tells
+systemd itself, a worker tells its parent.
 """
+import functools
 import logging
+import os
 import signal
 
 import gevent
@@ -18,6 +23,8 @@ from . import socks_session
 from .auth import load_auth_file
 from .outbound import CONNECT_TIMEOUT_SECONDS, IDLE_TIMEOUT_SECONDS, TUNNEL_IDLE_TIMEOUT_SECONDS
 from .server import DEFAULT_MAX_CLIENTS, ProxyServer, make_listener
+from .supervisor import Supervisor, blocking_getaddrinfo, reuse_port_error
+from .workers import client_shares, plan_workers
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +39,7 @@ def build_parser():
         epilog="Rule file lines: 'block|direct|forward<TAB>TARGET', TARGET = domain (suffix match), "
                "full:domain, keyword:WORD, regexp:RE or cidr:NETWORK (first occurrence wins, "
                "'#' comments). SIGHUP reloads the rule files. "
-               "Example: %(prog)s -a :1080 -f 10.0.1.1:1080 -r rule.txt -v")
+               "Example (host A, B's proxy at 10.0.1.2): %(prog)s -a 127.0.0.1:1080 -f 10.0.1.2:1080 -r rule.txt -v")
     parser.add_argument("-a", dest="listen", metavar="[HOST]:PORT", type=hostport_arg, default=None,
                         help="listen address (default 127.0.0.1:1080; ':PORT' = all interfaces)")
     parser.add_argument("-f", dest="forward", metavar="HOST:PORT", type=hostport_arg, default=None,
@@ -59,9 +66,24 @@ def build_parser():
     parser.add_argument("--auth-file", metavar="FILE", default=None,
                         help="require credentials, one 'user:password' per line: SOCKS5 "
                              "username/password (RFC 1929) and HTTP Proxy-Authorization: Basic (407)")
+    parser.add_argument("--workers", metavar="N", type=positive_int, default=None,
+                        help="processes serving the port, each with its own event loop and its own "
+                             "listening socket (SO_REUSEPORT: the kernel spreads new connections over "
+                             "them); default: one per CPU this process may use (%d here); 1 = one "
+                             "process, no supervisor. --max-clients counts for the whole proxy: each "
+                             "worker takes an equal share of it and answers 503 beyond its share"
+                             % available_cpus())
     parser.add_argument("-v", dest="verbose", action="count", default=0,
                         help="debug logging: one line per request")
     return parser
+
+
+def available_cpus():
+    """The CPUs this process may run on (its affinity mask: taskset, systemd's CPUAffinity=)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 def describe_rules(paths, rules):
@@ -75,6 +97,82 @@ def _load(paths):
     return load_rule_files(paths) if paths else RuleSet()
 
 
+def _check_rules(paths):
+    """The rule files loaded and described (ConfigError if one is bad)."""
+    rules = _load(paths)
+    return rules, describe_rules(paths, rules)
+
+
+def listening_line(args, authenticator, rules, workers, bound):
+    """The INFO line once the proxy listens (every worker, when there are several)."""
+    return "listening on %s (HTTP and SOCKS5%s)%s, default %s, %s; rules: %s" % (
+        format_address(bound),
+        ", %d users in %s" % (len(authenticator), args.auth_file) if authenticator else "",
+        ", %d workers" % workers if workers > 1 else "", args.default,
+        "forward to %s" % format_address(args.forward) if args.forward else "no upstream (forward = direct)",
+        describe_rules(args.rule_files, rules))
+
+
+def serve(args, authenticator, listener, max_clients, rules, host_events):
+    """Serve on listener until SIGTERM/SIGINT: the one process, or one worker of several.
+
+    host_events is told what happens (ready, reloaded, reload_failed, summary, stopped):
+    _OneProcess logs it, a worker's supervisor.WorkerHost tells its parent.
+    """
+    server = ProxyServer(listener, rules, default_action=Action(args.default),
+                         upstream=args.forward, idle_timeout=args.idle_timeout,
+                         connect_timeout=args.connect_timeout,
+                         tunnel_idle_timeout=args.tunnel_idle_timeout,
+                         allow_private=args.allow_private, max_clients=max_clients,
+                         socks5_handler=socks_session.handle,
+                         authenticator=authenticator)
+
+    def reload_rules():
+        try:
+            new_rules = _load(args.rule_files)
+        except ConfigError as e:
+            host_events.reload_failed(e)
+            return
+        server.set_rules(new_rules)
+        host_events.reloaded(new_rules)
+
+    gevent.signal_handler(signal.SIGHUP, reload_rules)
+    gevent.signal_handler(signal.SIGUSR1, lambda: host_events.summary(server.stats))
+    gevent.signal_handler(signal.SIGTERM, server.stop)
+    gevent.signal_handler(signal.SIGINT, server.stop)
+    server.start()
+    host_events.ready(server)
+    server.serve_forever()
+    host_events.stopped(server.stats)
+
+
+class _OneProcess:
+    """serve()'s host when the proxy is a single process: it logs and tells systemd itself."""
+
+    def __init__(self, listening_line, rule_files):
+        self.listening_line = listening_line
+        self.rule_files = rule_files
+
+    def ready(self, server):
+        bound = server.socket.getsockname()
+        log.info("%s", self.listening_line(bound))
+        notify("READY=1", "STATUS=listening on %s" % format_address(bound))
+
+    def reloaded(self, rules):
+        log.info("rules reloaded: %s", describe_rules(self.rule_files, rules))
+
+    def reload_failed(self, error):
+        log.error("rule reload failed, keeping the old rules: %s", error)
+
+    def summary(self, stats):
+        log.info("summary: %s", stats.summary())
+
+    def stopped(self, stats):
+        notify("STOPPING=1")
+        self.summary(stats)
+        log.info("stopped")
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose)
@@ -85,39 +183,22 @@ def main(argv=None):
         rules = _load(args.rule_files)
         authenticator = load_auth_file(args.auth_file) if args.auth_file else None
         host, port = args.listen or DEFAULT_LISTEN
-        listener = make_listener(host, port)
-        server = ProxyServer(listener, rules, default_action=Action(args.default),
-                             upstream=args.forward, idle_timeout=args.idle_timeout,
-                             connect_timeout=args.connect_timeout,
-                             tunnel_idle_timeout=args.tunnel_idle_timeout,
-                             allow_private=args.allow_private, max_clients=args.max_clients,
-                             socks5_handler=socks_session.handle,
-                             authenticator=authenticator)
-
-        def reload_rules():
-            try:
-                new_rules = _load(args.rule_files)
-            except ConfigError as e:
-                log.error("rule reload failed, keeping the old rules: %s", e)
-                return
-            server.set_rules(new_rules)
-            log.info("rules reloaded: %s", describe_rules(args.rule_files, new_rules))
-
-        gevent.signal_handler(signal.SIGHUP, reload_rules)
-        gevent.signal_handler(signal.SIGUSR1, server.log_summary)
-        gevent.signal_handler(signal.SIGTERM, server.stop)
-        gevent.signal_handler(signal.SIGINT, server.stop)
-        bound = listener.getsockname()
-        log.info("listening on %s (HTTP and SOCKS5%s), default %s, %s; rules: %s", format_address(bound),
-                 ", %d users in %s" % (len(authenticator), args.auth_file) if authenticator else "",
-                 args.default,
-                 "forward to %s" % format_address(args.forward) if args.forward else "no upstream (forward = direct)",
-                 describe_rules(args.rule_files, rules))
-        notify("READY=1", "STATUS=listening on %s" % format_address(bound))
-        server.serve_forever()
-        notify("STOPPING=1")
-        server.log_summary()
-        log.info("stopped")
-        return 0
+        plan = plan_workers(args.workers, available_cpus(), args.max_clients,
+                            None if args.workers == 1 else reuse_port_error())
+        for note in plan.notes:
+            log.warning("%s", note)
+        line = functools.partial(listening_line, args, authenticator, rules, plan.count)
+        serve_here = functools.partial(serve, args, authenticator)
+        if plan.count == 1:
+            serve_here(make_listener(host, port), args.max_clients, rules, _OneProcess(line, args.rule_files))
+            return 0
+        # A plain bind first: an address another process listens on is refused here, where
+        # SO_REUSEPORT alone would let a stale proxy silently share the port with this one.
+        make_listener(host, port, getaddrinfo=blocking_getaddrinfo).close()
+        return Supervisor(client_shares(args.max_clients, plan.count), rules,
+                          open_listener=lambda: make_listener(host, port, reuse_port=True,
+                                                              getaddrinfo=blocking_getaddrinfo),
+                          serve=serve_here, check_rules=lambda: _check_rules(args.rule_files),
+                          listening_line=line).run()
 
     return run_cli(body, __name__)

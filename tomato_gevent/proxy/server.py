@@ -38,14 +38,16 @@ _ACCEPT_RESOURCE_ERRORS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOM
 _ACCEPT_TRANSIENT_ERRORS = (errno.ECONNABORTED, errno.EPROTO, errno.EPERM, errno.EINTR)
 
 
-def make_listener(host, port):
-    """A listening TCP socket. host "" = all interfaces (dual-stack when IPv6 is there)."""
+def make_listener(host, port, reuse_port=False, getaddrinfo=None):
+    """A listening TCP socket. host "" = all interfaces (dual-stack when IPv6 is there).
+    reuse_port: SO_REUSEPORT, one of several sockets on the address (--workers);
+    getaddrinfo: instead of gevent's (whose threadpool runs the hub: not in a parent that forks)."""
     candidates = []
     if host == "":
         candidates = [(socket.AF_INET6, "::"), (socket.AF_INET, "0.0.0.0")]
     else:
         try:
-            infos = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM, 0, socket.AI_PASSIVE)
+            infos = (getaddrinfo or socket.getaddrinfo)(host, port, 0, socket.SOCK_STREAM, 0, socket.AI_PASSIVE)
         except socket.gaierror as e:
             raise ConfigError("cannot listen on %s: %s" % (format_address((host, port)), e.strerror)) from None
         candidates = [(info[0], info[4][0]) for info in infos]
@@ -54,6 +56,8 @@ def make_listener(host, port):
         sock = socket.socket(family, socket.SOCK_STREAM)
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if reuse_port:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             if family == socket.AF_INET6 and host == "":
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
             sock.bind((address, port))

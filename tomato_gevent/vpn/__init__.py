@@ -1,4 +1,4 @@
 """bin/vpn: point-to-point encrypted VPN over UDP (or TCP) between two tun devices.
 
-The module map is in README.md ("Layout", and the vpn section's implementation notes).
+The module map is in docs/layout.md (its "vpn" section says what each module does).
 """

@@ -40,7 +40,7 @@ from .versions import VersionProbe, derive_old_key
 
 log = logging.getLogger(__name__)
 
-CREATED_DEVICE_MTU = 1500 - 40 - 8 - OVERHEAD   # README "MTU": fits any 1500-byte path, IPv4 or IPv6
+CREATED_DEVICE_MTU = 1500 - 40 - 8 - OVERHEAD   # docs/operations.md#mtu: fits any 1500-byte path, IPv4 or IPv6
 MAX_DEVICE_MTU = 65535 - 40 - 8 - OVERHEAD      # a sealed full-size packet still fits one UDP datagram
 
 
@@ -116,8 +116,9 @@ def build_parser():
     p.add_argument("--keepalive", metavar="SEC", type=_seconds_or_zero, default=KEEPALIVE_SECONDS,
                    help="send an empty authenticated packet after SEC idle (0 = off, default %g)" % KEEPALIVE_SECONDS)
     p.add_argument("--keep-warm", metavar="SEC", type=_seconds_or_zero, default=WARM_AFTER_TRAFFIC_SECONDS,
-                   help="after traffic, wait SEC in a 2 ms wake-up loop that keeps the data path warm: "
-                        "lower round-trip times under light traffic for some CPU (0 = never, default %g)"
+                   help="after dense traffic (200 packet wake-ups a second), wait SEC in a 2 ms wake-up loop "
+                        "that keeps the data path warm; steady light traffic (pings) is warmed once just "
+                        "before each expected packet (0 = neither, default %g)"
                         % WARM_AFTER_TRAFFIC_SECONDS)
     p.add_argument("--mss-fix", metavar="BYTES", type=_mss_fix,
                    help="lower the MSS option of TCP SYNs crossing the tunnel, both ways, so that segments fit "

@@ -16,9 +16,8 @@ One greenlet (Scheduler.run) drains whichever side is readable:
               packet, trusting flagged segments and verifying the others -- then
               drain_tun at once: the answer to what was written is
               often already there
-It waits in the gevent hub while the link is idle and in a native epoll_wait (at
-most WARM_INTERVAL_SECONDS, warming the path on each timeout) while packets flow:
-see run() for why. Protocol decisions are made in session.py / packet.py; a refused
+It waits in the gevent hub while the link is idle and in a native epoll_wait around
+packets (warming the path only where that pays): see run() and warmth.py. Protocol decisions are made in session.py / packet.py; a refused
 datagram is counted by reason, logged at DEBUG and never answered.
 """
 import errno
@@ -41,6 +40,8 @@ from .report import diagnosed
 from .session import Receiver, new_sealer
 from .transport import RateLimitedWarnings
 from .vnet import VIRTIO_NET_HDR_F_NEEDS_CSUM, VNET_HDR_SIZE
+from .warmth import (HUB_INTERVAL_SECONDS, LINGER_SECONDS, WARM_AFTER_TRAFFIC_SECONDS, WARM_INTERVAL_SECONDS,
+                     Density, Rhythm)
 
 log = logging.getLogger(__name__)
 
@@ -48,9 +49,6 @@ DRAIN_BATCH = 64                        # tun reads per wakeup before yielding t
 MAX_TUN_READ = 65536 + 64               # a super-packet (the tun's gso_max_size), with room to spare
 # What goes in front of each packet sealed: the timestamp (packed once per drain) and the flags.
 PARTIAL_FLAGS, COMPLETE_FLAGS = bytes([FLAG_CHECKSUM_PARTIAL]), bytes([0])
-WARM_INTERVAL_SECONDS = 0.002           # see run()
-WARM_AFTER_TRAFFIC_SECONDS = 2.0
-HUB_INTERVAL_SECONDS = 0.01             # while traffic flows, other greenlets wait at most this
 
 _READ = 1                               # libev io watcher event
 _EPOLLIN = 1
@@ -94,28 +92,39 @@ class Scheduler:
     def run(self):
         """Move packets both ways; the only greenlet that touches the tun and the data buffers.
 
-        Idle (no packet for keep_warm seconds, default WARM_AFTER_TRAFFIC_SECONDS), it waits in the gevent hub like
-        any greenlet and costs nothing. While packets flow it waits instead in a native
-        epoll on the two fds, at most WARM_INTERVAL_SECONDS at a time, and lets the hub
-        run between waits (timers, signals, the housekeeping greenlet). Why: each packet
-        that arrives after a wait wakes the process, and the wakeup is what a ping
-        pays for -- through the hub (libev callback, greenlet switch) it cost here
-        ~20-40 us more than returning from epoll_wait straight into this loop, and a
-        process that sleeps for long stretches wakes slower still (cold caches, idle
-        CPU). On a timeout the path is warmed: a dummy packet is sealed and opened, and
-        both drains run (each finds its fd empty), so their code is still in the caches
-        when the next packet comes.
+        Where it waits (warmth.py says when): idle, in the gevent hub like any greenlet,
+        at no cost; around packets (a short linger after each, a window around the next
+        one of a steady rhythm, and for keep_warm seconds after dense traffic), in a
+        native epoll on the two fds. Why: each packet that arrives after a wait wakes the
+        process, and the wakeup is what a ping pays for -- through the hub (libev
+        callback, greenlet switch) it cost here ~20-40 us more than returning from
+        epoll_wait straight into this loop, and a process that sleeps for long stretches
+        wakes slower still (cold caches, idle CPU). Warming seals and opens a dummy packet
+        and runs both drains (each finds its fd empty), so their code is still in the
+        caches when the next packet comes.
+        The native epoll also holds the hub's own fd: another greenlet's socket, a signal
+        or a thread's wake-up makes it readable, and the hub then gets its turn at once;
+        timers get theirs at least every HUB_INTERVAL_SECONDS. The turn is a zero timer,
+        not sleep(0): gevent runs sleep(0)'s callbacks without polling in between, so a
+        loop that yields by sleep(0) keeps the hub from its epoll for up to 50 of them.
         """
         drain_tun = self._tun_drainer()
         drain_net, warm = self._net_drainer(drain_tun), self._warmer()
         net_fd, tun_fd = self.transport.fileno(), self.tun.fd
+        hub = get_hub()
+        hub_fd = hub.loop.fileno()
+        hub_turn = hub.loop.timer(0.0)
         epoll = get_original("select", "epoll")()      # gevent's monkey patching hides it
-        epoll.register(net_fd, _EPOLLIN)
-        epoll.register(tun_fd, _EPOLLIN)
-        poll, mono, sleep = epoll.poll, time.monotonic, gevent.sleep
-        net_ready = tun_ready = True            # drain whatever arrived before the start
-        busy_until = hub_due = 0.0
+        for fd in (net_fd, tun_fd, hub_fd):
+            epoll.register(fd, _EPOLLIN)
+        poll, mono, wait = epoll.poll, time.monotonic, hub.wait
         keep_warm = self.keep_warm
+        density, rhythm = Density(), Rhythm()
+        net_ready = tun_ready = True            # drain whatever arrived before the start
+        hub_due = 0.0
+        warm_until = 0.0                        # dense traffic: warm until then
+        native_until = 0.0                      # linger or rhythm window: the epoll until then
+        expecting = False                       # in a rhythm window, its packet not yet here
         try:
             while True:
                 if net_ready:
@@ -123,39 +132,81 @@ class Scheduler:
                 if tun_ready:
                     tun_ready = not drain_tun()
                 now = mono()
-                if net_ready or tun_ready or now >= hub_due:
-                    sleep(0)                        # full batches, or the hub's turn: let it run
+                idle = not (net_ready or tun_ready) and now >= warm_until and now >= native_until
+                if now >= hub_due and not idle:     # (waiting idle is waiting in the hub)
+                    wait(hub_turn)                  # one hub iteration: its epoll, due timers, callbacks
                     hub_due = now + HUB_INTERVAL_SECONDS
-                    continue
-                if now >= busy_until:
-                    ready = self._wait_idle()
+                    if net_ready or tun_ready:
+                        # One side keeps filling its batches (a flood): try the other one too
+                        # now and then (an empty drain is one EAGAIN), else it waits for the end.
+                        net_ready = tun_ready = True
+                if net_ready or tun_ready:
+                    continue                        # full batches: more is waiting
+                if idle:
+                    window = rhythm.window() if keep_warm else None
+                    if window is not None and window[1] > now:
+                        ready = self._wait_idle(window[0] - now)
+                        if ready is None:           # woken just before the predicted packet
+                            warm()
+                            net_ready = tun_ready = True
+                            native_until, expecting = window[1], True
+                            continue
+                    else:
+                        ready = self._wait_idle()
+                    now = mono()
+                    hub_due = now + HUB_INTERVAL_SECONDS
+                    rhythm.arrived(now)
                     net_ready, tun_ready = ready == _NET_READY, ready == _TUN_READY
-                    busy_until = mono() + keep_warm
+                    if density.dense(now) and keep_warm:
+                        warm_until = now + keep_warm
+                    native_until, expecting = now + LINGER_SECONDS, False
                     continue
-                events = poll(WARM_INTERVAL_SECONDS)    # blocks the whole process: bounded
+                warming = now < warm_until
+                deadline = now + WARM_INTERVAL_SECONDS if warming else native_until
+                events = poll(max(min(deadline, hub_due) - now, 0.0))     # blocks the whole process: bounded
                 if not events:
-                    warm()
-                    net_ready = tun_ready = True    # run the drains' code too: keeps it warm
+                    if warming:
+                        warm()
+                        net_ready = tun_ready = True    # run the drains' code too: keeps it warm
+                        hub_due = 0.0                   # and the hub gets a turn after each slice
                     continue
-                busy_until = now + keep_warm
+                packet = False
                 for fd, _ in events:
                     if fd == net_fd:
-                        net_ready = True
+                        net_ready = packet = True
+                    elif fd == tun_fd:
+                        tun_ready = packet = True
                     else:
-                        tun_ready = True
+                        hub_due = 0.0               # the hub has something to do: its turn next
+                if packet:
+                    now = mono()
+                    if expecting:
+                        rhythm.arrived(now)
+                        expecting = False
+                    if density.dense(now) and keep_warm:
+                        warm_until = now + keep_warm
+                    native_until = now + LINGER_SECONDS
         finally:
             epoll.close()
+            hub_turn.close()
 
-    def _wait_idle(self):
-        """Wait in the hub until the transport or the tun is readable; returns which one."""
+    def _wait_idle(self, timeout=None):
+        """Wait in the hub until the transport or the tun is readable; returns which one, or
+        None when timeout seconds passed first."""
         waiter = Waiter()
         self._net_read.start(waiter.switch, _NET_READY)
         self._tun_read.start(waiter.switch, _TUN_READY)
+        timer = None
+        if timeout is not None:
+            timer = get_hub().loop.timer(max(timeout, 0.0))
+            timer.start(waiter.switch, None)
         try:
             return waiter.get()
         finally:
             self._net_read.stop()
             self._tun_read.stop()
+            if timer is not None:
+                timer.close()
 
     def _tun_drainer(self):
         """drain_tun(): read the tun until EAGAIN or DRAIN_BATCH reads, seal what was read

@@ -2,12 +2,17 @@
 that drop or throttle UDP.
 
   listening     every side accepts on -la (TCP, same port number as UDP would use)
-  dialling      a side with -pa also connects to the peer whenever it has no trusted
-                connection (directly, or through an HTTP proxy's CONNECT tunnel,
-                --http-proxy: http_connect.py); after a failure or a lost connection it waits
+  dialling      a side with -pa also connects to the peer (directly, or through an HTTP
+                proxy's CONNECT tunnel, --http-proxy: http_connect.py) whenever it has no
+                connection to send on, or when the one it sends on is an incoming one that
+                goes unanswered (connections.py); after a failure or a lost connection it waits
                 BACKOFF_MIN_SECONDS, doubling up to BACKOFF_MAX_SECONDS, back to the
                 minimum once a connection has worked (carried an authenticated
-                datagram, or lasted BACKOFF_MAX_SECONDS)
+                datagram, or lasted BACKOFF_MAX_SECONDS). The side that accepts a
+                connection answers its first authenticated datagram with a keepalive when
+                the connection becomes current, so the dialler's connection is
+                authenticated at once (a dialled connection that carries nothing
+                authentic is closed after UNTRUSTED_SECONDS, as an accepted one is)
   trust, choice which connections are kept, closed and sent on: connections.py
   receive       the transport's fileno() is an epoll fd holding the listening socket
                 and every connection (the scheduler waits on it as on a UDP socket);
@@ -28,6 +33,7 @@ import errno
 import logging
 import os
 import select
+import struct
 import time
 
 import gevent
@@ -41,6 +47,7 @@ from ..netutil import format_address
 from .connections import ConnectionRules, ConnectionState
 from .framing import FRAME_HEADER_SIZE, FrameSplitter, frame_header, frame_iovecs
 from .http_connect import connect_request, parse_connect_reply
+from .packet import MIN_DATAGRAM_SIZE
 from .transport import DatagramTransport, RateLimitedWarnings, open_bound_socket
 
 log = logging.getLogger(__name__)
@@ -62,6 +69,7 @@ LOG_INTERVAL_SECONDS = 10.0             # connected/lost/reconnecting lines: at 
 LOG_BURST = 6                           # of them per peer host in this interval (then DEBUG)
 
 _WRITE = 2                              # libev io watcher event
+_SESSION_COUNTER = struct.Struct(">QI")  # a sealed datagram's header: session id, counter (packet.py)
 _EPOLLIN = select.EPOLLIN
 
 
@@ -164,6 +172,7 @@ class TcpTransport(DatagramTransport):
         RECEIVES_PER_DRAIN chunks), deliver every complete frame; True when drained."""
         poll, listen_fd, by_fd, rules, drops = self._epoll.poll, self.listener.fileno(), self._by_fd, \
             self.rules, self.drops
+        header_of = _SESSION_COUNTER.unpack_from
 
         def receive():
             drained = True
@@ -193,13 +202,15 @@ class TcpTransport(DatagramTransport):
                         break
                     now_mono = mono()
                     now_ms = int(wall() * 1000)
+                    newest = None
                     try:
                         for datagram in splitter.frames():
                             if deliver(datagram, conn, now_ms, now_mono):
                                 if conn.authenticated and rules.current is conn:
                                     conn.last_authenticated = now_mono      # the usual case, cheaply
+                                    newest = datagram
                                 else:
-                                    self._authenticated(conn, now_mono)
+                                    self._authenticated(conn, now_mono, header_of(datagram))
                             elif rules.refused(conn):
                                 drops["untrusted connection"] += 1
                                 self._close(conn, "a datagram that does not open")
@@ -207,6 +218,8 @@ class TcpTransport(DatagramTransport):
                     except BadPacket as e:
                         drops[e.reason] += 1
                         self._close(conn, e.reason)
+                    if newest is not None:      # valid until the next recv: the newest so far
+                        rules.heard(header_of(newest))
                     if conn.closed.is_set():
                         break
                 else:
@@ -241,10 +254,10 @@ class TcpTransport(DatagramTransport):
         self._greenlets = [g for g in self._greenlets if not g.dead]
         self._epoll.register(self.listener.fileno(), _EPOLLIN)
 
-    def _authenticated(self, conn, now):
+    def _authenticated(self, conn, now, header):
         first = not conn.authenticated
         before = self.rules.current
-        self.rules.authenticated(conn, now)
+        self.rules.authenticated(conn, now, header)
         if first:
             if conn.outgoing:
                 log.debug("TCP connection to %s carries authenticated datagrams", format_address(conn.peer))
@@ -252,6 +265,8 @@ class TcpTransport(DatagramTransport):
                 self._events(conn.peer[0], "peer connected from %s (TCP)", format_address(conn.peer))
         if self.rules.current is not before:
             log.debug("sending on %r from now on", self.rules.current)
+            if first and self.rules.current is conn and self._announce is not None:
+                self._announce()        # the dialler's connection is answered (and trusted) at once
 
     # -- send ------------------------------------------------------------------------------
     def send(self, view, destination):
@@ -259,6 +274,8 @@ class TcpTransport(DatagramTransport):
         if conn is None:
             self.drops["no connection"] += 1
             return
+        if len(view) > MIN_DATAGRAM_SIZE:       # not a keepalive: an answer may be expected
+            conn.sent_data += 1
         self._write(conn, [frame_header(len(view)), view], len(view) + FRAME_HEADER_SIZE, 1)
 
     def send_batch(self, view, size, segment, count, destination):
@@ -266,6 +283,7 @@ class TcpTransport(DatagramTransport):
         if conn is None:
             self.drops["no connection"] += count
             return
+        conn.sent_data += count
         self._write(conn, frame_iovecs(view, size, segment), size + count * FRAME_HEADER_SIZE, count)
 
     def _write(self, conn, iovecs, total, count):
@@ -350,22 +368,38 @@ class TcpTransport(DatagramTransport):
     def _housekeeping(self):
         while True:
             gevent.sleep(HOUSEKEEPING_SECONDS)
-            for conn in self.rules.expired(self.mono()):
-                if conn.authenticated or conn.outgoing:
+            now = self.mono()
+            for conn in self.rules.expired(now):
+                if conn.authenticated:
                     self._close(conn, "replaced by another connection")
                 else:
                     self.drops["untrusted connection"] += 1
                     self._close(conn, "no authenticated datagram within %gs" % self.rules.untrusted_seconds)
+            if self.peer_address is not None and self.rules.redial_wanted(now):
+                self._changed.set()
 
     def _dial_forever(self):
         backoff = BACKOFF_MIN_SECONDS
         failures = 0                # connection attempts failed in a row
+        dialled = None              # the connection made last, until a new dial is wanted
         via = "" if self.http_proxy is None else " via the HTTP proxy %s" % format_address(self.http_proxy)
         while True:
-            peer = self.peer_address            # may change: a re-resolved -pa name (endpoints.PeerResolver)
-            while self.rules.current is not None:       # a trusted connection exists (maybe incoming)
+            while not self.rules.redial_wanted(self.mono()):   # a connection to send on that works
                 self._changed.clear()
                 self._changed.wait()
+            peer = self.peer_address            # may change: a re-resolved -pa name (endpoints.PeerResolver)
+            if dialled is not None:             # it was lost, or another one goes unanswered
+                if dialled.authenticated or self.mono() - dialled.opened_at >= BACKOFF_MAX_SECONDS:
+                    backoff = BACKOFF_MIN_SECONDS       # it worked: the next loss starts from the minimum
+                if self.rules.current is None:
+                    self._events(peer[0], "reconnecting to %s (TCP) in %.1fs", format_address(peer), backoff)
+                else:
+                    log.debug("the current TCP connection goes unanswered: dialling %s in %.1fs",
+                              format_address(peer), backoff)
+                dialled = None
+                gevent.sleep(backoff)
+                backoff = min(backoff * 2, BACKOFF_MAX_SECONDS)
+                continue
             try:
                 sock = self._connect(peer) if self.http_proxy is None else self._connect_via_proxy()
             except (OSError, RemoteProtocolError) as e:
@@ -385,17 +419,10 @@ class TcpTransport(DatagramTransport):
                 self._close(conn, "another connection became current meanwhile", quiet=True)
                 continue
             failures = 0
+            dialled = conn
             self._events(peer[0], "connected to %s (TCP%s)", format_address(peer), via)
             if self._announce is not None:
                 self._announce()        # the peer learns this connection (and our session) at once
-            conn.closed.wait()
-            if conn.authenticated or self.mono() - conn.opened_at >= BACKOFF_MAX_SECONDS:
-                backoff = BACKOFF_MIN_SECONDS       # it worked: the next loss starts from the minimum
-            if self.rules.current is not None:
-                continue
-            self._events(peer[0], "reconnecting to %s (TCP) in %.1fs", format_address(peer), backoff)
-            gevent.sleep(backoff)
-            backoff = min(backoff * 2, BACKOFF_MAX_SECONDS)
 
     def _connect_via_proxy(self):
         """A connection to the peer through the HTTP proxy's CONNECT tunnel."""
