@@ -14,7 +14,7 @@ checksum check can keep it out of the data the server in b receives.
 import json
 import sys
 
-from .nsutil import wait_for
+from tests.support import wait_for
 
 FLIPPER = r'''
 import os, select, signal, struct, sys

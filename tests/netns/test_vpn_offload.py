@@ -12,8 +12,10 @@ import sys
 
 import pytest
 
+from tests.support import wait_for
+
 from . import corruption
-from .nsutil import REPO, wait_for
+from .nsutil import REPO
 
 PORT = 5000
 
