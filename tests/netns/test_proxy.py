@@ -38,7 +38,7 @@ def test_direct_get_bodies_arrive_intact_in_every_framing(site):
     assert site.status(url("/status/204")) == 204
     assert site.status(url("/status/304")) == 304
     assert site.lab.stop(proxy) == 0
-    assert re.search(r"GET origin\.test:8080 direct 200 up=\d+ down=\d+", proxy.output())
+    assert re.search(r"GET origin\.test:8080/\S* direct 200 up=\d+ down=\d+", proxy.output())
 
 
 def test_post_bodies_with_content_length_and_chunked(site):
@@ -151,7 +151,7 @@ def test_block_answers_403_for_plain_and_connect(site):
     assert site.status(url("/blob/10", host="blocked.test"), "-p") == 403
     assert site.status(url("/blob/10", host="sub.blocked.test"), "-p") == 403
     assert site.status(url("/blob/10")) == 200
-    log = proxy_log(proxy, "GET blocked.test:8080 block 403", "CONNECT blocked.test:8080 block 403")
+    log = proxy_log(proxy, "GET blocked.test:8080/blob/10 block 403", "CONNECT blocked.test:8080 block 403")
     assert "rules: %s (1 rules: block 1, direct 0, forward 0)" % rules in log
 
 
@@ -269,7 +269,7 @@ def test_forward_through_tinyproxy(two_sites):
     assert "GET http://hidden.test:8080/whoami HTTP/1.1" in tlog
     assert "CONNECT hidden.test:8080 HTTP/1.1" in tlog
     log = proxy.output()
-    assert "GET hidden.test:8080 forward 200" in log and "CONNECT hidden.test:8080 forward 200" in log
+    assert "GET hidden.test:8080/whoami forward 200" in log and "CONNECT hidden.test:8080 forward 200" in log
 
 
 def test_forward_through_a_second_tomato_proxy(two_sites):
@@ -292,10 +292,10 @@ def test_forward_through_a_second_tomato_proxy(two_sites):
     unknown = a.curl("-i", "http://only-a-knows.test/")
     assert unknown.stdout.startswith("HTTP/1.1 502") and "only-a-knows.test" in unknown.stdout
     near_log, far_log = near.output(), far.output()
-    assert "GET hidden.test:8080 forward 200" in near_log and "CONNECT hidden.test:8080 forward 200" in near_log
-    assert "GET hidden.test:8080 direct 200" in far_log and "CONNECT hidden.test:8080 direct 200" in far_log
-    assert "GET local.test:8080 direct 200" in near_log and "local.test" not in far_log
-    assert "GET bad.test:8080 block 403" in far_log
+    assert "GET hidden.test:8080/whoami forward 200" in near_log and "CONNECT hidden.test:8080 forward 200" in near_log
+    assert "GET hidden.test:8080/whoami direct 200" in far_log and "CONNECT hidden.test:8080 direct 200" in far_log
+    assert "GET local.test:8080/whoami direct 200" in near_log and "local.test" not in far_log
+    assert "GET bad.test:8080/whoami block 403" in far_log
 
 
 def test_forward_to_a_dead_upstream_is_502(site):

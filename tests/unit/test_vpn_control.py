@@ -6,8 +6,10 @@ uses it) runs in a native thread so that the hub keeps serving meanwhile.
 import json
 import os
 import re
+import secrets
 import socket
 import stat
+import traceback
 
 import gevent
 import pytest
@@ -70,8 +72,10 @@ def test_a_path_in_the_tomato_directory_creates_it_0700(tmp_path, monkeypatch):
 
 
 def abstract_name(tmp_path):
-    """An abstract name of this test alone (the default would be @tomato/vpn-IFACE)."""
-    return "@tomato-test/%s" % tmp_path.name + str(os.getpid())
+    """An abstract name of this test in this run alone (the default would be @tomato/vpn-IFACE):
+    abstract names are shared by every process of the network namespace, so concurrent runs
+    of the suite (or runs in other pid namespaces, where the pid repeats) must not meet."""
+    return "@tomato-test/%d-%s/%s" % (os.getpid(), secrets.token_hex(8), tmp_path.name)
 
 
 def test_default_is_an_abstract_name_per_interface(tmp_path):
@@ -79,8 +83,8 @@ def test_default_is_an_abstract_name_per_interface(tmp_path):
     name = abstract_name(tmp_path)
     with ControlServer(name, lambda: STATUS):
         assert ask(name) == STATUS
-        with pytest.raises(ControlError, match="^control socket %s is in use by process %d \\(uid 0\\) in this "
-                                               "network namespace" % (name, os.getpid())):
+        with pytest.raises(ControlError, match="^control socket %s is in use by process %d \\(uid %d\\) in this "
+                                               "network namespace" % (re.escape(name), os.getpid(), os.geteuid())):
             ControlServer(name, lambda: {}).start()
         assert ask(name) == STATUS                          # the refused second one took nothing away
     missing = ask(name)                                     # released with the socket: nothing left behind
@@ -90,48 +94,65 @@ def test_default_is_an_abstract_name_per_interface(tmp_path):
 
 def fork_as_nobody(body):
     """Start body() in a forked child with uid/gid 65534; returns result(), which waits for
-    the child and returns what body returned (bytes). The child uses plain blocking
-    sockets only, never the parent's gevent hub."""
+    the child and returns what body returned (bytes), or fails with the child's traceback
+    (an exception there would otherwise read as an empty reply). The child uses plain
+    blocking sockets only, never the parent's gevent hub."""
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:
+        status = 1
         try:
-            os.close(read_end)
-            os.setgroups([])
-            os.setgid(65534)
-            os.setuid(65534)
-            os.write(write_end, body())
+            try:
+                os.close(read_end)
+                os.setgroups([])
+                os.setgid(65534)
+                os.setuid(65534)
+                out = body()
+                status = 0
+            except BaseException:
+                out = traceback.format_exc().encode()
+            with os.fdopen(write_end, "wb") as pipe:
+                pipe.write(out)
         finally:
-            os._exit(0)
+            os._exit(status)
     os.close(write_end)
 
     def result():
         try:
-            return gevent.get_hub().threadpool.apply(lambda: b"".join(iter(lambda: os.read(read_end, 4096), b"")))
+            out = gevent.get_hub().threadpool.apply(lambda: b"".join(iter(lambda: os.read(read_end, 4096), b"")))
         finally:
             os.close(read_end)
-            os.waitpid(pid, 0)
+            _, wait_status = os.waitpid(pid, 0)
+        code = os.waitstatus_to_exitcode(wait_status)
+        assert code == 0, "the child as uid 65534 failed (exit status %d):\n%s" % (code, out.decode(errors="replace"))
+        return out
     return result
 
 
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="a client of another uid needs root to switch to uid 65534")
+
+
+@needs_root
 def test_an_abstract_socket_answers_root_and_its_own_user_only(tmp_path):
-    """No file permissions guard an abstract name: the server checks the caller's uid."""
+    """No file permissions guard an abstract name: the server checks the caller's uid, and
+    `vpn show` of another user prints that refusal (the server closes at once, the command
+    unread; query() said "no answer ...: Connection reset by peer" or "Broken pipe" instead)."""
     name = abstract_name(tmp_path)
 
     def ask_as_nobody():
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(10)
-        sock.connect(control.sockaddr(name))
-        sock.sendall(b"show\n")
-        return sock.recv(4096)
+        try:
+            return json.dumps(query(name, "show", timeout=30)).encode()
+        except ControlError as e:
+            return str(e).encode()
     with ControlServer(name, lambda: STATUS):
-        reply = json.loads(fork_as_nobody(ask_as_nobody)())
-        assert reply == {"error": "permission denied: only root and uid 0 may ask"}
+        refused = fork_as_nobody(ask_as_nobody)().decode()
+        assert refused == "%s: permission denied: only root and uid 0 may ask" % name, refused
         assert ask(name) == STATUS
     assert control.trusted(0, own_uid=1000) and control.trusted(1000, own_uid=1000)
     assert not control.trusted(1001, own_uid=1000)
 
 
+@needs_root
 def test_the_client_asks_no_squatter(tmp_path):
     """Another user took the name first (the vpn then serves none): `vpn show` as root
     does not take that process's answer for the vpn's status."""
@@ -143,9 +164,12 @@ def test_the_client_asks_no_squatter(tmp_path):
         sock.bind(control.sockaddr(name))
         sock.listen(1)
         os.write(ready_write, b"x")
-        sock.settimeout(10)
+        sock.settimeout(30)
         conn, _ = sock.accept()
-        conn.sendall(json.dumps({"interface": "fake"}).encode() + b"\n")
+        try:
+            conn.sendall(json.dumps({"interface": "fake"}).encode() + b"\n")
+        except (BrokenPipeError, ConnectionResetError):
+            pass                        # the client hung up unasked, as it should
         return b""
     squatter = fork_as_nobody(squat)
     os.close(ready_write)                   # the child's copy alone: its exit ends the read below
@@ -156,8 +180,46 @@ def test_the_client_asks_no_squatter(tmp_path):
         os.close(ready_read)
         squatter()
     assert isinstance(error, ControlError)
-    assert re.fullmatch("%s is served by process \\d+ of uid 65534, neither root nor you: not asked" % name,
+    assert re.fullmatch("%s is served by process \\d+ of uid 65534, neither root nor you: not asked" % re.escape(name),
                         str(error)), str(error)
+
+
+@pytest.mark.parametrize("order", ["closed before the command was sent", "closed with the command unread"])
+def test_an_answer_given_before_the_command_was_read_is_the_reply(tmp_path, monkeypatch, order):
+    """A vpn refusing another user answers at once and closes, the command unread: the send then
+    fails (EPIPE), or the read ends in ECONNRESET after the answer. `vpn show` printed
+    "no answer ...: Broken pipe" / "Connection reset by peer" instead of the refusal."""
+    import threading
+
+    path = str(tmp_path / "vpn-tun0.sock")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(1)
+    closed = threading.Event()
+
+    def refuse():
+        conn, _ = listener.accept()
+        with conn:
+            if order == "closed with the command unread":
+                conn.recv(1, socket.MSG_PEEK)               # waits until the command is there
+            conn.sendall(b'{"error": "permission denied: only root and uid 0 may ask"}\n')
+        closed.set()
+    credentials = control.peer_credentials
+
+    def once_the_server_closed(sock):
+        assert closed.wait(30)
+        return credentials(sock)
+    if order == "closed before the command was sent":
+        monkeypatch.setattr(control, "peer_credentials", once_the_server_closed)
+    server = threading.Thread(target=refuse)
+    server.start()
+    try:
+        with pytest.raises(ControlError) as refused:
+            query(path, timeout=30)
+    finally:
+        server.join()
+        listener.close()
+    assert str(refused.value) == "%s: permission denied: only root and uid 0 may ask" % path
 
 
 def test_no_instance_is_one_clear_error(tmp_path):

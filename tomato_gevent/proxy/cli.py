@@ -1,12 +1,15 @@
 """proxy -a [HOST]:PORT [-f HOST:PORT] [-r RULEFILE]... [-d block|direct|forward] [-v]
 
 Rule-based HTTP and SOCKS5 proxy on one port (the seed's command line). SIGHUP reloads
-the rule files (a bad file keeps the rules in force); SIGUSR1 logs the one-line summary;
-SIGINT / SIGTERM stop it (and log the summary). With --workers N > 1 the process that
+the rule files (a bad file keeps the rules in force), re-reads --auth-file and reopens
+--access-log; SIGUSR1 logs the one-line summary; SIGINT / SIGTERM stop it (and log the
+summary). One access line per request and per tunnel opened or closed (access_log.py), on
+stderr or in --access-log. With --workers N > 1 the process that
 receives those signals is the parent of N workers (supervisor.py), and serve() below runs
 in each worker; its host object is where the two cases differ: one process logs and tells
 systemd itself, a worker tells its parent.
 """
+import argparse
 import functools
 import logging
 import os
@@ -14,12 +17,14 @@ import signal
 
 import gevent
 
-from ..cli_common import OneLineParser, hostport_arg, positive_float, positive_int, program_name, run_cli, setup_logging
+from ..cli_common import (OneLineParser, hostport_arg, parse_hostport, positive_float, positive_int, program_name,
+                          run_cli, setup_logging)
 from ..errors import ConfigError
-from ..netutil import format_address
+from ..netutil import format_address, ip_literal
 from ..rules import Action, RuleSet, load_rule_files
 from ..sdnotify import notify
-from . import socks_session
+from . import client_policy, interfaces, loop_guard, socks_session, upstream_auth
+from .access_log import AccessLog
 from .auth import load_auth_file
 from .outbound import CONNECT_TIMEOUT_SECONDS, IDLE_TIMEOUT_SECONDS, TUNNEL_IDLE_TIMEOUT_SECONDS
 from .server import DEFAULT_MAX_CLIENTS, ProxyServer, make_listener
@@ -42,8 +47,12 @@ def build_parser():
                "Example (host A, B's proxy at 10.0.1.2): %(prog)s -a 127.0.0.1:1080 -f 10.0.1.2:1080 -r rule.txt -v")
     parser.add_argument("-a", dest="listen", metavar="[HOST]:PORT", type=hostport_arg, default=None,
                         help="listen address (default 127.0.0.1:1080; ':PORT' = all interfaces)")
-    parser.add_argument("-f", dest="forward", metavar="HOST:PORT", type=hostport_arg, default=None,
-                        help="upstream HTTP proxy for 'forward' (without it, forward acts as direct)")
+    parser.add_argument("-f", dest="forward", metavar="[USER:PASSWORD@]HOST:PORT", type=_forward_arg, default=None,
+                        help="upstream HTTP proxy for 'forward' (without it, forward acts as direct); "
+                             "with credentials, sent to it as Proxy-Authorization (Basic)")
+    parser.add_argument("--forward-auth-file", metavar="FILE", default=None,
+                        help="the -f proxy's credentials, 'user:password' on the first line "
+                             "(instead of in -f, which ps shows)")
     parser.add_argument("-r", dest="rule_files", metavar="RULEFILE", action="append", default=[],
                         help="rule file; repeat for more (earlier files win)")
     parser.add_argument("-d", dest="default", choices=[a.value for a in Action], default="direct",
@@ -66,6 +75,13 @@ def build_parser():
     parser.add_argument("--auth-file", metavar="FILE", default=None,
                         help="require credentials, one 'user:password' per line: SOCKS5 "
                              "username/password (RFC 1929) and HTTP Proxy-Authorization: Basic (407)")
+    parser.add_argument("--allow", metavar="CIDR", action="append", type=_allow_arg, default=[],
+                        help="clients that may use the proxy; repeat for more (default: loopback, plus "
+                             "the listen address's network when it is a private address; everyone when "
+                             "listening on a public address or on all interfaces)")
+    parser.add_argument("--access-log", metavar="PATH", default=None,
+                        help="write the access lines (one per request, tunnel opened and closed) to "
+                             "this file instead of stderr; SIGHUP reopens it (logrotate)")
     parser.add_argument("--workers", metavar="N", type=positive_int, default=None,
                         help="processes serving the port, each with its own event loop and its own "
                              "listening socket (SO_REUSEPORT: the kernel spreads new connections over "
@@ -74,7 +90,7 @@ def build_parser():
                              "worker takes an equal share of it and answers 503 beyond its share"
                              % available_cpus())
     parser.add_argument("-v", dest="verbose", action="count", default=0,
-                        help="debug logging: one line per request")
+                        help="debug logging (the access lines are written without it)")
     return parser
 
 
@@ -84,6 +100,76 @@ def available_cpus():
         return len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         return os.cpu_count() or 1
+
+
+def _forward_arg(text):
+    try:
+        userinfo, hostport = upstream_auth.split_userinfo(text)
+        return parse_hostport(hostport) + (userinfo,)
+    except (ValueError, ConfigError) as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _forward_authorization(args):
+    """Proxy-Authorization for the -f proxy (None without credentials); leaves args.forward
+    as (host, port)."""
+    if args.forward is None:
+        if args.forward_auth_file is not None:
+            raise ConfigError("--forward-auth-file needs -f")
+        return None
+    args.forward, userinfo = args.forward[:2], args.forward[2]
+    if args.forward_auth_file is not None:
+        if userinfo is not None:
+            raise ConfigError("-f has credentials and --forward-auth-file gives them too: give one")
+        userinfo = upstream_auth.read_userinfo(args.forward_auth_file, "upstream proxy credentials")
+    return upstream_auth.basic_authorization(userinfo) if userinfo is not None else None
+
+
+CREDENTIAL_USERS = "proxy-users"        # LoadCredential=proxy-users:/etc/tomato/proxy-NAME.users
+
+
+def _credential_auth_file(environ):
+    """The users file systemd passes with LoadCredential= (for DynamicUser=, which cannot
+    read a root-owned 0600 file itself), None if there is none."""
+    directory = environ.get("CREDENTIALS_DIRECTORY")
+    if not directory:
+        return None
+    path = os.path.join(directory, CREDENTIAL_USERS)
+    return path if os.path.exists(path) else None
+
+
+def _allow_arg(text):
+    try:
+        return client_policy.parse_allow(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _client_networks(allow, bound, auth_file):
+    """--allow's networks, else the default for the address we listen on (None: everyone,
+    with a warning unless --auth-file asks every client for credentials)."""
+    if allow:
+        return client_policy.ClientNetworks(allow)
+    listen = ip_literal(bound[0])
+    networks = client_policy.default_networks(listen, interfaces.local_networks())
+    if networks is None:
+        if auth_file is None:
+            log.warning("listening on %s without --allow or --auth-file: the proxy is open to every client "
+                        "that reaches this port (the internet, on a public address)", format_address(bound))
+        return None
+    return client_policy.ClientNetworks(networks)
+
+
+def _refuse_forward_to_self(forward, listener):
+    """ConfigError if -f is one of our own listen addresses (the request would come back to
+    us, round and round until every client slot is taken)."""
+    bound = listener.getsockname()
+    addresses = loop_guard.resolve_all(*forward, getaddrinfo=blocking_getaddrinfo)
+    if loop_guard.forward_is_self(addresses, forward[1], ip_literal(bound[0]), bound[1],
+                                  loop_guard.local_address):
+        listener.close()
+        raise ConfigError("-f %s is this proxy's own listen address %s: forwarding to itself would loop "
+                          "(give the other proxy's address)" % (format_address(forward), format_address(bound)))
 
 
 def describe_rules(paths, rules):
@@ -103,29 +189,34 @@ def _check_rules(paths):
     return rules, describe_rules(paths, rules)
 
 
-def listening_line(args, authenticator, rules, workers, bound):
+def listening_line(args, authenticator, allowed, rules, workers, bound):
     """The INFO line once the proxy listens (every worker, when there are several)."""
-    return "listening on %s (HTTP and SOCKS5%s)%s, default %s, %s; rules: %s" % (
+    return "listening on %s (HTTP and SOCKS5%s%s)%s, default %s, %s; rules: %s" % (
         format_address(bound),
         ", %d users in %s" % (len(authenticator), args.auth_file) if authenticator else "",
+        ", clients from %s" % allowed if allowed is not None else "",
         ", %d workers" % workers if workers > 1 else "", args.default,
         "forward to %s" % format_address(args.forward) if args.forward else "no upstream (forward = direct)",
         describe_rules(args.rule_files, rules))
 
 
-def serve(args, authenticator, listener, max_clients, rules, host_events):
+def serve(args, shared, listener, max_clients, rules, host_events):
     """Serve on listener until SIGTERM/SIGINT: the one process, or one worker of several.
 
-    host_events is told what happens (ready, reloaded, reload_failed, summary, stopped):
-    _OneProcess logs it, a worker's supervisor.WorkerHost tells its parent.
+    shared: what main() made before any fork (_Shared: users, allowed clients, access log,
+    Via token). host_events is told what happens (ready, reloaded, reload_failed, summary,
+    stopped): _OneProcess logs it, a worker's supervisor.WorkerHost tells its parent.
     """
+    access_log = shared.access_log
     server = ProxyServer(listener, rules, default_action=Action(args.default),
                          upstream=args.forward, idle_timeout=args.idle_timeout,
                          connect_timeout=args.connect_timeout,
                          tunnel_idle_timeout=args.tunnel_idle_timeout,
                          allow_private=args.allow_private, max_clients=max_clients,
                          socks5_handler=socks_session.handle,
-                         authenticator=authenticator)
+                         authenticator=shared.authenticator, access_log=access_log,
+                         allowed_clients=shared.allowed, via_token=shared.via_token,
+                         upstream_authorization=shared.upstream_authorization)
 
     def reload_rules():
         try:
@@ -136,14 +227,44 @@ def serve(args, authenticator, listener, max_clients, rules, host_events):
         server.set_rules(new_rules)
         host_events.reloaded(new_rules)
 
-    gevent.signal_handler(signal.SIGHUP, reload_rules)
+    def reload():
+        reload_rules()
+        if args.auth_file:
+            reload_users(args.auth_file, shared.authenticator)
+        access_log.reopen()
+
+    gevent.signal_handler(signal.SIGHUP, reload)
     gevent.signal_handler(signal.SIGUSR1, lambda: host_events.summary(server.stats))
     gevent.signal_handler(signal.SIGTERM, server.stop)
     gevent.signal_handler(signal.SIGINT, server.stop)
     server.start()
+    access_log.start()
     host_events.ready(server)
     server.serve_forever()
     host_events.stopped(server.stats)
+    access_log.stop()
+
+
+def reload_users(path, authenticator):
+    """SIGHUP: the users of --auth-file again, in place (a revoked user is refused at its
+    next request; open tunnels stay); a bad file keeps the users in force."""
+    try:
+        authenticator.replace(load_auth_file(path))
+    except ConfigError as e:
+        log.error("auth file reload failed, keeping the old users: %s", e)
+        return
+    log.info("users reloaded: %d in %s", len(authenticator), path)
+
+
+class _Shared:
+    """What every worker gets from main(), made before any fork."""
+
+    def __init__(self, authenticator, allowed, access_log, via_token, upstream_authorization):
+        self.upstream_authorization = upstream_authorization
+        self.authenticator = authenticator
+        self.allowed = allowed
+        self.access_log = access_log
+        self.via_token = via_token
 
 
 class _OneProcess:
@@ -180,21 +301,30 @@ def main(argv=None):
     def body():
         if args.forward is not None and not args.forward[0]:
             raise ConfigError("-f needs a host: HOST:PORT of the upstream proxy")
+        forward_authorization = _forward_authorization(args)
         rules = _load(args.rule_files)
+        if args.auth_file is None:
+            args.auth_file = _credential_auth_file(os.environ)
         authenticator = load_auth_file(args.auth_file) if args.auth_file else None
         host, port = args.listen or DEFAULT_LISTEN
+        access_log = AccessLog(args.access_log)
         plan = plan_workers(args.workers, available_cpus(), args.max_clients,
                             None if args.workers == 1 else reuse_port_error())
         for note in plan.notes:
             log.warning("%s", note)
-        line = functools.partial(listening_line, args, authenticator, rules, plan.count)
-        serve_here = functools.partial(serve, args, authenticator)
-        if plan.count == 1:
-            serve_here(make_listener(host, port), args.max_clients, rules, _OneProcess(line, args.rule_files))
-            return 0
         # A plain bind first: an address another process listens on is refused here, where
         # SO_REUSEPORT alone would let a stale proxy silently share the port with this one.
-        make_listener(host, port, getaddrinfo=blocking_getaddrinfo).close()
+        listener = make_listener(host, port, getaddrinfo=blocking_getaddrinfo)
+        if args.forward is not None:
+            _refuse_forward_to_self(args.forward, listener)
+        allowed = _client_networks(args.allow, listener.getsockname(), args.auth_file)
+        shared = _Shared(authenticator, allowed, access_log, loop_guard.new_via_token(), forward_authorization)
+        line = functools.partial(listening_line, args, authenticator, allowed, rules, plan.count)
+        serve_here = functools.partial(serve, args, shared)
+        if plan.count == 1:
+            serve_here(listener, args.max_clients, rules, _OneProcess(line, args.rule_files))
+            return 0
+        listener.close()
         return Supervisor(client_shares(args.max_clients, plan.count), rules,
                           open_listener=lambda: make_listener(host, port, reuse_port=True,
                                                               getaddrinfo=blocking_getaddrinfo),

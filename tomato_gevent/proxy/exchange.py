@@ -12,7 +12,8 @@ Connection is the model: the protocol rules live apart from the I/O).
                   --client_framing-->       how the body goes to the client
                   --keep_client-->          is the client connection good for another request?
                   --keep_upstream-->        may the upstream connection be reused?
-    destination   --destination_allowed-->  loopback / link-local only for loopback clients
+    destination   --destination_allowed-->  loopback / link-local only for loopback clients;
+                                            multicast and broadcast for nobody
     typed error   --rejection-->            (status, text) the proxy answers with
 
 What becomes which answer (one way: every error the proxy answers carries status_hint):
@@ -20,6 +21,8 @@ RemoteProtocolError from the client's head or body (400, 408, 431, 505), from th
 upstream's answer (502); Refused (403 block rule or destination, 503 no room);
 NextHopError and ResolveError (502 unreachable or failed, 504 timed out).
 """
+import ipaddress
+
 from ..errors import RemoteProtocolError
 from ..netutil import ip_literal
 from . import http
@@ -93,14 +96,32 @@ def _unwrap(address):
     return address.ipv4_mapped or address if address.version == 6 else address
 
 
+_LIMITED_BROADCAST = ipaddress.IPv4Address("255.255.255.255")
+
+
 def destination_allowed(client, destination, allow_private=False):
     """May `client` (an ip_address) reach `destination`? Loopback, link-local and
     unspecified destinations are the proxy host's own services: only clients on
-    loopback themselves get there, unless allow_private. Private ranges are fine."""
+    loopback themselves get there, unless allow_private. Private ranges are fine.
+    Multicast (224.0.0.0/4, ff00::/8) and the limited broadcast 255.255.255.255 reach
+    every listener on a network of ours (mDNS, SSDP): nobody, whatever allow_private.
+    (A subnet's directed broadcast needs SO_BROADCAST, which the proxy never sets.)"""
+    target = _unwrap(destination)
+    if target.is_multicast or target == _LIMITED_BROADCAST:
+        return False
     if allow_private or _unwrap(client).is_loopback:
         return True
-    target = _unwrap(destination)
     return not (target.is_loopback or target.is_link_local or target.is_unspecified)
+
+
+def refused_destination(destination):
+    """Why destination_allowed refused destination, for the answer's text."""
+    target = _unwrap(destination)
+    if target.is_multicast:
+        return "a multicast address"
+    if target == _LIMITED_BROADCAST:
+        return "the broadcast address"
+    return "a loopback or link-local address of the proxy host"
 
 
 def client_ip(address):

@@ -3,7 +3,9 @@ session (http_session.py) does the I/O and tells an ExchangeState what happened;
 what comes next (h11's Connection is the model: the state lives apart from the sockets).
 No sockets, no clock, no logging; the decisions themselves are exchange.py's.
 
-    ExchangeState(request, forward)   request: RequestHead with the edge host; forward: via -f
+    ExchangeState(request, forward, via, extra)   request: RequestHead with the edge host;
+                                      forward: via -f; via: http.via_lines(our pseudonym);
+                                      extra: field lines for -f (its Proxy-Authorization)
         .request_bytes                the head for the next hop (absolute-form for -f)
         .check_kept                   must a kept connection be checked (peeked) before use?
                                       Only where a stale one could not be retried: for the
@@ -45,9 +47,9 @@ class ExchangeState:
     __slots__ = ("request", "request_bytes", "check_kept", "state", "reused", "retries",
                  "_continue_sent", "final", "framing", "keep_client")
 
-    def __init__(self, request, forward):
+    def __init__(self, request, forward, via=http._VIA, extra=b""):
         self.request = request
-        self.request_bytes = http.render_request_head(request, absolute_form=forward)
+        self.request_bytes = http.render_request_head(request, forward, via, extra if forward else b"")
         self.check_kept = not exchange.may_retry(request, True)
         self.state = CONNECTING
         self.reused = False

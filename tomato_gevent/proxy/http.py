@@ -365,7 +365,12 @@ def parse_response_head(buf, request_method, start=0):
 
 
 # Our Via entry for each version a head may have (the parsers accept 1.0 to 1.9).
-_VIA = {(1, minor): b"Via: 1.%d %s\r\n" % (minor, VIA) for minor in range(10)}
+def via_lines(pseudonym):
+    """{version: our Via field line} for a pseudonym (loop_guard's token for requests)."""
+    return {(1, minor): b"Via: 1.%d %s\r\n" % (minor, pseudonym) for minor in range(10)}
+
+
+_VIA = via_lines(VIA)
 
 
 def _framing_field(framing, content_length):
@@ -376,22 +381,25 @@ def _framing_field(framing, content_length):
     return b""
 
 
-def render_request_head(head, absolute_form):
-    """The head to send to the next hop, always as HTTP/1.1.
+def render_request_head(head, absolute_form, via=_VIA, extra=b""):
+    """The head to send to the next hop, always as HTTP/1.1, with our Via line from `via`
+    (via_lines(our pseudonym): loop_guard's token) and `extra` (field lines for the next hop
+    only: the -f proxy's Proxy-Authorization), CONNECT included.
 
     absolute_form=True for an upstream proxy ("GET http://host/path"), False for the
     origin ("GET /path"). CONNECT is rendered in authority form either way. The body
     keeps its framing kind: Content-Length as is, chunked re-encoded by the caller.
     """
     if head.method == "CONNECT":
-        return b"CONNECT %s HTTP/1.1\r\nHost: %s\r\n%s%s\r\n" % (
-            head.authority, head.authority, head.fields, _framing_field(head.framing, head.content_length))
+        return b"CONNECT %s HTTP/1.1\r\nHost: %s\r\n%s%s%s%s\r\n" % (
+            head.authority, head.authority, head.fields, _framing_field(head.framing, head.content_length),
+            via[head.version], extra)
     target = b"http://" + head.authority + head.path if absolute_form else head.path
     framing = head.framing
-    return b"%s %s HTTP/1.1\r\nHost: %s\r\n%s%s%s\r\n" % (
+    return b"%s %s HTTP/1.1\r\nHost: %s\r\n%s%s%s%s\r\n" % (
         head.method.encode("ascii"), target, head.authority, head.fields,
         b"" if framing is Framing.NONE else _framing_field(framing, head.content_length),
-        _VIA[head.version])
+        via[head.version], extra)
 
 
 _CLOSE = b"Connection: close\r\n"
@@ -451,9 +459,11 @@ def render_simple_response(status, text, keep_alive=False, extra_headers=()):
     return b"".join(parts)
 
 
-def render_connect_request(authority):
-    """The minimal CONNECT request for authority (bytes, host:port as it goes on the wire)."""
-    return b"CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n" % (authority, authority)
+def render_connect_request(authority, headers=()):
+    """The minimal CONNECT request for authority (bytes, host:port as it goes on the wire),
+    with headers ((name, value) pairs: Via, Proxy-Authorization) after Host."""
+    fields = b"".join(b"%s: %s\r\n" % field for field in headers)
+    return b"CONNECT %s HTTP/1.1\r\nHost: %s\r\n%s\r\n" % (authority, authority, fields)
 
 
 def render_connect_established():

@@ -23,16 +23,18 @@ hop, and closed when the client connection ends.
 import logging
 import time
 
+import gevent
 from gevent import socket
 
 from ..errors import NextHopError, RemoteProtocolError, TomatoError
 from ..netutil import format_address, send_all
 from ..rules import Action
 from . import exchange, http
-from .auth import proxy_authenticate_header
+from .auth import claimed_user, proxy_authenticate_header
 from .bodies import SendFailed, relay_chunked, relay_length, relay_response_body
 from .exchange_state import INTERIM, RETRY, ExchangeState
 from .http import Framing
+from .loop_guard import carries_token
 from .outbound import RECV_BYTES, UpstreamRefused, read_response_head, reason_of
 
 log = logging.getLogger(__name__)
@@ -56,6 +58,7 @@ class HttpSession:
         self.reader = http.RequestReader()
         self.reader.feed(first_bytes)
         self._kept = None                   # (next hop, socket) kept alive between exchanges
+        self.started = None                 # time.monotonic() at the current exchange's start
         self.up = 0                         # bytes of the current exchange, for its log line
         self.down = 0
 
@@ -116,18 +119,26 @@ class HttpSession:
     # -- one request / response ----------------------------------------------------
     def _exchange(self, head):
         """Serve one request; True if the client connection stays open for another."""
-        started = time.monotonic()
+        self.started = started = time.monotonic()
         self.up = self.down = 0
         host, direction = head.host, "-"
-        authenticator = self.context.authenticator
-        if authenticator is not None and not authenticator.check_basic(head.proxy_authorization):
-            keep = exchange.keep_client_after_block(head)
-            self._send_client(http.render_simple_response(
-                407, "proxy authentication required", keep_alive=keep,
-                extra_headers=(proxy_authenticate_header(),)))
-            self._finish(head.method, host, head.port, direction, 407, started,
-                         "no or wrong Proxy-Authorization")
-            return keep
+        if self.outbound.via in head.fields and carries_token(head.fields, self.outbound.via):
+            return self._refuse_loop(head, started)
+        context = self.context
+        authenticator = context.authenticator
+        if authenticator is not None:
+            throttle = context.throttle
+            penalised = throttle.clients and context.client in throttle.clients   # failed logins before
+            if penalised and not self._await_turn(head):
+                return False
+            user = authenticator.basic_user(head.proxy_authorization)
+            if user is None:
+                return self._refuse_login(head, started)
+            context.user = user
+            if penalised:
+                throttle.succeeded(context.client, head.proxy_authorization)
+            if context.pending:
+                context.admit()
         try:
             host, action = self.outbound.route(head.host)
             direction = _DIRECTION[action]
@@ -135,7 +146,7 @@ class HttpSession:
                 keep = exchange.keep_client_after_block(head)
                 self._send_client(http.render_simple_response(
                     403, "blocked by proxy rule: %s" % host, keep_alive=keep))
-                self._finish(head.method, host, head.port, direction, 403, started)
+                self._finish(head.method, host, head.port, direction, 403, started, None, head.path)
                 return keep
             authority = exchange.authority_for(host, head.port, head.authority)
             request = head
@@ -146,18 +157,63 @@ class HttpSession:
             else:
                 status, keep = self._relay_request(request, action)
         except TomatoError as e:
-            self._answer_error(head.method, host, head.port, direction, e, started)
+            self._answer_error(head.method, host, head.port, direction, e, started, head.path)
             return False
-        self.context.finish(head.method, host, head.port, direction, status, self.up, self.down, started)
+        self.context.finish(head.method, host, head.port, direction, status, self.up, self.down, started,
+                            None, head.path)
         return keep
 
-    def _answer_error(self, method, host, port, direction, error, started):
+    def _await_turn(self, head):
+        """A client with failed logins: wait for its turn (guess_throttle.py) before the
+        credentials are checked; False if its turn is too far off (the connection closes)."""
+        context = self.context
+        wait = context.throttle.turn(context.client, head.proxy_authorization, time.monotonic())
+        if wait is None:
+            context.stats.record("-", 429)
+            return False
+        if wait:
+            gevent.sleep(wait)
+        return True
+
+    def _refuse_login(self, head, started):
+        """407: no credentials (a client's first try), or wrong ones (named in the line; after
+        a few from one address the connection is closed and the lines are counted instead)."""
+        keep = exchange.keep_client_after_block(head)
+        tried = claimed_user(head.proxy_authorization)
+        self.context.user = None            # not the user of an earlier request on this connection
+        logged = True
+        if head.proxy_authorization is not None:
+            context = self.context
+            logged = context.throttle.failed(context.client, tried, time.monotonic())
+            if context.throttle.penalised(context.client):
+                keep = False
+        self._send_client(http.render_simple_response(
+            407, "proxy authentication required", keep_alive=keep,
+            extra_headers=(proxy_authenticate_header(),)))
+        if not logged:
+            self.context.stats.record("-", 407, self.up, self.down)
+            return keep
+        self._finish(head.method, head.host, head.port, "-", 407, started,
+                     "no Proxy-Authorization" if head.proxy_authorization is None else
+                     "wrong password or unknown user %r" % tried if tried is not None else
+                     "Proxy-Authorization is not Basic user:password", head.path)
+        return keep
+
+    def _refuse_loop(self, head, started):
+        keep = exchange.keep_client_after_block(head)
+        self._send_client(http.render_simple_response(
+            508, "forwarding loop: this request came through this proxy before (check -f)", keep_alive=keep))
+        self._finish(head.method, head.host, head.port, "-", 508, started,
+                     "forwarding loop: our own Via token came back")
+        return keep
+
+    def _answer_error(self, method, host, port, direction, error, started, path=None):
         status, text = exchange.rejection(error)
         self._send_client(http.render_simple_response(status, text))
-        self._finish(method, host, port, direction, status, started, text)
+        self._finish(method, host, port, direction, status, started, text, path)
 
-    def _finish(self, method, host, port, direction, status, started, reason=None):
-        self.context.finish(method, host, port, direction, status, self.up, self.down, started, reason)
+    def _finish(self, method, host, port, direction, status, started, reason=None, path=None):
+        self.context.finish(method, host, port, direction, status, self.up, self.down, started, reason, path)
 
     def _send_client(self, data):
         try:
@@ -193,7 +249,7 @@ class HttpSession:
         """Send head + body to the next hop, relay the answer; returns (status, keep client)."""
         forward = action is Action.FORWARD
         next_hop = self.outbound.upstream if forward else (head.host, head.port)
-        state = ExchangeState(head, forward)
+        state = ExchangeState(head, forward, self.outbound.via_lines, self.outbound.upstream_fields)
         while True:
             upstream, reused = self._take_upstream(next_hop, forward, state.check_kept)
             keep_upstream = False
@@ -296,7 +352,8 @@ class HttpSession:
     # -- CONNECT -----------------------------------------------------------------------
     def _tunnel(self, head, action):
         if action is Action.FORWARD:
-            request = http.render_request_head(head, absolute_form=True)
+            request = http.render_request_head(head, absolute_form=True, via=self.outbound.via_lines,
+                                               extra=self.outbound.upstream_fields)
             try:
                 upstream, early = self.outbound.tunnel_via_upstream(head.host, head.port, request)
             except UpstreamRefused as refusal:
@@ -311,6 +368,7 @@ class HttpSession:
         try:
             if not self._send_client(http.render_connect_established() + early):
                 return 200
+            self.context.opened(head.method, head.host, head.port, action.value, self.started)
             pending = self.reader.buffer
             if pending:                     # e.g. a TLS ClientHello sent right behind CONNECT
                 send_all(upstream, pending)

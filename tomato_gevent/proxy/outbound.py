@@ -78,7 +78,8 @@ class Outbound:
 
     def __init__(self, rules, default_action=Action.DIRECT, upstream=None, resolver=None,
                  idle_timeout=IDLE_TIMEOUT_SECONDS, connect_timeout=CONNECT_TIMEOUT_SECONDS,
-                 tunnel_idle_timeout=TUNNEL_IDLE_TIMEOUT_SECONDS, allow_private=False):
+                 tunnel_idle_timeout=TUNNEL_IDLE_TIMEOUT_SECONDS, allow_private=False,
+                 via=http.VIA, upstream_authorization=None):
         self.rules = rules
         self.default_action = default_action
         self.upstream = upstream
@@ -87,12 +88,31 @@ class Outbound:
         self.connect_timeout = connect_timeout
         self.tunnel_idle_timeout = tunnel_idle_timeout
         self.allow_private = allow_private
+        self.via = via                      # our Via pseudonym, the loop guard's token
+        self.via_lines = http.via_lines(via)
+        self.upstream_authorization = upstream_authorization
+        # Field lines for the -f proxy only: its credentials (-f user:password@host:port).
+        self.upstream_fields = (b"Proxy-Authorization: %s\r\n" % upstream_authorization
+                                if upstream_authorization else b"")
+        self.upstream_text = format_address(upstream) if upstream is not None else "-"
         self._routes = {}
+        self.origins = {}                   # canonical host -> where its rule came from (access log)
 
     def set_rules(self, rules):
         """Replace the rules (SIGHUP); no cached decision of the old ones survives."""
         self.rules = rules
         self._routes = {}
+        self.origins = {}
+
+    def rule_origin(self, name):
+        """Where the rule deciding name came from ("file:line"), "default" if none; cached
+        in .origins (emptied with the routes) so that a request's line costs a dict probe."""
+        origin = self.rules.origin(name) or "default"
+        origins = self.origins
+        if len(origins) >= ROUTE_CACHE_ENTRIES:
+            origins.clear()
+        origins[name] = origin
+        return origin
 
     def route(self, host):
         """(canonical host, Action) for a host as the request names it (BadHost if it is
@@ -127,8 +147,8 @@ class Outbound:
         addresses = self.resolver.resolve(host)
         allowed = self.allowed_destinations(addresses, client)
         if not allowed:
-            raise Refused("destination %s is a loopback or link-local address of the proxy host"
-                          % addresses[0], 403)
+            raise Refused("destination %s is %s" % (addresses[0], exchange.refused_destination(addresses[0])),
+                          403)
         return self._connect(allowed, port, format_address((host, port)))
 
     def connect_upstream(self):
@@ -168,7 +188,8 @@ class Outbound:
         request: the CONNECT head to send (default: a minimal one).
         """
         if request is None:
-            request = http.render_connect_request(exchange.authority_for(host, port, b":"))
+            request = http.render_connect_request(exchange.authority_for(host, port, b":"),
+                                                  self._upstream_headers())
         sock = self.connect_upstream()
         try:
             try:
@@ -185,6 +206,12 @@ class Outbound:
             sock.close()
             raise
         return sock, bytes(buf)
+
+    def _upstream_headers(self):
+        headers = [(b"Via", b"1.1 " + self.via)]
+        if self.upstream_authorization:
+            headers.append((b"Proxy-Authorization", self.upstream_authorization))
+        return headers
 
     def open_tunnel(self, action, host, port, client):
         """(socket, early bytes) of a tunnel to host:port for action (decide(host));

@@ -2,8 +2,13 @@
 
     make_listener        the listening socket (dual-stack for "")
     ClientContext        what a front end gets for one client: peer, outbound, relay, finish
-    ProxyServer.handle   --max-clients (503 beyond it), first bytes; 0x05 -> the SOCKS5
-                         front end (socks_session.py), else HTTP (http_session.py)
+    ProxyServer.handle   --max-clients (503 beyond it; with --auth-file, a connection not
+                         logged in yet is reclaimed first: client_policy.Admission), --allow,
+                         first bytes;
+                         0x05 -> the SOCKS5 front end (socks_session.py), else HTTP
+                         (http_session.py)
+    ProxyServer._housekeeping   with --auth-file, once a second: cuts connections that did
+                         not log in within login_deadline; logs the guess_throttle's counts
     ProxyServer.do_read  the accept loop survives EMFILE & co. (pause, one warning)
 
 The front ends own their protocols; connecting and relaying is outbound.py's. A broken
@@ -23,6 +28,10 @@ from ..rules import Action
 from . import exchange, http, http_session, socks5
 from .outbound import (CONNECT_TIMEOUT_SECONDS, IDLE_TIMEOUT_SECONDS, RECV_BYTES,
                        TUNNEL_IDLE_TIMEOUT_SECONDS, Outbound, relay)
+from .access_log import access_line
+from .client_policy import Admission
+from .guess_throttle import GuessThrottle
+from .loop_guard import new_via_token
 from .stats import Stats
 
 log = logging.getLogger(__name__)
@@ -33,6 +42,8 @@ LISTEN_BACKLOG = 1024
 ACCEPT_BACKOFF_SECONDS = 0.5        # pause accepting after EMFILE & co.
 ACCEPT_WARN_INTERVAL_SECONDS = 10.0
 STOP_TIMEOUT_SECONDS = 2.0          # running connections get this long on SIGTERM
+LOGIN_DEADLINE_SECONDS = 10.0       # --auth-file: a connection not logged in by then is cut
+HOUSEKEEPING_SECONDS = 1.0
 
 _ACCEPT_RESOURCE_ERRORS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 _ACCEPT_TRANSIENT_ERRORS = (errno.ECONNABORTED, errno.EPROTO, errno.EPERM, errno.EINTR)
@@ -74,34 +85,81 @@ class ClientContext:
 
     peer (text for logs), client (ip_address), outbound (decide, connect_direct,
     tunnel_via_upstream, open_tunnel), idle_timeout, relay(a, b) -> (up, down) with the
-    tunnel idle timeout, finish(...) = the one log line + the counters of a request.
+    tunnel idle timeout, user (the front end sets it once a login succeeded),
+    opened(...) = the access line of a tunnel that opens, finish(...) = the one line
+    (the access log's, else a log line) + the counters of a request or closed tunnel.
     """
 
-    def __init__(self, server, address):
+    def __init__(self, server, address, sock=None):
         self.address = address
+        self.throttle = server.throttle
+        self.pending = server.authenticator is not None     # not logged in yet (reclaimable)
+        self._admission = server.admission
+        self._sock = sock
         self.client = exchange.client_ip(address)
         self.authenticator = server.authenticator
         self.outbound = server.outbound
         self.stats = server.stats
         self.idle_timeout = server.outbound.idle_timeout
+        self.access_log = server.access_log
+        self.user = None
+        self._tunnel_open = False
+        self._peer = None
 
     @property
     def peer(self):
-        """The client's address as text, made when a log line needs it."""
-        return format_address(self.address)
+        """The client's address as text, made when a log line first needs it."""
+        if self._peer is None:
+            self._peer = format_address(self.address)
+        return self._peer
 
     def relay(self, a, b):
         return relay(a, b, self.outbound.tunnel_idle_timeout)
 
-    def finish(self, method, host, port, direction, status, up, down, started, reason=None):
-        """Count a finished request and log it: errors the proxy answered itself are
-        visible without -v (INFO), the rest is -v detail."""
+    def admit(self):
+        """Logged in: the connection is no longer reclaimable."""
+        self.pending = False
+        self._admission.admitted(self._sock)
+
+    def opened(self, method, host, port, direction, started):
+        """A tunnel is open (CONNECT answered 200, SOCKS5 succeeded): its first access line."""
+        if self.access_log is not None:
+            self._tunnel_open = True
+            self._access(method, host, port, None, direction, 200, 0, 0, started, "open", None)
+
+    def finish(self, method, host, port, direction, status, up, down, started, reason=None, path=None):
+        """Count a finished request and log it: the access log's line, or without one, errors
+        the proxy answered itself visible without -v (INFO), the rest as -v detail."""
         self.stats.record(direction, status, up, down)
+        access_log = self.access_log
+        if access_log is not None:          # _access inlined: this runs on every request
+            event = None
+            if self._tunnel_open:
+                self._tunnel_open = False
+                event = "closed"
+            outbound = self.outbound
+            access_log.write(access_line(
+                self._peer or self.peer, self.user, method, host, port, path, direction,
+                "-" if direction == "-" else outbound.origins.get(host) or outbound.rule_origin(host),
+                outbound.upstream_text if direction == "forward" else "-", status, up, down,
+                time.monotonic() - started, event, reason))
+            return
         level = logging.INFO if reason is not None else logging.DEBUG
         if log.isEnabledFor(level):
             log.log(level, "%s %s %s:%s %s %d up=%d down=%d %.1fms%s", self.peer, method, host, port,
                     direction, status, up, down, (time.monotonic() - started) * 1000.0,
                     (" (%s)" % reason) if reason else "")
+
+    def _access(self, method, host, port, path, direction, status, up, down, started, event, reason):
+        outbound = self.outbound
+        if direction == "-":
+            rule = "-"
+        else:
+            rule = outbound.origins.get(host) or outbound.rule_origin(host)
+        self.access_log.write(access_line(
+            self.peer, self.user, method, host, port, path, direction, rule,
+            outbound.upstream_text if direction == "forward" else "-", status, up, down,
+            time.monotonic() - started, event, reason))
 
 
 class ProxyServer(StreamServer):
@@ -113,17 +171,30 @@ class ProxyServer(StreamServer):
     front end for connections whose first byte is 0x05 (None: such connections are closed).
     authenticator (auth.Authenticator, --auth-file) or None: HTTP requests then need
     Proxy-Authorization: Basic (407 otherwise); the SOCKS5 front end checks it itself.
+    allowed_clients (client_policy.ClientNetworks, --allow) or None for everyone: others
+    get 403 (HTTP) or "no acceptable method" (SOCKS5). access_log (access_log.AccessLog)
+    or None: then requests are log lines (INFO for errors, DEBUG for the rest).
     """
 
     def __init__(self, listener, rules, default_action=Action.DIRECT, upstream=None,
                  resolver=None, idle_timeout=IDLE_TIMEOUT_SECONDS,
                  connect_timeout=CONNECT_TIMEOUT_SECONDS,
                  tunnel_idle_timeout=TUNNEL_IDLE_TIMEOUT_SECONDS, allow_private=False,
-                 max_clients=DEFAULT_MAX_CLIENTS, socks5_handler=None, authenticator=None):
+                 max_clients=DEFAULT_MAX_CLIENTS, socks5_handler=None, authenticator=None,
+                 via_token=None, upstream_authorization=None, access_log=None, allowed_clients=None,
+                 throttle=None, login_deadline=LOGIN_DEADLINE_SECONDS):
         super().__init__(listener)
         self.authenticator = authenticator
+        self.throttle = throttle if throttle is not None else GuessThrottle()
+        self.admission = Admission()
+        self.login_deadline = min(login_deadline, idle_timeout)
+        self.reclaimed = 0                  # connections cut to make room (Admission.oldest)
+        self._housekeeper = None
+        self.access_log = access_log
+        self.allowed_clients = allowed_clients
         self.outbound = Outbound(rules, default_action, upstream, resolver, idle_timeout,
-                                 connect_timeout, tunnel_idle_timeout, allow_private)
+                                 connect_timeout, tunnel_idle_timeout, allow_private,
+                                 via_token or new_via_token(), upstream_authorization)
         self.max_clients = max_clients
         self.socks5_handler = socks5_handler
         self.stats = Stats()
@@ -137,16 +208,55 @@ class ProxyServer(StreamServer):
     def log_summary(self):
         log.info("summary: %s", self.stats.summary())
 
+    def start(self):
+        super().start()
+        if self.authenticator is not None and self._housekeeper is None:
+            self._housekeeper = gevent.spawn(self._housekeeping)
+
+    def stop(self, timeout=None):
+        if self._housekeeper is not None:
+            self._housekeeper.kill()
+            self._housekeeper = None
+        super().stop(timeout)
+
+    def _housekeeping(self):
+        throttle = self.throttle
+        while True:
+            gevent.sleep(HOUSEKEEPING_SECONDS)
+            now = time.monotonic()
+            for sock in self.admission.overdue(now, self.login_deadline):
+                log.debug("closing a connection that did not log in within %gs", self.login_deadline)
+                _cut(sock)
+            for client, count, users in throttle.report(now):
+                log.warning("%s: %d more failed logins in the last %.0fs%s", client, count, throttle.report_every,
+                            " (users tried: %s)" % ", ".join(repr(user) for user in users) if users else "")
+
+    def _reclaim(self):
+        """Every slot is taken: cut the oldest connection not admitted yet; False if none."""
+        victim = self.admission.oldest()
+        if victim is None:
+            return False
+        self.reclaimed += 1
+        log.debug("all %d client slots taken: closing the oldest connection not logged in yet", self.max_clients)
+        _cut(victim)
+        return True
+
     # -- the front door ----------------------------------------------------------------
     def handle(self, sock, address):
         self.stats.opened()
+        admission = self.admission
         try:
-            if self.stats.open_connections > self.max_clients:
+            if self.stats.open_connections > self.max_clients and not self._reclaim():
                 self._refuse_full(sock)
                 return
-            context = ClientContext(self, address)
+            if self.authenticator is not None:
+                admission.arrived(sock, time.monotonic())
+            context = ClientContext(self, address, sock)
             first = self._first_bytes(sock)
             if not first:
+                return
+            if self.allowed_clients is not None and not self.allowed_clients.allows(context.client):
+                self._refuse_client(sock, first, context)
                 return
             try:
                 if first[0] == socks5.VERSION:       # a SOCKS5 greeting (RFC 1928 3)
@@ -159,6 +269,8 @@ class ProxyServer(StreamServer):
             except TomatoError as e:        # a front end's typed error that reached us: one line
                 log.info("%s: %s", context.peer, e)
         finally:
+            if self.authenticator is not None:
+                admission.left(sock)
             self.stats.closed()
             if self.stats.open_connections < self.max_clients:
                 self._full_logged = False
@@ -174,6 +286,19 @@ class ProxyServer(StreamServer):
             return sock.recv(RECV_BYTES)
         except OSError:                     # timeout, reset
             return b""
+
+    def _refuse_client(self, sock, first, context):
+        """A client outside --allow: the refusal its protocol has, then close."""
+        started = time.monotonic()
+        socks = first[0] == socks5.VERSION
+        answer = (socks5.render_method_choice(socks5.METHOD_NONE_ACCEPTABLE) if socks else
+                  http.render_simple_response(403, "your address may not use this proxy"))
+        try:
+            sock.sendall(answer)
+        except OSError:
+            pass
+        context.finish("SOCKS5" if socks else "HTTP", "-", "-", "-", 403, 0, len(answer), started,
+                       "client address not allowed (--allow)")
 
     def _refuse_full(self, sock):
         if not self._full_logged:
@@ -209,3 +334,11 @@ class ProxyServer(StreamServer):
     def _resume_accepting(self):
         if self.started and not self.closed:
             self.start_accepting()
+
+
+def _cut(sock):
+    """End a connection another greenlet serves: its blocked recv returns b"" at once."""
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass

@@ -37,6 +37,7 @@ from ..errors import NextHopError, Refused, TomatoError
 from ..netutil import send_all
 from ..rules import Action, BadHost
 from . import exchange, socks5
+from .auth import display_name
 from .outbound import RECV_BYTES, UpstreamRefused, reason_of
 from .socks5 import SocksError
 from .udp_association import Association
@@ -155,17 +156,40 @@ class _Session:
             raise _Closed()
         if method == socks5.METHOD_USERNAME_PASSWORD:
             credentials = self._read(socks5.parse_credentials)
-            ok = self.authenticator is None or self.authenticator.check(credentials.username,
-                                                                        credentials.password)
-            self._send(socks5.render_auth_reply(ok))
-            if not ok:
-                log.info("%s: SOCKS5: authentication failed for user %r", self.context.peer,
-                         credentials.username.decode("utf-8", "replace")[:64])
-                self.context.stats.record("-", 407)
-                raise _Closed()
+            if self.authenticator is not None:
+                self._login(credentials)
         request = self._read(socks5.parse_request)
         self.client.settimeout(self.context.idle_timeout)
+        if self.context.pending:
+            self.context.admit()
         return request
+
+    def _login(self, credentials):
+        """RFC 1929: the check, in the client address's turn when it failed before
+        (guess_throttle.py); _Closed on a refusal (logged at once, or counted)."""
+        context = self.context
+        throttle = context.throttle
+        key = credentials.username + b"\0" + credentials.password
+        penalised = context.client in throttle.clients
+        if penalised:
+            wait = throttle.turn(context.client, key, time.monotonic())
+            if wait is None:
+                self._send(socks5.render_auth_reply(False))
+                context.stats.record("-", 429)
+                raise _Closed()
+            if wait:
+                gevent.sleep(wait)
+        ok = self.authenticator.check(credentials.username, credentials.password)
+        self._send(socks5.render_auth_reply(ok))
+        if not ok:
+            tried = display_name(credentials.username)
+            if throttle.failed(context.client, tried, time.monotonic()):
+                log.info("%s: SOCKS5: authentication failed for user %r", context.peer, tried)
+            context.stats.record("-", 407)
+            raise _Closed()
+        context.user = self.authenticator.name_of(credentials.username)
+        if penalised:
+            throttle.succeeded(context.client, key)
 
     # -- CONNECT ---------------------------------------------------------------------------
     def _connect(self, request, started):
@@ -192,6 +216,7 @@ class _Session:
                 self.context.finish("SOCKS5 CONNECT", host, port, direction, 200, 0, 0, started,
                                     "the client went away before our reply")
                 return
+            self.context.opened("SOCKS5 CONNECT", host, port, direction, started)
             up = 0
             if self.buffer:                 # the client did not wait for our reply
                 send_all(upstream, self.buffer)
@@ -220,6 +245,8 @@ class _Session:
         reason = None
         try:
             if self._send(socks5.render_reply(socks5.SUCCEEDED, udp.getsockname()[:2])):
+                self.context.opened("SOCKS5 UDP-ASSOCIATE", request.host, request.port, Action.DIRECT.value,
+                                    started)
                 # The association lives as long as the TCP connection (RFC 1928 7), which
                 # carries nothing more; or until the relay has been idle for the tunnel timeout.
                 datagrams = gevent.spawn(relay.run)

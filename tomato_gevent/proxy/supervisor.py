@@ -400,7 +400,7 @@ class WorkerHost:
         except OSError:
             pass
         if not server.closed:
-            log.warning("the parent process is gone: worker %d stopping", os.getpid())
+            log.warning("the parent process is gone: worker process %d stopping", os.getpid())
             server.stop()
 
     def reloaded(self, rules):

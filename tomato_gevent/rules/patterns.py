@@ -366,6 +366,11 @@ class PatternMatcher:
 
     def match(self, name: str):
         """Action of the first rule (file order) matching name, None if none does."""
+        index = self.first(name)
+        return None if index is None else self._tests[index][0]
+
+    def first(self, name: str):
+        """Index (in the rules given) of the first rule matching name, None if none does."""
         group = self._groups.get(name.rpartition(".")[2], self._any_label)
         if group is None:
             return None
@@ -379,9 +384,8 @@ class PatternMatcher:
             return None
         tests = self._tests
         for index in candidates:
-            action, test = tests[index]
-            if test(name):
-                return action
+            if tests[index][1](name):
+                return index
         return None
 
 

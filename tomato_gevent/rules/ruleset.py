@@ -67,6 +67,11 @@ the edge passes it on, and most as clients write them) three C calls
 upper case the same after ``lower()``; anything else (trailing dots, IDN,
 IP literals) goes through ``normalize_host``.
 
+Where a rule came from (``RuleSet.origin(host)``, for the proxy's access log): each kept
+rule's origin ("file:line", given by ``load_rule_files``) sits in side tables keyed like the
+lookup tables, so ``lookup`` carries nothing extra; ``origin`` walks the same precedence
+on those (the proxy asks once per host and caches the answer with the decision).
+
 Pure: no I/O except ``load_rule_files``, which only reads the named files; no logging.
 """
 import enum
@@ -148,29 +153,40 @@ class RuleSet:
     """The loaded rules. ``lookup(host) -> Action | None``; see the module docstring."""
 
     __slots__ = ("_rule_of_name", "_patterns", "_screen_of_label", "_default_screen", "_networks", "counts",
-                 "_size")
+                 "_size", "_exact_origins", "_suffix_origins", "_network_origins", "_pattern_origins")
 
-    def __init__(self, rules: Iterable[Rule] = ()):
+    def __init__(self, rules: Iterable[Rule] = (), origins: Optional[Sequence[str]] = None):
+        """origins: where each rule came from ("file:line"), in the order of rules; without
+        them a rule's origin is "rule N" (its place in rules, from 1)."""
         exact: Dict[str, Action] = {}
         suffix: Dict[str, Action] = {}
         self._networks = NetworkTable()
+        self._exact_origins: Dict[str, str] = {}
+        self._suffix_origins: Dict[str, str] = {}
+        self._network_origins = NetworkTable()
+        self._pattern_origins: List[str] = []
         self.counts: Dict[Action, int] = {action: 0 for action in Action}
         patterns = []
         seen_patterns = set()
-        for action, kind, value in rules:
+        for number, (action, kind, value) in enumerate(rules, 1):
+            origin = origins[number - 1] if origins is not None else "rule %d" % number
             if kind == DOMAIN or kind == FULL:
                 table = exact if kind == FULL else suffix
                 if value in table:          # first occurrence wins
                     continue
                 table[value] = action
+                (self._exact_origins if kind == FULL else self._suffix_origins)[value] = origin
             elif kind == CIDR:
-                if not self._networks.add(ipaddress.ip_network(value), action):
+                network = ipaddress.ip_network(value)
+                if not self._networks.add(network, action):
                     continue
+                self._network_origins.add(network, origin)
             else:
                 if (kind, value) in seen_patterns:
                     continue
                 seen_patterns.add((kind, value))
                 patterns.append((action, kind, value))
+                self._pattern_origins.append(origin)
             self.counts[action] += 1
         # One table, so that a lookup probes the full name once: suffix rules, and for
         # a name with an exact rule an _ExactRule that keeps the name's suffix rule.
@@ -229,6 +245,27 @@ class RuleSet:
         if screen is not None and screen("." + name) is not None:
             return self._patterns.match(name)
         return None
+
+
+    def origin(self, host: str) -> Optional[str]:
+        """Where the rule that decides host came from ("file:line"), None if no rule does:
+        the precedence of lookup, on the side tables (not for the hot path)."""
+        name = normalize_host(host)
+        if name is None:
+            address = _ip_of_host(host)
+            return None if address is None else self._network_origins.lookup(address)
+        origin = self._exact_origins.get(name)
+        suffix = name
+        while origin is None:
+            origin = self._suffix_origins.get(suffix)
+            label, dot, suffix = suffix.partition(".")
+            if not dot:
+                break
+        if origin is None and self._patterns is not None:
+            index = self._patterns.first(name)
+            if index is not None:
+                origin = self._pattern_origins[index]
+        return origin
 
 
 def parse_target(target: str) -> Rule:
@@ -299,9 +336,10 @@ def _parse_rule_line(line: str) -> Optional[Rule]:
     return parse_target(target)._replace(action=action)
 
 
-def parse_rules(lines: Iterable[str], source: str = "<rules>") -> List[Rule]:
+def parse_rules(lines: Iterable[str], source: str = "<rules>", origins: Optional[List[str]] = None) -> List[Rule]:
     """Rule lines -> [Rule(action, kind, value)] in file order, duplicates kept.
 
+    origins: a list that gets "source:lineno" of each rule appended, in step with the rules.
     Raises ConfigError("source:lineno: why: 'line'") at the first malformed line.
     """
     rules = []
@@ -312,6 +350,8 @@ def parse_rules(lines: Iterable[str], source: str = "<rules>") -> List[Rule]:
             direction, exact, domain = plain.groups()
             if len(domain) <= MAX_NAME_LENGTH:
                 rules.append(Rule(actions[direction], DOMAIN if exact is None else FULL, domain))
+                if origins is not None:
+                    origins.append("%s:%d" % (source, lineno))
                 continue
         try:
             rule = _parse_rule_line(line)
@@ -319,18 +359,21 @@ def parse_rules(lines: Iterable[str], source: str = "<rules>") -> List[Rule]:
             raise ConfigError("%s:%d: %s: %r" % (source, lineno, e, line.rstrip("\r\n"))) from None
         if rule is not None:
             rules.append(rule)
+            if origins is not None:
+                origins.append("%s:%d" % (source, lineno))
     return rules
 
 
 def load_rule_files(paths: Sequence[str]) -> RuleSet:
     """Read the rule files in order (earlier files take precedence) into one RuleSet."""
     rules: List[Rule] = []
+    origins: List[str] = []
     for path in paths:
         try:
             with open(path, encoding="utf-8-sig") as f:     # a BOM (Windows editors) is not part of a rule
-                rules.extend(parse_rules(f, source=path))
+                rules.extend(parse_rules(f, source=path, origins=origins))
         except OSError as e:
             raise ConfigError("cannot read rule file %s: %s" % (path, e.strerror or e)) from None
         except UnicodeDecodeError as e:
             raise ConfigError("rule file %s is not UTF-8 text (byte %d)" % (path, e.start)) from None
-    return RuleSet(rules)
+    return RuleSet(rules, origins)

@@ -45,12 +45,14 @@ def build_sessions(local_key, peer_key, pvt_seconds, clock=SYSTEM_CLOCK, random1
     return sending, Receiver(peer_key, pvt_seconds, sending)
 
 
-def open_transport(kind, bind, peer_address, offloads, receiver, drops, http_proxy=None, connect_target=None):
+def open_transport(kind, bind, peer_address, offloads, receiver, drops, http_proxy=None, connect_target=None,
+                   proxy_authorization=None):
     """The datagram transport of --transport, bound/listening on bind, counting into drops
     (a collections.Counter, the Link's drop counter too)."""
     if kind == "tcp":
         return TcpTransport(open_tcp_listener(bind), peer_address, http_proxy=http_proxy,
-                            connect_target=connect_target, keep_outgoing=receiver.keeps_outgoing, drops=drops)
+                            connect_target=connect_target, keep_outgoing=receiver.keeps_outgoing, drops=drops,
+                            proxy_authorization=proxy_authorization)
     return UdpTransport(open_udp_socket(bind), offloads=offloads, drops=drops)
 
 

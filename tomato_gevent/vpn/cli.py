@@ -25,6 +25,7 @@ from ..cli_common import (OneLineParser, hostport_arg, number_arg, positive_floa
                           read_secret, run_cli, setup_logging)
 from ..errors import ConfigError
 from ..netutil import format_address
+from ..proxy import upstream_auth
 from ..sdnotify import notify
 from .assembly import build_link, build_sessions, offloads_wanted, open_transport
 from .control import ControlError, ControlServer, default_path, query
@@ -128,11 +129,38 @@ def build_parser():
                    help="udp (default): one UDP datagram per packet; tcp: the same sealed datagrams, "
                         "length-prefixed, over TCP connections on the same port (for networks that block "
                         "or throttle UDP; both sides must use it)")
-    p.add_argument("--http-proxy", metavar="HOST:PORT", type=hostport_arg,
-                   help="with --transport tcp and -pa: reach the peer through this HTTP proxy (CONNECT)")
+    p.add_argument("--http-proxy", metavar="[USER:PASSWORD@]HOST:PORT", type=_http_proxy_arg,
+                   help="with --transport tcp and -pa: reach the peer through this HTTP proxy (CONNECT; "
+                        "with credentials, sent as Proxy-Authorization: Basic)")
+    p.add_argument("--http-proxy-auth-file", metavar="FILE",
+                   help="the --http-proxy's credentials, 'user:password' on the first line (instead of "
+                        "in --http-proxy, which ps shows)")
     p.add_argument("-v", "--verbose", action="count", default=0,
                    help="debug log: session changes, address updates, dropped datagrams")
     return p
+
+
+def _http_proxy_arg(text):
+    try:
+        userinfo, hostport = upstream_auth.split_userinfo(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return hostport_arg(hostport) + (userinfo,)
+
+
+def _http_proxy_authorization(args):
+    """Proxy-Authorization for --http-proxy (None without credentials); leaves
+    args.http_proxy as (host, port)."""
+    if args.http_proxy is None:
+        if args.http_proxy_auth_file is not None:
+            raise ConfigError("--http-proxy-auth-file needs --http-proxy")
+        return None
+    args.http_proxy, userinfo = args.http_proxy[:2], args.http_proxy[2]
+    if args.http_proxy_auth_file is not None:
+        if userinfo is not None:
+            raise ConfigError("--http-proxy has credentials and --http-proxy-auth-file gives them too: give one")
+        userinfo = upstream_auth.read_userinfo(args.http_proxy_auth_file, "HTTP proxy credentials")
+    return upstream_auth.basic_authorization(userinfo) if userinfo is not None else None
 
 
 def check_passwords(local_password, peer_password):
@@ -150,6 +178,7 @@ def _run(args, silent_after=None):
     local_password = read_secret(args.lp, args.local_password_file, "TOMATO_LOCAL_PASSWORD", "local password")
     peer_password = read_secret(args.pp, args.peer_password_file, "TOMATO_PEER_PASSWORD", "peer password")
     check_passwords(local_password, peer_password)
+    proxy_authorization = _http_proxy_authorization(args)
     if args.http_proxy is not None and (args.transport != "tcp" or args.pa is None):
         raise ConfigError("--http-proxy needs --transport tcp and -pa (the side that dials)")
     # Signals are caught from here on, so a stop during start-up still restores a
@@ -186,7 +215,8 @@ def _run(args, silent_after=None):
         sending, receiver = build_sessions(derive_password_key(local_password), derive_password_key(peer_password),
                                            args.pvt)
         drops = collections.Counter()
-        transport = open_transport(args.transport, bind, peer_address, offloads, receiver, drops, http_proxy, args.pa)
+        transport = open_transport(args.transport, bind, peer_address, offloads, receiver, drops, http_proxy, args.pa,
+                                   proxy_authorization)
         try:
             with TunDevice(args.I, addrs=args.addr, mtu=args.mtu, vnet_hdr=offloads, tso=offloads,
                            created_mtu=CREATED_DEVICE_MTU) as tun:

@@ -288,16 +288,28 @@ def query(path, command="show", timeout=CLIENT_TIMEOUT_SECONDS, what=None):
         if not trusted(uid):
             raise ControlError("%s is served by process %d of uid %d, neither root nor you: not asked"
                                % (path, pid, uid))
+        # A server that refuses us (another uid) answers at once and closes without reading
+        # the command: the send may then fail (EPIPE), or the read end in ECONNRESET after
+        # the answer. Either way the answer already sent is read, and it is the reply.
         try:
             sock.sendall(command.encode("ascii") + b"\n")
-            chunks = []
+            unsent = None
+        except OSError as e:
+            unsent = e
+        chunks = []
+        try:
             while True:
                 chunk = sock.recv(65536)
                 if not chunk:
                     break
                 chunks.append(chunk)
+        except ConnectionResetError as e:
+            if not chunks:
+                raise ControlError("no answer on %s: %s" % (path, e.strerror or e)) from None
         except OSError as e:
             raise ControlError("no answer on %s: %s" % (path, e.strerror or e)) from None
+        if unsent is not None and not chunks:
+            raise ControlError("no answer on %s: %s" % (path, unsent.strerror or unsent)) from None
     finally:
         sock.close()
     try:

@@ -46,7 +46,7 @@ from ..errors import BadPacket, RemoteProtocolError
 from ..netutil import format_address
 from .connections import ConnectionRules, ConnectionState
 from .framing import FRAME_HEADER_SIZE, FrameSplitter, frame_header, frame_iovecs
-from .http_connect import connect_request, parse_connect_reply
+from .http_connect import ProxyAuthRequired, connect_request, parse_connect_reply
 from .packet import MIN_DATAGRAM_SIZE
 from .transport import DatagramTransport, RateLimitedWarnings, open_bound_socket
 
@@ -112,15 +112,17 @@ class TcpTransport(DatagramTransport):
     max_batch_bytes = 256 * 1024
 
     def __init__(self, listener, peer_address=None, mono=time.monotonic, http_proxy=None, connect_target=None,
-                 keep_outgoing=lambda: True, drops=None):
+                 keep_outgoing=lambda: True, drops=None, proxy_authorization=None):
         """http_proxy: sockaddr of an HTTP proxy to dial through (CONNECT connect_target,
-        the peer's (host, port) as the user wrote it: the proxy resolves names).
+        the peer's (host, port) as the user wrote it: the proxy resolves names), with
+        proxy_authorization (Proxy-Authorization's value) if it wants credentials.
         keep_outgoing: the crossed-connection tie-break (connections.py)."""
         super().__init__(log, drops)
         self.listener = listener
         self.peer_address = peer_address
         self.http_proxy = http_proxy
         self.connect_target = connect_target
+        self.proxy_authorization = proxy_authorization
         self.mono = mono
         self.rules = ConnectionRules(keep_outgoing=keep_outgoing)
         self._by_fd = {}
@@ -406,7 +408,9 @@ class TcpTransport(DatagramTransport):
                 # The first failure of a streak and then one per BACKOFF_MAX_SECONDS at INFO.
                 message = ("cannot connect to %s (TCP%s): %s; retrying in %.1fs", format_address(peer), via,
                            getattr(e, "strerror", None) or e, backoff)
-                if failures == 0 or backoff >= BACKOFF_MAX_SECONDS:
+                if isinstance(e, ProxyAuthRequired):
+                    log.warning(*message)           # not a network hiccup: someone must act
+                elif failures == 0 or backoff >= BACKOFF_MAX_SECONDS:
                     self._events(peer[0], *message)
                 else:
                     log.debug(*message)
@@ -429,7 +433,7 @@ class TcpTransport(DatagramTransport):
         sock = self._connect(self.http_proxy)
         try:
             with gevent.Timeout(CONNECT_TIMEOUT_SECONDS, OSError(errno.ETIMEDOUT, "the HTTP proxy did not answer")):
-                request = memoryview(connect_request(*self.connect_target))
+                request = memoryview(connect_request(*self.connect_target, self.proxy_authorization))
                 while request:
                     try:
                         request = request[sock.send(request):]
