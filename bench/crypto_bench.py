@@ -65,8 +65,8 @@ def measure(backend_name, quick=False):
     key = bytes(range(packet.KEY_SIZE))
     session_id = packet.make_session_id(NOW_MS, 0x1234)
     sealer = packet.Sealer(key, session_id, backend=backend)
-    plain = bytearray(packet.TIMESTAMP_SIZE + PAYLOAD_BYTES)
-    plain[packet.TIMESTAMP_SIZE:] = bytes(i & 0xFF for i in range(PAYLOAD_BYTES))
+    plain = bytearray(packet.PAYLOAD_OFFSET + PAYLOAD_BYTES)
+    plain[packet.PAYLOAD_OFFSET:] = bytes(i & 0xFF for i in range(PAYLOAD_BYTES))
     datagram = bytearray(len(plain) + packet.HEADER_SIZE + packet.TAG_SIZE)
     opened = bytearray(len(plain))
     slow = backend_name != "cryptography"

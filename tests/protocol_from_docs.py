@@ -25,14 +25,15 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "protocol.md"
 HEADER = struct.Struct(">QI")           # session id (8), counter (4): nonce and associated data
-TIMESTAMP = struct.Struct(">Q")
+PREFIX = struct.Struct(">QB")           # timestamp (8), flags (1): the plaintext before the packet
+CHECKSUM_PARTIAL = 0x01                 # flag bit 0
 TAG_SIZE = 16
-OVERHEAD = HEADER.size + TIMESTAMP.size + TAG_SIZE
+OVERHEAD = HEADER.size + PREFIX.size + TAG_SIZE
 LENGTH = struct.Struct(">H")            # TCP framing
 
 
 def derive_key(password):
-    return hashlib.scrypt(password.encode("utf-8"), salt=b"tomato-vpn v2 password", n=2 ** 15, r=8, p=1,
+    return hashlib.scrypt(password.encode("utf-8"), salt=b"tomato-vpn v3 password", n=2 ** 15, r=8, p=1,
                           maxmem=64 * 2 ** 20, dklen=32)
 
 
@@ -40,19 +41,31 @@ def session_id(start_ms, random16):
     return start_ms << 16 | random16
 
 
-def seal(key, session, counter, timestamp_ms, packet=b""):
+def seal(key, session, counter, timestamp_ms, packet=b"", flags=0):
     header = HEADER.pack(session, counter)
-    return header + AESGCM(key).encrypt(header, TIMESTAMP.pack(timestamp_ms) + packet, header)
+    return header + AESGCM(key).encrypt(header, PREFIX.pack(timestamp_ms, flags) + packet, header)
 
 
 def open_datagram(key, datagram):
-    """(session id, counter, timestamp_ms, packet); raises ValueError or InvalidTag."""
+    """(session id, counter, timestamp_ms, flags, packet); raises ValueError or InvalidTag."""
     if not OVERHEAD <= len(datagram) <= 65535:
         raise ValueError("bad size %d" % len(datagram))
     header = datagram[:HEADER.size]
     plain = AESGCM(key).decrypt(header, datagram[HEADER.size:], header)
     session, counter = HEADER.unpack(header)
-    return session, counter, TIMESTAMP.unpack_from(plain)[0], plain[TIMESTAMP.size:]
+    timestamp_ms, flags = PREFIX.unpack_from(plain)
+    return session, counter, timestamp_ms, flags, plain[PREFIX.size:]
+
+
+def complete_checksum(packet):
+    """A packet received with flag bit 0: its TCP/UDP checksum completed as the page says."""
+    packet = bytearray(packet)
+    start = (packet[0] & 15) * 4 if packet[0] >> 4 == 4 else 40
+    protocol = packet[9] if packet[0] >> 4 == 4 else packet[6]
+    at = start + (16 if protocol == 6 else 6)
+    value = checksum(bytes(packet[start:]))
+    packet[at:at + 2] = struct.pack("!H", value or (0xFFFF if protocol == 17 else 0))
+    return bytes(packet)
 
 
 def frame(datagram):
@@ -139,7 +152,9 @@ def run_peer(mode, vpn, own, own_password, vpn_password):
         if not select.select([sock], [], [], 0.1)[0]:
             continue
         for datagram in datagrams():
-            their_session, their_counter, timestamp_ms, packet = open_datagram(open_key, datagram)
+            their_session, their_counter, timestamp_ms, flags, packet = open_datagram(open_key, datagram)
+            if flags & CHECKSUM_PARTIAL:
+                packet = complete_checksum(packet)
             assert abs(timestamp_ms - now_ms()) < 10000, "timestamp outside 10 s"
             if their_session not in seen["sessions"]:
                 seen["sessions"].append(their_session)

@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tomato_gevent.errors import BadPacket
-from tomato_gevent.vpn.packet import HEADER_SIZE, MAX_DATAGRAM_SIZE, OVERHEAD, TIMESTAMP_SIZE, make_session_id
+from tomato_gevent.vpn.packet import HEADER_SIZE, MAX_DATAGRAM_SIZE, OVERHEAD, PAYLOAD_OFFSET, make_session_id
 from tomato_gevent.vpn.session import PeerEndpoint, Receiver, SendSession, new_sealer
 
 PEER_KEY, OWN_KEY = bytes(range(32)), bytes(range(1, 33))
@@ -41,7 +41,7 @@ class Host:
         buffer = bytearray(b"\xee" * 3 + datagram + b"\xee" * 3)    # a slice of a larger receive buffer
         n = self.receiver.open_into(memoryview(buffer)[3:3 + len(datagram)], self.out, now_ms, now_mono)
         self.endpoint.learn(source, now_mono)
-        return bytes(self.out[TIMESTAMP_SIZE:TIMESTAMP_SIZE + n])
+        return bytes(self.out[PAYLOAD_OFFSET:PAYLOAD_OFFSET + n])
 
     def state(self):
         window = self.receiver._window

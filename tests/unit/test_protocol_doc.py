@@ -16,16 +16,29 @@ def test_key_and_session_id():
     assert session.to_bytes(8, "big").hex() == VECTORS["session id"]
 
 
-@pytest.mark.parametrize("name, payload", [("keepalive", ""), ("packet", "packet")])
-def test_datagrams_seal_and_open(name, payload):
+@pytest.mark.parametrize("name, payload, datagram", [("keepalive", "", "keepalive"),
+                                                      ("packet", "packet", "datagram"),
+                                                      ("segment", "segment", "segment datagram")])
+def test_datagrams_seal_and_open(name, payload, datagram):
     key = doc.derive_key(VECTORS["password"])
     session = int(VECTORS["session id"], 16)
     counter, timestamp = int(VECTORS[name + " counter"]), int(VECTORS[name + " timestamp"])
+    flags = int(VECTORS[name + " flags"])
     packet = bytes.fromhex(VECTORS[payload]) if payload else b""
-    datagram = doc.seal(key, session, counter, timestamp, packet)
-    assert datagram.hex() == VECTORS["datagram" if payload else "keepalive"]
-    assert len(datagram) == 36 + len(packet)
-    assert doc.open_datagram(key, datagram) == (session, counter, timestamp, packet)
+    sealed = doc.seal(key, session, counter, timestamp, packet, flags)
+    assert sealed.hex() == VECTORS[datagram]
+    assert len(sealed) == 37 + len(packet)
+    assert doc.open_datagram(key, sealed) == (session, counter, timestamp, flags, packet)
+
+
+def test_a_partial_checksum_is_completed_as_the_page_says_and_as_the_tunnel_does():
+    from tomato_gevent.vpn.offload import complete_partial
+
+    segment = bytes.fromhex(VECTORS["segment"])
+    assert doc.complete_checksum(segment).hex() == VECTORS["segment completed"]
+    completed = bytearray(segment)
+    complete_partial(completed)
+    assert completed.hex() == VECTORS["segment completed"]
 
 
 def test_every_byte_is_authenticated():

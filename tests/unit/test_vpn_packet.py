@@ -11,9 +11,10 @@ from hypothesis import strategies as st
 
 from tomato_gevent.errors import BadPacket
 from tomato_gevent.vpn import packet
-from tomato_gevent.vpn.packet import (BACKENDS, DEFAULT_BACKEND, HEADER_SIZE, NONCE_SIZE, OVERHEAD,
-                                      REJECT_AFTER_MESSAGES, TAG_SIZE, TIMESTAMP_SIZE, CounterExhausted, Sealer,
-                                      make_session_id, session_start_ms)
+from tomato_gevent.vpn.packet import (BACKENDS, DEFAULT_BACKEND, FLAG_CHECKSUM_PARTIAL, FLAGS_OFFSET, FLAGS_SIZE,
+                                      HEADER_SIZE, NONCE_SIZE, OVERHEAD, PAYLOAD_OFFSET, REJECT_AFTER_MESSAGES,
+                                      TAG_SIZE, TIMESTAMP_SIZE, CounterExhausted, Sealer, make_session_id,
+                                      session_start_ms)
 from tomato_gevent.vpn.replay import WINDOW_SIZE
 from tomato_gevent.vpn.session import Receiver
 
@@ -23,28 +24,30 @@ BACKEND_NAMES = sorted(BACKENDS)
 ANY_TIME_SECONDS = 2 ** 65 / 1000       # a -pvt wider than any 64-bit timestamp
 
 
-def open_datagram(datagram, key=PASSWORD_KEY, backend=DEFAULT_BACKEND):
-    """(session id, counter, timestamp, payload) of one datagram, opened by a fresh Receiver."""
+def open_datagram(datagram, key=PASSWORD_KEY, backend=DEFAULT_BACKEND, with_flags=False):
+    """(session id, counter, timestamp, payload[, flags]) of one datagram, opened by a fresh Receiver."""
     receiver = Receiver(key, ANY_TIME_SECONDS, None, backend)
     out = bytearray(max(len(datagram), OVERHEAD))
     size = receiver.open_into(datagram, out, 0, 0.0)
     _, counter = struct.unpack_from(">QI", datagram)
     timestamp, = struct.unpack_from(">Q", out)
-    return receiver.session_id, counter, timestamp, bytes(out[TIMESTAMP_SIZE:TIMESTAMP_SIZE + size])
+    opened = receiver.session_id, counter, timestamp, bytes(out[PAYLOAD_OFFSET:PAYLOAD_OFFSET + size])
+    return opened + (out[FLAGS_OFFSET],) if with_flags else opened
 
-# Pinned datagrams (protocol v2): the protocol must not change silently (both backends must
+# Pinned datagrams (protocol v3): the protocol must not change silently (both backends must
 # produce these, and test_layout_matches_plain_aes_gcm rebuilds them from docs/protocol.md's "The datagram").
-VECTORS = [
-    (0, 1700000000123, b"",
-     "018bcfe56800beef00000000bd649c2ac021225026215ddcfbd59c06c8d27ae3303c6e3c"),
-    (1, 1700000000124, bytes(range(60)),
-     "018bcfe56800beef00000001e4f18510ca0a47f788d371f5c81f3d9f3f34fae0fe8133c6682b98ae171441fb0ebd4a7c8de5c4aa"
-     "9a7bfdd8e8be19b0507fe67074c28f1ae1b426c63d13b750dc65c622271d0ceb0daae226928b1f6f3b79a9d6"),
+VECTORS = [     # counter, timestamp, flags, payload, datagram
+    (0, 1700000000123, 0, b"",
+     "018bcfe56800beef00000000bd649c2ac02122505a386e5076eb3c6b941d8d60af43f30d61"),
+    (1, 1700000000124, FLAG_CHECKSUM_PARTIAL, bytes(range(60)),
+     "018bcfe56800beef00000001e4f18510ca0a47f789d272f4cf1e3e9e3035f9e1f98030c7772a9baf101542fa01bc497d8ae4c7aba57"
+     "afed9efbf1ab15f7ee57173c38c1bfeb525c73a12b451d364c5237594c1c9c876043e000a8e9378403c6123"),
 ]
 
 
 def test_overhead_within_the_seeds_44_bytes():
-    assert OVERHEAD == HEADER_SIZE + TIMESTAMP_SIZE + TAG_SIZE == 36
+    assert OVERHEAD == HEADER_SIZE + TIMESTAMP_SIZE + FLAGS_SIZE + TAG_SIZE == 37
+    assert FLAGS_OFFSET == TIMESTAMP_SIZE and PAYLOAD_OFFSET == FLAGS_OFFSET + FLAGS_SIZE
     assert OVERHEAD <= 44
     assert 1500 - 40 - 8 - OVERHEAD >= 1408
 
@@ -56,7 +59,7 @@ def test_header_is_the_gcm_nonce():
 
 
 def test_password_key_is_scrypt_with_documented_parameters():
-    expected = hashlib.scrypt(b"pwd1", salt=b"tomato-vpn v2 password", n=2 ** 15, r=8, p=1,
+    expected = hashlib.scrypt(b"pwd1", salt=b"tomato-vpn v3 password", n=2 ** 15, r=8, p=1,
                               maxmem=64 * 1024 * 1024, dklen=32)
     assert packet.derive_password_key("pwd1") == expected
     assert packet.derive_password_key("pwd2") != expected
@@ -66,9 +69,9 @@ def test_layout_matches_plain_aes_gcm():
     """docs/protocol.md's datagram layout, written out with a one-shot AES-GCM call, as an independent reference."""
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-    for counter, timestamp, payload, expected in VECTORS:
+    for counter, timestamp, flags, payload, expected in VECTORS:
         header = struct.pack(">QI", SESSION_ID, counter)
-        sealed = AESGCM(PASSWORD_KEY).encrypt(header, struct.pack(">Q", timestamp) + payload, header)
+        sealed = AESGCM(PASSWORD_KEY).encrypt(header, struct.pack(">QB", timestamp, flags) + payload, header)
         assert (header + sealed).hex() == expected
 
 
@@ -84,13 +87,13 @@ def test_session_id_orders_by_start_time():
 @pytest.mark.parametrize("backend", BACKEND_NAMES)
 def test_fixed_vectors(backend):
     sealer = Sealer(PASSWORD_KEY, SESSION_ID, BACKENDS[backend])
-    for counter, timestamp, payload, expected in VECTORS:
+    for counter, timestamp, flags, payload, expected in VECTORS:
         assert sealer.counter == counter
-        assert sealer.seal(payload, timestamp).hex() == expected
-    for counter, timestamp, payload, expected in VECTORS:
+        assert sealer.seal(payload, timestamp, flags).hex() == expected
+    for counter, timestamp, flags, payload, expected in VECTORS:
         for opener_backend in BACKEND_NAMES:
-            assert open_datagram(bytes.fromhex(expected), backend=BACKENDS[opener_backend]) == (
-                SESSION_ID, counter, timestamp, payload)
+            assert open_datagram(bytes.fromhex(expected), backend=BACKENDS[opener_backend], with_flags=True) == (
+                SESSION_ID, counter, timestamp, payload, flags)
 
 
 @settings(max_examples=60, deadline=None)
@@ -147,8 +150,15 @@ def test_counter_increments_and_stops_at_limit():
 
 
 def test_seal_into_writes_in_place_without_copying_the_payload():
-    plain = bytearray(TIMESTAMP_SIZE) + b"ip packet"
+    plain = bytearray(PAYLOAD_OFFSET) + b"ip packet"
     out = bytearray(100)
     size = Sealer(PASSWORD_KEY, SESSION_ID).seal_into(out, memoryview(plain), 42)
     assert size == len(plain) + HEADER_SIZE + TAG_SIZE
     assert open_datagram(bytes(out[:size])) == (SESSION_ID, 0, 42, b"ip packet")
+
+
+def test_seal_into_without_a_timestamp_seals_the_one_plain_holds():
+    plain = bytearray(struct.pack(">QB", 777, FLAG_CHECKSUM_PARTIAL) + b"segment")
+    out = bytearray(100)
+    size = Sealer(PASSWORD_KEY, SESSION_ID).seal_into(out, memoryview(plain))
+    assert open_datagram(bytes(out[:size]), with_flags=True) == (SESSION_ID, 0, 777, b"segment", FLAG_CHECKSUM_PARTIAL)

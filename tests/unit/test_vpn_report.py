@@ -114,6 +114,51 @@ def test_only_authentication_and_clock_refusals_are_diagnosed():
     assert not diagnosed(BadPacket("too short"))
 
 
+class FakeProbe:
+    """versions.VersionProbe's interface: says "tomato-vpn v2" for datagrams starting with b"v2"."""
+
+    def __init__(self):
+        self.asked = []
+
+    def older_version(self, datagram, now):
+        self.asked.append(bytes(datagram))
+        return "tomato-vpn v2" if bytes(datagram).startswith(b"v2") else None
+
+
+def test_an_older_protocol_is_named_with_ours_in_one_line(caplog_info):
+    probe = FakeProbe()
+    r = LinkReport("tun0", PeerEndpoint(fixed=PEER), 10.0, 60.0, describe, now=0.0, wall=lambda: 1.0, versions=probe)
+    for i in range(5):
+        r.refused(BadPacket(AUTHENTICATION_FAILED), PEER, 1.0 + i, b"v2 datagram")
+    assert lines(caplog_info) == ["datagrams from 10.9.0.2:5000 are protocol tomato-vpn v2, this end speaks %s: run "
+                                  "the same version on both ends" % PROTOCOL]
+    assert PROTOCOL == "tomato-vpn v3"
+
+
+def test_the_probe_is_asked_only_about_the_peers_failed_datagrams(caplog_info):
+    probe = FakeProbe()
+    r = LinkReport("tun0", PeerEndpoint(fixed=PEER), 10.0, 60.0, describe, now=0.0, wall=lambda: 1.0, versions=probe)
+    r.refused(BadPacket(AUTHENTICATION_FAILED), ("192.0.2.9", 5000), 1.0, b"v2 from a stranger")
+    r.refused(TimestampRefused(60_000), PEER, 2.0, b"v2 but a clock problem")
+    r.refused(BadPacket(AUTHENTICATION_FAILED), PEER, 3.0, b"wrong password")
+    assert probe.asked == [b"wrong password"]
+    assert "check the passwords" in lines(caplog_info)[-1]
+
+
+def test_a_v2_keepalive_too_short_for_v3_is_recognised_and_other_short_ones_stay_quiet(caplog_info):
+    """A v2 keepalive has 36 bytes, one less than v3's minimum: refused as short before any
+    crypto, and the probe still names the version (an idle v2 peer sends nothing else)."""
+    from tomato_gevent.vpn.session import SHORT_DATAGRAM
+
+    assert diagnosed(BadPacket(SHORT_DATAGRAM))
+    probe = FakeProbe()
+    r = LinkReport("tun0", PeerEndpoint(fixed=PEER), 10.0, 60.0, describe, now=0.0, wall=lambda: 1.0, versions=probe)
+    r.refused(BadPacket(SHORT_DATAGRAM), PEER, 1.0, b"short junk")
+    assert lines(caplog_info) == []
+    r.refused(BadPacket(SHORT_DATAGRAM), PEER, 2.0, b"v2 keepalive")
+    assert "are protocol tomato-vpn v2" in lines(caplog_info)[-1]
+
+
 def test_every_change_of_the_peers_address_is_logged(caplog_info):
     """Issue 24 item 8: a roaming peer's second change within a minute was a DEBUG line."""
     endpoint = PeerEndpoint(forget_after=60.0)

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tomato_gevent.errors import BadPacket
-from tomato_gevent.vpn.packet import (DEFAULT_BACKEND, HEADER_SIZE, MAX_DATAGRAM_SIZE, OVERHEAD, TIMESTAMP_SIZE,
+from tomato_gevent.vpn.packet import (DEFAULT_BACKEND, HEADER_SIZE, MAX_DATAGRAM_SIZE, OVERHEAD, PAYLOAD_OFFSET,
                                       make_session_id, session_start_ms)
 from tomato_gevent.vpn.replay import WINDOW_SIZE
 from tomato_gevent.vpn.session import PeerEndpoint, Receiver, SendSession, TimestampRefused, new_sealer
@@ -36,7 +36,7 @@ class Me:
 
     def open(self, datagram, now_ms=T0, now_mono=100.0):
         n = self.receiver.open_into(datagram, self.out, now_ms, now_mono)
-        return bytes(self.out[TIMESTAMP_SIZE:TIMESTAMP_SIZE + n])
+        return bytes(self.out[PAYLOAD_OFFSET:PAYLOAD_OFFSET + n])
 
     def refuses(self, datagram, reason=None, now_ms=T0, now_mono=100.0):
         before = (self.receiver.session_id, self.receiver._last_accept)
@@ -186,7 +186,7 @@ def test_new_sealer_is_strictly_newer():
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.one_of(st.binary(max_size=100), st.binary(min_size=36, max_size=1600),
+@given(st.one_of(st.binary(max_size=100), st.binary(min_size=OVERHEAD, max_size=1600),
                  st.integers(0, 70000).map(lambda n: b"\xab" * n)))
 def test_any_datagram_refused_cleanly_and_state_unchanged(garbage):
     peer, me = Peer(), Me()
@@ -252,7 +252,7 @@ def test_own_session_id_refused_even_if_it_authenticates():
     first = mine.sealer.session_id
     me.refuses(mine.sealer.seal(b"mine", T0), "own session id (reflected datagram)")
     out = bytearray(100)
-    size = mine.seal_into(out, bytearray(TIMESTAMP_SIZE + 4), T0)       # counter exhausted: a newer session
+    size = mine.seal_into(out, bytearray(PAYLOAD_OFFSET + 4), T0)       # counter exhausted: a newer session
     assert mine.sealer.session_id > first
     me.refuses(bytes(out[:size]), "own session id (reflected datagram)")     # the new id is refused as well
     assert me.receiver.session_id == peer.session_id

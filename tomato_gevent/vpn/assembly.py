@@ -57,10 +57,11 @@ def open_transport(kind, bind, peer_address, offloads, receiver, drops, http_pro
 
 
 def build_link(args, peer_address, tun, transport, sending, receiver, drops, stop_event=None, clock=SYSTEM_CLOCK,
-               silent_after=None):
+               silent_after=None, versions=None):
     """The Link: the peer endpoint (-pa/-d, -avt), the MSS ceilings (--mss-fix, by default
-    from the device's MTU) and the parts built above."""
+    from the device's MTU) and the parts built above; versions: a versions.VersionProbe that
+    names the peer's older protocol in the log."""
     endpoint = PeerEndpoint(fixed=peer_address, forget_after=args.avt)
     return Link(tun, transport, sending, receiver, endpoint, drops, keepalive=args.keepalive, clock=clock,
                 stop_event=stop_event, silent_after=silent_after, peer_host=args.pa[0] if args.pa else None,
-                keep_warm=args.keep_warm, mss=ceilings_for(args.mss_fix, tun.current_mtu))
+                keep_warm=args.keep_warm, mss=ceilings_for(args.mss_fix, tun.current_mtu), versions=versions)

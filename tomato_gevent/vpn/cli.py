@@ -37,6 +37,7 @@ from .packet import OVERHEAD, derive_password_key
 from .scheduler import WARM_AFTER_TRAFFIC_SECONDS
 from .status import format_status
 from .tun import TunDevice, device_addresses
+from .versions import VersionProbe, derive_old_key
 
 log = logging.getLogger(__name__)
 
@@ -217,10 +218,11 @@ def _run(args, silent_after=None):
         transport = open_transport(args.transport, bind, peer_address, offloads, receiver, drops, http_proxy, args.pa,
                                    proxy_authorization)
         try:
-            with TunDevice(args.I, addrs=args.addr, mtu=args.mtu, vnet_hdr=offloads,
+            with TunDevice(args.I, addrs=args.addr, mtu=args.mtu, vnet_hdr=offloads, tso=offloads,
                            created_mtu=CREATED_DEVICE_MTU) as tun:
                 link = build_link(args, peer_address, tun, transport, sending, receiver, drops, stop_requested,
-                                  silent_after=silent_after)
+                                  silent_after=silent_after,
+                                  versions=VersionProbe(_old_key_in_background(peer_password)))
                 if args.pa is not None and http_proxy is None:
                     peer_name = PeerResolver(args.pa, bind)
                 return _serve(args, link, peer_name, stop_requested, http_proxy)
@@ -229,6 +231,13 @@ def _run(args, silent_after=None):
     finally:
         for handler in handlers:
             handler.cancel()
+
+
+def _old_key_in_background(peer_password):
+    """old_key() for versions.VersionProbe: protocol v2's key of the peer password, derived in
+    a thread (scrypt releases the GIL), None until it is ready."""
+    job = gevent.get_hub().threadpool.spawn(derive_old_key, peer_password)
+    return lambda: job.get() if job.ready() else None
 
 
 def _serve(args, link, peer_name, stop_requested, http_proxy=None):

@@ -24,7 +24,7 @@ import gevent
 from gevent.event import Event
 
 from ..errors import TomatoError
-from .packet import OVERHEAD, TIMESTAMP_SIZE
+from .packet import OVERHEAD, PAYLOAD_OFFSET
 from .peerwatch import silence_threshold
 from .report import LinkReport
 from .scheduler import WARM_AFTER_TRAFFIC_SECONDS, Scheduler
@@ -42,7 +42,7 @@ SYSTEM_CLOCK = Clock(time.time, time.monotonic)
 class Link:
     def __init__(self, tun, transport, sending, receiver, endpoint, drops, keepalive=KEEPALIVE_SECONDS,
                  clock=SYSTEM_CLOCK, stop_event=None, silent_after=None, peer_host=None,
-                 keep_warm=WARM_AFTER_TRAFFIC_SECONDS, mss=None):
+                 keep_warm=WARM_AFTER_TRAFFIC_SECONDS, mss=None, versions=None):
         self.tun = tun
         self.transport = transport
         self.sending = sending
@@ -56,7 +56,7 @@ class Link:
         if silent_after is None:
             silent_after = silence_threshold(keepalive)
         self.report = LinkReport(tun.name, endpoint, receiver.pvt_seconds, silent_after, transport.describe,
-                                 self.started, clock.wall)
+                                 self.started, clock.wall, versions=versions)
         self.scheduler = Scheduler(tun, transport, sending, receiver, endpoint, self.drops, self.report,
                                    clock.wall, clock.mono, announce=self.send_keepalive, keep_warm=keep_warm,
                                    mss=mss)
@@ -136,7 +136,7 @@ class Link:
         if address is None:
             return
         out = bytearray(OVERHEAD)
-        size = self.sending.seal_into(out, bytearray(TIMESTAMP_SIZE), int(self.clock.wall() * 1000))
+        size = self.sending.seal_into(out, bytearray(PAYLOAD_OFFSET), int(self.clock.wall() * 1000))
         self.transport.send(memoryview(out)[:size], address)
 
     def _housekeeping(self):

@@ -1,12 +1,12 @@
 r"""One datagram of the tomato VPN: key derivation, seal and open (pure, no I/O).
 
-Wire layout (protocol v2), integers big-endian, 36 bytes of overhead per packet:
+Wire layout (protocol v3), integers big-endian, 37 bytes of overhead per packet:
 
-    offset 0          8        12                               n-16       n
-           +----------+--------+--------------------------------+----------+
-           |session id|counter | AES-256-GCM ciphertext of      |  GCM tag |
-           |   (8)    |  (4)   | timestamp_ms (8) + IP packet   |   (16)   |
-           +----------+--------+--------------------------------+----------+
+    offset 0          8        12                                           n-16       n
+           +----------+--------+--------------------------------------------+----------+
+           |session id|counter | AES-256-GCM ciphertext of                  |  GCM tag |
+           |   (8)    |  (4)   | timestamp_ms (8) + flags (1) + IP packet   |   (16)   |
+           +----------+--------+--------------------------------------------+----------+
            \_ header = nonce = associated data _/
 
   session id    48-bit start time of the sending process (ms since the epoch)
@@ -18,6 +18,11 @@ Wire layout (protocol v2), integers big-endian, 36 bytes of overhead per packet:
                 newer session, so (key, nonce) repeats only if a session id
                 repeats -- the same condition under which v1's per-session key
                 (HKDF salted with the session id) repeated.
+  flags         bit 0 FLAG_CHECKSUM_PARTIAL: the packet's TCP/UDP checksum field holds
+                only the pseudo-header sum; the sender's kernel built the packet (it
+                never crossed a wire unprotected), the receiver completes the checksum
+                or has its kernel do it, and may merge it without a check (offload.py,
+                coalesce.py). Bits 1-7 reserved: sent as 0, ignored.
   payload       empty = keepalive (authenticates the session and the address).
 
 Why one key and no per-session derivation: a datagram of a session the
@@ -40,9 +45,13 @@ COUNTER_SIZE = NONCE_SIZE - SESSION_ID_SIZE     # 4: session id + counter are th
 COUNTER_OFFSET = SESSION_ID_SIZE
 HEADER_SIZE = SESSION_ID_SIZE + COUNTER_SIZE    # nonce and associated data at once
 TIMESTAMP_SIZE = 8
+FLAGS_OFFSET = TIMESTAMP_SIZE                   # in the plaintext
+FLAGS_SIZE = 1
+PAYLOAD_OFFSET = FLAGS_OFFSET + FLAGS_SIZE      # the IP packet, in the plaintext
+FLAG_CHECKSUM_PARTIAL = 0x01
 TAG_SIZE = 16
 KEY_SIZE = 32                                   # AES-256
-OVERHEAD = HEADER_SIZE + TIMESTAMP_SIZE + TAG_SIZE   # 36 <= the seed's 44
+OVERHEAD = HEADER_SIZE + PAYLOAD_OFFSET + TAG_SIZE   # 37 <= the seed's 44
 MIN_DATAGRAM_SIZE = OVERHEAD                    # a keepalive: empty payload
 MAX_DATAGRAM_SIZE = 65535
 SESSION_RANDOM_BITS = 16
@@ -51,7 +60,7 @@ SESSION_START_BITS = SESSION_ID_SIZE * 8 - SESSION_RANDOM_BITS   # ms fit until 
 # margin, replay.WINDOW_SIZE), and the sender then starts a newer session.
 REJECT_AFTER_MESSAGES = (1 << 8 * COUNTER_SIZE) - (1 << 13) - 1
 
-PROTOCOL = "tomato-vpn v2"                      # the label: v1 and v2 keys differ, so they refuse each other
+PROTOCOL = "tomato-vpn v3"                      # the label: v2 and v3 keys differ, so they refuse each other
 SCRYPT_SALT = PROTOCOL.encode() + b" password"
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2 ** 15, 8, 1    # ~32 MiB and ~0.1 s: deliberately slow
 
@@ -159,18 +168,21 @@ class Sealer:
         self.limit = limit
         self._encrypt_into = backend(password_key).encrypt_into
 
-    def seal_into(self, out, plain, timestamp_ms):
-        """Seal plain = [8 bytes for the timestamp][payload] into out; returns the datagram length.
+    def seal_into(self, out, plain, timestamp_ms=None):
+        """Seal plain = [8 bytes for the timestamp][flags][payload] into out; returns the
+        datagram length.
 
         plain's first TIMESTAMP_SIZE bytes are overwritten with timestamp_ms, so a
-        packet read from the tun at offset TIMESTAMP_SIZE is sealed without a copy.
+        packet read from the tun at offset PAYLOAD_OFFSET is sealed without a copy;
+        None: they already hold it (the scheduler writes it once per batch).
         out must hold len(plain) + HEADER_SIZE + TAG_SIZE bytes and not overlap plain.
         """
         counter = self.counter
         if counter >= self.limit:
             raise CounterExhausted()
         self.counter = counter + 1
-        TIMESTAMP.pack_into(plain, 0, timestamp_ms)
+        if timestamp_ms is not None:
+            TIMESTAMP.pack_into(plain, 0, timestamp_ms)
         HEADER.pack_into(out, 0, self.session_id, counter)
         end = HEADER_SIZE + len(plain) + TAG_SIZE
         if type(out) is not memoryview:
@@ -179,10 +191,11 @@ class Sealer:
         self._encrypt_into(header, plain, header, out[HEADER_SIZE:end])
         return end
 
-    def seal(self, payload, timestamp_ms):
+    def seal(self, payload, timestamp_ms, flags=0):
         """Convenience: the sealed datagram for payload, as bytes."""
-        plain = bytearray(TIMESTAMP_SIZE + len(payload))
-        plain[TIMESTAMP_SIZE:] = payload
+        plain = bytearray(PAYLOAD_OFFSET + len(payload))
+        plain[FLAGS_OFFSET] = flags
+        plain[PAYLOAD_OFFSET:] = payload
         out = bytearray(len(plain) + HEADER_SIZE + TAG_SIZE)
         self.seal_into(out, plain, timestamp_ms)
         return bytes(out)

@@ -6,9 +6,12 @@ whether that is worth a line:
                                       "tunnel IFACE up" on the first authenticated
                                       datagram, "peer ... back" after a silence, a
                                       new peer session (the peer restarted) every time
-  refused(error, source, now)         an authentication failure or a refused clock
+  refused(error, source, now, datagram)
+                                      an authentication failure or a refused clock
                                       from the peer's address: a throttled warning
-                                      naming the likely mistake (other refusals stay
+                                      naming the likely mistake -- the peer's older
+                                      protocol version when versions.VersionProbe
+                                      recognises the datagram (other refusals stay
                                       DEBUG lines and counters)
   learned(address, now) / forgot(address, now)   dynamic mode's address changes: each
                                       one (a peer flapping between addresses is cut
@@ -21,27 +24,30 @@ import logging
 import time
 
 from .packet import PROTOCOL
-from .session import AUTHENTICATION_FAILED, TimestampRefused
 from .peerwatch import PeerWatch
+from .session import AUTHENTICATION_FAILED, SHORT_DATAGRAM, TimestampRefused
 from .status import clock_skew_message, format_duration
 from .throttle import LogThrottle
 
 log = logging.getLogger(__name__)
+_DIAGNOSED = (AUTHENTICATION_FAILED, SHORT_DATAGRAM)
 
 THROTTLE_SECONDS = 60.0                 # at most one diagnostic line per cause per minute
 ADDRESS_LINES_PER_INTERVAL = 10         # address changes told per THROTTLE_SECONDS; more are counted
 
 
 def diagnosed(error):
-    """True for the refusals LinkReport.refused explains: failed authentication, a refused clock."""
-    return error.reason == AUTHENTICATION_FAILED or isinstance(error, TimestampRefused)
+    """True for the refusals LinkReport.refused explains: failed authentication, a refused clock,
+    and a datagram too short for this version (a v2 keepalive is: 36 bytes)."""
+    return error.reason in _DIAGNOSED or isinstance(error, TimestampRefused)
 
 
 class LinkReport:
     def __init__(self, interface, endpoint, pvt_seconds, silent_after, describe, now, wall=time.time,
-                 throttle_seconds=THROTTLE_SECONDS):
+                 throttle_seconds=THROTTLE_SECONDS, versions=None):
         self.interface = interface
         self.endpoint = endpoint            # PeerEndpoint: whose address counts as "the peer's"
+        self.versions = versions            # versions.VersionProbe or None
         self.pvt_seconds = pvt_seconds
         self.describe = describe            # sockaddr -> text
         self.watch = PeerWatch(silent_after, now)
@@ -67,11 +73,17 @@ class LinkReport:
                      session_id, self._session)
         self._session = session_id
 
-    def refused(self, error, source, now):
-        """A refusal that diagnosed(error) accepts."""
+    def refused(self, error, source, now, datagram=None):
+        """A refusal that diagnosed(error) accepts; datagram: the refused one, if at hand."""
         if not self._from_peer(source):
             return          # noise from elsewhere (scanners, an old peer address): counters only
-        if error.reason == AUTHENTICATION_FAILED:
+        older = None
+        if error.reason in _DIAGNOSED and self.versions is not None and datagram is not None:
+            older = self.versions.older_version(datagram, now)
+        if older is not None:
+            self._throttled("version", now, "datagrams from %s are protocol %s, this end speaks %s: run the same "
+                                            "version on both ends", self.describe(source), older, PROTOCOL)
+        elif error.reason == AUTHENTICATION_FAILED:
             self._throttled("auth", now, "datagrams from %s fail authentication: check the passwords, that -pp "
                                          "here matches -lp there, and that both ends run the same protocol version "
                                          "(%s)", self.describe(source), PROTOCOL)

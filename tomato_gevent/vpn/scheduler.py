@@ -4,13 +4,17 @@ One greenlet (Scheduler.run) drains whichever side is readable:
   drain_tun   read the tun until EAGAIN (bounded batch), lower the MSS of a TCP SYN
               (mss.py), seal each packet straight into a batch buffer, hand the
               batch to the transport (one send per run of equal-size datagrams
-              where it can batch)
+              where it can batch). With the tun's offloads (tun.py, offload.py) a
+              read may be a TCP super-packet: it is cut into segments in place, each
+              sealed with the "checksum partial" flag, and a partial checksum on a
+              single packet is kept and flagged too
   drain_net   let the transport receive until drained (bounded); open each datagram
               (Receiver.open_into: auth, -pvt, replay, session), learn the peer
               (dynamic mode), lower the MSS of a TCP SYN, write the payload to the
               tun -- with a vnet header,
               through TcpCoalescer, which writes consecutive TCP segments as one GSO
-              packet -- then drain_tun at once: the answer to what was written is
+              packet, trusting flagged segments and verifying the others -- then
+              drain_tun at once: the answer to what was written is
               often already there
 It waits in the gevent hub while the link is idle and in a native epoll_wait around
 packets (warming the path only where that pays): see run() and warmth.py. Protocol decisions are made in session.py / packet.py; a refused
@@ -21,7 +25,6 @@ import logging
 import os
 import time
 
-import gevent
 from gevent import get_hub
 from gevent.hub import Waiter
 from gevent.monkey import get_original
@@ -29,17 +32,22 @@ from gevent.monkey import get_original
 from ..errors import BadPacket, TomatoError
 from .coalesce import TcpCoalescer
 from .mss import SYN_FLAGS_OFFSET_IPV4, SYN_FLAGS_OFFSET_IPV6, TCP_SYN, clamp_mss
-from .packet import HEADER_SIZE, MAX_DATAGRAM_SIZE, OVERHEAD, TAG_SIZE, TIMESTAMP_SIZE, CounterExhausted
+from .offload import OffloadError, complete_partial, split
+from .packet import (FLAG_CHECKSUM_PARTIAL, FLAGS_OFFSET, HEADER_SIZE, MAX_DATAGRAM_SIZE, OVERHEAD, PAYLOAD_OFFSET,
+                     TAG_SIZE, TIMESTAMP, TIMESTAMP_SIZE, CounterExhausted)
 from .report import diagnosed
 from .session import Receiver, new_sealer
 from .throttle import LogThrottle as RateLimitedWarnings
-from .vnet import VNET_HDR_SIZE, is_offloaded
+from .vnet import VIRTIO_NET_HDR_F_NEEDS_CSUM, VNET_HDR_SIZE
 from .warmth import (HUB_INTERVAL_SECONDS, LINGER_SECONDS, WARM_AFTER_TRAFFIC_SECONDS, WARM_INTERVAL_SECONDS,
                      Density, Rhythm)
 
 log = logging.getLogger(__name__)
 
-DRAIN_BATCH = 64                        # tun packets per wakeup before yielding to the other direction
+DRAIN_BATCH = 64                        # tun reads per wakeup before yielding to the other direction
+MAX_TUN_READ = 65536 + 64               # a super-packet (the tun's gso_max_size), with room to spare
+# What goes in front of each packet sealed: the timestamp (packed once per drain) and the flags.
+PARTIAL_FLAGS, COMPLETE_FLAGS = bytes([FLAG_CHECKSUM_PARTIAL]), bytes([0])
 
 _READ = 1                               # libev io watcher event
 _EPOLLIN = 1
@@ -200,17 +208,17 @@ class Scheduler:
                 timer.close()
 
     def _tun_drainer(self):
-        """drain_tun(): read the tun until EAGAIN or DRAIN_BATCH packets, seal them into one
-        batch buffer and send it; True when the tun was drained. Waits only for room in
-        the transport's send buffer."""
+        """drain_tun(): read the tun until EAGAIN or DRAIN_BATCH reads, seal what was read
+        into one batch buffer and send it; True when the tun was drained. Waits only for
+        room in the transport's send buffer."""
         tun_fd = self.tun.fd
-        plain = bytearray(MAX_DATAGRAM_SIZE)        # [timestamp slot][IP packet read from the tun]
+        plain = bytearray(PAYLOAD_OFFSET + MAX_TUN_READ)    # [timestamp slot][flags][what the tun read]
         plain_view = memoryview(plain)
-        read_into = [plain_view[TIMESTAMP_SIZE:MAX_DATAGRAM_SIZE - HEADER_SIZE - TAG_SIZE]]
+        read_into = [plain_view[PAYLOAD_OFFSET:]]
         vnet_hdr = self.tun.vnet_hdr
         if vnet_hdr:
-            # Without TUNSETOFFLOAD the kernel hands over whole packets: the header is
-            # zero or says DATA_VALID (checksum already verified) and is skipped (vnet.py).
+            # The header is zero or says DATA_VALID (checksum verified: an ordinary packet),
+            # or, with the tun's offloads, NEEDS_CSUM and/or GSO: offload.split cuts those.
             vnet_header = bytearray(VNET_HDR_SIZE)
             read_into.insert(0, vnet_header)
         max_batch_bytes, max_batch_count = self.transport.max_batch_bytes, self.transport.max_batch_count
@@ -221,20 +229,21 @@ class Scheduler:
         send, send_batch = self.transport.send, self.transport.send_batch
         mss = self.mss
         mss4, mss6 = mss or (0, 0)
-        packet_start = TIMESTAMP_SIZE
+        packet_start = PAYLOAD_OFFSET
         syn4, syn6 = packet_start + SYN_FLAGS_OFFSET_IPV4, packet_start + SYN_FLAGS_OFFSET_IPV6
-        trickle = True          # the last drain read at most one packet
+        trickle = True          # the last drain sealed at most one packet
+        tag_header_size = HEADER_SIZE + TAG_SIZE
 
         def drain_tun():
             nonlocal trickle
             address = endpoint.address
             seal_into = sending.sealer.seal_into    # looked up per batch: a new session replaces it
-            now_ms = int(wall() * 1000)
-            size = count = segment = 0
+            stamp = TIMESTAMP.pack(int(wall() * 1000))     # every packet of this drain carries it
+            partial_prefix, complete_prefix = stamp + PARTIAL_FLAGS, stamp + COMPLETE_FLAGS
+            size = count = segment = sealed_count = 0
             drained = False
             first = trickle
-            reads = 0
-            for reads in range(DRAIN_BATCH):
+            for _ in range(DRAIN_BATCH):
                 try:
                     n = readv(tun_fd, read_into)
                 except BlockingIOError:
@@ -242,46 +251,65 @@ class Scheduler:
                     break
                 except OSError as e:
                     raise TomatoError("reading %s failed: %s" % (self.tun.name, e.strerror)) from None
+                partial = offloaded = 0
                 if vnet_hdr:
                     n -= VNET_HDR_SIZE
-                    if is_offloaded(vnet_header):   # partial checksum / GSO; DATA_VALID is fine
-                        drops["offloaded packet from tun"] += 1
-                        continue
-                if address is None:
-                    drops["no peer address"] += 1
-                    continue
+                    partial = vnet_header[0] & VIRTIO_NET_HDR_F_NEEDS_CSUM
+                    offloaded = partial or vnet_header[1]
                 if mss is not None:
                     # mss.may_be_syn, inlined (a call per packet would cost more than the test): the
                     # TCP flags byte at its offset for IPv4 without options (the common case) or IPv6.
+                    # A partial checksum does not cover the option yet: only the value changes.
                     version = plain[packet_start]
                     if (plain[syn4] & TCP_SYN if version == 0x45 else plain[syn6] & TCP_SYN if version >> 4 == 6
                             else version >> 4 == 4):
-                        clamp_mss(plain_view[packet_start:packet_start + n], mss4, mss6)
-                sealed = n + OVERHEAD
-                if count and (sealed > segment or size + sealed > max_batch_bytes or count == max_batch_count):
-                    send_batch(batch_view, size, segment, count, address)
-                    size = count = 0
-                if not count:
-                    segment = sealed
-                try:
-                    seal_into(batch_view[size:], plain_view[:TIMESTAMP_SIZE + n], now_ms)
-                except CounterExhausted:
-                    sending.seal_into(batch_view[size:], plain_view[:TIMESTAMP_SIZE + n], now_ms)
-                if first:
-                    # While packets come one at a time (ping, keystrokes), the first goes
-                    # out at once, before the read that finds out whether more are queued.
-                    # Bulk traffic (the last drain read more) is batched from the first.
-                    first = False
-                    send(batch_view[:sealed], address)
+                        clamp_mss(plain_view[packet_start:packet_start + n], mss4, mss6, not partial)
+                if offloaded:
+                    try:
+                        pieces = split(plain, PAYLOAD_OFFSET, PAYLOAD_OFFSET + n, vnet_header, partial_prefix,
+                                       complete_prefix)
+                    except OffloadError:
+                        drops["offloaded packet from tun"] += 1
+                        continue
+                else:
+                    plain[:PAYLOAD_OFFSET] = complete_prefix
+                    pieces = ((0, PAYLOAD_OFFSET + n),)
+                if address is None:
+                    drops["no peer address"] += 1
                     continue
-                size += sealed
-                count += 1
-                if sealed < segment:        # a shorter datagram can only end a GSO batch
-                    send_batch(batch_view, size, segment, count, address)
-                    size = count = 0
+                for start, end in pieces:
+                    # A super-packet's segments are written in place, each in front of its
+                    # payload: one is valid until the next is asked for (offload.cut).
+                    sealed = end - start + tag_header_size
+                    if sealed > MAX_DATAGRAM_SIZE:
+                        drops["oversized packet from tun"] += 1
+                        continue
+                    if count and (sealed > segment or size + sealed > max_batch_bytes or count == max_batch_count):
+                        send_batch(batch_view, size, segment, count, address)
+                        size = count = 0
+                    if not count:
+                        segment = sealed
+                    try:
+                        seal_into(batch_view[size:], plain_view[start:end])
+                    except CounterExhausted:
+                        sending.seal_into(batch_view[size:], plain_view[start:end])
+                        seal_into = sending.sealer.seal_into
+                    sealed_count += 1
+                    if first:
+                        # While packets come one at a time (ping, keystrokes), the first goes
+                        # out at once, before the read that finds out whether more are queued.
+                        # Bulk traffic (the last drain sealed more) is batched from the first.
+                        first = False
+                        send(batch_view[:sealed], address)
+                        continue
+                    size += sealed
+                    count += 1
+                    if sealed < segment:        # a shorter datagram can only end a GSO batch
+                        send_batch(batch_view, size, segment, count, address)
+                        size = count = 0
             if count:
                 send_batch(batch_view, size, segment, count, address)
-            trickle = reads <= 1           # reads counts the packets before EAGAIN
+            trickle = sealed_count <= 1
             return drained
 
         return drain_tun
@@ -296,7 +324,7 @@ class Scheduler:
         receiver, endpoint, drops, report = self.receiver, self.endpoint, self.drops, self.report
         write, describe = os.write, self.transport.describe
         debug = log.isEnabledFor(logging.DEBUG)
-        payload_start = TIMESTAMP_SIZE
+        payload_start = PAYLOAD_OFFSET
         coalescer = self.coalescer
         dynamic = endpoint.dynamic
         mss = self.mss
@@ -316,7 +344,7 @@ class Scheduler:
                 if debug:
                     log.debug("dropped %d-byte datagram from %s: %s", len(datagram), describe(source), e.reason)
                 if diagnosed(e):
-                    report.refused(e, source, now_mono)
+                    report.refused(e, source, now_mono, datagram)
                 return False
             accepted += 1
             accepted_bytes += n
@@ -329,12 +357,18 @@ class Scheduler:
                 version = plain[payload_start]      # the same cheap test as in drain_tun
                 if (plain[syn4] & TCP_SYN if version == 0x45 else plain[syn6] & TCP_SYN if version >> 4 == 6
                         else version >> 4 == 4):
-                    clamp_mss(plain_view[payload_start:payload_start + n], mss4, mss6)
+                    # A segment flagged "checksum partial" carries the pseudo-header sum only.
+                    clamp_mss(plain_view[payload_start:payload_start + n], mss4, mss6,
+                              not plain_view[FLAGS_OFFSET] & FLAG_CHECKSUM_PARTIAL)
             if n and coalescer is not None:
-                coalescer.add(plain_view[payload_start:payload_start + n])
+                coalescer.add(plain_view[payload_start:payload_start + n],
+                              plain_view[FLAGS_OFFSET] & FLAG_CHECKSUM_PARTIAL)
             elif n:
+                packet = plain_view[payload_start:payload_start + n]
+                if plain_view[FLAGS_OFFSET] & FLAG_CHECKSUM_PARTIAL:
+                    complete_partial(packet)        # a tun without vnet headers: completed here
                 try:
-                    write(tun_fd, plain_view[payload_start:payload_start + n])
+                    write(tun_fd, packet)
                 except BlockingIOError:
                     drops["tun full"] += 1
                 except OSError as e:
@@ -361,7 +395,11 @@ class Scheduler:
                     peer_session = receiver.session_id
                     if self.announce is not None:
                         self.announce()
-            if coalescer is not None:
+            if coalescer is not None and (drained or not accepted):
+                # Cut short by the datagram bound (udp.DRAIN_DATAGRAMS) while packets flow, the
+                # drain leaves the packet being merged open: the next drain, at once, goes on
+                # with it, and merges stay as large as when drains were long. A drain that
+                # accepted nothing (a flood of forged datagrams) closes it.
                 coalescer.flush()
             if accepted:
                 # What was just written to the tun is often answered at once: the kernel

@@ -7,7 +7,7 @@ is followed by a strictly newer one.
 Receiving (Receiver.open_into, the one decoder of packet.py's layout: the tunnel, the
 tests and bench/crypto_bench.py all open datagrams with it), in this order --
 authenticate before you remember:
-  1. framing: 36 .. 65535 bytes, else BadPacket.
+  1. framing: 37 .. 65535 bytes, else BadPacket.
   2. a session id other than the current one is refused before any crypto if it
      is our own send session id (a datagram of ours reflected back: refused even
      if it would authenticate), if it starts in the future (more than -pvt ahead
@@ -81,7 +81,7 @@ class SendSession:
         self._new_sealer = new_sealer
         self.sealer = new_sealer(None)
 
-    def seal_into(self, out, plain, timestamp_ms):
+    def seal_into(self, out, plain, timestamp_ms=None):
         try:
             return self.sealer.seal_into(out, plain, timestamp_ms)
         except CounterExhausted:
@@ -111,7 +111,8 @@ class Receiver:
     def open_into(self, datagram, out, now_ms, now_mono):
         """Open one datagram into out (timestamp + payload); returns the payload length.
 
-        The payload is out[TIMESTAMP_SIZE:TIMESTAMP_SIZE + length]; 0 = keepalive.
+        The payload is out[PAYLOAD_OFFSET:PAYLOAD_OFFSET + length], its flags
+        out[FLAGS_OFFSET]; length 0 = keepalive.
         Raises BadPacket (reason) and changes nothing if the datagram is refused.
         """
         size = len(datagram)
