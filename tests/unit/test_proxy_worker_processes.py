@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from tests.netns.nsutil import free_port, wait_for
+from tests.support import free_port, wait_for
 from tests.unit.proxy_procs import (DEADLINE_SECONDS, Proxy, listening_fds, owner_of,
                                     watched_fds)
 
@@ -151,7 +151,7 @@ def test_max_clients_holds_for_the_whole_proxy(proxy_with_workers):
             if not data:
                 closed.add(client)
         return len(closed) >= CLIENTS - 4
-    wait_for(refused, DEADLINE_SECONDS, what="%d clients refused" % (CLIENTS - 4))
+    wait_for(refused, timeout=DEADLINE_SECONDS, what="%d clients refused" % (CLIENTS - 4))
     assert all(answers[c].startswith(b"HTTP/1.1 503 ") for c in closed)
     held = [c for c in clients if c not in closed]
     assert len(held) == 4 and not any(answers[c] for c in held)
