@@ -23,9 +23,11 @@ datagram is counted by reason, logged at DEBUG and never answered.
 import errno
 import logging
 import os
+import select
 import time
 
 from gevent import get_hub
+from gevent.core import READ
 from gevent.hub import Waiter
 from gevent.monkey import get_original
 
@@ -37,7 +39,7 @@ from .packet import (FLAG_CHECKSUM_PARTIAL, FLAGS_OFFSET, HEADER_SIZE, MAX_DATAG
                      TAG_SIZE, TIMESTAMP, TIMESTAMP_SIZE, CounterExhausted)
 from .report import diagnosed
 from .session import Receiver, new_sealer
-from .throttle import LogThrottle as RateLimitedWarnings
+from .throttle import LogThrottle
 from .vnet import VIRTIO_NET_HDR_F_NEEDS_CSUM, VNET_HDR_SIZE
 from .warmth import (HUB_INTERVAL_SECONDS, LINGER_SECONDS, WARM_AFTER_TRAFFIC_SECONDS, WARM_INTERVAL_SECONDS,
                      Density, Rhythm)
@@ -49,8 +51,6 @@ MAX_TUN_READ = 65536 + 64               # a super-packet (the tun's gso_max_size
 # What goes in front of each packet sealed: the timestamp (packed once per drain) and the flags.
 PARTIAL_FLAGS, COMPLETE_FLAGS = bytes([FLAG_CHECKSUM_PARTIAL]), bytes([0])
 
-_READ = 1                               # libev io watcher event
-_EPOLLIN = 1
 _NET_READY, _TUN_READY = 1, 2
 
 
@@ -72,7 +72,7 @@ class Scheduler:
         self.drops = drops
         self.report = report        # report.LinkReport: what is worth a log line
         self.announce = announce    # announce(): tell the peer our session (a keepalive)
-        self.warn = RateLimitedWarnings(log)
+        self.warn = LogThrottle(log)
         self.wall, self.mono = wall, mono
         self.keep_warm = keep_warm  # seconds after traffic spent in the warm epoll loop (0: none)
         self.mss = mss              # (IPv4, IPv6) MSS ceilings of TCP SYNs both ways, None: untouched
@@ -81,8 +81,8 @@ class Scheduler:
         # With a vnet header, accepted TCP segments go to the tun through the coalescer.
         self.coalescer = TcpCoalescer(self._write_frame) if tun.vnet_hdr else None
         loop = get_hub().loop
-        self._net_read = loop.io(transport.fileno(), _READ)
-        self._tun_read = loop.io(tun.fd, _READ)
+        self._net_read = loop.io(transport.fileno(), READ)
+        self._tun_read = loop.io(tun.fd, READ)
 
     def close(self):
         for watcher in (self._net_read, self._tun_read):
@@ -115,7 +115,7 @@ class Scheduler:
         hub_turn = hub.loop.timer(0.0)
         epoll = get_original("select", "epoll")()      # gevent's monkey patching hides it
         for fd in (net_fd, tun_fd, hub_fd):
-            epoll.register(fd, _EPOLLIN)
+            epoll.register(fd, select.EPOLLIN)
         poll, mono, wait = epoll.poll, time.monotonic, hub.wait
         keep_warm = self.keep_warm
         density, rhythm = Density(), Rhythm()

@@ -38,6 +38,7 @@ import time
 
 import gevent
 from gevent import get_hub
+from gevent.core import WRITE
 from gevent.event import Event
 from gevent.monkey import get_original
 from gevent.socket import wait_read, wait_write
@@ -49,7 +50,7 @@ from .framing import FRAME_HEADER_SIZE, FrameSplitter, frame_header, frame_iovec
 from .http_connect import ProxyAuthRequired, connect_request, parse_connect_reply
 from .packet import MIN_DATAGRAM_SIZE
 from .sockets import open_bound_socket
-from .throttle import LogThrottle as RateLimitedWarnings
+from .throttle import LogThrottle
 from .transport import DatagramTransport
 
 log = logging.getLogger(__name__)
@@ -70,9 +71,7 @@ PROXY_REPLY_CHUNK = 4096
 LOG_INTERVAL_SECONDS = 10.0             # connected/lost/reconnecting lines: at most LOG_BURST
 LOG_BURST = 6                           # of them per peer host in this interval (then DEBUG)
 
-_WRITE = 2                              # libev io watcher event
 _SESSION_COUNTER = struct.Struct(">QI")  # a sealed datagram's header: session id, counter (packet.py)
-_EPOLLIN = select.EPOLLIN
 
 
 def open_tcp_listener(address):
@@ -101,7 +100,7 @@ class Connection(ConnectionState):
         self.pending = bytearray()          # accepted for sending, not yet taken by the kernel
         self.flusher = None
         self.closed = Event()
-        self.writable = get_hub().loop.io(self.fd, _WRITE)
+        self.writable = get_hub().loop.io(self.fd, WRITE)
 
     def __repr__(self):
         return "<%s %s>" % ("to" if self.outgoing else "from", format_address(self.peer))
@@ -130,11 +129,11 @@ class TcpTransport(DatagramTransport):
         self._by_fd = {}
         self.connections_opened = 0
         self._epoll = get_original("select", "epoll")()
-        self._epoll.register(listener.fileno(), _EPOLLIN)
+        self._epoll.register(listener.fileno(), select.EPOLLIN)
         self._changed = Event()             # a connection closed: the dialler re-checks
         self._greenlets = []
         self._announce = None
-        self._events = RateLimitedWarnings(log, interval=LOG_INTERVAL_SECONDS, level=logging.INFO,
+        self._events = LogThrottle(log, interval=LOG_INTERVAL_SECONDS, level=logging.INFO,
                                            burst=LOG_BURST)
 
     # -- interface ---------------------------------------------------------------------
@@ -256,7 +255,7 @@ class TcpTransport(DatagramTransport):
 
     def _resume_accepting(self):
         self._greenlets = [g for g in self._greenlets if not g.dead]
-        self._epoll.register(self.listener.fileno(), _EPOLLIN)
+        self._epoll.register(self.listener.fileno(), select.EPOLLIN)
 
     def _authenticated(self, conn, now, header):
         first = not conn.authenticated
@@ -342,7 +341,7 @@ class TcpTransport(DatagramTransport):
         conn = Connection(sock, peer, outgoing, self.mono())
         self.connections_opened += 1
         self._by_fd[conn.fd] = conn
-        self._epoll.register(conn.fd, _EPOLLIN)
+        self._epoll.register(conn.fd, select.EPOLLIN)
         return conn
 
     def _close(self, conn, reason, quiet=False):
