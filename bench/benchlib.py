@@ -154,7 +154,7 @@ class BenchLab(Lab):
                 raise Unavailable("%s exited with status %s: %s" % (what, proc.returncode, log_tail(proc)))
             return predicate()
         try:
-            return wait_for(check, timeout, interval=0.1, what=what)
+            return wait_for(check, timeout=timeout, interval=0.1, what=what)
         except AssertionError as exc:
             raise Unavailable("%s: %s; log: %s" % (what, exc, log_tail(proc))) from None
 
