@@ -49,6 +49,14 @@ class Figure:
     note: str = ""
     tomato_na: str = ""             # reason when tomato is None
     reference_na: str = ""          # reason when reference is None
+    target: float = None            # the ratio an issue asks for: at least it (HIGHER), at most it (LOWER)
+
+    @property
+    def target_met(self):
+        """True/False once there is a ratio to hold against the target, else None."""
+        if self.target is None or self.ratio is None:
+            return None
+        return self.ratio >= self.target if self.better == HIGHER else self.ratio <= self.target
 
     @property
     def ratio(self):
@@ -59,6 +67,7 @@ class Figure:
     def to_json(self):
         data = asdict(self)
         data["ratio"] = self.ratio
+        data["target_met"] = self.target_met
         return data
 
 
