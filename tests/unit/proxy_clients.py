@@ -3,7 +3,8 @@ raw HTTP over one connection, a SOCKS5 handshake, a UDP association. Shared help
 here because no test module imports another."""
 from gevent import socket
 
-from tomato_gevent.proxy import http, socks5
+from tomato_gevent.http1 import http
+from tomato_gevent.proxy import socks5
 
 from .proxy_doubles import DEADLINE_SECONDS
 

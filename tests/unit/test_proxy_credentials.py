@@ -18,7 +18,7 @@ from tomato_gevent.proxy import socks5, socks_session
 from tomato_gevent.proxy.access_log import AccessLog
 from tomato_gevent.proxy.auth import parse_auth_lines
 from tomato_gevent.rules import Action
-from tomato_gevent.proxy.upstream_auth import basic_authorization, split_userinfo
+from tomato_gevent.http1.upstream_auth import basic_authorization, split_userinfo
 from tomato_gevent.vpn.http_connect import ProxyAuthRequired, connect_request, parse_connect_reply
 from tomato_gevent.vpn.tcp import TcpTransport, open_tcp_listener
 

@@ -14,8 +14,9 @@ from gevent import socket
 from gevent.server import StreamServer
 
 from tomato_gevent.errors import NextHopError
-from tomato_gevent.proxy import chunked, http, server as server_mod
-from tomato_gevent.proxy.http import Framing
+from tomato_gevent.http1 import chunked, http
+from tomato_gevent.http1.http import Framing
+from tomato_gevent.proxy import server as server_mod
 from tomato_gevent.rules import Action
 
 from .proxy_doubles import DEADLINE_SECONDS, LOOPBACK, FakeResolver, wait_for

@@ -20,10 +20,11 @@ import gevent
 from ..cli_common import (OneLineParser, hostport_arg, parse_hostport, positive_float, positive_int, program_name,
                           run_cli, setup_logging)
 from ..errors import ConfigError
+from ..http1 import upstream_auth
 from ..netutil import format_address, ip_literal
 from ..rules import Action, RuleSet, load_rule_files
 from ..sdnotify import notify
-from . import client_policy, interfaces, loop_guard, socks_session, upstream_auth
+from . import client_policy, interfaces, loop_guard, socks_session
 from .access_log import AccessLog
 from .auth import load_auth_file
 from .outbound import CONNECT_TIMEOUT_SECONDS, IDLE_TIMEOUT_SECONDS, TUNNEL_IDLE_TIMEOUT_SECONDS

@@ -24,8 +24,8 @@ from gevent.event import Event
 from ..cli_common import (OneLineParser, hostport_arg, number_arg, positive_float, print_output, program_name,
                           read_secret, run_cli, setup_logging)
 from ..errors import ConfigError
+from ..http1 import upstream_auth
 from ..netutil import format_address
-from ..proxy import upstream_auth
 from ..sdnotify import notify
 from .assembly import build_link, build_sessions, offloads_wanted, open_transport
 from .control import ControlError, ControlServer, default_path, query
