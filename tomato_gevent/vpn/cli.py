@@ -148,21 +148,6 @@ def _http_proxy_arg(text):
     return hostport_arg(hostport) + (userinfo,)
 
 
-def _http_proxy_authorization(args):
-    """Proxy-Authorization for --http-proxy (None without credentials); leaves
-    args.http_proxy as (host, port)."""
-    if args.http_proxy is None:
-        if args.http_proxy_auth_file is not None:
-            raise ConfigError("--http-proxy-auth-file needs --http-proxy")
-        return None
-    args.http_proxy, userinfo = args.http_proxy[:2], args.http_proxy[2]
-    if args.http_proxy_auth_file is not None:
-        if userinfo is not None:
-            raise ConfigError("--http-proxy has credentials and --http-proxy-auth-file gives them too: give one")
-        userinfo = upstream_auth.read_userinfo(args.http_proxy_auth_file, "HTTP proxy credentials")
-    return upstream_auth.basic_authorization(userinfo) if userinfo is not None else None
-
-
 def check_passwords(local_password, peer_password):
     """Refuse an empty password, and one password for both directions: nothing in a datagram
     says which way it travels, so with equal passwords a host opens its own datagrams
@@ -178,7 +163,9 @@ def _run(args, silent_after=None):
     local_password = read_secret(args.lp, args.local_password_file, "TOMATO_LOCAL_PASSWORD", "local password")
     peer_password = read_secret(args.pp, args.peer_password_file, "TOMATO_PEER_PASSWORD", "peer password")
     check_passwords(local_password, peer_password)
-    proxy_authorization = _http_proxy_authorization(args)
+    args.http_proxy, proxy_authorization = upstream_auth.authorization(
+        args.http_proxy, args.http_proxy_auth_file, "--http-proxy", "--http-proxy-auth-file",
+        "HTTP proxy credentials")
     if args.http_proxy is not None and (args.transport != "tcp" or args.pa is None):
         raise ConfigError("--http-proxy needs --transport tcp and -pa (the side that dials)")
     # Signals are caught from here on, so a stop during start-up still restores a
