@@ -33,7 +33,6 @@ import errno
 import logging
 import os
 import select
-import struct
 import time
 
 import gevent
@@ -48,7 +47,7 @@ from ..netutil import format_address
 from .connections import ConnectionRules, ConnectionState
 from .framing import FRAME_HEADER_SIZE, FrameSplitter, frame_header, frame_iovecs
 from .http_connect import ProxyAuthRequired, connect_request, parse_connect_reply
-from .packet import MIN_DATAGRAM_SIZE
+from .packet import HEADER, MIN_DATAGRAM_SIZE
 from .sockets import open_bound_socket
 from .throttle import LogThrottle
 from .transport import DatagramTransport
@@ -71,7 +70,6 @@ PROXY_REPLY_CHUNK = 4096
 LOG_INTERVAL_SECONDS = 10.0             # connected/lost/reconnecting lines: at most LOG_BURST
 LOG_BURST = 6                           # of them per peer host in this interval (then DEBUG)
 
-_SESSION_COUNTER = struct.Struct(">QI")  # a sealed datagram's header: session id, counter (packet.py)
 
 
 def open_tcp_listener(address):
@@ -175,7 +173,7 @@ class TcpTransport(DatagramTransport):
         RECEIVES_PER_DRAIN chunks), deliver every complete frame; True when drained."""
         poll, listen_fd, by_fd, rules, drops = self._epoll.poll, self.listener.fileno(), self._by_fd, \
             self.rules, self.drops
-        header_of = _SESSION_COUNTER.unpack_from
+        header_of = HEADER.unpack_from
 
         def receive():
             drained = True
