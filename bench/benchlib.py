@@ -49,6 +49,14 @@ class Figure:
     note: str = ""
     tomato_na: str = ""             # reason when tomato is None
     reference_na: str = ""          # reason when reference is None
+    target: float = None            # the ratio an issue asks for: at least it (HIGHER), at most it (LOWER)
+
+    @property
+    def target_met(self):
+        """True/False once there is a ratio to hold against the target, else None."""
+        if self.target is None or self.ratio is None:
+            return None
+        return self.ratio >= self.target if self.better == HIGHER else self.ratio <= self.target
 
     @property
     def ratio(self):
@@ -59,6 +67,7 @@ class Figure:
     def to_json(self):
         data = asdict(self)
         data["ratio"] = self.ratio
+        data["target_met"] = self.target_met
         return data
 
 
@@ -154,7 +163,7 @@ class BenchLab(Lab):
                 raise Unavailable("%s exited with status %s: %s" % (what, proc.returncode, log_tail(proc)))
             return predicate()
         try:
-            return wait_for(check, timeout, interval=0.1, what=what)
+            return wait_for(check, timeout=timeout, interval=0.1, what=what)
         except AssertionError as exc:
             raise Unavailable("%s: %s; log: %s" % (what, exc, log_tail(proc))) from None
 

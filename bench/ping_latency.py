@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import benchlib  # noqa: E402
 import vpn_bench  # noqa: E402
 from benchlib import BenchLab, log  # noqa: E402
-from vpn_bench import OPENVPN, TOMATO, VpnLab  # noqa: E402
+from vpn_bench import COLD_PING_SECONDS, OPENVPN, TOMATO, WARM_PING_SECONDS, VpnLab  # noqa: E402
 
 
 def main(argv=None):
@@ -41,10 +41,9 @@ def main(argv=None):
         results = {s: {"rtt 0.2": [], "rtt 1": [], "cpu 0.2": []} for s in (TOMATO, OPENVPN)}
         for i in range(args.rounds):
             for system in ((TOMATO, OPENVPN) if i % 2 == 0 else (OPENVPN, TOMATO)):
-                before = len(vpn.cpu_during_ping.get(system, []))
-                warm = vpn.ping_avg_ms(system, args.count, 0.2)
-                cpu = vpn.cpu_during_ping[system][before]
-                cold = vpn.ping_avg_ms(system, max(3, args.count // 4), 1.0)
+                warm = vpn.ping_avg_ms(system, args.count, WARM_PING_SECONDS)
+                cpu = vpn.cpu_during_ping[WARM_PING_SECONDS][system][-1]
+                cold = vpn.ping_avg_ms(system, max(3, args.count // 4), COLD_PING_SECONDS)
                 log("round %d %-8s rtt@0.2s %.3f ms  rtt@1s %.3f ms  cpu@5pings/s %.3f %%",
                     i + 1, system, warm, cold, cpu)
                 results[system]["rtt 0.2"].append(warm)

@@ -99,6 +99,13 @@ def _short(reason):
     return reason if len(reason) <= MAX_REASON_CHARS else reason[:MAX_REASON_CHARS - 3] + "..."
 
 
+def target_text(fig):
+    """The row's target as the Notes show it: "target ≥ 1.50×: met" (or missed, or no verdict without a ratio)."""
+    text = "target %s %.2f×" % ("≤" if fig.better == LOWER else "≥", fig.target)
+    met = fig.target_met
+    return text if met is None else "%s: %s" % (text, "met" if met else "missed")
+
+
 def render_markdown(meta, figures):
     tools = ", ".join("%s %s" % item for item in meta["tools"].items())
     lines = [
@@ -114,7 +121,8 @@ def render_markdown(meta, figures):
         "",
         "Every reference was measured in the same run as tomato's figure, the systems alternating "
         "round by round; each cell is the best round. Ratio = tomato / reference: above 1.0 is better "
-        "for rates, below 1.0 is better where the figure says *lower is better*.",
+        "for rates, below 1.0 is better where the figure says *lower is better*. A *target* in the notes is the "
+        "ratio an open issue asks for (the VPN's: issue 19).",
         "",
         "| Section | Figure | tomato | Reference | Ratio | Notes |",
         "|---|---|---:|---:|---:|---|",
@@ -123,7 +131,8 @@ def render_markdown(meta, figures):
         ref_name = " (%s)" % fig.reference_name if fig.reference_name else ""
         name = fig.name + (" *(lower is better)*" if fig.better == LOWER else "")
         ratio = fig.ratio
-        notes = [fig.note] if fig.note else []
+        notes = [target_text(fig)] if fig.target is not None else []
+        notes += [fig.note] if fig.note else []
         if fig.tomato is None and fig.tomato_na:
             notes.append("tomato " + fig.tomato_na)
         if fig.reference is None and fig.reference_na and fig.reference_na != "n/a":
@@ -146,10 +155,12 @@ SETUPS = [
     "time and `peer-fingerprint`, `disable-dco`, `tun-mtu 1400`, `sndbuf`/`rcvbuf` 4 MiB. Both tunnels "
     "run side by side for the whole section. Idle CPU: both processes of a tunnel, a few seconds "
     "without traffic (after tomato's 2 s keep-warm window), and during the ping rounds. "
-    "TCP: `iperf3 -c` single stream; RTT: `ping -i 0.2`; "
+    "TCP: `iperf3 -c` single stream, and `iperf3 -c --bidir` (one stream each way at once, the row's "
+    "figure is the sum of both directions' received rates); RTT: `ping -i 0.2`, and `ping -i 1` (ping's "
+    "default interval: cold); "
     "UDP: `iperf3 -u -l 64 -b 0` (received packets/s). CPU per packet: CPU time of each tunnel "
     "process during the TCP run / (TCP payload / MSS), ACKs included; CPU times come from the "
-    "scheduler's nanosecond counters (/proc/PID/task/*/schedstat).",
+    "scheduler's nanosecond count of each process, ended threads included (its CPU-time clock).",
     "- **VPN over TCP**: A (10.9.1.1) and B (10.9.2.2) routed through a router namespace R; A's and B's "
     "veths without TSO/UDP segmentation offload, so R forwards single packets. Four tunnels side by "
     "side: tomato over UDP and with `--transport tcp` (both sides dialling, the seed's command lines), "

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """`make bench`: every benchmark, each figure next to its reference from the same run.
 
-    .venv/bin/python bench/run.py            # full run (root; about 5 minutes)
+    .venv/bin/python bench/run.py            # full run (root; about 11 minutes)
     .venv/bin/python bench/run.py --quick    # short runs, results in bench/out/
     .venv/bin/python bench/run.py --only vpn,crypto
     .venv/bin/python bench/run.py --only proxy --quick --rounds 1 --seconds 1   # a smoke run

@@ -46,6 +46,63 @@ def test_markdown_shows_values_ratio_and_na_reason():
     assert "abc1234" in text and "`make bench`" in text
 
 
+@pytest.mark.parametrize("better, ratio_tomato, verdict", [
+    (HIGHER, 160.0, "target ≥ 1.50×: met"), (HIGHER, 140.0, "target ≥ 1.50×: missed"),
+    (LOWER, 60.0, "target ≤ 0.60×: met"), (LOWER, 61.0, "target ≤ 0.60×: missed"),
+    (LOWER, None, "target ≤ 0.60×"),                # no ratio, no verdict
+])
+def test_markdown_puts_the_target_and_its_verdict_first_in_the_notes(better, ratio_tomato, verdict):
+    target = 1.5 if better == HIGHER else 0.6
+    fig = Figure("VPN", "x", "u", better, tomato=ratio_tomato, reference=100.0, target=target, note="raw veth: 1")
+    assert fig.target_met is (None if ratio_tomato is None else verdict.endswith(": met"))
+    assert fig.to_json()["target_met"] is fig.target_met
+    meta = {"date_utc": "d", "duration_s": 1, "commit": "c", "machine": "m", "tools": {}, "command": "c",
+            "quick": True}
+    row = next(line for line in report.render_markdown(meta, [fig]).splitlines() if line.startswith("| VPN"))
+    assert row.endswith("| %s; raw veth: 1 |" % verdict)
+
+
+BIDIR_REPORT = {"end": {  # trimmed from `iperf3 -c ... --bidir -J` (iperf 3.12)
+    "sum_sent": {"bits_per_second": 4.61e9, "sender": True},
+    "sum_received": {"bits_per_second": 4.57e9, "sender": True},
+    "sum_sent_bidir_reverse": {"bits_per_second": 8.19e9, "sender": False},
+    "sum_received_bidir_reverse": {"bits_per_second": 8.16e9, "sender": False}}}
+
+
+def test_bidir_reads_both_receivers_and_refuses_a_one_way_report():
+    import vpn_bench
+    assert vpn_bench.parse_bidir_mbit(BIDIR_REPORT) == (pytest.approx(4570.0), pytest.approx(8160.0))
+    one_way = {"end": {k: v for k, v in BIDIR_REPORT["end"].items() if "bidir" not in k}}
+    with pytest.raises(Unavailable, match="no reverse direction"):
+        vpn_bench.parse_bidir_mbit(one_way)
+
+
+def test_bidir_note_shows_each_systems_best_round_split():
+    import vpn_bench
+    note = vpn_bench.bidir_split_note({vpn_bench.TOMATO: [(700.0, 650.0), (800.0, 600.0)],
+                                       vpn_bench.OPENVPN: [(500.4, 480.6)], vpn_bench.VETH: [(9e3, 9e3)]})
+    assert note == "tomato B->A 800 + A->B 600 Mbit/s; OpenVPN B->A 500 + A->B 481 Mbit/s"
+    assert vpn_bench.bidir_split_note({vpn_bench.TOMATO: []}) == ""
+
+
+PING_OUT = """PING 10.0.1.1 (10.0.1.1) 56(84) bytes of data.
+
+--- 10.0.1.1 ping statistics ---
+10 packets transmitted, 10 received, 0% packet loss, time 9013ms
+rtt min/avg/max/mdev = 0.301/0.375/0.512/0.061 ms
+"""
+
+
+def test_ping_summary_gives_the_average_or_the_reason():
+    import vpn_bench
+    assert vpn_bench.parse_ping_avg_ms(PING_OUT) == pytest.approx(0.375)
+    lost = PING_OUT.replace("10 received, 0%", "0 received, 100%").rsplit("rtt", 1)[0]
+    with pytest.raises(Unavailable, match="100% packet loss"):
+        vpn_bench.parse_ping_avg_ms(lost)
+    with pytest.raises(Unavailable, match="no output"):
+        vpn_bench.parse_ping_avg_ms("")
+
+
 @pytest.mark.parametrize("value, text", [(None, "n/a"), (123456.7, "123 457"), (45.67, "45.7"),
                                          (4.567, "4.57"), (0.1234, "0.123")])
 def test_fmt_number(value, text):
@@ -132,6 +189,22 @@ def test_cpu_of_a_process_counts_its_ended_threads():
     worker.join()                   # ended: gone from /proc/PID/task, its time is not
     assert cpu_between(before, cpu_sample(os.getpid())) >= 0.2
     assert cpu_between({1: 1.0}, {1: 1.5, 9: 0.25}) == pytest.approx(0.75)   # 9 started in between
+
+
+def test_vpn_cpu_of_a_tunnel_process_counts_its_ended_threads():
+    import os
+    import threading
+    import vpn_bench
+
+    def spin():
+        deadline = time.thread_time() + 0.2
+        while time.thread_time() < deadline:
+            pass
+    before = vpn_bench.cpu_seconds(os.getpid())
+    worker = threading.Thread(target=spin)
+    worker.start()
+    worker.join()                   # summing /proc/PID/task/*/schedstat would miss it (negative idle CPU)
+    assert vpn_bench.cpu_seconds(os.getpid()) - before >= 0.2
 
 
 @pytest.mark.parametrize("cores, workers, proxy_us, rps", [

@@ -9,7 +9,9 @@ both tunnels run side by side for the whole section:
                self-signed certificates + peer-fingerprint, disable-dco,
                tun-mtu 1400, sndbuf/rcvbuf 4 MiB
 
-iperf3 clients run in B against a one-shot iperf3 server in A; pings go B -> A.
+iperf3 clients run in B against a one-shot iperf3 server in A (--bidir: one
+stream each way at once); pings go B -> A, at 0.2 s intervals and at ping's
+default 1 s (cold).
 Rounds alternate the order of the systems (A B C, C B A, ...) and each figure
 keeps the best round. A system that fails to come up is n/a with the reason.
 
@@ -23,14 +25,13 @@ veths do no TCP/UDP segmentation offload there, so what R forwards (and netem
 drops) are single packets, as on a real wire, not 64 KiB GSO batches.
 """
 import json
-import os
 import re
 import subprocess
 import time
-from pathlib import Path
 
 from benchlib import (HIGHER, LOWER, BenchLab, Figure, Unavailable, best, log, log_tail,  # noqa: F401
                       na_reason, tool_argv, run_rounds)
+from procstat import process_cpu_seconds
 
 VETH_A, VETH_B = "10.9.0.1", "10.9.0.2"
 TOMATO_A, OPENVPN_A = "10.0.1.1", "10.0.2.1"
@@ -51,9 +52,15 @@ TUNNEL = {TOMATO: ("udp", TOMATO_PORT), TOMATO_TCP: ("tcp", TOMATO_PORT + 1),
           OPENVPN: ("udp", OPENVPN_PORT), OPENVPN_TCP: ("tcp", OPENVPN_PORT + 1)}
 ROUTED_A, ROUTED_B = "10.9.1.1", "10.9.2.2"
 LOSS_PERCENT = 1
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 # TCP payload per full-size segment inside a 1400-byte tun MTU: IPv4 20 + TCP 20 + timestamps 12.
 TCP_MSS_BYTES = TUN_MTU - 20 - 20 - 12
+WARM_PING_SECONDS = 0.2     # 5 pings/s
+COLD_PING_SECONDS = 1.0     # ping's default interval
+# Ratios tomato / OpenVPN that issue 19 asks for: at least (HIGHER rows), at most (LOWER rows).
+TARGET_TCP, TARGET_BIDIR = 2.0, 1.5
+TARGET_CPU_SENDING, TARGET_CPU_RECEIVING = 0.5, 0.6
+TARGET_RTT_WARM, TARGET_RTT_COLD, TARGET_CPU_PINGS = 1.0, 1.5, 5.0
+TARGET_UDP_PPS, TARGET_LOSS_UDP = 1.0, 1.0
 
 
 def b_side(system):
@@ -88,7 +95,7 @@ class VpnLab:
         self.procs = {}
         # system -> [(sender-side us/packet, receiver-side us/packet)] per TCP run
         self.cpu_per_packet = {}
-        # system -> [% of a core used by both processes during a ping run] per round
+        # ping interval (s) -> system -> [% of a core used by both processes during a ping run] per round
         self.cpu_during_ping = {}
 
     @property
@@ -217,6 +224,10 @@ class VpnLab:
             self.cpu_per_packet.setdefault(system, []).append((per_side[1], per_side[0]))
         return received["bits_per_second"] / 1e6
 
+    def tcp_bidir_mbit(self, system, seconds):
+        """iperf3 --bidir, one TCP stream each way at once: (B -> A, A -> B) receivers' Mbit/s."""
+        return parse_bidir_mbit(self._iperf(system, ["--bidir"], seconds))
+
     def udp_pps(self, system, seconds, payload=64):
         """iperf3 UDP at unlimited rate with small payloads: (received packets/s, loss %)."""
         report = self._iperf(system, ["-u", "-l", payload, "-b", "0"], seconds)
@@ -224,37 +235,46 @@ class VpnLab:
         received = total["packets"] - total["lost_packets"]
         return received / total["seconds"], total["lost_percent"]
 
-    def ping_avg_ms(self, system, count, interval=0.2):
-        """Average RTT B -> A; also records the tunnel's CPU (% of a core, both processes) meanwhile."""
+    def ping_avg_ms(self, system, count, interval=WARM_PING_SECONDS):
+        """Average RTT B -> A; also records the tunnel's CPU (% of a core, both processes) meanwhile
+        in cpu_during_ping[interval][system]."""
         procs = self.procs.get(system)
         t0 = time.monotonic()
         before = sum(cpu_seconds(p.pid) for p in procs) if procs else None
         done = self.lab.run(self.b, ["ping", "-q", "-c", count, "-i", interval, TARGET[system]],
                             timeout=count * interval + 10)
-        match = re.search(r"= ([\d.]+)/([\d.]+)/([\d.]+)/([\d.]+) ms", done.stdout)
-        if not match:
-            raise Unavailable("ping: %s" % (done.stdout.strip().splitlines()[-1:] or ["no output"])[0])
+        average = parse_ping_avg_ms(done.stdout)
         if procs:
             used = sum(cpu_seconds(p.pid) for p in procs) - before
-            self.cpu_during_ping.setdefault(system, []).append(used * 100 / (time.monotonic() - t0))
-        return float(match.group(2))
+            self.cpu_during_ping.setdefault(interval, {}).setdefault(system, []).append(
+                used * 100 / (time.monotonic() - t0))
+        return average
+
+
+def parse_bidir_mbit(report):
+    """(client -> server, server -> client) receivers' Mbit/s from `iperf3 -c --bidir -J`'s report."""
+    end = report["end"]
+    try:
+        there, back = end["sum_received"], end["sum_received_bidir_reverse"]
+    except KeyError:
+        raise Unavailable("iperf3 reported no reverse direction (older than 3.7, no --bidir?)") from None
+    return there["bits_per_second"] / 1e6, back["bits_per_second"] / 1e6
+
+
+def parse_ping_avg_ms(output):
+    """The average RTT of `ping -q`'s summary ("rtt min/avg/max/mdev = a/b/c/d ms"), in ms."""
+    match = re.search(r"= ([\d.]+)/([\d.]+)/([\d.]+)/([\d.]+) ms", output)
+    if not match:
+        raise Unavailable("ping: %s" % (output.strip().splitlines()[-1:] or ["no output"])[0])
+    return float(match.group(2))
 
 
 def cpu_seconds(pid):
-    """CPU time of a process so far, all its threads, from the scheduler's nanosecond counters
-    (/proc/PID/task/*/schedstat); the 10 ms clock ticks of /proc/PID/stat are too coarse for
-    a process that wakes for microseconds at a time."""
-    total_ns, found = 0, False
-    for task in Path("/proc/%d/task" % pid).glob("*"):
-        try:
-            total_ns += int((task / "schedstat").read_text().split()[0])
-            found = True
-        except (OSError, ValueError, IndexError):
-            pass
-    if found:
-        return total_ns / 1e9
-    fields = open("/proc/%d/stat" % pid).read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    """CPU time of a process so far, in seconds: the scheduler's nanosecond count over all its
+    threads, ended ones included (procstat.process_cpu_seconds). Summing /proc/PID/task/*/schedstat
+    lost the time of a thread that ended between two samples (an idle figure of -12.8 % of a core);
+    /proc/PID/stat's 10 ms clock ticks are too coarse for a process that wakes for microseconds."""
+    return process_cpu_seconds(pid)
 
 
 def write_openvpn_configs(lab, directory, system=OPENVPN, wan_a=VETH_A, wan_b=VETH_B):
@@ -302,6 +322,7 @@ def run(lab, quick=False, rounds=None):
     tcp_seconds = 3 if quick else 10
     udp_seconds = 2 if quick else 5
     ping_count = 10 if quick else 20
+    cold_ping_count = 5 if quick else 10
     rounds = rounds or (2 if quick else 3)
 
     vpn = VpnLab(lab)
@@ -333,8 +354,8 @@ def run(lab, quick=False, rounds=None):
                  "(tomato keeps its path warm for 2 s after traffic)" % IDLE_SETTLE_SECONDS)
     figures.append(idle)
 
-    def figure(name, unit, better, values, errors, note_fmt=None):
-        fig = Figure("VPN", name, unit, better, reference_name="OpenVPN 2.6")
+    def figure(name, unit, better, values, errors, note_fmt=None, target=None):
+        fig = Figure("VPN", name, unit, better, reference_name="OpenVPN 2.6", target=target)
         fig.tomato_rounds, fig.reference_rounds = values[TOMATO], values[OPENVPN]
         fig.tomato = best(values[TOMATO], better)
         fig.reference = best(values[OPENVPN], better)
@@ -349,11 +370,11 @@ def run(lab, quick=False, rounds=None):
     log("vpn: iperf3 TCP single stream, %d s x %d rounds per system", tcp_seconds, rounds)
     values, errors = run_rounds(vpn, systems, rounds, lambda s: _logged(s, "Mbit/s", vpn.tcp_mbit(s, tcp_seconds)))
     figure("TCP throughput, 1 stream (iperf3 %d s)" % tcp_seconds, "Mbit/s", HIGHER, values, errors,
-           "raw veth: %.0f Mbit/s")
+           "raw veth: %.0f Mbit/s", TARGET_TCP)
 
-    for side, index in (("sending", 0), ("receiving", 1)):
+    for side, index, target in (("sending", 0, TARGET_CPU_SENDING), ("receiving", 1, TARGET_CPU_RECEIVING)):
         fig = Figure("VPN", "CPU time per full-size data packet, %s side (TCP run)" % side, "µs", LOWER,
-                     reference_name="OpenVPN 2.6")
+                     reference_name="OpenVPN 2.6", target=target)
         fig.tomato_rounds = [r[index] for r in vpn.cpu_per_packet.get(TOMATO, [])]
         fig.reference_rounds = [r[index] for r in vpn.cpu_per_packet.get(OPENVPN, [])]
         fig.tomato, fig.reference = best(fig.tomato_rounds, LOWER), best(fig.reference_rounds, LOWER)
@@ -362,20 +383,47 @@ def run(lab, quick=False, rounds=None):
         fig.note = "process CPU time / (TCP payload / %d-byte MSS); includes the ACKs" % TCP_MSS_BYTES
         figures.append(fig)
 
-    log("vpn: ping RTT, %d pings at 0.2 s x %d rounds per system", ping_count, rounds)
+    log("vpn: iperf3 TCP both directions at once (--bidir, 1 stream each way), %d s x %d rounds per system",
+        tcp_seconds, rounds)
+    directions = {}
+
+    def measure_bidir(system):
+        there, back = vpn.tcp_bidir_mbit(system, tcp_seconds)
+        directions.setdefault(system, []).append((there, back))
+        return _logged(system, "Mbit/s (B->A %.0f + A->B %.0f)" % (there, back), there + back)
+
+    values, errors = run_rounds(vpn, systems, rounds, measure_bidir)
+    bidir = figure("TCP throughput, both directions at once (iperf3 --bidir, 1 stream each way, %d s), sum"
+                   % tcp_seconds, "Mbit/s", HIGHER, values, errors, "raw veth: %.0f Mbit/s", TARGET_BIDIR)
+    bidir.note = "; ".join(filter(None, [bidir_split_note(directions), bidir.note]))
+
+    log("vpn: ping RTT, %d pings at %g s x %d rounds per system", ping_count, WARM_PING_SECONDS, rounds)
     values, errors = run_rounds(vpn, systems, rounds, lambda s: _logged(s, "ms", vpn.ping_avg_ms(s, ping_count)))
-    rtt = figure("ping RTT, average of %d" % ping_count, "ms", LOWER, values, errors, "raw veth: %.3f ms")
+    log("vpn: ping RTT, %d pings at %g s (cold) x %d rounds per system", cold_ping_count, COLD_PING_SECONDS, rounds)
+    cold_values, cold_errors = run_rounds(vpn, systems, rounds, lambda s: _logged(
+        s, "ms", vpn.ping_avg_ms(s, cold_ping_count, COLD_PING_SECONDS)))
+    rtt = figure("ping RTT at %g s intervals, average of %d" % (WARM_PING_SECONDS, ping_count), "ms", LOWER,
+                 values, errors, "raw veth: %.3f ms", TARGET_RTT_WARM)
+    cold = figure("ping RTT at %g s intervals (cold: ping's default), average of %d"
+                  % (COLD_PING_SECONDS, cold_ping_count), "ms", LOWER, cold_values, cold_errors,
+                  "raw veth: %.3f ms", TARGET_RTT_COLD)
+    cold_cpu = vpn.cpu_during_ping.get(COLD_PING_SECONDS, {})
+    cold.note = "; ".join(filter(None, [cold.note] + [
+        "%s CPU meanwhile %.3f %% of a core" % (s, best(cold_cpu[s], LOWER)) for s in (TOMATO, OPENVPN)
+        if best(cold_cpu.get(s, []), LOWER) is not None]))
     veth_rtt = best(values[VETH], LOWER)
     if veth_rtt is not None:
-        added = Figure("VPN", "added latency (RTT minus raw veth RTT)", "ms", LOWER, reference_name="OpenVPN 2.6")
+        added = Figure("VPN", "added latency at %g s intervals (RTT minus raw veth RTT)" % WARM_PING_SECONDS, "ms",
+                       LOWER, reference_name="OpenVPN 2.6")
         added.tomato = None if rtt.tomato is None else rtt.tomato - veth_rtt
         added.reference = None if rtt.reference is None else rtt.reference - veth_rtt
         added.tomato_na, added.reference_na = rtt.tomato_na, rtt.reference_na
         figures.append(added)
 
-    light = figure("CPU during the ping run (5 pings/s), both processes", "% of a core", LOWER,
-                   {VETH: [], TOMATO: vpn.cpu_during_ping.get(TOMATO, []),
-                    OPENVPN: vpn.cpu_during_ping.get(OPENVPN, [])}, errors)
+    warm_cpu = vpn.cpu_during_ping.get(WARM_PING_SECONDS, {})
+    light = figure("CPU during the ping run (%g pings/s), both processes" % (1 / WARM_PING_SECONDS), "% of a core",
+                   LOWER, {VETH: [], TOMATO: warm_cpu.get(TOMATO, []), OPENVPN: warm_cpu.get(OPENVPN, [])}, errors,
+                   target=TARGET_CPU_PINGS)
     light.note = "tomato warms its path once before each expected ping (warmth.py); CPU time / wall time"
 
     log("vpn: iperf3 UDP 64-byte payloads, unlimited rate, %d s x %d rounds per system", udp_seconds, rounds)
@@ -388,7 +436,7 @@ def run(lab, quick=False, rounds=None):
 
     values, errors = run_rounds(vpn, systems, max(1, rounds - 1), measure_udp)
     udp = figure("UDP 64-byte packets/s received (iperf3 -u -b 0, %d s)" % udp_seconds, "pkt/s", HIGHER,
-                 values, errors, "raw veth: %.0f pkt/s")
+                 values, errors, "raw veth: %.0f pkt/s", TARGET_UDP_PPS)
     losses = ["%s loss %s %%" % (s, "/".join("%.0f" % x for x in loss[s])) for s in (TOMATO, OPENVPN) if s in loss]
     udp.note = "; ".join(filter(None, [udp.note] + losses))
     return figures
@@ -437,7 +485,19 @@ def run_tcp_transport(lab, quick=False, rounds=None):
         fig = compare("TCP throughput, %g %% loss, %s transport (iperf3 %d s)" % (LOSS_PERCENT, transport, tcp_seconds),
                       tomato, reference, "OpenVPN 2.6 proto %s" % transport.lower(), values, errors)
         fig.note = "loss on the router: " + how
+        fig.target = TARGET_LOSS_UDP if transport == "UDP" else None
     return figures
+
+
+def bidir_split_note(directions):
+    """Each system's two directions in its best --bidir round (the one with the largest sum), for the note:
+    "tomato B->A 700 + A->B 650 Mbit/s; ...". directions: system -> [(B->A, A->B) Mbit/s] per good round."""
+    parts = []
+    for system in (TOMATO, OPENVPN):
+        if directions.get(system):
+            there, back = max(directions[system], key=sum)
+            parts.append("%s B->A %.0f + A->B %.0f Mbit/s" % (system, there, back))
+    return "; ".join(parts)
 
 
 def _logged(system, unit, value):

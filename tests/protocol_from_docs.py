@@ -34,6 +34,7 @@ INITIATION, RESPONSE, CONFIRMATION, DATA = 0x31, 0x32, 0x33, 0x30
 LABEL = b"tomato-vpn v3"
 MAC1_KEY = hashlib.blake2s(LABEL + b" mac1").digest()
 DATA_HEADER = struct.Struct(">BB2xIQ")      # type, flags, reserved, receiver index, counter
+CHECKSUM_PARTIAL = 0x01                     # flag bit 0
 LENGTH = struct.Struct(">H")                # TCP framing
 
 
@@ -93,11 +94,22 @@ def seal(key, receiver, counter, payload=b"", flags=0):
 
 
 def open_data(key, datagram):
-    """(receiver index, counter, payload); raises ValueError or InvalidTag."""
+    """(receiver index, counter, flags, payload); raises ValueError or InvalidTag."""
     if not 32 <= len(datagram) <= 65535 or datagram[0] != DATA:
         raise ValueError("not a data datagram")
-    _, _, receiver, counter = DATA_HEADER.unpack_from(datagram)
-    return receiver, counter, AESGCM(key).decrypt(datagram[4:16], datagram[16:], datagram[:16])
+    _, flags, receiver, counter = DATA_HEADER.unpack_from(datagram)
+    return receiver, counter, flags, AESGCM(key).decrypt(datagram[4:16], datagram[16:], datagram[:16])
+
+
+def complete_checksum(packet):
+    """A packet received with flag bit 0: its TCP/UDP checksum completed as the page says."""
+    packet = bytearray(packet)
+    start = (packet[0] & 15) * 4 if packet[0] >> 4 == 4 else 40
+    protocol = packet[9] if packet[0] >> 4 == 4 else packet[6]
+    at = start + (16 if protocol == 6 else 6)
+    value = checksum(bytes(packet[start:]))
+    packet[at:at + 2] = struct.pack("!H", value or (0xFFFF if protocol == 17 else 0))
+    return bytes(packet)
 
 
 def frame(datagram):
@@ -200,8 +212,10 @@ def run_peer(mode, vpn, own, own_password, vpn_password):
                 keys = {"send": i2r, "open": r2i, "receiver": sender}
                 seen["handshake"] = True
             elif datagram[0] == DATA and keys is not None:
-                receiver, their_counter, packet = open_data(keys["open"], datagram)
+                receiver, their_counter, flags, packet = open_data(keys["open"], datagram)
                 assert receiver == index
+                if flags & CHECKSUM_PARTIAL:
+                    packet = complete_checksum(packet)
                 seen["counters"].append(their_counter)
                 seen["keepalives" if not packet else "packets"] += 1
                 seen["echo_reply"] = seen["echo_reply"] or is_echo_reply(packet)

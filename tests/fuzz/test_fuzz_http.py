@@ -21,7 +21,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tomato_gevent.errors import RemoteProtocolError
-from tomato_gevent.proxy import chunked, http, targets
+from tomato_gevent.http1 import chunked, http, targets
 from tomato_gevent.proxy.server import ProxyServer
 from tomato_gevent.rules import RuleSet, parse_rules
 

@@ -278,7 +278,9 @@ def test_forward_through_a_second_tomato_proxy(two_sites):
     # hidden.test is on B's loopback: the far proxy lets A in only with --allow-private.
     guarded = b.proxy("-r", far_rules, listen="10.77.0.2:1081")
     assert a.status(url("/whoami", host="hidden.test"), proxy="10.77.0.2:1081") == 403
-    assert "destination 127.0.0.1 is a loopback or link-local address" in guarded.output()
+    # The worker logs the refusal as it answers: wait for the line, the answer may come first.
+    wait_for(lambda: "destination 127.0.0.1 is a loopback or link-local address" in guarded.output(),
+             what="the refusal line")
     far = b.proxy("-r", far_rules, "--allow-private", listen="10.77.0.2:1080")
     near_rules = a.rules("a.txt", "direct\tlocal.test\n")
     a.origin(name="A")

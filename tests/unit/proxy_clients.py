@@ -3,7 +3,8 @@ raw HTTP over one connection, a SOCKS5 handshake, a UDP association. Shared help
 here because no test module imports another."""
 from gevent import socket
 
-from tomato_gevent.proxy import http, socks5
+from tomato_gevent.http1 import chunked, http
+from tomato_gevent.proxy import socks5
 
 from .proxy_doubles import DEADLINE_SECONDS
 
@@ -15,8 +16,8 @@ def connect(port, host="127.0.0.1"):
 
 
 class HttpClient:
-    """One client connection; response() reads the next answer head and its Content-Length
-    body (what the proxy itself answers, and the test origins' answers)."""
+    """One client connection to the proxy on port; response() reads the next answer (head and
+    body, by its framing) with the proxy's own parser."""
 
     def __init__(self, port):
         self.sock = connect(port)
@@ -26,27 +27,53 @@ class HttpClient:
         self.sock.sendall(data)
 
     def response(self, method="GET"):
-        """(ResponseHead, body), or None if the proxy closed before a head."""
+        """(ResponseHead, body) of the next answer; None if the proxy closed first."""
         while True:
-            head = http.parse_response_head(self.buf, method)
-            if head is not None:
-                del self.buf[:head.length]
+            resp = http.parse_response_head(self.buf, method)
+            if resp is not None:
+                del self.buf[:resp.length]
                 break
             data = self.sock.recv(65536)
             if not data:
                 return None
             self.buf += data
-        length = head.content_length if head.framing is http.Framing.LENGTH else 0
-        while len(self.buf) < length:
+        if resp.framing is http.Framing.LENGTH:
+            while len(self.buf) < resp.content_length:
+                data = self.sock.recv(65536)
+                if not data:
+                    raise EOFError("closed inside a body")
+                self.buf += data
+            body = bytes(self.buf[:resp.content_length])
+            del self.buf[:resp.content_length]
+        elif resp.framing is http.Framing.CHUNKED:
+            decoder = chunked.ChunkedDecoder()
+            body, data = b"", bytes(self.buf)
+            self.buf.clear()
+            while True:
+                body += b"".join(bytes(p) for p in decoder.feed(data))
+                if decoder.done:
+                    self.buf += decoder.unused
+                    break
+                data = self.sock.recv(65536)
+                if not data:
+                    raise EOFError("closed inside a chunked body")
+        elif resp.framing is http.Framing.UNTIL_CLOSE:
+            body = bytes(self.buf) + self.read_until_close()
+            self.buf.clear()
+        else:
+            body = b""
+        return resp, body
+
+    def read_until_close(self):
+        out = b""
+        while True:
             data = self.sock.recv(65536)
             if not data:
-                raise EOFError("closed inside a body")
-            self.buf += data
-        body = bytes(self.buf[:length])
-        del self.buf[:length]
-        return head, body
+                return out
+            out += data
 
     def closed(self):
+        """True once the proxy closed the connection (nothing more was sent)."""
         return self.sock.recv(1) == b""
 
     def close(self):

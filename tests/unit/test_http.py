@@ -1,12 +1,12 @@
-"""proxy/http.py and chunked.py: request/response heads, hop-by-hop handling, chunked framing."""
+"""http1/http.py and chunked.py: request/response heads, hop-by-hop handling, chunked framing."""
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tomato_gevent.errors import RemoteProtocolError
-from tomato_gevent.proxy import chunked, http
-from tomato_gevent.proxy.chunked import ChunkedDecoder, encode_chunk
-from tomato_gevent.proxy.http import (
+from tomato_gevent.http1 import chunked, http
+from tomato_gevent.http1.chunked import ChunkedDecoder, encode_chunk
+from tomato_gevent.http1.http import (
     MAX_HEAD_BYTES, Framing, parse_request_head,
     parse_response_head, render_request_head, render_response_head, render_simple_response)
 
@@ -113,7 +113,7 @@ def test_field_values_lose_their_surrounding_whitespace_only():
 # regexp in which a blank value matches in several ways tries all their combinations (twelve
 # lines took 19 s). Run in a child limited to 5 s of CPU (a bound, not a timing).
 _SPACES_PROGRAM = """
-from tomato_gevent.proxy.http import MAX_HEAD_BYTES, parse_request_head, parse_response_head
+from tomato_gevent.http1.http import MAX_HEAD_BYTES, parse_request_head, parse_response_head
 filler = b"X: a" + b" " * (MAX_HEAD_BYTES - 200) + b"b\\r\\n"
 assert parse_request_head(b"GET http://a.test/ HTTP/1.1\\r\\n" + filler + b"\\r\\n").headers[0][1][-1:] == b"b"
 assert parse_response_head(b"HTTP/1.1 200 OK\\r\\n" + filler + b"\\r\\n", "GET").status == 200

@@ -43,7 +43,7 @@ def test_data_datagrams_seal_and_open():
     index_a, index_b = int(V["index A"], 16), int(V["index B"], 16)
     data = doc.seal(i2r, index_b, 0, b"hello")
     assert data.hex() == V["data A to B"] and len(data) == 32 + 5
-    assert doc.open_data(i2r, data) == (index_b, 0, b"hello")
+    assert doc.open_data(i2r, data) == (index_b, 0, 0, b"hello")
     keepalive = doc.seal(r2i, index_a, 0)
     assert keepalive.hex() == V["keepalive B to A"]
 
@@ -56,3 +56,17 @@ def test_every_byte_of_a_data_datagram_is_authenticated():
         tampered[i] ^= 1
         with pytest.raises(InvalidTag):
             doc.open_data(key, bytes(tampered))
+
+
+def test_a_segment_with_a_partial_checksum_is_flagged_and_completed_as_the_page_says_and_the_tunnel_does():
+    from tomato_gevent.vpn.offload import complete_partial
+
+    i2r, index_b = h(V["key_i2r"]), int(V["index B"], 16)
+    segment = h(V["segment"])
+    datagram = doc.seal(i2r, index_b, 1, segment, flags=doc.CHECKSUM_PARTIAL)
+    assert datagram.hex() == V["segment A to B"]
+    assert doc.open_data(i2r, datagram) == (index_b, 1, 1, segment)
+    assert doc.complete_checksum(segment).hex() == V["segment completed"]
+    completed = bytearray(segment)
+    complete_partial(completed)
+    assert completed.hex() == V["segment completed"]

@@ -1,48 +1,14 @@
 """bin/proxy as a process, without root: the summary line on SIGUSR1 and at stop, new flags."""
 import signal
 import socket
-import subprocess
-import sys
-import threading
-import time
-from pathlib import Path
 
 import pytest
 
 from tomato_gevent.proxy.cli import build_parser
 from tests.support import free_port
+from tests.unit.proxy_process import ProxyProcess
 
-REPO = Path(__file__).resolve().parents[2]
 DEADLINE_SECONDS = 15.0
-
-
-class Proxy:
-    def __init__(self, *args):
-        self.proc = subprocess.Popen([sys.executable, str(REPO / "bin" / "proxy"), *args],
-                                     stderr=subprocess.PIPE, text=True)
-        self.lines = []
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
-
-    def _read(self):
-        for line in self.proc.stderr:
-            self.lines.append(line.rstrip("\n"))
-
-    def wait_line(self, predicate, what):
-        deadline = time.monotonic() + DEADLINE_SECONDS
-        while time.monotonic() < deadline:
-            for line in list(self.lines):
-                if predicate(line):
-                    return line
-            if self.proc.poll() is not None and not self.reader.is_alive():
-                break
-            time.sleep(0.02)
-        raise AssertionError("no %s in: %s" % (what, "\n".join(self.lines)))
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait()
 
 
 @pytest.fixture
@@ -53,7 +19,7 @@ def proxy_process(tmp_path):
         rules = tmp_path / "rules.txt"
         rules.write_text("block\tads.test\n")
         port = free_port()
-        p = Proxy("-a", "127.0.0.1:%d" % port, "-r", str(rules), *args)
+        p = ProxyProcess("-a", "127.0.0.1:%d" % port, "-r", str(rules), *args)
         started.append(p)
         p.wait_line(lambda line: "listening on" in line, "listening line")
         return p, port

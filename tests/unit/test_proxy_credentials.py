@@ -13,12 +13,13 @@ import pytest
 from gevent import socket
 from gevent.server import StreamServer
 
-from tomato_gevent.errors import RemoteProtocolError
+from tomato_gevent.errors import ConfigError, RemoteProtocolError
+from tomato_gevent.http1 import upstream_auth
 from tomato_gevent.proxy import socks5, socks_session
 from tomato_gevent.proxy.access_log import AccessLog
 from tomato_gevent.proxy.auth import parse_auth_lines
 from tomato_gevent.rules import Action
-from tomato_gevent.proxy.upstream_auth import basic_authorization, split_userinfo
+from tomato_gevent.http1.upstream_auth import basic_authorization, split_userinfo
 from tomato_gevent.vpn.http_connect import ProxyAuthRequired, connect_request, parse_connect_reply
 from tomato_gevent.vpn.tcp import TcpTransport, open_tcp_listener
 
@@ -268,3 +269,20 @@ def test_users_come_from_the_systemd_credential_when_no_auth_file_is_given(tmp_p
     finally:
         proc.terminate()
         proc.communicate(timeout=15)
+
+
+def test_one_flag_and_its_auth_file_give_the_upstream_and_its_authorization(tmp_path):
+    # The proxy's -f/--forward-auth-file and the VPN's --http-proxy/--http-proxy-auth-file
+    # share upstream_auth.authorization: credentials from exactly one of the two.
+    creds = tmp_path / "creds"
+    creds.write_text("alice:s3cret\n")
+    creds.chmod(0o600)
+    flags = ("-f", "--forward-auth-file", "upstream proxy credentials")
+    assert upstream_auth.authorization(None, None, *flags) == (None, None)
+    assert upstream_auth.authorization(("h", 3128, None), None, *flags) == (("h", 3128), None)
+    assert upstream_auth.authorization(("h", 3128, "alice:s3cret"), None, *flags) == (("h", 3128), b"Basic YWxpY2U6czNjcmV0")
+    assert upstream_auth.authorization(("h", 3128, None), str(creds), *flags) == (("h", 3128), b"Basic YWxpY2U6czNjcmV0")
+    with pytest.raises(ConfigError, match="^--forward-auth-file needs -f$"):
+        upstream_auth.authorization(None, str(creds), *flags)
+    with pytest.raises(ConfigError, match="^-f has credentials and --forward-auth-file gives them too: give one$"):
+        upstream_auth.authorization(("h", 3128, "alice:s3cret"), str(creds), *flags)

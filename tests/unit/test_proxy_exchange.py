@@ -4,8 +4,8 @@ import ipaddress
 import pytest
 
 from tomato_gevent.errors import NextHopError, Refused, RemoteProtocolError
+from tomato_gevent.http1.http import Framing, parse_request_head, parse_response_head
 from tomato_gevent.proxy import exchange
-from tomato_gevent.proxy.http import Framing, parse_request_head, parse_response_head
 from tomato_gevent.proxy.resolver import ResolveError
 from tomato_gevent.proxy.stats import Stats
 

@@ -3,9 +3,9 @@ events and answers, no sockets (h11's test_connection style)."""
 import pytest
 
 from tomato_gevent.errors import NextHopError, ProtocolError
-from tomato_gevent.proxy import http
+from tomato_gevent.http1 import http
+from tomato_gevent.http1.http import Framing, parse_request_head, parse_response_head
 from tomato_gevent.proxy.exchange_state import FINAL, INTERIM, RETRY, ExchangeState
-from tomato_gevent.proxy.http import Framing, parse_request_head, parse_response_head
 
 
 def request(text):

@@ -14,10 +14,12 @@ from gevent import socket
 from gevent.server import StreamServer
 
 from tomato_gevent.errors import NextHopError
-from tomato_gevent.proxy import chunked, http, server as server_mod
-from tomato_gevent.proxy.http import Framing
+from tomato_gevent.http1 import chunked
+from tomato_gevent.http1.http import Framing
+from tomato_gevent.proxy import server as server_mod
 from tomato_gevent.rules import Action
 
+from .proxy_clients import HttpClient, get
 from .proxy_doubles import DEADLINE_SECONDS, LOOPBACK, FakeResolver, wait_for
 
 # -- an origin server that speaks just enough HTTP -----------------------------------------
@@ -133,77 +135,11 @@ def connect(proxy):
     return sock
 
 
-class Client:
-    """A client connection to the proxy that reads answers with the proxy's own parser."""
-
-    def __init__(self, proxy):
-        self.sock = connect(proxy)
-        self.buf = bytearray()
-
-    def send(self, data):
-        self.sock.sendall(data)
-
-    def response(self, method="GET"):
-        """(ResponseHead, body) of the next answer; None if the proxy closed first."""
-        while True:
-            resp = http.parse_response_head(self.buf, method)
-            if resp is not None:
-                del self.buf[:resp.length]
-                break
-            data = self.sock.recv(65536)
-            if not data:
-                return None
-            self.buf += data
-        if resp.framing is Framing.LENGTH:
-            while len(self.buf) < resp.content_length:
-                self.buf += self.sock.recv(65536)
-            body = bytes(self.buf[:resp.content_length])
-            del self.buf[:resp.content_length]
-        elif resp.framing is Framing.CHUNKED:
-            decoder = chunked.ChunkedDecoder()
-            body, data = b"", bytes(self.buf)
-            self.buf.clear()
-            while True:
-                body += b"".join(bytes(p) for p in decoder.feed(data))
-                if decoder.done:
-                    self.buf += decoder.unused
-                    break
-                data = self.sock.recv(65536)
-                if not data:
-                    raise EOFError("closed inside a chunked body")
-        elif resp.framing is Framing.UNTIL_CLOSE:
-            body = bytes(self.buf) + self.read_until_close()
-            self.buf.clear()
-        else:
-            body = b""
-        return resp, body
-
-    def read_until_close(self):
-        out = b""
-        while True:
-            data = self.sock.recv(65536)
-            if not data:
-                return out
-            out += data
-
-    def closed(self):
-        """True once the proxy closed the connection (nothing more was sent)."""
-        return self.sock.recv(1) == b""
-
-    def close(self):
-        self.sock.close()
-
-
-def get(host, port, path=b"/", extra=b""):
-    return b"GET http://%s:%d%s HTTP/1.1\r\nHost: %s\r\n%s\r\n" % (
-        host.encode(), port, path, host.encode(), extra)
-
-
 # -- direct, forward, block ------------------------------------------------------------------
 def test_direct_get_reaches_the_origin_in_origin_form(origins, proxies):
     origin = origins()
     proxy = proxies(resolver=FakeResolver({"www.test"}))
-    client = Client(proxy)
+    client = HttpClient(proxy.server_port)
     client.send(get("www.test", origin.port, b"/a?b"))
     resp, body = client.response()
     assert (resp.status, body) == (200, b"hello")
@@ -217,7 +153,7 @@ def test_forward_goes_through_the_upstream_proxy_in_absolute_form(origins, proxi
     upstream = proxies(resolver=FakeResolver({"far.test"}))
     proxy = proxies("forward\tfar.test", resolver=FakeResolver({"upstream.test"}),
                     upstream=("upstream.test", upstream.server_port))
-    client = Client(proxy)
+    client = HttpClient(proxy.server_port)
     client.send(get("far.test", origin.port))
     resp, body = client.response()
     assert (resp.status, body) == (200, b"hello")
@@ -230,7 +166,7 @@ def test_forward_goes_through_the_upstream_proxy_in_absolute_form(origins, proxi
 def test_block_is_403_and_keeps_a_bodyless_connection(origins, proxies):
     origin = origins()
     proxy = proxies("block\tads.test", resolver=FakeResolver({"ads.test", "www.test"}))
-    client = Client(proxy)
+    client = HttpClient(proxy.server_port)
     client.send(get("ads.test", origin.port))
     resp, body = client.response()
     assert resp.status == 403 and b"blocked by proxy rule: ads.test" in body
@@ -244,7 +180,7 @@ def test_block_is_403_and_keeps_a_bodyless_connection(origins, proxies):
 def test_a_zone_on_an_ip_literal_does_not_get_past_a_cidr_block(origins, proxies):
     origin = origins()
     proxy = proxies("block\tcidr:127.0.0.0/8")
-    client = Client(proxy)
+    client = HttpClient(proxy.server_port)
     client.send(b"GET http://127.0.0.1%%1:%d/ HTTP/1.1\r\n\r\n" % origin.port)
     resp, body = client.response()
     # IPv4 has no zones: canonical_host refuses the host (as SOCKS5 does), so no rule is asked.
@@ -257,7 +193,7 @@ def test_http_asks_for_the_canonical_spelling_of_a_literal(proxies):
     # for the resolver, the rules and Host.
     resolver = FakeResolver()
     proxy = proxies(resolver=resolver)
-    client = Client(proxy)
+    client = HttpClient(proxy.server_port)
     client.send(b"GET http://[0:0::1]:80/ HTTP/1.1\r\n\r\n")
     assert client.response()[0].status == 502
     assert resolver.asked == ["::1"]
@@ -265,7 +201,7 @@ def test_http_asks_for_the_canonical_spelling_of_a_literal(proxies):
 
 def test_block_with_a_body_closes_the_connection(proxies):
     proxy = proxies("block\tads.test")
-    client = Client(proxy)
+    client = HttpClient(proxy.server_port)
     client.send(b"POST http://ads.test/ HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc")
     assert client.response()[0].status == 403
     assert client.closed()
@@ -273,7 +209,7 @@ def test_block_with_a_body_closes_the_connection(proxies):
 
 def test_unknown_name_is_502_unreachable_port_502(proxies):
     proxy = proxies(resolver=FakeResolver({"www.test"}))
-    client = Client(proxy)
+    client = HttpClient(proxy.server_port)
     client.send(get("nosuch.test", 80))
     resp, body = client.response()
     assert resp.status == 502 and b"unknown host nosuch.test" in body
@@ -281,7 +217,7 @@ def test_unknown_name_is_502_unreachable_port_502(proxies):
     dead.bind(("127.0.0.1", 0))
     port = dead.getsockname()[1]
     dead.close()
-    client = Client(proxy)
+    client = HttpClient(proxy.server_port)
     client.send(get("www.test", port))
     resp, body = client.response()
     assert resp.status == 502 and b"cannot connect to www.test" in body
@@ -292,7 +228,7 @@ def test_bad_requests_get_their_status_and_one_log_line(proxies, caplog):
     for raw, status in [(b"GET / HTTP/1.1\r\n\r\n", 400),
                         (b"GET http://a.test/ HTTP/2.0\r\n\r\n", 505),
                         (b"GET http://a.test/ HTTP/1.1\r\nX: " + b"a" * 70000, 431)]:
-        client = Client(proxy)
+        client = HttpClient(proxy.server_port)
         client.send(raw)
         assert client.response()[0].status == status
     assert not [r for r in caplog.records if r.exc_info]
@@ -302,7 +238,7 @@ def test_bad_requests_get_their_status_and_one_log_line(proxies, caplog):
 def test_keep_alive_reuses_client_and_origin_connections(origins, proxies):
     origin = origins()
     proxy = proxies(resolver=FakeResolver({"www.test"}))
-    client = Client(proxy)
+    client = HttpClient(proxy.server_port)
     for i in range(3):
         client.send(get("www.test", origin.port, b"/%d" % i))
         assert client.response()[1] == b"hello"
@@ -312,7 +248,7 @@ def test_keep_alive_reuses_client_and_origin_connections(origins, proxies):
 def test_pipelined_requests_are_answered_in_order(origins, proxies):
     origin = origins(lambda head, body: ok(head.split(b" ")[1]))
     proxy = proxies(resolver=FakeResolver({"www.test"}))
-    client = Client(proxy)
+    client = HttpClient(proxy.server_port)
     client.send(get("www.test", origin.port, b"/1") + get("www.test", origin.port, b"/2"))
     assert client.response()[1] == b"/1"
     assert client.response()[1] == b"/2"
@@ -326,7 +262,7 @@ def test_chunked_both_ways_and_until_close_rechunked(origins, proxies):
         return b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil close"
     origin = origins(answer)
     proxy = proxies(resolver=FakeResolver({"www.test"}))
-    client = Client(proxy)
+    client = HttpClient(proxy.server_port)
     client.send(b"POST http://www.test:%d/ HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
                 b"4\r\nbody\r\n0\r\n\r\n" % origin.port)
     resp, body = client.response()
@@ -336,7 +272,7 @@ def test_chunked_both_ways_and_until_close_rechunked(origins, proxies):
     resp, body = client.response()
     # An HTTP/1.1 client gets the until-close body chunked and keeps its connection.
     assert (resp.framing, body, resp.keep_alive) == (Framing.CHUNKED, b"until close", True)
-    client10 = Client(proxy)
+    client10 = HttpClient(proxy.server_port)
     client10.send(b"GET http://www.test:%d/ HTTP/1.0\r\n\r\n" % origin.port)
     resp, body = client10.response()
     assert (resp.framing, body) == (Framing.UNTIL_CLOSE, b"until close")
@@ -345,7 +281,7 @@ def test_chunked_both_ways_and_until_close_rechunked(origins, proxies):
 def test_content_length_body_arriving_later(origins, proxies):
     origin = origins(lambda head, body: ok(body))
     proxy = proxies(resolver=FakeResolver({"www.test"}))
-    client = Client(proxy)
+    client = HttpClient(proxy.server_port)
     client.send(b"POST http://www.test:%d/ HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc" % origin.port)
     gevent.sleep(0)
     client.send(b"defghij")
@@ -355,7 +291,7 @@ def test_content_length_body_arriving_later(origins, proxies):
 def test_expect_100_continue_is_answered_by_the_proxy(origins, proxies):
     origin = origins(lambda head, body: ok(body))
     proxy = proxies(resolver=FakeResolver({"www.test"}))
-    client = Client(proxy)
+    client = HttpClient(proxy.server_port)
     client.send(b"PUT http://www.test:%d/ HTTP/1.1\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n"
                 % origin.port)
     resp, _ = client.response()
@@ -368,11 +304,11 @@ def test_expect_100_continue_is_answered_by_the_proxy(origins, proxies):
 def test_informational_answers_go_to_http11_clients_only(origins, proxies):
     origin = origins(lambda head, body: b"HTTP/1.1 103 Early Hints\r\nLink: </s>\r\n\r\n" + ok(b"x"))
     proxy = proxies(resolver=FakeResolver({"www.test"}))
-    client = Client(proxy)
+    client = HttpClient(proxy.server_port)
     client.send(get("www.test", origin.port))
     assert client.response()[0].status == 103
     assert client.response()[1] == b"x"
-    client10 = Client(proxy)
+    client10 = HttpClient(proxy.server_port)
     client10.send(b"GET http://www.test:%d/ HTTP/1.0\r\n\r\n" % origin.port)
     assert client10.response()[0].status == 200
 
@@ -393,7 +329,7 @@ def test_connect_direct_and_through_the_upstream(proxies, tcp_servers):
                     upstream=("upstream.test", upstream.server_port))
     upstream.outbound.resolver.names.add("far.test")
     for name in ("echo.test", "far.test"):
-        client = Client(proxy)
+        client = HttpClient(proxy.server_port)
         client.send(b"CONNECT %s:%d HTTP/1.1\r\n\r\nearly" % (name.encode(), echo_port))
         assert client.response("CONNECT")[0].status == 200
         client.send(b" late")
@@ -411,7 +347,7 @@ def test_connect_refused_by_the_upstream_is_passed_on(proxies):
     upstream = proxies("block\tfar.test")
     proxy = proxies("forward\tfar.test", resolver=FakeResolver({"upstream.test"}),
                     upstream=("upstream.test", upstream.server_port))
-    client = Client(proxy)
+    client = HttpClient(proxy.server_port)
     client.send(b"CONNECT far.test:443 HTTP/1.1\r\n\r\n")
     resp, body = client.response("GET")
     assert resp.status == 403 and b"blocked by proxy rule" in body
@@ -420,7 +356,7 @@ def test_connect_refused_by_the_upstream_is_passed_on(proxies):
 def test_idle_tunnel_is_closed_after_the_tunnel_idle_timeout(proxies, tcp_servers):
     echo_port = tcp_servers(echo_upper)
     proxy = proxies(resolver=FakeResolver({"echo.test"}), tunnel_idle_timeout=0.2)
-    client = Client(proxy)
+    client = HttpClient(proxy.server_port)
     client.send(b"CONNECT echo.test:%d HTTP/1.1\r\n\r\n" % echo_port)
     assert client.response("CONNECT")[0].status == 200
     client.send(b"x")
@@ -437,7 +373,7 @@ def test_a_busy_direction_keeps_the_tunnel_open(proxies, tcp_servers):
         sock.sendall(b"end")
     port = tcp_servers(slow_talker)
     proxy = proxies(resolver=FakeResolver({"talk.test"}), tunnel_idle_timeout=0.15)
-    client = Client(proxy)
+    client = HttpClient(proxy.server_port)
     client.send(b"CONNECT talk.test:%d HTTP/1.1\r\n\r\n" % port)
     assert client.response("CONNECT")[0].status == 200
     got = bytes(client.buf)
@@ -455,7 +391,7 @@ def test_socks5_first_byte_goes_to_the_socks5_handler(proxies):
         seen.append((first_bytes, context.client, context.outbound.decide("ads.test")))
         sock.sendall(b"\x05\x00")
     proxy = proxies("block\tads.test", socks5_handler=handler)
-    client = Client(proxy)
+    client = HttpClient(proxy.server_port)
     client.send(b"\x05\x01\x00")
     assert client.sock.recv(2) == b"\x05\x00"
     assert seen == [(b"\x05\x01\x00", LOOPBACK, Action.BLOCK)]
@@ -463,7 +399,7 @@ def test_socks5_first_byte_goes_to_the_socks5_handler(proxies):
 
 def test_socks5_without_a_handler_is_closed(proxies):
     proxy = proxies()
-    client = Client(proxy)
+    client = HttpClient(proxy.server_port)
     client.send(b"\x05\x01\x00")
     assert client.closed()
 
@@ -474,7 +410,7 @@ def test_max_clients_answers_503_beyond_it_and_logs_once(proxies, caplog):
     wait_for(lambda: proxy.stats.open_connections == 2, "two open connections")
     with caplog.at_level(logging.WARNING, logger=server_mod.__name__):
         for _ in range(3):
-            client = Client(proxy)
+            client = HttpClient(proxy.server_port)
             assert client.response()[0].status == 503
             assert client.closed()
     assert len([r for r in caplog.records if "max-clients" in r.getMessage()]) == 1
@@ -487,7 +423,7 @@ def test_max_clients_answers_503_beyond_it_and_logs_once(proxies, caplog):
 def test_summary_counts_requests_by_direction_and_class(origins, proxies, caplog):
     origin = origins()
     proxy = proxies("block\tads.test", resolver=FakeResolver({"www.test"}))
-    client = Client(proxy)
+    client = HttpClient(proxy.server_port)
     client.send(get("www.test", origin.port))
     client.response()
     client.send(get("ads.test", 80))
@@ -522,7 +458,7 @@ def test_trailing_dots_do_not_escape_the_rules(origins, proxies, request_line):
                                       "www.example.test", "www.example.test.",
                                       "www.example.test...")})
     proxy = proxies("block\texample.test", resolver=resolver)
-    client = Client(proxy)
+    client = HttpClient(proxy.server_port)
     client.send(request_line + b"\r\nHost: x\r\n\r\n")
     resp = client.response("CONNECT" if request_line.startswith(b"CONNECT") else "GET")[0]
     assert resp.status in (400, 403)
@@ -533,7 +469,7 @@ def test_the_normalised_name_goes_to_resolver_and_origin(origins, proxies):
     origin = origins()
     resolver = FakeResolver({"www.example.test"})
     proxy = proxies(resolver=resolver)
-    client = Client(proxy)
+    client = HttpClient(proxy.server_port)
     client.send(b"GET http://WWW.Example.test.:%d/ HTTP/1.1\r\nHost: x\r\n\r\n" % origin.port)
     assert client.response()[0].status == 200
     assert resolver.asked == ["www.example.test"]
@@ -544,7 +480,7 @@ def test_informational_and_final_answer_in_one_read(origins, proxies):
     # 10.7: the 100 and the 200 arrive in one segment; the proxy must not wait for more.
     origin = origins(lambda head, body: b"HTTP/1.1 100 Continue\r\n\r\n" + ok(b"done"))
     proxy = proxies(resolver=FakeResolver({"www.test"}), idle_timeout=30)
-    client = Client(proxy)
+    client = HttpClient(proxy.server_port)
     client.sock.settimeout(3)
     client.send(get("www.test", origin.port))
     resp, body = client.response()
@@ -569,7 +505,7 @@ def test_endless_informational_answers_are_abandoned(proxies, tcp_servers):
     # 10.7: one deadline for the whole answer head, however many 1xx come first.
     port = tcp_servers(informational_flood([]))
     proxy = proxies(resolver=FakeResolver({"www.test"}), idle_timeout=0.5)
-    client = Client(proxy)
+    client = HttpClient(proxy.server_port)
     client.send(b"GET http://www.test:%d/ HTTP/1.0\r\n\r\n" % port)
     resp, body = client.response()
     assert resp.status == 504 and b"in time" in body
@@ -594,7 +530,7 @@ def test_stale_connection_retry_is_for_idempotent_requests_only(proxies, tcp_ser
                 sock.sendall(ok(b"answered"))
     port = tcp_servers(origin)
     proxy = proxies(resolver=FakeResolver({"www.test"}))
-    client = Client(proxy)
+    client = HttpClient(proxy.server_port)
     client.send(get("www.test", port))
     assert client.response()[1] == b"answered"
     client.send(get("www.test", port))
@@ -618,7 +554,7 @@ def test_a_kept_connection_the_origin_closed_is_not_used(proxies, tcp_servers):
         closed.append(True)
     port = tcp_servers(origin)
     proxy = proxies(resolver=FakeResolver({"www.test"}))
-    client = Client(proxy)
+    client = HttpClient(proxy.server_port)
     client.send(get("www.test", port))
     assert client.response()[1] == b"answered"
     wait_for(lambda: closed, "the origin to close")
@@ -649,7 +585,7 @@ def test_a_timeout_notice_on_a_kept_connection_is_not_the_answer(proxies, tcp_se
         read_head(sock, buf)                        # what the proxy sends meets no reset
     port = tcp_servers(origin)
     proxy = proxies(resolver=FakeResolver({"www.test"}))
-    client = Client(proxy)
+    client = HttpClient(proxy.server_port)
     for n, request in enumerate([get("www.test", port), get("www.test", port),
                                  b"POST http://www.test:%d/ HTTP/1.1\r\nContent-Length: 1\r\n\r\nz" % port]):
         client.send(request)
@@ -683,7 +619,7 @@ def test_an_empty_answer_keeps_its_content_length(origins, proxies, status):
 def test_bad_answers_are_502(origins, proxies, answer):
     origin = origins(lambda head, body: answer)
     proxy = proxies(resolver=FakeResolver({"www.test"}))
-    client = Client(proxy)
+    client = HttpClient(proxy.server_port)
     client.send(get("www.test", origin.port))
     resp, body = client.response()
     assert resp.status == 502, body
@@ -692,7 +628,7 @@ def test_bad_answers_are_502(origins, proxies, answer):
 def test_control_characters_in_a_request_are_400(origins, proxies):
     origin = origins()
     proxy = proxies(resolver=FakeResolver({"www.test"}))
-    client = Client(proxy)
+    client = HttpClient(proxy.server_port)
     client.send(b"POST http://www.test:%d/ HTTP/1.1\r\nContent-Length: \x0b3\r\n\r\nabc" % origin.port)
     assert client.response()[0].status == 400
     assert origin.requests == []
@@ -768,7 +704,7 @@ def test_informational_flood_stops_when_the_client_is_gone(proxies, tcp_servers)
     ended = []
     port = tcp_servers(informational_flood(ended))
     proxy = proxies(resolver=FakeResolver({"www.test"}), idle_timeout=60)
-    client = Client(proxy)
+    client = HttpClient(proxy.server_port)
     client.send(b"GET http://www.test:%d/ HTTP/1.0\r\n\r\n" % port)
     wait_for(lambda: proxy.stats.open_connections == 1, "the request to be in flight")
     client.close()

@@ -8,6 +8,7 @@ from tomato_gevent.vpn import messages
 from tomato_gevent.vpn.handshake import (REKEY_TIMEOUT_SECONDS, RESPONSE_LIFETIME_SECONDS, Handshake,
                                          HandshakeTimestampRefused, PasswordMismatch)
 from tomato_gevent.vpn.keypair import UNKNOWN_INDEX
+from tomato_gevent.vpn.versions import VersionMismatch
 
 from .vpn_handshake_doubles import (A_ADDRESS, B_ADDRESS, PVT, Clock, Host, Wire, exchange, make_pair, password_key,
                                     same_session)
@@ -330,4 +331,4 @@ def test_a_datagram_of_protocol_v2_names_the_version():
     v2_keepalive = struct.pack(">QI", (a.wall_ms - 3000) << 16 | 7, 0) + bytes(24)
     wire.deliver_one(v2_keepalive, B_ADDRESS, A_ADDRESS)
     (refusal,) = a.refusals
-    assert isinstance(refusal, messages.VersionMismatch) and refusal.version == 2
+    assert isinstance(refusal, VersionMismatch) and refusal.version == 2

@@ -142,14 +142,3 @@ def test_initiation_round_trip_mac1_and_reserved_bytes():
         with pytest.raises(BadPacket):
             messages.parse_initiation(bytes(broken))
 
-
-def test_foreign_versions_are_named():
-    now_ms = 1_765_000_000_000
-    v2 = struct.pack(">QI", (now_ms - 5000) << 16 | 0xBEEF, 0) + bytes(24)
-    assert messages.foreign_version(v2, now_ms) == 2
-    assert messages.foreign_version(bytes([0x41]) + bytes(50), now_ms) == 4
-    assert messages.foreign_version(bytes([0x78]) + bytes(50), now_ms) is None, "no message type of ours"
-    assert messages.foreign_version(bytes([0x41]) + bytes(10), now_ms) is None, "shorter than any message"
-    assert messages.foreign_version(bytes([0x31]) + bytes(50), now_ms) is None
-    assert messages.foreign_version(bytes(36), now_ms) is None, "a start time of 1970 is no v2 session"
-    assert messages.foreign_version(b"", now_ms) is None

@@ -7,6 +7,7 @@ import threading
 
 from tests.support import wait_for
 from tests.unit.vpn_doubles import KEY_A, KEY_B, KEY_WRONG, SocketTun
+from tomato_gevent.vpn.offload import partial_header
 from tomato_gevent.vpn.vnet import (PLAIN_VNET_HDR, VIRTIO_NET_HDR_F_DATA_VALID, VIRTIO_NET_HDR_F_NEEDS_CSUM,
                                     VIRTIO_NET_HDR_GSO_TCPV4, VNET_HDR)
 
@@ -19,10 +20,11 @@ def header(flags=0, gso_type=0, gso_size=0, csum_start=0, csum_offset=0):
     return VNET_HDR.pack(flags, gso_type, 0, gso_size, csum_start, csum_offset)
 
 
-def test_data_valid_packets_are_forwarded_offloaded_ones_dropped(sides):
+def test_data_valid_packets_are_forwarded_malformed_offloaded_ones_dropped(sides):
     """A SOCK_SEQPACKET stand-in for a tun opened with IFF_VNET_HDR carries header + packet
     per read, as the kernel hands them over. DATA_VALID (a forwarded packet whose checksum
-    a NIC verified) is an ordinary packet; only partial checksums and GSO are dropped."""
+    a NIC verified) is an ordinary packet; a partial checksum or a super-packet whose
+    headers do not describe the read is dropped (offload.py)."""
     b = sides(KEY_B, KEY_A)
     a = sides(KEY_A, KEY_B, peer=b.address, tun=VnetSocketTun())
     wait_for(lambda: b.link.endpoint.address is not None, what="B learning A from its first keepalive")
@@ -34,6 +36,45 @@ def test_data_valid_packets_are_forwarded_offloaded_ones_dropped(sides):
     a.tun.host.send(PLAIN_VNET_HDR + b"plain")
     assert b.tun.host.recv(65536) == b"plain"
     assert a.link.drops["offloaded packet from tun"] == 2
+
+
+def test_a_super_packet_read_from_the_tun_reaches_a_plain_tun_as_the_kernels_segments(sides):
+    """Issue 19: A reads a 5 000-byte TCP super-packet (GSO, partial checksum); B, whose tun
+    takes no virtio header, writes the five segments tcp_gso_segment would make, each with
+    its checksum completed (A flagged them "checksum partial")."""
+    from .ip_packets import kernel_segments, tcp_packet
+
+    b = sides(KEY_B, KEY_A)
+    a = sides(KEY_A, KEY_B, peer=b.address, tun=VnetSocketTun())
+    wait_for(lambda: b.link.endpoint.address is not None, what="B learning A from its first keepalive")
+    packet = tcp_packet(bytes(range(250)) * 20, 77, ident=9, partial=True)
+    a.tun.host.send(header(VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_TCPV4, 1000, 20, 16) + packet)
+    assert [b.tun.host.recv(65536) for _ in range(5)] == kernel_segments(packet, 1000)
+
+
+def test_a_super_packet_is_merged_again_on_a_vnet_tun_without_a_check(sides):
+    """B's tun takes virtio headers: the flagged segments are merged as they are, into frames
+    with NEEDS_CSUM whose payloads are the super-packet's (one frame when all five arrive in
+    one receive); a partial-checksum SYN alone is written with NEEDS_CSUM at its checksum."""
+    from .ip_packets import TCP_SYN, tcp_packet
+
+    b = sides(KEY_B, KEY_A, tun=VnetSocketTun())
+    a = sides(KEY_A, KEY_B, peer=b.address, tun=VnetSocketTun())
+    wait_for(lambda: b.link.endpoint.address is not None, what="B learning A from its first keepalive")
+    payload = bytes(range(250)) * 20
+    a.tun.host.send(header(VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_TCPV4, 1000, 20, 16)
+                    + tcp_packet(payload, 77, ident=9, partial=True))
+    got = b""
+    while len(got) < len(payload):
+        frame = b.tun.host.recv(65536)
+        flags, gso_type, _, gso_size, csum_start, csum_offset = VNET_HDR.unpack_from(frame)
+        assert (flags, csum_start, csum_offset) == (VIRTIO_NET_HDR_F_NEEDS_CSUM, 20, 16)
+        assert gso_type in (0, VIRTIO_NET_HDR_GSO_TCPV4) and gso_size in (0, 1000)
+        got += frame[10 + 52:]
+    assert got == payload
+    syn = tcp_packet(b"", 5, TCP_SYN, partial=True)
+    a.tun.host.send(header(VIRTIO_NET_HDR_F_NEEDS_CSUM, 0, 0, 20, 16) + syn)
+    assert b.tun.host.recv(65536) == partial_header(20, 16) + syn
 
 
 class Reflector:

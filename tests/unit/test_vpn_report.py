@@ -6,7 +6,7 @@ import pytest
 from tomato_gevent.errors import BadPacket
 from tomato_gevent.netutil import format_address
 from tomato_gevent.vpn.handshake import HandshakeTimestampRefused, PasswordMismatch
-from tomato_gevent.vpn.messages import VersionMismatch
+from tomato_gevent.vpn.versions import VersionMismatch
 from tomato_gevent.vpn.report import LinkReport, diagnosed
 from tomato_gevent.vpn.session import PeerEndpoint
 
@@ -134,6 +134,17 @@ def test_only_password_clock_and_version_refusals_are_diagnosed():
     assert not diagnosed(BadPacket("authentication failed"))    # data: a forgery, not a password
     assert not diagnosed(BadPacket("replayed"))
     assert not diagnosed(BadPacket("too short"))
+
+
+def test_another_version_is_one_line_and_only_from_the_peer(caplog_info):
+    """versions.py names the version from the datagram's layout; a v2 end sends keepalives
+    every few seconds, and the line comes once per THROTTLE_SECONDS, never for strangers."""
+    r = report()
+    r.refused(VersionMismatch(2), ("192.0.2.9", 5000), 0.5)
+    for i in range(5):
+        r.refused(VersionMismatch(2), PEER, 1.0 + i)
+    assert lines(caplog_info) == ["10.9.0.2:5000 speaks tomato-vpn v2, this end speaks tomato-vpn v3: run the same "
+                                  "version on both ends"]
 
 
 def test_every_change_of_the_peers_address_is_logged(caplog_info):

@@ -1,1 +1,1 @@
-"""HTTP proxy: rule engine (rules), request parsing (http), server and CLI."""
+"""HTTP and SOCKS5 proxy: sessions, server and CLI (its rules: tomato_gevent/rules; HTTP/1.x: tomato_gevent/http1)."""

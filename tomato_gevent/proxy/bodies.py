@@ -12,9 +12,9 @@ RemoteProtocolError for a bad chunked body); errors writing dst as SendFailed, s
 knows which side went away. Every recv is at most RELAY_RECV_BYTES, allocated per call: a
 slow body holds no buffer while it waits. Each returns the bytes it sent.
 """
+from ..http1 import chunked
+from ..http1.http import Framing
 from ..netutil import send_all
-from . import chunked
-from .http import Framing
 from .outbound import RELAY_RECV_BYTES
 
 

@@ -20,10 +20,11 @@ import gevent
 from ..cli_common import (OneLineParser, hostport_arg, parse_hostport, positive_float, positive_int, program_name,
                           run_cli, setup_logging)
 from ..errors import ConfigError
+from ..http1 import upstream_auth
 from ..netutil import format_address, ip_literal
 from ..rules import Action, RuleSet, load_rule_files
 from ..sdnotify import notify
-from . import client_policy, interfaces, loop_guard, socks_session, upstream_auth
+from . import client_policy, interfaces, loop_guard, socks_session
 from .access_log import AccessLog
 from .auth import load_auth_file
 from .outbound import CONNECT_TIMEOUT_SECONDS, IDLE_TIMEOUT_SECONDS, TUNNEL_IDLE_TIMEOUT_SECONDS
@@ -108,21 +109,6 @@ def _forward_arg(text):
         return parse_hostport(hostport) + (userinfo,)
     except (ValueError, ConfigError) as e:
         raise argparse.ArgumentTypeError(str(e)) from None
-
-
-def _forward_authorization(args):
-    """Proxy-Authorization for the -f proxy (None without credentials); leaves args.forward
-    as (host, port)."""
-    if args.forward is None:
-        if args.forward_auth_file is not None:
-            raise ConfigError("--forward-auth-file needs -f")
-        return None
-    args.forward, userinfo = args.forward[:2], args.forward[2]
-    if args.forward_auth_file is not None:
-        if userinfo is not None:
-            raise ConfigError("-f has credentials and --forward-auth-file gives them too: give one")
-        userinfo = upstream_auth.read_userinfo(args.forward_auth_file, "upstream proxy credentials")
-    return upstream_auth.basic_authorization(userinfo) if userinfo is not None else None
 
 
 CREDENTIAL_USERS = "proxy-users"        # LoadCredential=proxy-users:/etc/tomato/proxy-NAME.users
@@ -301,7 +287,8 @@ def main(argv=None):
     def body():
         if args.forward is not None and not args.forward[0]:
             raise ConfigError("-f needs a host: HOST:PORT of the upstream proxy")
-        forward_authorization = _forward_authorization(args)
+        args.forward, forward_authorization = upstream_auth.authorization(
+            args.forward, args.forward_auth_file, "-f", "--forward-auth-file", "upstream proxy credentials")
         rules = _load(args.rule_files)
         if args.auth_file is None:
             args.auth_file = _credential_auth_file(os.environ)

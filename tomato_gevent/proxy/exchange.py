@@ -24,9 +24,9 @@ NextHopError and ResolveError (502 unreachable or failed, 504 timed out).
 import ipaddress
 
 from ..errors import RemoteProtocolError
+from ..http1 import http
+from ..http1.http import Framing
 from ..netutil import ip_literal
-from . import http
-from .http import Framing
 
 # RFC 9110 9.2.2: a client or proxy may repeat these automatically after a failure.
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})

@@ -35,8 +35,9 @@ No sockets, no clock, no logging; the decisions themselves are exchange.py's.
 A call out of this order raises RuntimeError (a bug in the caller, never the peer's doing).
 """
 from ..errors import NextHopError
-from . import exchange, http
-from .http import Framing
+from ..http1 import http
+from ..http1.http import Framing
+from . import exchange
 
 CONNECTING, EXCHANGING, RELAYING, DONE = "CONNECTING", "EXCHANGING", "RELAYING", "DONE"
 INTERIM, RETRY, FINAL = "INTERIM", "RETRY", "FINAL"

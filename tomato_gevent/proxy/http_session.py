@@ -27,13 +27,14 @@ import gevent
 from gevent import socket
 
 from ..errors import NextHopError, RemoteProtocolError, TomatoError
+from ..http1 import http
+from ..http1.http import Framing
 from ..netutil import format_address, send_all
 from ..rules import Action
-from . import exchange, http
+from . import exchange
 from .auth import claimed_user, proxy_authenticate_header
 from .bodies import SendFailed, relay_chunked, relay_length, relay_response_body
 from .exchange_state import INTERIM, RETRY, ExchangeState
-from .http import Framing
 from .loop_guard import carries_token
 from .outbound import RECV_BYTES, UpstreamRefused, read_response_head, reason_of
 

@@ -19,7 +19,7 @@ import ipaddress
 import os
 import socket
 
-from .fields import pairs
+from ..http1.fields import pairs
 
 
 def new_via_token():

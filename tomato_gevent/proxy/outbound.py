@@ -33,9 +33,10 @@ from gevent import socket
 from gevent.socket import wait_write
 
 from ..errors import NextHopError, Refused
+from ..http1 import http
 from ..netutil import format_address, send_all
 from ..rules import Action, canonical_host
-from . import exchange, http
+from . import exchange
 from .resolver import Resolver
 
 log = logging.getLogger(__name__)

@@ -23,9 +23,10 @@ from gevent import socket
 from gevent.server import StreamServer
 
 from ..errors import ConfigError, TomatoError
+from ..http1 import http
 from ..netutil import format_address
 from ..rules import Action
-from . import exchange, http, http_session, socks5
+from . import exchange, http_session, socks5
 from .outbound import (CONNECT_TIMEOUT_SECONDS, IDLE_TIMEOUT_SECONDS, RECV_BYTES,
                        TUNNEL_IDLE_TIMEOUT_SECONDS, Outbound, relay)
 from .access_log import access_line

@@ -24,8 +24,8 @@ from gevent.event import Event
 from ..cli_common import (OneLineParser, hostport_arg, number_arg, positive_float, print_output, program_name,
                           read_secret, run_cli, setup_logging)
 from ..errors import ConfigError
+from ..http1 import upstream_auth
 from ..netutil import format_address
-from ..proxy import upstream_auth
 from ..sdnotify import notify
 from .assembly import build_endpoint, build_handshake, build_link, offloads_wanted, open_transport
 from .control import ControlError, ControlServer, default_path, query
@@ -151,21 +151,6 @@ def _http_proxy_arg(text):
     return hostport_arg(hostport) + (userinfo,)
 
 
-def _http_proxy_authorization(args):
-    """Proxy-Authorization for --http-proxy (None without credentials); leaves
-    args.http_proxy as (host, port)."""
-    if args.http_proxy is None:
-        if args.http_proxy_auth_file is not None:
-            raise ConfigError("--http-proxy-auth-file needs --http-proxy")
-        return None
-    args.http_proxy, userinfo = args.http_proxy[:2], args.http_proxy[2]
-    if args.http_proxy_auth_file is not None:
-        if userinfo is not None:
-            raise ConfigError("--http-proxy has credentials and --http-proxy-auth-file gives them too: give one")
-        userinfo = upstream_auth.read_userinfo(args.http_proxy_auth_file, "HTTP proxy credentials")
-    return upstream_auth.basic_authorization(userinfo) if userinfo is not None else None
-
-
 def check_passwords(local_password, peer_password):
     """Refuse an empty password, and one password for both directions: nothing in a datagram
     says which way it travels, so with equal passwords a host opens its own datagrams
@@ -181,7 +166,9 @@ def _run(args, silent_after=None):
     local_password = read_secret(args.lp, args.local_password_file, "TOMATO_LOCAL_PASSWORD", "local password")
     peer_password = read_secret(args.pp, args.peer_password_file, "TOMATO_PEER_PASSWORD", "peer password")
     check_passwords(local_password, peer_password)
-    proxy_authorization = _http_proxy_authorization(args)
+    args.http_proxy, proxy_authorization = upstream_auth.authorization(
+        args.http_proxy, args.http_proxy_auth_file, "--http-proxy", "--http-proxy-auth-file",
+        "HTTP proxy credentials")
     if args.http_proxy is not None and (args.transport != "tcp" or args.pa is None):
         raise ConfigError("--http-proxy needs --transport tcp and -pa (the side that dials)")
     # Signals are caught from here on, so a stop during start-up still restores a
@@ -222,7 +209,7 @@ def _run(args, silent_after=None):
         transport = open_transport(args.transport, bind, peer_address, offloads, handshake, drops, http_proxy,
                                    args.pa, proxy_authorization)
         try:
-            with TunDevice(args.I, addrs=args.addr, mtu=args.mtu, vnet_hdr=offloads,
+            with TunDevice(args.I, addrs=args.addr, mtu=args.mtu, vnet_hdr=offloads, tso=offloads,
                            created_mtu=CREATED_DEVICE_MTU) as tun:
                 link = build_link(args, tun, transport, handshake, drops, stop_requested, silent_after=silent_after)
                 if args.pa is not None and http_proxy is None:

@@ -22,7 +22,12 @@ of each receive batch. emit(vnet_header, body) is called with frames to write:
     gets a fresh checksum from the kernel, which must not bless a segment that
     arrived corrupt. A segment that fails is written alone, unchanged, so the
     kernel drops it as usual. The first segment is checked when a second one
-    would join it: a packet that stays alone costs no check;
+    would join it: a packet that stays alone costs no check. Except a trusted
+    segment (add(packet, trusted=True)): one the peer's kernel built with a
+    partial checksum (offload.py), which never crossed a wire unprotected, so
+    nothing is computed for it; its checksum field holds the partial sum, and
+    alone it is written with NEEDS_CSUM (offload.partial_header) for the kernel
+    to complete;
   - a packet of one segment is emitted as it arrived, byte for byte; a merged
     one gets a fixed-up IP length (and IPv4 checksum), PSH if any segment had
     it, and the TCP pseudo-header sum in its checksum field (the kernel
@@ -31,6 +36,7 @@ of each receive batch. emit(vnet_header, body) is called with frames to write:
 """
 import struct
 
+from .offload import checksum_layout, partial_header
 from .vnet import (PLAIN_VNET_HDR, VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_TCPV4,
                    VIRTIO_NET_HDR_GSO_TCPV6, VNET_HDR)
 
@@ -130,10 +136,12 @@ class TcpCoalescer:
         self._ipv6 = False
         self._closed = False        # a short or PSH segment ended the packet
         self._push = False
+        self._trusted = False       # the first segment's checksum is partial (offload.py)
         self.merging = True         # False: every packet passes through unchanged
 
-    def add(self, packet):
-        """One IP packet (a buffer valid only during the call)."""
+    def add(self, packet, trusted=False):
+        """One IP packet (a buffer valid only during the call); trusted: built by the
+        peer's kernel, its checksum field holds the partial sum (see the docstring)."""
         size = len(packet)
         mergeable = False
         if size >= 40 and packet[0] == 0x45 and packet[9] == 6 and self.merging:
@@ -156,7 +164,7 @@ class TcpCoalescer:
         if not mergeable or size > self._max_packet:
             if self._size:
                 self.flush()
-            self._emit(PLAIN_VNET_HDR, packet)
+            self._emit(self._alone_header(packet) if trusted else PLAIN_VNET_HDR, packet)
             return
         options_start = ip_size + 20
         key = (addresses_ports, ack, version_tos, ttl, data_offset,
@@ -165,13 +173,14 @@ class TcpCoalescer:
                 and payload <= self._segment and self._size + payload <= self._max_packet):
             # Checksums are verified before merging, since the merged packet gets a fresh
             # one; the first segment only now, as a packet that stays alone needs none.
-            if not segment_checksums_ok(packet, ip_size == IPV6_HEADER_SIZE):
+            if not trusted and not segment_checksums_ok(packet, ip_size == IPV6_HEADER_SIZE):
                 self.flush()
                 self._emit(PLAIN_VNET_HDR, packet)      # as it came: the kernel judges it
                 return
-            if self._segments == 1 and not segment_checksums_ok(self._view[:self._size], self._ipv6):
+            if (self._segments == 1 and not self._trusted
+                    and not segment_checksums_ok(self._view[:self._size], self._ipv6)):
                 self.flush()                            # the bad first segment alone ...
-                self._start(packet, size, key, seq, payload, header_size, ip_size, flags)  # ... then this one
+                self._start(packet, size, key, seq, payload, header_size, ip_size, flags, trusted)  # ... then this
                 return
             end = self._size + payload
             self._buf[self._size:end] = packet[header_size:]
@@ -184,9 +193,15 @@ class TcpCoalescer:
                 self._closed = True
             return
         self.flush()
-        self._start(packet, size, key, seq, payload, header_size, ip_size, flags)
+        self._start(packet, size, key, seq, payload, header_size, ip_size, flags, trusted)
 
-    def _start(self, packet, size, key, seq, payload, header_size, ip_size, flags):
+    @staticmethod
+    def _alone_header(packet):
+        """The header of a trusted packet written as it is: NEEDS_CSUM where its checksum is."""
+        layout = checksum_layout(packet)
+        return PLAIN_VNET_HDR if layout is None else partial_header(*layout)
+
+    def _start(self, packet, size, key, seq, payload, header_size, ip_size, flags, trusted):
         """Make packet the pending one (nothing is pending)."""
         self._buf[:size] = packet
         self._size = size
@@ -197,6 +212,7 @@ class TcpCoalescer:
         self._header_size = header_size
         self._ipv6 = ip_size == IPV6_HEADER_SIZE
         self._push = self._closed = bool(flags & TCP_PSH)
+        self._trusted = trusted
 
     def flush(self):
         size = self._size
@@ -205,7 +221,11 @@ class TcpCoalescer:
         self._size = 0
         view = self._view[:size]
         if self._segments == 1:
-            self._emit(PLAIN_VNET_HDR, view)
+            if self._trusted:
+                ip_size = IPV6_HEADER_SIZE if self._ipv6 else IPV4_HEADER_SIZE
+                self._emit(partial_header(ip_size, TCP_CHECKSUM_OFFSET), view)
+            else:
+                self._emit(PLAIN_VNET_HDR, view)
             return
         buf = self._buf
         if self._ipv6:

@@ -42,6 +42,7 @@ from . import cpace, keyschedule, messages
 from .keypair import REJECT_AFTER_SECONDS, REKEY_AFTER_MESSAGES, REKEY_AFTER_SECONDS, Keypair, Keypairs
 from .packet import DEFAULT_BACKEND
 from .ratelimit import HandshakeGate
+from .versions import VersionMismatch, foreign_version
 
 REKEY_TIMEOUT_SECONDS = 5.0
 REKEY_JITTER_SECONDS = 1 / 3
@@ -193,9 +194,9 @@ class Handshake:
             return self._on_confirmation(datagram, source, now)
         if kind == messages.COOKIE_REPLY:
             return self._on_cookie_reply(datagram, now)
-        version = messages.foreign_version(datagram, wall_ms)
+        version = foreign_version(datagram, wall_ms)
         if version is not None:
-            raise messages.VersionMismatch(version)
+            raise VersionMismatch(version)
         raise BadPacket("unknown message type")
 
     def _on_initiation(self, datagram, source, now, wall_ms):

@@ -9,11 +9,11 @@ while the reply head is incomplete, else its length in bytes. Anything but a 2xx
 answer, or a malformed or oversized head, raises RemoteProtocolError with the
 proxy's status in the message; a 407 is ProxyAuthRequired (the proxy wants credentials,
 or other ones), which the dialler logs as a warning. The head is parsed by the proxy's own parser
-(proxy/http.py), so both tools read HTTP alike.
+(http1/http.py), so both tools read HTTP alike.
 """
 from ..errors import RemoteProtocolError
 from ..netutil import format_address
-from ..proxy.http import parse_response_head, render_connect_request
+from ..http1.http import parse_response_head, render_connect_request
 
 
 class ProxyAuthRequired(RemoteProtocolError):

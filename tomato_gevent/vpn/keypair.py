@@ -44,7 +44,7 @@ REJECT_AFTER_MESSAGES = (1 << 64) - (1 << 13) - 1
 REKEY_AFTER_SECONDS = 120.0
 REJECT_AFTER_SECONDS = 180.0
 
-_HEADER = struct.Struct(">BB2xIQ")
+HEADER = struct.Struct(">BB2xIQ")               # type, flags, receiver index, counter
 AUTHENTICATION_FAILED = "authentication failed"
 UNKNOWN_INDEX = "unknown receiver index"
 
@@ -76,7 +76,7 @@ class Keypair:
         self.counter = counter + 1
         if type(out) is not memoryview:
             out = memoryview(out)
-        _HEADER.pack_into(out, 0, DATA_TYPE, flags, self.remote_index, counter)
+        HEADER.pack_into(out, 0, DATA_TYPE, flags, self.remote_index, counter)
         end = HEADER_SIZE + len(payload) + TAG_SIZE
         self._encrypt_into(out[NONCE_OFFSET:HEADER_SIZE], payload, out[:HEADER_SIZE], out[HEADER_SIZE:end])
         return end
@@ -143,7 +143,7 @@ class Keypairs:
             raise BadPacket("oversized datagram")
         if type(datagram) is not memoryview:
             datagram = memoryview(datagram)
-        kind, flags, index, counter = _HEADER.unpack_from(datagram)
+        kind, flags, index, counter = HEADER.unpack_from(datagram)
         if kind != DATA_TYPE:
             raise BadPacket("not a data datagram")
         keypair = self._by_index.get(index)

@@ -1,4 +1,4 @@
-r"""Handshake messages of protocol v3 (pure): layouts, encoding, parsing, the version check.
+r"""Handshake messages of protocol v3 (pure): layouts, encoding, parsing.
 
 Every v3 datagram starts with a type byte whose high nibble is the protocol version (3):
 
@@ -13,10 +13,7 @@ Every v3 datagram starts with a type byte whose high nibble is the protocol vers
 Integers are big-endian; mac1 and mac2 are 16 bytes (keyschedule.py) over all bytes before
 them; reserved bytes are sent as zero and a message whose reserved bytes are not zero is
 refused. A datagram of another layout or length is refused by parse_* with BadPacket.
-A datagram of another version is named by foreign_version(): a v2 datagram starts with a
-session id whose top 48 bits are its sender's start time in ms (first byte 0x00 or 0x01
-until 2039); a datagram of at least 24 bytes whose type byte is 0xN0 .. 0xN4 for N >= 4 is
-version N (later versions keep the version in the high four bits).
+A datagram of another version is named by versions.py.
 """
 import collections
 import struct
@@ -52,39 +49,14 @@ INITIATION_MAC2_OFFSET = INITIATION_SIZE - MAC_SIZE
 RESPONSE_MAC1_OFFSET = RESPONSE_SIZE - MAC_SIZE
 SMALLEST_MESSAGE = CONFIRMATION_SIZE
 
-_V2_MIN_SIZE = 36
-_V2_PLAUSIBLE_MS = 10 * 365 * 86400 * 1000               # a v2 session id's start time within 10 years of ours
-
 Initiation = collections.namedtuple("Initiation", "sender timestamp_ms sid share ad mac1 mac2 raw")
 Response = collections.namedtuple("Response", "sender receiver share tag ad")
 Confirmation = collections.namedtuple("Confirmation", "receiver tag")
 CookieReply = collections.namedtuple("CookieReply", "receiver mac1 cookie")
 
 
-class VersionMismatch(BadPacket):
-    """A datagram of another protocol version (version: its number)."""
-
-    def __init__(self, version):
-        super().__init__("protocol version %d" % version)
-        self.version = version
-
-
 def message_type(datagram):
     return datagram[0] if len(datagram) else None
-
-
-def foreign_version(datagram, now_ms):
-    """The protocol version another implementation's datagram speaks, or None if it does not look like one."""
-    if not len(datagram):
-        return None
-    version, kind = datagram[0] >> 4, datagram[0] & 0x0F
-    if version > keyschedule.PROTOCOL_VERSION and kind <= COOKIE_REPLY & 0x0F and len(datagram) >= SMALLEST_MESSAGE:
-        return version
-    if datagram[0] <= 1 and len(datagram) >= _V2_MIN_SIZE:
-        start_ms = int.from_bytes(bytes(datagram[:6]), "big")
-        if abs(start_ms - now_ms) <= _V2_PLAUSIBLE_MS:
-            return 2
-    return None
 
 
 # -- encoding -----------------------------------------------------------------------

@@ -26,10 +26,10 @@ import time
 from .handshake import HandshakeTimestampRefused, PasswordMismatch
 from .keypair import REKEY_AFTER_SECONDS
 from .keyschedule import PROTOCOL
-from .messages import VersionMismatch
 from .peerwatch import PeerWatch
 from .status import clock_skew_message, format_duration
 from .throttle import LogThrottle
+from .versions import VersionMismatch
 
 log = logging.getLogger(__name__)
 

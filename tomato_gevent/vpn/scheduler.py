@@ -4,15 +4,18 @@ One greenlet (Scheduler.run) drains whichever side is readable:
   drain_tun   read the tun until EAGAIN (bounded batch), lower the MSS of a TCP SYN
               (mss.py), seal each packet straight into a batch buffer with the
               current keypair, hand the batch to the transport (one send per run of
-              equal-size datagrams where it can batch)
+              equal-size datagrams where it can batch). With the tun's offloads (tun.py,
+              offload.py) a read may be a TCP super-packet: it is cut into segments in
+              place, each sealed with the "checksum partial" flag, and a partial
+              checksum on a single packet is kept and flagged too
   drain_net   let the transport receive until drained (bounded); open each data
               datagram (Keypairs.open_into: index, one AEAD call, replay window),
               hand any other message to the handshake (handshake.py; the link carries
               out what it returns), learn the peer (dynamic mode), lower the MSS of a
               TCP SYN, write the payload to the tun -- with a vnet header,
               through TcpCoalescer, which writes consecutive TCP segments as one GSO
-              packet -- then drain_tun at once: the answer to what was written is
-              often already there
+              packet, trusting flagged segments and verifying the others -- then
+              drain_tun at once: the answer to what was written is often already there
 It waits in the gevent hub while the link is idle and in a native epoll_wait around
 packets (warming the path only where that pays): see run() and warmth.py. Protocol
 decisions are made in keypair.py / handshake.py; a refused
@@ -22,32 +25,33 @@ import collections
 import errno
 import logging
 import os
+import select
 import time
 
-import gevent
 from gevent import get_hub
+from gevent.core import READ
 from gevent.hub import Waiter
 from gevent.monkey import get_original
 
 from ..errors import BadPacket, TomatoError
 from .coalesce import TcpCoalescer
 from .handshake import Established
-from .keypair import DATA_TYPE, MAX_DATAGRAM_SIZE, OVERHEAD, Keypair, Keypairs
+from .keypair import DATA_TYPE, FLAG_CHECKSUM_PARTIAL, MAX_DATAGRAM_SIZE, OVERHEAD
 from .messages import SMALLEST_MESSAGE
 from .mss import SYN_FLAGS_OFFSET_IPV4, SYN_FLAGS_OFFSET_IPV6, TCP_SYN, clamp_mss
+from .offload import OffloadError, complete_partial, split
 from .report import diagnosed
-from .throttle import LogThrottle as RateLimitedWarnings
-from .vnet import VNET_HDR_SIZE, is_offloaded
+from .throttle import LogThrottle
+from .vnet import VIRTIO_NET_HDR_F_NEEDS_CSUM, VNET_HDR_SIZE
 from .warmth import (HUB_INTERVAL_SECONDS, LINGER_SECONDS, WARM_AFTER_TRAFFIC_SECONDS, WARM_INTERVAL_SECONDS,
-                     Density, Rhythm)
+                     Density, Rhythm, warmer)
 
 log = logging.getLogger(__name__)
 
-DRAIN_BATCH = 64                        # tun packets per wakeup before yielding to the other direction
+DRAIN_BATCH = 64                        # tun reads per wakeup before yielding to the other direction
+MAX_TUN_READ = 65536 + 64               # a super-packet (the tun's gso_max_size), with room to spare
 STAGED_PACKETS = 64                     # packets kept while a handshake is due (the oldest beyond go)
 
-_READ = 1                               # libev io watcher event
-_EPOLLIN = 1
 _NET_READY, _TUN_READY = 1, 2
 
 
@@ -69,7 +73,7 @@ class Scheduler:
         self.drops = drops
         self.report = report        # report.LinkReport: what is worth a log line
         self.apply = apply          # apply(actions): the link carries out the handshake's actions
-        self.warn = RateLimitedWarnings(log)
+        self.warn = LogThrottle(log)
         self.wall, self.mono = wall, mono
         self.keep_warm = keep_warm  # seconds after traffic spent in the warm epoll loop (0: none)
         self.mss = mss              # (IPv4, IPv6) MSS ceilings of TCP SYNs both ways, None: untouched
@@ -81,8 +85,8 @@ class Scheduler:
         # WireGuard stages them): the first packet after a start or restart is not lost.
         self.staged = collections.deque(maxlen=STAGED_PACKETS)
         loop = get_hub().loop
-        self._net_read = loop.io(transport.fileno(), _READ)
-        self._tun_read = loop.io(tun.fd, _READ)
+        self._net_read = loop.io(transport.fileno(), READ)
+        self._tun_read = loop.io(tun.fd, READ)
 
     def send_staged(self):
         """Seal and send what waited for a handshake (the link calls it when one completes)."""
@@ -91,8 +95,8 @@ class Scheduler:
             return
         send, out = self.transport.send, bytearray(MAX_DATAGRAM_SIZE)
         while self.staged:
-            packet = self.staged.popleft()
-            size = keypair.seal_into(out, packet)
+            packet, flags = self.staged.popleft()
+            size = keypair.seal_into(out, packet, flags)
             send(memoryview(out)[:size], address)
         self.handshake.data_sent(self.mono(), True)
 
@@ -127,7 +131,7 @@ class Scheduler:
         hub_turn = hub.loop.timer(0.0)
         epoll = get_original("select", "epoll")()      # gevent's monkey patching hides it
         for fd in (net_fd, tun_fd, hub_fd):
-            epoll.register(fd, _EPOLLIN)
+            epoll.register(fd, select.EPOLLIN)
         poll, mono, wait = epoll.poll, time.monotonic, hub.wait
         keep_warm = self.keep_warm
         density, rhythm = Density(), Rhythm()
@@ -220,17 +224,17 @@ class Scheduler:
                 timer.close()
 
     def _tun_drainer(self):
-        """drain_tun(): read the tun until EAGAIN or DRAIN_BATCH packets, seal them into one
-        batch buffer and send it; True when the tun was drained. Waits only for room in
-        the transport's send buffer."""
+        """drain_tun(): read the tun until EAGAIN or DRAIN_BATCH reads, seal what was read
+        into one batch buffer and send it; True when the tun was drained. Waits only for
+        room in the transport's send buffer."""
         tun_fd = self.tun.fd
-        plain = bytearray(MAX_DATAGRAM_SIZE)        # the IP packet read from the tun
+        plain = bytearray(MAX_TUN_READ)             # what the tun read: a packet or a super-packet
         plain_view = memoryview(plain)
-        read_into = [plain_view[:MAX_DATAGRAM_SIZE - OVERHEAD]]
+        read_into = [plain_view]
         vnet_hdr = self.tun.vnet_hdr
         if vnet_hdr:
-            # Without TUNSETOFFLOAD the kernel hands over whole packets: the header is
-            # zero or says DATA_VALID (checksum already verified) and is skipped (vnet.py).
+            # The header is zero or says DATA_VALID (checksum verified: an ordinary packet),
+            # or, with the tun's offloads, NEEDS_CSUM and/or GSO: offload.split cuts those.
             vnet_header = bytearray(VNET_HDR_SIZE)
             read_into.insert(0, vnet_header)
         max_batch_bytes, max_batch_count = self.transport.max_batch_bytes, self.transport.max_batch_count
@@ -241,9 +245,8 @@ class Scheduler:
         send, send_batch = self.transport.send, self.transport.send_batch
         mss = self.mss
         mss4, mss6 = mss or (0, 0)
-        packet_start = 0                        # the packet is read to the start of plain
-        syn4, syn6 = packet_start + SYN_FLAGS_OFFSET_IPV4, packet_start + SYN_FLAGS_OFFSET_IPV6
-        trickle = True          # the last drain read at most one packet
+        syn4, syn6 = SYN_FLAGS_OFFSET_IPV4, SYN_FLAGS_OFFSET_IPV6      # the packet is read to the start of plain
+        trickle = True          # the last drain sealed at most one packet
         staged = self.staged
 
         def drain_tun():
@@ -257,8 +260,7 @@ class Scheduler:
             size = count = segment = 0
             drained = False
             first = trickle
-            reads = 0
-            for reads in range(DRAIN_BATCH):
+            for _ in range(DRAIN_BATCH):
                 try:
                     n = readv(tun_fd, read_into)
                 except BlockingIOError:
@@ -266,56 +268,72 @@ class Scheduler:
                     break
                 except OSError as e:
                     raise TomatoError("reading %s failed: %s" % (self.tun.name, e.strerror)) from None
+                partial = offloaded = 0
                 if vnet_hdr:
                     n -= VNET_HDR_SIZE
-                    if is_offloaded(vnet_header):   # partial checksum / GSO; DATA_VALID is fine
-                        drops["offloaded packet from tun"] += 1
-                        continue
-                if address is None:
-                    drops["no peer address"] += 1
-                    continue
+                    partial = vnet_header[0] & VIRTIO_NET_HDR_F_NEEDS_CSUM
+                    offloaded = partial or vnet_header[1]
                 if mss is not None:
                     # mss.may_be_syn, inlined (a call per packet would cost more than the test): the
                     # TCP flags byte at its offset for IPv4 without options (the common case) or IPv6.
-                    version = plain[packet_start]
+                    # A partial checksum does not cover the option yet: only the value changes.
+                    version = plain[0]
                     if (plain[syn4] & TCP_SYN if version == 0x45 else plain[syn6] & TCP_SYN if version >> 4 == 6
                             else version >> 4 == 4):
-                        clamp_mss(plain_view[packet_start:packet_start + n], mss4, mss6)
-                if keypair is None:                 # waits for the handshake (its timers start one)
-                    if len(staged) == STAGED_PACKETS:
+                        clamp_mss(plain_view[:n], mss4, mss6, not partial)
+                if offloaded:
+                    try:
+                        partial, pieces = split(plain, 0, n, vnet_header)
+                    except OffloadError:
+                        drops["offloaded packet from tun"] += 1
+                        continue
+                    flags = FLAG_CHECKSUM_PARTIAL if partial else 0
+                else:
+                    flags, pieces = 0, ((0, n),)
+                if address is None:
+                    drops["no peer address"] += 1
+                    continue
+                for start, end in pieces:
+                    # A super-packet's segments are written in place, each in front of its
+                    # payload: one is valid until the next is asked for (offload.cut).
+                    if keypair is None:             # waits for the handshake (its timers start one)
+                        if len(staged) == STAGED_PACKETS:
+                            drops["no session"] += 1
+                        staged.append((bytes(plain_view[start:end]), flags))
+                        continue
+                    sealed = end - start + OVERHEAD
+                    if sealed > MAX_DATAGRAM_SIZE:
+                        drops["oversized packet from tun"] += 1
+                        continue
+                    if count and (sealed > segment or size + sealed > max_batch_bytes or count == max_batch_count):
+                        send_batch(batch_view, size, segment, count, address)
+                        size = count = 0
+                    if not count:
+                        segment = sealed
+                    try:
+                        seal_into(batch_view[size:], plain_view[start:end], flags)
+                    except ValueError:              # the keypair's counter is used up (2^64 - 2^13)
                         drops["no session"] += 1
-                    staged.append(bytes(plain_view[:n]))
-                    continue
-                sealed = n + OVERHEAD
-                if count and (sealed > segment or size + sealed > max_batch_bytes or count == max_batch_count):
-                    send_batch(batch_view, size, segment, count, address)
-                    size = count = 0
-                if not count:
-                    segment = sealed
-                try:
-                    seal_into(batch_view[size:], plain_view[:n])
-                except ValueError:                  # the keypair's counter is used up (2^64 - 2^13)
-                    drops["no session"] += 1
-                    keypair = None
-                    continue
-                sealed_count += 1
-                if first:
-                    # While packets come one at a time (ping, keystrokes), the first goes
-                    # out at once, before the read that finds out whether more are queued.
-                    # Bulk traffic (the last drain read more) is batched from the first.
-                    first = False
-                    send(batch_view[:sealed], address)
-                    continue
-                size += sealed
-                count += 1
-                if sealed < segment:        # a shorter datagram can only end a GSO batch
-                    send_batch(batch_view, size, segment, count, address)
-                    size = count = 0
+                        keypair = None
+                        continue
+                    sealed_count += 1
+                    if first:
+                        # While packets come one at a time (ping, keystrokes), the first goes
+                        # out at once, before the read that finds out whether more are queued.
+                        # Bulk traffic (the last drain sealed more) is batched from the first.
+                        first = False
+                        send(batch_view[:sealed], address)
+                        continue
+                    size += sealed
+                    count += 1
+                    if sealed < segment:        # a shorter datagram can only end a GSO batch
+                        send_batch(batch_view, size, segment, count, address)
+                        size = count = 0
             if count:
                 send_batch(batch_view, size, segment, count, address)
             if sealed_count:
                 handshake.data_sent(now, True)
-            trickle = reads <= 1           # reads counts the packets before EAGAIN
+            trickle = sealed_count <= 1
             return drained
 
         return drain_tun
@@ -383,14 +401,18 @@ class Scheduler:
                 version = plain[0]                  # the same cheap test as in drain_tun
                 if (plain[syn4] & TCP_SYN if version == 0x45 else plain[syn6] & TCP_SYN if version >> 4 == 6
                         else version >> 4 == 4):
-                    clamp_mss(plain_view[:n], mss4, mss6)
+                    # A segment flagged "checksum partial" carries the pseudo-header sum only.
+                    clamp_mss(plain_view[:n], mss4, mss6, not flags & FLAG_CHECKSUM_PARTIAL)
             if n and coalescer is not None:
                 payloads += 1
-                coalescer.add(plain_view[:n])
+                coalescer.add(plain_view[:n], flags & FLAG_CHECKSUM_PARTIAL)
             elif n:
                 payloads += 1
+                packet = plain_view[:n]
+                if flags & FLAG_CHECKSUM_PARTIAL:
+                    complete_partial(packet)        # a tun without vnet headers: completed here
                 try:
-                    write(tun_fd, plain_view[:n])
+                    write(tun_fd, packet)
                 except BlockingIOError:
                     drops["tun full"] += 1
                 except OSError as e:
@@ -413,7 +435,11 @@ class Scheduler:
                 self.received_bytes += accepted_bytes + accepted * OVERHEAD
                 report.received(accepted_from, accepted_keypair, now)
                 handshake.data_received(now, payloads > 0)
-            if coalescer is not None:
+            if coalescer is not None and (drained or not accepted):
+                # Cut short by the datagram bound (udp.DRAIN_DATAGRAMS) while packets flow, the
+                # drain leaves the packet being merged open: the next drain, at once, goes on
+                # with it, and merges stay as large as when drains were long. A drain that
+                # accepted nothing (a flood of forged datagrams) closes it.
                 coalescer.flush()
             if accepted:
                 # What was just written to the tun is often answered at once: the kernel
@@ -459,26 +485,5 @@ class Scheduler:
             self.warn(("tun", e.errno), "writing %s failed: %s", self.tun.name, e.strerror)
 
     def _warmer(self):
-        """warm(): seal and open a throwaway packet (own key, own counters: the real
-        sessions are untouched). Why: a packet arriving after a millisecond or more
-        of idleness finds the interpreter's and OpenSSL's code and data evicted from
-        the caches, and the ~25 Python and C steps of seal/open then cost several
-        times their warm price."""
-        key = bytes(32)
-        mono = time.monotonic
-        plain = bytearray(64)
-        sealed = memoryview(bytearray(len(plain) + OVERHEAD))
-        opened = bytearray(len(plain))
-        keypairs = None
-
-        def warm():
-            nonlocal keypairs
-            now = mono()
-            if keypairs is None or keypairs.sending(now) is None:
-                # A keypair that seals to itself: local and remote index alike, one key.
-                keypairs = Keypairs()
-                keypairs.install(Keypair(0, 0, key, key, True, now))
-            size = keypairs.current.seal_into(sealed, plain)
-            keypairs.open_into(sealed[:size], opened, now)
-
-        return warm
+        """warm(): warmth.warmer's throwaway seal and open (tests count its calls)."""
+        return warmer(time.monotonic)

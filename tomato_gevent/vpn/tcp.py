@@ -33,11 +33,11 @@ import errno
 import logging
 import os
 import select
-import struct
 import time
 
 import gevent
 from gevent import get_hub
+from gevent.core import WRITE
 from gevent.event import Event
 from gevent.monkey import get_original
 from gevent.socket import wait_read, wait_write
@@ -47,9 +47,9 @@ from ..netutil import format_address
 from .connections import ConnectionRules, ConnectionState
 from .framing import FRAME_HEADER_SIZE, FrameSplitter, frame_header, frame_iovecs
 from .http_connect import ProxyAuthRequired, connect_request, parse_connect_reply
-from .keypair import DATA_TYPE, OVERHEAD
+from .keypair import DATA_TYPE, HEADER, OVERHEAD
 from .sockets import open_bound_socket
-from .throttle import LogThrottle as RateLimitedWarnings
+from .throttle import LogThrottle
 from .transport import DatagramTransport
 
 log = logging.getLogger(__name__)
@@ -70,9 +70,6 @@ PROXY_REPLY_CHUNK = 4096
 LOG_INTERVAL_SECONDS = 10.0             # connected/lost/reconnecting lines: at most LOG_BURST
 LOG_BURST = 6                           # of them per peer host in this interval (then DEBUG)
 
-_WRITE = 2                              # libev io watcher event
-_INDEX_COUNTER = struct.Struct(">4xIQ")  # a data datagram's receiver index and counter (keypair.py)
-_EPOLLIN = select.EPOLLIN
 
 
 def open_tcp_listener(address):
@@ -101,7 +98,7 @@ class Connection(ConnectionState):
         self.pending = bytearray()          # accepted for sending, not yet taken by the kernel
         self.flusher = None
         self.closed = Event()
-        self.writable = get_hub().loop.io(self.fd, _WRITE)
+        self.writable = get_hub().loop.io(self.fd, WRITE)
 
     def __repr__(self):
         return "<%s %s>" % ("to" if self.outgoing else "from", format_address(self.peer))
@@ -130,11 +127,11 @@ class TcpTransport(DatagramTransport):
         self._by_fd = {}
         self.connections_opened = 0
         self._epoll = get_original("select", "epoll")()
-        self._epoll.register(listener.fileno(), _EPOLLIN)
+        self._epoll.register(listener.fileno(), select.EPOLLIN)
         self._changed = Event()             # a connection closed: the dialler re-checks
         self._greenlets = []
         self._announce = None
-        self._events = RateLimitedWarnings(log, interval=LOG_INTERVAL_SECONDS, level=logging.INFO,
+        self._events = LogThrottle(log, interval=LOG_INTERVAL_SECONDS, level=logging.INFO,
                                            burst=LOG_BURST)
 
     # -- interface ---------------------------------------------------------------------
@@ -176,12 +173,12 @@ class TcpTransport(DatagramTransport):
         RECEIVES_PER_DRAIN chunks), deliver every complete frame; True when drained."""
         poll, listen_fd, by_fd, rules, drops = self._epoll.poll, self.listener.fileno(), self._by_fd, \
             self.rules, self.drops
-        unpack_index_counter = _INDEX_COUNTER.unpack_from
+        unpack_header = HEADER.unpack_from
 
         def header_of(datagram):
             """(receiver index, counter) of a data datagram: its freshness (connections.py); None
             for a handshake message that completed a handshake (fresh: it cannot be replayed)."""
-            return unpack_index_counter(datagram) if datagram[0] == DATA_TYPE else None
+            return unpack_header(datagram)[2:] if datagram[0] == DATA_TYPE else None
 
         def receive():
             drained = True
@@ -263,7 +260,7 @@ class TcpTransport(DatagramTransport):
 
     def _resume_accepting(self):
         self._greenlets = [g for g in self._greenlets if not g.dead]
-        self._epoll.register(self.listener.fileno(), _EPOLLIN)
+        self._epoll.register(self.listener.fileno(), select.EPOLLIN)
 
     def _authenticated(self, conn, now, header):
         first = not conn.authenticated
@@ -357,7 +354,7 @@ class TcpTransport(DatagramTransport):
         conn = Connection(sock, peer, outgoing, self.mono())
         self.connections_opened += 1
         self._by_fd[conn.fd] = conn
-        self._epoll.register(conn.fd, _EPOLLIN)
+        self._epoll.register(conn.fd, select.EPOLLIN)
         return conn
 
     def _close(self, conn, reason, quiet=False):

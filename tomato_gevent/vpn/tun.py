@@ -10,8 +10,14 @@ TunDevice(name, addrs=(), mtu=None, created_mtu=None) is a context manager:
   - an absent device is created (non-persistent: it disappears when closed),
     configured with --addr and --mtu (created_mtu when no --mtu is given) and set up.
 With vnet_hdr=True (UDP offloads on) the device is opened with IFF_VNET_HDR so that
-merged TCP packets can be written (coalesce.py); on exit the flag is cleared (also
-when a killed predecessor left it set: each opener chooses its own flags anyway).
+merged TCP packets can be written (coalesce.py), also a device created by `ip tuntap`
+(TUNSETIFF sets the flag on attach); on exit the flag is cleared (also when a killed
+predecessor left it set: each opener chooses its own flags anyway). With it, the
+kernel's checksum and segmentation offloads are asked for (TUNSETOFFLOAD, offload.py):
+reads then return TCP super-packets and partial checksums; `offloads` says what the
+kernel granted (0: it refused, reads are whole packets as before). Offloads are always
+set, to 0 without vnet_hdr, and reset to 0 on exit: a device left with offloads by a
+killed predecessor would otherwise hand super-packets to a reader that cannot cut them.
 The fd is non-blocking; scheduler.py decides how to wait for it (hub watcher or epoll).
 """
 import errno
@@ -25,6 +31,7 @@ import struct
 import subprocess
 
 from ..errors import ConfigError, TomatoError
+from .offload import TUN_F_TSO_ECN, TUN_OFFLOADS, TUNSETOFFLOAD
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +64,24 @@ def _sysfs_tun_flags(name):
         return None
 
 
+def set_offloads(fd, wanted, ioctl=fcntl.ioctl):
+    """Ask for the offloads `wanted` (TUN_F_* bits) on a tun fd; returns the set granted:
+    wanted, else wanted without TSO_ECN (a kernel that cuts ECN super-packets itself), else
+    0 after clearing them (the kernel refused: whole packets, as without offloads)."""
+    for flags in (wanted, wanted & ~TUN_F_TSO_ECN):
+        if flags:
+            try:
+                ioctl(fd, TUNSETOFFLOAD, flags)
+                return flags
+            except OSError as e:
+                log.debug("TUNSETOFFLOAD %#x refused: %s", flags, e.strerror)
+    try:
+        ioctl(fd, TUNSETOFFLOAD, 0)
+    except OSError as e:
+        log.debug("TUNSETOFFLOAD 0 refused: %s", e.strerror)
+    return 0
+
+
 def device_addresses(name):
     """The addresses on a device, as ipaddress interfaces, in the device's order."""
     try:
@@ -69,12 +94,15 @@ def device_addresses(name):
 
 
 class TunDevice:
-    def __init__(self, name, addrs=(), mtu=None, vnet_hdr=False, created_mtu=None):
+    def __init__(self, name, addrs=(), mtu=None, vnet_hdr=False, created_mtu=None, tso=False, ioctl=fcntl.ioctl):
         self.name = name
         self.addrs = list(addrs)    # ipaddress interfaces (IPv4Interface / IPv6Interface) to add
         self.mtu = mtu
         self.created_mtu = created_mtu  # MTU of a device created here when mtu is None
         self.vnet_hdr = vnet_hdr    # every read/write carries a virtio_net_hdr (see coalesce.py)
+        self.tso = tso              # ask for TUNSETOFFLOAD (needs vnet_hdr)
+        self.offloads = 0           # TUN_F_* the kernel granted (offload.py)
+        self._ioctl = ioctl
         self.precreated = None
         self._original_flags = None
         self._dev = None
@@ -115,6 +143,10 @@ class TunDevice:
         flags = fcntl.fcntl(self.fd, fcntl.F_GETFL)
         fcntl.fcntl(self.fd, fcntl.F_SETFL, flags | os.O_NONBLOCK)
         try:
+            wanted = TUN_OFFLOADS if self.vnet_hdr and self.tso else 0
+            self.offloads = set_offloads(self.fd, wanted, self._ioctl)
+            if wanted and not self.offloads:
+                log.info("%s refused checksum and segmentation offloads: one packet per read", self.name)
             self._configure()
         except BaseException:
             self.close()
@@ -165,6 +197,9 @@ class TunDevice:
                 except Exception as e:      # restoring is best effort, closing must go on
                     log.warning("could not restore %s: %s", self.name, e)
         self._undo.clear()
+        if self.offloads and self.precreated:
+            set_offloads(self.fd, 0, self._ioctl)      # left as we found it (offloads off)
+        self.offloads = 0
         self._dev.close()
         self._dev = None
         self.fd = None

@@ -5,7 +5,7 @@
                GSO is remembered and not asked again
   receiver     recvmsg_into with UDP_GRO (the kernel hands over several datagrams at
                once, split by the gso_size control message) or recvfrom_into, until
-               EAGAIN or DRAIN_BATCH receives
+               EAGAIN, DRAIN_BATCH receives or DRAIN_DATAGRAMS datagrams
 Each datagram on the wire is exactly one sealed packet: offloads change the number
 of system calls, not the protocol. They are used when the caller wants them and the
 kernel accepts them (probed at start), with a plain sendto/recvfrom fallback.
@@ -29,6 +29,10 @@ log = logging.getLogger(__name__)
 
 SOCKET_BUFFER_BYTES = 4 * 1024 * 1024   # absorbs bursts; rmem_max/wmem_max permitting
 DRAIN_BATCH = 64                        # receives per drain before yielding to the other direction
+# Datagrams per drain: what the tun answers to the packets written (TCP ACKs, SACKs after a
+# loss) waits until the drain ends, and 64 GRO receives could hold ~2 900 datagrams, several
+# ms of work; under loss TCP's throughput falls with the round-trip time that adds.
+DRAIN_DATAGRAMS = 128
 
 # Linux UDP offloads (include/uapi/linux/udp.h); Python's socket module lacks the names.
 SOL_UDP = 17
@@ -144,8 +148,8 @@ class UdpTransport(DatagramTransport):
 
     # -- receive ---------------------------------------------------------------------
     def receiver(self, deliver, wall=time.time, mono=time.monotonic):
-        """receive(): recv until EAGAIN or DRAIN_BATCH receives, deliver() each datagram
-        (a GRO receive holds several); True when the socket was drained."""
+        """receive(): recv until EAGAIN, DRAIN_BATCH receives or DRAIN_DATAGRAMS datagrams,
+        deliver() each datagram (a GRO receive holds several); True when the socket was drained."""
         buf = bytearray(GRO_BUFFER_BYTES)
         view = memoryview(buf)
         bufs = [view]
@@ -153,6 +157,7 @@ class UdpTransport(DatagramTransport):
         debug = log.isEnabledFor(logging.DEBUG)
 
         def receive():
+            delivered = 0
             for _ in range(DRAIN_BATCH):
                 try:
                     if gro:
@@ -181,6 +186,9 @@ class UdpTransport(DatagramTransport):
                 received = view[:total]
                 for offset in range(0, total or 1, segment):
                     deliver(received[offset:offset + segment], address, now_ms, now_mono)  # last may be shorter
+                delivered += total // segment + 1
+                if delivered >= DRAIN_DATAGRAMS:
+                    return False
             return False
 
         return receive

@@ -14,8 +14,8 @@ tun/offload_linux.go makes the same decision):
   - flags & DATA_VALID (2): the kernel counts the checksum as already verified,
     e.g. a packet a physical or virtio NIC validated that the host then forwards
     into the tunnel. Nothing is left to do: an ordinary, complete packet.
-is_offloaded(header) says whether the packet needs such work (we do not enable
-these offloads on read, so the reader drops it); a DATA_VALID packet is not.
+is_offloaded(header) says whether the packet needs such work (offload.split does it:
+the tun's offloads are on, tun.py); a DATA_VALID packet does not.
 """
 import struct
 

@@ -5,6 +5,8 @@
     basic_authorization(userinfo) -> b"Basic base64(user:password)"   (RFC 7617)
     read_userinfo(path) -> "user:password"    the first line of a file (cli_common.read_secret:
                                               a regular private file; argv shows in ps)
+    authorization(proxy, auth_file, ...) -> ((host, port) or None, header or None)
+                                              what one proxy flag and its auth-file flag give
 
 The value goes into Proxy-Authorization on each request to that proxy (CONNECT and, for
 the proxy's forward, plain requests). Nothing here logs; callers log host:port only, never
@@ -35,3 +37,22 @@ def read_userinfo(path, what):
     if ":" not in userinfo or not userinfo.partition(":")[0]:
         raise ConfigError("%s file %s: the first line must be user:password" % (what, path))
     return userinfo
+
+
+def authorization(proxy, auth_file, proxy_flag, file_flag, what):
+    """The (host, port) and Proxy-Authorization value (or None) of one upstream-proxy flag.
+
+    proxy: (host, port, userinfo or None) as the flag's converter parsed it, or None;
+    auth_file: the path its --...-auth-file flag gave, or None. Credentials come from one of
+    the two; both, or a file without the proxy, is a ConfigError naming the flags.
+    """
+    if proxy is None:
+        if auth_file is not None:
+            raise ConfigError("%s needs %s" % (file_flag, proxy_flag))
+        return None, None
+    hostport, userinfo = proxy[:2], proxy[2]
+    if auth_file is not None:
+        if userinfo is not None:
+            raise ConfigError("%s has credentials and %s gives them too: give one" % (proxy_flag, file_flag))
+        userinfo = read_userinfo(auth_file, what)
+    return hostport, (basic_authorization(userinfo) if userinfo is not None else None)

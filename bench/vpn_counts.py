@@ -1,0 +1,161 @@
+#!/usr/bin/env python3
+"""Counts per data packet of bin/vpn that load does not move much: system calls (strace -c -f)
+and Python calls (cProfile), on the sending and the receiving side of one TCP stream.
+
+    sudo .venv/bin/python bench/vpn_counts.py [TREE ...] [--mbytes 40] [--offload 1|0]
+
+TREE is a checkout whose bin/vpn is measured (default: this one); to compare with an
+older commit: `git worktree add --detach /tmp/vpn-old a22b20b` and pass /tmp/vpn-old
+(its code runs with this checkout's .venv interpreter). Two namespaces joined by a veth,
+tun0 pre-created in each as the seed's README does (MTU 1400), the seed's command lines
+with --keep-warm 0 (the warm loop's timer would add calls that depend on time, not on
+packets); a Python TCP client in B sends MBYTES to a server in A through the tunnel.
+So B's vpn is the sender (tun -> seal -> UDP) and A's the receiver (UDP -> open -> tun)
+of the data; each also carries the ACKs the other way.
+
+  syscalls    strace -c -f attached once the tunnel is up, detached after the transfer
+  py calls    cProfile over the whole process, minus a run that only starts and stops
+              (start-up and shutdown are not per packet)
+Per packet = per full-size TCP segment of the stream (MBYTES / MSS 1348 at MTU 1400 with
+timestamps), the same denominator for every tree.
+"""
+import argparse
+import json
+import pstats
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+sys.path.insert(0, str(REPO))
+
+from tests.netns.nsutil import Lab, wait_for  # noqa: E402
+
+MSS = 1400 - 20 - 20 - 12
+PORT = 5000
+SERVER = r'''
+import socket, sys
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("10.0.1.1", 8000)); s.listen(1); print("listening", flush=True)
+c, _ = s.accept(); n = 0
+buf = bytearray(1 << 20)
+while True:
+    k = c.recv_into(buf)
+    if not k: break
+    n += k
+print("received", n, flush=True)
+'''
+CLIENT = r'''
+import socket, sys
+n = int(sys.argv[1]); c = socket.create_connection(("10.0.1.1", 8000), timeout=60)
+chunk = bytes(range(256)) * 256; sent = 0
+while sent < n:
+    c.sendall(chunk[:min(len(chunk), n - sent)]); sent += min(len(chunk), n - sent)
+c.shutdown(socket.SHUT_WR); c.recv(1); c.close()
+'''
+
+
+def run_once(tree, nbytes, offload, out_dir, tag):
+    """One measured run: returns {side: {"syscalls": {name: calls}, "profile": path}}."""
+    lab = Lab()
+    try:
+        a, b = lab.netns(), lab.netns()
+        lab.veth(a, "10.9.0.1/24", b, "10.9.0.2/24")
+        lab.tun(a, "tun0", "10.0.1.1/30")
+        lab.tun(b, "tun0", "10.0.1.2/30")
+        env = {"TOMATO_VPN_OFFLOAD": "1" if offload else "0"}
+        procs, profiles = {}, {}
+        for side, ns, lp, pp, peer in (("receiver", a, "pwd1", "pwd2", "10.9.0.2"),
+                                       ("sender", b, "pwd2", "pwd1", "10.9.0.1")):
+            profiles[side] = out_dir / ("%s-%s.prof" % (tag, side))
+            argv = [sys.executable, "-m", "cProfile", "-o", profiles[side], Path(tree) / "bin" / "vpn",
+                    "-la", ":%d" % PORT, "-lp", lp, "-pa", "%s:%d" % (peer, PORT), "-pp", pp, "--keep-warm", "0"]
+            procs[side] = lab.spawn(ns, argv, env=env)
+        for proc in procs.values():
+            lab.wait_log(proc, "tunnel ", timeout=20)
+        straces = {}
+        if nbytes:
+            for side, proc in procs.items():
+                path = out_dir / ("%s-%s.strace" % (tag, side))
+                straces[side] = (lab.spawn(None, ["strace", "-c", "-f", "-o", path, "-p", proc.pid]), path)
+            for tracer, _ in straces.values():
+                lab.wait_log(tracer, "attached")
+            server = lab.spawn(a, [sys.executable, "-c", SERVER])
+            lab.wait_log(server, "listening")
+            lab.run(b, [sys.executable, "-c", CLIENT, nbytes], check=True, timeout=300)
+            wait_for(lambda: "received" in server.output(), timeout=30, what="the server's count")
+            got = int(server.output().split()[-1])
+            if got != nbytes:
+                raise SystemExit("%s: the server received %d of %d bytes" % (tag, got, nbytes))
+            for tracer, _ in straces.values():
+                lab.stop(tracer, signal.SIGINT)
+        for proc in procs.values():
+            if lab.stop(proc, timeout=20) != 0:
+                raise SystemExit("%s: bin/vpn exited %s:\n%s" % (tag, proc.returncode, proc.output()[-2000:]))
+        return {side: {"syscalls": parse_strace(straces[side][1]) if nbytes else {}, "profile": profiles[side]}
+                for side in procs}
+    finally:
+        lab.close()
+
+
+def parse_strace(path):
+    """{syscall: calls} from strace -c's table."""
+    calls = {}
+    for line in Path(path).read_text().splitlines():
+        fields = line.split()
+        if len(fields) >= 5 and re.match(r"^\d+\.\d+$", fields[0]) and fields[-1] != "total":
+            calls[fields[-1]] = int(fields[3])
+    return calls
+
+
+def profile_calls(path):
+    stats = pstats.Stats(str(path))
+    return stats.total_calls, stats
+
+
+def top_calls(stats, base_stats, packets, n=12):
+    """The functions with most calls per packet (this run minus the idle run)."""
+    base = {k: v[1] for k, v in base_stats.stats.items()}
+    rows = [(v[1] - base.get(k, 0), k) for k, v in stats.stats.items()]
+    rows.sort(reverse=True)
+    return ["%7.2f  %s:%d(%s)" % (calls / packets, Path(k[0]).name, k[1], k[2]) for calls, k in rows[:n]]
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("trees", nargs="*", default=[str(REPO)])
+    parser.add_argument("--mbytes", type=int, default=40)
+    parser.add_argument("--offload", type=int, default=1, choices=(0, 1))
+    parser.add_argument("--top", type=int, default=0, help="also list the N functions called most per packet")
+    args = parser.parse_args()
+    out_dir = REPO / "bench" / "out" / "counts"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    nbytes = args.mbytes * 1_000_000
+    packets = nbytes / MSS
+    results = {}
+    for tree in args.trees:
+        tag = Path(tree).resolve().name
+        idle = run_once(tree, 0, args.offload, out_dir, tag + "-idle")
+        busy = run_once(tree, nbytes, args.offload, out_dir, tag)
+        row = {}
+        for side in ("sender", "receiver"):
+            syscalls = busy[side]["syscalls"]
+            total, stats = profile_calls(busy[side]["profile"])
+            base, base_stats = profile_calls(idle[side]["profile"])
+            row[side] = {"syscalls_per_packet": round(sum(syscalls.values()) / packets, 3),
+                         "by_syscall": {k: round(v / packets, 3) for k, v in
+                                        sorted(syscalls.items(), key=lambda kv: -kv[1]) if v / packets >= 0.005},
+                         "py_calls_per_packet": round((total - base) / packets, 2)}
+            if args.top:
+                row[side]["top"] = top_calls(stats, base_stats, packets, args.top)
+        results[tree] = row
+        print(json.dumps({tree: row}, indent=1), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,95 @@
+"""scheduler.drain_net with a scripted transport: a drain cut short by the datagram bound
+keeps the packet being merged open for the next drain; a drained socket, or a drain that
+accepted nothing (forged datagrams only), closes it."""
+import collections
+import socket
+
+from tomato_gevent.vpn.assembly import build_handshake
+from tomato_gevent.vpn.keypair import Keypair
+from tomato_gevent.vpn.report import LinkReport
+from tomato_gevent.vpn.scheduler import Scheduler
+from tomato_gevent.vpn.session import PeerEndpoint
+from tomato_gevent.vpn.vnet import VNET_HDR
+
+from .ip_packets import tcp_packet
+
+KEY_A, KEY_B = bytes([1]) * 32, bytes([2]) * 32
+NOW_MS = 1_700_000_000_000
+PEER = ("127.0.0.1", 5000)
+
+
+class VnetTun:
+    name, vnet_hdr = "sock0", True
+
+    def __init__(self):
+        self.host, self._device = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self._device.setblocking(False)
+        self.host.setblocking(False)
+        self.fd = self._device.fileno()
+
+    def frames(self):
+        got = []
+        while True:
+            try:
+                got.append(self.host.recv(65536))
+            except BlockingIOError:
+                return got
+
+
+class ScriptedTransport:
+    """receive() delivers the next scripted batch and returns whether the socket is drained."""
+
+    def __init__(self):
+        self.batches = []
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+
+    def fileno(self):
+        return self._sock.fileno()
+
+    def describe(self, source):
+        return "%s:%d" % source
+
+    def receiver(self, deliver, wall, mono):
+        def receive():
+            datagrams, drained = self.batches.pop(0)
+            for datagram in datagrams:
+                deliver(datagram, PEER, NOW_MS, 1.0)
+            return drained
+        return receive
+
+
+def scheduler():
+    tun, transport = VnetTun(), ScriptedTransport()
+    endpoint = PeerEndpoint(fixed=PEER)
+    handshake = build_handshake(KEY_A, KEY_B, 10.0, endpoint, 25.0)
+    handshake.keypairs.install(Keypair(1, 2, KEY_B, KEY_A, True, 1.0))     # as a completed handshake leaves it
+    report = LinkReport("sock0", endpoint, 10.0, 60.0, transport.describe, now=0.0)
+    s = Scheduler(tun, transport, handshake, endpoint, collections.Counter(), report,
+                  wall=lambda: NOW_MS / 1000, mono=lambda: 1.0, apply=lambda actions: None)
+    drain_net = s._net_drainer(lambda: True)
+    return tun, transport, drain_net
+
+
+def segments(count, size=1000):
+    peer = Keypair(2, 1, KEY_A, KEY_B, False, 1.0)         # the peer's side of that keypair
+    return [peer.seal(tcp_packet(bytes([65 + i]) * size, 1 + i * size)) for i in range(count)]
+
+
+def test_a_cut_short_drain_leaves_the_merge_open_and_a_drained_one_closes_it():
+    tun, transport, drain_net = scheduler()
+    datagrams = segments(6)
+    transport.batches = [(datagrams[:3], False), (datagrams[3:], True)]
+    assert drain_net() is False
+    assert tun.frames() == []                           # the first three wait for the rest
+    assert drain_net() is True
+    (frame,) = tun.frames()
+    assert VNET_HDR.unpack_from(frame)[3] == 1000 and len(frame) == 10 + 52 + 6000
+
+
+def test_a_drain_of_forged_datagrams_only_closes_the_merge():
+    tun, transport, drain_net = scheduler()
+    transport.batches = [(segments(3), False), ([b"\x30" + b"\0" * 99] * 50, False)]     # forged data datagrams
+    assert drain_net() is False
+    assert drain_net() is False
+    (frame,) = tun.frames()
+    assert len(frame) == 10 + 52 + 3000
