@@ -1,5 +1,5 @@
 """A complete v3 exchange with fixed inputs, every intermediate value spelled out: the example an
-independent implementation checks itself against (notes/handshake.md describes each step).
+independent implementation checks itself against (docs/protocol.md describes each step).
 
 Host A (-lp pwd1 -pp pwd2) initiates to host B (-lp pwd2 -pp pwd1) at 1765000000000 ms."""
 import hashlib
