@@ -39,6 +39,15 @@ def open_fifo_writer(path):
         return None
 
 
+def blocked_in_pipe_read(pid):
+    """True when the process sleeps in a pipe's or FIFO's read (its wait channel says so)."""
+    try:
+        with open("/proc/%d/wchan" % pid) as f:
+            return "pipe_read" in f.read()
+    except OSError:
+        return False
+
+
 def system_python_lacks_gevent():
     return run([SYSTEM_PYTHON, "-c", "import gevent"]).returncode != 0
 
@@ -195,8 +204,12 @@ def test_ctrl_c_while_loading_rules(tmp_path):
     writers = []
 
     def reading_or_gone():
-        writers.append(open_fifo_writer(fifo))
-        return writers[-1] is not None or proxy.poll() is not None
+        # A signal that lands between the eval loop's last check and the read() syscall is
+        # only seen once read returns (CPython checks signals on EINTR), so wait until the
+        # kernel shows the proxy asleep in the FIFO's read, where SIGINT interrupts it.
+        if not writers or writers[-1] is None:
+            writers.append(open_fifo_writer(fifo))
+        return (writers[-1] is not None and blocked_in_pipe_read(proxy.pid)) or proxy.poll() is not None
 
     try:
         wait_for(reading_or_gone, timeout=30, what="the proxy reading its rule file")

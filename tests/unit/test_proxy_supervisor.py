@@ -84,8 +84,10 @@ def test_reload_is_checked_first_then_logged_once_every_worker_confirmed(parent,
     assert caplog.text.count("rules reloaded: r.txt (2 rules)") == 1
 
 
-def test_a_bad_rule_file_is_not_passed_on(parent, caplog):
+def test_a_bad_rule_file_is_not_passed_on_but_the_users_and_log_are_reopened(parent, caplog):
     sup, sent = parent
+    for slot in sup.pool.slots:
+        sup._on_message(slot, encode(READY))
 
     def bad():
         from tomato_gevent.errors import ConfigError
@@ -93,7 +95,8 @@ def test_a_bad_rule_file_is_not_passed_on(parent, caplog):
     sup.check_rules = bad
     with caplog.at_level(logging.INFO):
         sup._reload()
-    assert sent == [] and "rule reload failed, keeping the old rules: r.txt:1: unknown action" in caplog.text
+    assert sorted(sent) == [(pid, signal.SIGUSR2) for pid in PIDS]      # not SIGHUP: no rules
+    assert "rule reload failed, keeping the old rules: r.txt:1: unknown action" in caplog.text
 
 
 def test_a_worker_forked_before_a_reload_catches_up_when_ready(parent, caplog):

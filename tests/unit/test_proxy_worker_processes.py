@@ -108,6 +108,20 @@ def test_sighup_reloads_the_rules_in_every_worker(proxy_with_workers):
     close_all(clients)
 
 
+def test_sighup_with_a_bad_rule_file_still_reopens_every_workers_access_log(proxy_with_workers, tmp_path):
+    log_path = tmp_path / "access.log"
+    proxy, port, rules = proxy_with_workers("--access-log", log_path)
+    proxy.wait_line("listening on")
+    rules.write_text("nonsense\tads.test\n")
+    proxy.proc.send_signal(signal.SIGHUP)      # logrotate's postrotate, on a day the rules are bad
+    proxy.wait_line("rule reload failed, keeping the old rules")
+    wait_for(lambda: sum("access log %s reopened" % log_path in line for line in proxy.lines) == WORKERS,
+             what="a reopen line from every worker", timeout=DEADLINE_SECONDS)
+    clients, _ = serving(proxy, port)          # the old rules: block, 403 on every connection
+    close_all(clients)
+    assert not [line for line in proxy.lines if "rules reloaded" in line]
+
+
 def test_sigterm_stops_every_worker_within_a_second(proxy_with_workers):
     proxy, port, _ = proxy_with_workers()
     proxy.wait_line("listening on")

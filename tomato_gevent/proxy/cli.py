@@ -213,13 +213,19 @@ def serve(args, shared, listener, max_clients, rules, host_events):
         server.set_rules(new_rules)
         host_events.reloaded(new_rules)
 
-    def reload():
-        reload_rules()
+    def reopen():
+        """The users and the access log again; the rules stay (SIGUSR2 from the supervisor
+        when the rule files failed its check)."""
         if args.auth_file:
             reload_users(args.auth_file, shared.authenticator)
         access_log.reopen()
 
+    def reload():
+        reload_rules()
+        reopen()
+
     gevent.signal_handler(signal.SIGHUP, reload)
+    gevent.signal_handler(signal.SIGUSR2, reopen)
     gevent.signal_handler(signal.SIGUSR1, lambda: host_events.summary(server.stats))
     gevent.signal_handler(signal.SIGTERM, server.stop)
     gevent.signal_handler(signal.SIGINT, server.stop)

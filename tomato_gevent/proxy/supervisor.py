@@ -6,6 +6,7 @@
     poll(): signals (the wakeup fd), worker messages       --max-clients (serve() of cli.py)
     SIGCHLD: log, restart with backoff (Pool)            tells the parent READY, RELOADED,
     SIGHUP: check the rule files, then SIGHUP each         STATS on its channel; the channel's
+      (a bad file: SIGUSR2 each, users and access log)
     SIGUSR1: SIGUSR1 each, one summary of their STATS      EOF (parent gone) stops it
     SIGTERM / SIGINT: SIGTERM each, wait, one summary
     READY=1 to systemd once every worker said READY
@@ -209,6 +210,7 @@ class Supervisor:
         for number in _PARENT_SIGNALS:
             # Until its own handlers are in place a reload or summary request is no reason to die.
             _signal(number, signal.SIG_IGN if number in (signal.SIGHUP, signal.SIGUSR1) else signal.SIG_DFL)
+        _signal(signal.SIGUSR2, signal.SIG_IGN)
         for fd in (self.wake_r, self.wake_w):
             os.close(fd)
         parent_end.close()
@@ -298,6 +300,11 @@ class Supervisor:
             rules, description = self.check_rules()
         except ConfigError as e:
             log.error("rule reload failed, keeping the old rules: %s", e)
+            # The rest of a reload still happens: logrotate's SIGHUP must reopen the access
+            # log, and a revoked user must go, whatever state the rule file is in.
+            for slot in self.pool.running():
+                if slot.ready:
+                    _kill(slot.pid, signal.SIGUSR2)
             return
         self.rules = rules
         self.reload_description = description
