@@ -383,7 +383,11 @@ class Scheduler:
 
         def deliver(datagram, source, now_ms, now_mono):
             nonlocal accepted, accepted_bytes, accepted_from, accepted_keypair, payloads
-            if not len(datagram) or datagram[0] != DATA_TYPE:
+            try:
+                data = datagram[0] == DATA_TYPE     # (no len(): one call per datagram less)
+            except IndexError:                      # an empty datagram
+                data = False
+            if not data:
                 return shake(datagram, source, now_ms, now_mono)
             try:
                 n, flags, keypair, confirmed = open_into(datagram, plain_view, now_mono)
