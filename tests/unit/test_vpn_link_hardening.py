@@ -1,12 +1,12 @@
 """Hardening of the running link (issue 10), without root, with vpn_doubles' stand-ins:
-the tun read path with a virtio header (10.3), reflected datagrams (10.2), the hint
-logged when nothing authenticates (v1/v2 or wrong passwords)."""
+the tun read path with a virtio header (10.3), reflected datagrams (10.2), the line that
+names another protocol version (over UDP and TCP)."""
 import logging
 import socket
 import threading
 
 from tests.support import wait_for
-from tests.unit.vpn_doubles import KEY_A, KEY_B, KEY_WRONG, SocketTun
+from tests.unit.vpn_doubles import KEY_A, KEY_B, SocketTun
 from tomato_gevent.vpn.offload import partial_header
 from tomato_gevent.vpn.vnet import (PLAIN_VNET_HDR, VIRTIO_NET_HDR_F_DATA_VALID, VIRTIO_NET_HDR_F_NEEDS_CSUM,
                                     VIRTIO_NET_HDR_GSO_TCPV4, VNET_HDR)
@@ -138,5 +138,25 @@ def test_a_version_2_peer_is_named_in_one_line(sides, caplog):
         for _ in range(3):
             old_peer.sendto(v2_keepalive, a.address)
         wait_for(lambda: a.link.drops["protocol version 2"] >= 3, what="A refusing the v2 datagrams")
+    lines = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(lines) == 1 and "speaks tomato-vpn v2, this end speaks tomato-vpn v3" in lines[0], lines
+
+
+def test_a_version_2_peer_over_tcp_is_named_in_one_line(sides, caplog):
+    """The same over the TCP transport: v2 framed its datagrams as v3 does (2-byte length), so
+    each connection's first frame is named, and the connection, never trusted, is closed."""
+    import struct
+    import time
+
+    from tomato_gevent.vpn.framing import frame
+
+    caplog.set_level(logging.WARNING, logger="tomato_gevent.vpn")
+    a = sides(KEY_A, KEY_B, transport="tcp")
+    v2_keepalive = struct.pack(">QI", int(time.time() * 1000) << 16 | 0xBEEF, 0) + bytes(24)
+    for _ in range(3):
+        with socket.create_connection(a.address, timeout=5) as old_peer:
+            old_peer.sendall(frame(v2_keepalive))
+            assert old_peer.recv(100) == b"", "the connection is closed, nothing is sent on it"
+    wait_for(lambda: a.link.drops["protocol version 2"] >= 3, what="A refusing the v2 frames")
     lines = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(lines) == 1 and "speaks tomato-vpn v2, this end speaks tomato-vpn v3" in lines[0], lines
