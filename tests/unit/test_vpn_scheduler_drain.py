@@ -1,17 +1,19 @@
 """scheduler.drain_net with a scripted transport: a drain cut short by the datagram bound
 keeps the packet being merged open for the next drain; a drained socket, or a drain that
-accepted nothing (forged datagrams only), closes it."""
+accepted nothing (forged datagrams only), closes it. What is not TCP is written past the
+coalescer, but never past a merge it holds."""
 import collections
 import socket
 
 from tomato_gevent.vpn.assembly import build_handshake
-from tomato_gevent.vpn.keypair import Keypair
+from tomato_gevent.vpn.keypair import FLAG_CHECKSUM_PARTIAL, Keypair
+from tomato_gevent.vpn.offload import partial_header
 from tomato_gevent.vpn.report import LinkReport
 from tomato_gevent.vpn.scheduler import Scheduler
 from tomato_gevent.vpn.session import PeerEndpoint
-from tomato_gevent.vpn.vnet import VNET_HDR
+from tomato_gevent.vpn.vnet import PLAIN_VNET_HDR, VNET_HDR
 
-from .ip_packets import tcp_packet
+from .ip_packets import tcp_packet, udp_packet
 
 KEY_A, KEY_B = bytes([1]) * 32, bytes([2]) * 32
 NOW_MS = 1_700_000_000_000
@@ -70,9 +72,11 @@ def scheduler():
     return tun, transport, drain_net
 
 
+PEER_KEYPAIR = Keypair(2, 1, KEY_A, KEY_B, False, 1.0)     # the peer's side of that keypair
+
+
 def segments(count, size=1000):
-    peer = Keypair(2, 1, KEY_A, KEY_B, False, 1.0)         # the peer's side of that keypair
-    return [peer.seal(tcp_packet(bytes([65 + i]) * size, 1 + i * size)) for i in range(count)]
+    return [PEER_KEYPAIR.seal(tcp_packet(bytes([65 + i]) * size, 1 + i * size)) for i in range(count)]
 
 
 def test_a_cut_short_drain_leaves_the_merge_open_and_a_drained_one_closes_it():
@@ -93,3 +97,15 @@ def test_a_drain_of_forged_datagrams_only_closes_the_merge():
     assert drain_net() is False
     (frame,) = tun.frames()
     assert len(frame) == 10 + 52 + 3000
+
+
+def test_udp_is_written_as_it_came_but_after_the_merge_that_precedes_it():
+    tun, transport, drain_net = scheduler()
+    dns, flagged = udp_packet(b"query"), udp_packet(b"partial", partial=True)
+    transport.batches = [([PEER_KEYPAIR.seal(dns)] + segments(2) + [PEER_KEYPAIR.seal(dns),
+                          PEER_KEYPAIR.seal(flagged, FLAG_CHECKSUM_PARTIAL)], True)]
+    assert drain_net() is True
+    first, merged, second, third = tun.frames()
+    assert first == second == PLAIN_VNET_HDR + dns                  # nothing pending: written at once
+    assert len(merged) == 10 + 52 + 2000                            # the two segments, before the second query
+    assert third == partial_header(20, 6) + flagged                 # flagged: the kernel completes it

@@ -127,7 +127,8 @@ class TcpCoalescer:
         self._max_packet = max_packet
         self._buf = bytearray(max_packet)
         self._view = memoryview(self._buf)
-        self._size = 0              # bytes pending in _buf; 0 = nothing pending
+        self.pending = 0            # bytes pending in _buf; 0 = nothing pending (the caller may
+                                    # then write what add() would not merge past it, as add() would)
         self._key = None            # what must match for a segment to join
         self._next_seq = 0
         self._segment = 0           # payload size of the first segment = gso_size
@@ -162,15 +163,15 @@ class TcpCoalescer:
             mergeable = (flags | TCP_PSH == _MERGEABLE_FLAGS and payload_length + ip_size == size
                          and payload > 0 and header_size >= ip_size + 20)
         if not mergeable or size > self._max_packet:
-            if self._size:
+            if self.pending:
                 self.flush()
             self._emit(self._alone_header(packet) if trusted else PLAIN_VNET_HDR, packet)
             return
         options_start = ip_size + 20
         key = (addresses_ports, ack, version_tos, ttl, data_offset,
                bytes(packet[options_start:header_size]) if header_size > options_start else b"")
-        if (self._size and key == self._key and seq == self._next_seq and not self._closed
-                and payload <= self._segment and self._size + payload <= self._max_packet):
+        if (self.pending and key == self._key and seq == self._next_seq and not self._closed
+                and payload <= self._segment and self.pending + payload <= self._max_packet):
             # Checksums are verified before merging, since the merged packet gets a fresh
             # one; the first segment only now, as a packet that stays alone needs none.
             if not trusted and not segment_checksums_ok(packet, ip_size == IPV6_HEADER_SIZE):
@@ -178,13 +179,13 @@ class TcpCoalescer:
                 self._emit(PLAIN_VNET_HDR, packet)      # as it came: the kernel judges it
                 return
             if (self._segments == 1 and not self._trusted
-                    and not segment_checksums_ok(self._view[:self._size], self._ipv6)):
+                    and not segment_checksums_ok(self._view[:self.pending], self._ipv6)):
                 self.flush()                            # the bad first segment alone ...
                 self._start(packet, size, key, seq, payload, header_size, ip_size, flags, trusted)  # ... then this
                 return
-            end = self._size + payload
-            self._buf[self._size:end] = packet[header_size:]
-            self._size = end
+            end = self.pending + payload
+            self._buf[self.pending:end] = packet[header_size:]
+            self.pending = end
             self._segments += 1
             self._next_seq = (seq + payload) & 0xFFFFFFFF
             if flags & TCP_PSH:
@@ -204,7 +205,7 @@ class TcpCoalescer:
     def _start(self, packet, size, key, seq, payload, header_size, ip_size, flags, trusted):
         """Make packet the pending one (nothing is pending)."""
         self._buf[:size] = packet
-        self._size = size
+        self.pending = size
         self._key = key
         self._next_seq = (seq + payload) & 0xFFFFFFFF
         self._segment = payload
@@ -215,10 +216,10 @@ class TcpCoalescer:
         self._trusted = trusted
 
     def flush(self):
-        size = self._size
+        size = self.pending
         if not size:
             return
-        self._size = 0
+        self.pending = 0
         view = self._view[:size]
         if self._segments == 1:
             if self._trusted:

@@ -4,10 +4,9 @@ One greenlet (Scheduler.run) drains whichever side is readable:
   drain_tun   read the tun until EAGAIN (bounded batch), lower the MSS of a TCP SYN
               (mss.py), seal each packet straight into a batch buffer with the
               current keypair, hand the batch to the transport (one send per run of
-              equal-size datagrams where it can batch). With the tun's offloads (tun.py,
-              offload.py) a read may be a TCP super-packet: it is cut into segments in
-              place, each sealed with the "checksum partial" flag, and a partial
-              checksum on a single packet is kept and flagged too
+              equal-size datagrams where it can batch). With the tun's offloads (offload.py)
+              a read may be a TCP super-packet: it is cut into segments in place, each sealed
+              with the "checksum partial" flag, as is a single packet's partial checksum
   drain_net   let the transport receive until drained (bounded); open each data
               datagram (Keypairs.open_into: index, one AEAD call, replay window),
               hand any other message to the handshake (handshake.py; the link carries
@@ -42,7 +41,7 @@ from .mss import SYN_FLAGS_OFFSET_IPV4, SYN_FLAGS_OFFSET_IPV6, TCP_SYN, clamp_ms
 from .offload import OffloadError, complete_partial, split
 from .report import diagnosed
 from .throttle import LogThrottle
-from .vnet import VIRTIO_NET_HDR_F_NEEDS_CSUM, VNET_HDR_SIZE
+from .vnet import PLAIN_VNET_HDR, VIRTIO_NET_HDR_F_NEEDS_CSUM, VNET_HDR_SIZE
 from .warmth import (HUB_INTERVAL_SECONDS, LINGER_SECONDS, WARM_AFTER_TRAFFIC_SECONDS, WARM_INTERVAL_SECONDS,
                      Density, Rhythm, warmer)
 
@@ -348,7 +347,7 @@ class Scheduler:
         keypairs, handshake, endpoint, drops, report = self.keypairs, self.handshake, self.endpoint, self.drops, \
             self.report
         open_into, apply = keypairs.open_into, self.apply
-        write, describe = os.write, self.transport.describe
+        write, writev, describe = os.write, os.writev, self.transport.describe
         debug = log.isEnabledFor(logging.DEBUG)
         coalescer = self.coalescer
         dynamic = endpoint.dynamic
@@ -401,28 +400,36 @@ class Scheduler:
             accepted_from, accepted_keypair = source, keypair
             if dynamic and endpoint.learn(source, now_mono):
                 report.learned(source, now_mono)
-            if mss is not None and n:
-                version = plain[0]                  # the same cheap test as in drain_tun
+            version = plain[0]
+            if mss is not None and n:               # the same cheap test as in drain_tun
                 if (plain[syn4] & TCP_SYN if version == 0x45 else plain[syn6] & TCP_SYN if version >> 4 == 6
                         else version >> 4 == 4):
                     # A segment flagged "checksum partial" carries the pseudo-header sum only.
                     clamp_mss(plain_view[:n], mss4, mss6, not flags & FLAG_CHECKSUM_PARTIAL)
-            if n and coalescer is not None:
-                payloads += 1
-                coalescer.add(plain_view[:n], flags & FLAG_CHECKSUM_PARTIAL)
-            elif n:
-                payloads += 1
-                packet = plain_view[:n]
-                if flags & FLAG_CHECKSUM_PARTIAL:
-                    complete_partial(packet)        # a tun without vnet headers: completed here
-                try:
+            if not n:
+                return True
+            payloads += 1
+            packet = plain_view[:n]
+            partial = flags & FLAG_CHECKSUM_PARTIAL
+            if coalescer is not None:
+                # Only TCP is merged: anything else, unflagged, while no merge is pending, is written
+                # here as add() would write it (three Python calls fewer per small packet).
+                if partial or coalescer.pending or plain[9 if version >> 4 == 4 else 6] == 6:
+                    coalescer.add(packet, partial)
+                    return True
+            elif partial:
+                complete_partial(packet)            # a tun without vnet headers: completed here
+            try:
+                if coalescer is None:
                     write(tun_fd, packet)
-                except BlockingIOError:
-                    drops["tun full"] += 1
-                except OSError as e:
-                    # e.g. EINVAL for a payload that is not an IP packet: the peer's problem.
-                    drops["tun write error"] += 1
-                    self.warn(("tun", e.errno), "writing %s failed: %s", self.tun.name, e.strerror)
+                else:
+                    writev(tun_fd, (PLAIN_VNET_HDR, packet))
+            except BlockingIOError:
+                drops["tun full"] += 1
+            except OSError as e:
+                # e.g. EINVAL for a payload that is not an IP packet: the peer's problem.
+                drops["tun write error"] += 1
+                self.warn(("tun", e.errno), "writing %s failed: %s", self.tun.name, e.strerror)
             return True
 
         receive = self.transport.receiver(deliver, self.wall, self.mono)
