@@ -2,7 +2,7 @@
 """Counts per data packet of bin/vpn that load does not move much: system calls (strace -c -f)
 and Python calls (cProfile), on the sending and the receiving side of one TCP stream.
 
-    sudo .venv/bin/python bench/vpn_counts.py [TREE ...] [--mbytes 40] [--offload 1|0]
+    sudo .venv/bin/python bench/vpn_counts.py [TREE ...] [--mbytes 40] [--offload 1|0] [--udp SIZE]
 
 TREE is a checkout whose bin/vpn is measured (default: this one); to compare with an
 older commit: `git worktree add --detach /tmp/vpn-old a22b20b` and pass /tmp/vpn-old
@@ -17,7 +17,10 @@ of the data; each also carries the ACKs the other way.
   py calls    cProfile over the whole process, minus a run that only starts and stops
               (start-up and shutdown are not per packet)
 Per packet = per full-size TCP segment of the stream (MBYTES / MSS 1348 at MTU 1400 with
-timestamps), the same denominator for every tree.
+timestamps), the same denominator for every tree. With --udp SIZE the client sends UDP
+datagrams of SIZE payload bytes instead (issue 19's 64-byte packets/s), MBYTES x 1000 of
+them in bursts of 50 with a 1 ms pause (so that few are lost), and per packet = per
+datagram the server received.
 """
 import argparse
 import json
@@ -49,6 +52,25 @@ while True:
     n += k
 print("received", n, flush=True)
 '''
+UDP_SERVER = r'''
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("10.0.1.1", 8000)); print("listening", flush=True)
+n = 0
+while s.recv(65536) != b"end":
+    n += 1
+print("received", n, flush=True)
+'''
+UDP_CLIENT = r'''
+import socket, sys, time
+count, size = int(sys.argv[1]), int(sys.argv[2])
+c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); payload = bytes(size)
+for i in range(count):
+    c.sendto(payload, ("10.0.1.1", 8000))
+    if i % 50 == 49:
+        time.sleep(0.001)
+for _ in range(20):
+    time.sleep(0.05); c.sendto(b"end", ("10.0.1.1", 8000))
+'''
 CLIENT = r'''
 import socket, sys
 n = int(sys.argv[1]); c = socket.create_connection(("10.0.1.1", 8000), timeout=60)
@@ -59,8 +81,9 @@ c.shutdown(socket.SHUT_WR); c.recv(1); c.close()
 '''
 
 
-def run_once(tree, nbytes, offload, out_dir, tag):
-    """One measured run: returns {side: {"syscalls": {name: calls}, "profile": path}}."""
+def run_once(tree, nbytes, offload, out_dir, tag, udp=0):
+    """One measured run: returns ({side: {"syscalls": {name: calls}, "profile": path}}, the
+    server's count: bytes, or with udp datagrams)."""
     lab = Lab()
     try:
         a, b = lab.netns(), lab.netns()
@@ -84,20 +107,21 @@ def run_once(tree, nbytes, offload, out_dir, tag):
                 straces[side] = (lab.spawn(None, ["strace", "-c", "-f", "-o", path, "-p", proc.pid]), path)
             for tracer, _ in straces.values():
                 lab.wait_log(tracer, "attached")
-            server = lab.spawn(a, [sys.executable, "-c", SERVER])
+            server = lab.spawn(a, [sys.executable, "-c", UDP_SERVER if udp else SERVER])
             lab.wait_log(server, "listening")
-            lab.run(b, [sys.executable, "-c", CLIENT, nbytes], check=True, timeout=300)
+            client = [UDP_CLIENT, nbytes // 1000, udp] if udp else [CLIENT, nbytes]
+            lab.run(b, [sys.executable, "-c"] + client, check=True, timeout=300)
             wait_for(lambda: "received" in server.output(), timeout=30, what="the server's count")
             got = int(server.output().split()[-1])
-            if got != nbytes:
+            if got != nbytes and not udp:
                 raise SystemExit("%s: the server received %d of %d bytes" % (tag, got, nbytes))
             for tracer, _ in straces.values():
                 lab.stop(tracer, signal.SIGINT)
         for proc in procs.values():
             if lab.stop(proc, timeout=20) != 0:
                 raise SystemExit("%s: bin/vpn exited %s:\n%s" % (tag, proc.returncode, proc.output()[-2000:]))
-        return {side: {"syscalls": parse_strace(straces[side][1]) if nbytes else {}, "profile": profiles[side]}
-                for side in procs}
+        return ({side: {"syscalls": parse_strace(straces[side][1]) if nbytes else {}, "profile": profiles[side]}
+                 for side in procs}, got if nbytes else 0)
     finally:
         lab.close()
 
@@ -131,6 +155,8 @@ def main():
     parser.add_argument("--mbytes", type=int, default=40)
     parser.add_argument("--offload", type=int, default=1, choices=(0, 1))
     parser.add_argument("--top", type=int, default=0, help="also list the N functions called most per packet")
+    parser.add_argument("--udp", type=int, default=0, metavar="SIZE",
+                        help="UDP datagrams of SIZE payload bytes (MBYTES x 1000 of them) instead of a TCP stream")
     args = parser.parse_args()
     out_dir = REPO / "bench" / "out" / "counts"
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -139,9 +165,11 @@ def main():
     results = {}
     for tree in args.trees:
         tag = Path(tree).resolve().name
-        idle = run_once(tree, 0, args.offload, out_dir, tag + "-idle")
-        busy = run_once(tree, nbytes, args.offload, out_dir, tag)
-        row = {}
+        idle, _ = run_once(tree, 0, args.offload, out_dir, tag + "-idle")
+        busy, got = run_once(tree, nbytes, args.offload, out_dir, tag, args.udp)
+        if args.udp:
+            packets = got
+        row = {"udp_received": got} if args.udp else {}
         for side in ("sender", "receiver"):
             syscalls = busy[side]["syscalls"]
             total, stats = profile_calls(busy[side]["profile"])

@@ -5,6 +5,8 @@ coalescer, but never past a merge it holds."""
 import collections
 import socket
 
+import pytest
+
 from tomato_gevent.vpn.assembly import build_handshake
 from tomato_gevent.vpn.keypair import FLAG_CHECKSUM_PARTIAL, Keypair
 from tomato_gevent.vpn.offload import partial_header
@@ -109,3 +111,23 @@ def test_udp_is_written_as_it_came_but_after_the_merge_that_precedes_it():
     assert first == second == PLAIN_VNET_HDR + dns                  # nothing pending: written at once
     assert len(merged) == 10 + 52 + 2000                            # the two segments, before the second query
     assert third == partial_header(20, 6) + flagged                 # flagged: the kernel completes it
+
+
+@pytest.mark.parametrize("packet", [udp_packet(b"v4", partial=True), udp_packet(b"v6", ipv6=True, partial=True),
+                                    udp_packet(b"v4")[:27], tcp_packet(b"alone", 5, partial=True),
+                                    tcp_packet(b"alone", 5, ipv6=True, partial=True), bytes([0x46]) + bytes(40),
+                                    bytes(3)], ids=["udp4", "udp6", "udp4-truncated", "tcp4", "tcp6",
+                                                    "ip-options", "junk"])
+def test_a_flagged_packet_alone_gets_the_header_the_coalescer_would_give_it(packet):
+    """deliver writes a flagged UDP packet itself; every flagged packet gets, either way, what
+    TcpCoalescer.add gives a trusted packet alone (NEEDS_CSUM where checksum_layout finds it)."""
+    from tomato_gevent.vpn.coalesce import TcpCoalescer
+
+    expected = []
+    alone = TcpCoalescer(lambda header, body: expected.append(bytes(header) + bytes(body)))
+    alone.add(memoryview(bytearray(packet)), True)
+    alone.flush()
+    tun, transport, drain_net = scheduler()
+    transport.batches = [([PEER_KEYPAIR.seal(packet, FLAG_CHECKSUM_PARTIAL)], True)]
+    drain_net()
+    assert tun.frames() == expected

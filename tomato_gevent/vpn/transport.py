@@ -20,6 +20,9 @@ connections). A transport provides:
                     (UDP: that address; TCP: that connection, trusted or not)
   reply_batch(view, size, segment, count, source)
                     count such messages, laid out as for send_batch (UDP: one GSO send)
+  send_replies(replies)
+                    [(source, message)] of one drain through reply/reply_batch (the
+                    base class's; equal-size runs to one source batched)
   send_batch(view, size, segment, count, destination)
                     count sealed datagrams back to back in view[:size], each
                     segment bytes long except possibly the last. Never waits for
@@ -75,6 +78,24 @@ class DatagramTransport:
     def reply_batch(self, view, size, segment, count, source):
         for offset in range(0, size, segment):
             self.reply(view[offset:offset + segment], source)
+
+    def send_replies(self, replies):
+        """Send [(destination, message)], what the refusals of one drain answered (under a
+        flood of initiations: a cookie reply each), each run of equal size to one
+        destination in one reply_batch (one GSO send over UDP)."""
+        start = 0
+        while start < len(replies):
+            destination, first = replies[start]
+            end = start + 1
+            while (end < len(replies) and end - start < self.max_batch_count
+                   and replies[end][0] == destination and len(replies[end][1]) == len(first)):
+                end += 1
+            if end - start == 1:
+                self.reply(memoryview(first), destination)
+            else:
+                batch = b"".join(message for _, message in replies[start:end])
+                self.reply_batch(memoryview(batch), len(batch), len(first), end - start, destination)
+            start = end
 
     def describe(self, source):
         raise NotImplementedError
