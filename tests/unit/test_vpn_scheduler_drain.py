@@ -43,9 +43,18 @@ class VnetTun:
 class ScriptedTransport:
     """receive() delivers the next scripted batch and returns whether the socket is drained."""
 
+    max_batch_bytes, max_batch_count = 65536, 64
+
     def __init__(self):
         self.batches = []
+        self.sent = []                  # what drain_tun sent: datagrams
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+
+    def send(self, view, destination):
+        self.sent.append(bytes(view))
+
+    def send_batch(self, view, size, segment, count, destination):
+        self.sent += [bytes(view[offset:min(offset + segment, size)]) for offset in range(0, size, segment)]
 
     def fileno(self):
         return self._sock.fileno()
@@ -71,6 +80,7 @@ def scheduler():
     s = Scheduler(tun, transport, handshake, endpoint, collections.Counter(), report,
                   wall=lambda: NOW_MS / 1000, mono=lambda: 1.0, apply=lambda actions: None)
     drain_net = s._net_drainer(lambda: True)
+    scheduler.drain_tun = s._tun_drainer()
     return tun, transport, drain_net
 
 
@@ -131,3 +141,31 @@ def test_a_flagged_packet_alone_gets_the_header_the_coalescer_would_give_it(pack
     transport.batches = [([PEER_KEYPAIR.seal(packet, FLAG_CHECKSUM_PARTIAL)], True)]
     drain_net()
     assert tun.frames() == expected
+
+
+@pytest.mark.parametrize("packet, csum_start", [
+    (udp_packet(b"v4", partial=True), 20), (udp_packet(b"v6", ipv6=True, partial=True), 40),
+    (udp_packet(b"v4")[:27], 20), (tcp_packet(b"single", 5, partial=True), 20),
+    (udp_packet(b"elsewhere", partial=True), 24)], ids=["udp4", "udp6", "udp4-truncated", "tcp4", "not-locatable"])
+def test_drain_tun_seals_a_partial_checksum_read_as_offload_split_says(packet, csum_start):
+    """drain_tun answers a local UDP socket's packet (NEEDS_CSUM, no GSO) itself; whatever
+    the read, the datagram carries the flag and the bytes offload.split gives (or, where split
+    refuses the read, nothing is sent)."""
+    from tomato_gevent.vpn.keypair import Keypairs
+    from tomato_gevent.vpn.offload import OffloadError, split
+    from tomato_gevent.vpn.vnet import VIRTIO_NET_HDR_F_NEEDS_CSUM
+
+    udp = packet[9 if packet[0] == 0x45 else 6] == 17
+    header = VNET_HDR.pack(VIRTIO_NET_HDR_F_NEEDS_CSUM, 0, 0, 0, csum_start, 6 if udp else 16)
+    buf = bytearray(packet)
+    try:
+        partial, ((start, end),) = split(buf, 0, len(buf), header)
+        expected = [(FLAG_CHECKSUM_PARTIAL if partial else 0, bytes(buf[start:end]))]
+    except OffloadError:
+        expected = []
+    tun, transport, _ = scheduler()
+    tun.host.send(header + packet)
+    scheduler.drain_tun()
+    peer = Keypairs()
+    peer.install(Keypair(2, 1, KEY_A, KEY_B, False, 1.0))
+    assert [peer.open(datagram, 1.0)[1::-1] for datagram in transport.sent] == expected
