@@ -143,7 +143,9 @@ class TcpCoalescer:
     def add(self, packet, trusted=False):
         """One IP packet (a buffer valid only during the call); trusted: built by the
         peer's kernel, its checksum field holds the partial sum (see the docstring)."""
-        size = len(packet)
+        if type(packet) is not memoryview:
+            packet = memoryview(packet)
+        size = packet.nbytes            # an attribute, not a len() call per packet
         mergeable = False
         if size >= 40 and packet[0] == 0x45 and packet[9] == 6 and self.merging:
             (version_tos, total_length, fragment, ttl, addresses_ports, seq, ack, data_offset,
