@@ -98,7 +98,11 @@ def main():
     from gevent.server import StreamServer
 
     body = b"x" * 1024
-    answer = b"HTTP/1.1 200 OK\r\nContent-Length: 1024\r\nContent-Type: text/plain\r\n\r\n" + body
+    # The head nginx (make bench's origin) sends for its 1 KB file: nine fields, ~250 bytes.
+    answer = (b"HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\nDate: Sun, 06 Dec 2026 11:30:00 GMT\r\n"
+              b"Content-Type: application/octet-stream\r\nContent-Length: 1024\r\n"
+              b"Last-Modified: Sun, 06 Dec 2026 11:00:00 GMT\r\nConnection: keep-alive\r\n"
+              b'ETag: "6774f1a0-400"\r\nAccept-Ranges: bytes\r\n\r\n') + body
 
     def origin(sock, address):
         buf = b""
