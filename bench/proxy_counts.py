@@ -59,7 +59,8 @@ def serve(tree, kind, port_file, prof_file):
     def start():
         switches[0] = 0
         greenlet.settrace(count_switch)
-        profile.enable()
+        if os.environ.get("PROFILE", "1") != "0":
+            profile.enable()
 
     def stop():
         profile.disable()

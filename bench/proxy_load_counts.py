@@ -3,6 +3,8 @@ puts on it: wrk -t1 -c50 keep-alive absolute-URI GETs of 1 KB from nginx, for a 
 Counts, not rates: the rate wrk reaches on a shared machine is only printed as a noisy aside.
 
     .venv/bin/python bench/proxy_load_counts.py TREE [SECONDS]
+    PROFILE=0 .venv/bin/python bench/proxy_load_counts.py TREE   # no cProfile: the proxy at full
+                                                                # speed, so waits are as in make bench
 
 Under this load the proxy is busy, so its waits are real waits: a recv on a socket with
 nothing yet (EAGAIN), the watcher, the hub, epoll_wait. bench/proxy_counts.py (4 clients, the
@@ -101,7 +103,17 @@ def main():
         with open(prof_file + ".switches") as f:
             switches = int(f.read())
         import pstats
-        stats = pstats.Stats(prof_file)
+        try:
+            stats = pstats.Stats(prof_file)
+        except TypeError:               # PROFILE=0: an empty profile
+            stats = None
+        if stats is None:
+            print("requests %d (wrk %s req/s: noisy, not a rate to quote)" % (requests, rate))
+            print("load syscalls per request: %.2f  (%s)" % (
+                counts["sys_enter"] / requests,
+                ", ".join("%s %.2f" % (name, counts[name] / requests) for name in SYSCALLS)))
+            print("load greenlet switches per request: %.2f" % (switches / requests))
+            return
         calls = sum(v[1] for k, v in stats.stats.items() if k[2] != "count_switch")
         raw_recv = sum(v[1] for k, v in stats.stats.items() if k[2] == "<method 'recv' of '_socket.socket' objects>")
         print("requests %d (wrk %s req/s with cProfile on: noisy, not a rate to quote)" % (requests, rate))
