@@ -13,7 +13,8 @@ top syscalls); each counted run follows a warm-up of 200 requests, so connection
 keep-alive clients is amortised. With CALLGRIND=1 it also prints the proxy's user-space
 instructions per request (valgrind --tool=callgrind; two runs of the proxy under it, N and 3N
 requests, the difference over 2N: start-up cancels out; slow, N=300 is plenty), the one CPU
-figure load does not move. CPU_US=1 prints user/system CPU us per request of an unprofiled run
+figure load does not move. WAIT_MS=20 makes every request wait for both the client and the
+origin (see WAIT_SECONDS), as under load. CPU_US=1 prints user/system CPU us per request of an unprofiled run
 (noisy: only to see how the time splits between Python and the kernel).
 """
 import os
@@ -25,6 +26,10 @@ import tempfile
 import time
 
 CONNS = int(os.environ.get("CONNS", "4"))      # client connections at once
+# WAIT_MS=20: the origin waits that long before each answer and each client before each request,
+# so that the proxy always finds nothing there and waits (EAGAIN, watcher, hub, back) twice per
+# request: the path a busy proxy takes, counted deterministically (callgrind included).
+WAIT_SECONDS = float(os.environ.get("WAIT_MS", "0")) / 1000.0
 WARMUP = 200
 
 
@@ -114,6 +119,8 @@ def main():
             buf += data
             while b"\r\n\r\n" in buf:
                 _, buf = buf.split(b"\r\n\r\n", 1)
+                if WAIT_SECONDS:
+                    gevent.sleep(WAIT_SECONDS)
                 sock.sendall(answer)
     server = StreamServer(("127.0.0.1", 0), origin)
     server.start()
@@ -162,6 +169,8 @@ def main():
         sock = socket.create_connection(("127.0.0.1", port))
         buf = b""
         for _ in range(count):
+            if WAIT_SECONDS:
+                gevent.sleep(WAIT_SECONDS)
             sock.sendall(request)
             buf = read_answer(sock, buf)
         sock.close()

@@ -98,3 +98,10 @@ def test_other_sockets_go_through_their_own_methods():
     assert socket_io.recv(plain, 3, 7.0) == b"pla" and plain.timeout == 7.0
     socket_io.send_all(plain, b"abc")
     assert plain.sent == [b"abc"]
+
+
+def test_recv_without_a_limit_waits_as_long_as_it_takes(pair):
+    a, b = pair
+    sender = gevent.spawn_later(0.05, b.sendall, b"whenever")
+    assert socket_io.recv(a, 100, None) == b"whenever"
+    sender.join()

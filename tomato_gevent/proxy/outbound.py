@@ -33,7 +33,7 @@ from gevent import socket
 
 from ..errors import NextHopError, Refused
 from ..http1 import http
-from ..netutil import format_address, send_all
+from ..netutil import format_address
 from ..rules import Action, canonical_host
 from . import exchange, socket_io
 from .resolver import Resolver
@@ -321,13 +321,13 @@ def _shut(*socks):
 
 
 def _pipe(src, dst, counts, index):
-    recv = src.recv
+    recv = socket_io.recv
     try:
         while True:
-            data = recv(RELAY_RECV_BYTES)
+            data = recv(src, RELAY_RECV_BYTES, None)
             if not data:
                 break
-            send_all(dst, data)
+            socket_io.send_all(dst, data)
             counts[index] += len(data)
         try:
             dst.shutdown(socket.SHUT_WR)

@@ -2,7 +2,8 @@
 of their Python layer per call. gevent glue, no protocol.
 
     recv(sock, size, seconds)       at most size bytes, b"" at EOF; socket.timeout when nothing
-                                    came for `seconds` (a wait starts only on EAGAIN)
+                                    came for `seconds` (a wait starts only on EAGAIN; None:
+                                    no limit, no timer)
     send_all(sock, data)            one send(); the rest, if the kernel took less, with gevent's
                                     sendall (its waits and the socket's own timeout)
     wait_writable(sock, seconds)    for a connect() in progress: on the socket's own write
@@ -32,6 +33,9 @@ _timeout = socket.timeout
 
 def _wait(watcher, seconds):
     hub = get_hub()
+    if seconds is None:
+        hub.wait(watcher)
+        return
     timer = hub.loop.timer(seconds)
     timer.start(getcurrent().throw, _timeout)
     try:
