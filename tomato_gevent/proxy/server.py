@@ -26,7 +26,7 @@ from ..errors import ConfigError, TomatoError
 from ..http1 import http
 from ..netutil import format_address
 from ..rules import Action
-from . import exchange, http_session, socks5
+from . import exchange, http_session, socket_io, socks5
 from .outbound import (CONNECT_TIMEOUT_SECONDS, IDLE_TIMEOUT_SECONDS, RECV_BYTES,
                        TUNNEL_IDLE_TIMEOUT_SECONDS, Outbound, relay)
 from .access_log import access_line
@@ -282,9 +282,9 @@ class ProxyServer(StreamServer):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except OSError:
             pass
-        sock.settimeout(self.outbound.idle_timeout)
+        sock.settimeout(self.outbound.idle_timeout)     # for the front ends' own waits
         try:
-            return sock.recv(RECV_BYTES)
+            return socket_io.recv(sock, RECV_BYTES, self.outbound.idle_timeout)
         except OSError:                     # timeout, reset
             return b""
 
