@@ -52,6 +52,9 @@ def serve(tree, kind, port_file, prof_file):
         def resolve(self, host):
             return loopback
 
+    from tomato_gevent.proxy import server
+    if hasattr(server, "tune_gevent"):     # what bin/proxy does in each serving process, where it does
+        server.tune_gevent()
     proxy = ProxyServer(("127.0.0.1", 0), RuleSet(parse_rules([])), resolver=Resolver(),
                         allow_private=True, socks5_handler=socks_session.handle)
     proxy.start()

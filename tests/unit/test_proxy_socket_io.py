@@ -105,3 +105,15 @@ def test_recv_without_a_limit_waits_as_long_as_it_takes(pair):
     sender = gevent.spawn_later(0.05, b.sendall, b"whenever")
     assert socket_io.recv(a, 100, None) == b"whenever"
     sender.join()
+
+
+def test_a_serving_process_spawns_greenlets_without_recording_their_stack():
+    from tomato_gevent.proxy import server
+    before = gevent.config.track_greenlet_tree
+    try:
+        server.tune_gevent()
+        spawned = gevent.spawn(lambda: None)
+        spawned.join()
+        assert spawned.spawning_stack is None
+    finally:
+        gevent.config.track_greenlet_tree = before

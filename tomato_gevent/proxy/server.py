@@ -1,6 +1,7 @@
 """The proxy's front door: a gevent StreamServer, one greenlet per client connection.
 
     make_listener        the listening socket (dual-stack for "")
+    tune_gevent          process-wide gevent settings for a serving process
     ClientContext        what a front end gets for one client: peer, outbound, relay, finish
     ProxyServer.handle   --max-clients (503 beyond it; with --auth-file, a connection not
                          logged in yet is reclaimed first: client_policy.Admission), --allow,
@@ -48,6 +49,15 @@ HOUSEKEEPING_SECONDS = 1.0
 
 _ACCEPT_RESOURCE_ERRORS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 _ACCEPT_TRANSIENT_ERRORS = (errno.ECONNABORTED, errno.EPROTO, errno.EPERM, errno.EINTR)
+
+
+def tune_gevent():
+    """Process-wide gevent settings for a process that serves (bin/proxy, each worker): new
+    greenlets do not record who spawned them and from where (gevent's track_greenlet_tree, on
+    by default, walks the spawning stack and its line numbers for every greenlet: ~19k
+    instructions each, and a SOCKS5 session or new connection spawns one or two; nothing in
+    the proxy reads spawning_stack or spawn_tree_locals)."""
+    gevent.config.track_greenlet_tree = False
 
 
 def make_listener(host, port, reuse_port=False, getaddrinfo=None):
