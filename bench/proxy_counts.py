@@ -26,9 +26,10 @@ import tempfile
 import time
 
 CONNS = int(os.environ.get("CONNS", "4"))      # client connections at once
-# WAIT_MS=20: the origin waits that long before each answer and each client before each request,
-# so that the proxy always finds nothing there and waits (EAGAIN, watcher, hub, back) twice per
-# request: the path a busy proxy takes, counted deterministically (callgrind included).
+# WAIT_MS=20: the origin waits that long before each answer and each client before each request
+# (SOCKS5: before its greeting and its CONNECT too), so that the proxy always finds nothing there
+# and waits (EAGAIN, watcher, hub, back): the path a busy proxy takes, counted the same way in
+# every run (callgrind included).
 WAIT_SECONDS = float(os.environ.get("WAIT_MS", "0")) / 1000.0
 WARMUP = 200
 
@@ -180,8 +181,12 @@ def main():
 
     def socks_session(port):
         sock = socket.create_connection(("127.0.0.1", port))
+        if WAIT_SECONDS:                # the proxy waits for the greeting, the request, the answer
+            gevent.sleep(WAIT_SECONDS)
         sock.sendall(b"\x05\x01\x00")
         assert sock.recv(2) == b"\x05\x00"
+        if WAIT_SECONDS:
+            gevent.sleep(WAIT_SECONDS)
         sock.sendall(b"\x05\x01\x00\x01" + socket.inet_aton("127.0.0.1") + struct.pack("!H", origin_port))
         reply = b""
         while len(reply) < 10:
