@@ -37,7 +37,7 @@ def _wait(watcher, seconds):
         hub.wait(watcher)
         return
     timer = hub.loop.timer(seconds)
-    timer.start(getcurrent().throw, _timeout)
+    timer.start(getcurrent().throw, _timeout, "timed out")     # gevent's own message
     try:
         hub.wait(watcher)
     finally:
