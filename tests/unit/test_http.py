@@ -4,7 +4,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tomato_gevent.errors import RemoteProtocolError
-from tomato_gevent.http1 import chunked, http
+from tomato_gevent.http1 import chunked, heads, http
 from tomato_gevent.http1.chunked import ChunkedDecoder, encode_chunk
 from tomato_gevent.http1.http import (
     MAX_HEAD_BYTES, Framing, parse_request_head,
@@ -102,6 +102,33 @@ def test_field_values_keep_tabs_and_obs_text():
     assert head.headers == ((b"X", b"a\tb \xe9"),)
 
 
+def test_a_known_field_name_without_its_colon_is_refused():
+    # The table of names seen says what "Host" is; a line of just that name is still malformed.
+    assert parse_request_head(b"GET http://a.test/ HTTP/1.1\r\nHost: a.test\r\n\r\n").host == "a.test"
+    with pytest.raises(RemoteProtocolError) as refused:
+        parse_request_head(b"GET http://a.test/ HTTP/1.1\r\nHost\r\n\r\n")
+    assert refused.value.status_hint == 400
+
+
+def test_the_table_of_field_names_is_bounded():
+    from tomato_gevent.http1 import fields
+    for i in range(fields.NAMES_REMEMBERED + 50):
+        fields.scan(b"X-%d: v\r\n" % i, RemoteProtocolError)
+    assert len(fields._NAMES) <= fields.NAMES_REMEMBERED
+    # Names the table has no room for are still checked, every time.
+    assert fields.scan(b"X-New-Name: v\r\n", RemoteProtocolError) == ({}, b"X-New-Name: v\r\n")
+    with pytest.raises(RemoteProtocolError):
+        fields.scan(b"X New: v\r\n", RemoteProtocolError)
+
+
+def test_heads_parsed_from_a_bytearray_hold_bytes():
+    # RequestReader parses from its bytearray buffer; the heads it gives must not share it.
+    request = parse_request_head(bytearray(b"GET http://a.test:81/x HTTP/1.1\r\nX: y\r\n\r\n"))
+    response = parse_response_head(bytearray(b"HTTP/1.1 200 OK\r\nX: y\r\nContent-Length: 1\r\n\r\n"), "GET")
+    assert [type(v) for v in (request.authority, request.path, request.fields, response.reason,
+                              response.fields)] == [bytes] * 5
+
+
 def test_field_values_lose_their_surrounding_whitespace_only():
     head = parse_request_head(b"GET http://a.test/ HTTP/1.1\r\nX: \t a  b \t \r\nY:\r\n\r\n")
     assert head.headers == ((b"X", b"a  b"), (b"Y", b""))
@@ -169,12 +196,12 @@ def test_reader_resumes_its_search_where_it_stopped(monkeypatch):
     # Count the bytes searched for the end of the head: with the resume hint the total
     # is linear in the head's size, not quadratic in the number of feeds.
     searched = []
-    real_find = http._find_head_end
+    real_find = heads.find_head_end
 
     def counting_find(buf, start, first):
         searched.append(len(buf) - max(start - 3, first))
         return real_find(buf, start, first)
-    monkeypatch.setattr(http, "_find_head_end", counting_find)
+    monkeypatch.setattr(heads, "find_head_end", counting_find)
     reader = http.RequestReader()
     reader.feed(b"GET http://a.test/ HTTP/1.1\r\n")
     for _ in range(500):

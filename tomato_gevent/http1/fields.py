@@ -10,11 +10,17 @@
     pairs(fields) -> ((name, value), ...)   the lines as (name as received, value without OWS)
     token_lists(special) -> {name: [tokens]}, content_length(special, bad) -> int | None
 
-Strategy: one regexp validates the whole block and one finds its (name, value) pairs, both in
-C; Python then only lower-cases each name. A head whose fields all go on is passed on as the
-block itself; otherwise one more regexp cuts the regenerated lines out. Every regexp here is
-linear in its input: a value is runs of visible characters separated by runs of blanks, so a
-blank run is tried once (a lazy value before [ \\t]* backtracked over blank runs).
+Strategy: the grammar of a field line (token ":" then visible characters, SP and HTAB, CRLF)
+is checked in bulk with bytes methods, in C at memory speed: one translate() keeps only the
+bytes no value may hold, which must be exactly one CRLF per line (one count() says how many). Then each line is split
+at its first colon and its name looked up in _NAMES, a bounded table of the names seen so far
+(a name is validated as a token by a regexp once, when first seen, or every time once the
+table is full), which says whether the field goes on or what the parser needs of it. A regexp
+pass per block cost about 25 ns per byte, three passes per head (validate, split, cut the
+regenerated lines): ~20 us for a 300-byte answer head, most of the proxy's parsing time.
+The regexps (_BLOCK, _PAIRS) remain for pairs() and drop_named(), rare paths, and as the
+grammar's statement; every regexp here is linear in its input (a value is runs of visible
+characters separated by runs of blanks, so a blank run is tried once).
 
 Refuses, with bad(msg): a line that is not name ":" OWS value OWS (obs-fold named as such),
 control characters other than HTAB in a value, bad or conflicting Content-Length.
@@ -43,28 +49,58 @@ FRAMING_FIELDS = frozenset({b"connection", b"proxy-connection", b"transfer-encod
                             b"content-length", b"host", b"expect", b"proxy-authorization"})
 _TOKEN_LIST_FIELDS = frozenset({b"transfer-encoding", b"connection", b"proxy-connection", b"expect"})
 
-_REGENERATED_LINE = re.compile(
-    rb"^(?:" + b"|".join(re.escape(name) for name in sorted(REGENERATED)) + rb"):[^\n]*\n",
-    re.IGNORECASE | re.MULTILINE)
+
+# Every byte a field line may hold besides its CRLF: VCHAR, obs-text, SP, HTAB (RFC 9110 5.5).
+_LINE_BYTES = bytes(range(0x21, 0x7f)) + bytes(range(0x80, 0x100)) + b" \t"
+_CR_LF = b"\r\n"
+_NAME = re.compile(_TOKEN)
+_GOES_ON = b""                  # _NAMES value of a field passed on as received (falsy)
+_NAMES = {}                     # name as received -> its lower-case form if REGENERATED, else _GOES_ON
+NAMES_REMEMBERED = 1024         # at most this many names in _NAMES (each at most 64 bytes)
+
+
+def _kind_of(name):
+    """_NAMES' answer for a name not in it (None: not a token), remembered while there is room."""
+    if _NAME.fullmatch(name) is None:
+        return None
+    lname = name.lower()
+    kind = lname if lname in REGENERATED else _GOES_ON
+    if len(_NAMES) < NAMES_REMEMBERED and len(name) <= 64:
+        _NAMES[name] = kind
+    return kind
 
 
 def scan(block, bad):
     """(special, fields) of a CRLF field block; raises bad(msg) for a malformed line."""
-    if _BLOCK.fullmatch(block) is None:
+    if not block:
+        return {}, block
+    if (block.translate(None, _LINE_BYTES) != b"\r\n" * block.count(_CR_LF)
+            or block[-2:] != _CR_LF):
         raise _line_error(block, bad)
     special = {}
-    regenerated = False
-    for name, value in _PAIRS.findall(block):
-        lname = name.lower()
-        if lname in REGENERATED:
-            regenerated = True
-            if lname in FRAMING_FIELDS:
-                values = special.get(lname)
-                if values is None:
-                    special[lname] = [value]
-                else:
-                    values.append(value)
-    return special, (_REGENERATED_LINE.sub(b"", block) if regenerated else block)
+    kept = []
+    names = _NAMES
+    lines = block.split(_CR_LF)
+    lines.pop()                 # the empty piece after the last CRLF
+    for line in lines:
+        name, colon, value = line.partition(b":")
+        kind = names.get(name)
+        if kind is None or not colon:
+            kind = _kind_of(name) if colon else None
+            if kind is None:
+                raise _line_error(block, bad)
+        if not kind:
+            kept.append(line)
+        elif kind in FRAMING_FIELDS:
+            values = special.get(kind)
+            if values is None:
+                special[kind] = [value.strip(b" \t")]
+            else:
+                values.append(value.strip(b" \t"))
+    if len(kept) == len(lines):
+        return special, block
+    kept.append(b"")
+    return special, b"\r\n".join(kept) if len(kept) > 1 else b""
 
 
 def _line_error(block, bad):

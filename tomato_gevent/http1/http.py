@@ -36,9 +36,8 @@ from typing import NamedTuple, Optional, Tuple
 
 from ..errors import RemoteProtocolError
 from . import fields, targets
+from .heads import CR_LF, MAX_HEAD_BYTES, skip_blank_lines, split_head
 
-# -- implementation limits ------------------------------------------------------
-MAX_HEAD_BYTES = 64 * 1024          # request/response head incl. the blank line (431 above it)
 VIA = b"tomato"                     # received-by pseudonym in our Via entries
 
 class Framing(enum.Enum):
@@ -98,64 +97,13 @@ _REQUEST_LINE = re.compile(rb"(" + _TOKEN + rb") ([^ \x00-\x1f\x7f]+) HTTP/(?P<m
 _STATUS_LINE = re.compile(
     rb"HTTP/(?P<major>\d)\.(?P<minor>\d) ([0-9]{3})(?: ([^\x00-\x08\x0a-\x1f\x7f]*))?")
 HOP_BY_HOP = fields.HOP_BY_HOP
-
-
-def _find_head_end(buf, start, first):
-    """Index just past the blank line ending a head that starts at `first`, or -1.
-
-    `start` is how far an earlier call searched. Accepts bare LF (RFC 9112 2.2).
-    """
-    start = max(start - 3, first)
-    crlf = buf.find(b"\n\r\n", start)
-    lf = buf.find(b"\n\n", start, crlf + 2 if crlf >= 0 else len(buf))
-    if lf >= 0:
-        return lf + 2
-    if crlf >= 0:
-        return crlf + 3
-    return -1
-
-
-_BLANK_LINES = re.compile(rb"(?:\r?\n)*")
-_CR_LF = (b"\r", b"\n")
-
-
-def _skip_blank_lines(buf):
-    """Offset of the first byte after leading CRLF / LF (RFC 9112 2.2 robustness)."""
-    if buf[:1] not in _CR_LF:       # the usual case: no regex
-        return 0
-    return _BLANK_LINES.match(buf).end()
-
-
-def _split_head(buf, start, status_hint_too_big, what):
-    """(first line, field block with CRLF line ends, head length) or None; enforces
-    MAX_HEAD_BYTES. A head with bare LF line ends (RFC 9112 2.2) is brought to CRLF."""
-    if not start and buf[:1] not in _CR_LF:
-        # The usual case: a head seen whole at the first look, CRLF throughout.
-        end = buf.find(b"\r\n\r\n")
-        if 0 < end <= MAX_HEAD_BYTES - 4:
-            head = bytes(buf[:end + 2])
-            if head.count(b"\n") == head.count(b"\r\n"):
-                line_end = head.find(b"\r\n")
-                return head[:line_end], head[line_end + 2:], end + 4
-    skip = _skip_blank_lines(buf)
-    if skip == len(buf):
-        if skip > MAX_HEAD_BYTES:
-            raise RemoteProtocolError("%s head larger than %d bytes" % (what, MAX_HEAD_BYTES),
-                                      status_hint_too_big)
-        return None
-    end = _find_head_end(buf, start, skip)
-    if end > MAX_HEAD_BYTES or (end < 0 and len(buf) > MAX_HEAD_BYTES):
-        raise RemoteProtocolError("%s head larger than %d bytes" % (what, MAX_HEAD_BYTES),
-                                  status_hint_too_big)
-    if end < 0:
-        return None
-    head = bytes(buf[skip:end])
-    line_end = head.find(b"\n")
-    if head.count(b"\n") == head.count(b"\r\n"):      # CRLF throughout: the usual case
-        return head[:line_end - 1], head[line_end + 1:-2], end
-    # The last two elements are the blank line's remains; strip CR of every line.
-    lines = [line[:-1] if line.endswith(b"\r") else line for line in head.split(b"\n")[:-2]]
-    return lines[0], b"".join([line + b"\r\n" for line in lines[1:]]), end
+# The usual start lines, each matched with its CRLF at the first look: a request in absolute
+# form (target parsed in the same match, as targets._ABSOLUTE_TARGET does) and a status line,
+# both HTTP/1.x. Anything else (CONNECT, other methods' spellings, IPv6) takes the careful way.
+_USUAL_REQUEST = re.compile(
+    rb"([A-Z]+) [Hh][Tt][Tt][Pp]://(([A-Za-z0-9._~!$&'()*+,;=%-]+)(?::([0-9]{1,5}))?)"
+    rb"([/?][^#\x00-\x20\x7f]*)?(?:#[^\x00-\x20\x7f]*)? HTTP/1\.([0-9])\r\n")
+_USUAL_STATUS = re.compile(rb"HTTP/1\.([0-9]) ([0-9]{3})(?: ([^\x00-\x08\x0a-\x1f\x7f]*))?\r\n")
 
 
 def _bad_request(msg):
@@ -171,7 +119,7 @@ def _open_head(buf, start, start_line, what, too_big_hint, bad):
     version, special, end-to-end fields, tokens, head length) as fields.scan and
     fields.token_lists give them. Raises RemoteProtocolError: too_big_hint over
     MAX_HEAD_BYTES, bad(msg) for a malformed start line or field line."""
-    split = _split_head(buf, start, too_big_hint, what)
+    split = split_head(buf, start, too_big_hint, what)
     if split is None:
         return None
     first, block, length = split
@@ -182,6 +130,21 @@ def _open_head(buf, start, start_line, what, too_big_hint, bad):
     special, end_to_end = fields.scan(block, bad)
     tokens = fields.token_lists(special) if special else special
     return match, (int(major), int(minor)), special, end_to_end, tokens, length
+
+
+def _open_usual(buf, line, bad):
+    """The rest of a usual head whose start line matched (`line`): (special, end-to-end fields,
+    tokens, head length) as _open_head gives them, or None: the careful way decides (the head
+    is incomplete, too big, not CRLF throughout, or refused: it finds why)."""
+    first_field = line.end()
+    end = buf.find(b"\r\n\r\n", first_field - 2)
+    if not 0 < end <= MAX_HEAD_BYTES - 4:
+        return None
+    try:
+        special, end_to_end = fields.scan(bytes(buf[first_field:end + 2]), bad)
+    except RemoteProtocolError:
+        return None
+    return special, end_to_end, fields.token_lists(special) if special else special, end + 4
 
 
 def _keep_alive(version, tokens, end_to_end):
@@ -253,15 +216,28 @@ def parse_request_head(buf, start=0):
     how much of buf was already searched by an earlier call that returned None.
     Raises RemoteProtocolError with status_hint 400, 431 or 505.
     """
-    opened = _open_head(buf, start, _REQUEST_LINE, "request", 431, _bad_request)
-    if opened is None:
-        return None
-    match, version, special, end_to_end, tokens, length = opened
-    if version[0] != 1:
-        raise RemoteProtocolError("HTTP version %d.%d not supported" % version, 505)
-    method_bytes, target = match.group(1, 2)
-    method = method_bytes.decode("ascii")
-    host, port, authority, path = targets.parse_target(method, target)
+    usual = _USUAL_REQUEST.match(buf) if not start else None
+    opened = _open_usual(buf, usual, _bad_request) if usual is not None else None
+    if opened is not None and 0 < int(usual.group(4) or 80) < 65536 and usual.group(1) != b"CONNECT":
+        method_bytes, authority, host, port, path, minor = usual.groups()
+        version = (1, int(minor))
+        special, end_to_end, tokens, length = opened
+        port = int(port) if port else 80
+        if path is None:
+            path = b"/"
+        elif path[:1] == b"?":
+            path = b"/" + path
+        host, method = host.decode("ascii").lower(), method_bytes.decode("ascii")
+    else:
+        opened = _open_head(buf, start, _REQUEST_LINE, "request", 431, _bad_request)
+        if opened is None:
+            return None
+        match, version, special, end_to_end, tokens, length = opened
+        if version[0] != 1:
+            raise RemoteProtocolError("HTTP version %d.%d not supported" % version, 505)
+        method_bytes, target = match.group(1, 2)
+        method = method_bytes.decode("ascii")
+        host, port, authority, path = targets.parse_target(method, target)
     if len(special.get(b"host", ())) > 1:
         raise _bad_request("more than one Host header")
     if not tokens and b"content-length" not in special and b"proxy-authorization" not in special:
@@ -303,7 +279,7 @@ class RequestReader:
     def receive(self, data):
         """feed(data), then next_head(). The usual case (nothing buffered, data from one recv
         holding a whole head) parses data as it is, without copying it into the buffer."""
-        if self.buffer or self._blank or data[:1] in _CR_LF:
+        if self.buffer or self._blank or data[:1] in CR_LF:
             self.buffer += data
             return self.next_head()
         head = parse_request_head(data)
@@ -318,7 +294,7 @@ class RequestReader:
         buf = self.buffer
         if not buf and not self._blank:     # nothing yet (every keep-alive wait): no regex
             return None
-        skip = _skip_blank_lines(buf)
+        skip = skip_blank_lines(buf)
         if skip:
             del buf[:skip]
             self._blank += skip
@@ -348,13 +324,20 @@ def parse_response_head(buf, request_method, start=0):
     Framing as _response_framing says. Raises RemoteProtocolError(status_hint=502) for
     anything malformed or oversized.
     """
-    opened = _open_head(buf, start, _STATUS_LINE, "response", 502, _bad_response)
-    if opened is None:
-        return None
-    match, version, special, end_to_end, tokens, length = opened
-    if version[0] != 1:
-        raise _bad_response("upstream answered with HTTP version %d.%d" % version)
-    status_text, reason = match.group(3, 4)
+    usual = _USUAL_STATUS.match(buf) if not start else None
+    opened = _open_usual(buf, usual, _bad_response) if usual is not None else None
+    if opened is not None:
+        minor, status_text, reason = usual.groups()
+        version = (1, int(minor))
+        special, end_to_end, tokens, length = opened
+    else:
+        opened = _open_head(buf, start, _STATUS_LINE, "response", 502, _bad_response)
+        if opened is None:
+            return None
+        match, version, special, end_to_end, tokens, length = opened
+        if version[0] != 1:
+            raise _bad_response("upstream answered with HTTP version %d.%d" % version)
+        status_text, reason = match.group(3, 4)
     status = int(status_text)
     if status < 100:
         raise _bad_response("status code %d below 100" % status)

@@ -10,12 +10,14 @@
 the body stays in it). Errors reading src propagate as OSError / EOFError (and
 RemoteProtocolError for a bad chunked body); errors writing dst as SendFailed, so the caller
 knows which side went away. Every recv is at most RELAY_RECV_BYTES, allocated per call: a
-slow body holds no buffer while it waits. Each returns the bytes it sent.
+slow body holds no buffer while it waits; each wait is limited by src's own timeout, as
+gevent's recv would limit it (socket_io.recv: no gevent Timeout object per wait). Each
+returns the bytes it sent.
 """
 from ..http1 import chunked
 from ..http1.http import Framing
-from ..netutil import send_all
 from .outbound import RELAY_RECV_BYTES
+from .socket_io import recv, send_all
 
 
 class SendFailed(Exception):
@@ -50,9 +52,9 @@ def relay_length(src, pending, length, dst):
         del pending[:take]
         sent = take
     left = length - sent
-    recv = src.recv
+    timeout = src.timeout
     while left:
-        data = recv(min(left, RELAY_RECV_BYTES))
+        data = recv(src, min(left, RELAY_RECV_BYTES), timeout)
         if not data:
             raise EOFError("connection closed %d bytes before the end of the body" % left)
         _send(dst, data)
@@ -84,7 +86,7 @@ def relay_chunked(src, pending, dst, encode, status_hint):
                 sent += len(out)
             if decoder.done:
                 return sent
-        data = src.recv(RELAY_RECV_BYTES)
+        data = recv(src, RELAY_RECV_BYTES, src.timeout)
         if not data:
             raise EOFError("connection closed inside a chunked body")
 
@@ -99,7 +101,7 @@ def relay_until_close(src, pending, dst, encode):
         _send(dst, out)
         sent += len(out)
     while True:
-        data = src.recv(RELAY_RECV_BYTES)
+        data = recv(src, RELAY_RECV_BYTES, src.timeout)
         if not data:
             break
         out = chunked.encode_chunk(data) if encode else data

@@ -28,7 +28,7 @@ from . import client_policy, interfaces, loop_guard, socks_session
 from .access_log import AccessLog
 from .auth import load_auth_file
 from .outbound import CONNECT_TIMEOUT_SECONDS, IDLE_TIMEOUT_SECONDS, TUNNEL_IDLE_TIMEOUT_SECONDS
-from .server import DEFAULT_MAX_CLIENTS, ProxyServer, make_listener
+from .server import DEFAULT_MAX_CLIENTS, ProxyServer, make_listener, tune_gevent
 from .supervisor import Supervisor, blocking_getaddrinfo, reuse_port_error
 from .workers import client_shares, plan_workers
 
@@ -194,6 +194,7 @@ def serve(args, shared, listener, max_clients, rules, host_events):
     stopped): _OneProcess logs it, a worker's supervisor.WorkerHost tells its parent.
     """
     access_log = shared.access_log
+    tune_gevent()
     server = ProxyServer(listener, rules, default_action=Action(args.default),
                          upstream=args.forward, idle_timeout=args.idle_timeout,
                          connect_timeout=args.connect_timeout,

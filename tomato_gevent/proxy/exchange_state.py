@@ -67,7 +67,7 @@ class ExchangeState:
             raise self._out_of_order("connected")
         self.state = EXCHANGING
         self.reused = reused
-        if not self._continue_sent and exchange.answer_continue(self.request):
+        if not self._continue_sent and self.request.expect_continue and exchange.answer_continue(self.request):
             self._continue_sent = True
             return http.CONTINUE
         return None

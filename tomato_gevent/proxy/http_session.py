@@ -29,14 +29,15 @@ from gevent import socket
 from ..errors import NextHopError, RemoteProtocolError, TomatoError
 from ..http1 import http
 from ..http1.http import Framing
-from ..netutil import format_address, send_all
+from ..netutil import format_address
 from ..rules import Action
-from . import exchange
+from . import exchange, socket_io
 from .auth import claimed_user, proxy_authenticate_header
 from .bodies import SendFailed, relay_chunked, relay_length, relay_response_body
 from .exchange_state import INTERIM, RETRY, ExchangeState
 from .loop_guard import carries_token
 from .outbound import RECV_BYTES, UpstreamRefused, read_response_head, reason_of
+from .socket_io import send_all
 
 log = logging.getLogger(__name__)
 
@@ -82,26 +83,30 @@ class HttpSession:
         """
         reader = self.reader
         client = self.client
-        deadline = None
         try:
             # Bytes already here: the first recv, or what a client pipelined. An empty buffer
             # means no blank lines are pending either (a head was just taken), so nothing started.
-            started = bool(reader.buffer)
-            head = reader.next_head() if started else None
-            while head is None:
-                if started:
-                    if deadline is None:
-                        deadline = time.monotonic() + self.idle_timeout
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
+            if reader.buffer:
+                head = reader.next_head()
+                if head is not None:
+                    return head
+                deadline = time.monotonic() + self.idle_timeout
+            else:
+                deadline = None
+            seconds = self.idle_timeout
+            while True:
+                if deadline is not None:
+                    seconds = deadline - time.monotonic()
+                    if seconds <= 0:
                         raise socket.timeout()
-                    client.settimeout(remaining)
-                data = client.recv(RECV_BYTES)
+                data = socket_io.recv(client, RECV_BYTES, seconds)
                 if not data:
                     return None
                 head = reader.receive(data)
-                started = True
-            return head
+                if head is not None:
+                    return head
+                if deadline is None:
+                    deadline = time.monotonic() + self.idle_timeout
         except TomatoError as e:
             self.up = self.down = 0
             self._answer_error("-", "-", "-", "-", e, time.monotonic())
@@ -113,9 +118,6 @@ class HttpSession:
             return None
         except OSError:
             return None
-        finally:
-            if deadline is not None:
-                client.settimeout(self.idle_timeout)
 
     # -- one request / response ----------------------------------------------------
     def _exchange(self, head):

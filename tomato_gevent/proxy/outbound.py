@@ -30,13 +30,12 @@ import time
 
 import gevent
 from gevent import socket
-from gevent.socket import wait_write
 
 from ..errors import NextHopError, Refused
 from ..http1 import http
-from ..netutil import format_address, send_all
+from ..netutil import format_address
 from ..rules import Action, canonical_host
-from . import exchange
+from . import exchange, socket_io
 from .resolver import Resolver
 
 log = logging.getLogger(__name__)
@@ -54,7 +53,6 @@ TUNNEL_IDLE_TIMEOUT_SECONDS = 600.0  # tinyproxy's Timeout default
 # hosts come back on every request. Full = emptied: a flood of new names costs one clear()
 # per this many hosts, and memory stays bounded (a host is at most 253 characters).
 ROUTE_CACHE_ENTRIES = 4096
-DEADLINE_SLACK_SECONDS = 0.05       # how late a wait for an answer head may end (read_response_head)
 
 
 class UpstreamRefused(NextHopError):
@@ -227,14 +225,15 @@ class Outbound:
 def _connect_within(sock, address, timeout):
     """Connect sock to a numeric address within timeout (socket.timeout after it, OSError if
     refused or unreachable): one connect() and, when it is in progress, one getsockopt() for
-    its outcome, where gevent's connect() costs two of each."""
+    its outcome, where gevent's connect() costs two of each; the wait is on the socket's own
+    watcher (socket_io.wait_writable)."""
     sock.settimeout(0.0)
     try:
         sock.connect(address)
         return
     except BlockingIOError:
         pass
-    wait_write(sock.fileno(), timeout)
+    socket_io.wait_writable(sock, timeout)
     error = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
     if error:
         raise OSError(error, os.strerror(error))
@@ -245,49 +244,38 @@ def read_response_head(sock, method, buf, deadline, stale_ok=False):
     """The next response head from sock (bytes already in buf are parsed first).
 
     The whole head, however many recvs it takes, must arrive before `deadline`
-    (time.monotonic()): NextHopError(504) after it. A wait keeps sock's own timeout while
-    that ends no more than DEADLINE_SLACK_SECONDS after the deadline (the usual first wait:
-    the caller's deadline is now + that timeout), else waits for what is left; sock has its
-    own timeout again on return. None only if stale_ok and the connection closed before
-    sending a byte (a stale kept-alive connection).
+    (time.monotonic()): NextHopError(504) after it; each wait lasts what is left of it (the
+    socket's own timeout is not used nor changed: socket_io.recv). None only if stale_ok and the connection closed before sending a byte (a stale
+    kept-alive connection).
     Bad answers are RemoteProtocolError(502); a failed connection NextHopError(502).
     """
     searched = 0
     received = bool(buf)
-    timeout = sock.timeout
-    changed = False
-    try:
-        while True:
-            if buf:
-                response = http.parse_response_head(buf, method, searched)
-                if response is not None:
-                    del buf[:response.length]
-                    return response
-                searched = len(buf)
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise NextHopError("no complete answer from upstream in time", 504)
-            if timeout is None or remaining + DEADLINE_SLACK_SECONDS < timeout:
-                sock.settimeout(remaining)
-                changed = True
-            try:
-                data = sock.recv(RECV_BYTES)
-            except socket.timeout:
-                raise NextHopError("no complete answer from upstream in time", 504) from None
-            except OSError as e:
-                if stale_ok and not received:
-                    return None
-                raise NextHopError("upstream connection failed: %s" % reason_of(e), 502) from None
-            if not data:
-                if stale_ok and not received:
-                    return None
-                raise NextHopError("upstream closed the connection %s" % (
-                    "in the middle of its answer" if received else "without answering"), 502)
-            received = True
-            buf += data
-    finally:
-        if changed:
-            sock.settimeout(timeout)
+    while True:
+        if buf:
+            response = http.parse_response_head(buf, method, searched)
+            if response is not None:
+                del buf[:response.length]
+                return response
+            searched = len(buf)
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise NextHopError("no complete answer from upstream in time", 504)
+        try:
+            data = socket_io.recv(sock, RECV_BYTES, remaining)
+        except socket.timeout:
+            raise NextHopError("no complete answer from upstream in time", 504) from None
+        except OSError as e:
+            if stale_ok and not received:
+                return None
+            raise NextHopError("upstream connection failed: %s" % reason_of(e), 502) from None
+        if not data:
+            if stale_ok and not received:
+                return None
+            raise NextHopError("upstream closed the connection %s" % (
+                "in the middle of its answer" if received else "without answering"), 502)
+        received = True
+        buf += data
 
 
 # -- tunnels -----------------------------------------------------------------------------
@@ -333,13 +321,13 @@ def _shut(*socks):
 
 
 def _pipe(src, dst, counts, index):
-    recv = src.recv
+    recv = socket_io.recv
     try:
         while True:
-            data = recv(RELAY_RECV_BYTES)
+            data = recv(src, RELAY_RECV_BYTES, None)
             if not data:
                 break
-            send_all(dst, data)
+            socket_io.send_all(dst, data)
             counts[index] += len(data)
         try:
             dst.shutdown(socket.SHUT_WR)

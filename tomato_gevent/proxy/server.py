@@ -1,6 +1,7 @@
 """The proxy's front door: a gevent StreamServer, one greenlet per client connection.
 
     make_listener        the listening socket (dual-stack for "")
+    tune_gevent          process-wide gevent settings for a serving process
     ClientContext        what a front end gets for one client: peer, outbound, relay, finish
     ProxyServer.handle   --max-clients (503 beyond it; with --auth-file, a connection not
                          logged in yet is reclaimed first: client_policy.Admission), --allow,
@@ -26,7 +27,7 @@ from ..errors import ConfigError, TomatoError
 from ..http1 import http
 from ..netutil import format_address
 from ..rules import Action
-from . import exchange, http_session, socks5
+from . import exchange, http_session, socket_io, socks5
 from .outbound import (CONNECT_TIMEOUT_SECONDS, IDLE_TIMEOUT_SECONDS, RECV_BYTES,
                        TUNNEL_IDLE_TIMEOUT_SECONDS, Outbound, relay)
 from .access_log import access_line
@@ -48,6 +49,15 @@ HOUSEKEEPING_SECONDS = 1.0
 
 _ACCEPT_RESOURCE_ERRORS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 _ACCEPT_TRANSIENT_ERRORS = (errno.ECONNABORTED, errno.EPROTO, errno.EPERM, errno.EINTR)
+
+
+def tune_gevent():
+    """Process-wide gevent settings for a process that serves (bin/proxy, each worker): new
+    greenlets do not record who spawned them and from where (gevent's track_greenlet_tree, on
+    by default, walks the spawning stack and its line numbers for every greenlet: ~19k
+    instructions each, and a SOCKS5 session or new connection spawns one or two; nothing in
+    the proxy reads spawning_stack or spawn_tree_locals)."""
+    gevent.config.track_greenlet_tree = False
 
 
 def make_listener(host, port, reuse_port=False, getaddrinfo=None):
@@ -282,9 +292,9 @@ class ProxyServer(StreamServer):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except OSError:
             pass
-        sock.settimeout(self.outbound.idle_timeout)
+        sock.settimeout(self.outbound.idle_timeout)     # for the front ends' own waits
         try:
-            return sock.recv(RECV_BYTES)
+            return socket_io.recv(sock, RECV_BYTES, self.outbound.idle_timeout)
         except OSError:                     # timeout, reset
             return b""
 

@@ -34,11 +34,11 @@ import gevent
 from gevent import socket
 
 from ..errors import NextHopError, Refused, TomatoError
-from ..netutil import send_all
 from ..rules import Action, BadHost
-from . import exchange, socks5
+from . import exchange, socket_io, socks5
 from .auth import display_name
 from .outbound import RECV_BYTES, UpstreamRefused, reason_of
+from .socket_io import send_all
 from .socks5 import SocksError
 from .udp_association import Association
 
@@ -129,9 +129,8 @@ class _Session:
             remaining = self.deadline - time.monotonic()
             if remaining <= 0:
                 self._stalled()
-            self.client.settimeout(remaining)
             try:
-                data = self.client.recv(RECV_BYTES)
+                data = socket_io.recv(self.client, RECV_BYTES, remaining)
             except socket.timeout:
                 self._stalled()
             except OSError:
@@ -159,7 +158,6 @@ class _Session:
             if self.authenticator is not None:
                 self._login(credentials)
         request = self._read(socks5.parse_request)
-        self.client.settimeout(self.context.idle_timeout)
         if self.context.pending:
             self.context.admit()
         return request

@@ -1,0 +1,120 @@
+"""proxy/socket_io.py: recv and send_all on gevent sockets, without gevent's Timeout per wait.
+Connected pairs on loopback (socketpair: nothing leaves the process)."""
+import gevent
+import pytest
+from gevent import socket
+
+from tomato_gevent.proxy import socket_io
+
+
+@pytest.fixture
+def pair():
+    a, b = socket.socketpair()
+    yield a, b
+    a.close()
+    b.close()
+
+
+def test_recv_returns_what_is_there_without_waiting(pair):
+    a, b = pair
+    b.sendall(b"ready")
+    assert socket_io.recv(a, 100, 5.0) == b"ready"
+
+
+def test_recv_waits_for_bytes_that_come_later(pair):
+    a, b = pair
+    sender = gevent.spawn_later(0.01, b.sendall, b"later")
+    assert socket_io.recv(a, 100, 5.0) == b"later"
+    sender.join()
+
+
+def test_recv_sees_the_end_of_the_stream(pair):
+    a, b = pair
+    gevent.spawn_later(0.01, b.shutdown, socket.SHUT_WR)
+    assert socket_io.recv(a, 100, 5.0) == b""
+
+
+def test_recv_raises_socket_timeout_when_nothing_comes(pair):
+    a, _ = pair
+    with pytest.raises(socket.timeout) as raised:
+        socket_io.recv(a, 100, 0.02)
+    assert str(raised.value) == "timed out"         # as gevent's recv says it (log lines)
+    # The wait left nothing behind: the socket's watcher is free for the next one.
+    assert a._read_event.callback is None
+
+
+def test_a_timed_out_wait_leaves_the_next_one_whole(pair):
+    a, b = pair
+    with pytest.raises(socket.timeout):
+        socket_io.recv(a, 100, 0.02)
+    b.sendall(b"next")
+    assert socket_io.recv(a, 100, 5.0) == b"next"
+
+
+def test_closing_the_socket_elsewhere_wakes_a_waiting_recv(pair):
+    a, _ = pair
+    waiter = gevent.spawn(socket_io.recv, a, 100, 30.0)
+    gevent.sleep(0)                     # the waiter is now waiting
+    a.close()
+    with pytest.raises(Exception) as woken:
+        waiter.get(timeout=5)
+    assert not isinstance(woken.value, gevent.Timeout)
+
+
+def test_send_all_sends_more_than_one_send_takes(pair):
+    a, b = pair
+    data = bytes(range(256)) * 40000      # 10 MB: far more than the socket buffers hold
+    received = bytearray()
+
+    def drain():
+        while len(received) < len(data):
+            chunk = b.recv(1 << 20)
+            if not chunk:
+                return
+            received.extend(chunk)
+    reader = gevent.spawn(drain)
+    socket_io.send_all(a, data)
+    reader.join(timeout=30)
+    assert bytes(received) == data
+
+
+class Plain:
+    """Not a gevent socket: socket_io falls back to the object's own recv/sendall."""
+
+    def __init__(self):
+        self.sent, self.timeout = [], None
+
+    def settimeout(self, seconds):
+        self.timeout = seconds
+
+    def recv(self, size):
+        return b"plain"[:size]
+
+    def sendall(self, data):
+        self.sent.append(bytes(data))
+
+
+def test_other_sockets_go_through_their_own_methods():
+    plain = Plain()
+    assert socket_io.recv(plain, 3, 7.0) == b"pla" and plain.timeout == 7.0
+    socket_io.send_all(plain, b"abc")
+    assert plain.sent == [b"abc"]
+
+
+def test_recv_without_a_limit_waits_as_long_as_it_takes(pair):
+    a, b = pair
+    sender = gevent.spawn_later(0.05, b.sendall, b"whenever")
+    assert socket_io.recv(a, 100, None) == b"whenever"
+    sender.join()
+
+
+def test_a_serving_process_spawns_greenlets_without_recording_their_stack():
+    from tomato_gevent.proxy import server
+    before = gevent.config.track_greenlet_tree
+    try:
+        server.tune_gevent()
+        spawned = gevent.spawn(lambda: None)
+        spawned.join()
+        assert spawned.spawning_stack is None
+    finally:
+        gevent.config.track_greenlet_tree = before
