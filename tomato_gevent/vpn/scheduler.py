@@ -43,8 +43,8 @@ from .offload import (IPV4_HEADER_SIZE, IPV6_HEADER_SIZE, UDP_CHECKSUM_OFFSET, O
 from .report import diagnosed
 from .throttle import LogThrottle
 from .vnet import PLAIN_VNET_HDR, VIRTIO_NET_HDR_F_NEEDS_CSUM, VNET_HDR, VNET_HDR_SIZE
-from .warmth import (HUB_INTERVAL_SECONDS, LINGER_SECONDS, WARM_AFTER_TRAFFIC_SECONDS, WARM_INTERVAL_SECONDS,
-                     Density, Rhythm, warmer)
+from .warmth import (HUB_INTERVAL_SECONDS, WARM_AFTER_TRAFFIC_SECONDS, WARM_INTERVAL_SECONDS, Density, Rhythm,
+                     linger_until, warmer)
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +140,7 @@ class Scheduler:
         warm_until = 0.0                        # dense traffic: warm until then
         native_until = 0.0                      # linger or rhythm window: the epoll until then
         expecting = False                       # in a rhythm window, its packet not yet here
+        hub_postponed = False                   # the due turn waits for one poll(0)'s packets
         try:
             while True:
                 if net_ready:
@@ -149,15 +150,23 @@ class Scheduler:
                 now = mono()
                 idle = not (net_ready or tun_ready) and now >= warm_until and now >= native_until
                 if now >= hub_due and not idle:     # (waiting idle is waiting in the hub)
-                    wait(hub_turn)                  # one hub iteration: its epoll, due timers, callbacks
-                    hub_due = now + HUB_INTERVAL_SECONDS
-                    if net_ready or tun_ready:
-                        # One side keeps filling its batches (a flood): try the other one too
-                        # now and then (an empty drain is one EAGAIN), else it waits for the end.
-                        net_ready = tun_ready = True
+                    if net_ready or tun_ready or hub_postponed:
+                        hub_postponed = False
+                        wait(hub_turn)              # one hub iteration: its epoll, due timers, callbacks
+                        hub_due = now + HUB_INTERVAL_SECONDS
+                        if net_ready or tun_ready:
+                            # One side keeps filling its batches (a flood): try the other one too
+                            # now and then (an empty drain is one EAGAIN), else it waits for the end.
+                            net_ready = tun_ready = True
+                    else:
+                        # About to wait, and what was just sent may be answered already: the
+                        # poll below (timeout 0, the turn is due) takes that answer first, and
+                        # the turn follows its drains.
+                        hub_postponed = True
                 if net_ready or tun_ready:
                     continue                        # full batches: more is waiting
                 if idle:
+                    hub_postponed = False           # waiting idle is the hub's turn
                     window = rhythm.window() if keep_warm else None
                     if window is not None and window[1] > now:
                         ready = self._wait_idle(window[0] - now)
@@ -165,6 +174,7 @@ class Scheduler:
                             warm()
                             net_ready = tun_ready = True
                             native_until, expecting = window[1], True
+                            hub_due = mono() + HUB_INTERVAL_SECONDS     # it just had its turn
                             continue
                     else:
                         ready = self._wait_idle()
@@ -174,33 +184,39 @@ class Scheduler:
                     net_ready, tun_ready = ready == _NET_READY, ready == _TUN_READY
                     if density.dense(now) and keep_warm:
                         warm_until = now + keep_warm
-                    native_until, expecting = now + LINGER_SECONDS, False
+                    native_until, expecting = linger_until(now, tun_ready), False
                     continue
                 warming = now < warm_until
                 deadline = now + WARM_INTERVAL_SECONDS if warming else native_until
                 events = poll(max(min(deadline, hub_due) - now, 0.0))     # blocks the whole process: bounded
                 if not events:
-                    if warming:
+                    if warming and not hub_postponed:   # (a postponed turn's poll(0) is no slice)
                         warm()
                         net_ready = tun_ready = True    # run the drains' code too: keeps it warm
                         hub_due = 0.0                   # and the hub gets a turn after each slice
                     continue
-                packet = False
+                hub_ready = False
                 for fd, _ in events:
                     if fd == net_fd:
-                        net_ready = packet = True
+                        net_ready = True
                     elif fd == tun_fd:
-                        tun_ready = packet = True
+                        tun_ready = True
                     else:
-                        hub_due = 0.0               # the hub has something to do: its turn next
-                if packet:
+                        hub_ready = True
+                if net_ready or tun_ready:
+                    # The hub's epoll still holds the two fds (libev drops an fd only when it
+                    # sees an event nobody waits for), so a packet makes it readable too: that
+                    # alone is no reason for a hub turn. Something of its own is still there
+                    # after the drains, and the next poll returns at once for it.
                     now = mono()
                     if expecting:
                         rhythm.arrived(now)
                         expecting = False
                     if density.dense(now) and keep_warm:
                         warm_until = now + keep_warm
-                    native_until = now + LINGER_SECONDS
+                    native_until = linger_until(now, tun_ready)
+                elif hub_ready:
+                    hub_due = 0.0                   # the hub has something to do: its turn next
         finally:
             epoll.close()
             hub_turn.close()
