@@ -2,8 +2,8 @@
 import pytest
 
 from tomato_gevent.vpn.warmth import (DENSE_EVENTS, DENSE_WINDOW_SECONDS, LEAD_SECONDS, LINGER_SECONDS,
-                                      MAX_PERIOD_SECONDS, MAX_SPREAD_SECONDS, MIN_PERIOD_SECONDS, RHYTHM_INTERVALS,
-                                      Density, Rhythm, linger_until)
+                                      MAX_NATIVE_WAIT_SECONDS, MAX_PERIOD_SECONDS, MAX_SPREAD_SECONDS,
+                                      MIN_PERIOD_SECONDS, RHYTHM_INTERVALS, Density, Rhythm, linger_until)
 
 
 @pytest.mark.parametrize("interval, dense", [
@@ -53,6 +53,7 @@ def test_rhythm(arrivals, expected):
         assert window is None
     else:
         assert window == pytest.approx((expected[0] - LEAD_SECONDS, expected[1] + LEAD_SECONDS))
+        assert window[1] - window[0] <= MAX_NATIVE_WAIT_SECONDS
 
 
 def test_rhythm_bounds():
@@ -62,7 +63,8 @@ def test_rhythm_bounds():
 
 def test_rhythm_spread_bound():
     base = [i * 1.0 for i in range(RHYTHM_INTERVALS)]
-    assert rhythm(*base, base[-1] + 1.0 + MAX_SPREAD_SECONDS * 0.9) is not None
+    widest = rhythm(*base, base[-1] + 1.0 + MAX_SPREAD_SECONDS * 0.9)
+    assert widest is not None and LINGER_SECONDS < widest[1] - widest[0] <= MAX_NATIVE_WAIT_SECONDS
     assert rhythm(*base, base[-1] + 1.0 + MAX_SPREAD_SECONDS * 1.1) is None
 
 

@@ -119,7 +119,9 @@ class Scheduler:
         caches when the next packet comes.
         The native epoll also holds the hub's own fd: another greenlet's socket, a signal
         or a thread's wake-up makes it readable, and the hub then gets its turn at once;
-        timers get theirs at least every HUB_INTERVAL_SECONDS. The turn is a zero timer,
+        timers get theirs at least every HUB_INTERVAL_SECONDS while the loop keeps busy
+        (full batches, the warm loop), and at the end of a linger or a rhythm window
+        (a few ms, at most warmth.MAX_NATIVE_WAIT_SECONDS). The turn is a zero timer,
         not sleep(0): gevent runs sleep(0)'s callbacks without polling in between, so a
         loop that yields by sleep(0) keeps the hub from its epoll for up to 50 of them.
         """
@@ -141,6 +143,7 @@ class Scheduler:
         native_until = 0.0                      # linger or rhythm window: the epoll until then
         expecting = False                       # in a rhythm window, its packet not yet here
         hub_postponed = False                   # the due turn waits for one poll(0)'s packets
+        hub_asks = False                        # the hub's fd alone was readable: its turn next
         try:
             while True:
                 if net_ready:
@@ -149,9 +152,12 @@ class Scheduler:
                     tun_ready = not drain_tun()
                 now = mono()
                 idle = not (net_ready or tun_ready) and now >= warm_until and now >= native_until
-                if now >= hub_due and not idle:     # (waiting idle is waiting in the hub)
-                    if net_ready or tun_ready or hub_postponed:
-                        hub_postponed = False
+                # A turn for the hub's timers every HUB_INTERVAL_SECONDS while the loop keeps busy
+                # (full batches, the warm loop); a linger or a rhythm window is short and ends in
+                # the hub (the hub's own I/O gets its turn at once: hub_asks).
+                if hub_asks or now >= hub_due and (net_ready or tun_ready or now < warm_until):
+                    if net_ready or tun_ready or hub_postponed or hub_asks:
+                        hub_postponed = hub_asks = False
                         wait(hub_turn)              # one hub iteration: its epoll, due timers, callbacks
                         hub_due = now + HUB_INTERVAL_SECONDS
                         if net_ready or tun_ready:
@@ -166,7 +172,7 @@ class Scheduler:
                 if net_ready or tun_ready:
                     continue                        # full batches: more is waiting
                 if idle:
-                    hub_postponed = False           # waiting idle is the hub's turn
+                    hub_postponed = hub_asks = False    # waiting idle is the hub's turn
                     window = rhythm.window() if keep_warm else None
                     if window is not None and window[1] > now:
                         ready = self._wait_idle(window[0] - now)
@@ -187,8 +193,8 @@ class Scheduler:
                     native_until, expecting = linger_until(now, tun_ready), False
                     continue
                 warming = now < warm_until
-                deadline = now + WARM_INTERVAL_SECONDS if warming else native_until
-                events = poll(max(min(deadline, hub_due) - now, 0.0))     # blocks the whole process: bounded
+                deadline = min(now + WARM_INTERVAL_SECONDS, hub_due) if warming else native_until
+                events = poll(max(deadline - now, 0.0))     # blocks the whole process: bounded
                 if not events:
                     if warming and not hub_postponed:   # (a postponed turn's poll(0) is no slice)
                         warm()
@@ -216,7 +222,7 @@ class Scheduler:
                         warm_until = now + keep_warm
                     native_until = linger_until(now, tun_ready)
                 elif hub_ready:
-                    hub_due = 0.0                   # the hub has something to do: its turn next
+                    hub_asks = True                 # the hub has something to do: its turn next
         finally:
             epoll.close()
             hub_turn.close()

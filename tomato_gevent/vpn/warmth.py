@@ -35,6 +35,9 @@ LINGER_SECONDS = 0.002
 LEAD_SECONDS = 0.001                    # epoll_wait's resolution: whole milliseconds
 RHYTHM_INTERVALS = 4
 MAX_SPREAD_SECONDS = 0.010              # longest minus shortest of those intervals
+# The longest wait in the epoll around single packets (a rhythm window; a linger is shorter):
+# the hub's timers wait at most this long (its I/O wakes the epoll at once).
+MAX_NATIVE_WAIT_SECONDS = MAX_SPREAD_SECONDS + 2 * LEAD_SECONDS
 MIN_PERIOD_SECONDS = 0.02               # denser than this is dense traffic's business
 MAX_PERIOD_SECONDS = 30.0               # beyond the keepalive interval: not a rhythm
 
