@@ -144,12 +144,21 @@ class Scheduler:
         expecting = False                       # in a rhythm window, its packet not yet here
         hub_postponed = False                   # the due turn waits for one poll(0)'s packets
         hub_asks = False                        # the hub's fd alone was readable: its turn next
+        yield_cpu = False                       # light traffic: let the woken run first
+        sched_yield = os.sched_yield
         try:
             while True:
                 if net_ready:
                     net_ready = not drain_net()     # drained to EAGAIN: wait for the next
                 if tun_ready:
                     tun_ready = not drain_tun()
+                if yield_cpu:
+                    # The peer's packet went to the tun and what the tun answered at once went
+                    # out: both woke someone (the local receiver, ping; the peer's process), who
+                    # on a busy CPU would wait until this process sleeps again, behind the way
+                    # back to the wait below. Light traffic only: one system call per wakeup.
+                    yield_cpu = False
+                    sched_yield()
                 now = mono()
                 idle = not (net_ready or tun_ready) and now >= warm_until and now >= native_until
                 # A turn for the hub's timers every HUB_INTERVAL_SECONDS while the loop keeps busy
@@ -191,6 +200,7 @@ class Scheduler:
                     if density.dense(now) and keep_warm:
                         warm_until = now + keep_warm
                     native_until, expecting = linger_until(now, tun_ready), False
+                    yield_cpu = net_ready and now >= warm_until
                     continue
                 warming = now < warm_until
                 deadline = min(now + WARM_INTERVAL_SECONDS, hub_due) if warming else native_until
@@ -221,6 +231,7 @@ class Scheduler:
                     if density.dense(now) and keep_warm:
                         warm_until = now + keep_warm
                     native_until = linger_until(now, tun_ready)
+                    yield_cpu = net_ready and now >= warm_until
                 elif hub_ready:
                     hub_asks = True                 # the hub has something to do: its turn next
         finally:
