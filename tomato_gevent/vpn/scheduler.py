@@ -197,10 +197,11 @@ class Scheduler:
                     hub_due = now + HUB_INTERVAL_SECONDS
                     rhythm.arrived(now)
                     net_ready, tun_ready = ready == _NET_READY, ready == _TUN_READY
-                    if density.dense(now) and keep_warm:
+                    dense = density.dense(now)
+                    if dense and keep_warm:
                         warm_until = now + keep_warm
                     native_until, expecting = linger_until(now, tun_ready), False
-                    yield_cpu = net_ready and now >= warm_until
+                    yield_cpu = net_ready and not dense and now >= warm_until
                     continue
                 warming = now < warm_until
                 deadline = min(now + WARM_INTERVAL_SECONDS, hub_due) if warming else native_until
@@ -228,10 +229,11 @@ class Scheduler:
                     if expecting:
                         rhythm.arrived(now)
                         expecting = False
-                    if density.dense(now) and keep_warm:
+                    dense = density.dense(now)
+                    if dense and keep_warm:
                         warm_until = now + keep_warm
                     native_until = linger_until(now, tun_ready)
-                    yield_cpu = net_ready and now >= warm_until
+                    yield_cpu = net_ready and not dense and now >= warm_until
                 elif hub_ready:
                     hub_asks = True                 # the hub has something to do: its turn next
         finally:
