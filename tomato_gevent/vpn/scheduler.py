@@ -107,23 +107,9 @@ class Scheduler:
     def run(self):
         """Move packets both ways; the only greenlet that touches the tun and the data buffers.
 
-        Where it waits (warmth.py says when): idle, in the gevent hub like any greenlet,
-        at no cost; around packets (a short linger after each, a window around the next
-        one of a steady rhythm, and for keep_warm seconds after dense traffic), in a
-        native epoll on the two fds. Why: each packet that arrives after a wait wakes the
-        process, and the wakeup is what a ping pays for -- through the hub (libev
-        callback, greenlet switch) it cost here ~20-40 us more than returning from
-        epoll_wait straight into this loop, and a process that sleeps for long stretches
-        wakes slower still (cold caches, idle CPU). Warming seals and opens a dummy packet
-        and runs both drains (each finds its fd empty), so their code is still in the
-        caches when the next packet comes.
-        The native epoll also holds the hub's own fd: another greenlet's socket, a signal
-        or a thread's wake-up makes it readable, and the hub then gets its turn at once;
-        timers get theirs at least every HUB_INTERVAL_SECONDS while the loop keeps busy
-        (full batches, the warm loop), and at the end of a linger or a rhythm window
-        (a few ms, at most warmth.MAX_NATIVE_WAIT_SECONDS). The turn is a zero timer,
-        not sleep(0): gevent runs sleep(0)'s callbacks without polling in between, so a
-        loop that yields by sleep(0) keeps the hub from its epoll for up to 50 of them.
+        Idle, it waits in the gevent hub; around packets, in a native epoll on the two fds
+        and the hub's own fd. When, when it warms the path and when the hub gets a turn (a
+        zero timer: gevent runs sleep(0)'s callbacks without polling between): warmth.py.
         """
         drain_tun = self._tun_drainer()
         drain_net, warm = self._net_drainer(drain_tun), self._warmer()
@@ -142,28 +128,18 @@ class Scheduler:
         warm_until = 0.0                        # dense traffic: warm until then
         native_until = 0.0                      # linger or rhythm window: the epoll until then
         expecting = False                       # in a rhythm window, its packet not yet here
-        hub_postponed = False                   # the due turn waits for one poll(0)'s packets
-        hub_asks = False                        # the hub's fd alone was readable: its turn next
-        yield_cpu = False                       # light traffic: let the woken run first
-        sched_yield = os.sched_yield
+        hub_postponed = hub_asks = yield_cpu = False    # (warmth.py: hub turns, yield)
         try:
             while True:
                 if net_ready:
                     net_ready = not drain_net()     # drained to EAGAIN: wait for the next
                 if tun_ready:
                     tun_ready = not drain_tun()
-                if yield_cpu:
-                    # The peer's packet went to the tun and what the tun answered at once went
-                    # out: both woke someone (the local receiver, ping; the peer's process), who
-                    # on a busy CPU would wait until this process sleeps again, behind the way
-                    # back to the wait below. Light traffic only: one system call per wakeup.
-                    yield_cpu = False
-                    sched_yield()
+                if yield_cpu:       # light traffic: whom the peer's packet woke runs first (warmth.py)
+                    yield_cpu = os.sched_yield()    # (None)
                 now = mono()
                 idle = not (net_ready or tun_ready) and now >= warm_until and now >= native_until
-                # A turn for the hub's timers every HUB_INTERVAL_SECONDS while the loop keeps busy
-                # (full batches, the warm loop); a linger or a rhythm window is short and ends in
-                # the hub (the hub's own I/O gets its turn at once: hub_asks).
+                # Timers' turn while busy (full batches, warm loop); a linger/window ends in the hub.
                 if hub_asks or now >= hub_due and (net_ready or tun_ready or now < warm_until):
                     if net_ready or tun_ready or hub_postponed or hub_asks:
                         hub_postponed = hub_asks = False
@@ -173,10 +149,7 @@ class Scheduler:
                             # One side keeps filling its batches (a flood): try the other one too
                             # now and then (an empty drain is one EAGAIN), else it waits for the end.
                             net_ready = tun_ready = True
-                    else:
-                        # About to wait, and what was just sent may be answered already: the
-                        # poll below (timeout 0, the turn is due) takes that answer first, and
-                        # the turn follows its drains.
+                    else:           # the poll(0) below takes an answer already there first
                         hub_postponed = True
                 if net_ready or tun_ready:
                     continue                        # full batches: more is waiting
@@ -198,8 +171,7 @@ class Scheduler:
                     rhythm.arrived(now)
                     net_ready, tun_ready = ready == _NET_READY, ready == _TUN_READY
                     dense = density.dense(now)
-                    if dense and keep_warm:
-                        warm_until = now + keep_warm
+                    warm_until = now + keep_warm if dense and keep_warm else warm_until
                     native_until, expecting = linger_until(now, tun_ready), False
                     yield_cpu = net_ready and not dense and now >= warm_until
                     continue
@@ -212,30 +184,23 @@ class Scheduler:
                         net_ready = tun_ready = True    # run the drains' code too: keeps it warm
                         hub_due = 0.0                   # and the hub gets a turn after each slice
                     continue
-                hub_ready = False
                 for fd, _ in events:
                     if fd == net_fd:
                         net_ready = True
                     elif fd == tun_fd:
                         tun_ready = True
                     else:
-                        hub_ready = True
+                        hub_asks = True             # the hub has something to do: its turn next
                 if net_ready or tun_ready:
-                    # The hub's epoll still holds the two fds (libev drops an fd only when it
-                    # sees an event nobody waits for), so a packet makes it readable too: that
-                    # alone is no reason for a hub turn. Something of its own is still there
-                    # after the drains, and the next poll returns at once for it.
+                    hub_asks = False                # a packet makes the hub's fd readable too: warmth.py
                     now = mono()
                     if expecting:
                         rhythm.arrived(now)
                         expecting = False
                     dense = density.dense(now)
-                    if dense and keep_warm:
-                        warm_until = now + keep_warm
+                    warm_until = now + keep_warm if dense and keep_warm else warm_until
                     native_until = linger_until(now, tun_ready)
                     yield_cpu = net_ready and not dense and now >= warm_until
-                elif hub_ready:
-                    hub_asks = True                 # the hub has something to do: its turn next
         finally:
             epoll.close()
             hub_turn.close()

@@ -1,11 +1,11 @@
 """When the data path waits cheaply and when it stays warm (pure: the clock is passed in).
 
 The scheduler waits for packets in one of two places. In the gevent hub it costs nothing
-while idle, but a packet then wakes the process through the hub and finds the caches cold.
-In its own epoll (which also holds the hub's fd, so other greenlets' sockets and signals
-still wake it, and which it leaves for a hub iteration at least every HUB_INTERVAL_SECONDS)
-a packet wakes straight into the loop. Warm waiting also seals and opens a throwaway packet
-every WARM_INTERVAL_SECONDS: 500 wakeups a second, so it is spent only where it pays:
+while idle, but a packet then wakes the process through the hub (libev callback, greenlet
+switch: ~20-40 us more here) and finds the caches cold. In its own epoll a packet wakes
+straight into the loop. Warm waiting also seals and opens a throwaway packet (warmer) and
+runs both drains every WARM_INTERVAL_SECONDS: 500 wakeups a second, so it is spent only
+where it pays:
 
   dense traffic   DENSE_EVENTS packet wakeups within DENSE_WINDOW_SECONDS (a bulk transfer, a
                   busy interactive session): warm until keep_warm seconds after the last one
@@ -21,6 +21,20 @@ every WARM_INTERVAL_SECONDS: 500 wakeups a second, so it is spent only where it 
                   -- a few extra wakeups per interval instead of one per 2 ms. The window is
                   that wide because a sender's timer ticks move each packet by a few ms (ping
                   -i 0.2 sends 200-208 ms apart on a 250 Hz kernel) while the rhythm stays
+
+The hub. The native epoll also holds the hub's fd: its I/O (another greenlet's socket, a
+signal, a thread's wake-up) gets a turn at once. Its timers get one every HUB_INTERVAL_SECONDS
+while the loop keeps busy (full batches, the warm loop), else when a linger or a rhythm window
+(at most MAX_NATIVE_WAIT_SECONDS) ends in the hub. libev keeps the tun's and the socket's fds
+in its epoll after their watchers stop, so a packet makes the hub's fd readable too: reported
+with a packet, that is no reason for a turn (what the hub still has wakes the next poll).
+A turn is one hub iteration run by a zero timer, not sleep(0): gevent runs sleep(0)'s
+callbacks back to back without polling, and a loop yielding by sleep(0) kept the hub from
+its epoll for up to 50 of them.
+A turn that falls due just as the loop would wait first lets one poll(0) take an answer that
+is already there. The yield: after a light-traffic wakeup that took a datagram from the peer,
+one sched_yield() after the drains, so whom it woke (ping; the peer's process reading the
+answer) runs before this process's way back to sleep when they share a core.
 """
 import collections
 
