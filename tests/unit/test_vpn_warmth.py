@@ -1,8 +1,9 @@
 """warmth.py: when the data path stays warm (pure: the clock is passed in)."""
 import pytest
 
-from tomato_gevent.vpn.warmth import (DENSE_EVENTS, DENSE_WINDOW_SECONDS, LEAD_SECONDS, MAX_PERIOD_SECONDS,
-                                      MIN_PERIOD_SECONDS, Density, Rhythm)
+from tomato_gevent.vpn.warmth import (DENSE_EVENTS, DENSE_WINDOW_SECONDS, LEAD_SECONDS, LINGER_SECONDS,
+                                      MAX_NATIVE_WAIT_SECONDS, MAX_PERIOD_SECONDS, MAX_SPREAD_SECONDS,
+                                      MIN_PERIOD_SECONDS, RHYTHM_INTERVALS, Density, Rhythm, linger_until)
 
 
 @pytest.mark.parametrize("interval, dense", [
@@ -29,26 +30,47 @@ def rhythm(*arrivals):
     return r.window()
 
 
+PING_02 = (0.0, 0.201, 0.404, 0.612, 0.816)         # ping -i 0.2 on a 250 Hz kernel: 201-208 ms apart
+
+
 @pytest.mark.parametrize("arrivals, expected", [
     ((), None),
-    ((1.0, 1.2), None),                              # two are not a rhythm yet
-    ((1.0, 1.2, 1.4), 1.6),                          # ping -i 0.2
-    ((1.0, 1.2, 1.4015), 1.603),                     # jitter within the lead
-    ((1.0, 1.2, 1.41), None),                        # ... beyond it
-    ((0.0, 1.0, 2.0), 3.0),                          # ping -i 1
-    ((0.0, 25.0, 50.0), 75.0),                       # keepalives
-    ((0.0, 0.01, 0.02), None),                       # too dense: the warm loop's business
-    ((0.0, 40.0, 80.0), None),                       # too sparse
-    ((0.0, 5.0, 5.2, 5.4), 5.6),                     # only the last three count
+    ((1.0, 1.2, 1.4, 1.6), None),                    # three intervals are not a rhythm yet
+    ((1.0, 1.2, 1.4, 1.6, 1.8), (2.0, 2.0)),         # ping -i 0.2, exactly
+    (PING_02, (0.816 + 0.201, 0.816 + 0.208)),       # ... as it comes: the window spans the intervals seen
+    ((0.0, 0.2, 0.4, 0.6, 0.811), None),             # ... beyond MAX_SPREAD_SECONDS
+    ((0.0, 1.0, 2.0, 3.0, 4.0), (5.0, 5.0)),         # ping -i 1
+    ((0.0, 25.0, 50.0, 75.0, 100.0), (125.0, 125.0)),   # keepalives
+    ((0.0, 40.0, 80.0, 120.0, 160.0), None),         # too sparse
+    ((0.0, 5.0, 5.2, 5.4, 5.6, 5.8), (6.0, 6.0)),    # only the last four intervals count
+    # An arrival within MIN_PERIOD_SECONDS of the last (a late reply, a burst) is no beat:
+    ((0.0, 0.2, 0.203, 0.4, 0.6, 0.6001, 0.8), (1.0, 1.0)),
+    ((0.0, 0.01, 0.02, 0.03, 0.04, 0.05), None),     # too dense: the warm loop's business
 ])
 def test_rhythm(arrivals, expected):
     window = rhythm(*arrivals)
     if expected is None:
         assert window is None
     else:
-        assert window == pytest.approx((expected - LEAD_SECONDS, expected + LEAD_SECONDS))
+        assert window == pytest.approx((expected[0] - LEAD_SECONDS, expected[1] + LEAD_SECONDS))
+        assert window[1] - window[0] <= MAX_NATIVE_WAIT_SECONDS
 
 
 def test_rhythm_bounds():
-    assert rhythm(0.0, MIN_PERIOD_SECONDS, 2 * MIN_PERIOD_SECONDS) is not None
-    assert rhythm(0.0, MAX_PERIOD_SECONDS, 2 * MAX_PERIOD_SECONDS) is not None
+    for period in (MIN_PERIOD_SECONDS * 1.001, MAX_PERIOD_SECONDS):     # (1.001: float sums)
+        assert rhythm(*(i * period for i in range(RHYTHM_INTERVALS + 1))) is not None
+
+
+def test_rhythm_spread_bound():
+    base = [i * 1.0 for i in range(RHYTHM_INTERVALS)]
+    widest = rhythm(*base, base[-1] + 1.0 + MAX_SPREAD_SECONDS * 0.9)
+    assert widest is not None and LINGER_SECONDS < widest[1] - widest[0] <= MAX_NATIVE_WAIT_SECONDS
+    assert rhythm(*base, base[-1] + 1.0 + MAX_SPREAD_SECONDS * 1.1) is None
+
+
+@pytest.mark.parametrize("from_tun, until", [
+    (True, 5.0 + LINGER_SECONDS),                   # a ping went out: its reply wakes into the loop
+    (False, 5.0),                                   # the peer's packet (and the tun's answer): done
+])
+def test_linger(from_tun, until):
+    assert linger_until(5.0, from_tun) == pytest.approx(until)

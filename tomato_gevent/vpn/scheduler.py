@@ -43,8 +43,8 @@ from .offload import (IPV4_HEADER_SIZE, IPV6_HEADER_SIZE, UDP_CHECKSUM_OFFSET, O
 from .report import diagnosed
 from .throttle import LogThrottle
 from .vnet import PLAIN_VNET_HDR, VIRTIO_NET_HDR_F_NEEDS_CSUM, VNET_HDR, VNET_HDR_SIZE
-from .warmth import (HUB_INTERVAL_SECONDS, LINGER_SECONDS, WARM_AFTER_TRAFFIC_SECONDS, WARM_INTERVAL_SECONDS,
-                     Density, Rhythm, warmer)
+from .warmth import (HUB_INTERVAL_SECONDS, WARM_AFTER_TRAFFIC_SECONDS, WARM_INTERVAL_SECONDS, Density, Rhythm,
+                     linger_until, warmer)
 
 log = logging.getLogger(__name__)
 
@@ -107,21 +107,9 @@ class Scheduler:
     def run(self):
         """Move packets both ways; the only greenlet that touches the tun and the data buffers.
 
-        Where it waits (warmth.py says when): idle, in the gevent hub like any greenlet,
-        at no cost; around packets (a short linger after each, a window around the next
-        one of a steady rhythm, and for keep_warm seconds after dense traffic), in a
-        native epoll on the two fds. Why: each packet that arrives after a wait wakes the
-        process, and the wakeup is what a ping pays for -- through the hub (libev
-        callback, greenlet switch) it cost here ~20-40 us more than returning from
-        epoll_wait straight into this loop, and a process that sleeps for long stretches
-        wakes slower still (cold caches, idle CPU). Warming seals and opens a dummy packet
-        and runs both drains (each finds its fd empty), so their code is still in the
-        caches when the next packet comes.
-        The native epoll also holds the hub's own fd: another greenlet's socket, a signal
-        or a thread's wake-up makes it readable, and the hub then gets its turn at once;
-        timers get theirs at least every HUB_INTERVAL_SECONDS. The turn is a zero timer,
-        not sleep(0): gevent runs sleep(0)'s callbacks without polling in between, so a
-        loop that yields by sleep(0) keeps the hub from its epoll for up to 50 of them.
+        Idle, it waits in the gevent hub; around packets, in a native epoll on the two fds
+        and the hub's own fd. When, when it warms the path and when the hub gets a turn (a
+        zero timer: gevent runs sleep(0)'s callbacks without polling between): warmth.py.
         """
         drain_tun = self._tun_drainer()
         drain_net, warm = self._net_drainer(drain_tun), self._warmer()
@@ -140,24 +128,33 @@ class Scheduler:
         warm_until = 0.0                        # dense traffic: warm until then
         native_until = 0.0                      # linger or rhythm window: the epoll until then
         expecting = False                       # in a rhythm window, its packet not yet here
+        hub_postponed = hub_asks = yield_cpu = False    # (warmth.py: hub turns, yield)
         try:
             while True:
                 if net_ready:
                     net_ready = not drain_net()     # drained to EAGAIN: wait for the next
                 if tun_ready:
                     tun_ready = not drain_tun()
+                if yield_cpu:       # light traffic: whom the peer's packet woke runs first (warmth.py)
+                    yield_cpu = os.sched_yield()    # (None)
                 now = mono()
                 idle = not (net_ready or tun_ready) and now >= warm_until and now >= native_until
-                if now >= hub_due and not idle:     # (waiting idle is waiting in the hub)
-                    wait(hub_turn)                  # one hub iteration: its epoll, due timers, callbacks
-                    hub_due = now + HUB_INTERVAL_SECONDS
-                    if net_ready or tun_ready:
-                        # One side keeps filling its batches (a flood): try the other one too
-                        # now and then (an empty drain is one EAGAIN), else it waits for the end.
-                        net_ready = tun_ready = True
+                # Timers' turn while busy (full batches, warm loop); a linger/window ends in the hub.
+                if hub_asks or now >= hub_due and (net_ready or tun_ready or now < warm_until):
+                    if net_ready or tun_ready or hub_postponed or hub_asks:
+                        hub_postponed = hub_asks = False
+                        wait(hub_turn)              # one hub iteration: its epoll, due timers, callbacks
+                        hub_due = now + HUB_INTERVAL_SECONDS
+                        if net_ready or tun_ready:
+                            # One side keeps filling its batches (a flood): try the other one too
+                            # now and then (an empty drain is one EAGAIN), else it waits for the end.
+                            net_ready = tun_ready = True
+                    else:           # the poll(0) below takes an answer already there first
+                        hub_postponed = True
                 if net_ready or tun_ready:
                     continue                        # full batches: more is waiting
                 if idle:
+                    hub_postponed = hub_asks = False    # waiting idle is the hub's turn
                     window = rhythm.window() if keep_warm else None
                     if window is not None and window[1] > now:
                         ready = self._wait_idle(window[0] - now)
@@ -165,6 +162,7 @@ class Scheduler:
                             warm()
                             net_ready = tun_ready = True
                             native_until, expecting = window[1], True
+                            hub_due = mono() + HUB_INTERVAL_SECONDS     # it just had its turn
                             continue
                     else:
                         ready = self._wait_idle()
@@ -172,35 +170,37 @@ class Scheduler:
                     hub_due = now + HUB_INTERVAL_SECONDS
                     rhythm.arrived(now)
                     net_ready, tun_ready = ready == _NET_READY, ready == _TUN_READY
-                    if density.dense(now) and keep_warm:
-                        warm_until = now + keep_warm
-                    native_until, expecting = now + LINGER_SECONDS, False
+                    dense = density.dense(now)
+                    warm_until = now + keep_warm if dense and keep_warm else warm_until
+                    native_until, expecting = linger_until(now, tun_ready), False
+                    yield_cpu = net_ready and not dense and now >= warm_until
                     continue
                 warming = now < warm_until
-                deadline = now + WARM_INTERVAL_SECONDS if warming else native_until
-                events = poll(max(min(deadline, hub_due) - now, 0.0))     # blocks the whole process: bounded
+                deadline = min(now + WARM_INTERVAL_SECONDS, hub_due) if warming else native_until
+                events = poll(max(deadline - now, 0.0))     # blocks the whole process: bounded
                 if not events:
-                    if warming:
+                    if warming and not hub_postponed:   # (a postponed turn's poll(0) is no slice)
                         warm()
                         net_ready = tun_ready = True    # run the drains' code too: keeps it warm
                         hub_due = 0.0                   # and the hub gets a turn after each slice
                     continue
-                packet = False
                 for fd, _ in events:
                     if fd == net_fd:
-                        net_ready = packet = True
+                        net_ready = True
                     elif fd == tun_fd:
-                        tun_ready = packet = True
+                        tun_ready = True
                     else:
-                        hub_due = 0.0               # the hub has something to do: its turn next
-                if packet:
+                        hub_asks = True             # the hub has something to do: its turn next
+                if net_ready or tun_ready:
+                    hub_asks = False                # a packet makes the hub's fd readable too: warmth.py
                     now = mono()
                     if expecting:
                         rhythm.arrived(now)
                         expecting = False
-                    if density.dense(now) and keep_warm:
-                        warm_until = now + keep_warm
-                    native_until = now + LINGER_SECONDS
+                    dense = density.dense(now)
+                    warm_until = now + keep_warm if dense and keep_warm else warm_until
+                    native_until = linger_until(now, tun_ready)
+                    yield_cpu = net_ready and not dense and now >= warm_until
         finally:
             epoll.close()
             hub_turn.close()
