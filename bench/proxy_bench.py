@@ -46,7 +46,7 @@ from procstat import cpu_between, cpu_sample, process_tree_pss_kib
 
 HERE = Path(__file__).resolve().parent
 ORIGIN_PORT, TINYPROXY_PORT, TOMATO_PORT, MICROSOCKS_PORT = 8080, 8888, 1080, 1081
-TOMATO2_PORT, PROXYPY_PORT, PPROXY_PORT = 1082, 8899, 8118
+TOMATO2_PORT, PROXYPY_PORT, PPROXY_PORT, TOMATO_BASE_PORT = 1082, 8899, 8118, 1083
 SMALL_PATH, BIG_PATH = "/1k", "/100m"
 SMALL_BYTES, BIG_BYTES = 1024, 100 * 1000 * 1000
 WRK_CONNECTIONS = 50
@@ -55,10 +55,16 @@ SOCKS_SESSIONS, SOCKS_PARALLEL = 2000, 20
 
 ORIGIN, TINYPROXY, TOMATO, MICROSOCKS = "origin (nginx, direct)", "tinyproxy", "tomato", "microsocks"
 TOMATO2, PROXYPY, PPROXY = "tomato --workers 2", "proxy.py", "pproxy"
+# Issue 20 measures this round against the proxy as it was before it (its CPU per request, its
+# single-connection latency): that commit runs from a `git archive` of it, in the same run.
+BASE_REV = "a22b20b"
+TOMATO_BASE = "tomato %s" % BASE_REV
 PORT = {ORIGIN: ORIGIN_PORT, TINYPROXY: TINYPROXY_PORT, TOMATO: TOMATO_PORT, MICROSOCKS: MICROSOCKS_PORT,
-        TOMATO2: TOMATO2_PORT, PROXYPY: PROXYPY_PORT, PPROXY: PPROXY_PORT}
+        TOMATO2: TOMATO2_PORT, PROXYPY: PROXYPY_PORT, PPROXY: PPROXY_PORT, TOMATO_BASE: TOMATO_BASE_PORT}
 REFERENCE_NAMES = {TINYPROXY: "tinyproxy 1.11", PROXYPY: "proxy.py 2.4", PPROXY: "pproxy 2.7",
-                   TOMATO: "tomato --workers 1", MICROSOCKS: "microsocks 1.0"}
+                   TOMATO: "tomato --workers 1", MICROSOCKS: "microsocks 1.0",
+                   TOMATO_BASE: "tomato %s, before this round" % BASE_REV}
+LATENCY_SECONDS = 5
 
 NGINX_CONF = """\
 daemon off;
@@ -123,6 +129,15 @@ def parse_wrk(out):
     return float(match.group(1)), int(total.group(1)), errors
 
 
+def parse_wrk_latency(out):
+    """wrk --latency's report -> (p50, p99) in ms; Unavailable without its distribution."""
+    scale = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+    found = {p: float(v) * scale[u] for p, v, u in re.findall(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)}
+    if set(found) != {"50", "99"}:
+        raise Unavailable("wrk --latency: no latency distribution in its report")
+    return found["50"], found["99"]
+
+
 def workers_model(cores, workers, proxy_us, client_us, origin_us):
     """Requests/s the CPU allows: each request costs proxy_us in one of `workers`
     single-threaded processes, client_us in wrk (one thread), origin_us in nginx (one
@@ -180,6 +195,21 @@ class ProxyLab:
     def start_tomato(self, system=TOMATO, workers=1):
         return self._start(system, tool_argv("proxy", "-a", "127.0.0.1:%d" % PORT[system], "-d", "direct",
                                              "--workers", workers))
+
+    def start_tomato_base(self):
+        """bin/proxy of BASE_REV, from a `git archive` of it in bench/out (made once)."""
+        tree = HERE / "out" / ("tomato-" + BASE_REV)
+        if not (tree / "bin" / "proxy").exists():
+            tree.mkdir(parents=True, exist_ok=True)
+            archive = subprocess.run(["git", "-C", str(HERE.parent), "archive", BASE_REV],
+                                     capture_output=True, timeout=60)
+            if archive.returncode != 0:
+                self.up[TOMATO_BASE] = "n/a: git archive %s: %s" % (
+                    BASE_REV, archive.stderr.decode(errors="replace").strip() or "failed")
+                return self.up[TOMATO_BASE]
+            subprocess.run(["tar", "-x", "-C", str(tree)], input=archive.stdout, check=True, timeout=60)
+        return self._start(TOMATO_BASE, [sys.executable, str(tree / "bin" / "proxy"),
+                                         "-a", "127.0.0.1:%d" % TOMATO_BASE_PORT, "-d", "direct"])
 
     def start_proxypy(self):
         if self.ref_bin is None:
@@ -265,6 +295,18 @@ class ProxyLab:
             self.client_origin_cpu.setdefault(system, []).append(
                 ((wrk_after - wrk_before) / requests * 1e6, cpu_between(origin_before, origin_after) / requests * 1e6))
         return rps, requests, errors
+
+    def wrk_latency(self, system, seconds):
+        """(p50, p99) in ms of one keep-alive connection's requests (wrk -c1 --latency)."""
+        script = self.dir / "absolute-uri.lua"
+        script.write_text(WRK_ABSOLUTE_URI_LUA.format(port=ORIGIN_PORT, path=SMALL_PATH))
+        argv = ["wrk", "-t", "1", "-c", "1", "-d", "%ds" % seconds, "--timeout", "5s", "--latency",
+                "-s", str(script), "http://127.0.0.1:%d/" % PORT[system]]
+        done = self.lab.run(self.ns, argv, timeout=seconds + 30)
+        if done.returncode != 0:
+            raise Unavailable("wrk: %s" % ((done.stderr or done.stdout).strip().splitlines()[-1:]
+                                           or ["no output"])[0])
+        return parse_wrk_latency(done.stdout)
 
     def connect_mb_s(self, system):
         """100 MB download through CONNECT (curl -p), or directly for the origin; MB/s (10^6 bytes)."""
@@ -383,7 +425,8 @@ def run(lab, quick=False, rounds=None, seconds=None):
     log("proxy: nginx up; starting tinyproxy, proxy.py, pproxy and tomato bin/proxy (1 and 2 workers)")
     for system, start in ((TINYPROXY, plab.start_tinyproxy), (PROXYPY, plab.start_proxypy),
                           (PPROXY, plab.start_pproxy), (TOMATO, plab.start_tomato),
-                          (TOMATO2, lambda: plab.start_tomato(TOMATO2, workers=2))):
+                          (TOMATO2, lambda: plab.start_tomato(TOMATO2, workers=2)),
+                          (TOMATO_BASE, plab.start_tomato_base)):
         up = start()
         log("proxy: %s %s", system, "up" if up is True else up)
     figures = []
@@ -412,7 +455,7 @@ def run(lab, quick=False, rounds=None, seconds=None):
     fig.note = "PSS counts the pages the parent and its workers share once; issue 20 asks < 64 MiB"
     figures.append(fig)
 
-    systems = [ORIGIN, TINYPROXY, PROXYPY, PPROXY, TOMATO, TOMATO2]
+    systems = [ORIGIN, TINYPROXY, PROXYPY, PPROXY, TOMATO, TOMATO2, TOMATO_BASE]
     log("proxy: wrk %d connections, keep-alive, %d s x %d rounds per system", WRK_CONNECTIONS, wrk_seconds, rounds)
     wrk_errors = {}
 
@@ -431,13 +474,16 @@ def run(lab, quick=False, rounds=None, seconds=None):
     values, errors = run_rounds(plab, systems, rounds, measure_wrk)
     name = "HTTP requests/s, absolute URI, 1 KB, %d conns (wrk %d s)" % (WRK_CONNECTIONS, wrk_seconds)
     fig = _figure(plab, name, "req/s", HIGHER, values, errors, "origin direct: %.0f req/s")
+    fig.target = 1.5
     fig.note = "; ".join(filter(None, [fig.note] + ["%s wrk: %s" % (s, ", ".join(e))
                                                     for s, e in wrk_errors.items() if s != ORIGIN]))
     figures.append(fig)
     for reference in (PROXYPY, PPROXY):
         figures.append(_figure(plab, name, "req/s", HIGHER, values, errors, reference=reference))
+    figures[-2].target = 1.0        # issue 20: at least proxy.py's rate
     fig = _figure(plab, name + ", --workers 2", "req/s", HIGHER, values, errors, reference=TOMATO, system=TOMATO2)
     fig.note = "tomato with two workers against one; issue 20 asks >= 1.3x on 2 cores (wrk and nginx share them)"
+    fig.target = 1.3
     figures.append(fig)
     cpu_name = "CPU time per request, all the proxy's processes (wrk run)"
     for reference in (TINYPROXY, PROXYPY, PPROXY):
@@ -446,14 +492,41 @@ def run(lab, quick=False, rounds=None, seconds=None):
         figures.append(fig)
     figures.append(_figure(plab, cpu_name + ", --workers 2", "µs", LOWER, plab.cpu_per_request, errors,
                            reference=TOMATO, system=TOMATO2))
+    fig = _figure(plab, cpu_name, "µs", LOWER, plab.cpu_per_request, errors, reference=TOMATO_BASE)
+    fig.note = "the same proxy before this round, same run"
+    fig.target = 0.5
+    figures.append(fig)
     figures.append(_model_figure(plab, values, errors))
+    figures.extend(_latency_figures(plab, quick, rounds))
 
     systems = [ORIGIN, TINYPROXY, TOMATO]
     log("proxy: 100 MB download through CONNECT x %d rounds per system", rounds)
     values, errors = run_rounds(plab, systems, rounds, _logged(plab.connect_mb_s, "%10.1f MB/s"))
     figures.append(_figure(plab, "CONNECT bulk download, 100 MB (curl -p)", "MB/s", HIGHER, values, errors,
                            "origin direct: %.0f MB/s"))
+    figures[-1].target = 2.5
     figures.extend(run_socks(plab, quick, rounds))
+    return figures
+
+
+def _latency_figures(plab, quick, rounds):
+    """wrk -c1: p50 and p99 of one keep-alive connection, against the proxy before this round
+    and against tinyproxy (which closes the connection after each answer: wrk reconnects)."""
+    seconds = 2 if quick else LATENCY_SECONDS
+    systems = [TINYPROXY, TOMATO, TOMATO_BASE]
+    log("proxy: wrk -c1 --latency, %d s x %d rounds per system", seconds, rounds)
+    measured, errors = run_rounds(plab, systems, rounds,
+                                  _logged(lambda system: plab.wrk_latency(system, seconds), "p50/p99 %s ms"))
+    figures = []
+    for index, name in ((0, "p50"), (1, "p99")):
+        values = {s: [None if m is None else m[index] for m in rounds_] for s, rounds_ in measured.items()}
+        for reference in (TOMATO_BASE, TINYPROXY):
+            fig = _figure(plab, "single-connection latency %s (wrk -c1 %d s)" % (name, seconds), "ms", LOWER,
+                          values, errors, reference=reference)
+            if reference == TOMATO_BASE:
+                fig.note = "not worse than before this round"
+                fig.target = 1.0
+            figures.append(fig)
     return figures
 
 
@@ -500,6 +573,7 @@ def run_socks(plab, quick, rounds):
     log("proxy: 100 MB download through SOCKS5 CONNECT x %d rounds per system", rounds)
     values, errors = run_rounds(plab, systems, rounds, _logged(plab.socks_mb_s, "%10.1f MB/s"))
     figures = [_socks_figure(plab, "SOCKS5 CONNECT bulk download, 100 MB (curl socks5h)", "MB/s", values, errors)]
+    figures[-1].target = 2.5
     log("proxy: %d SOCKS5 sessions (1 KB each, %d in parallel) x %d rounds per system",
         sessions, SOCKS_PARALLEL, rounds)
     values, errors = run_rounds(plab, systems, rounds,
@@ -508,5 +582,6 @@ def run_socks(plab, quick, rounds):
     fig = _socks_figure(plab, "SOCKS5 sessions/s, 1 KB each, %d in parallel (curl)" % SOCKS_PARALLEL,
                         "sessions/s", values, errors)
     fig.note = "a new SOCKS5 connection per fetch (Connection: close); curl's own time included"
+    fig.target = 1.0
     figures.append(fig)
     return figures

@@ -9,6 +9,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import profile_vpn  # noqa: E402
+import proxy_bench  # noqa: E402
 import report  # noqa: E402
 import run  # noqa: E402
 from benchlib import HIGHER, LOWER, Figure, Unavailable, best, run_json  # noqa: E402
@@ -216,3 +217,11 @@ def test_vpn_cpu_of_a_tunnel_process_counts_its_ended_threads():
 def test_workers_model(cores, workers, proxy_us, rps):
     import proxy_bench
     assert proxy_bench.workers_model(cores, workers, proxy_us, 10.0, 10.0) == pytest.approx(rps)
+
+
+def test_wrk_latency_reads_p50_and_p99_in_ms():
+    report = ("  Latency Distribution\n     50%  123.00us\n     75%  200.00us\n     90%  300.00us\n"
+              "     99%    1.23ms\n")
+    assert proxy_bench.parse_wrk_latency(report) == (0.123, 1.23)
+    with pytest.raises(Unavailable):
+        proxy_bench.parse_wrk_latency("Requests/sec: 10.0\n")
