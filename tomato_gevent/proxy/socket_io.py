@@ -11,6 +11,9 @@ of their Python layer per call. gevent glue, no protocol.
                                     set-up checks the descriptor with an fcntl, and a Timeout)
     release(sock)                   stops the read watcher recv keeps started (see below), for
                                     a socket read with gevent's own recv from then on
+    wait_readable(sock)             until sock is readable (no limit)
+    wait_either(a, b)               until a (0) or b (1) is readable, for one greenlet that
+                                    relays both ways (outbound.relay); no limit
 
 Why: gevent's socket.recv/send are Python methods around the real socket's (a frame and a
 wrapper per call), and every wait with a timeout builds a gevent Timeout: a Python object, its
@@ -75,7 +78,7 @@ class _Reader:
             self.watcher.stop()
             return
         self.waiting = None
-        waiting.switch()
+        waiting.switch(self)
 
     def throw(self, *error):
         """hub.cancel_wait's way in (close, shutdown): to the waiting greenlet, if any."""
@@ -85,15 +88,21 @@ class _Reader:
             waiting.throw(*error)
 
 
-def _wait_readable(watcher, seconds):
+def _reader(watcher):
+    """The watcher's _Reader, the watcher started with it if it was not."""
     callback = watcher.callback
     if callback is None:
         reader = _Reader(watcher)
         watcher.start(reader.ready)
-    else:
-        reader = callback.__self__          # ours, or a gevent wait's Waiter
-        if type(reader) is not _Reader or reader.waiting is not None:
-            raise ConcurrentObjectUseError("this socket is already read by another greenlet")
+        return reader
+    reader = callback.__self__              # ours, or a gevent wait's Waiter
+    if type(reader) is not _Reader or reader.waiting is not None:
+        raise ConcurrentObjectUseError("this socket is already read by another greenlet")
+    return reader
+
+
+def _wait_readable(watcher, seconds):
+    reader = _reader(watcher)
     hub = get_hub()
     reader.waiting = current = getcurrent()
     if seconds is None:
@@ -109,6 +118,19 @@ def _wait_readable(watcher, seconds):
     finally:
         reader.waiting = None
         timer.close()
+
+
+def wait_readable(sock):
+    _wait_readable(sock._read_event, None)
+
+
+def wait_either(a, b):
+    first, second = _reader(a._read_event), _reader(b._read_event)
+    first.waiting = second.waiting = getcurrent()
+    try:
+        return 0 if get_hub().switch() is first else 1
+    finally:
+        first.waiting = second.waiting = None
 
 
 def release(sock):
