@@ -295,8 +295,6 @@ def relay(a, b, idle_timeout):
     two sockets and no buffers.
     """
     counts = [0, 0]
-    a.settimeout(None)              # for gevent's sendall of a rest: the watchdog keeps time
-    b.settimeout(None)
     seen = [0]
 
     def check():
@@ -312,6 +310,8 @@ def relay(a, b, idle_timeout):
         if blocked is not None:
             index, rest, other_done = blocked
             src, dst = (a, b) if index == 0 else (b, a)
+            a.settimeout(None)      # for gevent's sendall of a rest: the watchdog keeps time
+            b.settimeout(None)
             if not other_done:
                 other = gevent.spawn(_pipe, dst, src, counts, 1 - index)
             try:
