@@ -102,7 +102,14 @@ def _reader(watcher):
 
 
 def _wait_readable(watcher, seconds):
-    reader = _reader(watcher)
+    callback = watcher.callback             # _reader(watcher), inlined: once per wait
+    if callback is None:
+        reader = _Reader(watcher)
+        watcher.start(reader.ready)
+    else:
+        reader = callback.__self__
+        if type(reader) is not _Reader or reader.waiting is not None:
+            raise ConcurrentObjectUseError("this socket is already read by another greenlet")
     hub = get_hub()
     reader.waiting = current = getcurrent()
     if seconds is None:
