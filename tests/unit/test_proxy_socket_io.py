@@ -39,8 +39,8 @@ def test_recv_raises_socket_timeout_when_nothing_comes(pair):
     with pytest.raises(socket.timeout) as raised:
         socket_io.recv(a, 100, 0.02)
     assert str(raised.value) == "timed out"         # as gevent's recv says it (log lines)
-    # The wait left nothing behind: the socket's watcher is free for the next one.
-    assert a._read_event.callback is None
+    # The wait left nobody waiting behind: the socket's watcher is free for the next one.
+    assert a._read_event.callback.__self__.waiting is None
 
 
 def test_a_timed_out_wait_leaves_the_next_one_whole(pair):
@@ -59,6 +59,72 @@ def test_closing_the_socket_elsewhere_wakes_a_waiting_recv(pair):
     with pytest.raises(Exception) as woken:
         waiter.get(timeout=5)
     assert not isinstance(woken.value, gevent.Timeout)
+
+
+def test_the_read_watcher_stays_started_from_one_wait_to_the_next(pair):
+    # Started once: libev re-registers a descriptor with epoll (epoll_ctl) at every start.
+    a, b = pair
+    for word in (b"one", b"two", b"three"):
+        sender = gevent.spawn_later(0.01, b.sendall, word)
+        assert socket_io.recv(a, 100, 5.0) == word
+        sender.join()
+        assert a._read_event.active
+        if word == b"one":
+            reader = a._read_event.callback.__self__
+        assert a._read_event.callback.__self__ is reader
+
+
+def test_bytes_that_come_while_nobody_waits_stop_the_watcher(pair):
+    # epoll is level-triggered: a watcher left started on unread bytes would wake the loop
+    # on every turn. The first wake-up stops it; the next recv takes the bytes and waits anew.
+    a, b = pair
+    sender = gevent.spawn_later(0.01, b.sendall, b"first")
+    assert socket_io.recv(a, 100, 5.0) == b"first"
+    sender.join()
+    b.sendall(b"unasked")
+    turns = 0
+    while a._read_event.active:         # a few loop turns (sleep(0) runs no poll)
+        turns += 1
+        assert turns < 1000
+        gevent.sleep(0.001)
+    assert socket_io.recv(a, 100, 5.0) == b"unasked"
+    sender = gevent.spawn_later(0.01, b.sendall, b"again")
+    assert socket_io.recv(a, 100, 5.0) == b"again"
+    sender.join()
+
+
+def test_shutdown_elsewhere_wakes_a_waiting_recv(pair):
+    # outbound.relay's watchdog ends an idle tunnel this way.
+    a, _ = pair
+    waiter = gevent.spawn(socket_io.recv, a, 100, None)
+    gevent.sleep(0)
+    a.shutdown(socket.SHUT_RDWR)
+    try:
+        result = waiter.get(timeout=5)
+    except OSError:
+        result = b""
+    assert result == b""
+
+
+def test_a_second_reader_of_one_socket_is_refused(pair):
+    a, _ = pair
+    first = gevent.spawn(socket_io.recv, a, 100, 5.0)
+    gevent.sleep(0)
+    with pytest.raises(gevent.exceptions.ConcurrentObjectUseError):
+        socket_io.recv(a, 100, 5.0)
+    first.kill()
+
+
+def test_release_gives_the_watcher_back_to_gevents_own_recv(pair):
+    a, b = pair
+    sender = gevent.spawn_later(0.01, b.sendall, b"ours")
+    assert socket_io.recv(a, 100, 5.0) == b"ours"
+    sender.join()
+    socket_io.release(a)
+    sender = gevent.spawn_later(0.01, b.sendall, b"gevent's")
+    a.settimeout(5.0)
+    assert a.recv(100) == b"gevent's"
+    sender.join()
 
 
 def test_send_all_sends_more_than_one_send_takes(pair):

@@ -282,17 +282,19 @@ def read_response_head(sock, method, buf, deadline, stale_ok=False):
 def relay(a, b, idle_timeout):
     """Copy a -> b and b -> a until both directions are done (EOF is passed on as a
     half-close) or nothing moved either way for idle_timeout seconds (then both are shut).
-    Returns (bytes a->b, bytes b->a).
+    Returns (bytes a->b, bytes b->a). The caller closes both sockets right after.
 
     One watchdog timer per tunnel, not a timeout per wait: every idle_timeout it compares
     the bytes moved with what it saw last time, so the end comes between one and two
-    idle_timeouts after the last byte (a send stalled that long ends the tunnel too). One
-    direction runs in a helper greenlet, the other in the caller's: an idle tunnel holds two
-    greenlets, one timer, two sockets and no buffers.
+    idle_timeouts after the last byte (a send stalled that long ends the tunnel too).
+    Both directions run in the caller's greenlet (_both) while every send goes out whole at
+    once (a short SOCKS5 session, a request and its answer: one greenlet, not two); the
+    first send the kernel does not take whole hands the other direction to a helper
+    greenlet, so that a stalled receiver on one side never stops the other direction
+    (_pipe each way, as before). An idle tunnel holds at most two greenlets, one timer,
+    two sockets and no buffers.
     """
     counts = [0, 0]
-    a.settimeout(None)
-    b.settimeout(None)
     seen = [0]
 
     def check():
@@ -302,14 +304,81 @@ def relay(a, b, idle_timeout):
         seen[0] = moved
     watchdog = gevent.get_hub().loop.timer(idle_timeout, idle_timeout)
     watchdog.start(check)
-    other = gevent.spawn(_pipe, b, a, counts, 1)
+    other = None
     try:
-        _pipe(a, b, counts, 0)
-        other.join()
+        blocked = _both(a, b, counts)
+        if blocked is not None:
+            index, rest, other_done = blocked
+            src, dst = (a, b) if index == 0 else (b, a)
+            a.settimeout(None)      # for gevent's sendall of a rest: the watchdog keeps time
+            b.settimeout(None)
+            if not other_done:
+                other = gevent.spawn(_pipe, dst, src, counts, 1 - index)
+            try:
+                dst.sendall(rest)
+                counts[index] += len(rest)
+            except OSError:
+                _shut(src, dst)
+            else:
+                _pipe(src, dst, counts, index)
+            if other is not None:
+                other.join()
     finally:
-        other.kill()
+        if other is not None:
+            other.kill()
         watchdog.close()
     return counts[0], counts[1]
+
+
+def _both(a, b, counts):
+    """Both directions in this greenlet, while sends go out whole. None when both are done;
+    (index, the bytes not sent, whether the other direction is done) when a send would wait."""
+    ends = ((a, b._sock, b), (b, a._sock, a))
+    ready = [True, True]
+    done = [False, False]
+    try:
+        while True:
+            for index in (0, 1):
+                if not ready[index] or done[index]:
+                    continue
+                ready[index] = False
+                src, out, dst = ends[index]
+                raw = src._sock
+                while True:
+                    try:
+                        data = raw.recv(RELAY_RECV_BYTES)
+                    except BlockingIOError:
+                        break
+                    if not data:
+                        done[index] = True
+                        socket_io.release(src)
+                        if not done[1 - index]:     # the last one: the caller's close says it
+                            try:
+                                dst.shutdown(socket.SHUT_WR)
+                            except OSError:
+                                pass
+                        break
+                    try:
+                        sent = out.send(data)
+                    except BlockingIOError:
+                        sent = 0
+                    counts[index] += sent
+                    if sent != len(data):
+                        return index, memoryview(data)[sent:], done[1 - index]
+            if done[0] and done[1]:
+                return None
+            if done[0]:
+                ready[1] = True
+                socket_io.wait_readable(b)
+            elif done[1]:
+                ready[0] = True
+                socket_io.wait_readable(a)
+            else:
+                ready[socket_io.wait_either(a, b)] = True
+    except OSError:
+        # Reset or closed: the whole tunnel is over.
+        _shut(a, b)
+        return None
 
 
 def _shut(*socks):

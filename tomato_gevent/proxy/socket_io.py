@@ -9,13 +9,27 @@ of their Python layer per call. gevent glue, no protocol.
     wait_writable(sock, seconds)    for a connect() in progress: on the socket's own write
                                     watcher (gevent's wait_write makes a new watcher, whose
                                     set-up checks the descriptor with an fcntl, and a Timeout)
+    release(sock)                   stops the read watcher recv keeps started (see below), for
+                                    a socket read with gevent's own recv from then on
+    wait_readable(sock)             until sock is readable (no limit)
+    wait_either(a, b)               until a (0) or b (1) is readable, for one greenlet that
+                                    relays both ways (outbound.relay); no limit
 
 Why: gevent's socket.recv/send are Python methods around the real socket's (a frame and a
 wrapper per call), and every wait with a timeout builds a gevent Timeout: a Python object, its
 own timer watcher and about ten Python calls to start, enter, leave and close it, two hub
 switches aside. Here a wait is one timer watcher whose callback throws socket.timeout into the
-waiting greenlet, exactly as that Timeout would, around gevent's own hub.wait on the socket's
-own read watcher (so sock.close() from elsewhere still wakes it, as gevent's waits do).
+waiting greenlet, exactly as that Timeout would.
+
+The read watcher stays started between waits (a _Reader is its callback): gevent's hub.wait
+starts the socket's watcher for each wait and stops it after, and libev then re-registers the
+descriptor with epoll (an epoll_ctl) at every start. A _Reader switches to the greenlet that
+waits, if one does; bytes (or the end) that come while nobody waits stop the watcher, since
+epoll is level-triggered and would report them on every loop turn (the next wait starts it
+again). gevent's close() and shutdown() still wake a waiting recv: they throw into the
+watcher's callback.__self__, which passes it on to the waiting greenlet (hub.cancel_wait).
+Since the watcher is taken, gevent's own recv on such a socket would raise
+ConcurrentObjectUseError: a socket read here is read only here, or release()d first.
 
 Only for gevent sockets (`_sock` is the real socket, `_read_event` its watcher: gevent's
 socket layout since 1.0); anything else goes through its own recv/sendall.
@@ -27,6 +41,7 @@ epoll_ctl) to save the others an EAGAIN recv: 6.31 -> 6.03 syscalls, 2.65 -> 3.2
 per request, no clear gain.
 """
 from gevent import get_hub, getcurrent, socket
+from gevent.exceptions import ConcurrentObjectUseError
 
 _timeout = socket.timeout
 
@@ -48,6 +63,90 @@ def wait_writable(sock, seconds):
     _wait(sock._write_event, seconds)
 
 
+class _Reader:
+    """A socket's read watcher, kept started: wakes the greenlet in `waiting`, if any."""
+
+    __slots__ = ("watcher", "waiting")
+
+    def __init__(self, watcher):
+        self.watcher = watcher
+        self.waiting = None
+
+    def ready(self):
+        waiting = self.waiting
+        if waiting is None:                 # readable with nobody waiting: see the docstring
+            self.watcher.stop()
+            return
+        self.waiting = None
+        waiting.switch(self)
+
+    def throw(self, *error):
+        """hub.cancel_wait's way in (close, shutdown): to the waiting greenlet, if any."""
+        waiting = self.waiting
+        if waiting is not None:
+            self.waiting = None
+            waiting.throw(*error)
+
+
+def _reader(watcher):
+    """The watcher's _Reader, the watcher started with it if it was not."""
+    callback = watcher.callback
+    if callback is None:
+        reader = _Reader(watcher)
+        watcher.start(reader.ready)
+        return reader
+    reader = callback.__self__              # ours, or a gevent wait's Waiter
+    if type(reader) is not _Reader or reader.waiting is not None:
+        raise ConcurrentObjectUseError("this socket is already read by another greenlet")
+    return reader
+
+
+def _wait_readable(watcher, seconds):
+    callback = watcher.callback             # _reader(watcher), inlined: once per wait
+    if callback is None:
+        reader = _Reader(watcher)
+        watcher.start(reader.ready)
+    else:
+        reader = callback.__self__
+        if type(reader) is not _Reader or reader.waiting is not None:
+            raise ConcurrentObjectUseError("this socket is already read by another greenlet")
+    hub = get_hub()
+    reader.waiting = current = getcurrent()
+    if seconds is None:
+        try:
+            hub.switch()
+        finally:
+            reader.waiting = None
+        return
+    timer = hub.loop.timer(seconds)
+    timer.start(current.throw, _timeout, "timed out")     # gevent's own message
+    try:
+        hub.switch()
+    finally:
+        reader.waiting = None
+        timer.close()
+
+
+def wait_readable(sock):
+    _wait_readable(sock._read_event, None)
+
+
+def wait_either(a, b):
+    first, second = _reader(a._read_event), _reader(b._read_event)
+    first.waiting = second.waiting = getcurrent()
+    try:
+        return 0 if get_hub().switch() is first else 1
+    finally:
+        first.waiting = second.waiting = None
+
+
+def release(sock):
+    """Stop the read watcher recv left started (gevent's own recv may wait on it again)."""
+    watcher = sock._read_event
+    if watcher is not None and type(getattr(watcher.callback, "__self__", None)) is _Reader:
+        watcher.stop()
+
+
 def recv(sock, size, seconds):
     try:
         raw = sock._sock
@@ -56,10 +155,13 @@ def recv(sock, size, seconds):
         return sock.recv(size)
     while True:
         try:
-            return raw.recv(size)
+            data = raw.recv(size)
         except BlockingIOError:
-            pass
-        _wait(sock._read_event, seconds)
+            _wait_readable(sock._read_event, seconds)
+            continue
+        if not data:                        # the end stays readable: nobody waits for more
+            release(sock)
+        return data
 
 
 def send_all(sock, data):

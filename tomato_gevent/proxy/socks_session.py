@@ -279,9 +279,8 @@ class _Session:
 
 def _wait_closed(sock):
     """Returns when the client closes (or breaks) the connection; what it sends is ignored."""
-    sock.settimeout(None)
     try:
-        while sock.recv(RECV_BYTES):
+        while socket_io.recv(sock, RECV_BYTES, None):
             pass
     except OSError:
         pass
