@@ -8,17 +8,7 @@ from hypothesis import strategies as st
 from tomato_gevent.vpn.coalesce import (PLAIN_VNET_HDR, TCP_ACK, TCP_FIN, TCP_PSH, TCP_SYN, TcpCoalescer,
                                         ipv4_header_checksum, segment_checksums_ok)
 
-A, B = bytes([10, 0, 1, 1]), bytes([10, 0, 1, 2])
-TIMESTAMPS = bytes([1, 1, 8, 10]) + struct.pack(">II", 1000, 2000)
-
-
-def checksum(data):
-    if len(data) % 2:
-        data += b"\0"
-    total = sum(struct.unpack(">%dH" % (len(data) // 2), data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
+from .ip_packets import DST4 as B, DST6 as B6, SRC4 as A, SRC6 as A6, TIMESTAMPS, checksum
 
 
 def tcp(payload, seq, flags=TCP_ACK, src=A, dst=B, sport=40000, dport=5201, options=TIMESTAMPS, ack=77, df=True,
@@ -34,7 +24,6 @@ def tcp(payload, seq, flags=TCP_ACK, src=A, dst=B, sport=40000, dport=5201, opti
     return ip + tcp_header + payload
 
 
-A6, B6 = bytes.fromhex("fd000000000000000000000000000001"), bytes.fromhex("fd000000000000000000000000000002")
 
 
 def tcp6(payload, seq, flags=TCP_ACK, sport=40000, dport=5201, options=TIMESTAMPS, ack=77, hop_limit=64):
