@@ -102,14 +102,7 @@ def _reader(watcher):
 
 
 def _wait_readable(watcher, seconds):
-    callback = watcher.callback             # _reader(watcher), inlined: once per wait
-    if callback is None:
-        reader = _Reader(watcher)
-        watcher.start(reader.ready)
-    else:
-        reader = callback.__self__
-        if type(reader) is not _Reader or reader.waiting is not None:
-            raise ConcurrentObjectUseError("this socket is already read by another greenlet")
+    reader = _reader(watcher)
     hub = get_hub()
     reader.waiting = current = getcurrent()
     if seconds is None:
