@@ -302,13 +302,12 @@ class Supervisor:
             log.error("rule reload failed, keeping the old rules: %s", e)
             # The rest of a reload still happens: logrotate's SIGHUP must reopen the access
             # log, and a revoked user must go, whatever state the rule file is in.
-            for slot in self.pool.running():
-                if slot.ready:
-                    _kill(slot.pid, signal.SIGUSR2)
+            for pid in self.pool.ready_pids():
+                _kill(pid, signal.SIGUSR2)
             return
         self.rules = rules
         self.reload_description = description
-        self.reload_pending = {slot.pid for slot in self.pool.running() if slot.ready}
+        self.reload_pending = self.pool.ready_pids()
         for pid in list(self.reload_pending):
             _kill(pid, signal.SIGHUP)
         self._reload_done(None)
@@ -320,7 +319,7 @@ class Supervisor:
             self.reload_description = None
 
     def _request_summary(self):
-        self.summary_pending = {slot.pid for slot in self.pool.running() if slot.ready}
+        self.summary_pending = self.pool.ready_pids()
         self.summary_deadline = time.monotonic() + SUMMARY_WAIT_SECONDS
         for pid in self.summary_pending:
             _kill(pid, signal.SIGUSR1)

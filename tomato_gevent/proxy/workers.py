@@ -188,6 +188,10 @@ class Pool:
     def all_ready(self):
         return all(s.ready for s in self.slots)
 
+    def ready_pids(self):
+        """The pids of the running workers that said READY: the ones to signal."""
+        return {s.pid for s in self.slots if s.pid is not None and s.ready}
+
     def total(self):
         """The counters over all workers, gone ones included (open connections: the running)."""
         total = Stats()
