@@ -1,4 +1,5 @@
 import pytest
+from gevent.server import StreamServer
 
 from tomato_gevent.proxy.server import ProxyServer
 from tomato_gevent.rules import RuleSet, parse_rules
@@ -35,3 +36,16 @@ def sides():
     yield start
     for side in started:
         side.stop()
+
+
+@pytest.fixture
+def origin_port():
+    """A loopback origin that answers any request once with 200 and the body "origin", then
+    closes: the port."""
+    def answer(sock, address):
+        sock.recv(65536)
+        sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\nConnection: close\r\n\r\norigin")
+    server = StreamServer(("127.0.0.1", 0), answer)
+    server.start()
+    yield server.server_port
+    server.stop()

@@ -8,7 +8,6 @@ import time
 
 import pytest
 from gevent import socket
-from gevent.server import StreamServer
 from hypothesis import given, settings, strategies as st
 
 from tomato_gevent.proxy import socks5, socks_session
@@ -85,15 +84,6 @@ def test_the_origin_is_the_line_of_the_rule_lookup_applies(lines, host):
 
 
 # -- lines from a running proxy ----------------------------------------------------------------
-@pytest.fixture
-def origin():
-    def answer(sock, address):
-        sock.recv(65536)
-        sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
-    server = StreamServer(("127.0.0.1", 0), answer)
-    server.start()
-    yield server.server_port
-    server.stop()
 
 
 @pytest.fixture
@@ -116,41 +106,41 @@ def logged_proxy(tmp_path):
         proxy.stop(timeout=1)
 
 
-def test_served_blocked_and_default_requests_each_get_one_line(logged_proxy, origin):
+def test_served_blocked_and_default_requests_each_get_one_line(logged_proxy, origin_port):
     proxy, rules = logged_proxy("# comment\ndirect\torigin.test\nblock\tads.test\n")
     client = HttpClient(proxy.server_port)
-    for request in [get("origin.test", origin, b"/p?q=1"), get("ads.test", 80, b"/ad"),
-                    get("other.test", origin)]:
+    for request in [get("origin.test", origin_port, b"/p?q=1"), get("ads.test", 80, b"/ad"),
+                    get("other.test", origin_port)]:
         client.send(request)
         client.response()
     wait_for(lambda: len(proxy.lines()) == 3, "three lines")
     served, blocked, default = proxy.lines()
-    assert " 127.0.0.1:" in served and " - GET origin.test:%d/p direct 200 " % origin in served
+    assert " 127.0.0.1:" in served and " - GET origin.test:%d/p direct 200 " % origin_port in served
     assert served.endswith(" rule=%s:2 upstream=-" % rules)
     assert "q=1" not in served
     assert " - GET ads.test:80/ad block 403 " in blocked and blocked.endswith(" rule=%s:3 upstream=-" % rules)
-    assert " GET other.test:%d/ direct 200 " % origin in default and default.endswith(" rule=default upstream=-")
+    assert " GET other.test:%d/ direct 200 " % origin_port in default and default.endswith(" rule=default upstream=-")
 
 
-def test_a_tunnel_gets_a_line_when_it_opens_and_when_it_closes(logged_proxy, origin):
+def test_a_tunnel_gets_a_line_when_it_opens_and_when_it_closes(logged_proxy, origin_port):
     proxy, rules = logged_proxy("direct\torigin.test\n")
     client = HttpClient(proxy.server_port)
-    client.send(b"CONNECT origin.test:%d HTTP/1.1\r\n\r\n" % origin)
+    client.send(b"CONNECT origin.test:%d HTTP/1.1\r\n\r\n" % origin_port)
     assert client.response("CONNECT")[0].status == 200
     wait_for(lambda: len(proxy.lines()) == 1, "the open line")
     assert proxy.lines()[0].endswith(" open")
-    assert " CONNECT origin.test:%d direct 200 up=0 down=0 " % origin in proxy.lines()[0]
+    assert " CONNECT origin.test:%d direct 200 up=0 down=0 " % origin_port in proxy.lines()[0]
     assert proxy.lines()[0].endswith(" rule=%s:1 upstream=- open" % rules)
     client.send(b"GET / HTTP/1.1\r\n\r\n")
-    assert client.sock.recv(65536).endswith(b"ok")
+    assert client.sock.recv(65536).endswith(b"origin")
     client.close()
     wait_for(lambda: len(proxy.lines()) == 2, "the closed line")
     closed = proxy.lines()[1]
-    assert " CONNECT origin.test:%d direct 200 up=18 down=" % origin in closed
+    assert " CONNECT origin.test:%d direct 200 up=18 down=" % origin_port in closed
     assert closed.endswith(" rule=%s:1 upstream=- closed" % rules)
 
 
-def test_socks5_lines_name_the_user_and_blocks_look_like_http_blocks(logged_proxy, origin):
+def test_socks5_lines_name_the_user_and_blocks_look_like_http_blocks(logged_proxy, origin_port):
     users = parse_auth_lines(["alice:secret-1"], "users")
     proxy, rules = logged_proxy("direct\torigin.test\nblock\tads.test\n", authenticator=users)
     socks = SocksClient(proxy.server_port)
@@ -168,7 +158,7 @@ def test_socks5_lines_name_the_user_and_blocks_look_like_http_blocks(logged_prox
     assert "secret" not in "".join(proxy.lines())
 
 
-def test_bin_proxy_writes_access_log_and_reopens_it_on_sighup(tmp_path, origin):
+def test_bin_proxy_writes_access_log_and_reopens_it_on_sighup(tmp_path, origin_port):
     path = tmp_path / "access.log"
     rules = tmp_path / "rules.txt"
     rules.write_text("block\tads.test\n")

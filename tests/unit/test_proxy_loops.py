@@ -102,19 +102,6 @@ def keeps_serving(proxy, origin_port):
     return head.status == 200 and body == b"origin"
 
 
-@pytest.fixture
-def origin_port():
-    from gevent.server import StreamServer
-
-    def answer(sock, address):
-        sock.recv(65536)
-        sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\nConnection: close\r\n\r\norigin")
-    server = StreamServer(("127.0.0.1", 0), answer)
-    server.start()
-    yield server.server_port
-    server.stop()
-
-
 def test_a_proxy_forwarding_to_itself_answers_508_and_keeps_serving(listeners, servers, origin_port):
     listener, port = listeners()
     proxy = servers(listener, ("127.0.0.1", port), "direct\torigin.test\n")
