@@ -3,7 +3,8 @@ import pytest
 
 from tomato_gevent.vpn.warmth import (DENSE_EVENTS, DENSE_WINDOW_SECONDS, LEAD_SECONDS, LINGER_SECONDS,
                                       MAX_NATIVE_WAIT_SECONDS, MAX_PERIOD_SECONDS, MAX_SPREAD_SECONDS,
-                                      MIN_PERIOD_SECONDS, RHYTHM_INTERVALS, Density, Rhythm, linger_until)
+                                      MIN_PERIOD_SECONDS, RHYTHM_INTERVALS, Density, Rhythm, after_packets,
+                                      linger_until)
 
 
 @pytest.mark.parametrize("interval, dense", [
@@ -74,3 +75,21 @@ def test_rhythm_spread_bound():
 ])
 def test_linger(from_tun, until):
     assert linger_until(5.0, from_tun) == pytest.approx(until)
+
+
+@pytest.mark.parametrize("dense, keep_warm, from_tun, from_peer, expected", [
+    # light traffic: the peer's packet is followed by a yield; a tun packet by the linger
+    (False, 2.0, False, True, (1.0, 5.0, True)),
+    (False, 2.0, True, False, (1.0, 5.0 + LINGER_SECONDS, False)),
+    # dense traffic: warm keep_warm seconds more, no yield
+    (True, 2.0, False, True, (7.0, 5.0, False)),
+    # dense with --keep-warm 0: never warm, and still no yield
+    (True, 0, False, True, (1.0, 5.0, False)),
+])
+def test_after_packets(dense, keep_warm, from_tun, from_peer, expected):
+    warm_until, native_until, yield_cpu = after_packets(5.0, dense, keep_warm, 1.0, from_tun, from_peer)
+    assert (warm_until, native_until, yield_cpu) == pytest.approx(expected)
+
+
+def test_no_yield_while_still_warm_from_earlier_dense_traffic():
+    assert after_packets(5.0, False, 2.0, 6.0, False, True) == (6.0, 5.0, False)

@@ -44,7 +44,7 @@ from .report import diagnosed
 from .throttle import LogThrottle
 from .vnet import PLAIN_VNET_HDR, VIRTIO_NET_HDR_F_NEEDS_CSUM, VNET_HDR, VNET_HDR_SIZE
 from .warmth import (HUB_INTERVAL_SECONDS, WARM_AFTER_TRAFFIC_SECONDS, WARM_INTERVAL_SECONDS, Density, Rhythm,
-                     linger_until, warmer)
+                     after_packets, warmer)
 
 log = logging.getLogger(__name__)
 
@@ -170,10 +170,9 @@ class Scheduler:
                     hub_due = now + HUB_INTERVAL_SECONDS
                     rhythm.arrived(now)
                     net_ready, tun_ready = ready == _NET_READY, ready == _TUN_READY
-                    dense = density.dense(now)
-                    warm_until = now + keep_warm if dense and keep_warm else warm_until
-                    native_until, expecting = linger_until(now, tun_ready), False
-                    yield_cpu = net_ready and not dense and now >= warm_until
+                    warm_until, native_until, yield_cpu = after_packets(
+                        now, density.dense(now), keep_warm, warm_until, tun_ready, net_ready)
+                    expecting = False
                     continue
                 warming = now < warm_until
                 deadline = min(now + WARM_INTERVAL_SECONDS, hub_due) if warming else native_until
@@ -197,10 +196,8 @@ class Scheduler:
                     if expecting:
                         rhythm.arrived(now)
                         expecting = False
-                    dense = density.dense(now)
-                    warm_until = now + keep_warm if dense and keep_warm else warm_until
-                    native_until = linger_until(now, tun_ready)
-                    yield_cpu = net_ready and not dense and now >= warm_until
+                    warm_until, native_until, yield_cpu = after_packets(
+                        now, density.dense(now), keep_warm, warm_until, tun_ready, net_ready)
         finally:
             epoll.close()
             hub_turn.close()

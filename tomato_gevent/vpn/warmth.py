@@ -64,6 +64,16 @@ def linger_until(now, from_tun):
     return now + LINGER_SECONDS if from_tun else now
 
 
+def after_packets(now, dense, keep_warm, warm_until, from_tun, from_peer):
+    """What a wakeup that brought packets decides: (warm_until, native_until, yield_cpu).
+    Dense traffic keeps the path warm keep_warm seconds more (0: never); the linger follows a
+    packet from the tun (linger_until); in light traffic a packet from the peer is followed by
+    one sched_yield (the docstring's yield)."""
+    if dense and keep_warm:
+        warm_until = now + keep_warm
+    return warm_until, linger_until(now, from_tun), from_peer and not dense and now >= warm_until
+
+
 class Density:
     """dense(now): one packet wakeup; True when they come DENSE_EVENTS per DENSE_WINDOW_SECONDS."""
 
