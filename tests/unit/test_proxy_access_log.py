@@ -182,3 +182,40 @@ def test_bin_proxy_writes_access_log_and_reopens_it_on_sighup(tmp_path, origin_p
         proxy.stop()
     assert "ads.test:8080" not in (tmp_path / "access.log.1").read_text()
     assert not [line for line in proxy.lines if "ads.test" in line]      # not on stderr
+
+
+def test_no_access_log_drops_the_served_and_blocked_lines_but_not_the_failures(tmp_path, origin_port):
+    rules = tmp_path / "rules.txt"
+    rules.write_text("block\tads.test\n")
+    port = free_port()
+    proxy = ProxyProcess("-a", "127.0.0.1:%d" % port, "-r", str(rules), "--workers", "1", "--no-access-log")
+    try:
+        proxy.wait_line(lambda line: "listening on" in line, "the listening line")
+
+        def ask(host, target_port):
+            with socket.create_connection(("127.0.0.1", port)) as s:
+                s.sendall(get(host, target_port))
+                return s.recv(65536)
+        assert ask("127.0.0.1", origin_port).startswith(b"HTTP/1.1 200")
+        assert ask("ads.test", 80).startswith(b"HTTP/1.1 403")
+        closed_port = free_port()
+        assert ask("127.0.0.1", closed_port).startswith(b"HTTP/1.1 502")
+        proxy.signal(signal.SIGUSR1)       # the summary line: all three requests were finished
+        proxy.wait_line(lambda line: "summary: requests direct 2xx=1 5xx=1, block 4xx=1;" in line, "the summary")
+    finally:
+        proxy.stop()
+    failures = [line for line in proxy.lines if "127.0.0.1:%d" % closed_port in line]
+    assert len(failures) == 1 and "502" in failures[0] and "Connection refused" in failures[0]
+    assert not [line for line in proxy.lines if "ads.test" in line or ":%d" % origin_port in line]
+    assert not [line for line in proxy.lines if "proxy.access_log:" in line]
+
+
+def test_access_log_and_no_access_log_are_refused_together(tmp_path):
+    proxy = ProxyProcess("--access-log", str(tmp_path / "a.log"), "--no-access-log")
+    try:
+        proxy.proc.wait(timeout=30)
+        proxy.reader.join(timeout=30)
+    finally:
+        proxy.stop()
+    assert proxy.proc.returncode == 2
+    assert proxy.lines == ["proxy: error: argument --no-access-log: not allowed with argument --access-log (see --help)"]

@@ -4,7 +4,7 @@ Rule-based HTTP and SOCKS5 proxy on one port (the seed's command line). SIGHUP r
 the rule files (a bad file keeps the rules in force), re-reads --auth-file and reopens
 --access-log; SIGUSR1 logs the one-line summary; SIGINT / SIGTERM stop it (and log the
 summary). One access line per request and per tunnel opened or closed (access_log.py), on
-stderr or in --access-log. With --workers N > 1 the process that
+stderr or in --access-log, or none (--no-access-log). With --workers N > 1 the process that
 receives those signals is the parent of N workers (supervisor.py), and serve() below runs
 in each worker; its host object is where the two cases differ: one process logs and tells
 systemd itself, a worker tells its parent.
@@ -80,9 +80,13 @@ def build_parser():
                         help="clients that may use the proxy; repeat for more (default: loopback, plus "
                              "the listen address's network when it is a private address; everyone when "
                              "listening on a public address or on all interfaces)")
-    parser.add_argument("--access-log", metavar="PATH", default=None,
+    access = parser.add_mutually_exclusive_group()
+    access.add_argument("--access-log", metavar="PATH", default=None,
                         help="write the access lines (one per request, tunnel opened and closed) to "
                              "this file instead of stderr; SIGHUP reopens it (logrotate)")
+    access.add_argument("--no-access-log", action="store_true",
+                        help="no access lines (as nginx's 'access_log off'); a request the proxy "
+                             "could not serve (bad request, unreachable host) still gets its one line")
     parser.add_argument("--workers", metavar="N", type=positive_int, default=None,
                         help="processes serving the port, each with its own event loop and its own "
                              "listening socket (SO_REUSEPORT: the kernel spreads new connections over "
@@ -219,7 +223,8 @@ def serve(args, shared, listener, max_clients, rules, host_events):
         when the rule files failed its check)."""
         if args.auth_file:
             reload_users(args.auth_file, shared.authenticator)
-        access_log.reopen()
+        if access_log is not None:
+            access_log.reopen()
 
     def reload():
         reload_rules()
@@ -231,11 +236,13 @@ def serve(args, shared, listener, max_clients, rules, host_events):
     gevent.signal_handler(signal.SIGTERM, server.stop)
     gevent.signal_handler(signal.SIGINT, server.stop)
     server.start()
-    access_log.start()
+    if access_log is not None:
+        access_log.start()
     host_events.ready(server)
     server.serve_forever()
     host_events.stopped(server.stats)
-    access_log.stop()
+    if access_log is not None:
+        access_log.stop()
 
 
 def reload_users(path, authenticator):
@@ -301,7 +308,7 @@ def main(argv=None):
             args.auth_file = _credential_auth_file(os.environ)
         authenticator = load_auth_file(args.auth_file) if args.auth_file else None
         host, port = args.listen or DEFAULT_LISTEN
-        access_log = AccessLog(args.access_log)
+        access_log = None if args.no_access_log else AccessLog(args.access_log)
         plan = plan_workers(args.workers, available_cpus(), args.max_clients,
                             None if args.workers == 1 else reuse_port_error())
         for note in plan.notes:
