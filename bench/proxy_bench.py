@@ -9,8 +9,14 @@ with anything else on the machine):
     proxy.py   127.0.0.1:8899  proxy --log-level WARNING (its defaults: a worker and an
                                acceptor process per CPU); from the bench's own venv
     pproxy     127.0.0.1:8118  pproxy -l http://127.0.0.1:8118 (one asyncio process); ditto
-    tomato     127.0.0.1:1080  bin/proxy -a 127.0.0.1:1080 -d direct --workers 1
+    tomato     127.0.0.1:1080  bin/proxy -a 127.0.0.1:1080 -d direct --workers 1 --no-access-log
     tomato2    127.0.0.1:1082  the same with --workers 2
+    tomato+log 127.0.0.1:1084  --workers 1 with its default access log (a line per request, on
+                               stderr: a file here)
+
+tomato runs without its access lines as the references run without theirs (tinyproxy at
+LogLevel Error, proxy.py at WARNING; a22b20b had no access log), so that every proxy does the
+same work; the "access log on" rows give the line's cost.
 
 proxy.py and pproxy come from PyPI into bench/out/ref-venv (refenv.py), never into the
 project's .venv.
@@ -47,6 +53,7 @@ from procstat import cpu_between, cpu_sample, process_tree_pss_kib
 HERE = Path(__file__).resolve().parent
 ORIGIN_PORT, TINYPROXY_PORT, TOMATO_PORT, MICROSOCKS_PORT = 8080, 8888, 1080, 1081
 TOMATO2_PORT, PROXYPY_PORT, PPROXY_PORT, TOMATO_BASE_PORT = 1082, 8899, 8118, 1083
+TOMATO_LOGGED_PORT = 1084
 SMALL_PATH, BIG_PATH = "/1k", "/100m"
 SMALL_BYTES, BIG_BYTES = 1024, 100 * 1000 * 1000
 WRK_CONNECTIONS = 50
@@ -55,14 +62,16 @@ SOCKS_SESSIONS, SOCKS_PARALLEL = 2000, 20
 
 ORIGIN, TINYPROXY, TOMATO, MICROSOCKS = "origin (nginx, direct)", "tinyproxy", "tomato", "microsocks"
 TOMATO2, PROXYPY, PPROXY = "tomato --workers 2", "proxy.py", "pproxy"
+TOMATO_LOGGED = "tomato, access log on"
 # Issue 20 measures this round against the proxy as it was before it (its CPU per request, its
 # single-connection latency): that commit runs from a `git archive` of it, in the same run.
 BASE_REV = "a22b20b"
 TOMATO_BASE = "tomato %s" % BASE_REV
 PORT = {ORIGIN: ORIGIN_PORT, TINYPROXY: TINYPROXY_PORT, TOMATO: TOMATO_PORT, MICROSOCKS: MICROSOCKS_PORT,
-        TOMATO2: TOMATO2_PORT, PROXYPY: PROXYPY_PORT, PPROXY: PPROXY_PORT, TOMATO_BASE: TOMATO_BASE_PORT}
+        TOMATO2: TOMATO2_PORT, PROXYPY: PROXYPY_PORT, PPROXY: PPROXY_PORT, TOMATO_BASE: TOMATO_BASE_PORT,
+        TOMATO_LOGGED: TOMATO_LOGGED_PORT}
 REFERENCE_NAMES = {TINYPROXY: "tinyproxy 1.11", PROXYPY: "proxy.py 2.4", PPROXY: "pproxy 2.7",
-                   TOMATO: "tomato --workers 1", MICROSOCKS: "microsocks 1.0",
+                   TOMATO: "tomato --workers 1 --no-access-log", MICROSOCKS: "microsocks 1.0",
                    TOMATO_BASE: "tomato %s, before this round" % BASE_REV}
 LATENCY_SECONDS = 5
 
@@ -192,9 +201,9 @@ class ProxyLab:
         conf.write_text(TINYPROXY_CONF.format(d=self.dir, port=TINYPROXY_PORT))
         return self._start(TINYPROXY, ["tinyproxy", "-d", "-c", str(conf)])
 
-    def start_tomato(self, system=TOMATO, workers=1):
+    def start_tomato(self, system=TOMATO, workers=1, access_log=False):
         return self._start(system, tool_argv("proxy", "-a", "127.0.0.1:%d" % PORT[system], "-d", "direct",
-                                             "--workers", workers))
+                                             "--workers", workers, *([] if access_log else ["--no-access-log"])))
 
     def start_tomato_base(self):
         """bin/proxy of BASE_REV, from a `git archive` of it in bench/out (made once)."""
@@ -422,10 +431,12 @@ def run(lab, quick=False, rounds=None, seconds=None):
         log("proxy: %s", exc)
     plab = ProxyLab(lab, ref_bin, ref_error)
     plab.start_origin()
-    log("proxy: nginx up; starting tinyproxy, proxy.py, pproxy and tomato bin/proxy (1 and 2 workers)")
+    log("proxy: nginx up; starting tinyproxy, proxy.py, pproxy and tomato bin/proxy (1 and 2 workers, "
+        "1 with its access log)")
     for system, start in ((TINYPROXY, plab.start_tinyproxy), (PROXYPY, plab.start_proxypy),
                           (PPROXY, plab.start_pproxy), (TOMATO, plab.start_tomato),
                           (TOMATO2, lambda: plab.start_tomato(TOMATO2, workers=2)),
+                          (TOMATO_LOGGED, lambda: plab.start_tomato(TOMATO_LOGGED, access_log=True)),
                           (TOMATO_BASE, plab.start_tomato_base)):
         up = start()
         log("proxy: %s %s", system, "up" if up is True else up)
@@ -455,7 +466,7 @@ def run(lab, quick=False, rounds=None, seconds=None):
     fig.note = "PSS counts the pages the parent and its workers share once; issue 20 asks < 64 MiB"
     figures.append(fig)
 
-    systems = [ORIGIN, TINYPROXY, PROXYPY, PPROXY, TOMATO, TOMATO2, TOMATO_BASE]
+    systems = [ORIGIN, TINYPROXY, PROXYPY, PPROXY, TOMATO, TOMATO2, TOMATO_BASE, TOMATO_LOGGED]
     log("proxy: wrk %d connections, keep-alive, %d s x %d rounds per system", WRK_CONNECTIONS, wrk_seconds, rounds)
     wrk_errors = {}
 
@@ -485,6 +496,10 @@ def run(lab, quick=False, rounds=None, seconds=None):
     fig.note = "tomato with two workers against one; issue 20 asks >= 1.3x on 2 cores (wrk and nginx share them)"
     fig.target = 1.3
     figures.append(fig)
+    fig = _figure(plab, name + ", access log on", "req/s", HIGHER, values, errors, reference=TOMATO,
+                  system=TOMATO_LOGGED)
+    fig.note = "tomato's default (an access line per request, to a file) against --no-access-log, one worker"
+    figures.append(fig)
     cpu_name = "CPU time per request, all the proxy's processes (wrk run)"
     for reference in (TINYPROXY, PROXYPY, PPROXY):
         fig = _figure(plab, cpu_name, "µs", LOWER, plab.cpu_per_request, errors, reference=reference)
@@ -496,6 +511,8 @@ def run(lab, quick=False, rounds=None, seconds=None):
     fig.note = "the same proxy before this round, same run"
     fig.target = 0.5
     figures.append(fig)
+    figures.append(_figure(plab, cpu_name + ", access log on", "µs", LOWER, plab.cpu_per_request, errors,
+                           reference=TOMATO, system=TOMATO_LOGGED))
     figures.append(_model_figure(plab, values, errors))
     figures.extend(_latency_figures(plab, quick, rounds))
 

@@ -170,7 +170,9 @@ SETUPS = [
     "forward chain where the kernel lacks sch_netem: the row's note says which).",
     "- **Proxy**: one namespace, everything on its loopback. nginx (1 worker, own temp prefix) serves "
     "/1k and a 100 MB file; tinyproxy with its own config (MaxClients 2000, LogLevel Error); "
-    "`bin/proxy -a 127.0.0.1:1080 -d direct --workers 1`, and the same with `--workers 2` on port 1082; "
+    "`bin/proxy -a 127.0.0.1:1080 -d direct --workers 1 --no-access-log` (the references run without "
+    "per-request lines too; a22b20b had none), the same with `--workers 2` on port 1082, and with its "
+    "default access log (to a file) on port 1084; "
     "proxy.py 2.4 (`proxy --log-level WARNING`, its defaults: acceptor and worker processes per CPU) and "
     "pproxy 2.7 (`pproxy -l http://127.0.0.1:8118`), both from PyPI in the bench's own venv "
     "(bench/out/ref-venv). `wrk -t1 -c50` with a Lua script making the request line "
