@@ -28,13 +28,12 @@ import select
 import time
 
 from gevent import get_hub
-from gevent.core import READ
-from gevent.hub import Waiter
 from gevent.monkey import get_original
 
 from ..errors import BadPacket, TomatoError
 from .coalesce import TcpCoalescer
 from .handshake import Established
+from .idlewait import NET_READY, TUN_READY, IdleWait
 from .keypair import DATA_TYPE, FLAG_CHECKSUM_PARTIAL, MAX_DATAGRAM_SIZE, OVERHEAD
 from .messages import SMALLEST_MESSAGE
 from .mss import SYN_FLAGS_OFFSET_IPV4, SYN_FLAGS_OFFSET_IPV6, TCP_SYN, clamp_mss
@@ -51,8 +50,6 @@ log = logging.getLogger(__name__)
 DRAIN_BATCH = 64                        # tun reads per wakeup before yielding to the other direction
 MAX_TUN_READ = 65536 + 64               # a super-packet (the tun's gso_max_size), with room to spare
 STAGED_PACKETS = 64                     # packets kept while a handshake is due (the oldest beyond go)
-
-_NET_READY, _TUN_READY = 1, 2
 
 
 class Scheduler:
@@ -84,9 +81,7 @@ class Scheduler:
         # Packets read while no keypair can seal them, sent once a handshake completes (as
         # WireGuard stages them): the first packet after a start or restart is not lost.
         self.staged = collections.deque(maxlen=STAGED_PACKETS)
-        loop = get_hub().loop
-        self._net_read = loop.io(transport.fileno(), READ)
-        self._tun_read = loop.io(tun.fd, READ)
+        self._idle = IdleWait(transport.fileno(), tun.fd)
 
     def send_staged(self):
         """Seal and send what waited for a handshake (the link calls it when one completes)."""
@@ -101,8 +96,7 @@ class Scheduler:
         self.handshake.data_sent(self.mono(), True)
 
     def close(self):
-        for watcher in (self._net_read, self._tun_read):
-            watcher.close()
+        self._idle.close()
 
     def run(self):
         """Move packets both ways; the only greenlet that touches the tun and the data buffers.
@@ -120,7 +114,7 @@ class Scheduler:
         epoll = get_original("select", "epoll")()      # gevent's monkey patching hides it
         for fd in (net_fd, tun_fd, hub_fd):
             epoll.register(fd, select.EPOLLIN)
-        poll, mono, wait = epoll.poll, time.monotonic, hub.wait
+        poll, mono, wait, wait_idle = epoll.poll, time.monotonic, hub.wait, self._idle.wait
         keep_warm = self.keep_warm
         density, rhythm = Density(), Rhythm()
         net_ready = tun_ready = True            # drain whatever arrived before the start
@@ -157,7 +151,7 @@ class Scheduler:
                     hub_postponed = hub_asks = False    # waiting idle is the hub's turn
                     window = rhythm.window() if keep_warm else None
                     if window is not None and window[1] > now:
-                        ready = self._wait_idle(window[0] - now)
+                        ready = wait_idle(window[0] - now)
                         if ready is None:           # woken just before the predicted packet
                             warm()
                             net_ready = tun_ready = True
@@ -165,11 +159,11 @@ class Scheduler:
                             hub_due = mono() + HUB_INTERVAL_SECONDS     # it just had its turn
                             continue
                     else:
-                        ready = self._wait_idle()
+                        ready = wait_idle()
                     now = mono()
                     hub_due = now + HUB_INTERVAL_SECONDS
                     rhythm.arrived(now)
-                    net_ready, tun_ready = ready == _NET_READY, ready == _TUN_READY
+                    net_ready, tun_ready = ready == NET_READY, ready == TUN_READY
                     warm_until, native_until, yield_cpu = after_packets(
                         now, density.dense(now), keep_warm, warm_until, tun_ready, net_ready)
                     expecting = False
@@ -201,24 +195,6 @@ class Scheduler:
         finally:
             epoll.close()
             hub_turn.close()
-
-    def _wait_idle(self, timeout=None):
-        """Wait in the hub until the transport or the tun is readable; returns which one, or
-        None when timeout seconds passed first."""
-        waiter = Waiter()
-        self._net_read.start(waiter.switch, _NET_READY)
-        self._tun_read.start(waiter.switch, _TUN_READY)
-        timer = None
-        if timeout is not None:
-            timer = get_hub().loop.timer(max(timeout, 0.0))
-            timer.start(waiter.switch, None)
-        try:
-            return waiter.get()
-        finally:
-            self._net_read.stop()
-            self._tun_read.stop()
-            if timer is not None:
-                timer.close()
 
     def _tun_drainer(self):
         """drain_tun(): read the tun until EAGAIN or DRAIN_BATCH reads, seal what was read
