@@ -79,7 +79,7 @@ def scheduler():
     report = LinkReport("sock0", endpoint, 10.0, 60.0, transport.describe, now=0.0)
     s = Scheduler(tun, transport, handshake, endpoint, collections.Counter(), report,
                   wall=lambda: NOW_MS / 1000, mono=lambda: 1.0, apply=lambda actions: None)
-    drain_net = s._net_drainer(lambda: True)
+    drain_net = s._net_drainer(lambda account=None: account and account())     # no tun to drain
     scheduler.drain_tun = s._tun_drainer()
     return tun, transport, drain_net
 

@@ -123,12 +123,20 @@ class Scheduler:
         native_until = 0.0                      # linger or rhythm window: the epoll until then
         expecting = False                       # in a rhythm window, its packet not yet here
         hub_postponed = hub_asks = yield_cpu = False    # (warmth.py: hub turns, yield)
+        woke = None             # (from tun, from peer, a rhythm's beat): decided after the drains
         try:
             while True:
                 if net_ready:
                     net_ready = not drain_net()     # drained to EAGAIN: wait for the next
                 if tun_ready:
                     tun_ready = not drain_tun()
+                if woke is not None:    # what the wakeup's packets decide, once they went on
+                    now = mono()
+                    if woke[2]:
+                        rhythm.arrived(now)
+                    warm_until, native_until, yield_cpu = after_packets(
+                        now, density.dense(now), keep_warm, warm_until, woke[0], woke[1])
+                    woke = None
                 if yield_cpu:       # light traffic: whom the peer's packet woke runs first (warmth.py)
                     yield_cpu = os.sched_yield()    # (None)
                 now = mono()
@@ -160,13 +168,9 @@ class Scheduler:
                             continue
                     else:
                         ready = wait_idle()
-                    now = mono()
-                    hub_due = now + HUB_INTERVAL_SECONDS
-                    rhythm.arrived(now)
+                    hub_due = mono() + HUB_INTERVAL_SECONDS
                     net_ready, tun_ready = ready == NET_READY, ready == TUN_READY
-                    warm_until, native_until, yield_cpu = after_packets(
-                        now, density.dense(now), keep_warm, warm_until, tun_ready, net_ready)
-                    expecting = False
+                    woke, expecting = (tun_ready, net_ready, True), False
                     continue
                 warming = now < warm_until
                 deadline = min(now + WARM_INTERVAL_SECONDS, hub_due) if warming else native_until
@@ -186,12 +190,7 @@ class Scheduler:
                         hub_asks = True             # the hub has something to do: its turn next
                 if net_ready or tun_ready:
                     hub_asks = False                # a packet makes the hub's fd readable too: warmth.py
-                    now = mono()
-                    if expecting:
-                        rhythm.arrived(now)
-                        expecting = False
-                    warm_until, native_until, yield_cpu = after_packets(
-                        now, density.dense(now), keep_warm, warm_until, tun_ready, net_ready)
+                    woke, expecting = (tun_ready, net_ready, expecting), False
         finally:
             epoll.close()
             hub_turn.close()
@@ -224,13 +223,10 @@ class Scheduler:
         udp4_at = VNET_HDR.pack(0, 0, 0, 0, IPV4_HEADER_SIZE, UDP_CHECKSUM_OFFSET)[6:]   # csum_start, csum_offset
         udp6_at = VNET_HDR.pack(0, 0, 0, 0, IPV6_HEADER_SIZE, UDP_CHECKSUM_OFFSET)[6:]
 
-        def drain_tun():
+        def drain_tun(account=None):
             nonlocal trickle
             address = endpoint.address
-            now = mono()
-            keypair = keypairs.sending(now)         # looked up per batch: a rekey replaces it
-            if keypair is not None:
-                seal_into = keypair.seal_into
+            keypair = now = None        # looked up per batch (a rekey replaces it), at its first packet
             sealed_count = 0
             size = count = segment = 0
             drained = False
@@ -274,6 +270,11 @@ class Scheduler:
                 if address is None:
                     drops["no peer address"] += 1
                     continue
+                if now is None:
+                    now = mono()
+                    keypair = keypairs.sending(now)
+                    if keypair is not None:
+                        seal_into = keypair.seal_into
                 for start, end in pieces:
                     # A super-packet's segments are written in place, each in front of its
                     # payload: one is valid until the next is asked for (offload.cut).
@@ -312,6 +313,8 @@ class Scheduler:
                         size = count = 0
             if count:
                 send_batch(batch_view, size, segment, count, address)
+            if account is not None:
+                account()               # drain_net's bookkeeping: the handshake hears first what came
             if sealed_count:
                 handshake.data_sent(now, True)
             trickle = sealed_count <= 1
@@ -424,6 +427,13 @@ class Scheduler:
 
         receive = self.transport.receiver(deliver, self.wall, self.mono)
 
+        def account():
+            now = self.mono()
+            self.received += accepted
+            self.received_bytes += accepted_bytes + accepted * OVERHEAD
+            report.received(accepted_from, accepted_keypair, now)
+            handshake.data_received(now, payloads > 0)
+
         def drain_net():
             nonlocal accepted, accepted_bytes, payloads
             accepted = accepted_bytes = payloads = 0
@@ -431,13 +441,7 @@ class Scheduler:
             if replies:
                 self.transport.send_replies(replies)
                 replies.clear()
-            if accepted:
-                now = self.mono()
-                self.received += accepted
-                self.received_bytes += accepted_bytes + accepted * OVERHEAD
-                report.received(accepted_from, accepted_keypair, now)
-                handshake.data_received(now, payloads > 0)
-            if coalescer is not None and (drained or not accepted):
+            if coalescer is not None and coalescer.pending and (drained or not accepted):
                 # Cut short by the datagram bound (udp.DRAIN_DATAGRAMS) while packets flow, the
                 # drain leaves the packet being merged open: the next drain, at once, goes on
                 # with it, and merges stay as large as when drains were long. A drain that
@@ -446,8 +450,9 @@ class Scheduler:
             if accepted:
                 # What was just written to the tun is often answered at once: the kernel
                 # runs the local receiver (ping, a TCP ACK) inside the write, so the
-                # answer already waits in the tun. Sending it now saves a wakeup.
-                drain_tun()
+                # answer already waits in the tun. Sending it now saves a wakeup; the
+                # counters and the handshake's timers (account) wait until it went.
+                drain_tun(account)
             return drained
 
         return drain_net
