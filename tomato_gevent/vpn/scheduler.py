@@ -81,6 +81,7 @@ class Scheduler:
         # Packets read while no keypair can seal them, sent once a handshake completes (as
         # WireGuard stages them): the first packet after a start or restart is not lost.
         self.staged = collections.deque(maxlen=STAGED_PACKETS)
+        self._sent_at = [None]      # when drain_net's forwarding drain_tun sent, for settle()
         self._idle = IdleWait(transport.fileno(), tun.fd)
 
     def send_staged(self):
@@ -106,7 +107,7 @@ class Scheduler:
         zero timer: gevent runs sleep(0)'s callbacks without polling between): warmth.py.
         """
         drain_tun = self._tun_drainer()
-        drain_net, warm = self._net_drainer(drain_tun), self._warmer()
+        (drain_net, settle), warm = self._net_drainer(drain_tun), self._warmer()
         net_fd, tun_fd = self.transport.fileno(), self.tun.fd
         hub = get_hub()
         hub_fd = hub.loop.fileno()
@@ -124,21 +125,26 @@ class Scheduler:
         expecting = False                       # in a rhythm window, its packet not yet here
         hub_postponed = hub_asks = yield_cpu = False    # (warmth.py: hub turns, yield)
         woke = None             # (from tun, from peer, a rhythm's beat): decided after the drains
+        settle_due = False
         try:
             while True:
                 if net_ready:
                     net_ready = not drain_net()     # drained to EAGAIN: wait for the next
+                    settle_due = True
                 if tun_ready:
                     tun_ready = not drain_tun()
                 if woke is not None:    # what the wakeup's packets decide, once they went on
                     now = mono()
-                    if woke[2]:
-                        rhythm.arrived(now)
                     warm_until, native_until, yield_cpu = after_packets(
                         now, density.dense(now), keep_warm, warm_until, woke[0], woke[1])
-                    woke = None
                 if yield_cpu:       # light traffic: whom the peer's packet woke runs first (warmth.py)
                     yield_cpu = os.sched_yield()    # (None)
+                if settle_due:      # drain_net's counters and timers: after the yield, as the rhythm
+                    settle_due = settle()           # (None)
+                if woke is not None:
+                    if woke[2]:
+                        rhythm.arrived(now)
+                    woke = None
                 now = mono()
                 idle = not (net_ready or tun_ready) and now >= warm_until and now >= native_until
                 # Timers' turn while busy (full batches, warm loop); a linger/window ends in the hub.
@@ -220,10 +226,11 @@ class Scheduler:
         syn4, syn6 = SYN_FLAGS_OFFSET_IPV4, SYN_FLAGS_OFFSET_IPV6      # the packet is read to the start of plain
         trickle = True          # the last drain sealed at most one packet
         staged = self.staged
+        sent_at = self._sent_at
         udp4_at = VNET_HDR.pack(0, 0, 0, 0, IPV4_HEADER_SIZE, UDP_CHECKSUM_OFFSET)[6:]   # csum_start, csum_offset
         udp6_at = VNET_HDR.pack(0, 0, 0, 0, IPV6_HEADER_SIZE, UDP_CHECKSUM_OFFSET)[6:]
 
-        def drain_tun(account=None):
+        def drain_tun(deferred=False):
             nonlocal trickle
             address = endpoint.address
             keypair = now = None        # looked up per batch (a rekey replaces it), at its first packet
@@ -313,19 +320,21 @@ class Scheduler:
                         size = count = 0
             if count:
                 send_batch(batch_view, size, segment, count, address)
-            if account is not None:
-                account()               # drain_net's bookkeeping: the handshake hears first what came
             if sealed_count:
-                handshake.data_sent(now, True)
+                if deferred:            # drain_net's answer: settle() tells the handshake, after what came
+                    sent_at[0] = now
+                else:
+                    handshake.data_sent(now, True)
             trickle = sealed_count <= 1
             return drained
 
         return drain_tun
 
     def _net_drainer(self, drain_tun):
-        """drain_net(): the transport's receive() with deliver() below for each datagram;
-        True when the transport was drained. Then forwards what the tun already holds:
-        see the end of drain_net."""
+        """(drain_net, settle). drain_net(): the transport's receive() with deliver() below for
+        each datagram; True when the transport was drained. Then forwards what the tun already
+        holds: see the end of drain_net. settle(), due after each drain_net: its counters and
+        the handshake's timers, after the packets (and the CPU, in light traffic) went on."""
         tun_fd = self.tun.fd
         plain = bytearray(MAX_DATAGRAM_SIZE)      # the payload of one datagram
         plain_view = memoryview(plain)
@@ -427,12 +436,20 @@ class Scheduler:
 
         receive = self.transport.receiver(deliver, self.wall, self.mono)
 
-        def account():
-            now = self.mono()
-            self.received += accepted
-            self.received_bytes += accepted_bytes + accepted * OVERHEAD
-            report.received(accepted_from, accepted_keypair, now)
-            handshake.data_received(now, payloads > 0)
+        sent_at = self._sent_at
+
+        def settle():
+            nonlocal accepted
+            if accepted:
+                now = self.mono()
+                self.received += accepted
+                self.received_bytes += accepted_bytes + accepted * OVERHEAD
+                report.received(accepted_from, accepted_keypair, now)
+                handshake.data_received(now, payloads > 0)
+                accepted = 0
+            if sent_at[0] is not None:      # the answer went after what came: the handshake hears it so
+                handshake.data_sent(sent_at[0], True)
+                sent_at[0] = None
 
         def drain_net():
             nonlocal accepted, accepted_bytes, payloads
@@ -451,11 +468,11 @@ class Scheduler:
                 # What was just written to the tun is often answered at once: the kernel
                 # runs the local receiver (ping, a TCP ACK) inside the write, so the
                 # answer already waits in the tun. Sending it now saves a wakeup; the
-                # counters and the handshake's timers (account) wait until it went.
-                drain_tun(account)
+                # counters and the handshake's timers wait for settle().
+                drain_tun(True)
             return drained
 
-        return drain_net
+        return drain_net, settle
 
     def _write_frame(self, vnet_header, packet):
         """Write one frame (virtio_net_hdr + packet) to a tun opened with IFF_VNET_HDR."""
