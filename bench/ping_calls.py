@@ -60,7 +60,8 @@ runpy.run_path(SCRIPT, run_name="__main__")
 
 
 def per_ping(events):
-    """Split at each '!sendto' pair...: returns the compressed sequences between waits."""
+    """The recorded events as a list of system calls (and waits), each preceded by the number
+    of Python function calls since the one before, e.g. ['2 recvmsg_into', '3 writev']."""
     seq, count = [], 0
     for e in events:
         if e.startswith("!"):
@@ -73,12 +74,13 @@ def per_ping(events):
 
 def run(tree, pings, extra):
     lab = Lab()
+    outs = {}
     try:
         a, b = lab.netns(), lab.netns()
         lab.veth(a, "10.9.0.1/24", b, "10.9.0.2/24")
         lab.tun(a, "tun0", "10.0.1.1/30")
         lab.tun(b, "tun0", "10.0.1.2/30")
-        procs, outs = {}, {}
+        procs = {}
         for side, ns, lp, pp, peer in (("A", a, "pwd1", "pwd2", "10.9.0.2"), ("B", b, "pwd2", "pwd1", "10.9.0.1")):
             outs[side] = Path("/tmp/ping_calls_%s_%d.txt" % (side, os.getpid()))
             args = ["-la", ":%d" % PORT, "-lp", lp, "-pa", "%s:%d" % (peer, PORT), "-pp", pp, *extra]
@@ -99,7 +101,7 @@ def run(tree, pings, extra):
             proc.wait(timeout=20)
         return {side: out.read_text().split("\n") for side, out in outs.items()}
     finally:
-        for out in outs.values() if "outs" in locals() else ():
+        for out in outs.values():
             if out.exists():
                 out.unlink()
         lab.close()
