@@ -79,9 +79,14 @@ def scheduler():
     report = LinkReport("sock0", endpoint, 10.0, 60.0, transport.describe, now=0.0)
     s = Scheduler(tun, transport, handshake, endpoint, collections.Counter(), report,
                   wall=lambda: NOW_MS / 1000, mono=lambda: 1.0, apply=lambda actions: None)
-    drain_net = s._net_drainer(lambda: True)
+    drain_net, settle = s._net_drainer(lambda deferred=False: True)     # no tun to drain
     scheduler.drain_tun = s._tun_drainer()
-    return tun, transport, drain_net
+
+    def drain():
+        drained = drain_net()
+        settle()
+        return drained
+    return tun, transport, drain
 
 
 PEER_KEYPAIR = Keypair(2, 1, KEY_A, KEY_B, False, 1.0)     # the peer's side of that keypair
@@ -169,3 +174,31 @@ def test_drain_tun_seals_a_partial_checksum_read_as_offload_split_says(packet, c
     peer = Keypairs()
     peer.install(Keypair(2, 1, KEY_A, KEY_B, False, 1.0))
     assert [peer.open(datagram, 1.0)[1::-1] for datagram in transport.sent] == expected
+
+
+def test_an_answer_forwarded_in_the_same_drain_leaves_no_keepalive_due():
+    """drain_net sends what the tun answers at once before its bookkeeping; settle() then
+    tells the handshake that data came and, after it, that the answer went: no keepalive is
+    due (one is, when data came and nothing went back)."""
+    from tomato_gevent.vpn.handshake import KEEPALIVE_TIMEOUT_SECONDS, SendKeepalive
+
+    def keepalive_due(answer):
+        tun, transport = VnetTun(), ScriptedTransport()
+        endpoint = PeerEndpoint(fixed=PEER)
+        handshake = build_handshake(KEY_A, KEY_B, 10.0, endpoint, 25.0)
+        handshake.keypairs.install(Keypair(1, 2, KEY_B, KEY_A, True, 1.0))
+        report = LinkReport("sock0", endpoint, 10.0, 60.0, transport.describe, now=0.0)
+        s = Scheduler(tun, transport, handshake, endpoint, collections.Counter(), report,
+                      wall=lambda: NOW_MS / 1000, mono=lambda: 1.0, apply=lambda actions: None)
+        drain_net, settle = s._net_drainer(s._tun_drainer())
+        if answer:                      # as the kernel's echo reply waits in the tun after the write
+            tun.host.send(PLAIN_VNET_HDR + udp_packet(b"answer"))
+        transport.batches = [([PEER_KEYPAIR.seal(udp_packet(b"request"))], True)]
+        drain_net()
+        settle()
+        assert (s.received, len(transport.sent)) == (1, 1 if answer else 0)
+        actions = handshake.tick(1.0 + KEEPALIVE_TIMEOUT_SECONDS + 0.5, NOW_MS + 11_000)
+        return any(type(a) is SendKeepalive for a in actions)
+
+    assert keepalive_due(answer=False) is True
+    assert keepalive_due(answer=True) is False

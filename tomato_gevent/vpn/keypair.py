@@ -114,9 +114,10 @@ class Keypairs:
         self._by_index[keypair.local_index] = keypair
 
     def sending(self, now):
-        """The keypair to seal with, or None (no usable session: a handshake is needed)."""
+        """The keypair to seal with, or None (no usable session: a handshake is needed).
+        Keypair.usable, written out: the data path asks once per drain, before its send."""
         current = self.current
-        if current is not None and current.usable(now, self.reject_after):
+        if current is not None and current.counter < current.limit and now - current.created < self.reject_after:
             return current
         return None
 

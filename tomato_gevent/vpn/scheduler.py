@@ -28,13 +28,12 @@ import select
 import time
 
 from gevent import get_hub
-from gevent.core import READ
-from gevent.hub import Waiter
 from gevent.monkey import get_original
 
 from ..errors import BadPacket, TomatoError
 from .coalesce import TcpCoalescer
 from .handshake import Established
+from .idlewait import NET_READY, TUN_READY, IdleWait
 from .keypair import DATA_TYPE, FLAG_CHECKSUM_PARTIAL, MAX_DATAGRAM_SIZE, OVERHEAD
 from .messages import SMALLEST_MESSAGE
 from .mss import SYN_FLAGS_OFFSET_IPV4, SYN_FLAGS_OFFSET_IPV6, TCP_SYN, clamp_mss
@@ -51,8 +50,6 @@ log = logging.getLogger(__name__)
 DRAIN_BATCH = 64                        # tun reads per wakeup before yielding to the other direction
 MAX_TUN_READ = 65536 + 64               # a super-packet (the tun's gso_max_size), with room to spare
 STAGED_PACKETS = 64                     # packets kept while a handshake is due (the oldest beyond go)
-
-_NET_READY, _TUN_READY = 1, 2
 
 
 class Scheduler:
@@ -84,9 +81,8 @@ class Scheduler:
         # Packets read while no keypair can seal them, sent once a handshake completes (as
         # WireGuard stages them): the first packet after a start or restart is not lost.
         self.staged = collections.deque(maxlen=STAGED_PACKETS)
-        loop = get_hub().loop
-        self._net_read = loop.io(transport.fileno(), READ)
-        self._tun_read = loop.io(tun.fd, READ)
+        self._sent_at = [None]      # when drain_net's forwarding drain_tun sent, for settle()
+        self._idle = IdleWait(transport.fileno(), tun.fd)
 
     def send_staged(self):
         """Seal and send what waited for a handshake (the link calls it when one completes)."""
@@ -101,8 +97,7 @@ class Scheduler:
         self.handshake.data_sent(self.mono(), True)
 
     def close(self):
-        for watcher in (self._net_read, self._tun_read):
-            watcher.close()
+        self._idle.close()
 
     def run(self):
         """Move packets both ways; the only greenlet that touches the tun and the data buffers.
@@ -112,7 +107,7 @@ class Scheduler:
         zero timer: gevent runs sleep(0)'s callbacks without polling between): warmth.py.
         """
         drain_tun = self._tun_drainer()
-        drain_net, warm = self._net_drainer(drain_tun), self._warmer()
+        (drain_net, settle), warm = self._net_drainer(drain_tun), self._warmer()
         net_fd, tun_fd = self.transport.fileno(), self.tun.fd
         hub = get_hub()
         hub_fd = hub.loop.fileno()
@@ -120,7 +115,7 @@ class Scheduler:
         epoll = get_original("select", "epoll")()      # gevent's monkey patching hides it
         for fd in (net_fd, tun_fd, hub_fd):
             epoll.register(fd, select.EPOLLIN)
-        poll, mono, wait = epoll.poll, time.monotonic, hub.wait
+        poll, mono, wait, wait_idle = epoll.poll, time.monotonic, hub.wait, self._idle.wait
         keep_warm = self.keep_warm
         density, rhythm = Density(), Rhythm()
         net_ready = tun_ready = True            # drain whatever arrived before the start
@@ -128,21 +123,33 @@ class Scheduler:
         warm_until = 0.0                        # dense traffic: warm until then
         native_until = 0.0                      # linger or rhythm window: the epoll until then
         expecting = False                       # in a rhythm window, its packet not yet here
-        hub_postponed = hub_asks = yield_cpu = False    # (warmth.py: hub turns, yield)
+        hub_postponed = hub_asks = False        # (warmth.py: hub turns)
+        woke = None             # (from tun, from peer, a rhythm's beat): decided after the drains
+        settle_due = False
         try:
             while True:
+                if settle_due:      # the last drain_net's counters and timers: after its packets went on
+                    settle_due = settle()   # and the loop slept (the yield), before the hub's turn (None)
                 if net_ready:
                     net_ready = not drain_net()     # drained to EAGAIN: wait for the next
+                    settle_due = True
                 if tun_ready:
                     tun_ready = not drain_tun()
-                if yield_cpu:       # light traffic: whom the peer's packet woke runs first (warmth.py)
-                    yield_cpu = os.sched_yield()    # (None)
+                if woke is not None:    # what the wakeup's packets decide, once they went on
+                    now = mono()
+                    warm_until, native_until = after_packets(
+                        now, density.dense(now), keep_warm, warm_until, woke[0], woke[1])
+                    if woke[2]:
+                        rhythm.arrived(now)
+                    woke = None
                 now = mono()
                 idle = not (net_ready or tun_ready) and now >= warm_until and now >= native_until
                 # Timers' turn while busy (full batches, warm loop); a linger/window ends in the hub.
                 if hub_asks or now >= hub_due and (net_ready or tun_ready or now < warm_until):
                     if net_ready or tun_ready or hub_postponed or hub_asks:
                         hub_postponed = hub_asks = False
+                        if settle_due:      # before the hub's timers (the handshake's among them)
+                            settle_due = settle()
                         wait(hub_turn)              # one hub iteration: its epoll, due timers, callbacks
                         hub_due = now + HUB_INTERVAL_SECONDS
                         if net_ready or tun_ready:
@@ -155,9 +162,11 @@ class Scheduler:
                     continue                        # full batches: more is waiting
                 if idle:
                     hub_postponed = hub_asks = False    # waiting idle is the hub's turn
+                    if settle_due:
+                        settle_due = settle()
                     window = rhythm.window() if keep_warm else None
                     if window is not None and window[1] > now:
-                        ready = self._wait_idle(window[0] - now)
+                        ready = wait_idle(window[0] - now)
                         if ready is None:           # woken just before the predicted packet
                             warm()
                             net_ready = tun_ready = True
@@ -165,14 +174,10 @@ class Scheduler:
                             hub_due = mono() + HUB_INTERVAL_SECONDS     # it just had its turn
                             continue
                     else:
-                        ready = self._wait_idle()
-                    now = mono()
-                    hub_due = now + HUB_INTERVAL_SECONDS
-                    rhythm.arrived(now)
-                    net_ready, tun_ready = ready == _NET_READY, ready == _TUN_READY
-                    warm_until, native_until, yield_cpu = after_packets(
-                        now, density.dense(now), keep_warm, warm_until, tun_ready, net_ready)
-                    expecting = False
+                        ready = wait_idle()
+                    hub_due = mono() + HUB_INTERVAL_SECONDS
+                    net_ready, tun_ready = ready == NET_READY, ready == TUN_READY
+                    woke, expecting = (tun_ready, net_ready, True), False
                     continue
                 warming = now < warm_until
                 deadline = min(now + WARM_INTERVAL_SECONDS, hub_due) if warming else native_until
@@ -192,33 +197,10 @@ class Scheduler:
                         hub_asks = True             # the hub has something to do: its turn next
                 if net_ready or tun_ready:
                     hub_asks = False                # a packet makes the hub's fd readable too: warmth.py
-                    now = mono()
-                    if expecting:
-                        rhythm.arrived(now)
-                        expecting = False
-                    warm_until, native_until, yield_cpu = after_packets(
-                        now, density.dense(now), keep_warm, warm_until, tun_ready, net_ready)
+                    woke, expecting = (tun_ready, net_ready, expecting), False
         finally:
             epoll.close()
             hub_turn.close()
-
-    def _wait_idle(self, timeout=None):
-        """Wait in the hub until the transport or the tun is readable; returns which one, or
-        None when timeout seconds passed first."""
-        waiter = Waiter()
-        self._net_read.start(waiter.switch, _NET_READY)
-        self._tun_read.start(waiter.switch, _TUN_READY)
-        timer = None
-        if timeout is not None:
-            timer = get_hub().loop.timer(max(timeout, 0.0))
-            timer.start(waiter.switch, None)
-        try:
-            return waiter.get()
-        finally:
-            self._net_read.stop()
-            self._tun_read.stop()
-            if timer is not None:
-                timer.close()
 
     def _tun_drainer(self):
         """drain_tun(): read the tun until EAGAIN or DRAIN_BATCH reads, seal what was read
@@ -245,16 +227,14 @@ class Scheduler:
         syn4, syn6 = SYN_FLAGS_OFFSET_IPV4, SYN_FLAGS_OFFSET_IPV6      # the packet is read to the start of plain
         trickle = True          # the last drain sealed at most one packet
         staged = self.staged
+        sent_at = self._sent_at
         udp4_at = VNET_HDR.pack(0, 0, 0, 0, IPV4_HEADER_SIZE, UDP_CHECKSUM_OFFSET)[6:]   # csum_start, csum_offset
         udp6_at = VNET_HDR.pack(0, 0, 0, 0, IPV6_HEADER_SIZE, UDP_CHECKSUM_OFFSET)[6:]
 
-        def drain_tun():
+        def drain_tun(deferred=False):
             nonlocal trickle
             address = endpoint.address
-            now = mono()
-            keypair = keypairs.sending(now)         # looked up per batch: a rekey replaces it
-            if keypair is not None:
-                seal_into = keypair.seal_into
+            keypair = now = None        # looked up per batch (a rekey replaces it), at its first packet
             sealed_count = 0
             size = count = segment = 0
             drained = False
@@ -298,6 +278,11 @@ class Scheduler:
                 if address is None:
                     drops["no peer address"] += 1
                     continue
+                if now is None:
+                    now = mono()
+                    keypair = keypairs.sending(now)
+                    if keypair is not None:
+                        seal_into = keypair.seal_into
                 for start, end in pieces:
                     # A super-packet's segments are written in place, each in front of its
                     # payload: one is valid until the next is asked for (offload.cut).
@@ -337,16 +322,20 @@ class Scheduler:
             if count:
                 send_batch(batch_view, size, segment, count, address)
             if sealed_count:
-                handshake.data_sent(now, True)
+                if deferred:            # drain_net's answer: settle() tells the handshake, after what came
+                    sent_at[0] = now
+                else:
+                    handshake.data_sent(now, True)
             trickle = sealed_count <= 1
             return drained
 
         return drain_tun
 
     def _net_drainer(self, drain_tun):
-        """drain_net(): the transport's receive() with deliver() below for each datagram;
-        True when the transport was drained. Then forwards what the tun already holds:
-        see the end of drain_net."""
+        """(drain_net, settle). drain_net(): the transport's receive() with deliver() below for
+        each datagram; True when the transport was drained. Then forwards what the tun already
+        holds: see the end of drain_net. settle(), due after each drain_net: its counters and
+        the handshake's timers, after the packets (and the CPU, in light traffic) went on."""
         tun_fd = self.tun.fd
         plain = bytearray(MAX_DATAGRAM_SIZE)      # the payload of one datagram
         plain_view = memoryview(plain)
@@ -448,6 +437,21 @@ class Scheduler:
 
         receive = self.transport.receiver(deliver, self.wall, self.mono)
 
+        sent_at = self._sent_at
+
+        def settle():
+            nonlocal accepted
+            if accepted:
+                now = self.mono()
+                self.received += accepted
+                self.received_bytes += accepted_bytes + accepted * OVERHEAD
+                report.received(accepted_from, accepted_keypair, now)
+                handshake.data_received(now, payloads > 0)
+                accepted = 0
+            if sent_at[0] is not None:      # the answer went after what came: the handshake hears it so
+                handshake.data_sent(sent_at[0], True)
+                sent_at[0] = None
+
         def drain_net():
             nonlocal accepted, accepted_bytes, payloads
             accepted = accepted_bytes = payloads = 0
@@ -455,13 +459,7 @@ class Scheduler:
             if replies:
                 self.transport.send_replies(replies)
                 replies.clear()
-            if accepted:
-                now = self.mono()
-                self.received += accepted
-                self.received_bytes += accepted_bytes + accepted * OVERHEAD
-                report.received(accepted_from, accepted_keypair, now)
-                handshake.data_received(now, payloads > 0)
-            if coalescer is not None and (drained or not accepted):
+            if coalescer is not None and coalescer.pending and (drained or not accepted):
                 # Cut short by the datagram bound (udp.DRAIN_DATAGRAMS) while packets flow, the
                 # drain leaves the packet being merged open: the next drain, at once, goes on
                 # with it, and merges stay as large as when drains were long. A drain that
@@ -470,11 +468,12 @@ class Scheduler:
             if accepted:
                 # What was just written to the tun is often answered at once: the kernel
                 # runs the local receiver (ping, a TCP ACK) inside the write, so the
-                # answer already waits in the tun. Sending it now saves a wakeup.
-                drain_tun()
+                # answer already waits in the tun. Sending it now saves a wakeup; the
+                # counters and the handshake's timers wait for settle().
+                drain_tun(True)
             return drained
 
-        return drain_net
+        return drain_net, settle
 
     def _write_frame(self, vnet_header, packet):
         """Write one frame (virtio_net_hdr + packet) to a tun opened with IFF_VNET_HDR."""
