@@ -42,6 +42,9 @@ from .socket_io import send_all
 log = logging.getLogger(__name__)
 
 _DIRECTION = {action: action.value for action in Action}     # for the log line and the stats
+# Python 3.11 looks Enum members up through EnumType.__getattr__ (~900 instructions each):
+# the per-request code compares with these.
+_BLOCK, _FORWARD = Action.BLOCK, Action.FORWARD
 
 
 def handle(sock, first_bytes, context):
@@ -145,7 +148,7 @@ class HttpSession:
         try:
             host, action = self.outbound.route(head.host)
             direction = _DIRECTION[action]
-            if action is Action.BLOCK:
+            if action is _BLOCK:
                 keep = exchange.keep_client_after_block(head)
                 self._send_client(http.render_simple_response(
                     403, "blocked by proxy rule: %s" % host, keep_alive=keep))
@@ -250,7 +253,7 @@ class HttpSession:
     # -- plain HTTP ------------------------------------------------------------------
     def _relay_request(self, head, action):
         """Send head + body to the next hop, relay the answer; returns (status, keep client)."""
-        forward = action is Action.FORWARD
+        forward = action is _FORWARD
         next_hop = self.outbound.upstream if forward else (head.host, head.port)
         state = ExchangeState(head, forward, self.outbound.via_lines, self.outbound.upstream_fields)
         while True:
