@@ -57,6 +57,11 @@ _NAME = re.compile(_TOKEN)
 _GOES_ON = b""                  # _NAMES value of a field passed on as received (falsy)
 _NAMES = {}                     # name as received -> its lower-case form if REGENERATED, else _GOES_ON
 NAMES_REMEMBERED = 1024         # at most this many names in _NAMES (each at most 64 bytes)
+# A table of lines seen (scan's `seen`): at most this many lines of at most this many bytes,
+# each mapped to _GOES_ON or (lower-case name, value without OWS, None unless FRAMING_FIELDS).
+# One per connection, never shared: how fast a line is parsed tells no client what another sent.
+LINES_REMEMBERED = 32
+LINE_BYTES_REMEMBERED = 128
 
 
 def _kind_of(name):
@@ -70,10 +75,20 @@ def _kind_of(name):
     return kind
 
 
-def scan(block, bad):
-    """(special, fields) of a CRLF field block; raises bad(msg) for a malformed line."""
+def scan(block, bad, seen=None):
+    """(special, fields) of a CRLF field block; raises bad(msg) for a malformed line.
+
+    seen: None, or a dict of the lines one connection sent before (new_table()): a block made
+    only of lines in it costs a split and a dict probe per line; the others take the whole
+    check and add their lines while there is room."""
     if not block:
         return {}, block
+    if seen:
+        lines = block.split(_CR_LF)
+        if not lines.pop():                 # the block ends with CRLF
+            kinds = list(map(seen.get, lines))
+            if None not in kinds:
+                return _known(block, lines, kinds)
     if (block.translate(None, _LINE_BYTES) != b"\r\n" * block.count(_CR_LF)
             or block[-2:] != _CR_LF):
         raise _line_error(block, bad)
@@ -91,16 +106,47 @@ def scan(block, bad):
                 raise _line_error(block, bad)
         if not kind:
             kept.append(line)
-        elif kind in FRAMING_FIELDS:
+            if seen is not None and len(seen) < LINES_REMEMBERED and len(line) <= LINE_BYTES_REMEMBERED:
+                seen[line] = _GOES_ON
+            continue
+        if kind in FRAMING_FIELDS:
+            value = value.strip(b" \t")
             values = special.get(kind)
             if values is None:
-                special[kind] = [value.strip(b" \t")]
+                special[kind] = [value]
             else:
-                values.append(value.strip(b" \t"))
+                values.append(value)
+        else:
+            value = None
+        if seen is not None and len(seen) < LINES_REMEMBERED and len(line) <= LINE_BYTES_REMEMBERED:
+            seen[line] = (kind, value)
     if len(kept) == len(lines):
         return special, block
     kept.append(b"")
     return special, b"\r\n".join(kept) if len(kept) > 1 else b""
+
+
+def _known(block, lines, kinds):
+    """scan's answer for a block of lines all in a table of lines seen, their kinds in `kinds`."""
+    if kinds.count(_GOES_ON) == len(kinds):
+        return {}, block
+    special = {}
+    kept = []
+    for line, kind in zip(lines, kinds):
+        if not kind:
+            kept.append(line)
+            continue
+        name, value = kind
+        if value is not None:
+            values = special.get(name)
+            if values is None:
+                special[name] = [value]
+            else:
+                values.append(value)
+    if not kept:
+        return special, b""
+    kept.append(b"")
+    return special, b"\r\n".join(kept)
 
 
 def _line_error(block, bad):

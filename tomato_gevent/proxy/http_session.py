@@ -63,6 +63,10 @@ class HttpSession:
         self.reader = http.RequestReader()
         self.reader.feed(first_bytes)
         self._kept = None                   # (next hop, socket) kept alive between exchanges
+        # The last request's (host, port, authority as written) and the Host it sent: a
+        # client's next request usually names the same authority (exchange.authority_for).
+        self._authority_of = self._authority = None
+        self._answer_lines = {}             # the answers' field lines (fields.scan's table)
         self.started = None                 # time.monotonic() at the current exchange's start
         self.up = 0                         # bytes of the current exchange, for its log line
         self.down = 0
@@ -154,7 +158,12 @@ class HttpSession:
                     403, "blocked by proxy rule: %s" % host, keep_alive=keep))
                 self._finish(head.method, host, head.port, direction, 403, started, None, head.path)
                 return keep
-            authority = exchange.authority_for(host, head.port, head.authority)
+            key = (host, head.port, head.authority)
+            if key == self._authority_of:
+                authority = self._authority
+            else:
+                authority = self._authority = exchange.authority_for(host, head.port, head.authority)
+                self._authority_of = key
             request = head
             if host != head.host or authority != head.authority:
                 request = head._replace(host=host, authority=authority)
@@ -272,7 +281,8 @@ class HttpSession:
                     self._relay_request_body(head, upstream, body_left)
                 buf = bytearray()
                 deadline = time.monotonic() + self.idle_timeout     # one for the whole answer head
-                response = read_response_head(upstream, head.method, buf, deadline, stale_ok=reused)
+                response = read_response_head(upstream, head.method, buf, deadline, reused,
+                                              self._answer_lines)
                 if response is None:
                     state.lost(None)
                     continue
@@ -283,7 +293,8 @@ class HttpSession:
                             return response.status, False
                     elif self._client_gone():
                         return response.status, False
-                    response = read_response_head(upstream, head.method, buf, deadline)
+                    response = read_response_head(upstream, head.method, buf, deadline, False,
+                                                  self._answer_lines)
                     kind, data = state.response(response)
                 if kind is RETRY:
                     continue
