@@ -1,8 +1,9 @@
 """The field section of an HTTP/1.x head (RFC 9110 5, RFC 9112 5.1), pure: no I/O.
 
-    scan(block, bad) -> (special, fields)
+    scan(block, bad, seen=None) -> (special, fields)
         block    the field lines of one head, each ending in CRLF (http.py brings bare-LF
                  heads to this form first)
+        seen     None, or one connection's table of the lines it sent before (a dict)
         special  {lower-case name: [values without OWS]} for the FRAMING_FIELDS present
         fields   the lines that go on, as bytes: every REGENERATED field (hop-by-hop, Host,
                  Content-Length, Expect) removed, the others byte for byte as received
@@ -21,6 +22,15 @@ regenerated lines): ~20 us for a 300-byte answer head, most of the proxy's parsi
 The regexps (_BLOCK, _PAIRS) remain for pairs() and drop_named(), rare paths, and as the
 grammar's statement; every regexp here is linear in its input (a value is runs of visible
 characters separated by runs of blanks, so a blank run is tried once).
+
+A connection repeats most of its field lines from one head to the next (Host, User-Agent,
+Accept..., an origin's Server, Content-Type, Connection...): with `seen`, each line of a head
+that passed the check is remembered with its kind (LINES_REMEMBERED lines at most, none longer
+than LINE_BYTES_REMEMBERED), and a head made only of remembered lines is answered with a
+split and one dict probe per line (a line in the table is valid by itself and holds no CR or
+LF, so the block it came in needs no check). Lines of any other head take the whole check.
+A table belongs to one connection (http.RequestReader's for requests, HttpSession's for the
+answers it reads), so how fast a line is parsed never tells a client what another one sent.
 
 Refuses, with bad(msg): a line that is not name ":" OWS value OWS (obs-fold named as such),
 control characters other than HTAB in a value, bad or conflicting Content-Length.
