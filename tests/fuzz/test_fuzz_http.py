@@ -138,9 +138,9 @@ def bad(msg):
     return RemoteProtocolError(msg, 400)
 
 
-def scan_outcome(block):
+def scan_outcome(block, seen=None):
     try:
-        return fields.scan(block, bad)
+        return fields.scan(block, bad, seen)
     except RemoteProtocolError:
         return "refused"
 
@@ -168,6 +168,20 @@ def test_field_scan_agrees_with_the_grammar_as_regexps(block):
     # asked twice, since the second time each name comes from the table of names seen.
     assert scan_outcome(block) == regexp_scan(block)
     assert scan_outcome(block) == regexp_scan(block)
+    # With a connection's table of lines seen: the first time the lines are learnt, the
+    # second time a valid block is answered from the table alone.
+    seen = {}
+    assert scan_outcome(block, seen) == regexp_scan(block)
+    assert scan_outcome(block, seen) == regexp_scan(block)
+
+
+@given(st.lists(field_blocks(), max_size=6))
+def test_field_scan_with_a_table_agrees_with_the_grammar_in_any_sequence(blocks):
+    # Lines learnt from earlier blocks (valid or not) never change the answer for a later one.
+    seen = {}
+    for block in blocks + blocks:
+        assert scan_outcome(block, seen) == regexp_scan(block)
+    assert len(seen) <= fields.LINES_REMEMBERED
 
 
 @given(st.from_regex(rb"\A[Hh][Tt][Tt][Pp]://[a-zA-Z0-9.:%@\[\]_~-]{0,12}(:[0-9]{0,6})?[/?#]?[!-~]{0,12}\Z"))

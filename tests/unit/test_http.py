@@ -121,6 +121,22 @@ def test_the_table_of_field_names_is_bounded():
         fields.scan(b"X New: v\r\n", RemoteProtocolError)
 
 
+def test_a_connections_table_of_field_lines_is_bounded():
+    from tomato_gevent.http1 import fields
+    seen = {}
+    assert fields.scan(b"Host: a\r\nX: 1\r\n", RemoteProtocolError, seen) == ({b"host": [b"a"]}, b"X: 1\r\n")
+    assert seen == {b"Host: a": (b"host", b"a"), b"X: 1": b""}
+    long_line = b"X-Long: " + b"v" * fields.LINE_BYTES_REMEMBERED
+    fields.scan(long_line + b"\r\n", RemoteProtocolError, seen)
+    assert long_line not in seen
+    for i in range(fields.LINES_REMEMBERED + 10):
+        fields.scan(b"X-%d: v\r\n" % i, RemoteProtocolError, seen)
+    assert len(seen) == fields.LINES_REMEMBERED
+    # Lines the table has no room for are still checked, every time.
+    with pytest.raises(RemoteProtocolError):
+        fields.scan(b"Host: a\r\nX New: v\r\n", RemoteProtocolError, seen)
+
+
 def test_heads_parsed_from_a_bytearray_hold_bytes():
     # RequestReader parses from its bytearray buffer; the heads it gives must not share it.
     request = parse_request_head(bytearray(b"GET http://a.test:81/x HTTP/1.1\r\nX: y\r\n\r\n"))

@@ -1,8 +1,9 @@
 """The field section of an HTTP/1.x head (RFC 9110 5, RFC 9112 5.1), pure: no I/O.
 
-    scan(block, bad) -> (special, fields)
+    scan(block, bad, seen=None) -> (special, fields)
         block    the field lines of one head, each ending in CRLF (http.py brings bare-LF
                  heads to this form first)
+        seen     None, or one connection's table of the lines it sent before (a dict)
         special  {lower-case name: [values without OWS]} for the FRAMING_FIELDS present
         fields   the lines that go on, as bytes: every REGENERATED field (hop-by-hop, Host,
                  Content-Length, Expect) removed, the others byte for byte as received
@@ -21,6 +22,15 @@ regenerated lines): ~20 us for a 300-byte answer head, most of the proxy's parsi
 The regexps (_BLOCK, _PAIRS) remain for pairs() and drop_named(), rare paths, and as the
 grammar's statement; every regexp here is linear in its input (a value is runs of visible
 characters separated by runs of blanks, so a blank run is tried once).
+
+A connection repeats most of its field lines from one head to the next (Host, User-Agent,
+Accept..., an origin's Server, Content-Type, Connection...): with `seen`, each line of a head
+that passed the check is remembered with its kind (LINES_REMEMBERED lines at most, none longer
+than LINE_BYTES_REMEMBERED), and a head made only of remembered lines is answered with a
+split and one dict probe per line (a line in the table is valid by itself and holds no CR or
+LF, so the block it came in needs no check). Lines of any other head take the whole check.
+A table belongs to one connection (http.RequestReader's for requests, HttpSession's for the
+answers it reads), so how fast a line is parsed never tells a client what another one sent.
 
 Refuses, with bad(msg): a line that is not name ":" OWS value OWS (obs-fold named as such),
 control characters other than HTAB in a value, bad or conflicting Content-Length.
@@ -57,6 +67,11 @@ _NAME = re.compile(_TOKEN)
 _GOES_ON = b""                  # _NAMES value of a field passed on as received (falsy)
 _NAMES = {}                     # name as received -> its lower-case form if REGENERATED, else _GOES_ON
 NAMES_REMEMBERED = 1024         # at most this many names in _NAMES (each at most 64 bytes)
+# A table of lines seen (scan's `seen`): at most this many lines of at most this many bytes,
+# each mapped to _GOES_ON or (lower-case name, value without OWS, None unless FRAMING_FIELDS).
+# One per connection, never shared: how fast a line is parsed tells no client what another sent.
+LINES_REMEMBERED = 32
+LINE_BYTES_REMEMBERED = 128
 
 
 def _kind_of(name):
@@ -70,10 +85,20 @@ def _kind_of(name):
     return kind
 
 
-def scan(block, bad):
-    """(special, fields) of a CRLF field block; raises bad(msg) for a malformed line."""
+def scan(block, bad, seen=None):
+    """(special, fields) of a CRLF field block; raises bad(msg) for a malformed line.
+
+    seen: None, or a dict of the lines one connection sent before (new_table()): a block made
+    only of lines in it costs a split and a dict probe per line; the others take the whole
+    check and add their lines while there is room."""
     if not block:
         return {}, block
+    if seen:
+        lines = block.split(_CR_LF)
+        if not lines.pop():                 # the block ends with CRLF
+            kinds = list(map(seen.get, lines))
+            if None not in kinds:
+                return _known(block, lines, kinds)
     if (block.translate(None, _LINE_BYTES) != b"\r\n" * block.count(_CR_LF)
             or block[-2:] != _CR_LF):
         raise _line_error(block, bad)
@@ -91,16 +116,47 @@ def scan(block, bad):
                 raise _line_error(block, bad)
         if not kind:
             kept.append(line)
-        elif kind in FRAMING_FIELDS:
+            if seen is not None and len(seen) < LINES_REMEMBERED and len(line) <= LINE_BYTES_REMEMBERED:
+                seen[line] = _GOES_ON
+            continue
+        if kind in FRAMING_FIELDS:
+            value = value.strip(b" \t")
             values = special.get(kind)
             if values is None:
-                special[kind] = [value.strip(b" \t")]
+                special[kind] = [value]
             else:
-                values.append(value.strip(b" \t"))
+                values.append(value)
+        else:
+            value = None
+        if seen is not None and len(seen) < LINES_REMEMBERED and len(line) <= LINE_BYTES_REMEMBERED:
+            seen[line] = (kind, value)
     if len(kept) == len(lines):
         return special, block
     kept.append(b"")
     return special, b"\r\n".join(kept) if len(kept) > 1 else b""
+
+
+def _known(block, lines, kinds):
+    """scan's answer for a block of lines all in a table of lines seen, their kinds in `kinds`."""
+    if kinds.count(_GOES_ON) == len(kinds):
+        return {}, block
+    special = {}
+    kept = []
+    for line, kind in zip(lines, kinds):
+        if not kind:
+            kept.append(line)
+            continue
+        name, value = kind
+        if value is not None:
+            values = special.get(name)
+            if values is None:
+                special[name] = [value]
+            else:
+                values.append(value)
+    if not kept:
+        return special, b""
+    kept.append(b"")
+    return special, b"\r\n".join(kept)
 
 
 def _line_error(block, bad):

@@ -42,6 +42,9 @@ from .socket_io import send_all
 log = logging.getLogger(__name__)
 
 _DIRECTION = {action: action.value for action in Action}     # for the log line and the stats
+# Python 3.11 looks Enum members up through EnumType.__getattr__ (~900 instructions each):
+# the per-request code compares with these.
+_BLOCK, _FORWARD = Action.BLOCK, Action.FORWARD
 
 
 def handle(sock, first_bytes, context):
@@ -60,6 +63,10 @@ class HttpSession:
         self.reader = http.RequestReader()
         self.reader.feed(first_bytes)
         self._kept = None                   # (next hop, socket) kept alive between exchanges
+        # The last request's (host, port, authority as written) and the Host it sent: a
+        # client's next request usually names the same authority (exchange.authority_for).
+        self._authority_of = self._authority = None
+        self._answer_lines = {}             # the answers' field lines (fields.scan's table)
         self.started = None                 # time.monotonic() at the current exchange's start
         self.up = 0                         # bytes of the current exchange, for its log line
         self.down = 0
@@ -145,13 +152,18 @@ class HttpSession:
         try:
             host, action = self.outbound.route(head.host)
             direction = _DIRECTION[action]
-            if action is Action.BLOCK:
+            if action is _BLOCK:
                 keep = exchange.keep_client_after_block(head)
                 self._send_client(http.render_simple_response(
                     403, "blocked by proxy rule: %s" % host, keep_alive=keep))
                 self._finish(head.method, host, head.port, direction, 403, started, None, head.path)
                 return keep
-            authority = exchange.authority_for(host, head.port, head.authority)
+            key = (host, head.port, head.authority)
+            if key == self._authority_of:
+                authority = self._authority
+            else:
+                authority = self._authority = exchange.authority_for(host, head.port, head.authority)
+                self._authority_of = key
             request = head
             if host != head.host or authority != head.authority:
                 request = head._replace(host=host, authority=authority)
@@ -250,7 +262,7 @@ class HttpSession:
     # -- plain HTTP ------------------------------------------------------------------
     def _relay_request(self, head, action):
         """Send head + body to the next hop, relay the answer; returns (status, keep client)."""
-        forward = action is Action.FORWARD
+        forward = action is _FORWARD
         next_hop = self.outbound.upstream if forward else (head.host, head.port)
         state = ExchangeState(head, forward, self.outbound.via_lines, self.outbound.upstream_fields)
         while True:
@@ -269,7 +281,8 @@ class HttpSession:
                     self._relay_request_body(head, upstream, body_left)
                 buf = bytearray()
                 deadline = time.monotonic() + self.idle_timeout     # one for the whole answer head
-                response = read_response_head(upstream, head.method, buf, deadline, stale_ok=reused)
+                response = read_response_head(upstream, head.method, buf, deadline, reused,
+                                              self._answer_lines)
                 if response is None:
                     state.lost(None)
                     continue
@@ -280,7 +293,8 @@ class HttpSession:
                             return response.status, False
                     elif self._client_gone():
                         return response.status, False
-                    response = read_response_head(upstream, head.method, buf, deadline)
+                    response = read_response_head(upstream, head.method, buf, deadline, False,
+                                                  self._answer_lines)
                     kind, data = state.response(response)
                 if kind is RETRY:
                     continue

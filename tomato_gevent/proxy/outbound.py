@@ -240,20 +240,20 @@ def _connect_within(sock, address, timeout):
 
 
 # -- reading an answer -------------------------------------------------------------------
-def read_response_head(sock, method, buf, deadline, stale_ok=False):
+def read_response_head(sock, method, buf, deadline, stale_ok=False, seen=None):
     """The next response head from sock (bytes already in buf are parsed first).
 
     The whole head, however many recvs it takes, must arrive before `deadline`
     (time.monotonic()): NextHopError(504) after it; each wait lasts what is left of it (the
     socket's own timeout is not used nor changed: socket_io.recv). None only if stale_ok and the connection closed before sending a byte (a stale
-    kept-alive connection).
+    kept-alive connection). seen: the table of field lines for http.parse_response_head.
     Bad answers are RemoteProtocolError(502); a failed connection NextHopError(502).
     """
     searched = 0
     received = bool(buf)
     while True:
         if buf:
-            response = http.parse_response_head(buf, method, searched)
+            response = http.parse_response_head(buf, method, searched, seen)
             if response is not None:
                 del buf[:response.length]
                 return response
