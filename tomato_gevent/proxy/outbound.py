@@ -36,7 +36,7 @@ from ..errors import NextHopError, Refused
 from ..http1 import http
 from ..netutil import format_address
 from ..rules import Action, canonical_host
-from . import exchange, socket_io
+from . import exchange, lean_socket, socket_io
 from .resolver import Resolver
 
 log = logging.getLogger(__name__)
@@ -164,7 +164,7 @@ class Outbound:
         for address in addresses:
             family = socket.AF_INET6 if address.version == 6 else socket.AF_INET
             try:
-                sock = socket.socket(family, socket.SOCK_STREAM)
+                sock = lean_socket.dialling(family)
             except OSError as e:            # EMFILE: answer this client, keep serving
                 last_error = e
                 continue
@@ -177,8 +177,8 @@ class Outbound:
                 sock.close()
                 last_error = e
                 continue
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            sock.settimeout(self.idle_timeout)
+            sock._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.timeout = self.idle_timeout
             return sock
         what += format_address((host, port))
         if last_error is not None:

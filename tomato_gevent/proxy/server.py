@@ -10,7 +10,8 @@
                          (http_session.py)
     ProxyServer._housekeeping   with --auth-file, once a second: cuts connections that did
                          not log in within login_deadline; logs the guess_throttle's counts
-    ProxyServer.do_read  the accept loop survives EMFILE & co. (pause, one warning)
+    ProxyServer.do_read  an accepted connection is a lean_socket.LeanSocket (not gevent's
+                         socket); the accept loop survives EMFILE & co. (pause, one warning)
 
 The front ends own their protocols; connecting and relaying is outbound.py's. A broken
 connection ends that connection only.
@@ -27,7 +28,7 @@ from ..errors import ConfigError, TomatoError
 from ..http1 import http
 from ..netutil import format_address
 from ..rules import Action
-from . import exchange, http_session, socket_io, socks5
+from . import exchange, http_session, lean_socket, socket_io, socks5
 from .outbound import (CONNECT_TIMEOUT_SECONDS, IDLE_TIMEOUT_SECONDS, RECV_BYTES,
                        TUNNEL_IDLE_TIMEOUT_SECONDS, Outbound, relay)
 from .access_log import access_line
@@ -323,10 +324,14 @@ class ProxyServer(StreamServer):
             return
         self.stats.record("-", 503, 0, len(answer))
 
-    # -- accept errors: survive EMFILE instead of gevent's traceback --------------------
+    # -- accept: a lean socket; survive EMFILE instead of gevent's traceback ----------------
     def do_read(self):
+        listener = self.socket              # the real socket (StreamServer unwraps gevent's)
         try:
-            return super().do_read()
+            fd, address = listener._accept()
+            return lean_socket.accepted(fd, listener.family, listener.type, listener.proto), address
+        except BlockingIOError:
+            return None
         except OSError as e:
             if e.errno in _ACCEPT_TRANSIENT_ERRORS:
                 return None
