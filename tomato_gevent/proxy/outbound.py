@@ -15,7 +15,7 @@ front end (HTTP today, SOCKS5 through the same port).
     Outbound.open_tunnel(action, host, port, client) -> (socket, early bytes)
                                              all of the above for a tunnel to host:port,
                                              as decide(host) said
-    relay(a, b, idle_timeout) -> (a->b bytes, b->a bytes)
+    relay(a, b, idle_timeout, b_asked) -> (a->b bytes, b->a bytes)
                                              both directions until both ended or nothing
                                              moved either way for idle_timeout
     read_response_head(sock, method, buf, deadline) -> ResponseHead
@@ -287,10 +287,13 @@ def read_response_head(sock, method, buf, deadline, stale_ok=False):
 
 
 # -- tunnels -----------------------------------------------------------------------------
-def relay(a, b, idle_timeout):
+def relay(a, b, idle_timeout, b_asked=True):
     """Copy a -> b and b -> a until both directions are done (EOF is passed on as a
     half-close) or nothing moved either way for idle_timeout seconds (then both are shut).
     Returns (bytes a->b, bytes b->a). The caller closes both sockets right after.
+    b_asked=False: b has been sent nothing yet (a SOCKS5 tunnel just opened: the next hop
+    waits for the client's first bytes), so its first recv waits for bytes instead of finding
+    none (an EAGAIN and its exception object: ~7k instructions and a system call).
 
     One watchdog timer per tunnel, not a timeout per wait: every idle_timeout it compares
     the bytes moved with what it saw last time, so the end comes between one and two
@@ -314,7 +317,7 @@ def relay(a, b, idle_timeout):
     watchdog.start(check)
     other = None
     try:
-        blocked = _both(a, b, counts)
+        blocked = _both(a, b, counts, b_asked)
         if blocked is not None:
             index, rest, other_done = blocked
             src, dst = (a, b) if index == 0 else (b, a)
@@ -338,11 +341,11 @@ def relay(a, b, idle_timeout):
     return counts[0], counts[1]
 
 
-def _both(a, b, counts):
+def _both(a, b, counts, b_ready=True):
     """Both directions in this greenlet, while sends go out whole. None when both are done;
     (index, the bytes not sent, whether the other direction is done) when a send would wait."""
     ends = ((a, b._sock, b), (b, a._sock, a))
-    ready = [True, True]
+    ready = [True, b_ready]
     done = [False, False]
     try:
         while True:

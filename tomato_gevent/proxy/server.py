@@ -125,8 +125,8 @@ class ClientContext:
             self._peer = format_address(self.address)
         return self._peer
 
-    def relay(self, a, b):
-        return relay(a, b, self.outbound.tunnel_idle_timeout)
+    def relay(self, a, b, b_asked=True):
+        return relay(a, b, self.outbound.tunnel_idle_timeout, b_asked)
 
     def admit(self):
         """Logged in: the connection is no longer reclaimable."""

@@ -216,11 +216,12 @@ class _Session:
                 return
             self.context.opened("SOCKS5 CONNECT", host, port, direction, started)
             up = 0
-            if self.buffer:                 # the client did not wait for our reply
+            asked = bool(self.buffer)
+            if asked:                       # the client did not wait for our reply
                 send_all(upstream, self.buffer)
                 up = len(self.buffer)
                 self.buffer.clear()
-            relayed_up, relayed_down = self.context.relay(self.client, upstream)
+            relayed_up, relayed_down = self.context.relay(self.client, upstream, asked)
             self.context.finish("SOCKS5 CONNECT", host, port, direction, 200, up + relayed_up,
                                 self.sent_down + relayed_down, started)
         except OSError:
