@@ -49,6 +49,11 @@ RECV_BYTES = 64 * 1024              # one recv while reading heads
 # allocates per call and frees at once when the socket has nothing: an idle tunnel or a
 # slow body holds no buffer, a busy one moves up to this much per system call.
 RELAY_RECV_BYTES = 256 * 1024
+# A tunnel's read shorter than this is taken as all there was (a request, a TLS record, an
+# answer: the other side now waits for the reply): the next read waits for the watcher to say
+# there are bytes instead of finding none (an EAGAIN and its exception object, ~7k
+# instructions). Longer reads (bulk) read on until EAGAIN, as before.
+SMALL_READ_BYTES = 8192
 IDLE_TIMEOUT_SECONDS = 60.0         # client between/inside requests; upstream silence
 CONNECT_TIMEOUT_SECONDS = 10.0      # per address tried
 TUNNEL_IDLE_TIMEOUT_SECONDS = 600.0  # tinyproxy's Timeout default
@@ -298,6 +303,8 @@ def relay(a, b, idle_timeout, b_asked=True):
     One watchdog timer per tunnel, not a timeout per wait: every idle_timeout it compares
     the bytes moved with what it saw last time, so the end comes between one and two
     idle_timeouts after the last byte (a send stalled that long ends the tunnel too).
+    A read shorter than SMALL_READ_BYTES ends that direction's turn without a second recv:
+    the watcher is level-triggered, so bytes that came meanwhile are seen on the next turn.
     Both directions run in the caller's greenlet (_both) while every send goes out whole at
     once (a short SOCKS5 session, a request and its answer: one greenlet, not two); the
     first send the kernel does not take whole hands the other direction to a helper
@@ -376,6 +383,8 @@ def _both(a, b, counts, b_ready=True):
                     counts[index] += sent
                     if sent != len(data):
                         return index, memoryview(data)[sent:], done[1 - index]
+                    if sent < SMALL_READ_BYTES:
+                        break
             if done[0] and done[1]:
                 return None
             if done[0]:
