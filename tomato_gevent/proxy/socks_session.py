@@ -54,6 +54,9 @@ _HTTP_STATUS = {
 }
 
 
+_DIRECTION = {action: action.value for action in Action}     # for the log line and the stats
+
+
 class _Closed(Exception):
     """The client went away, stalled or broke the protocol: end the session quietly."""
 
@@ -197,7 +200,7 @@ class _Session:
         except BadHost as e:
             self._fail("CONNECT", request.host[:80], port, "-", socks5.HOST_UNREACHABLE, started, str(e))
             return
-        direction = action.value
+        direction = _DIRECTION[action]
         try:
             upstream, early = self.outbound.open_tunnel(action, host, port, self.context.client)
         except (TomatoError, OSError) as e:
