@@ -709,3 +709,30 @@ def test_informational_flood_stops_when_the_client_is_gone(proxies, tcp_servers)
     wait_for(lambda: proxy.stats.open_connections == 1, "the request to be in flight")
     client.close()
     wait_for(lambda: ended, "the proxy to drop the upstream connection")
+
+
+def test_a_bug_in_a_front_end_is_reported_and_the_next_connection_is_served(origins, proxies, monkeypatch):
+    # Each connection runs in a plain greenlet (server._spawn_plain): an error escaping the
+    # front ends still gets gevent's report, the connection is closed, the server goes on.
+    origin = origins()
+    proxy = proxies(resolver=FakeResolver({"www.test"}))
+    reported = []
+    monkeypatch.setattr(gevent.get_hub(), "handle_error", lambda context, kind, value, tb: reported.append(kind))
+    real_handle = server_mod.http_session.handle
+    calls = []
+
+    def broken_once(sock, first, context):
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("a bug")
+        return real_handle(sock, first, context)
+    monkeypatch.setattr(server_mod.http_session, "handle", broken_once)
+    broken = HttpClient(proxy.server_port)
+    broken.send(get("www.test", origin.port))
+    assert broken.sock.recv(100) == b""     # closed
+    assert reported == [RuntimeError]
+    assert proxy.stats.open_connections == 0
+    client = HttpClient(proxy.server_port)
+    client.send(get("www.test", origin.port))
+    resp, body = client.response()
+    assert (resp.status, body) == (200, b"hello")

@@ -10,6 +10,7 @@
                          (http_session.py)
     ProxyServer._housekeeping   with --auth-file, once a second: cuts connections that did
                          not log in within login_deadline; logs the guess_throttle's counts
+    _spawn_plain         each connection's greenlet: a plain one (gevent's Greenlet costs more)
     ProxyServer.do_read  an accepted connection is a lean_socket.LeanSocket (not gevent's
                          socket); the accept loop survives EMFILE & co. (pause, one warning)
 
@@ -18,11 +19,13 @@ connection ends that connection only.
 """
 import errno
 import logging
+import sys
 import time
 
 import gevent
 from gevent import socket
 from gevent.server import StreamServer
+from greenlet import greenlet
 
 from ..errors import ConfigError, TomatoError
 from ..http1 import http
@@ -195,7 +198,7 @@ class ProxyServer(StreamServer):
                  max_clients=DEFAULT_MAX_CLIENTS, socks5_handler=None, authenticator=None,
                  via_token=None, upstream_authorization=None, access_log=None, allowed_clients=None,
                  throttle=None, login_deadline=LOGIN_DEADLINE_SECONDS):
-        super().__init__(listener)
+        super().__init__(listener, spawn=_spawn_plain)
         self.authenticator = authenticator
         self.throttle = throttle if throttle is not None else GuessThrottle()
         self.admission = Admission()
@@ -350,6 +353,22 @@ class ProxyServer(StreamServer):
     def _resume_accepting(self):
         if self.started and not self.closed:
             self.start_accepting()
+
+
+def _spawn_plain(function, *args):
+    """A connection's greenlet (BaseServer's spawn): a plain greenlet, child of the hub, not
+    gevent's Greenlet (~8k instructions less per connection: no Greenlet object, links, spawn
+    bookkeeping). Nothing joins, kills or links to these; an error that escapes the front ends
+    (a bug) gets gevent's report (hub.handle_error: a traceback) and the server goes on."""
+    hub = gevent.get_hub()
+    hub.loop.run_callback(greenlet(_run_reported, hub).switch, function, args)
+
+
+def _run_reported(function, args):
+    try:
+        function(*args)
+    except:                                 # noqa: E722 - what gevent's Greenlet reports too
+        gevent.get_hub().handle_error(function, *sys.exc_info())
 
 
 def _cut(sock):
