@@ -1,6 +1,7 @@
 """proxy/lean_socket.py: the proxy's TCP connections with gevent's socket meaning (timeouts,
 close and shutdown waking a waiting greenlet), at a fraction of its cost. Loopback only."""
 import errno
+import ipaddress
 import os
 import socket as std_socket
 
@@ -8,7 +9,7 @@ import gevent
 import pytest
 from gevent import socket
 
-from tomato_gevent.errors import NextHopError
+from tomato_gevent.errors import NextHopError, Refused
 from tomato_gevent.proxy import lean_socket, socket_io
 from tomato_gevent.proxy.outbound import Outbound
 
@@ -66,8 +67,8 @@ def test_sendall_sends_more_than_the_buffers_hold_and_times_out_on_a_stalled_pee
     reader.join(timeout=30)
     assert bytes(received) == data
     ours.settimeout(0.05)                   # nobody reads now: the buffers fill, then the timeout
-    with pytest.raises(socket.timeout):
-        ours.sendall(data)
+    with pytest.raises(socket.timeout):     # (loopback buffers grow to ~10 MB: send more)
+        ours.sendall(memoryview(bytes(64 << 20)))
 
 
 def test_close_elsewhere_wakes_a_waiting_recv_with_gevents_error(pair):
@@ -151,4 +152,24 @@ def test_a_dial_still_in_progress_waits_and_times_out():
     finally:
         for sock in queued:
             sock.close()
+        listener.close()
+
+
+def test_the_remembered_destination_policy_is_each_clients_own():
+    # connect_direct remembers the policy's answer per (client, address): a loopback client
+    # reaching 127.0.0.1 must not open it for a remote client, before or after.
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(4)
+    port = listener.getsockname()[1]
+    outbound = Outbound(rules=None, connect_timeout=5.0)       # --allow-private not given
+    remote, local = ipaddress.ip_address("10.0.1.2"), ipaddress.ip_address("127.0.0.1")
+    try:
+        for client, allowed in ((remote, False), (local, True), (remote, False), (local, True)):
+            if allowed:
+                outbound.connect_direct("127.0.0.1", port, client).close()
+            else:
+                with pytest.raises(Refused):
+                    outbound.connect_direct("127.0.0.1", port, client)
+    finally:
         listener.close()

@@ -104,6 +104,7 @@ class Outbound:
         self.upstream_text = format_address(upstream) if upstream is not None else "-"
         self._routes = {}
         self.origins = {}                   # canonical host -> where its rule came from (access log)
+        self._targets = {}                  # (client, address) -> (family, text), () if refused
 
     def set_rules(self, rules):
         """Replace the rules (SIGHUP); no cached decision of the old ones survives."""
@@ -152,29 +153,48 @@ class Outbound:
     def connect_direct(self, host, port, client):
         """Connected socket to host:port; Refused(403) if every address is forbidden for client."""
         addresses = self.resolver.resolve(host)
-        allowed = self.allowed_destinations(addresses, client)
-        if not allowed:
+        targets = self._allowed_targets(addresses, client)
+        if not targets:
             raise Refused("destination %s is %s" % (addresses[0], exchange.refused_destination(addresses[0])),
                           403)
-        return self._connect(allowed, port, host)
+        return self._connect(targets, port, host)
+
+    def _allowed_targets(self, addresses, client):
+        """[(family, address text)] of the addresses client may reach, in their order: the
+        destination policy's answer (exchange.destination_allowed) and the text, remembered
+        per (client, address): both are pure, about a dozen Python calls of ipaddress each
+        time, and the same few pairs come back. Bounded as the route cache."""
+        remembered = self._targets
+        targets = []
+        for address in addresses:
+            key = (client, address)
+            target = remembered.get(key)
+            if target is None:
+                target = (_target(address) if exchange.destination_allowed(client, address, self.allow_private)
+                          else ())
+                if len(remembered) >= ROUTE_CACHE_ENTRIES:
+                    remembered.clear()
+                remembered[key] = target
+            if target:
+                targets.append(target)
+        return targets
 
     def connect_upstream(self):
         host, port = self.upstream
-        return self._connect(self.resolver.resolve(host), port, host, "upstream proxy ")
+        return self._connect([_target(a) for a in self.resolver.resolve(host)], port, host, "upstream proxy ")
 
-    def _connect(self, addresses, port, host, what=""):
-        """The first address of addresses that answers on port; host (and what, a prefix)
-        only for the error's text, made when there is one."""
+    def _connect(self, targets, port, host, what=""):
+        """The first of targets [(family, address text)] that answers on port; host (and
+        what, a prefix) only for the error's text, made when there is one."""
         last_error = None
-        for address in addresses:
-            family = socket.AF_INET6 if address.version == 6 else socket.AF_INET
+        for family, address in targets:
             try:
                 sock = lean_socket.dialling(family)
             except OSError as e:            # EMFILE: answer this client, keep serving
                 last_error = e
                 continue
             try:
-                _connect_within(sock, (str(address), port), self.connect_timeout)
+                _connect_within(sock, (address, port), self.connect_timeout)
             except socket.timeout:
                 sock.close()
                 continue
@@ -231,6 +251,11 @@ class Outbound:
         if action is Action.FORWARD:
             return self.tunnel_via_upstream(host, port)
         return self.connect_direct(host, port, client), b""
+
+
+def _target(address):
+    """(family, text) of an ip_address, as a dial takes it."""
+    return (socket.AF_INET6 if address.version == 6 else socket.AF_INET), str(address)
 
 
 def _connect_within(sock, address, timeout):
