@@ -40,6 +40,18 @@ def test_recv_waits_within_the_timeout_and_raises_socket_timeout_after_it(pair):
         ours.recv(100)
 
 
+def test_recv_into_waits_as_recv_does_and_non_waiting_methods_are_not_offered(pair):
+    ours, peer = pair
+    ours.settimeout(5.0)
+    sender = gevent.spawn(peer.sendall, b"into")
+    buffer = bytearray(10)
+    assert ours.recv_into(buffer) == 4 and buffer[:4] == b"into"
+    sender.join()
+    with pytest.raises(AttributeError):
+        ours.makefile("rb")
+    assert ours.getpeername() == peer.getsockname()     # the rest: the real socket's
+
+
 def test_timeout_zero_is_non_blocking(pair):
     ours, _ = pair
     ours.setblocking(False)

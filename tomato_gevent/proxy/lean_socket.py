@@ -7,11 +7,12 @@ socket with one read watcher, instead of gevent's socket object. gevent glue, no
 
 A LeanSocket has the attributes socket_io.py works with (`_sock` the real socket,
 `_read_event` its read watcher, `_write_event`) and the methods of gevent's socket that
-the proxy calls, with gevent's meaning: recv, send, sendall (waits within `timeout`:
+the proxy calls, with gevent's meaning: recv, recv_into, send, sendall (waits within `timeout`:
 socket.timeout after it; timeout 0.0 = BlockingIOError at once, None = no limit), settimeout,
 gettimeout, setblocking, shutdown and close (both wake a greenlet waiting in recv or send
 with gevent's cancel_wait_ex, as gevent's do), and the real socket's own for the rest
-(getsockname, setsockopt, fileno, ...).
+(getsockname, setsockopt, fileno, ...); the real socket's other I/O methods (recvfrom,
+makefile, connect, ...: they would not wait) are an AttributeError rather than a surprise.
 
 Why: gevent's socket costs ~33k instructions to make and close (a Python __init__ that asks
 for the default timeout and makes two watchers, a closed-socket stand-in built at close, the
@@ -30,6 +31,9 @@ from . import socket_io
 
 _SOCK_NONBLOCK = getattr(_socket, "SOCK_NONBLOCK", 0)
 _SHUT_RD, _SHUT_WR = _socket.SHUT_RD, _socket.SHUT_WR
+# The real socket's I/O methods that gevent's socket makes wait and this one does not offer.
+_NOT_HERE = frozenset(("recvfrom", "recvfrom_into", "recvmsg", "recvmsg_into", "sendto", "sendmsg",
+                       "sendfile", "makefile", "accept", "connect", "connect_ex", "dup", "detach"))
 
 
 def accepted(fd, family, type, proto):
@@ -69,6 +73,9 @@ class LeanSocket:
         return watcher
 
     def __getattr__(self, name):            # getpeername, getsockopt, family, ...: the real socket's
+        if name in _NOT_HERE:
+            # The real socket's would not wait (it is non-blocking): say so, loudly.
+            raise AttributeError("LeanSocket has no %s (recv, recv_into, send, sendall do)" % name)
         return getattr(self._sock, name)
 
     def __enter__(self):
@@ -109,6 +116,16 @@ class LeanSocket:
         while True:
             try:
                 return raw.recv(size, flags)
+            except BlockingIOError:
+                if self.timeout == 0.0:
+                    raise
+                socket_io.wait_readable(self, self.timeout)
+
+    def recv_into(self, buffer, nbytes=0, flags=0):
+        raw = self._sock
+        while True:
+            try:
+                return raw.recv_into(buffer, nbytes, flags)
             except BlockingIOError:
                 if self.timeout == 0.0:
                     raise
