@@ -709,3 +709,63 @@ def test_informational_flood_stops_when_the_client_is_gone(proxies, tcp_servers)
     wait_for(lambda: proxy.stats.open_connections == 1, "the request to be in flight")
     client.close()
     wait_for(lambda: ended, "the proxy to drop the upstream connection")
+
+
+def test_a_bug_in_a_front_end_is_reported_and_the_next_connection_is_served(origins, proxies, monkeypatch):
+    # Each connection runs in a plain greenlet (server._Handlers): an error escaping the
+    # front ends still gets gevent's report, the connection is closed, the server goes on.
+    origin = origins()
+    proxy = proxies(resolver=FakeResolver({"www.test"}))
+    reported = []
+    monkeypatch.setattr(gevent.get_hub(), "handle_error", lambda context, kind, value, tb: reported.append(kind))
+    real_handle = server_mod.http_session.handle
+    calls = []
+
+    def broken_once(sock, first, context):
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("a bug")
+        return real_handle(sock, first, context)
+    monkeypatch.setattr(server_mod.http_session, "handle", broken_once)
+    broken = HttpClient(proxy.server_port)
+    broken.send(get("www.test", origin.port))
+    assert broken.sock.recv(100) == b""     # closed
+    assert reported == [RuntimeError]
+    assert proxy.stats.open_connections == 0
+    client = HttpClient(proxy.server_port)
+    client.send(get("www.test", origin.port))
+    resp, body = client.response()
+    assert (resp.status, body) == (200, b"hello")
+
+
+def test_a_connection_greenlet_serves_the_next_connection_and_few_wait(origins, proxies, monkeypatch):
+    # server._Handlers: a greenlet whose connection ended is parked for the next one (no new
+    # greenlet, no new frame stack), and no more than IDLE_HANDLERS stay parked.
+    origin = origins()
+    proxy = proxies(resolver=FakeResolver({"www.test"}))
+    real_handle = server_mod.http_session.handle
+    served_by = []
+
+    def recording(sock, first, context):
+        served_by.append(gevent.getcurrent())
+        return real_handle(sock, first, context)
+    monkeypatch.setattr(server_mod.http_session, "handle", recording)
+    monkeypatch.setattr(server_mod, "IDLE_HANDLERS", 2)
+    for _ in range(2):                      # one after the other: the same greenlet
+        client = HttpClient(proxy.server_port)
+        client.send(get("www.test", origin.port))
+        resp, body = client.response()
+        assert (resp.status, body) == (200, b"hello")
+        client.sock.close()
+        wait_for(lambda: proxy.stats.open_connections == 0)
+    assert served_by[0] is served_by[1]
+    clients = [HttpClient(proxy.server_port) for _ in range(5)]     # five at once
+    for client in clients:
+        client.send(get("www.test", origin.port))
+        assert client.response()[0].status == 200
+    for client in clients:
+        client.sock.close()
+    wait_for(lambda: proxy.stats.open_connections == 0)
+    assert len(set(served_by[2:])) == 5
+    assert len(proxy.handlers.idle) == 2
+    assert all(not handler.dead for handler in proxy.handlers.idle)

@@ -110,6 +110,10 @@ def test_render_request_refuses_names_too_long():
     (0x02, None, b"\x05\x02\x00\x01\x00\x00\x00\x00\x00\x00"),
     (0x00, ("2001:db8::2", 1),
      b"\x05\x00\x00\x04" + bytes.fromhex("20010db8000000000000000000000002") + b"\x00\x01"),
+    (0x00, ("fe80::1%eth0", 2),             # getsockname's text of a link-local address
+     b"\x05\x00\x00\x04" + bytes.fromhex("fe800000000000000000000000000001") + b"\x00\x02"),
+    (0x00, ("::ffff:10.0.0.2", 3),
+     b"\x05\x00\x00\x04" + bytes.fromhex("00000000000000000000ffff0a000002") + b"\x00\x03"),
 ])
 def test_render_reply(code, bound, wire):
     assert render_reply(code, bound) == wire

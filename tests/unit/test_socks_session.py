@@ -98,6 +98,23 @@ def test_connect_by_name_relays_both_ways_and_passes_early_data(proxies, echo):
     assert client.rest() == b""
 
 
+def test_a_next_hop_that_speaks_first_is_heard_before_the_client_sends(proxies):
+    # The tunnel waits for the next hop's first bytes rather than reading right away (it has
+    # been asked nothing): a banner (SSH, SMTP) still comes through at once.
+    def banner(sock, address):
+        sock.sendall(b"SSH-2.0-test\r\n")
+        sock.recv(10)
+    server = StreamServer(("127.0.0.1", 0), banner)
+    server.start()
+    try:
+        client = SocksClient(socks_proxy(proxies))
+        client.method()
+        assert client.request("127.0.0.1", server.server_port).code == socks5.SUCCEEDED
+        assert client.exactly(14) == b"SSH-2.0-test\r\n"
+    finally:
+        server.stop()
+
+
 @pytest.mark.parametrize("rules, host, code", [
     ("block\tblocked.test\n", "blocked.test", socks5.NOT_ALLOWED),
     ("block\tcidr:127.0.0.0/8\n", "127.0.0.1", socks5.NOT_ALLOWED),

@@ -15,7 +15,7 @@ front end (HTTP today, SOCKS5 through the same port).
     Outbound.open_tunnel(action, host, port, client) -> (socket, early bytes)
                                              all of the above for a tunnel to host:port,
                                              as decide(host) said
-    relay(a, b, idle_timeout) -> (a->b bytes, b->a bytes)
+    relay(a, b, idle_timeout, b_asked) -> (a->b bytes, b->a bytes)
                                              both directions until both ended or nothing
                                              moved either way for idle_timeout
     read_response_head(sock, method, buf, deadline) -> ResponseHead
@@ -24,6 +24,7 @@ Failures are typed (errors.py): Refused 403 (block rule, destination), ResolveEr
 NextHopError 502 (unreachable) / 504 (timed out), RemoteProtocolError 502 (bad answer).
 `host` is always the normalised host (rules.canonical_host); `client` an ip_address.
 """
+import errno
 import logging
 import os
 import time
@@ -35,10 +36,15 @@ from ..errors import NextHopError, Refused
 from ..http1 import http
 from ..netutil import format_address
 from ..rules import Action, canonical_host
-from . import exchange, socket_io
+from . import exchange, lean_socket, socket_io
 from .resolver import Resolver
 
 log = logging.getLogger(__name__)
+
+_EINPROGRESS, _EALREADY, _EISCONN = errno.EINPROGRESS, errno.EALREADY, errno.EISCONN
+# Looked up once: on Python 3.11 Action.BLOCK passes through EnumType.__getattr__ (~900
+# instructions) at every use, and open_tunnel runs once per tunnel.
+_BLOCK, _FORWARD = Action.BLOCK, Action.FORWARD
 
 # -- implementation constants ----------------------------------------------------
 RECV_BYTES = 64 * 1024              # one recv while reading heads
@@ -46,6 +52,11 @@ RECV_BYTES = 64 * 1024              # one recv while reading heads
 # allocates per call and frees at once when the socket has nothing: an idle tunnel or a
 # slow body holds no buffer, a busy one moves up to this much per system call.
 RELAY_RECV_BYTES = 256 * 1024
+# A tunnel's read shorter than this is taken as all there was (a request, a TLS record, an
+# answer: the other side now waits for the reply): the next read waits for the watcher to say
+# there are bytes instead of finding none (an EAGAIN and its exception object, ~7k
+# instructions). Longer reads (bulk) read on until EAGAIN, as before.
+SMALL_READ_BYTES = 8192
 IDLE_TIMEOUT_SECONDS = 60.0         # client between/inside requests; upstream silence
 CONNECT_TIMEOUT_SECONDS = 10.0      # per address tried
 TUNNEL_IDLE_TIMEOUT_SECONDS = 600.0  # tinyproxy's Timeout default
@@ -96,6 +107,7 @@ class Outbound:
         self.upstream_text = format_address(upstream) if upstream is not None else "-"
         self._routes = {}
         self.origins = {}                   # canonical host -> where its rule came from (access log)
+        self._targets = {}                  # (client, address) -> (family, text), () if refused
 
     def set_rules(self, rules):
         """Replace the rules (SIGHUP); no cached decision of the old ones survives."""
@@ -144,27 +156,48 @@ class Outbound:
     def connect_direct(self, host, port, client):
         """Connected socket to host:port; Refused(403) if every address is forbidden for client."""
         addresses = self.resolver.resolve(host)
-        allowed = self.allowed_destinations(addresses, client)
-        if not allowed:
+        targets = self._allowed_targets(addresses, client)
+        if not targets:
             raise Refused("destination %s is %s" % (addresses[0], exchange.refused_destination(addresses[0])),
                           403)
-        return self._connect(allowed, port, format_address((host, port)))
+        return self._connect(targets, port, host)
+
+    def _allowed_targets(self, addresses, client):
+        """[(family, address text)] of the addresses client may reach, in their order: the
+        destination policy's answer (exchange.destination_allowed) and the text, remembered
+        per (client, address): both are pure, about a dozen Python calls of ipaddress each
+        time, and the same few pairs come back. Bounded as the route cache."""
+        remembered = self._targets
+        targets = []
+        for address in addresses:
+            key = (client, address)
+            target = remembered.get(key)
+            if target is None:
+                target = (_target(address) if exchange.destination_allowed(client, address, self.allow_private)
+                          else ())
+                if len(remembered) >= ROUTE_CACHE_ENTRIES:
+                    remembered.clear()
+                remembered[key] = target
+            if target:
+                targets.append(target)
+        return targets
 
     def connect_upstream(self):
         host, port = self.upstream
-        return self._connect(self.resolver.resolve(host), port, "upstream proxy " + format_address((host, port)))
+        return self._connect([_target(a) for a in self.resolver.resolve(host)], port, host, "upstream proxy ")
 
-    def _connect(self, addresses, port, what):
+    def _connect(self, targets, port, host, what=""):
+        """The first of targets [(family, address text)] that answers on port; host (and
+        what, a prefix) only for the error's text, made when there is one."""
         last_error = None
-        for address in addresses:
-            family = socket.AF_INET6 if address.version == 6 else socket.AF_INET
+        for family, address in targets:
             try:
-                sock = socket.socket(family, socket.SOCK_STREAM)
+                sock = lean_socket.dialling(family)
             except OSError as e:            # EMFILE: answer this client, keep serving
                 last_error = e
                 continue
             try:
-                _connect_within(sock, (str(address), port), self.connect_timeout)
+                _connect_within(sock, (address, port), self.connect_timeout)
             except socket.timeout:
                 sock.close()
                 continue
@@ -172,9 +205,10 @@ class Outbound:
                 sock.close()
                 last_error = e
                 continue
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            sock.settimeout(self.idle_timeout)
+            sock._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.timeout = self.idle_timeout
             return sock
+        what += format_address((host, port))
         if last_error is not None:
             error = NextHopError("cannot connect to %s: %s" % (what, reason_of(last_error)), 502)
             error.errno = getattr(last_error, "errno", None)    # SOCKS5 tells "refused" apart
@@ -215,27 +249,34 @@ class Outbound:
     def open_tunnel(self, action, host, port, client):
         """(socket, early bytes) of a tunnel to host:port for action (decide(host));
         Refused(403) for a block rule."""
-        if action is Action.BLOCK:
+        if action is _BLOCK:
             raise Refused("blocked by proxy rule: %s" % host, 403)
-        if action is Action.FORWARD:
+        if action is _FORWARD:
             return self.tunnel_via_upstream(host, port)
         return self.connect_direct(host, port, client), b""
 
 
+def _target(address):
+    """(family, text) of an ip_address, as a dial takes it."""
+    return (socket.AF_INET6 if address.version == 6 else socket.AF_INET), str(address)
+
+
 def _connect_within(sock, address, timeout):
     """Connect sock to a numeric address within timeout (socket.timeout after it, OSError if
-    refused or unreachable): one connect() and, when it is in progress, one getsockopt() for
-    its outcome, where gevent's connect() costs two of each; the wait is on the socket's own
-    watcher (socket_io.wait_writable)."""
-    sock.settimeout(0.0)
-    try:
-        sock.connect(address)
-        return
-    except BlockingIOError:
-        pass
-    socket_io.wait_writable(sock, timeout)
-    error = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-    if error:
+    refused or unreachable). connect_ex, not connect: an errno, not an exception object
+    (~7k instructions each). A second connect_ex right after EINPROGRESS says 0 when the
+    handshake is already done (loopback, a near host: the kernel completes it within the first
+    call), the error when it already failed, EALREADY while it goes on: only then is there a
+    wait, on the socket's own write watcher (socket_io.wait_writable), and a getsockopt() for
+    the outcome. gevent's connect() costs two connect()s, a wait and two exceptions."""
+    raw = sock._sock
+    error = raw.connect_ex(address)
+    if error == _EINPROGRESS:
+        error = raw.connect_ex(address)
+        if error == _EALREADY:
+            socket_io.wait_writable(sock, timeout)
+            error = raw.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+    if error and error != _EISCONN:
         raise OSError(error, os.strerror(error))
 
 
@@ -279,14 +320,19 @@ def read_response_head(sock, method, buf, deadline, stale_ok=False, seen=None):
 
 
 # -- tunnels -----------------------------------------------------------------------------
-def relay(a, b, idle_timeout):
+def relay(a, b, idle_timeout, b_asked=True):
     """Copy a -> b and b -> a until both directions are done (EOF is passed on as a
     half-close) or nothing moved either way for idle_timeout seconds (then both are shut).
     Returns (bytes a->b, bytes b->a). The caller closes both sockets right after.
+    b_asked=False: b has been sent nothing yet (a SOCKS5 tunnel just opened: the next hop
+    waits for the client's first bytes), so its first recv waits for bytes instead of finding
+    none (an EAGAIN and its exception object: ~7k instructions and a system call).
 
     One watchdog timer per tunnel, not a timeout per wait: every idle_timeout it compares
     the bytes moved with what it saw last time, so the end comes between one and two
     idle_timeouts after the last byte (a send stalled that long ends the tunnel too).
+    A read shorter than SMALL_READ_BYTES ends that direction's turn without a second recv:
+    the watcher is level-triggered, so bytes that came meanwhile are seen on the next turn.
     Both directions run in the caller's greenlet (_both) while every send goes out whole at
     once (a short SOCKS5 session, a request and its answer: one greenlet, not two); the
     first send the kernel does not take whole hands the other direction to a helper
@@ -306,7 +352,7 @@ def relay(a, b, idle_timeout):
     watchdog.start(check)
     other = None
     try:
-        blocked = _both(a, b, counts)
+        blocked = _both(a, b, counts, b_asked)
         if blocked is not None:
             index, rest, other_done = blocked
             src, dst = (a, b) if index == 0 else (b, a)
@@ -330,11 +376,11 @@ def relay(a, b, idle_timeout):
     return counts[0], counts[1]
 
 
-def _both(a, b, counts):
+def _both(a, b, counts, b_ready=True):
     """Both directions in this greenlet, while sends go out whole. None when both are done;
     (index, the bytes not sent, whether the other direction is done) when a send would wait."""
     ends = ((a, b._sock, b), (b, a._sock, a))
-    ready = [True, True]
+    ready = [True, b_ready]
     done = [False, False]
     try:
         while True:
@@ -365,6 +411,8 @@ def _both(a, b, counts):
                     counts[index] += sent
                     if sent != len(data):
                         return index, memoryview(data)[sent:], done[1 - index]
+                    if sent < SMALL_READ_BYTES:
+                        break
             if done[0] and done[1]:
                 return None
             if done[0]:

@@ -11,7 +11,8 @@ of their Python layer per call. gevent glue, no protocol.
                                     set-up checks the descriptor with an fcntl, and a Timeout)
     release(sock)                   stops the read watcher recv keeps started (see below), for
                                     a socket read with gevent's own recv from then on
-    wait_readable(sock)             until sock is readable (no limit)
+    wait_readable(sock, seconds)    until sock is readable (socket.timeout after seconds; None:
+                                    no limit)
     wait_either(a, b)               until a (0) or b (1) is readable, for one greenlet that
                                     relays both ways (outbound.relay); no limit
 
@@ -120,8 +121,8 @@ def _wait_readable(watcher, seconds):
         timer.close()
 
 
-def wait_readable(sock):
-    _wait_readable(sock._read_event, None)
+def wait_readable(sock, seconds=None):
+    _wait_readable(sock._read_event, seconds)
 
 
 def wait_either(a, b):

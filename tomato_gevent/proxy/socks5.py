@@ -25,7 +25,6 @@ import struct
 from typing import FrozenSet, NamedTuple, Optional
 
 from ..errors import RemoteProtocolError
-from ..netutil import ip_literal
 
 VERSION = 0x05
 AUTH_VERSION = 0x01                 # RFC 1929 subnegotiation version
@@ -218,13 +217,15 @@ def render_request(command: int, host: str, port: int) -> bytes:
 
 def render_reply(code: int, bound=None) -> bytes:
     """Reply with code; bound = (ip text, port) of our end of the outgoing connection
-    (for success), else 0.0.0.0:0 as most servers send on failure."""
+    (for success; getsockname()'s text, an IPv6 zone allowed), else 0.0.0.0:0 as most
+    servers send on failure. inet_pton, not ipaddress: this runs once per session."""
     if bound is None:
-        address, port = ipaddress.IPv4Address(0), 0
-    else:
-        address, port = ip_literal(bound[0]), bound[1]
-    address_type = ATYP_IPV4 if address.version == 4 else ATYP_IPV6
-    return bytes((VERSION, code, 0, address_type)) + address.packed + struct.pack("!H", port)
+        return bytes((VERSION, code, 0, ATYP_IPV4)) + bytes(6)
+    host, port = bound[0], bound[1]
+    if ":" in host:
+        packed = socket.inet_pton(socket.AF_INET6, host.split("%", 1)[0])
+        return bytes((VERSION, code, 0, ATYP_IPV6)) + packed + port.to_bytes(2, "big")
+    return bytes((VERSION, code, 0, ATYP_IPV4)) + socket.inet_pton(socket.AF_INET, host) + port.to_bytes(2, "big")
 
 
 class UdpDatagram(NamedTuple):

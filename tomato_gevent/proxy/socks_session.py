@@ -54,6 +54,9 @@ _HTTP_STATUS = {
 }
 
 
+_DIRECTION = {action: action.value for action in Action}     # for the log line and the stats
+
+
 class _Closed(Exception):
     """The client went away, stalled or broke the protocol: end the session quietly."""
 
@@ -197,7 +200,7 @@ class _Session:
         except BadHost as e:
             self._fail("CONNECT", request.host[:80], port, "-", socks5.HOST_UNREACHABLE, started, str(e))
             return
-        direction = action.value
+        direction = _DIRECTION[action]
         try:
             upstream, early = self.outbound.open_tunnel(action, host, port, self.context.client)
         except (TomatoError, OSError) as e:
@@ -216,11 +219,12 @@ class _Session:
                 return
             self.context.opened("SOCKS5 CONNECT", host, port, direction, started)
             up = 0
-            if self.buffer:                 # the client did not wait for our reply
+            asked = bool(self.buffer)
+            if asked:                       # the client did not wait for our reply
                 send_all(upstream, self.buffer)
                 up = len(self.buffer)
                 self.buffer.clear()
-            relayed_up, relayed_down = self.context.relay(self.client, upstream)
+            relayed_up, relayed_down = self.context.relay(self.client, upstream, asked)
             self.context.finish("SOCKS5 CONNECT", host, port, direction, 200, up + relayed_up,
                                 self.sent_down + relayed_down, started)
         except OSError:
