@@ -3,8 +3,8 @@ import pytest
 
 from tomato_gevent.vpn.warmth import (DENSE_EVENTS, DENSE_WINDOW_SECONDS, LEAD_SECONDS, LINGER_SECONDS,
                                       MAX_NATIVE_WAIT_SECONDS, MAX_PERIOD_SECONDS, MAX_SPREAD_SECONDS,
-                                      MIN_PERIOD_SECONDS, RHYTHM_INTERVALS, Density, Rhythm, YIELD_SECONDS,
-                                      after_packets)
+                                      MIN_PERIOD_SECONDS, RHYTHM_INTERVALS, Density, Rhythm, after_packets,
+                                      linger_until)
 
 
 @pytest.mark.parametrize("interval, dense", [
@@ -69,20 +69,27 @@ def test_rhythm_spread_bound():
     assert rhythm(*base, base[-1] + 1.0 + MAX_SPREAD_SECONDS * 1.1) is None
 
 
+@pytest.mark.parametrize("from_tun, until", [
+    (True, 5.0 + LINGER_SECONDS),                   # a ping went out: its reply wakes into the loop
+    (False, 5.0),                                   # the peer's packet (and the tun's answer): done
+])
+def test_linger(from_tun, until):
+    assert linger_until(5.0, from_tun) == pytest.approx(until)
+
+
 @pytest.mark.parametrize("dense, keep_warm, from_tun, from_peer, expected", [
-    # light traffic: the peer's packet is followed by the yield; a tun packet (also with one
-    # from the peer) by the linger: the ping went out, its reply wakes into the loop
-    (False, 2.0, False, True, (1.0, 5.0 + YIELD_SECONDS)),
-    (False, 2.0, True, False, (1.0, 5.0 + LINGER_SECONDS)),
-    (False, 2.0, True, True, (1.0, 5.0 + LINGER_SECONDS)),
+    # light traffic: the peer's packet is followed by a yield; a tun packet by the linger
+    (False, 2.0, False, True, (1.0, 5.0, True)),
+    (False, 2.0, True, False, (1.0, 5.0 + LINGER_SECONDS, False)),
     # dense traffic: warm keep_warm seconds more, no yield
-    (True, 2.0, False, True, (7.0, 5.0)),
+    (True, 2.0, False, True, (7.0, 5.0, False)),
     # dense with --keep-warm 0: never warm, and still no yield
-    (True, 0, False, True, (1.0, 5.0)),
+    (True, 0, False, True, (1.0, 5.0, False)),
 ])
 def test_after_packets(dense, keep_warm, from_tun, from_peer, expected):
-    assert after_packets(5.0, dense, keep_warm, 1.0, from_tun, from_peer) == pytest.approx(expected)
+    warm_until, native_until, yield_cpu = after_packets(5.0, dense, keep_warm, 1.0, from_tun, from_peer)
+    assert (warm_until, native_until, yield_cpu) == pytest.approx(expected)
 
 
 def test_no_yield_while_still_warm_from_earlier_dense_traffic():
-    assert after_packets(5.0, False, 2.0, 6.0, False, True) == (6.0, 5.0)
+    assert after_packets(5.0, False, 2.0, 6.0, False, True) == (6.0, 5.0, False)

@@ -123,13 +123,11 @@ class Scheduler:
         warm_until = 0.0                        # dense traffic: warm until then
         native_until = 0.0                      # linger or rhythm window: the epoll until then
         expecting = False                       # in a rhythm window, its packet not yet here
-        hub_postponed = hub_asks = False        # (warmth.py: hub turns)
+        hub_postponed = hub_asks = yield_cpu = False    # (warmth.py: hub turns, yield)
         woke = None             # (from tun, from peer, a rhythm's beat): decided after the drains
         settle_due = False
         try:
             while True:
-                if settle_due:      # the last drain_net's counters and timers: after its packets went on
-                    settle_due = settle()   # and the loop slept (the yield), before the hub's turn (None)
                 if net_ready:
                     net_ready = not drain_net()     # drained to EAGAIN: wait for the next
                     settle_due = True
@@ -137,8 +135,13 @@ class Scheduler:
                     tun_ready = not drain_tun()
                 if woke is not None:    # what the wakeup's packets decide, once they went on
                     now = mono()
-                    warm_until, native_until = after_packets(
+                    warm_until, native_until, yield_cpu = after_packets(
                         now, density.dense(now), keep_warm, warm_until, woke[0], woke[1])
+                if yield_cpu:       # light traffic: whom the peer's packet woke runs first (warmth.py)
+                    yield_cpu = os.sched_yield()    # (None)
+                if settle_due:      # drain_net's counters and timers: after the yield, as the rhythm
+                    settle_due = settle()           # (None)
+                if woke is not None:
                     if woke[2]:
                         rhythm.arrived(now)
                     woke = None
@@ -148,8 +151,6 @@ class Scheduler:
                 if hub_asks or now >= hub_due and (net_ready or tun_ready or now < warm_until):
                     if net_ready or tun_ready or hub_postponed or hub_asks:
                         hub_postponed = hub_asks = False
-                        if settle_due:      # before the hub's timers (the handshake's among them)
-                            settle_due = settle()
                         wait(hub_turn)              # one hub iteration: its epoll, due timers, callbacks
                         hub_due = now + HUB_INTERVAL_SECONDS
                         if net_ready or tun_ready:
@@ -162,8 +163,6 @@ class Scheduler:
                     continue                        # full batches: more is waiting
                 if idle:
                     hub_postponed = hub_asks = False    # waiting idle is the hub's turn
-                    if settle_due:
-                        settle_due = settle()
                     window = rhythm.window() if keep_warm else None
                     if window is not None and window[1] > now:
                         ready = wait_idle(window[0] - now)

@@ -11,7 +11,9 @@ where it pays:
                   busy interactive session): warm until keep_warm seconds after the last one
   linger          after a packet the tun handed over (a ping, a request), LINGER_SECONDS in the
                   epoll without warming: the answer from the peer wakes straight into the loop.
-                  After a datagram from the peer in light traffic, YIELD_SECONDS (the yield)
+                  Not after a datagram from the peer: what the tun answers at once (an echo
+                  reply, an ACK) is sent in the same wakeup, and the peer's next packet is
+                  the rhythm's business
   rhythm          traffic at a steady interval (ping -i, keepalives, a polling client): Rhythm
                   predicts the next arrival from the last RHYTHM_INTERVALS intervals, and the
                   path is warmed once, at the start of the window they span (shortest to
@@ -31,12 +33,9 @@ A turn is one hub iteration run by a zero timer, not sleep(0): gevent runs sleep
 callbacks back to back without polling, and a loop yielding by sleep(0) kept the hub from
 its epoll for up to 50 of them.
 A turn that falls due just as the loop would wait first lets one poll(0) take an answer that
-is already there. The yield: after a light-traffic wakeup that took a datagram from the peer
-(what the tun answered at once went out in the same wakeup), the loop sleeps YIELD_SECONDS in
-its epoll before its way back to the hub (~100 us of Python and libev, cold): when the two
-ends and ping share a core, whom the packet woke (ping; the peer's process reading the answer)
-runs first. sched_yield() did not do that: the kernel ran the other end's own way back to
-sleep (it had yielded too) before ping. A packet in that millisecond wakes the loop at once.
+is already there. The yield: after a light-traffic wakeup that took a datagram from the peer,
+one sched_yield() after the drains, so whom it woke (ping; the peer's process reading the
+answer) runs before this process's way back to sleep when they share a core.
 """
 import collections
 
@@ -48,7 +47,6 @@ WARM_AFTER_TRAFFIC_SECONDS = 2.0        # the default of --keep-warm
 DENSE_WINDOW_SECONDS = 0.1
 DENSE_EVENTS = 20                       # ... i.e. 200 packet wakeups a second
 LINGER_SECONDS = 0.002
-YIELD_SECONDS = 0.001                   # epoll_wait's resolution
 LEAD_SECONDS = 0.001                    # epoll_wait's resolution: whole milliseconds
 RHYTHM_INTERVALS = 4
 MAX_SPREAD_SECONDS = 0.010              # longest minus shortest of those intervals
@@ -59,17 +57,21 @@ MIN_PERIOD_SECONDS = 0.02               # denser than this is dense traffic's bu
 MAX_PERIOD_SECONDS = 30.0               # beyond the keepalive interval: not a rhythm
 
 
+def linger_until(now, from_tun):
+    """Until when to wait in the epoll after a wakeup's packets: LINGER_SECONDS for the peer's
+    answer when the tun handed over a packet; not at all after the peer's own packets (the
+    tun's immediate answer went out in the same wakeup, and a reply needs no answer)."""
+    return now + LINGER_SECONDS if from_tun else now
+
+
 def after_packets(now, dense, keep_warm, warm_until, from_tun, from_peer):
-    """What a wakeup that brought packets decides: (warm_until, native_until). Dense traffic
-    keeps the path warm keep_warm seconds more (0: never); a packet from the tun is followed by
-    the linger (LINGER_SECONDS for the peer's answer); in light traffic a packet from the peer
-    only by the yield (YIELD_SECONDS: the tun's immediate answer went out in the same wakeup,
-    and a reply needs no answer)."""
+    """What a wakeup that brought packets decides: (warm_until, native_until, yield_cpu).
+    Dense traffic keeps the path warm keep_warm seconds more (0: never); the linger follows a
+    packet from the tun (linger_until); in light traffic a packet from the peer is followed by
+    one sched_yield (the docstring's yield)."""
     if dense and keep_warm:
         warm_until = now + keep_warm
-    if from_tun:
-        return warm_until, now + LINGER_SECONDS
-    return warm_until, now + YIELD_SECONDS if from_peer and not dense and now >= warm_until else now
+    return warm_until, linger_until(now, from_tun), from_peer and not dense and now >= warm_until
 
 
 class Density:
