@@ -332,3 +332,46 @@ def test_a_datagram_of_protocol_v2_names_the_version():
     wire.deliver_one(v2_keepalive, B_ADDRESS, A_ADDRESS)
     (refusal,) = a.refusals
     assert isinstance(refusal, VersionMismatch) and refusal.version == 2
+
+
+def crossed_runs():
+    """Every order in which A's initiation, B's initiation (B initiates when its dial connects,
+    before or after A's has arrived: the TCP transport's announce) and what they provoke can
+    arrive; yields (a, b) at the end of each."""
+    def run(choices):
+        a, b, wire, _ = make_pair()
+        wire.tick(a)
+        b_initiated, taken = False, []
+        for choice in choices:
+            options = len(wire.queue) + (not b_initiated)
+            if choice >= options:
+                return None, None, taken
+            taken.append(choice)
+            if choice == len(wire.queue):
+                wire.post(b.handshake.initiate(b.clock.mono, b.wall_ms), b)
+                b_initiated = True
+            else:
+                wire.deliver_one(*wire.queue.pop(choice))
+        return (a, b) if not wire.queue and b_initiated else None, len(wire.queue) + (not b_initiated), taken
+
+    stack = [[]]
+    while stack:
+        choices = stack.pop()
+        ends, options, _ = run(choices)
+        if ends is not None:
+            yield ends
+        elif options:
+            stack.extend(choices + [i] for i in range(options))
+
+
+def test_after_crossed_initiations_exactly_one_side_keeps_its_outgoing_connection():
+    """The TCP transport's crossed-connection tie-break (keeps_outgoing) must come out opposite on
+    the two sides in every order, also when both initiations complete (each side answered the
+    other's after its own was up, so each side's current keypair is the one the peer initiated):
+    else both follow (or both keep) and each retires the connection the other sends on."""
+    both_complete = 0
+    for a, b in crossed_runs():
+        assert a.keypairs.current is not None and b.keypairs.current is not None
+        both_complete += len(a.established) == len(b.established) == 2
+        assert a.handshake.keeps_outgoing() != b.handshake.keeps_outgoing()
+    assert both_complete, "no order completed both handshakes: the case this test is for"

@@ -23,7 +23,7 @@ A connection is either outgoing (we dialled the configured peer, -pa) or incomin
   - crossed connections: when both sides dial (each has -pa), each first sends on its
     own outgoing connection and receives on the other, and "last fresh" would make both
     sides switch, each to the connection the other is leaving. A rule both sides
-    evaluate alike decides: keep_outgoing() (True on the side with the newer session).
+    evaluate alike decides: keep_outgoing() (handshake.keeps_outgoing: True on one side only).
     That side keeps the connection it dialled while it is alive (a fresh datagram
     within GRACE_SECONDS, or opened within it); the other side simply follows the
     newer side's fresh datagrams, which all arrive on that connection. Only the newer

@@ -241,7 +241,7 @@ class Handshake:
             raise BadPacket("invalid initiation share") from None
         ta, tb = cpace.confirmation_tags(init.sid, isk, init.share, init.ad, share, ad)
         i2r, r2i = keyschedule.data_keys(isk)
-        keypair = Keypair(index, init.sender, r2i, i2r, False, now, self._backend)
+        keypair = Keypair(index, init.sender, r2i, i2r, False, now, self._backend, sid=init.sid)
         response = messages.encode_response(ad, share, tb)
         if len(self._answered) >= MAX_PENDING_RESPONSES:
             self._drop_answered(min(self._answered, key=lambda i: self._answered[i].created))
@@ -265,7 +265,7 @@ class Handshake:
         if not hmac.compare_digest(tb, response.tag):
             raise PasswordMismatch("handshake response does not authenticate", confirmation, source)
         i2r, r2i = keyschedule.data_keys(isk)
-        keypair = Keypair(pending.index, response.sender, i2r, r2i, True, now, self._backend)
+        keypair = Keypair(pending.index, response.sender, i2r, r2i, True, now, self._backend, sid=pending.sid)
         self._pending = None
         self.keypairs.install(keypair)
         self._established(now)
@@ -391,10 +391,22 @@ class Handshake:
 
     def keeps_outgoing(self):
         """The crossed-connection tie-break of the TCP transport (connections.py), a rule both
-        sides evaluate alike: the initiator of the current keypair keeps the connection it
-        dialled, the responder the one it accepted -- the same connection."""
-        current = self.keypairs.current
-        return current is None or current.initiator
+        sides evaluate alike: the initiator of the deciding keypair keeps the connection it
+        dialled, the responder the one it accepted -- the same connection.
+
+        The deciding keypair is the current one, except after crossed handshakes that both
+        completed (each side answered the other's initiation after its own was up): then each
+        side's current keypair is the one the other initiated, and the current ones alone would
+        make both sides follow, each retiring the connection the other sends on. Both sides hold
+        the same two keypairs then, made within a handshake's time of each other: the one with
+        the larger sid decides."""
+        current, previous = self.keypairs.current, self.keypairs.previous
+        if current is None:
+            return True
+        if (previous is not None and current.created - previous.created < REKEY_TIMEOUT_SECONDS
+                and previous.sid > current.sid):
+            return previous.initiator
+        return current.initiator
 
     @property
     def pending(self):

@@ -52,13 +52,14 @@ UNKNOWN_INDEX = "unknown receiver index"
 class Keypair:
     """One handshake's keys. local_index: what the peer puts in datagrams to us."""
 
-    __slots__ = ("local_index", "remote_index", "initiator", "created", "counter", "limit", "window",
+    __slots__ = ("local_index", "remote_index", "initiator", "sid", "created", "counter", "limit", "window",
                  "_encrypt_into", "_decrypt_into", "_failed")
 
     def __init__(self, local_index, remote_index, send_key, receive_key, initiator, created,
-                 backend=DEFAULT_BACKEND, limit=REJECT_AFTER_MESSAGES):
+                 backend=DEFAULT_BACKEND, limit=REJECT_AFTER_MESSAGES, sid=b""):
         self.local_index, self.remote_index = local_index, remote_index
         self.initiator = initiator
+        self.sid = sid                  # the handshake's session id: both ends know it
         self.created = created          # monotonic seconds
         self.counter = 0
         self.limit = limit
