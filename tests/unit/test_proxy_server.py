@@ -16,6 +16,7 @@ from gevent.server import StreamServer
 from tomato_gevent.errors import NextHopError
 from tomato_gevent.http1 import chunked
 from tomato_gevent.http1.http import Framing
+from tomato_gevent.proxy import lean_socket
 from tomato_gevent.proxy import server as server_mod
 from tomato_gevent.rules import Action
 
@@ -395,6 +396,24 @@ def test_socks5_first_byte_goes_to_the_socks5_handler(proxies):
     client.send(b"\x05\x01\x00")
     assert client.sock.recv(2) == b"\x05\x00"
     assert seen == [(b"\x05\x01\x00", LOOPBACK, Action.BLOCK)]
+
+
+def test_accepted_connections_have_nodelay_without_a_call_per_connection(proxies, monkeypatch):
+    """Heads and answers must not wait for Nagle; the option is set on the listener, and the
+    kernel copies it into each accepted socket (no setsockopt per connection)."""
+    seen, calls = [], []
+    real = lean_socket.LeanSocket.setsockopt
+    monkeypatch.setattr(lean_socket.LeanSocket, "setsockopt",
+                        lambda sock, *args: calls.append(args) or real(sock, *args))
+
+    def handler(sock, first_bytes, context):
+        seen.append(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+        sock.sendall(b"\x05\x00")
+    proxy = proxies(socks5_handler=handler)
+    client = HttpClient(proxy.server_port)
+    client.send(b"\x05\x01\x00")
+    assert client.sock.recv(2) == b"\x05\x00"
+    assert seen == [1] and calls == []
 
 
 def test_socks5_without_a_handler_is_closed(proxies):
