@@ -1,10 +1,12 @@
 """proxy/socket_io.py: recv and send_all on gevent sockets, without gevent's Timeout per wait.
 Connected pairs on loopback (socketpair: nothing leaves the process)."""
+import _socket
+
 import gevent
 import pytest
 from gevent import socket
 
-from tomato_gevent.proxy import socket_io
+from tomato_gevent.proxy import lean_socket, socket_io
 
 
 @pytest.fixture
@@ -93,9 +95,23 @@ def test_bytes_that_come_while_nobody_waits_stop_the_watcher(pair):
     sender.join()
 
 
-def test_shutdown_elsewhere_wakes_a_waiting_recv(pair):
+@pytest.fixture(params=["gevent", "lean"])
+def either_pair(request):
+    """A connected pair whose first end is a gevent socket or a lean_socket.LeanSocket."""
+    if request.param == "gevent":
+        a, b = socket.socketpair()
+    else:
+        raw, b = _socket.socketpair()
+        raw.setblocking(False)
+        a, b = lean_socket.LeanSocket(raw), socket.socket(fileno=b.detach())
+    yield a, b
+    a.close()
+    b.close()
+
+
+def test_shutdown_elsewhere_wakes_a_waiting_recv(either_pair):
     # outbound.relay's watchdog ends an idle tunnel this way.
-    a, _ = pair
+    a, _ = either_pair
     waiter = gevent.spawn(socket_io.recv, a, 100, None)
     gevent.sleep(0)
     a.shutdown(socket.SHUT_RDWR)
