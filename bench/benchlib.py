@@ -193,3 +193,24 @@ def process_tree_rss_kib(pid):
             except OSError:
                 pass
     return total
+
+
+def profiled_vpn_pair(lab, tree, sides, out_dir, tag, port, extra=(), env=None, timeout=30):
+    """Two namespaces of lab joined by a veth (10.9.0.1/24, 10.9.0.2/24), a tun0 in each
+    (10.0.1.1/30, 10.0.1.2/30), and tree's bin/vpn on both under cProfile, dialling each other on
+    port, up ("tunnel " logged). sides: the names of the first and the second namespace's
+    process. Returns (first namespace, second namespace, {side: process}, {side: profile path})."""
+    a, b = lab.netns(), lab.netns()
+    lab.veth(a, "10.9.0.1/24", b, "10.9.0.2/24")
+    lab.tun(a, "tun0", "10.0.1.1/30")
+    lab.tun(b, "tun0", "10.0.1.2/30")
+    procs, profiles = {}, {}
+    for side, ns, lp, pp, peer in ((sides[0], a, "pwd1", "pwd2", "10.9.0.2"),
+                                   (sides[1], b, "pwd2", "pwd1", "10.9.0.1")):
+        profiles[side] = out_dir / ("%s-%s.prof" % (tag, side))
+        argv = [sys.executable, "-m", "cProfile", "-o", profiles[side], Path(tree) / "bin" / "vpn",
+                "-la", ":%d" % port, "-lp", lp, "-pa", "%s:%d" % (peer, port), "-pp", pp, *extra]
+        procs[side] = lab.spawn(ns, argv, env=env)
+    for proc in procs.values():
+        lab.wait_log(proc, "tunnel ", timeout=timeout)
+    return a, b, procs, profiles

@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from benchlib import log  # noqa: E402
+from benchlib import log, profiled_vpn_pair  # noqa: E402
 from tests.netns.nsutil import Lab  # noqa: E402
 
 PORT = 5077
@@ -29,18 +29,7 @@ INTERVAL = 0.2
 def run_once(tree, pings, seconds, out_dir, tag, extra):
     lab = Lab()
     try:
-        a, b = lab.netns(), lab.netns()
-        lab.veth(a, "10.9.0.1/24", b, "10.9.0.2/24")
-        lab.tun(a, "tun0", "10.0.1.1/30")
-        lab.tun(b, "tun0", "10.0.1.2/30")
-        procs, profiles = {}, {}
-        for side, ns, lp, pp, peer in (("A", a, "pwd1", "pwd2", "10.9.0.2"), ("B", b, "pwd2", "pwd1", "10.9.0.1")):
-            profiles[side] = out_dir / ("%s-%s.prof" % (tag, side))
-            argv = [sys.executable, "-m", "cProfile", "-o", profiles[side], Path(tree) / "bin" / "vpn",
-                    "-la", ":%d" % PORT, "-lp", lp, "-pa", "%s:%d" % (peer, PORT), "-pp", pp, *extra]
-            procs[side] = lab.spawn(ns, argv)
-        for proc in procs.values():
-            lab.wait_log(proc, "tunnel ", timeout=30)
+        a, b, procs, profiles = profiled_vpn_pair(lab, tree, ("A", "B"), out_dir, tag, PORT, extra)
         start = time.monotonic()
         done = lab.run(b, ["ping", "-n", "-c", pings, "-i", INTERVAL, "10.0.1.1"], timeout=seconds + 10)
         replies = done.stdout.count("time=")

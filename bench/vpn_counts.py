@@ -27,15 +27,15 @@ import json
 import pstats
 import re
 import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(HERE))
 
+from benchlib import profiled_vpn_pair  # noqa: E402
 from tests.netns.nsutil import Lab, wait_for  # noqa: E402
 
 MSS = 1400 - 20 - 20 - 12
@@ -86,20 +86,9 @@ def run_once(tree, nbytes, offload, out_dir, tag, udp=0):
     server's count: bytes, or with udp datagrams)."""
     lab = Lab()
     try:
-        a, b = lab.netns(), lab.netns()
-        lab.veth(a, "10.9.0.1/24", b, "10.9.0.2/24")
-        lab.tun(a, "tun0", "10.0.1.1/30")
-        lab.tun(b, "tun0", "10.0.1.2/30")
         env = {"TOMATO_VPN_OFFLOAD": "1" if offload else "0"}
-        procs, profiles = {}, {}
-        for side, ns, lp, pp, peer in (("receiver", a, "pwd1", "pwd2", "10.9.0.2"),
-                                       ("sender", b, "pwd2", "pwd1", "10.9.0.1")):
-            profiles[side] = out_dir / ("%s-%s.prof" % (tag, side))
-            argv = [sys.executable, "-m", "cProfile", "-o", profiles[side], Path(tree) / "bin" / "vpn",
-                    "-la", ":%d" % PORT, "-lp", lp, "-pa", "%s:%d" % (peer, PORT), "-pp", pp, "--keep-warm", "0"]
-            procs[side] = lab.spawn(ns, argv, env=env)
-        for proc in procs.values():
-            lab.wait_log(proc, "tunnel ", timeout=20)
+        a, b, procs, profiles = profiled_vpn_pair(lab, tree, ("receiver", "sender"), out_dir, tag, PORT,
+                                                  ["--keep-warm", "0"], env=env, timeout=20)
         straces = {}
         if nbytes:
             for side, proc in procs.items():
