@@ -68,7 +68,8 @@ _GOES_ON = b""                  # _NAMES value of a field passed on as received 
 _NAMES = {}                     # name as received -> its lower-case form if REGENERATED, else _GOES_ON
 NAMES_REMEMBERED = 1024         # at most this many names in _NAMES (each at most 64 bytes)
 # A table of lines seen (scan's `seen`): at most this many lines of at most this many bytes,
-# each mapped to _GOES_ON or (lower-case name, value without OWS, None unless FRAMING_FIELDS).
+# each mapped to _GOES_ON or (lower-case name, value without OWS, None unless FRAMING_FIELDS);
+# emptied when a block's new lines would not fit.
 # One per connection, never shared: how fast a line is parsed tells no client what another sent.
 LINES_REMEMBERED = 32
 LINE_BYTES_REMEMBERED = 128
@@ -107,6 +108,11 @@ def scan(block, bad, seen=None):
     names = _NAMES
     lines = block.split(_CR_LF)
     lines.pop()                 # the empty piece after the last CRLF
+    if seen is not None and len(seen) + len(lines) > LINES_REMEMBERED:
+        # Full: start again with this block's lines. A line that changes with every answer
+        # (Date, each second) would otherwise fill the table for good, and the connection's
+        # repeated lines would all take the whole check again.
+        seen.clear()
     for line in lines:
         name, colon, value = line.partition(b":")
         kind = names.get(name)
