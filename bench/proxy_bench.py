@@ -167,6 +167,7 @@ class ProxyLab:
         self.ref_bin = ref_bin      # bin/ of the bench venv with proxy.py and pproxy (None: n/a,
         self.ref_error = ref_error  # for this reason)
         self.cpu_per_request = {}   # system -> [µs per request, one per wrk round]
+        self.cpu_per_session = {}   # system -> [µs per SOCKS5 session, one per curl round]
         self.client_origin_cpu = {}  # system -> [(wrk's, nginx's µs per request), one per round]
         self.ns = lab.netns()
         self.dir = lab.tmpdir / "proxy"
@@ -353,13 +354,15 @@ class ProxyLab:
         argv = ["curl", "-sS", "--max-time", "20", "--noproxy", "", "-Z", "--parallel-max", str(SOCKS_PARALLEL),
                 "-H", "Connection: close", "-w", "%{http_code}\\n",
                 "-x", "socks5h://127.0.0.1:%d" % PORT[system], "-K", str(config)]
-        started = time.monotonic()
+        proc = self.procs[system]
+        cpu_before, started = cpu_sample(proc.pid), time.monotonic()
         done = self.lab.run(self.ns, argv, timeout=300)
-        elapsed = time.monotonic() - started
+        elapsed, cpu_after = time.monotonic() - started, cpu_sample(proc.pid)
         codes = done.stdout.split()
         if codes.count("200") != sessions:
             raise Unavailable("%d of %d SOCKS5 fetches answered 200: %s" % (
                 codes.count("200"), sessions, (done.stderr.strip().splitlines() or ["-"])[-1]))
+        self.cpu_per_session.setdefault(system, []).append(cpu_between(cpu_before, cpu_after) / sessions * 1e6)
         return sessions / elapsed
 
     def idle_rss(self, system, count=IDLE_CONNECTIONS, tunnels=False):
@@ -600,6 +603,11 @@ def run_socks(plab, quick, rounds):
                         "sessions/s", values, errors)
     fig.note = "a new SOCKS5 connection per fetch (Connection: close); curl's own time included"
     fig.target = 1.0
+    figures.append(fig)
+    fig = _figure(plab, "CPU time per SOCKS5 session, all the proxy's processes (curl run)", "µs", LOWER,
+                  plab.cpu_per_session, errors, reference=MICROSOCKS)
+    fig.note = ("CPU time of the proxy's processes during the sessions run / sessions; microsocks' is nearly "
+                "all the kernel's work for the session's two TCP connections, which tomato pays too")
     figures.append(fig)
     fig = _figure(plab, "SOCKS5 sessions/s, 1 KB each, %d in parallel (curl), --workers 2" % SOCKS_PARALLEL,
                   "sessions/s", HIGHER, values, errors, reference=MICROSOCKS, system=TOMATO2)
