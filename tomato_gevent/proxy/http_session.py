@@ -106,7 +106,9 @@ class HttpSession:
                     seconds = deadline - time.monotonic()
                     if seconds <= 0:
                         raise socket.timeout()
-                data = socket_io.recv(client, RECV_BYTES, seconds)
+                # deadline None: a keep-alive wait, the answer just went out (recv_later)
+                data = (socket_io.recv_later if deadline is None else socket_io.recv)(
+                    client, RECV_BYTES, seconds)
                 if not data:
                     return None
                 head = reader.receive(data)
