@@ -284,7 +284,7 @@ class HttpSession:
                 buf = bytearray()
                 deadline = time.monotonic() + self.idle_timeout     # one for the whole answer head
                 response = read_response_head(upstream, head.method, buf, deadline, reused,
-                                              self._answer_lines)
+                                              self._answer_lines, True)
                 if response is None:
                     state.lost(None)
                     continue

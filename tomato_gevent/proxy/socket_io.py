@@ -38,13 +38,14 @@ ConcurrentObjectUseError: a socket read here is read only here, or release()d fi
 Only for gevent sockets (`_sock` is the real socket, `_read_event` its watcher: gevent's
 socket layout since 1.0); anything else goes through its own recv/sendall.
 
-Tried and dropped: waiting before the first recv of an answer (the request went out a moment
-ago). Under make bench's load (bench/proxy_load_counts.py) the answer was already there for
-about one request in four, and each of those paid a hub round trip (two switches, an
-epoll_ctl) to save the others an EAGAIN recv: 6.31 -> 6.03 syscalls, 2.65 -> 3.23 switches
-per request, no clear gain. The client's next request is another matter (recv_later): it is
-sent only once the client has read our answer, and under the same load it was never there
-when the answer had just gone out: 6.11 -> 5.12 syscalls, switches unchanged (3.99).
+recv_later is for the first recv after a send whose answer comes back on this socket: the
+client's next request (sent only once the client has read our answer) and the origin's
+answer (outbound.read_response_head). Under make bench's load (bench/proxy_load_counts.py,
+wrk -c50) neither was ever there that soon: 6.11 -> 5.12 -> 4.11 syscalls per request,
+switches unchanged at 4.0. Bytes that are there already cost a hub round trip instead of a
+recv (a proxy that keeps up with nothing: bench/proxy_counts.py without WAIT_MS, +12k
+instructions a wait); an earlier measurement, on a busier machine, found the origin's
+answer there for one request in four (then 6.31 -> 6.03 syscalls, 2.65 -> 3.23 switches).
 """
 from gevent import get_hub, getcurrent, socket
 from gevent.exceptions import ConcurrentObjectUseError
