@@ -109,7 +109,14 @@ def _reader(watcher):
 
 
 def _wait_readable(watcher, seconds):
-    reader = _reader(watcher)
+    callback = watcher.callback             # _reader(watcher), inlined: twice per request
+    if callback is None:
+        reader = _Reader(watcher)
+        watcher.start(reader.ready)
+    else:
+        reader = callback.__self__
+        if type(reader) is not _Reader or reader.waiting is not None:
+            raise ConcurrentObjectUseError("this socket is already read by another greenlet")
     hub = get_hub()
     reader.waiting = current = getcurrent()
     if seconds is None:
@@ -170,11 +177,17 @@ def recv_later(sock, size, seconds):
     BlockingIOError). For a keep-alive client's next request, read right after its answer
     went out: the client sends it only once it has read that answer."""
     try:
-        watcher = sock._read_event
+        raw = sock._sock
     except AttributeError:
         return recv(sock, size, seconds)
-    _wait_readable(watcher, seconds)
-    return recv(sock, size, seconds)
+    _wait_readable(sock._read_event, seconds)
+    try:
+        data = raw.recv(size)
+    except BlockingIOError:                 # readable, then not (someone else read it)
+        return recv(sock, size, seconds)
+    if not data:
+        release(sock)
+    return data
 
 
 def send_all(sock, data):
