@@ -58,6 +58,7 @@ REGENERATED = HOP_BY_HOP | {b"host", b"content-length", b"expect"}
 FRAMING_FIELDS = frozenset({b"connection", b"proxy-connection", b"transfer-encoding",
                             b"content-length", b"host", b"expect", b"proxy-authorization"})
 _TOKEN_LIST_FIELDS = frozenset({b"transfer-encoding", b"connection", b"proxy-connection", b"expect"})
+TOKEN_LIST_FIELDS = _TOKEN_LIST_FIELDS     # for the parsers: no token_lists call without one
 
 
 # Every byte a field line may hold besides its CRLF: VCHAR, obs-text, SP, HTAB (RFC 9110 5.5).

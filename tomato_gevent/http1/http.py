@@ -143,6 +143,9 @@ def _open_head(buf, start, start_line, what, too_big_hint, bad):
     return match, (int(major), int(minor)), special, end_to_end, tokens, length
 
 
+_NO_TOKEN_LISTS = fields.TOKEN_LIST_FIELDS.isdisjoint
+
+
 def _open_usual(buf, line, bad, seen):
     """The rest of a usual head whose start line matched (`line`): (special, end-to-end fields,
     tokens, head length) as _open_head gives them, or None: the careful way decides (the head
@@ -155,7 +158,9 @@ def _open_usual(buf, line, bad, seen):
         special, end_to_end = fields.scan(bytes(buf[first_field:end + 2]), bad, seen)
     except RemoteProtocolError:
         return None
-    return special, end_to_end, fields.token_lists(special) if special else special, end + 4
+    # token_lists only where a token-list field is (Connection, Transfer-Encoding, ...)
+    tokens = fields.token_lists(special) if not _NO_TOKEN_LISTS(special) else {}
+    return special, end_to_end, tokens, end + 4
 
 
 def _keep_alive(version, tokens, end_to_end):
@@ -354,8 +359,19 @@ def parse_response_head(buf, request_method, start=0, seen=None):
     status = int(status_text)
     if status < 100:
         raise _bad_response("status code %d below 100" % status)
-    framing, content_length = _response_framing(status, request_method, tokens, special)
-    keep_alive, end_to_end = _keep_alive(version, tokens, end_to_end)
+    if (status >= 200 and status != 204 and status != 304 and b"transfer-encoding" not in tokens
+            and request_method != "HEAD" and request_method != "CONNECT"):
+        # The usual answer, with a body and no transfer coding: _response_framing's answer
+        # without its calls.
+        content_length = fields.content_length(special, _bad_response)
+        framing = Framing.UNTIL_CLOSE if content_length is None else Framing.LENGTH
+        content_length = content_length or 0
+    else:
+        framing, content_length = _response_framing(status, request_method, tokens, special)
+    if tokens:
+        keep_alive, end_to_end = _keep_alive(version, tokens, end_to_end)
+    else:
+        keep_alive = version >= (1, 1)
     return ResponseHead(status, reason or b"", version, end_to_end, framing, content_length,
                         keep_alive and framing is not Framing.UNTIL_CLOSE, length)
 
