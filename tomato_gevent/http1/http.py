@@ -144,6 +144,9 @@ def _open_head(buf, start, start_line, what, too_big_hint, bad):
 
 
 _NO_TOKEN_LISTS = fields.TOKEN_LIST_FIELDS.isdisjoint
+# The usual start lines' digits as the parsers give them, without an int() and a tuple each.
+_VERSIONS = {b"%d" % minor: (1, minor) for minor in range(10)}
+_STATUS_CODES = {b"%d" % status: status for status in range(100, 600)}
 
 
 def _open_usual(buf, line, bad, seen):
@@ -237,7 +240,7 @@ def parse_request_head(buf, start=0, seen=None):
     opened = _open_usual(buf, usual, _bad_request, seen) if usual is not None else None
     if opened is not None and 0 < int(usual.group(4) or 80) < 65536 and usual.group(1) != b"CONNECT":
         method_bytes, authority, host, port, path, minor = usual.groups()
-        version = (1, int(minor))
+        version = _VERSIONS[minor]
         special, end_to_end, tokens, length = opened
         port = int(port) if port else 80
         if path is None:
@@ -346,7 +349,7 @@ def parse_response_head(buf, request_method, start=0, seen=None):
     opened = _open_usual(buf, usual, _bad_response, seen) if usual is not None else None
     if opened is not None:
         minor, status_text, reason = usual.groups()
-        version = (1, int(minor))
+        version = _VERSIONS[minor]
         special, end_to_end, tokens, length = opened
     else:
         opened = _open_head(buf, start, _STATUS_LINE, "response", 502, _bad_response)
@@ -356,7 +359,7 @@ def parse_response_head(buf, request_method, start=0, seen=None):
         if version[0] != 1:
             raise _bad_response("upstream answered with HTTP version %d.%d" % version)
         status_text, reason = match.group(3, 4)
-    status = int(status_text)
+    status = _STATUS_CODES.get(status_text) or int(status_text)
     if status < 100:
         raise _bad_response("status code %d below 100" % status)
     if (status >= 200 and status != 204 and status != 304 and b"transfer-encoding" not in tokens
