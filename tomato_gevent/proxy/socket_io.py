@@ -27,11 +27,14 @@ waiting greenlet, exactly as that Timeout would.
 
 The read watcher stays started between waits (a _Reader is its callback): gevent's hub.wait
 starts the socket's watcher for each wait and stops it after, and libev then re-registers the
-descriptor with epoll (an epoll_ctl) at every start. A _Reader switches to the greenlet that
-waits, if one does; bytes (or the end) that come while nobody waits stop the watcher, since
+descriptor with epoll (an epoll_ctl) at every start. While a greenlet waits, the watcher's
+callback is that greenlet's switch (it wakes it with no Python call between); otherwise it is a
+_Reader's ready: bytes (or the end) that come while nobody waits stop the watcher, since
 epoll is level-triggered and would report them on every loop turn (the next wait starts it
-again). gevent's close() and shutdown() still wake a waiting recv: they throw into the
-watcher's callback.__self__, which passes it on to the waiting greenlet (hub.cancel_wait).
+again). wait_either's two watchers keep their _Readers, which switch to the greenlet in
+`waiting`. gevent's close() and shutdown() still wake a waiting recv: they throw into the
+watcher's callback.__self__ (hub.cancel_wait): the waiting greenlet, or a _Reader that passes
+it on.
 Since the watcher is taken, gevent's own recv on such a socket would raise
 ConcurrentObjectUseError: a socket read here is read only here, or release()d first.
 
@@ -109,28 +112,32 @@ def _reader(watcher):
 
 
 def _wait_readable(watcher, seconds):
-    callback = watcher.callback             # _reader(watcher), inlined: twice per request
-    if callback is None:
-        reader = _Reader(watcher)
-        watcher.start(reader.ready)
+    ready = watcher.callback                # _reader(watcher), inlined: twice per request
+    if ready is None:
+        ready = _Reader(watcher).ready
+        watcher.start(ready)
     else:
-        reader = callback.__self__
+        reader = ready.__self__
         if type(reader) is not _Reader or reader.waiting is not None:
             raise ConcurrentObjectUseError("this socket is already read by another greenlet")
-    hub = get_hub()
-    reader.waiting = current = getcurrent()
+    # While we wait, the watcher wakes us itself (no _Reader.ready call in between); a
+    # second reader sees a greenlet's switch there and is refused, as above; gevent's
+    # close() and shutdown() throw into callback.__self__: this greenlet.
+    current = getcurrent()
+    watcher.callback = current.switch
     if seconds is None:
         try:
-            hub.switch()
+            get_hub().switch()
         finally:
-            reader.waiting = None
+            watcher.callback = ready
         return
+    hub = get_hub()
     timer = hub.loop.timer(seconds)
     timer.start(current.throw, _timeout, "timed out")     # gevent's own message
     try:
         hub.switch()
     finally:
-        reader.waiting = None
+        watcher.callback = ready
         timer.close()
 
 
