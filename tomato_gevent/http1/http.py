@@ -102,6 +102,11 @@ class ResponseHead(NamedTuple):
         return fields.pairs(self.fields)
 
 
+# A head made from all its fields at once, without the named tuple's __new__ (a Python
+# function: a call per head, two per request).
+_new_head = tuple.__new__
+
+
 # -- lexical pieces (RFC 9110 5.6.2 token; field lines: fields.py) ----------------
 _TOKEN = rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
 _REQUEST_LINE = re.compile(rb"(" + _TOKEN + rb") ([^ \x00-\x1f\x7f]+) HTTP/(?P<major>\d)\.(?P<minor>\d)")
@@ -262,8 +267,8 @@ def parse_request_head(buf, start=0, seen=None):
         raise _bad_request("more than one Host header")
     if not tokens and b"content-length" not in special and b"proxy-authorization" not in special:
         # No body, no Connection, no Expect (a GET, as most are): the defaults.
-        return RequestHead(method, version, host, port, authority, path, end_to_end,
-                           Framing.NONE, 0, version >= (1, 1), False, length)
+        return _new_head(RequestHead, (method, version, host, port, authority, path, end_to_end,
+                                       Framing.NONE, 0, version >= (1, 1), False, length, None))
     framing, content_length = _request_framing(version, tokens, special)
     keep_alive, end_to_end = _keep_alive(version, tokens, end_to_end)
     return RequestHead(
@@ -375,8 +380,8 @@ def parse_response_head(buf, request_method, start=0, seen=None):
         keep_alive, end_to_end = _keep_alive(version, tokens, end_to_end)
     else:
         keep_alive = version >= (1, 1)
-    return ResponseHead(status, reason or b"", version, end_to_end, framing, content_length,
-                        keep_alive and framing is not Framing.UNTIL_CLOSE, length)
+    return _new_head(ResponseHead, (status, reason or b"", version, end_to_end, framing, content_length,
+                                    keep_alive and framing is not Framing.UNTIL_CLOSE, length))
 
 
 # Our Via entry for each version a head may have (the parsers accept 1.0 to 1.9).
