@@ -194,6 +194,10 @@ def token_lists(special):
     tokens = {}
     for name, values in special.items():
         if name in _TOKEN_LIST_FIELDS:
+            if len(values) == 1 and values[0].find(b",") < 0:
+                # One token ("Connection: keep-alive"), its OWS already gone (scan).
+                tokens[name] = [values[0].lower()] if values[0] else []
+                continue
             tokens[name] = [t.strip().lower() for value in values for t in value.split(b",") if t.strip()]
     return tokens
 
