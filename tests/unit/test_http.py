@@ -534,3 +534,27 @@ def test_chunked_round_trip_any_split(pieces, cuts):
         assert pos <= len(wire) + 50
     assert bytes(out) == b"".join(pieces)
     assert decoder.unused + wire[pos:] == b"tail"
+
+
+def test_heads_made_on_the_usual_paths_have_every_field():
+    # The usual request and answer are made with tuple.__new__ (no named tuple __new__ to
+    # check the count): a field added to the class must be added there too.
+    request = http.parse_request_head(b"GET http://a.test/x HTTP/1.1\r\nHost: a.test\r\n\r\n")
+    response = http.parse_response_head(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", "GET")
+    assert len(request) == len(http.RequestHead._fields) and request.proxy_authorization is None
+    assert len(response) == len(http.ResponseHead._fields) and response.length == 38
+
+
+@pytest.mark.parametrize("block,expected", [
+    (b"Connection: Keep-Alive\r\n", {b"connection": [b"keep-alive"]}),      # one token: the short way
+    (b"Connection:\r\n", {b"connection": []}),
+    (b"Connection: close, TE\r\n", {b"connection": [b"close", b"te"]}),
+    (b"Connection: close\r\nConnection: upgrade\r\n", {b"connection": [b"close", b"upgrade"]}),
+    (b"Transfer-Encoding: gzip ,, chunked\r\n", {b"transfer-encoding": [b"gzip", b"chunked"]}),
+])
+def test_token_lists_of_scanned_fields(block, expected):
+    from tomato_gevent.http1 import fields
+    table = {}
+    for seen in (None, table, table):   # the careful scan, then a table's new and known block
+        special, _ = fields.scan(block, RemoteProtocolError, seen)
+        assert fields.token_lists(special) == expected

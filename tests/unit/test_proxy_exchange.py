@@ -79,6 +79,7 @@ def test_client_framing_and_keep_alive(req, resp, framing, keep):
     out = exchange.client_framing(req, response(resp))
     assert out is framing
     assert exchange.keep_client(req, out) is keep
+    assert exchange.to_client(req, response(resp)) == (out, keep)
 
 
 def test_upstream_is_reused_only_after_a_complete_clean_answer():

@@ -200,3 +200,43 @@ def test_a_serving_process_spawns_greenlets_without_recording_their_stack():
         assert spawned.spawning_stack is None
     finally:
         gevent.config.track_greenlet_tree = before
+
+
+class CountingRecv:
+    """A real socket's stand-in that counts its recv calls (and the ones that found nothing)."""
+
+    def __init__(self, raw):
+        self.raw = raw
+        self.calls = self.empty = 0
+
+    def recv(self, size):
+        self.calls += 1
+        try:
+            return self.raw.recv(size)
+        except BlockingIOError:
+            self.empty += 1
+            raise
+
+
+def test_recv_later_waits_for_readable_before_its_recv(pair):
+    a, b = pair
+    raw = a._sock
+    counting = a._sock = CountingRecv(raw)
+    try:
+        sender = gevent.spawn_later(0.01, b.sendall, b"next request")
+        assert socket_io.recv_later(a, 100, 5.0) == b"next request"
+        sender.join()
+    finally:
+        a._sock = raw
+    assert (counting.calls, counting.empty) == (1, 0)      # plain recv: (2, 1)
+
+
+def test_recv_later_takes_what_is_there_and_times_out_as_recv(pair):
+    a, b = pair
+    b.sendall(b"ready")
+    assert socket_io.recv_later(a, 100, 5.0) == b"ready"
+    with pytest.raises(socket.timeout):
+        socket_io.recv_later(a, 100, 0.02)
+    b.shutdown(socket.SHUT_WR)
+    assert socket_io.recv_later(a, 100, 5.0) == b""
+    assert socket_io.recv_later(Plain(), 3, 7.0) == b"pla"

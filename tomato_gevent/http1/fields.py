@@ -58,6 +58,7 @@ REGENERATED = HOP_BY_HOP | {b"host", b"content-length", b"expect"}
 FRAMING_FIELDS = frozenset({b"connection", b"proxy-connection", b"transfer-encoding",
                             b"content-length", b"host", b"expect", b"proxy-authorization"})
 _TOKEN_LIST_FIELDS = frozenset({b"transfer-encoding", b"connection", b"proxy-connection", b"expect"})
+TOKEN_LIST_FIELDS = _TOKEN_LIST_FIELDS     # for the parsers: no token_lists call without one
 
 
 # Every byte a field line may hold besides its CRLF: VCHAR, obs-text, SP, HTAB (RFC 9110 5.5).
@@ -193,6 +194,10 @@ def token_lists(special):
     tokens = {}
     for name, values in special.items():
         if name in _TOKEN_LIST_FIELDS:
+            if len(values) == 1 and values[0].find(b",") < 0:
+                # One token ("Connection: keep-alive"), its OWS already gone (scan).
+                tokens[name] = [values[0].lower()] if values[0] else []
+                continue
             tokens[name] = [t.strip().lower() for value in values for t in value.split(b",") if t.strip()]
     return tokens
 

@@ -102,6 +102,11 @@ class ResponseHead(NamedTuple):
         return fields.pairs(self.fields)
 
 
+# A head made from all its fields at once, without the named tuple's __new__ (a Python
+# function: a call per head, two per request).
+_new_head = tuple.__new__
+
+
 # -- lexical pieces (RFC 9110 5.6.2 token; field lines: fields.py) ----------------
 _TOKEN = rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
 _REQUEST_LINE = re.compile(rb"(" + _TOKEN + rb") ([^ \x00-\x1f\x7f]+) HTTP/(?P<major>\d)\.(?P<minor>\d)")
@@ -143,6 +148,12 @@ def _open_head(buf, start, start_line, what, too_big_hint, bad):
     return match, (int(major), int(minor)), special, end_to_end, tokens, length
 
 
+_NO_TOKEN_LISTS = fields.TOKEN_LIST_FIELDS.isdisjoint
+# The usual start lines' digits as the parsers give them, without an int() and a tuple each.
+_VERSIONS = {b"%d" % minor: (1, minor) for minor in range(10)}
+_STATUS_CODES = {b"%d" % status: status for status in range(100, 600)}
+
+
 def _open_usual(buf, line, bad, seen):
     """The rest of a usual head whose start line matched (`line`): (special, end-to-end fields,
     tokens, head length) as _open_head gives them, or None: the careful way decides (the head
@@ -155,7 +166,9 @@ def _open_usual(buf, line, bad, seen):
         special, end_to_end = fields.scan(bytes(buf[first_field:end + 2]), bad, seen)
     except RemoteProtocolError:
         return None
-    return special, end_to_end, fields.token_lists(special) if special else special, end + 4
+    # token_lists only where a token-list field is (Connection, Transfer-Encoding, ...)
+    tokens = fields.token_lists(special) if not _NO_TOKEN_LISTS(special) else {}
+    return special, end_to_end, tokens, end + 4
 
 
 def _keep_alive(version, tokens, end_to_end):
@@ -232,7 +245,7 @@ def parse_request_head(buf, start=0, seen=None):
     opened = _open_usual(buf, usual, _bad_request, seen) if usual is not None else None
     if opened is not None and 0 < int(usual.group(4) or 80) < 65536 and usual.group(1) != b"CONNECT":
         method_bytes, authority, host, port, path, minor = usual.groups()
-        version = (1, int(minor))
+        version = _VERSIONS[minor]
         special, end_to_end, tokens, length = opened
         port = int(port) if port else 80
         if path is None:
@@ -254,8 +267,8 @@ def parse_request_head(buf, start=0, seen=None):
         raise _bad_request("more than one Host header")
     if not tokens and b"content-length" not in special and b"proxy-authorization" not in special:
         # No body, no Connection, no Expect (a GET, as most are): the defaults.
-        return RequestHead(method, version, host, port, authority, path, end_to_end,
-                           Framing.NONE, 0, version >= (1, 1), False, length)
+        return _new_head(RequestHead, (method, version, host, port, authority, path, end_to_end,
+                                       Framing.NONE, 0, version >= (1, 1), False, length, None))
     framing, content_length = _request_framing(version, tokens, special)
     keep_alive, end_to_end = _keep_alive(version, tokens, end_to_end)
     return RequestHead(
@@ -341,7 +354,7 @@ def parse_response_head(buf, request_method, start=0, seen=None):
     opened = _open_usual(buf, usual, _bad_response, seen) if usual is not None else None
     if opened is not None:
         minor, status_text, reason = usual.groups()
-        version = (1, int(minor))
+        version = _VERSIONS[minor]
         special, end_to_end, tokens, length = opened
     else:
         opened = _open_head(buf, start, _STATUS_LINE, "response", 502, _bad_response)
@@ -351,13 +364,24 @@ def parse_response_head(buf, request_method, start=0, seen=None):
         if version[0] != 1:
             raise _bad_response("upstream answered with HTTP version %d.%d" % version)
         status_text, reason = match.group(3, 4)
-    status = int(status_text)
+    status = _STATUS_CODES.get(status_text) or int(status_text)
     if status < 100:
         raise _bad_response("status code %d below 100" % status)
-    framing, content_length = _response_framing(status, request_method, tokens, special)
-    keep_alive, end_to_end = _keep_alive(version, tokens, end_to_end)
-    return ResponseHead(status, reason or b"", version, end_to_end, framing, content_length,
-                        keep_alive and framing is not Framing.UNTIL_CLOSE, length)
+    if (status >= 200 and status != 204 and status != 304 and b"transfer-encoding" not in tokens
+            and request_method != "HEAD" and request_method != "CONNECT"):
+        # The usual answer, with a body and no transfer coding: _response_framing's answer
+        # without its calls.
+        content_length = fields.content_length(special, _bad_response)
+        framing = Framing.UNTIL_CLOSE if content_length is None else Framing.LENGTH
+        content_length = content_length or 0
+    else:
+        framing, content_length = _response_framing(status, request_method, tokens, special)
+    if tokens:
+        keep_alive, end_to_end = _keep_alive(version, tokens, end_to_end)
+    else:
+        keep_alive = version >= (1, 1)
+    return _new_head(ResponseHead, (status, reason or b"", version, end_to_end, framing, content_length,
+                                    keep_alive and framing is not Framing.UNTIL_CLOSE, length))
 
 
 # Our Via entry for each version a head may have (the parsers accept 1.0 to 1.9).

@@ -11,6 +11,7 @@ Connection is the model: the protocol rules live apart from the I/O).
     response head --informational-->        1xx: bytes for the client, or None to swallow
                   --client_framing-->       how the body goes to the client
                   --keep_client-->          is the client connection good for another request?
+                  --to_client-->            both at once
                   --keep_upstream-->        may the upstream connection be reused?
     destination   --destination_allowed-->  loopback / link-local only for loopback clients;
                                             multicast and broadcast for nobody
@@ -76,9 +77,15 @@ def client_framing(request, response):
     """How the response body goes to the client: as received when delimited by length
     (or absent), otherwise chunked for HTTP/1.1 clients (their connection survives) and
     until-close for HTTP/1.0 ones, which know no chunks."""
-    if response.framing is Framing.NONE or response.framing is Framing.LENGTH:
-        return response.framing
-    return Framing.CHUNKED if request.version >= (1, 1) else Framing.UNTIL_CLOSE
+    return to_client(request, response)[0]
+
+
+def to_client(request, response):
+    """(client_framing, keep_client) of an answer in one call (once per request)."""
+    framing = response.framing
+    if framing is not Framing.NONE and framing is not Framing.LENGTH:
+        framing = Framing.CHUNKED if request.version >= (1, 1) else Framing.UNTIL_CLOSE
+    return framing, request.keep_alive and framing is not Framing.UNTIL_CLOSE
 
 
 def keep_client(request, framing):

@@ -104,8 +104,7 @@ class ExchangeState:
             return RETRY, None
         self.state = RELAYING
         self.final = head
-        framing = self.framing = exchange.client_framing(request, head)
-        keep = self.keep_client = exchange.keep_client(request, framing)
+        framing, keep = self.framing, self.keep_client = exchange.to_client(request, head)
         return FINAL, http.render_response_head(head, framing, keep, request.version)
 
     def whole_body_in(self, available):

@@ -106,7 +106,9 @@ class HttpSession:
                     seconds = deadline - time.monotonic()
                     if seconds <= 0:
                         raise socket.timeout()
-                data = socket_io.recv(client, RECV_BYTES, seconds)
+                # deadline None: a keep-alive wait, the answer just went out (recv_later)
+                data = (socket_io.recv_later if deadline is None else socket_io.recv)(
+                    client, RECV_BYTES, seconds)
                 if not data:
                     return None
                 head = reader.receive(data)
@@ -132,7 +134,9 @@ class HttpSession:
         self.started = started = time.monotonic()
         self.up = self.down = 0
         host, direction = head.host, "-"
-        if self.outbound.via in head.fields and carries_token(head.fields, self.outbound.via):
+        # find, not `in`: bytes.__contains__ first tries its argument as an int (a TypeError
+        # made and dropped, ~1.8k instructions per request)
+        if head.fields.find(self.outbound.via) >= 0 and carries_token(head.fields, self.outbound.via):
             return self._refuse_loop(head, started)
         context = self.context
         authenticator = context.authenticator
@@ -282,7 +286,7 @@ class HttpSession:
                 buf = bytearray()
                 deadline = time.monotonic() + self.idle_timeout     # one for the whole answer head
                 response = read_response_head(upstream, head.method, buf, deadline, reused,
-                                              self._answer_lines)
+                                              self._answer_lines, True)
                 if response is None:
                     state.lost(None)
                     continue
@@ -348,7 +352,12 @@ class HttpSession:
                 body = bytes(buf[:response.content_length])
                 del buf[:len(body)]
                 response_head += body
-            return self._send_client(response_head)
+            try:                            # _send_client, inlined: once per request
+                send_all(self.client, response_head)
+            except OSError:
+                return False
+            self.down += len(response_head)
+            return True
         if not self._send_client(response_head):
             return False
         try:

@@ -281,13 +281,15 @@ def _connect_within(sock, address, timeout):
 
 
 # -- reading an answer -------------------------------------------------------------------
-def read_response_head(sock, method, buf, deadline, stale_ok=False, seen=None):
+def read_response_head(sock, method, buf, deadline, stale_ok=False, seen=None, later=False):
     """The next response head from sock (bytes already in buf are parsed first).
 
     The whole head, however many recvs it takes, must arrive before `deadline`
     (time.monotonic()): NextHopError(504) after it; each wait lasts what is left of it (the
     socket's own timeout is not used nor changed: socket_io.recv). None only if stale_ok and the connection closed before sending a byte (a stale
     kept-alive connection). seen: the table of field lines for http.parse_response_head.
+    later: the request went out just now, so the first recv waits for readable first
+    (socket_io.recv_later) instead of finding nothing.
     Bad answers are RemoteProtocolError(502); a failed connection NextHopError(502).
     """
     searched = 0
@@ -303,7 +305,8 @@ def read_response_head(sock, method, buf, deadline, stale_ok=False, seen=None):
         if remaining <= 0:
             raise NextHopError("no complete answer from upstream in time", 504)
         try:
-            data = socket_io.recv(sock, RECV_BYTES, remaining)
+            data = (socket_io.recv if received or not later else socket_io.recv_later)(
+                sock, RECV_BYTES, remaining)
         except socket.timeout:
             raise NextHopError("no complete answer from upstream in time", 504) from None
         except OSError as e:

@@ -4,6 +4,9 @@ of their Python layer per call. gevent glue, no protocol.
     recv(sock, size, seconds)       at most size bytes, b"" at EOF; socket.timeout when nothing
                                     came for `seconds` (a wait starts only on EAGAIN; None:
                                     no limit, no timer)
+    recv_later(sock, size, seconds) the same, waiting for readable first: for bytes that are
+                                    almost never there yet (a keep-alive client's next
+                                    request, right after its answer went out)
     send_all(sock, data)            one send(); the rest, if the kernel took less, with gevent's
                                     sendall (its waits and the socket's own timeout)
     wait_writable(sock, seconds)    for a connect() in progress: on the socket's own write
@@ -24,22 +27,28 @@ waiting greenlet, exactly as that Timeout would.
 
 The read watcher stays started between waits (a _Reader is its callback): gevent's hub.wait
 starts the socket's watcher for each wait and stops it after, and libev then re-registers the
-descriptor with epoll (an epoll_ctl) at every start. A _Reader switches to the greenlet that
-waits, if one does; bytes (or the end) that come while nobody waits stop the watcher, since
+descriptor with epoll (an epoll_ctl) at every start. While a greenlet waits, the watcher's
+callback is that greenlet's switch (it wakes it with no Python call between); otherwise it is a
+_Reader's ready: bytes (or the end) that come while nobody waits stop the watcher, since
 epoll is level-triggered and would report them on every loop turn (the next wait starts it
-again). gevent's close() and shutdown() still wake a waiting recv: they throw into the
-watcher's callback.__self__, which passes it on to the waiting greenlet (hub.cancel_wait).
+again). wait_either's two watchers keep their _Readers, which switch to the greenlet in
+`waiting`. gevent's close() and shutdown() still wake a waiting recv: they throw into the
+watcher's callback.__self__ (hub.cancel_wait): the waiting greenlet, or a _Reader that passes
+it on.
 Since the watcher is taken, gevent's own recv on such a socket would raise
 ConcurrentObjectUseError: a socket read here is read only here, or release()d first.
 
 Only for gevent sockets (`_sock` is the real socket, `_read_event` its watcher: gevent's
 socket layout since 1.0); anything else goes through its own recv/sendall.
 
-Tried and dropped: waiting before the first recv of an answer (the request went out a moment
-ago). Under make bench's load (bench/proxy_load_counts.py) the answer was already there for
-about one request in four, and each of those paid a hub round trip (two switches, an
-epoll_ctl) to save the others an EAGAIN recv: 6.31 -> 6.03 syscalls, 2.65 -> 3.23 switches
-per request, no clear gain.
+recv_later is for the first recv after a send whose answer comes back on this socket: the
+client's next request (sent only once the client has read our answer) and the origin's
+answer (outbound.read_response_head). Under make bench's load (bench/proxy_load_counts.py,
+wrk -c50) neither was ever there that soon: 6.11 -> 5.12 -> 4.11 syscalls per request,
+switches unchanged at 4.0. Bytes that are there already cost a hub round trip instead of a
+recv (a proxy that keeps up with nothing: bench/proxy_counts.py without WAIT_MS, +12k
+instructions a wait); an earlier measurement, on a busier machine, found the origin's
+answer there for one request in four (then 6.31 -> 6.03 syscalls, 2.65 -> 3.23 switches).
 """
 from gevent import get_hub, getcurrent, socket
 from gevent.exceptions import ConcurrentObjectUseError
@@ -103,21 +112,32 @@ def _reader(watcher):
 
 
 def _wait_readable(watcher, seconds):
-    reader = _reader(watcher)
-    hub = get_hub()
-    reader.waiting = current = getcurrent()
+    ready = watcher.callback                # _reader(watcher), inlined: twice per request
+    if ready is None:
+        ready = _Reader(watcher).ready
+        watcher.start(ready)
+    else:
+        reader = ready.__self__
+        if type(reader) is not _Reader or reader.waiting is not None:
+            raise ConcurrentObjectUseError("this socket is already read by another greenlet")
+    # While we wait, the watcher wakes us itself (no _Reader.ready call in between); a
+    # second reader sees a greenlet's switch there and is refused, as above; gevent's
+    # close() and shutdown() throw into callback.__self__: this greenlet.
+    current = getcurrent()
+    watcher.callback = current.switch
     if seconds is None:
         try:
-            hub.switch()
+            get_hub().switch()
         finally:
-            reader.waiting = None
+            watcher.callback = ready
         return
+    hub = get_hub()
     timer = hub.loop.timer(seconds)
     timer.start(current.throw, _timeout, "timed out")     # gevent's own message
     try:
         hub.switch()
     finally:
-        reader.waiting = None
+        watcher.callback = ready
         timer.close()
 
 
@@ -156,6 +176,25 @@ def recv(sock, size, seconds):
         if not data:                        # the end stays readable: nobody waits for more
             release(sock)
         return data
+
+
+def recv_later(sock, size, seconds):
+    """recv for bytes that are almost never there yet: waits for the socket to be readable
+    first, sparing the recv that would find nothing (a system call and a raised
+    BlockingIOError). For a keep-alive client's next request, read right after its answer
+    went out: the client sends it only once it has read that answer."""
+    try:
+        raw = sock._sock
+    except AttributeError:
+        return recv(sock, size, seconds)
+    _wait_readable(sock._read_event, seconds)
+    try:
+        data = raw.recv(size)
+    except BlockingIOError:                 # readable, then not (someone else read it)
+        return recv(sock, size, seconds)
+    if not data:
+        release(sock)
+    return data
 
 
 def send_all(sock, data):
