@@ -13,6 +13,8 @@ from tomato_gevent.errors import NextHopError, Refused
 from tomato_gevent.proxy import lean_socket, socket_io
 from tomato_gevent.proxy.outbound import Outbound
 
+from .proxy_doubles import FakeResolver
+
 
 @pytest.fixture
 def pair():
@@ -171,5 +173,29 @@ def test_the_remembered_destination_policy_is_each_clients_own():
             else:
                 with pytest.raises(Refused):
                     outbound.connect_direct("127.0.0.1", port, client)
+    finally:
+        listener.close()
+
+
+def test_the_remembered_destination_policy_survives_reused_object_ids():
+    # The memory is keyed by the objects' ids: a client object made after another one died
+    # often gets the dead one's id (CPython reuses the memory), and must still get its own answer.
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(4)
+    port = listener.getsockname()[1]
+    outbound = Outbound(rules=None, connect_timeout=5.0,        # --allow-private not given
+                        resolver=FakeResolver(addresses={"here.test": [ipaddress.ip_address("127.0.0.1")]}))
+    try:
+        for i in range(20):
+            for text, allowed in (("127.0.0.%d" % (i + 1), True), ("10.0.%d.2" % i, False)):
+                client = ipaddress.IPv4Address(text)        # new objects, not netutil's cached ones
+                if allowed:
+                    outbound.connect_direct("here.test", port, client).close()
+                    listener.accept()[0].close()
+                else:
+                    with pytest.raises(Refused):
+                        outbound.connect_direct("here.test", port, client)
+                del client
     finally:
         listener.close()
