@@ -53,6 +53,15 @@ def test_client_networks_match_longest_prefixes_and_mapped_addresses():
         assert not allowed.allows(A(ip)), ip
 
 
+def test_a_remembered_answer_is_each_client_objects_own():
+    # Remembered per object id: fresh objects, whose ids CPython reuses as soon as the last
+    # one died, must each get their own answer.
+    allowed = ClientNetworks([N("10.0.0.0/8")])
+    for i in range(50):
+        assert allowed.allows(ipaddress.IPv4Address("10.0.0.%d" % (i + 1)))
+        assert not allowed.allows(ipaddress.IPv4Address("11.0.0.%d" % (i + 1)))
+
+
 def test_parse_allow():
     assert parse_allow("192.168.1.5/24") == N("192.168.1.0/24")
     assert parse_allow("10.0.0.1") == N("10.0.0.1/32")

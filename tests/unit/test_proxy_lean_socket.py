@@ -13,6 +13,8 @@ from tomato_gevent.errors import NextHopError, Refused
 from tomato_gevent.proxy import lean_socket, socket_io
 from tomato_gevent.proxy.outbound import Outbound
 
+from .proxy_doubles import FakeResolver
+
 
 @pytest.fixture
 def pair():
@@ -27,6 +29,66 @@ def pair():
     yield ours, peer
     ours.close()
     peer.close()
+
+
+def connected_fd():
+    """(descriptor, gevent socket) connected over loopback TCP; the caller closes both."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    try:
+        peer = socket.create_connection(listener.getsockname())
+        fd, _ = listener._accept()
+    finally:
+        listener.close()
+    return fd, peer
+
+
+def lean(fd):
+    return lean_socket.accepted(fd, std_socket.AF_INET, std_socket.SOCK_STREAM, 0)
+
+
+def lean_pair():
+    fd, peer = connected_fd()
+    return lean(fd), peer
+
+
+def test_a_closed_sockets_watcher_serves_the_next_socket():
+    first, first_peer = lean_pair()
+    watcher = first._read_event
+    first.close()
+    first_peer.close()
+    second, peer = lean_pair()
+    try:
+        assert second._read_event is watcher and watcher.fd == second.fileno()
+        sender = gevent.spawn(peer.sendall, b"again")       # runs once recv waits on it
+        assert socket_io.recv(second, 100, 5.0) == b"again"
+        sender.join()
+    finally:
+        second.close()
+        peer.close()
+
+
+def test_a_watcher_with_a_cancel_still_queued_is_not_given_to_the_next_socket():
+    # shutdown() queues the hub's cancel_wait (it throws into whoever waits on the watcher when
+    # the hub runs it); the socket closed at once must not hand that watcher on, or the cancel
+    # would reach the next socket's reader (the relay shuts and closes both ends in one go).
+    first, first_peer = lean_pair()
+    sender = gevent.spawn(first_peer.sendall, b"x")
+    assert socket_io.recv(first, 10, 5.0) == b"x"        # the read watcher stays started
+    sender.join()
+    fd, peer = connected_fd()               # made now: making it waits in the hub
+    first.shutdown(std_socket.SHUT_RDWR)
+    first.close()
+    second = lean(fd)                       # and this socket waits before the hub runs the cancel
+    try:
+        sender = gevent.spawn(peer.sendall, b"mine")     # runs after the queued cancel
+        assert socket_io.recv(second, 100, 5.0) == b"mine"
+        sender.join()
+    finally:
+        second.close()
+        peer.close()
+        first_peer.close()
 
 
 def test_recv_waits_within_the_timeout_and_raises_socket_timeout_after_it(pair):
@@ -171,5 +233,29 @@ def test_the_remembered_destination_policy_is_each_clients_own():
             else:
                 with pytest.raises(Refused):
                     outbound.connect_direct("127.0.0.1", port, client)
+    finally:
+        listener.close()
+
+
+def test_the_remembered_destination_policy_survives_reused_object_ids():
+    # The memory is keyed by the objects' ids: a client object made after another one died
+    # often gets the dead one's id (CPython reuses the memory), and must still get its own answer.
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(4)
+    port = listener.getsockname()[1]
+    outbound = Outbound(rules=None, connect_timeout=5.0,        # --allow-private not given
+                        resolver=FakeResolver(addresses={"here.test": [ipaddress.ip_address("127.0.0.1")]}))
+    try:
+        for i in range(20):
+            for text, allowed in (("127.0.0.%d" % (i + 1), True), ("10.0.%d.2" % i, False)):
+                client = ipaddress.IPv4Address(text)        # new objects, not netutil's cached ones
+                if allowed:
+                    outbound.connect_direct("here.test", port, client).close()
+                    listener.accept()[0].close()
+                else:
+                    with pytest.raises(Refused):
+                        outbound.connect_direct("here.test", port, client)
+                del client
     finally:
         listener.close()

@@ -20,6 +20,8 @@ close deferred to a hub callback whenever a watcher has a callback, which the re
 socket_io keeps started always has), against ~4k here: the write watcher is made only for a
 wait (a dial still in progress, a send the kernel did not take whole), and close stops an
 idle read watcher and closes the descriptor at once. A SOCKS5 session has two connections.
+The read watcher of a closed socket goes to the next one (IDLE_WATCHERS kept) when nothing can
+reach it any more: stopped, no greenlet waiting on it, no cancel of shutdown() queued in the hub.
 """
 import _socket
 import time
@@ -31,6 +33,11 @@ from . import socket_io
 
 _SOCK_NONBLOCK = getattr(_socket, "SOCK_NONBLOCK", 0)
 _SHUT_RD, _SHUT_WR = _socket.SHUT_RD, _socket.SHUT_WR
+# Read watchers of closed LeanSockets kept for the next ones (at most this many): a new gevent io
+# watcher checks its descriptor with an fcntl() and costs ~2k instructions to make and free;
+# giving a stopped one the next descriptor costs neither.
+IDLE_WATCHERS = 64
+_idle_watchers = []
 # The real socket's I/O methods that gevent's socket makes wait and this one does not offer.
 _NOT_HERE = frozenset(("recvfrom", "recvfrom_into", "recvmsg", "recvmsg_into", "sendto", "sendmsg",
                        "sendfile", "makefile", "accept", "connect", "connect_ex", "dup", "detach"))
@@ -53,14 +60,21 @@ def dialling(family):
 
 
 class LeanSocket:
-    __slots__ = ("_sock", "_read_event", "_write", "timeout", "hub", "__weakref__")
+    __slots__ = ("_sock", "_read_event", "_write", "timeout", "hub", "_cancelled", "__weakref__")
 
     def __init__(self, raw):
         self._sock = raw                    # non-blocking
         self.hub = hub = get_hub()
-        self._read_event = hub.loop.io(raw.fileno(), 1)
+        loop = hub.loop
+        watcher = _idle_watchers.pop() if _idle_watchers else None
+        if watcher is not None and watcher.loop is loop:
+            watcher.fd = raw.fileno()       # stopped: libev lets it take another descriptor
+        else:
+            watcher = loop.io(raw.fileno(), 1)
+        self._read_event = watcher
         self._write = None
         self.timeout = None
+        self._cancelled = False             # a cancel_wait of the read watcher may be queued
 
     @property
     def _write_event(self):
@@ -165,6 +179,7 @@ class LeanSocket:
     def shutdown(self, how):
         hub = self.hub
         if how != _SHUT_WR:
+            self._cancelled = True          # the hub may throw through this watcher later
             hub.cancel_wait(self._read_event, cancel_wait_ex)
         if how != _SHUT_RD and self._write is not None:
             hub.cancel_wait(self._write, cancel_wait_ex)
@@ -180,6 +195,15 @@ class LeanSocket:
         self._read_event = self._write = None
         if getattr(getattr(reader.callback, "__self__", None), "waiting", True) is None:
             reader.stop()                   # socket_io's kept watcher, nobody waiting on it
+        if reader.callback is None and writer is None and not self._cancelled:
+            # Stopped (so neither active nor pending), nobody waits on it and no cancel_wait of
+            # the hub can reach it later: the next LeanSocket may have it.
+            if len(_idle_watchers) < IDLE_WATCHERS:
+                _idle_watchers.append(reader)
+            else:
+                reader.close()
+            self._sock.close()
+            return
         # Watchers without a callback are closed at once and so is the socket; one a greenlet
         # waits on gets the error first, from the hub (gevent's own way).
         self.hub.cancel_waits_close_and_then((reader, writer), cancel_wait_ex, self._sock.close)

@@ -107,7 +107,7 @@ class Outbound:
         self.upstream_text = format_address(upstream) if upstream is not None else "-"
         self._routes = {}
         self.origins = {}                   # canonical host -> where its rule came from (access log)
-        self._targets = {}                  # (client, address) -> (family, text), () if refused
+        self._targets = {}                  # (id(client), id(address)) -> (client, address, target)
 
     def set_rules(self, rules):
         """Replace the rules (SIGHUP); no cached decision of the old ones survives."""
@@ -166,18 +166,25 @@ class Outbound:
         """[(family, address text)] of the addresses client may reach, in their order: the
         destination policy's answer (exchange.destination_allowed) and the text, remembered
         per (client, address): both are pure, about a dozen Python calls of ipaddress each
-        time, and the same few pairs come back. Bounded as the route cache."""
+        time, and the same few pairs come back. Bounded as the route cache.
+        Keyed by the objects' ids, not by the objects: hashing the pair asks each ipaddress
+        object for its Python __hash__ (hex of the integer, ~5k instructions a pair). The entry
+        holds both objects, so no other object can have their ids while it is remembered. The
+        same objects do come back: netutil.ip_literal and the resolver's cache hand out the
+        objects they made (other equal ones are a miss, answered and remembered anew)."""
         remembered = self._targets
         targets = []
         for address in addresses:
-            key = (client, address)
-            target = remembered.get(key)
-            if target is None:
+            key = (id(client), id(address))
+            entry = remembered.get(key)
+            if entry is None:
                 target = (_target(address) if exchange.destination_allowed(client, address, self.allow_private)
                           else ())
                 if len(remembered) >= ROUTE_CACHE_ENTRIES:
                     remembered.clear()
-                remembered[key] = target
+                remembered[key] = (client, address, target)
+            else:
+                target = entry[2]
             if target:
                 targets.append(target)
         return targets

@@ -335,6 +335,13 @@ class ProxyServer(StreamServer):
         self.stats.record("-", 503, 0, len(answer))
 
     # -- accept: a lean socket; survive EMFILE instead of gevent's traceback ----------------
+    # One accept per wake-up of the listener (nginx's default, multi_accept off), not gevent's
+    # loop of up to 100 that runs until accept() fails with EAGAIN: with clients arriving one at
+    # a time that failed accept (a system call and a BlockingIOError, ~6k instructions) came with
+    # every connection. A backlog of several is still taken one per loop turn (the listener's
+    # watcher is level-triggered), between the other ready sockets.
+    max_accept = 1
+
     def do_read(self):
         listener = self.socket              # the real socket (StreamServer unwraps gevent's)
         try:
