@@ -166,8 +166,9 @@ class Host:
         return self.on(), (self.session, self.counter)
 
     def receive(self, sent, now):
+        """True when the rules ask us to send on our current connection at once."""
         name, header = sent
-        self.rules.authenticated(self.conns[name], now, header)
+        return self.rules.authenticated(self.conns[name], now, header)
 
     def on(self):
         return next(name for name, conn in self.conns.items() if conn is self.rules.current)
@@ -206,6 +207,26 @@ def test_crossed_connections_both_sides_keep_the_same_one(a_newer):
     loser = "c2" if a_newer else "c1"
     assert a.rules.expired(0.02 + GRACE_SECONDS) == [a.conns[loser]]
     assert b.rules.expired(0.02 + GRACE_SECONDS) == [b.conns[loser]]
+
+
+def test_the_keeping_side_tells_the_peer_at_once_when_it_has_not_sent_on_the_kept_connection():
+    """The handshake's messages all went on B's connection (c2), so A (keeping its own c1) has
+    sent nothing on c1, and B keeps sending on c2, the one A closes after the grace. The rules
+    ask A for a datagram on c1 as soon as it keeps c1 against c2 -- once -- and B follows it."""
+    a, b = crossed(a_newer=True)
+    first, second = b.send(), b.send()
+    assert first[0] == "c2"
+    assert a.receive(first, 0.01) is True and a.on() == "c1"
+    assert a.receive(second, 0.02) is False              # asked once, not per datagram
+    assert b.receive(a.send(data=False), 0.03) is False and b.on() == "c1"
+    assert a.rules.expired(0.01 + GRACE_SECONDS) == [a.conns["c2"]]
+    assert b.rules.expired(0.03 + GRACE_SECONDS) == [b.conns["c2"]]
+
+
+def test_the_following_side_never_asks_to_tell_the_peer():
+    a, b = crossed(a_newer=True)
+    assert b.receive(a.send(), 0.01) is False and b.on() == "c1"
+    assert b.receive(a.send(), 0.02) is False
 
 
 def attacked(a_newer):

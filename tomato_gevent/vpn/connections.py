@@ -25,8 +25,11 @@ A connection is either outgoing (we dialled the configured peer, -pa) or incomin
     sides switch, each to the connection the other is leaving. A rule both sides
     evaluate alike decides: keep_outgoing() (handshake.keeps_outgoing: True on one side only).
     That side keeps the connection it dialled while it is alive (a fresh datagram
-    within GRACE_SECONDS, or opened within it); the other side simply follows the
-    newer side's fresh datagrams, which all arrive on that connection. Only the newer
+    within GRACE_SECONDS, or opened within it), and the first time it does so against
+    a connection the peer sent on, it sends a keepalive on its own at once (the peer
+    may have had nothing from us on it yet, and would go on sending on the one we close);
+    the other side simply follows the newer side's fresh datagrams, which all arrive on
+    that connection. Only the newer
     side defends its current connection, and only its own outgoing one: an incoming
     connection is never defended (anyone can open one, and the older side has nothing
     to defend -- the newer side never sends on the older side's dial once it decided).
@@ -112,7 +115,9 @@ class ConnectionRules:
 
     def authenticated(self, conn, now, header=None):
         """An authenticated datagram arrived on conn (header: its (session id, counter);
-        None counts as fresh); decides where to send from now on."""
+        None counts as fresh); decides where to send from now on. True when we keep our own
+        connection over conn, the first time: the peer must hear from us on ours at once
+        (a keepalive), else it goes on sending on conn, which we close after the grace."""
         if not conn.authenticated:
             conn.authenticated = True
             self._untrusted.pop(conn, None)
@@ -121,13 +126,13 @@ class ConnectionRules:
             # Held back or still in flight: trusted, but it moves nothing.
             if conn is not self.current and conn.retire_at is None:
                 conn.retire_at = now + self.grace
-            return
+            return False
         if header is not None:
             self._newest = header
         conn.last_authenticated = now
         current = self.current
         if current is conn:
-            return
+            return False
         winner = conn
         if (current is not None and current.outgoing and not conn.outgoing and self.keep_outgoing()
                 and self._alive(current, now)):
@@ -137,6 +142,8 @@ class ConnectionRules:
         winner.retire_at = None
         if loser is not None and loser.retire_at is None:
             loser.retire_at = now + self.grace
+            return loser is conn
+        return False
 
     def _alive(self, conn, now):
         """Recently useful: a fresh authenticated datagram (or, for our own connection that

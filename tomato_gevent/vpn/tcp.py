@@ -265,7 +265,7 @@ class TcpTransport(DatagramTransport):
     def _authenticated(self, conn, now, header):
         first = not conn.authenticated
         before = self.rules.current
-        self.rules.authenticated(conn, now, header)
+        tell_peer = self.rules.authenticated(conn, now, header)
         if first:
             if conn.outgoing:
                 log.debug("TCP connection to %s carries authenticated datagrams", format_address(conn.peer))
@@ -275,6 +275,8 @@ class TcpTransport(DatagramTransport):
             log.debug("sending on %r from now on", self.rules.current)
             if first and self.rules.current is conn and self._announce is not None:
                 self._announce(dialled=False)   # the dialler's connection is answered (and trusted) at once
+        if tell_peer and self._announce is not None:
+            self._announce(dialled=False)       # a keepalive on the connection we keep (connections.py)
 
     # -- send ------------------------------------------------------------------------------
     def send(self, view, destination):
