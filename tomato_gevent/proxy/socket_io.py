@@ -183,18 +183,10 @@ def recv_later(sock, size, seconds):
     first, sparing the recv that would find nothing (a system call and a raised
     BlockingIOError). For a keep-alive client's next request, read right after its answer
     went out: the client sends it only once it has read that answer."""
-    try:
-        raw = sock._sock
-    except AttributeError:
-        return recv(sock, size, seconds)
-    _wait_readable(sock._read_event, seconds)
-    try:
-        data = raw.recv(size)
-    except BlockingIOError:                 # readable, then not (someone else read it)
-        return recv(sock, size, seconds)
-    if not data:
-        release(sock)
-    return data
+    watcher = getattr(sock, "_read_event", None)     # None: not gevent's layout, or closed
+    if watcher is not None:
+        _wait_readable(watcher, seconds)
+    return recv(sock, size, seconds)
 
 
 def send_all(sock, data):
