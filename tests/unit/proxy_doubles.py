@@ -1,6 +1,8 @@
 """Test doubles shared by the proxy's unit tests (test_proxy_server.py, test_socks_session.py)."""
 import ipaddress
 
+import gevent
+
 from tomato_gevent.proxy.resolver import ResolveError
 from tests.support import wait_for  # noqa: F401  (the tests import it from here)
 
@@ -27,3 +29,16 @@ class FakeResolver:
             return [LOOPBACK]
         raise ResolveError("unknown host %s" % host)
 
+
+def spawn_drain(sock, total):
+    """A greenlet reading sock until `total` bytes or the end; returns (greenlet, the bytearray
+    they go into)."""
+    received = bytearray()
+
+    def drain():
+        while len(received) < total:
+            chunk = sock.recv(1 << 20)
+            if not chunk:
+                return
+            received.extend(chunk)
+    return gevent.spawn(drain), received

@@ -13,22 +13,7 @@ from tomato_gevent.errors import NextHopError, Refused
 from tomato_gevent.proxy import lean_socket, socket_io
 from tomato_gevent.proxy.outbound import Outbound
 
-from .proxy_doubles import FakeResolver
-
-
-@pytest.fixture
-def pair():
-    """(LeanSocket, gevent socket) connected over loopback TCP."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(1)
-    peer = socket.create_connection(listener.getsockname())
-    fd, _ = listener._accept()
-    ours = lean_socket.accepted(fd, std_socket.AF_INET, std_socket.SOCK_STREAM, 0)
-    listener.close()
-    yield ours, peer
-    ours.close()
-    peer.close()
+from .proxy_doubles import FakeResolver, spawn_drain
 
 
 def connected_fd():
@@ -49,8 +34,27 @@ def lean(fd):
 
 
 def lean_pair():
+    """(LeanSocket, gevent socket) connected over loopback TCP; the caller closes both."""
     fd, peer = connected_fd()
     return lean(fd), peer
+
+
+@pytest.fixture
+def pair():
+    ours, peer = lean_pair()
+    yield ours, peer
+    ours.close()
+    peer.close()
+
+
+@pytest.fixture
+def listening_port():
+    """The port of a loopback listener (closed after the test)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(4)
+    yield listener, listener.getsockname()[1]
+    listener.close()
 
 
 def test_a_closed_sockets_watcher_serves_the_next_socket():
@@ -127,15 +131,7 @@ def test_timeout_zero_is_non_blocking(pair):
 def test_sendall_sends_more_than_the_buffers_hold_and_times_out_on_a_stalled_peer(pair):
     ours, peer = pair
     data = bytes(range(256)) * 40000        # 10 MB
-    received = bytearray()
-
-    def drain():
-        while len(received) < len(data):
-            chunk = peer.recv(1 << 20)
-            if not chunk:
-                return
-            received.extend(chunk)
-    reader = gevent.spawn(drain)
+    reader, received = spawn_drain(peer, len(data))
     ours.settimeout(30.0)
     ours.sendall(data)
     reader.join(timeout=30)
@@ -217,45 +213,33 @@ def test_a_dial_still_in_progress_waits_and_times_out():
         listener.close()
 
 
-def test_the_remembered_destination_policy_is_each_clients_own():
+def test_the_remembered_destination_policy_is_each_clients_own(listening_port):
     # connect_direct remembers the policy's answer per (client, address): a loopback client
     # reaching 127.0.0.1 must not open it for a remote client, before or after.
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(4)
-    port = listener.getsockname()[1]
+    _, port = listening_port
     outbound = Outbound(rules=None, connect_timeout=5.0)       # --allow-private not given
     remote, local = ipaddress.ip_address("10.0.1.2"), ipaddress.ip_address("127.0.0.1")
-    try:
-        for client, allowed in ((remote, False), (local, True), (remote, False), (local, True)):
-            if allowed:
-                outbound.connect_direct("127.0.0.1", port, client).close()
-            else:
-                with pytest.raises(Refused):
-                    outbound.connect_direct("127.0.0.1", port, client)
-    finally:
-        listener.close()
+    for client, allowed in ((remote, False), (local, True), (remote, False), (local, True)):
+        if allowed:
+            outbound.connect_direct("127.0.0.1", port, client).close()
+        else:
+            with pytest.raises(Refused):
+                outbound.connect_direct("127.0.0.1", port, client)
 
 
-def test_the_remembered_destination_policy_survives_reused_object_ids():
+def test_the_remembered_destination_policy_survives_reused_object_ids(listening_port):
     # The memory is keyed by the objects' ids: a client object made after another one died
     # often gets the dead one's id (CPython reuses the memory), and must still get its own answer.
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(4)
-    port = listener.getsockname()[1]
+    listener, port = listening_port
     outbound = Outbound(rules=None, connect_timeout=5.0,        # --allow-private not given
                         resolver=FakeResolver(addresses={"here.test": [ipaddress.ip_address("127.0.0.1")]}))
-    try:
-        for i in range(20):
-            for text, allowed in (("127.0.0.%d" % (i + 1), True), ("10.0.%d.2" % i, False)):
-                client = ipaddress.IPv4Address(text)        # new objects, not netutil's cached ones
-                if allowed:
-                    outbound.connect_direct("here.test", port, client).close()
-                    listener.accept()[0].close()
-                else:
-                    with pytest.raises(Refused):
-                        outbound.connect_direct("here.test", port, client)
-                del client
-    finally:
-        listener.close()
+    for i in range(20):
+        for text, allowed in (("127.0.0.%d" % (i + 1), True), ("10.0.%d.2" % i, False)):
+            client = ipaddress.IPv4Address(text)        # new objects, not netutil's cached ones
+            if allowed:
+                outbound.connect_direct("here.test", port, client).close()
+                listener.accept()[0].close()
+            else:
+                with pytest.raises(Refused):
+                    outbound.connect_direct("here.test", port, client)
+            del client

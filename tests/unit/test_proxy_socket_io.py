@@ -8,6 +8,8 @@ from gevent import socket
 
 from tomato_gevent.proxy import lean_socket, socket_io
 
+from .proxy_doubles import spawn_drain
+
 
 @pytest.fixture
 def pair():
@@ -146,15 +148,7 @@ def test_release_gives_the_watcher_back_to_gevents_own_recv(pair):
 def test_send_all_sends_more_than_one_send_takes(pair):
     a, b = pair
     data = bytes(range(256)) * 40000      # 10 MB: far more than the socket buffers hold
-    received = bytearray()
-
-    def drain():
-        while len(received) < len(data):
-            chunk = b.recv(1 << 20)
-            if not chunk:
-                return
-            received.extend(chunk)
-    reader = gevent.spawn(drain)
+    reader, received = spawn_drain(b, len(data))
     socket_io.send_all(a, data)
     reader.join(timeout=30)
     assert bytes(received) == data
