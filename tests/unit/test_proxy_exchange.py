@@ -76,10 +76,9 @@ def test_informational_answers():
     (GET11, "HTTP/1.1 204 No Content\n", Framing.NONE, True),
 ])
 def test_client_framing_and_keep_alive(req, resp, framing, keep):
-    out = exchange.client_framing(req, response(resp))
-    assert out is framing
-    assert exchange.keep_client(req, out) is keep
-    assert exchange.to_client(req, response(resp)) == (out, keep)
+    assert exchange.client_framing(req, response(resp)) is framing
+    out, kept = exchange.to_client(req, response(resp))
+    assert out is framing and kept is keep
 
 
 def test_upstream_is_reused_only_after_a_complete_clean_answer():

@@ -367,19 +367,8 @@ def parse_response_head(buf, request_method, start=0, seen=None):
     status = _STATUS_CODES.get(status_text) or int(status_text)
     if status < 100:
         raise _bad_response("status code %d below 100" % status)
-    if (status >= 200 and status != 204 and status != 304 and b"transfer-encoding" not in tokens
-            and request_method != "HEAD" and request_method != "CONNECT"):
-        # The usual answer, with a body and no transfer coding: _response_framing's answer
-        # without its calls.
-        content_length = fields.content_length(special, _bad_response)
-        framing = Framing.UNTIL_CLOSE if content_length is None else Framing.LENGTH
-        content_length = content_length or 0
-    else:
-        framing, content_length = _response_framing(status, request_method, tokens, special)
-    if tokens:
-        keep_alive, end_to_end = _keep_alive(version, tokens, end_to_end)
-    else:
-        keep_alive = version >= (1, 1)
+    framing, content_length = _response_framing(status, request_method, tokens, special)
+    keep_alive, end_to_end = _keep_alive(version, tokens, end_to_end)
     return _new_head(ResponseHead, (status, reason or b"", version, end_to_end, framing, content_length,
                                     keep_alive and framing is not Framing.UNTIL_CLOSE, length))
 

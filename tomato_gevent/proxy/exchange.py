@@ -9,9 +9,9 @@ Connection is the model: the protocol rules live apart from the I/O).
                   --answer_continue-->      send our own 100 Continue first?
     upstream gone --may_retry-->            resend on a fresh connection? (RFC 9110 9.2.2)
     response head --informational-->        1xx: bytes for the client, or None to swallow
-                  --client_framing-->       how the body goes to the client
-                  --keep_client-->          is the client connection good for another request?
-                  --to_client-->            both at once
+                  --to_client-->            how the body goes to the client, and is the client
+                                            connection good for another request after it?
+                  --client_framing-->       the first of these alone
                   --keep_upstream-->        may the upstream connection be reused?
     destination   --destination_allowed-->  loopback / link-local only for loopback clients;
                                             multicast and broadcast for nobody
@@ -81,16 +81,12 @@ def client_framing(request, response):
 
 
 def to_client(request, response):
-    """(client_framing, keep_client) of an answer in one call (once per request)."""
+    """(how the body goes to the client: client_framing, is the client connection good for
+    another request after this answer?)"""
     framing = response.framing
     if framing is not Framing.NONE and framing is not Framing.LENGTH:
         framing = Framing.CHUNKED if request.version >= (1, 1) else Framing.UNTIL_CLOSE
     return framing, request.keep_alive and framing is not Framing.UNTIL_CLOSE
-
-
-def keep_client(request, framing):
-    """Is the client connection good for another request after this answer?"""
-    return request.keep_alive and framing is not Framing.UNTIL_CLOSE
 
 
 def keep_upstream(response, leftover):

@@ -352,12 +352,7 @@ class HttpSession:
                 body = bytes(buf[:response.content_length])
                 del buf[:len(body)]
                 response_head += body
-            try:                            # _send_client, inlined: once per request
-                send_all(self.client, response_head)
-            except OSError:
-                return False
-            self.down += len(response_head)
-            return True
+            return self._send_client(response_head)
         if not self._send_client(response_head):
             return False
         try:
